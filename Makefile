@@ -1,0 +1,34 @@
+# farm: the two commands are `make run` (the demo) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test unit integration setup clean
+
+$(VENV)/.installed: pyproject.toml
+	./scripts/setup-system
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/farm demo
+
+test: setup
+	./scripts/setup-system --test
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+integration: setup
+	./scripts/setup-system --test
+	$(PY) -m pytest -q tests/integration
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

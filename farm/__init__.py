@@ -1,0 +1,7 @@
+"""farm: a TCP/HTTP load balancer and reverse proxy in the family of HAProxy.
+
+farm/ holds what the master and the workers share: the config model and
+loader, logging, the CLI. It never imports workers/ (see DESIGN.md).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""The `farm` command (also `python3 master.py ...` from a checkout).
+
+  farm run   -c FILE      run in the foreground (the master and its workers)
+  farm check -c FILE      validate; print every error and exit 1, or a summary and exit 0
+  farm ctl   CMD...       send a runtime API command to the admin socket
+  farm demo               farm in front of built-in demo backends
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from farm import __version__, loader
+
+DEFAULT_CONFIG = os.environ.get("FARM_CONFIG", "/etc/farm/farm.toml")
+
+
+def cmd_run(args) -> int:
+    import master  # top-level module: the arbiter
+    return master.run(args.config)
+
+
+def cmd_check(args) -> int:
+    try:
+        cfg = loader.load(args.config)
+    except loader.ConfigErrors as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        n = len(e.errors)
+        print(f"{args.config}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(loader.summary(cfg))
+    return 0
+
+
+def admin_socket_path(args) -> str | None:
+    if args.socket:
+        return args.socket
+    try:
+        cfg = loader.load(args.config)
+    except loader.ConfigErrors as e:
+        print(e, file=sys.stderr)
+        return None
+    return cfg.global_.admin_socket
+
+
+def cmd_ctl(args) -> int:
+    path = admin_socket_path(args)
+    if not path:
+        print("farm ctl: no admin socket: set global.admin_socket in the config or pass -s PATH",
+              file=sys.stderr)
+        return 2
+    command = " ".join(args.command)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(args.timeout)
+            s.connect(path)
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+    except OSError as e:
+        print(f"farm ctl: {path}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(b"".join(chunks).decode("utf-8", "replace"))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from farm import demo
+    return demo.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="farm", description="farm: a TCP/HTTP load balancer and reverse proxy")
+    p.add_argument("--version", action="version", version=f"farm {__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+
+    def with_config(sp):
+        sp.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                        help=f"configuration file (default {DEFAULT_CONFIG})")
+        return sp
+
+    sp = with_config(sub.add_parser("run", help="run farm in the foreground"))
+    sp.set_defaults(func=cmd_run)
+    sp = with_config(sub.add_parser("check", help="validate a configuration file"))
+    sp.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid")
+    sp.set_defaults(func=cmd_check)
+    sp = with_config(sub.add_parser("ctl", help="send a command to the admin socket"))
+    sp.add_argument("-s", "--socket", help="admin socket path (default: global.admin_socket)")
+    sp.add_argument("-t", "--timeout", type=float, default=10.0)
+    sp.add_argument("command", nargs="+", help='e.g. "show stat"')
+    sp.set_defaults(func=cmd_ctl)
+    sp = sub.add_parser("demo", help="run farm in front of built-in demo backends")
+    sp.add_argument("--port", type=int, default=8080, help="port of the demo frontend (default 8080)")
+    sp.add_argument("--workers", type=int, default=2)
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,1164 @@
+"""TOML config -> farm.model.Config, with every error located.
+
+The loader reads one TOML file, validates it completely and either returns
+a frozen model.Config or raises ConfigErrors carrying *all* the problems of
+the file, each with the file, the line (from farm.tomlpos) and the key path.
+A bad value is reported and replaced by its default so that validation can
+go on; the result of a file with errors is never returned.
+
+Structure: small pure value parsers (raise _Invalid), declarative schemas
+(key -> parser) per table, one generic table walker (_fields) that reports
+unknown keys and bad values, builders that turn parsed fields into model
+objects (applying [defaults]), and a final cross-reference pass.
+
+Schema decisions (the contract others rely on):
+- durations: "250ms" "5s" "1m" "1h" "1d" "10us", compounds "1m30s",
+  decimals "1.5s"; a bare TOML integer (or a string of digits) is
+  milliseconds, as in HAProxy; stored as float seconds;
+- sizes: "16k" "1m" "1g" (powers of 1024); a bare integer is bytes;
+- [defaults] values apply where a section does not set its own; the
+  timeout, check and errorfiles tables merge key by key;
+- errorfiles paths are resolved against the config file's directory and
+  stored absolute (when loaded with load(); load_text() takes base_dir);
+- rule params include the documented defaults (deny status 403, return
+  status 200, redirect code 302);
+- when a backend has a cookie table, each server's cookie defaults to its
+  name;
+- ACL lines, if/unless conditions, log-format values (set-header value,
+  redirect location/prefix, set-path, set-query) and replace-* replacements
+  are checked through farm.conditions, looked up at call time;
+- refused: http_request/http_response/cookie in a tcp section, a tcp
+  frontend without default_backend, a config with nothing to listen on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from farm import conditions, model, tomlpos
+from farm.model import (
+    Acl, Address, Backend, Balance, Check, Condition, Config, Cookie,
+    Frontend, Global, LogConfig, Rule, Server, Stats, Timeouts, UseBackend,
+)
+
+__all__ = [
+    "ConfigError", "ConfigErrors", "load", "load_text", "summary",
+    "parse_duration", "parse_size", "parse_address",
+]
+
+
+# ---------------------------------------------------------------- errors
+
+@dataclass(frozen=True)
+class ConfigError:
+    """One problem: where (file, 1-based line or 0, key path) and what."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        what = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{where}: {what}"
+
+
+class ConfigErrors(Exception):
+    """Raised by load()/load_text() with every error of the file."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+# ---------------------------------------------------------- value parsers
+
+class _Invalid(ValueError):
+    """A value failed validation; str() is the user-facing reason."""
+
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)")
+_DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:us|ms|s|m|h|d))+")
+_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"(\d+)([kKmMgG]?)")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+_BALANCE_RE = re.compile(r"([A-Za-z_-]+)(?:\(([^()]*)\))?((?:\s+\S+)*)\s*")
+_URI_OPTIONS = ("whole", "path-only")
+ERRORFILE_CODES = (400, 403, 404, 408, 429, 500, 502, 503, 504)
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+HTTP_REUSE = ("never", "safe", "always")
+
+
+def _describe(value: Any) -> str:
+    """A short, user-facing description of a TOML value for messages."""
+    if isinstance(value, bool):
+        return f"boolean {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value}"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return f"string {text!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"{type(value).__name__} {value}"
+
+
+def _suggest(word: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int in Python but never an integer in TOML.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_range(value, lo, hi) -> None:
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        raise _Invalid(f"must be between {lo} and {hi}, got {value}")
+    if lo is not None and value < lo:
+        raise _Invalid(f"must be at least {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise _Invalid(f"must be at most {hi}, got {value}")
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable:
+    def parse(value: Any) -> int:
+        if not _is_int(value):
+            raise _Invalid(f"expected an integer, got {_describe(value)}")
+        _check_range(value, lo, hi)
+        return value
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected a boolean (true or false), got {_describe(value)}")
+    return value
+
+
+def _str(value: Any) -> str:
+    """Any non-empty string."""
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_describe(value)}")
+    if not value:
+        raise _Invalid("must not be empty")
+    return value
+
+
+def _any_str(value: Any) -> str:
+    """Any string, empty included."""
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _choice(choices: tuple[str, ...], what: str) -> Callable:
+    def parse(value: Any) -> str:
+        text = _str(value)
+        if text not in choices:
+            hint = _suggest(text, choices) or f" (expected one of: {', '.join(choices)})"
+            raise _Invalid(f"unknown {what} {text!r}{hint}")
+        return text
+    return parse
+
+
+def _name(value: Any) -> str:
+    text = _str(value)
+    if not _NAME_RE.fullmatch(text):
+        raise _Invalid(f"invalid name {text!r} (allowed: letters, digits, '_', '.', ':', '-')")
+    return text
+
+
+def _token(value: Any) -> str:
+    """An HTTP token: a header name or a method."""
+    text = _str(value)
+    if not _TOKEN_RE.fullmatch(text):
+        raise _Invalid(f"invalid header name or token {text!r}")
+    return text
+
+
+def _header_value(value: Any) -> str:
+    # CR, LF or NUL in a header value would let a config split headers.
+    text = _any_str(value)
+    if any(c in text for c in "\r\n\0"):
+        raise _Invalid("must not contain CR, LF or NUL characters")
+    return text
+
+
+def _path(value: Any) -> str:
+    text = _header_value(_str(value))
+    if not text.startswith("/"):
+        raise _Invalid(f"must start with '/', got {text!r}")
+    return text
+
+
+def _regex(value: Any) -> str:
+    text = _any_str(value)
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise _Invalid(f"invalid regular expression {text!r}: {e}") from None
+    return text
+
+
+def _format(value: Any) -> str:
+    """A log-format string (%[fetch] ...) as used by header values, redirect
+    targets, set-path and set-query; checked by farm.conditions."""
+    text = _header_value(value)
+    messages = conditions.check_format(text)
+    if messages:
+        raise _Invalid("; ".join(messages))
+    return text
+
+
+def _path_format(value: Any) -> str:
+    """set-path's value: a format; a plain one (no '%') must be a path."""
+    text = _format(_str(value))
+    if "%" not in text and not text.startswith("/"):
+        raise _Invalid(f"must start with '/', got {text!r}")
+    return text
+
+
+def _status(lo: int = 100, hi: int = 599) -> Callable:
+    return _int(lo, hi)
+
+
+def parse_duration(value: Any, *, positive: bool = False) -> float:
+    """A TOML duration -> float seconds.
+
+    Accepts a non-negative integer (milliseconds, HAProxy style), a string
+    of digits (milliseconds), or a string of number+unit parts with units
+    us, ms, s, m, h, d ("250ms", "1m30s", "1.5s"). With positive=True, 0 is
+    refused. Raises ValueError (a _Invalid) with a user-facing message.
+    """
+    hint = "expected a duration like '250ms', '5s', '1m30s' or an integer of milliseconds"
+    if _is_int(value):
+        seconds = value / 1000.0
+        if value < 0:
+            raise _Invalid(f"invalid duration {value}: must not be negative")
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            seconds = int(text) / 1000.0
+        elif _DURATION_RE.fullmatch(text):
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+        else:
+            raise _Invalid(f"invalid duration {value!r} ({hint})")
+    else:
+        raise _Invalid(f"{hint}, got {_describe(value)}")
+    if positive and seconds <= 0:
+        raise _Invalid(f"must be greater than 0, got {value!r}")
+    return seconds
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+def _positive_duration(value: Any) -> float:
+    return parse_duration(value, positive=True)
+
+
+def parse_size(value: Any) -> int:
+    """A TOML size -> int bytes: an integer (bytes) or "16k"/"1m"/"1g"
+    (powers of 1024; upper or lower case). Raises ValueError (_Invalid)."""
+    if _is_int(value):
+        if value < 0:
+            raise _Invalid(f"invalid size {value}: must not be negative")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value.strip())
+        if m:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+        raise _Invalid(f"invalid size {value!r} (expected e.g. '16k', '1m', '1g' or an integer of bytes)")
+    raise _Invalid(f"expected a size like '16k' or an integer of bytes, got {_describe(value)}")
+
+
+def _header_size(value: Any) -> int:
+    size = parse_size(value)
+    _check_range(size, 1024, 1024 * 1024)
+    return size
+
+
+def parse_address(value: Any, *, bind: bool = False) -> Address:
+    """"host:port", "[v6]:port", "*:port" or ":port" -> model.Address.
+
+    For a bind (bind=True) the host must be a literal IP; "*" and "" mean
+    0.0.0.0. For a server the host may also be a DNS name but must be given.
+    The port is 1..65535. Literal IPs are stored in canonical form (so that
+    "[::0]:80" and "[::]:80" compare equal); IPv6 sets AF_INET6.
+    Raises ValueError (_Invalid).
+    """
+    text = _str(value).strip()
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise _Invalid(f"invalid address {text!r} (expected '[IPv6]:port')")
+        try:
+            ip = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _Invalid(f"invalid IPv6 address {host!r} in {text!r}") from None
+        return Address(str(ip), _port(port_text, text), socket.AF_INET6)
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise _Invalid(f"missing port in address {text!r} (expected host:port)")
+    if ":" in host:
+        raise _Invalid(f"IPv6 addresses need brackets: {text!r} (e.g. '[::1]:80')")
+    port = _port(port_text, text)
+    if host in ("", "*"):
+        if not bind:
+            raise _Invalid(f"a server address needs a host, got {text!r}")
+        return Address("0.0.0.0", port)
+    try:
+        return Address(str(ipaddress.IPv4Address(host)), port)
+    except ValueError:
+        pass
+    if bind:
+        raise _Invalid(f"a bind address must be a literal IP, got {text!r}")
+    if not _HOSTNAME_RE.fullmatch(host):
+        raise _Invalid(f"invalid host name {host!r} in {text!r}")
+    return Address(host, port)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise _Invalid(f"invalid port {text!r} in {whole!r} (expected 1..65535)")
+    return int(text)
+
+
+def _bind_address(value: Any) -> Address:
+    return parse_address(value, bind=True)
+
+
+def _server_address(value: Any) -> Address:
+    return parse_address(value, bind=False)
+
+
+def _workers(value: Any) -> int:
+    if value == "auto":
+        return _cpu_count()
+    if not _is_int(value):
+        raise _Invalid(f"expected an integer or 'auto', got {_describe(value)}")
+    _check_range(value, 1, None)
+    return value
+
+
+def _cpu_count() -> int:
+    try:
+        import psutil  # optional: counts what the container really has
+        count = psutil.cpu_count()
+    except ImportError:
+        count = os.cpu_count()
+    return count or 1
+
+
+def _auth(value: Any) -> tuple[str, str]:
+    user, sep, password = _str(value).partition(":")
+    if not sep or not user or not password:
+        raise _Invalid("expected 'user:password'")
+    return (user, password)
+
+
+def _expect_status(value: Any) -> tuple[int, int]:
+    """200, "200" or "200-399" -> (lo, hi) within 100..599."""
+    if _is_int(value):
+        lo = hi = value
+    elif isinstance(value, str) and re.fullmatch(r"\d{3}(-\d{3})?", value.strip()):
+        lo_s, _, hi_s = value.strip().partition("-")
+        lo, hi = int(lo_s), int(hi_s or lo_s)
+    else:
+        raise _Invalid(f"expected a status like \"200\" or a range like \"200-399\", got {_describe(value)}")
+    if not (100 <= lo <= hi <= 599):
+        raise _Invalid(f"invalid status range {value!r} (codes 100..599, low <= high)")
+    return (lo, hi)
+
+
+def _parse_balance(value: Any) -> tuple[str, str | None, tuple[str, ...]]:
+    """"roundrobin", "uri whole", "hdr(Host)" ... -> (algorithm, arg, options)."""
+    text = _str(value).strip()
+    m = _BALANCE_RE.fullmatch(text)
+    algorithm = m.group(1) if m else text
+    if algorithm not in model.BALANCE_ALGORITHMS:
+        hint = _suggest(algorithm, model.BALANCE_ALGORITHMS) or \
+            f" (expected one of: {', '.join(model.BALANCE_ALGORITHMS)})"
+        raise _Invalid(f"unknown balance algorithm {algorithm!r}{hint}")
+    arg, options = m.group(2), tuple(m.group(3).split())
+    if algorithm in model.BALANCE_WITH_ARG:
+        if arg is None or not _TOKEN_RE.fullmatch(arg.strip()):
+            raise _Invalid(f"balance {algorithm} needs a name in parentheses, e.g. '{algorithm}(NAME)'")
+        arg = arg.strip()
+    elif arg is not None:
+        raise _Invalid(f"balance {algorithm} takes no argument, got {text!r}")
+    allowed = _URI_OPTIONS if algorithm == "uri" else ()
+    for opt in options:
+        if opt not in allowed:
+            hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+            raise _Invalid(f"unknown option {opt!r} for balance {algorithm}{hint}")
+    if len(set(options)) != len(options):
+        raise _Invalid(f"repeated option in balance {text!r}")
+    return algorithm, arg, options
+
+
+def _balance(value: Any) -> tuple:
+    return _parse_balance(value)
+
+
+# ------------------------------------------------------------- the walker
+
+class _Skip:
+    """Marker: a nested parser reported its own errors and has no value."""
+
+
+_SKIP = _Skip()
+
+
+@dataclass(frozen=True)
+class _Nested:
+    """A schema entry that walks a sub-structure and reports its own errors:
+    fn(ctx, path, value, scope) -> parsed value or _SKIP."""
+
+    fn: Callable
+
+
+@dataclass
+class _Scope:
+    """What a section's nested parsers share: the ACL names of the section
+    (filled by the 'acl' entry, which each schema lists before the rules)."""
+
+    acl_names: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Ref:
+    """A frontend's reference to a backend, for the cross-reference pass."""
+
+    frontend: Frontend
+    path: tuple
+    backend: str
+
+
+@dataclass
+class _Bind:
+    """A parsed bind with where it was written, for the duplicate check."""
+
+    address: Address
+    path: tuple
+    owner: str
+
+
+class _Ctx:
+    """Error collection and positions for one load."""
+
+    def __init__(self, source: str, positions: dict, base_dir: str | None) -> None:
+        self.source = source
+        self.positions = positions
+        self.base_dir = base_dir
+        self.errors: list[ConfigError] = []
+        self.binds: list[_Bind] = []
+        self.refs: list[_Ref] = []
+
+    def line(self, path: tuple) -> int:
+        return tomlpos.line_of(self.positions, path)
+
+    def error(self, path: tuple, message: str) -> None:
+        self.errors.append(ConfigError(self.source, self.line(path), _format_path(path), message))
+
+    def unknown_key(self, path: tuple, key: str, valid) -> None:
+        self.error(path + (key,), f"unknown key {key!r}{_suggest(key, valid)}")
+
+    def require(self, path: tuple, table: Any, keys: tuple[str, ...]) -> bool:
+        """Report each key of `keys` absent from `table`; True if none is."""
+        if not isinstance(table, dict):
+            return False
+        missing = [k for k in keys if k not in table]
+        for key in missing:
+            self.error(path, f"missing required key {key!r}")
+        return not missing
+
+
+def _format_path(path: tuple) -> str:
+    """("backends","app","servers",0,"address") -> backends.app.servers[0].address"""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _fields(ctx: _Ctx, path: tuple, table: Any, schema: dict, scope: _Scope | None = None) -> dict:
+    """Validate `table` against `schema` (key -> parser or _Nested).
+
+    Reports a non-table, unknown keys (with did-you-mean) and bad values;
+    returns {key: parsed value} for the keys that are present and valid.
+    Keys are parsed in schema order (so 'acl' precedes the rules).
+    """
+    if not isinstance(table, dict):
+        ctx.error(path, f"expected a table, got {_describe(table)}")
+        return {}
+    for key in table:
+        if key not in schema:
+            ctx.unknown_key(path, key, schema)
+    out = {}
+    for key, parser in schema.items():
+        if key not in table:
+            continue
+        kpath = path + (key,)
+        if isinstance(parser, _Nested):
+            result = parser.fn(ctx, kpath, table[key], scope or _Scope())
+            if result is not _SKIP:
+                out[key] = result
+            continue
+        try:
+            out[key] = parser(table[key])
+        except _Invalid as e:
+            ctx.error(kpath, str(e))
+    return out
+
+
+def _table_list(ctx: _Ctx, path: tuple, value: Any, what: str) -> list[tuple[tuple, Any]]:
+    """An array of tables -> [(element path, element)], errors for the rest."""
+    if not isinstance(value, list):
+        ctx.error(path, f"expected an array of tables ([[{_format_path(path)}]]), got {_describe(value)}")
+        return []
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            out.append((path + (i,), item))
+        else:
+            ctx.error(path + (i,), f"expected a table for each {what}, got {_describe(item)}")
+    return out
+
+
+# ----------------------------------------------------- nested structures
+
+_TIMEOUT_SCHEMA = {name: _duration for name in (
+    "connect", "client", "server", "http_request", "http_keep_alive", "queue", "tunnel", "check")}
+
+
+def _timeouts(ctx, path, value, scope) -> dict:
+    return _fields(ctx, path, value, _TIMEOUT_SCHEMA)
+
+
+_CHECK_SCHEMA = {
+    "type": _choice(model.CHECK_TYPES, "check type"),
+    "method": _token,
+    "path": _path,
+    "host": lambda v: _header_value(_str(v)),
+    "expect_status": _expect_status,
+    "expect_body": _str,
+    "interval": _positive_duration,
+    "fastinter": _duration,
+    "downinter": _duration,
+    "timeout": _duration,
+    "rise": _int(1, 1000),
+    "fall": _int(1, 1000),
+    "port": _int(1, 65535),
+    "observe": _bool,
+    "error_limit": _int(1, None),
+}
+
+
+def _check(ctx, path, value, scope) -> dict:
+    return _fields(ctx, path, value, _CHECK_SCHEMA)
+
+
+_COOKIE_SCHEMA = {
+    "name": _token,
+    "mode": _choice(model.COOKIE_MODES, "cookie mode"),
+    "indirect": _bool,
+    "nocache": _bool,
+    "httponly": _bool,
+    "secure": _bool,
+    "domain": lambda v: _header_value(_str(v)),
+    "maxidle": _duration,
+}
+
+
+def _cookie(ctx, path, value, scope) -> Cookie | _Skip:
+    fields = _fields(ctx, path, value, _COOKIE_SCHEMA)
+    if not ctx.require(path, value, ("name",)) or "name" not in fields:
+        return _SKIP
+    return Cookie(**fields)
+
+
+def _errorfiles(ctx, path, value, scope) -> dict | _Skip:
+    """{"503": "path"} -> {503: absolute-or-as-written path}; each file must
+    be a readable regular file (the only I/O besides reading the config)."""
+    if not isinstance(value, dict):
+        ctx.error(path, f"expected a table of status code -> file, got {_describe(value)}")
+        return _SKIP
+    out = {}
+    codes = [str(c) for c in ERRORFILE_CODES]
+    for code, file in value.items():
+        kpath = path + (code,)
+        if code not in codes:
+            ctx.error(kpath, f"unsupported status code {code!r} for an errorfile"
+                             f" (expected one of: {', '.join(codes)})")
+            continue
+        try:
+            out[int(code)] = _readable_file(ctx.base_dir, _str(file))
+        except _Invalid as e:
+            ctx.error(kpath, str(e))
+    return out
+
+
+def _readable_file(base_dir: str | None, file: str) -> str:
+    full = file
+    if base_dir is not None and not os.path.isabs(file):
+        full = os.path.normpath(os.path.join(base_dir, file))
+    if not os.path.exists(full):
+        raise _Invalid(f"cannot read errorfile {file!r}: no such file")
+    if not os.path.isfile(full):
+        raise _Invalid(f"cannot read errorfile {file!r}: not a regular file")
+    if not os.access(full, os.R_OK):
+        raise _Invalid(f"cannot read errorfile {file!r}: permission denied")
+    return full
+
+
+def _acls(ctx, path, value, scope) -> tuple[Acl, ...] | _Skip:
+    """acl table: name -> "fetch args" or a list of such lines (OR-ed)."""
+    if not isinstance(value, dict):
+        ctx.error(path, f"expected a table of ACL name -> condition, got {_describe(value)}")
+        return _SKIP
+    acls = []
+    for name, lines in value.items():
+        apath = path + (name,)
+        try:
+            _name(name)
+        except _Invalid as e:
+            ctx.error(apath, f"ACL {e}")
+        # Known even when its lines are bad, so that conditions using it do
+        # not add "unknown ACL" errors on top.
+        scope.acl_names.add(name)
+        if isinstance(lines, str):
+            items = [(apath, lines)]
+        elif isinstance(lines, list):
+            items = [(apath + (i,), x) for i, x in enumerate(lines)]
+        else:
+            ctx.error(apath, f"expected a string or an array of strings, got {_describe(lines)}")
+            continue
+        if not items:
+            ctx.error(apath, "an ACL needs at least one line")
+            continue
+        good = []
+        for lpath, text in items:
+            if not isinstance(text, str) or not text.strip():
+                ctx.error(lpath, f"expected a non-empty string, got {_describe(text)}")
+                continue
+            for message in conditions.check_acl(text):
+                ctx.error(lpath, message)
+            good.append(text)
+        acls.append(Acl(name, tuple(good)))
+    return tuple(acls)
+
+
+def _condition(ctx: _Ctx, path: tuple, table: dict, scope: _Scope) -> Condition | None:
+    """The optional if/unless of a rule table -> Condition (or None)."""
+    if "if" in table and "unless" in table:
+        ctx.error(path + ("unless",), "use either 'if' or 'unless', not both")
+    for key, negate in (("if", False), ("unless", True)):
+        if key not in table:
+            continue
+        try:
+            text = _str(table[key])
+        except _Invalid as e:
+            ctx.error(path + (key,), str(e))
+            return None
+        for message in conditions.check_condition(text, set(scope.acl_names)):
+            ctx.error(path + (key,), message)
+        return Condition(text, negate)
+    return None
+
+
+def _use_backends(ctx, path, value, scope) -> tuple[tuple[UseBackend, tuple], ...]:
+    """use_backend array -> ((UseBackend, path of its 'backend' key), ...);
+    the paths let the cross-reference pass point at the right line."""
+    out = []
+    as_is = lambda v: v  # noqa: E731 - if/unless are validated by _condition
+    for epath, table in _table_list(ctx, path, value, "use_backend"):
+        fields = _fields(ctx, epath, table, {"backend": _name, "if": as_is, "unless": as_is})
+        cond = _condition(ctx, epath, table, scope)
+        if ctx.require(epath, table, ("backend",)) and "backend" in fields:
+            out.append((UseBackend(fields["backend"], cond, ctx.line(epath)), epath + ("backend",)))
+    return tuple(out)
+
+
+# --------------------------------------------------------------- rules
+
+_REQUIRED = object()  # marks a rule param without a default
+_OPTIONAL = None      # an optional param that is left out when absent
+
+_HEADER_PARAMS = {"name": (_token, _REQUIRED), "value": (_format, _REQUIRED)}
+# 'replace' is also checked against 'match' (group numbers) in _rule.
+_REPLACE_HEADER = {"name": (_token, _REQUIRED), "match": (_regex, _REQUIRED),
+                   "replace": (_header_value, _REQUIRED)}
+_COMMON_RULES = {
+    "set-header": _HEADER_PARAMS,
+    "add-header": _HEADER_PARAMS,
+    "del-header": {"name": (_token, _REQUIRED)},
+    "replace-header": _REPLACE_HEADER,
+}
+# action -> {param: (parser, default)}
+_REQUEST_RULES = {
+    "allow": {},
+    "deny": {"status": (_status(), 403), "content_type": (_header_value, _OPTIONAL),
+             "body": (_any_str, _OPTIONAL)},
+    "redirect": {"location": (_format, _OPTIONAL), "prefix": (_format, _OPTIONAL),
+                 "scheme": (_choice(("http", "https"), "scheme"), _OPTIONAL),
+                 "code": (lambda v: _one_of_int(v, REDIRECT_CODES), 302),
+                 "drop_query": (_bool, _OPTIONAL)},
+    "return": {"status": (_status(), 200), "content_type": (_header_value, _OPTIONAL),
+               "body": (_any_str, _OPTIONAL)},
+    **_COMMON_RULES,
+    "replace-path": {"match": (_regex, _REQUIRED), "replace": (_header_value, _REQUIRED)},
+    "set-path": {"value": (_path_format, _REQUIRED)},
+    "set-query": {"value": (_format, _REQUIRED)},
+}
+_RESPONSE_RULES = {
+    **_COMMON_RULES,
+    "set-status": {"status": (_status(), _REQUIRED), "reason": (_header_value, _OPTIONAL)},
+}
+
+
+def _one_of_int(value: Any, allowed: tuple[int, ...]) -> int:
+    number = _int()(value)
+    if number not in allowed:
+        raise _Invalid(f"must be one of {', '.join(map(str, allowed))}, got {number}")
+    return number
+
+
+def _rule(ctx: _Ctx, path: tuple, table: dict, actions: dict, scope: _Scope) -> Rule | None:
+    """One rule table -> model.Rule, or None when its action is unusable."""
+    cond = _condition(ctx, path, table, scope)
+    if not ctx.require(path, table, ("action",)):
+        return None
+    try:
+        action = _str(table["action"])
+    except _Invalid as e:
+        ctx.error(path + ("action",), str(e))
+        return None
+    if action not in actions:
+        hint = _suggest(action, actions) or f" (expected one of: {', '.join(actions)})"
+        ctx.error(path + ("action",), f"unknown action {action!r}{hint}")
+        return None
+    spec = actions[action]
+    params = {}
+    for key, value in table.items():
+        if key in ("action", "if", "unless"):
+            continue
+        if key not in spec:
+            valid = list(spec) + ["action", "if", "unless"]
+            ctx.error(path + (key,), f"unknown key {key!r} for action {action!r}{_suggest(key, valid)}")
+            continue
+        try:
+            params[key] = spec[key][0](value)
+        except _Invalid as e:
+            ctx.error(path + (key,), str(e))
+    for key, (_, default) in spec.items():
+        if key in table:
+            continue
+        if default is _REQUIRED:
+            ctx.error(path, f"action {action!r} needs {key!r}")
+        elif default is not _OPTIONAL:
+            params[key] = default
+    if "match" in params and "replace" in params:
+        for message in conditions.check_replacement(params["replace"], params["match"]):
+            ctx.error(path + ("replace",), message)
+    if action == "redirect":
+        given = [k for k in ("location", "prefix", "scheme") if k in table]
+        if len(given) != 1:
+            ctx.error(path, "redirect needs exactly one of 'location', 'prefix' or 'scheme'"
+                            + (f", got {', '.join(given)}" if given else ""))
+    return Rule(action, tuple(sorted(params.items())), cond, ctx.line(path))
+
+
+def _rules(actions: dict) -> Callable:
+    def parse(ctx, path, value, scope) -> tuple[Rule, ...]:
+        rules = (_rule(ctx, epath, t, actions, scope) for epath, t in _table_list(ctx, path, value, "rule"))
+        return tuple(r for r in rules if r is not None)
+    return parse
+
+
+# ---------------------------------------------------- binds and servers
+
+def _binds(ctx, path, value, scope) -> tuple[tuple[Address, tuple], ...] | _Skip:
+    """bind: "addr" or ["addr", ...] -> ((Address, path), ...)."""
+    if isinstance(value, str):
+        items = [(path, value)]
+    elif isinstance(value, list):
+        items = [(path + (i,), v) for i, v in enumerate(value)]
+        if not items:
+            ctx.error(path, "needs at least one address")
+    else:
+        ctx.error(path, f"expected a string or an array of strings, got {_describe(value)}")
+        return _SKIP
+    out = []
+    for ipath, text in items:
+        try:
+            out.append((_bind_address(text), ipath))
+        except _Invalid as e:
+            ctx.error(ipath, str(e))
+    return tuple(out)
+
+
+_SERVER_SCHEMA = {
+    "name": _name,
+    "address": _server_address,
+    "weight": _int(0, 256),
+    "backup": _bool,
+    "maxconn": _int(0, None),
+    "check": _bool,
+    "cookie": _token,
+    "disabled": _bool,
+    "slowstart": _duration,
+}
+
+
+def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
+    """servers: array of tables -> Servers with id = 1-based position.
+    A server without a usable name or address is reported and dropped;
+    duplicate names are reported at the later one."""
+    servers: list[Server] = []
+    seen: dict[str, int] = {}
+    for spath, table in _table_list(ctx, path, value, "server"):
+        fields = _fields(ctx, spath, table, _SERVER_SCHEMA)
+        present = ctx.require(spath, table, ("name", "address"))
+        if not present or "name" not in fields or "address" not in fields:
+            continue
+        name = fields["name"]
+        if name in seen:
+            ctx.error(spath + ("name",),
+                      f"duplicate server name {name!r} (first defined at line {seen[name]})")
+        else:
+            seen[name] = ctx.line(spath + ("name",))
+        servers.append(Server(**fields, id=spath[-1] + 1, line=ctx.line(spath)))
+    return tuple(servers)
+
+
+# ------------------------------------------------------------- sections
+
+_GLOBAL_SCHEMA = {
+    "workers": _workers,
+    "maxconn": _int(1, None),
+    "user": _str,
+    "group": _str,
+    "admin_socket": _str,
+    "hard_stop_after": _duration,
+    "pidfile": _str,
+    "state_file": _str,
+    "node": _any_str,
+}
+_LOG_SCHEMA = {
+    "events": _str,
+    "access": _str,
+    "format": _choice(model.LOG_FORMATS, "log format"),
+    "level": _choice(LOG_LEVELS, "log level"),
+}
+_STATS_SCHEMA = {
+    "bind": _bind_address,
+    "uri": _path,
+    "refresh": _positive_duration,
+    "auth": _auth,
+    "admin": _bool,
+}
+_DEFAULTS_SCHEMA = {
+    "mode": _choice(model.MODES, "mode"),
+    "retries": _int(0, 100),
+    "redispatch": _bool,
+    "balance": _balance,
+    "hash_type": _choice(model.HASH_TYPES, "hash type"),
+    "maxconn": _int(0, None),
+    "timeout": _Nested(_timeouts),
+    "option_forwardfor": _bool,
+    "forwarded": _bool,
+    "http_reuse": _choice(HTTP_REUSE, "http_reuse value"),
+    "max_header_size": _header_size,
+    "errorfiles": _Nested(_errorfiles),
+    "check": _Nested(_check),
+}
+# 'acl' comes first: the rules and use_backend conditions need its names.
+_FRONTEND_SCHEMA = {
+    "acl": _Nested(_acls),
+    "bind": _Nested(_binds),
+    "mode": _choice(model.MODES, "mode"),
+    "default_backend": _name,
+    "maxconn": _int(0, None),
+    "timeout": _Nested(_timeouts),
+    "http_request": _Nested(_rules(_REQUEST_RULES)),
+    "http_response": _Nested(_rules(_RESPONSE_RULES)),
+    "use_backend": _Nested(_use_backends),
+    "option_forwardfor": _bool,
+    "forwarded": _bool,
+    "xff_header": _token,
+    "max_header_size": _header_size,
+    "errorfiles": _Nested(_errorfiles),
+}
+_BACKEND_SCHEMA = {
+    "acl": _Nested(_acls),
+    "mode": _choice(model.MODES, "mode"),
+    "balance": _balance,
+    "hash_type": _choice(model.HASH_TYPES, "hash type"),
+    "retries": _int(0, 100),
+    "redispatch": _bool,
+    "timeout": _Nested(_timeouts),
+    "check": _Nested(_check),
+    "cookie": _Nested(_cookie),
+    "http_request": _Nested(_rules(_REQUEST_RULES)),
+    "http_response": _Nested(_rules(_RESPONSE_RULES)),
+    "option_forwardfor": _bool,
+    "forwarded": _bool,
+    "http_reuse": _choice(HTTP_REUSE, "http_reuse value"),
+    "errorfiles": _Nested(_errorfiles),
+    "servers": _Nested(_servers),
+}
+_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends")
+
+
+def _inherit(own: dict, defaults: dict, key: str, fallback: Any) -> Any:
+    """A section's own value, else the [defaults] one, else the model's."""
+    return own.get(key, defaults.get(key, fallback))
+
+
+def _merged(own: dict, defaults: dict, key: str) -> dict:
+    """Key-by-key merge of a sub-table (timeout, check, errorfiles)."""
+    return {**defaults.get(key, {}), **own.get(key, {})}
+
+
+def _check_name(ctx: _Ctx, path: tuple, name: str, what: str) -> None:
+    try:
+        _name(name)
+    except _Invalid as e:
+        ctx.error(path, f"{what} {e}")
+
+
+def _need_http(ctx: _Ctx, path: tuple, mode: str, fields: dict, keys: tuple[str, ...]) -> None:
+    """Report HTTP-only settings in a tcp section (HAProxy refuses them)."""
+    if mode != "tcp":
+        return
+    for key in keys:
+        if fields.get(key):
+            ctx.error(path + (key,), f"{key} needs mode http (this section is mode tcp)")
+
+
+def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Frontend:
+    path = ("frontends", name)
+    _check_name(ctx, path, name, "frontend")
+    own = _fields(ctx, path, table, _FRONTEND_SCHEMA, _Scope())
+    ctx.require(path, table, ("bind",))
+    binds = own.get("bind", ())
+    for address, bpath in binds:
+        ctx.binds.append(_Bind(address, bpath, f"frontend {name!r}"))
+    mode = _inherit(own, defaults, "mode", "http")
+    _need_http(ctx, path, mode, own, ("http_request", "http_response"))
+    use_backend = own.get("use_backend", ())
+    frontend = Frontend(
+        name=name,
+        binds=tuple(a for a, _ in binds),
+        mode=mode,
+        default_backend=own.get("default_backend"),
+        maxconn=_inherit(own, defaults, "maxconn", 0),
+        timeouts=Timeouts(**_merged(own, defaults, "timeout")),
+        acl=own.get("acl", ()),
+        http_request=own.get("http_request", ()),
+        http_response=own.get("http_response", ()),
+        use_backend=tuple(ub for ub, _ in use_backend),
+        option_forwardfor=_inherit(own, defaults, "option_forwardfor", False),
+        forwarded=_inherit(own, defaults, "forwarded", False),
+        xff_header=own.get("xff_header", "X-Forwarded-For"),
+        max_header_size=_inherit(own, defaults, "max_header_size", 16384),
+        errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
+        id=index + 1,
+        line=ctx.line(path),
+    )
+    if "default_backend" in own:
+        ctx.refs.append(_Ref(frontend, path + ("default_backend",), own["default_backend"]))
+    elif mode == "tcp" and "default_backend" not in (table if isinstance(table, dict) else {}):
+        ctx.error(path, "a tcp frontend needs a default_backend")
+    for ub, upath in use_backend:
+        ctx.refs.append(_Ref(frontend, upath, ub.backend))
+    return frontend
+
+
+def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Backend:
+    path = ("backends", name)
+    _check_name(ctx, path, name, "backend")
+    own = _fields(ctx, path, table, _BACKEND_SCHEMA, _Scope())
+    mode = _inherit(own, defaults, "mode", "http")
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie"))
+    algorithm, arg, options = _inherit(own, defaults, "balance", ("roundrobin", None, ()))
+    if mode == "tcp" and algorithm in model.BALANCE_HTTP_ONLY:
+        where = path + ("balance",) if "balance" in own else path
+        origin = "" if "balance" in own else " (inherited from [defaults])"
+        ctx.error(where, f"balance {algorithm}{origin} needs mode http (this backend is mode tcp)")
+    check = _merged(own, defaults, "check")
+    if isinstance(table, dict) and isinstance(table.get("check"), dict) and table["check"] \
+            and "type" not in check and "type" not in table["check"]:
+        ctx.error(path + ("check",), "missing required key 'type' (tcp or http)")
+    cookie = own.get("cookie")
+    servers = own.get("servers", ())
+    if cookie is not None:
+        # Cookie persistence needs a value per server; HAProxy users expect
+        # the server name when none is given.
+        servers = tuple(s if s.cookie else dataclasses.replace(s, cookie=s.name) for s in servers)
+    return Backend(
+        name=name,
+        mode=mode,
+        balance=Balance(algorithm, arg, options, _inherit(own, defaults, "hash_type", "map-based")),
+        servers=servers,
+        retries=_inherit(own, defaults, "retries", 3),
+        redispatch=_inherit(own, defaults, "redispatch", True),
+        timeouts=Timeouts(**_merged(own, defaults, "timeout")),
+        check=Check(**check),
+        cookie=cookie,
+        http_request=own.get("http_request", ()),
+        http_response=own.get("http_response", ()),
+        acl=own.get("acl", ()),
+        option_forwardfor=_inherit(own, defaults, "option_forwardfor", False),
+        forwarded=_inherit(own, defaults, "forwarded", False),
+        http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
+        errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
+        id=index + 1,
+        line=ctx.line(path),
+    )
+
+
+def _sections(ctx: _Ctx, data: dict, key: str) -> list[tuple[str, Any]]:
+    """[frontends] / [backends] -> [(name, table)] in file order."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        ctx.error((key,), f"expected a table of named sections ([{key}.NAME]), got {_describe(value)}")
+        return []
+    return list(value.items())
+
+
+def _cross_check(ctx: _Ctx, backends: list[Backend]) -> None:
+    """References between sections: backends named by frontends exist and
+    have the frontend's mode; no bind address is used twice."""
+    by_name = {b.name: b for b in backends}
+    for ref in ctx.refs:
+        backend, fe = by_name.get(ref.backend), ref.frontend
+        if backend is None:
+            ctx.error(ref.path, f"unknown backend {ref.backend!r}{_suggest(ref.backend, by_name)}")
+        elif backend.mode != fe.mode:
+            ctx.error(ref.path, f"backend {backend.name!r} is mode {backend.mode} but frontend"
+                                f" {fe.name!r} is mode {fe.mode} (http and tcp cannot be mixed)")
+    first: dict[Address, _Bind] = {}
+    for bind in ctx.binds:
+        other = first.setdefault(bind.address, bind)
+        if other is not bind:
+            ctx.error(bind.path, f"bind address {bind.address} is already used by {other.owner}"
+                                 f" (line {ctx.line(other.path)})")
+
+
+def _build(ctx: _Ctx, data: dict) -> Config:
+    for key in data:
+        if key not in _TOP_LEVEL:
+            ctx.unknown_key((), key, _TOP_LEVEL)
+    global_ = Global(**_fields(ctx, ("global",), data.get("global", {}), _GLOBAL_SCHEMA))
+    log = LogConfig(**_fields(ctx, ("log",), data.get("log", {}), _LOG_SCHEMA))
+    defaults = _fields(ctx, ("defaults",), data.get("defaults", {}), _DEFAULTS_SCHEMA)
+    frontends = [_frontend(ctx, name, table, i, defaults)
+                 for i, (name, table) in enumerate(_sections(ctx, data, "frontends"))]
+    backends = [_backend(ctx, name, table, i, defaults)
+                for i, (name, table) in enumerate(_sections(ctx, data, "backends"))]
+    stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
+    if stats.bind is not None:
+        ctx.binds.append(_Bind(stats.bind, ("stats", "bind"), "stats.bind"))
+    if not frontends and stats.bind is None:
+        ctx.error((), "nothing to listen on: define a [frontends.NAME] section (or stats.bind)")
+    _cross_check(ctx, backends)
+    return Config(ctx.source, global_, log, stats, tuple(frontends), tuple(backends))
+
+
+# ------------------------------------------------------------------ API
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+_TOML_END = re.compile(r"\s*\(at end of document\)")
+
+
+def _syntax_error(source: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    """tomllib's "msg (at line N, column M)" -> a ConfigError at line N."""
+    message = str(exc)
+    m = _TOML_POSITION.search(message)
+    if m:
+        line = int(m.group(1))
+        message = f"{message[:m.start()]} (column {m.group(2)})"
+    elif _TOML_END.search(message):
+        line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        message = _TOML_END.sub("", message) + " (at end of file)"
+    else:
+        line = 0
+    return ConfigError(source, line, "", f"TOML syntax error: {message}")
+
+
+def load_text(text: str, source: str = "<string>", *, base_dir: str | None = None) -> Config:
+    """Parse and validate config `text`; `source` names it in messages.
+
+    Relative errorfile paths are resolved against `base_dir` (None: as
+    written, i.e. against the current directory). Returns a Config or
+    raises ConfigErrors with every error, sorted by line.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigErrors([_syntax_error(source, text, e)]) from None
+    ctx = _Ctx(source, tomlpos.locate(text), base_dir)
+    config = _build(ctx, data)
+    if ctx.errors:
+        raise ConfigErrors(sorted(ctx.errors, key=lambda e: e.line))
+    return config
+
+
+def load(path: str) -> Config:
+    """Read, parse and validate the config file at `path` (UTF-8 TOML).
+
+    An unreadable or non-UTF-8 file is reported as one ConfigError.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        text = raw.decode("utf-8")
+    except OSError as e:
+        raise ConfigErrors([ConfigError(path, 0, "", f"cannot read config: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigErrors([ConfigError(path, line, "", "config is not valid UTF-8")]) from None
+    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summary(cfg: Config) -> str:
+    """One line: "farm.toml: valid: 2 frontends, 3 backends, 7 servers, 2 workers"."""
+    servers = sum(len(b.servers) for b in cfg.backends)
+    return (f"{cfg.source}: valid: {_plural(len(cfg.frontends), 'frontend')}, "
+            f"{_plural(len(cfg.backends), 'backend')}, {_plural(servers, 'server')}, "
+            f"{_plural(cfg.global_.workers, 'worker')}")

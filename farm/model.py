@@ -1,0 +1,284 @@
+"""The configuration model: frozen dataclasses, types only, no I/O.
+
+farm/loader.py builds these from TOML; everything else (master, workers,
+stats) reads them. Every value is already validated and normalised:
+durations are float seconds, sizes are int bytes, addresses are parsed.
+Names the loader validates against (balance algorithms, modes, log formats)
+live here so that farm/ never has to import workers/.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+MODES = ("http", "tcp")
+LOG_FORMATS = ("json", "httplog", "tcplog")
+HASH_TYPES = ("map-based", "consistent")
+# Balance algorithms by config name. The hashing ones (source, uri,
+# url_param, hdr) share one hashing balancer and differ by key extraction.
+BALANCE_ALGORITHMS = (
+    "roundrobin", "static-rr", "leastconn", "first", "random",
+    "source", "uri", "url_param", "hdr",
+)
+# Algorithms that take an argument in parentheses: hdr(Host), url_param(id).
+BALANCE_WITH_ARG = ("url_param", "hdr")
+# Algorithms that need an HTTP request for their key.
+BALANCE_HTTP_ONLY = ("uri", "url_param", "hdr")
+HASHING_ALGORITHMS = ("source", "uri", "url_param", "hdr")
+CHECK_TYPES = ("tcp", "http")
+COOKIE_MODES = ("insert", "rewrite", "prefix")
+
+
+@dataclass(frozen=True)
+class Address:
+    """A host:port to bind or connect to. host is a literal IP or a name."""
+
+    host: str
+    port: int
+    family: int = socket.AF_INET
+
+    def sockaddr(self) -> tuple:
+        """The tuple socket.bind/connect expect for this family."""
+        if self.family == socket.AF_INET6:
+            return (self.host, self.port, 0, 0)
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        if self.family == socket.AF_INET6:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """All timeouts in seconds; 0 means no timeout."""
+
+    connect: float = 5.0
+    client: float = 30.0
+    server: float = 30.0
+    http_request: float = 10.0
+    http_keep_alive: float = 10.0
+    queue: float = 5.0
+    tunnel: float = 0.0   # 0 = unset: client/server timeouts apply (HAProxy)
+    check: float = 0.0  # 0: health checks use min(connect, interval)
+
+
+@dataclass(frozen=True)
+class Global:
+    workers: int = 1                 # "auto" is resolved by the loader
+    maxconn: int = 100000
+    user: str | None = None
+    group: str | None = None
+    admin_socket: str | None = None
+    hard_stop_after: float = 30.0
+    pidfile: str | None = None
+    state_file: str | None = None
+    node: str = ""                   # "" = the host name
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    events: str = "stderr"           # "stderr" | file path
+    access: str = "off"              # "off" | "stdout" | file path
+    format: str = "json"             # see LOG_FORMATS
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Stats:
+    bind: Address | None = None
+    uri: str = "/"
+    refresh: float = 10.0
+    auth: tuple[str, str] | None = None   # (user, password) for basic auth
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An `if`/`unless` guard as written; validated by the loader through
+    farm/conditions.py and compiled by workers/rules.py.
+
+    text is the condition source, negate is True for `unless`.
+    """
+
+    text: str
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One http_request / http_response entry.
+
+    action is the verb ("deny", "set-header", ...); params holds the other
+    keys of the TOML table, validated per action by the loader.
+    """
+
+    action: str
+    params: tuple[tuple[str, object], ...] = ()
+    cond: Condition | None = None
+    line: int = 0
+
+    def param(self, key: str, default: object = None) -> object:
+        for k, v in self.params:
+            if k == key:
+                return v
+        return default
+
+
+@dataclass(frozen=True)
+class UseBackend:
+    backend: str
+    cond: Condition | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Acl:
+    """A named ACL: one or more `fetch [flags] values` lines OR-ed together."""
+
+    name: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Balance:
+    algorithm: str = "roundrobin"    # see BALANCE_ALGORITHMS
+    arg: str | None = None           # hdr(NAME) / url_param(NAME)
+    options: tuple[str, ...] = ()    # e.g. ("path-only",) or ("whole",) for uri
+    hash_type: str = "map-based"     # see HASH_TYPES
+
+    def __str__(self) -> str:
+        text = self.algorithm + (f"({self.arg})" if self.arg else "")
+        return " ".join((text,) + self.options)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Health check settings of a backend (applied to each server with check)."""
+
+    type: str | None = None          # None: no checks; "tcp" | "http"
+    method: str = "GET"
+    path: str = "/"
+    host: str | None = None
+    expect_status: tuple[int, int] = (200, 399)
+    expect_body: str | None = None
+    interval: float = 2.0
+    fastinter: float = 0.0           # 0 = interval
+    downinter: float = 0.0           # 0 = interval
+    timeout: float = 0.0             # 0 = min(connect timeout, interval)
+    rise: int = 2
+    fall: int = 3
+    port: int | None = None
+    observe: bool = False            # passive health from live traffic
+    error_limit: int = 10            # consecutive live errors counted as a failed check
+
+
+@dataclass(frozen=True)
+class Cookie:
+    name: str
+    mode: str = "insert"             # see COOKIE_MODES
+    indirect: bool = False
+    nocache: bool = False
+    httponly: bool = False
+    secure: bool = False
+    domain: str | None = None
+    maxidle: float = 0.0
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: Address
+    weight: int = 1
+    backup: bool = False
+    maxconn: int = 0                 # 0 = unlimited
+    check: bool = True               # checked when the backend has a check type
+    cookie: str | None = None        # value for cookie persistence; default = name
+    disabled: bool = False           # starts in maintenance
+    slowstart: float = 0.0
+    id: int = 0                      # 1-based position in its backend (HAProxy's sid)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    mode: str = "http"
+    balance: Balance = field(default_factory=Balance)
+    servers: tuple[Server, ...] = ()
+    retries: int = 3
+    redispatch: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    check: Check = field(default_factory=Check)
+    cookie: Cookie | None = None
+    http_request: tuple[Rule, ...] = ()
+    http_response: tuple[Rule, ...] = ()
+    acl: tuple[Acl, ...] = ()
+    option_forwardfor: bool = False
+    forwarded: bool = False
+    http_reuse: str = "safe"         # "never" | "safe" | "always"
+    errorfiles: tuple[tuple[int, str], ...] = ()
+    id: int = 0                      # 1-based (HAProxy's iid)
+    line: int = 0
+
+    def server(self, name: str) -> Server | None:
+        for s in self.servers:
+            if s.name == name:
+                return s
+        return None
+
+
+@dataclass(frozen=True)
+class Frontend:
+    name: str
+    binds: tuple[Address, ...]
+    mode: str = "http"
+    default_backend: str | None = None
+    maxconn: int = 0                 # 0 = global maxconn
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    acl: tuple[Acl, ...] = ()
+    http_request: tuple[Rule, ...] = ()
+    http_response: tuple[Rule, ...] = ()
+    use_backend: tuple[UseBackend, ...] = ()
+    option_forwardfor: bool = False
+    forwarded: bool = False
+    xff_header: str = "X-Forwarded-For"
+    max_header_size: int = 16384
+    errorfiles: tuple[tuple[int, str], ...] = ()
+    id: int = 0
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole validated configuration (one generation)."""
+
+    source: str = "<memory>"
+    global_: Global = field(default_factory=Global)
+    log: LogConfig = field(default_factory=LogConfig)
+    stats: Stats = field(default_factory=Stats)
+    frontends: tuple[Frontend, ...] = ()
+    backends: tuple[Backend, ...] = ()
+
+    def backend(self, name: str) -> Backend | None:
+        for b in self.backends:
+            if b.name == name:
+                return b
+        return None
+
+    def frontend(self, name: str) -> Frontend | None:
+        for f in self.frontends:
+            if f.name == name:
+                return f
+        return None
+
+    def all_binds(self) -> tuple[Address, ...]:
+        """Every listening address, frontends first, then stats; no repeats."""
+        seen: dict[Address, None] = {}
+        for fe in self.frontends:
+            for a in fe.binds:
+                seen.setdefault(a, None)
+        if self.stats.bind is not None:
+            seen.setdefault(self.stats.bind, None)
+        return tuple(seen)

@@ -1,0 +1,1438 @@
+"""Sans-IO HTTP/1.1 parser and serializer: bytes in, events out, never a socket.
+
+This is the framing layer of the L7 proxy (workers/http.py). It is strict
+where request smuggling lives and cheap where a reverse proxy spends its
+time: the end of a head is found with one ``bytes.find(b"\\r\\n\\r\\n")``, the
+header block is validated *and* split into ``(name, value)`` pairs by one
+precompiled regex ``findall`` (C speed, no per-byte Python loop), and a
+search that did not find its terminator remembers where it stopped, so bytes
+are never scanned twice when more data arrives.
+
+Usage (one parser per direction per connection)::
+
+    p = RequestParser()
+    p.feed(data)                       # b"" (or p.close()) means EOF
+    while True:
+        ev = p.next_event()
+        if ev is NEED_DATA: break      # read more, feed again
+        if isinstance(ev, Request): ...            # the head; p.body_mode says what follows
+        elif isinstance(ev, Data): send(ev.raw)    # raw wire bytes, forward unchanged
+        elif ev is END_OF_MESSAGE: ...             # message complete; parser moves on
+        elif ev is PAUSED: ...         # Upgrade/CONNECT request done: switch_to_tunnel() or resume()
+        elif ev is CLOSED: ...         # no further message can arrive on this connection
+
+Events returned by ``next_event()``:
+
+* ``NEED_DATA`` -- feed more bytes (or EOF).
+* a ``Request`` / ``Response`` -- a complete, validated head.
+* ``Data(raw)`` -- body bytes exactly as received. For a chunked body that
+  is the chunk-size lines, extensions, chunk data, CRLFs, the last chunk and
+  the trailer section, each framing element validated *before* it is
+  returned (a partial chunk-size line is held back until complete; chunk
+  data is returned as it arrives). Relaying ``raw`` verbatim reproduces the
+  body's wire framing without re-encoding.
+* ``END_OF_MESSAGE`` (the single ``EndOfMessage`` instance) -- the message
+  ended exactly here (Content-Length reached, last chunk + trailers read, or
+  EOF for a close-delimited response). A head without a body (GET without
+  Content-Length, HEAD response, 204, 304, ...) is followed directly by it.
+* ``PAUSED`` (request side) -- the request just ended asked to switch
+  protocols (``Connection: upgrade`` + ``Upgrade``, or CONNECT). Bytes after
+  it are not parsed until the proxy knows the server's answer: call
+  ``switch_to_tunnel()`` (returns the leftover bytes, parsing stops for good)
+  or ``resume()`` (the upgrade was refused; parse the next request).
+* ``TUNNEL`` (response side) -- a 101 to an upgrade request, or a 2xx to
+  CONNECT, was just returned; HTTP framing is over. ``switch_to_tunnel()``
+  returns the bytes that followed the head (the first tunnel bytes).
+* ``CLOSED`` -- no further message: EOF arrived between messages, or the
+  last message was not keep-alive (HTTP/1.1 ``Connection: close``, HTTP/1.0
+  without keep-alive, a close-delimited response). Bytes after such a
+  message are ignored (RFC 9112 section 9.6).
+
+Pipelining is automatic: after ``END_OF_MESSAGE`` the next ``next_event()``
+parses the next message from the bytes already buffered (no ``start_next()``
+call needed); only an upgrade/CONNECT request pauses (see ``PAUSED``).
+
+Errors: every protocol violation raises ``HttpError(status, reason)``; the
+parser then stays broken (every later ``next_event()`` re-raises the same
+error). Request-side statuses are 400, 414, 431, 501 and 505; every
+response-side error is 502. Nothing from a head that failed validation is
+ever returned, so the proxy can answer the error, log ``reason`` and close.
+
+Strictness decisions (the RFC 9110/9112 MUSTs plus the smuggling hardening
+HAProxy applies by default):
+
+* Request line: exactly ``METHOD SP TARGET SP VERSION``; method a token;
+  target only visible ASCII (0x21-0x7E) without ``#``; origin-form (``/...``),
+  absolute-form (``http://`` / ``https://``, no userinfo), authority-form only
+  for CONNECT (``host:port``) and ``*`` only for OPTIONS -> else 400.
+  ``HTTP/1.0`` and ``HTTP/1.1`` only: another well-formed ``HTTP/d.d`` -> 505,
+  anything else (``http/1.1``, trailing space) -> 400.
+* Up to 8 empty lines (CRLF) before a request line are skipped (RFC 9112
+  section 2.2); more, or any other junk, -> 400. A bare LF anywhere in a head
+  -> 400 as soon as it is seen.
+* Size: a head larger than ``max_head`` bytes -> 431, except when the request
+  line alone does not end within ``max_head`` bytes -> 414 (in practice the
+  URI is what is long). More than ``max_headers`` fields -> 431.
+* Fields: a name must be a non-empty token (so whitespace before the colon,
+  or a line that starts with SP/HTAB = obs-fold, is rejected); a value may
+  hold HTAB, SP, VCHAR and obs-text only (NUL, CR, LF and other controls
+  rejected). Values are stored without leading/trailing OWS. -> 400.
+* Host: required in HTTP/1.1, at most one, characters of an RFC 3986 host
+  [":" port] -> else 400. For an absolute-form target ``request.host`` is
+  the target's authority (RFC 9112 section 3.2.2), the header is kept.
+* Content-Length: 1*DIGIT, at most 2**63-1; anything else (sign, spaces,
+  lists such as ``5, 5``, hex) -> 400. Several Content-Length fields: identical
+  values are accepted and collapsed into the first one; different -> 400.
+* Transfer-Encoding (requests): together with Content-Length -> 400; in an
+  HTTP/1.0 request -> 400; more than one Transfer-Encoding field -> 400; the
+  value must be a comma list of tokens (a tab or odd character -> 400); the
+  final coding must be ``chunked`` (RFC 9112 6.3: else 400, e.g. ``identity``,
+  ``xchunked``, ``chunked, identity``); ``chunked`` twice -> 400; any other
+  coding before it (``gzip, chunked``) -> 501, since the proxy decodes none.
+  ``Chunked`` in another case is accepted and rewritten to ``chunked`` in
+  ``headers`` so the server sees the canonical spelling.
+* Responses apply the same rules with 502, except that a coding list whose
+  final coding is chunked (``gzip, chunked``) is accepted and passed on.
+* Chunked framing: chunk-size 1-16 hex digits, nothing else (no sign,
+  ``0x``, spaces, ``_``); BWS only before ``;``; extensions ``;name[=token
+  or quoted-string]``; a size line longer than 4096 bytes; chunk data not
+  followed by CRLF; a bare LF anywhere; Content-Length, Transfer-Encoding or
+  Host in trailers -> 400 (502 in a response).
+* Expect: ``100-continue`` sets ``expect_continue`` (HTTP/1.1 only); other
+  expectations are ignored (RFC 9110 allows 417, we do not need it).
+* Persistence: HTTP/1.1 is keep-alive unless ``close`` is a Connection
+  token; HTTP/1.0 is close unless ``keep-alive`` is one (and ``close`` is
+  not). Connection is parsed as a case-insensitive comma list over all its
+  fields; a non-token element -> 400/502.
+* Responses: ``HTTP/1.x SP 3DIGIT SP reason`` (reason may be empty, the SP
+  before it may be missing), status 100-599, reason of HTAB/SP/VCHAR/obs-text
+  -> else 502. A 101 without an upgrade request -> 502; a response with no
+  request expected -> 502.
+"""
+
+import re
+
+__all__ = [
+    "HttpError", "Request", "Response", "Data", "EndOfMessage",
+    "NEED_DATA", "END_OF_MESSAGE", "PAUSED", "TUNNEL", "CLOSED",
+    "BODY_NONE", "BODY_LENGTH", "BODY_CHUNKED", "BODY_CLOSE", "BODY_TUNNEL",
+    "RequestParser", "ResponseParser", "parse_request_head",
+    "serialize_request_head", "serialize_response_head",
+    "make_response", "error_response", "strip_hop_by_hop", "dechunk",
+    "REASONS", "HOP_BY_HOP",
+]
+
+
+# --------------------------------------------------------------------------
+# errors, sentinels and events
+
+class HttpError(Exception):
+    """A protocol violation. ``status`` is what to answer (request side: 400,
+    414, 431, 501, 505; response side: always 502); ``reason`` is for logs."""
+
+    def __init__(self, status: int, reason: str = ""):
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+    def __str__(self):
+        return "%d %s" % (self.status, self.reason)
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")
+PAUSED = _Sentinel("PAUSED")
+TUNNEL = _Sentinel("TUNNEL")
+CLOSED = _Sentinel("CLOSED")
+
+# Body modes (``parser.body_mode`` and ``message.body_mode``).
+BODY_NONE = "none"          # no body: EndOfMessage follows the head
+BODY_LENGTH = "length"      # Content-Length bytes
+BODY_CHUNKED = "chunked"    # chunked framing, relayed raw
+BODY_CLOSE = "close"        # response delimited by the server closing
+BODY_TUNNEL = "tunnel"      # response that switched protocols (101, CONNECT 2xx)
+
+
+class Data:
+    """Body bytes as received on the wire (see the module docstring)."""
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    def __eq__(self, other):
+        return isinstance(other, Data) and other.raw == self.raw
+
+    def __repr__(self):
+        return "Data(%r)" % (self.raw[:40] + (b"..." if len(self.raw) > 40 else b""),)
+
+
+class EndOfMessage:
+    """End of the current message. The parser returns the one instance
+    ``END_OF_MESSAGE``; test with ``ev is END_OF_MESSAGE`` or isinstance."""
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return isinstance(other, EndOfMessage)
+
+    def __hash__(self):
+        return 0
+
+    def __repr__(self):
+        return "EndOfMessage()"
+
+
+END_OF_MESSAGE = EndOfMessage()
+
+
+# --------------------------------------------------------------------------
+# character classes (RFC 9110 section 5.6.2 token, 5.5 field-value)
+
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TCHAR_CLASS = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_HEX = b"0123456789abcdefABCDEF"
+# request-target: visible ASCII except '#' (a fragment is never sent; HAProxy
+# rejects it too). Raw UTF-8 is refused: clients must percent-encode.
+_TARGET_OK = bytes(range(0x21, 0x7F)).replace(b"#", b"")
+# uri-host [":" port]: unreserved, sub-delims, ':', '[', ']' and '%' (pct-encoded).
+_HOST_OK = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+            b"-._~!$&'()*+,;=:[]%")
+_REASON_OK = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_VALUE_OK = _REASON_OK
+
+# One header line: token ':' OWS value OWS CRLF, anchored at a line start.
+# The value group starts and ends with a non-whitespace byte, so OWS is
+# stripped by the regex itself. Used with findall over the whole block: the
+# block is valid iff every LF in it ends a match (see _fields()).
+_FIELD_RE = re.compile(
+    rb"(?m)^([" + _TCHAR_CLASS + rb"]+):[ \t]*"
+    rb"([\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff]|)[ \t]*\r\n")
+_VALUE_RE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+_VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
+_ABSOLUTE_RE = re.compile(rb"([Hh][Tt][Tt][Pp][Ss]?)://([^/?]*)")
+_AUTHORITY_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+):[0-9]{1,5}")
+_CHUNK_EXT_RE = re.compile(
+    rb"(?:[ \t]*;[ \t]*[" + _TCHAR_CLASS + rb"]+"
+    rb"(?:[ \t]*=[ \t]*(?:[" + _TCHAR_CLASS + rb"]+"
+    rb"|\"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*\"))?)*")
+
+# Field names whose presence changes framing or derived fields; found with one
+# set intersection against the lowercased names.
+_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding",
+                      b"connection", b"expect", b"upgrade"))
+_FRAMING = frozenset((b"content-length", b"transfer-encoding"))
+_FORBIDDEN_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"host"))
+
+# The Connection values seen in practice, pre-split (value is lowercased first).
+_CONN_FAST = {
+    b"keep-alive": frozenset((b"keep-alive",)),
+    b"close": frozenset((b"close",)),
+    b"upgrade": frozenset((b"upgrade",)),
+    b"keep-alive, upgrade": frozenset((b"keep-alive", b"upgrade")),
+    b"upgrade, keep-alive": frozenset((b"keep-alive", b"upgrade")),
+    b"te": frozenset((b"te",)),
+}
+_EMPTY = frozenset()
+
+_MAX_INT64 = 2 ** 63 - 1
+_MAX_CHUNK_LINE = 4096      # chunk-size line incl. extensions
+_MAX_LEADING_CRLF = 8       # empty lines tolerated before a start line
+_MAX_HEADERS = 100          # HAProxy's default (tune.http.maxhdr is 101)
+
+
+# --------------------------------------------------------------------------
+# messages
+
+class _Message:
+    """Header helpers shared by Request and Response. ``headers`` is a plain
+    list of ``(name, value)`` bytes tuples, names as received; it may be
+    edited directly. The derived fields (content_length, chunked, keep_alive,
+    ...) describe the message *as parsed* and are not recomputed when
+    headers change: rules that rewrite framing headers own the consequences."""
+    __slots__ = ()
+
+    def get(self, name_lower: bytes):
+        """First value of the field ``name_lower`` (give it lowercased), or None."""
+        n = len(name_lower)
+        for k, v in self.headers:
+            # comparing lengths first avoids most lower() calls
+            if len(k) == n and k.lower() == name_lower:
+                return v
+        return None
+
+    def get_all(self, name_lower: bytes) -> list:
+        """Every value of the field ``name_lower``, in order (field lines, not
+        comma-split elements)."""
+        n = len(name_lower)
+        return [v for k, v in self.headers if len(k) == n and k.lower() == name_lower]
+
+    def set(self, name, value) -> None:
+        """Replace every ``name`` field by one ``name: value`` at the place of
+        the first one (appended if absent). str is encoded as latin-1. Raises
+        ValueError for a non-token name or a value with CR/LF/NUL/controls."""
+        name, value = _check_field(name, value)
+        low = name.lower()
+        n = len(low)
+        hs = self.headers
+        out = []
+        done = False
+        for h in hs:
+            k = h[0]
+            if len(k) == n and k.lower() == low:
+                if not done:
+                    out.append((name, value))
+                    done = True
+            else:
+                out.append(h)
+        if not done:
+            out.append((name, value))
+        hs[:] = out
+
+    def add(self, name, value) -> None:
+        """Append ``name: value`` (validated like set())."""
+        self.headers.append(_check_field(name, value))
+
+    def remove(self, name_lower: bytes) -> int:
+        """Remove every ``name_lower`` field; returns how many were removed."""
+        n = len(name_lower)
+        hs = self.headers
+        kept = [h for h in hs if not (len(h[0]) == n and h[0].lower() == name_lower)]
+        removed = len(hs) - len(kept)
+        if removed:
+            hs[:] = kept
+        return removed
+
+
+def _check_field(name, value):
+    if isinstance(name, str):
+        name = name.encode("latin-1")
+    if isinstance(value, str):
+        value = value.encode("latin-1")
+    elif isinstance(value, int):
+        value = b"%d" % value
+    if not name or name.translate(None, _TCHAR):
+        raise ValueError("invalid header name %r" % (name,))
+    if not _VALUE_RE.fullmatch(value):
+        raise ValueError("invalid header value %r" % (value,))
+    return name, value
+
+
+_new = object.__new__
+
+
+class Request(_Message):
+    """A request head. Mutable: rules rewrite it before serialize_request_head().
+
+    ``target`` is the request-target as received; ``path`` and ``query`` are
+    views of it (computed on first use) and setting any of the three keeps
+    the others consistent. For an absolute-form target the path is the part
+    after the authority (``b"/"`` if empty); for authority-form (CONNECT)
+    both are b""; for ``*`` the path is b"*". Derived fields are read-only
+    by convention (see _Message)."""
+    __slots__ = ("method", "_target", "_path", "_query", "_prefix", "version", "headers",
+                 "content_length", "chunked", "keep_alive", "expect_continue",
+                 "upgrade", "host", "body_mode")
+
+    def __init__(self, method: bytes = b"GET", target: bytes = b"/",
+                 version: bytes = b"HTTP/1.1", headers=None):
+        """Build a request by hand (health checks, tests). Derived fields get
+        neutral defaults; nothing is validated here."""
+        self.method = method
+        self._target = target
+        self._path = None
+        self._query = None
+        self._prefix = None
+        self.version = version
+        self.headers = list(headers) if headers else []
+        self.content_length = None
+        self.chunked = False
+        self.keep_alive = version == b"HTTP/1.1"
+        self.expect_continue = False
+        self.upgrade = None
+        self.host = None
+        self.body_mode = BODY_NONE
+
+    @property
+    def target(self) -> bytes:
+        return self._target
+
+    @target.setter
+    def target(self, value: bytes):
+        self._target = value
+        self._path = None
+
+    def _split(self):
+        t = self._target
+        if t[:1] == b"/":
+            prefix = b""
+            rest = t
+        elif t == b"*":
+            self._prefix, self._path, self._query = b"", b"*", b""
+            return
+        else:
+            m = _ABSOLUTE_RE.match(t)
+            if m is None:           # authority-form (CONNECT)
+                self._prefix, self._path, self._query = t, b"", b""
+                return
+            prefix = t[:m.end()]
+            rest = t[m.end():]
+        q = rest.find(b"?")
+        if q < 0:
+            path, query = rest, b""
+        else:
+            path, query = rest[:q], rest[q + 1:]
+        if not path and prefix:
+            path = b"/"
+        self._prefix, self._path, self._query = prefix, path, query
+
+    @property
+    def path(self) -> bytes:
+        if self._path is None:
+            self._split()
+        return self._path
+
+    @path.setter
+    def path(self, value: bytes):
+        if self._path is None:
+            self._split()
+        self._path = value
+        self._rebuild()
+
+    @property
+    def query(self) -> bytes:
+        if self._path is None:
+            self._split()
+        return self._query
+
+    @query.setter
+    def query(self, value: bytes):
+        if self._path is None:
+            self._split()
+        self._query = value
+        self._rebuild()
+
+    def _rebuild(self):
+        q = self._query
+        self._target = self._prefix + self._path + (b"?" + q if q else b"")
+
+    def __repr__(self):
+        return "<Request %s %s %s>" % (self.method.decode("latin-1"),
+                                       self._target[:80].decode("latin-1"),
+                                       self.version.decode("latin-1"))
+
+
+class Response(_Message):
+    """A response head. ``upgrade`` is the Upgrade value of a 101 (else None);
+    ``body_mode`` depends on the request method (see ResponseParser)."""
+    __slots__ = ("status", "reason", "version", "headers", "content_length", "chunked",
+                 "keep_alive", "upgrade", "body_mode")
+
+    def __init__(self, status: int = 200, reason=None, version: bytes = b"HTTP/1.1",
+                 headers=None):
+        self.status = status
+        self.reason = REASONS.get(status, b"") if reason is None else reason
+        self.version = version
+        self.headers = list(headers) if headers else []
+        self.content_length = None
+        self.chunked = False
+        self.keep_alive = version == b"HTTP/1.1"
+        self.upgrade = None
+        self.body_mode = BODY_NONE
+
+    @property
+    def interim(self) -> bool:
+        """True for a 1xx other than 101: no body, the final response follows."""
+        return self.status < 200 and self.status != 101
+
+    def __repr__(self):
+        return "<Response %s %d %s>" % (self.version.decode("latin-1"), self.status,
+                                        self.reason.decode("latin-1"))
+
+
+# --------------------------------------------------------------------------
+# head parsing (pure functions on a buffer; the parsers call them)
+
+def _fields(buf, a, b, status, max_headers, what="header"):
+    """Validate and split the field block buf[a:b] (each line ends in CRLF;
+    the terminating empty line is not included). Returns [(name, value)].
+
+    Why this is correct: _FIELD_RE is anchored at line starts ((?m)^) and each
+    match ends with CRLF, so matches are whole lines. If the number of matches
+    equals the number of LFs, every LF ends a valid line, hence every line is
+    valid and nothing (bare CR/LF, obs-fold, junk) lies between them."""
+    block = buf[a:b]
+    hs = _FIELD_RE.findall(block)
+    if len(hs) != block.count(b"\n"):
+        _field_error(block, status, what)
+    if len(hs) > max_headers:
+        raise HttpError(431 if status == 400 else status, "too many %s fields" % what)
+    return hs
+
+
+def _field_error(block, status, what):
+    """Slow path: say which line of a rejected field block is wrong."""
+    for line in block.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            reason = "obs-fold (line starting with whitespace)"
+        elif b"\n" in line:
+            reason = "bare LF"
+        elif b"\r" in line:
+            reason = "bare CR"
+        else:
+            colon = line.find(b":")
+            if colon < 0:
+                reason = "%s line without colon" % what
+            elif colon == 0:
+                reason = "empty %s name" % what
+            else:
+                name = line[:colon]
+                if b" " in name or b"\t" in name:
+                    reason = "whitespace in %s name (before colon)" % what
+                elif name.translate(None, _TCHAR):
+                    reason = "invalid character in %s name" % what
+                elif b"\0" in line:
+                    reason = "NUL in %s value" % what
+                elif _FIELD_RE.fullmatch(line + b"\r\n"):
+                    continue
+                else:
+                    reason = "invalid character in %s value" % what
+        raise HttpError(status, "%s: %r" % (reason, line[:64]))
+    raise HttpError(status, "malformed %s block" % what)
+
+
+def _conn_tokens(hs, lnames, status):
+    """Lowercased tokens of every Connection field (comma list, OWS around
+    elements, empty elements ignored)."""
+    if lnames.count(b"connection") == 1:
+        fast = _CONN_FAST.get(hs[lnames.index(b"connection")][1].lower())
+        if fast is not None:
+            return fast
+    toks = set()
+    for i, ln in enumerate(lnames):
+        if ln == b"connection":
+            for t in hs[i][1].lower().split(b","):
+                t = t.strip(b" \t")
+                if not t:
+                    continue
+                if t.translate(None, _TCHAR):
+                    raise HttpError(status, "invalid Connection header")
+                toks.add(t)
+    return toks
+
+
+def _content_length(hs, lnames, status):
+    """Validated Content-Length (identical duplicates collapsed in hs)."""
+    i = lnames.index(b"content-length")
+    v = hs[i][1]
+    if lnames.count(b"content-length") > 1:
+        dups = [j for j, ln in enumerate(lnames) if ln == b"content-length"]
+        for j in dups[1:]:
+            if hs[j][1] != v:
+                raise HttpError(status, "conflicting Content-Length headers")
+        # forward one: a server may reject (or worse, misread) duplicates
+        for j in reversed(dups[1:]):
+            del hs[j]
+            del lnames[j]
+    # bytes.isdigit() is ASCII-only: rejects signs, spaces, lists, hex, empty
+    if not v.isdigit():
+        raise HttpError(status, "invalid Content-Length %r" % (v[:32],))
+    if len(v) > 18:
+        n = int(v)
+        if n > _MAX_INT64:
+            raise HttpError(status, "Content-Length too large")
+        return n
+    return int(v)
+
+
+def _transfer_encoding(hs, lnames, status, unknown_status):
+    """Check Transfer-Encoding; returns normally only when the final coding is
+    chunked. ``unknown_status`` is what a well-formed but unsupported coding
+    list gets (501 for requests); None means such lists are accepted."""
+    if lnames.count(b"transfer-encoding") > 1:
+        raise HttpError(status, "more than one Transfer-Encoding header")
+    i = lnames.index(b"transfer-encoding")
+    v = hs[i][1]
+    if v == b"chunked":
+        return
+    codings = [c.strip(b" ") for c in v.split(b",")]
+    for c in codings:
+        # strip() only removed spaces: a tab, a control or a parameter fails here
+        if not c or c.translate(None, _TCHAR):
+            raise HttpError(status, "malformed Transfer-Encoding %r" % (v[:64],))
+    low = [c.lower() for c in codings]
+    if low[-1] != b"chunked":
+        raise HttpError(status, "Transfer-Encoding without final chunked: %r" % (v[:64],))
+    if low.count(b"chunked") > 1:
+        raise HttpError(status, "chunked applied more than once")
+    if len(low) > 1:
+        if unknown_status is not None:
+            raise HttpError(unknown_status, "unsupported transfer coding %r" % (v[:64],))
+        return
+    # a lone "Chunked"/"CHUNKED": forward the canonical spelling so that a
+    # case-sensitive server cannot read the body differently
+    hs[i] = (hs[i][0], b"chunked")
+
+
+def _check_target(method, target):
+    """Non-origin-form targets. Returns the authority of an absolute-form
+    target (it replaces Host, RFC 9112 3.2.2), else None."""
+    if method == b"CONNECT":
+        if not _AUTHORITY_RE.fullmatch(target):
+            raise HttpError(400, "CONNECT needs an authority-form target (host:port)")
+        return None
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise HttpError(400, "asterisk-form target outside OPTIONS")
+        return None
+    m = _ABSOLUTE_RE.match(target)
+    if m is None:
+        raise HttpError(400, "invalid request target")
+    auth = m.group(2)
+    if not auth or b"@" in auth or auth.translate(None, _HOST_OK):
+        raise HttpError(400, "invalid authority in absolute-form target")
+    return auth
+
+
+def _build_request(buf, start, end, max_headers):
+    """Parse the head buf[start:end+4] whose final CRLFCRLF starts at ``end``
+    (start is the first byte of the request line). Returns a Request."""
+    eol = buf.find(b"\r\n", start)
+    parts = buf[start:eol].split(b" ")
+    if len(parts) != 3:
+        raise HttpError(400, "malformed request line")
+    method, target, version = parts
+    if not method or method.translate(None, _TCHAR):
+        raise HttpError(400, "invalid method")
+    bad_version = False
+    if version == b"HTTP/1.1":
+        v11 = True
+    elif version == b"HTTP/1.0":
+        v11 = False
+    elif _VERSION_RE.fullmatch(version):
+        # 505, but only after the fields were validated: a 400 found anywhere
+        # in the head must win, as it does when a bare LF is caught before
+        # the head is complete (same answer however the bytes arrive)
+        bad_version = v11 = True
+    else:
+        raise HttpError(400, "malformed HTTP version %r" % (version[:16],))
+    if not target or target.translate(None, _TARGET_OK):
+        raise HttpError(400, "invalid character in request target")
+    authority = None
+    if target[0] != 47:          # not "/": absolute-, authority- or asterisk-form
+        authority = _check_target(method, target)
+    elif method == b"CONNECT":
+        raise HttpError(400, "CONNECT needs an authority-form target (host:port)")
+
+    if eol == end:
+        hs = []
+        lnames = []
+        sp = _EMPTY
+    else:
+        hs = _fields(buf, eol + 2, end + 2, 400, max_headers)
+        lnames = [k.lower() for k, _ in hs]
+        sp = _SPECIAL.intersection(lnames)
+    if bad_version:
+        raise HttpError(505, "unsupported HTTP version %r" % (version,))
+
+    r = _new(Request)
+    r.method = method
+    r._target = target
+    r._path = None
+    r.version = version
+    r.headers = hs
+    r.expect_continue = False
+    r.upgrade = None
+
+    if b"host" in sp:
+        if lnames.count(b"host") > 1:
+            raise HttpError(400, "more than one Host header")
+        host = hs[lnames.index(b"host")][1]
+        if host.translate(None, _HOST_OK):
+            raise HttpError(400, "invalid Host header")
+        r.host = host if authority is None else authority
+    elif v11:
+        raise HttpError(400, "HTTP/1.1 request without Host")
+    else:
+        r.host = authority
+
+    cl = None
+    chunked = False
+    if b"transfer-encoding" in sp:
+        if not v11:
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if b"content-length" in sp:
+            raise HttpError(400, "both Content-Length and Transfer-Encoding")
+        _transfer_encoding(hs, lnames, 400, 501)
+        chunked = True
+        r.body_mode = BODY_CHUNKED
+    elif b"content-length" in sp:
+        cl = _content_length(hs, lnames, 400)
+        r.body_mode = BODY_LENGTH if cl else BODY_NONE
+    else:
+        r.body_mode = BODY_NONE
+    r.content_length = cl
+    r.chunked = chunked
+
+    if b"connection" in sp:
+        toks = _conn_tokens(hs, lnames, 400)
+        if v11:
+            r.keep_alive = b"close" not in toks
+            if b"upgrade" in toks and b"upgrade" in sp:
+                # RFC 9110 7.8: Upgrade only counts when listed in Connection,
+                # and is ignored in HTTP/1.0
+                ups = [hs[i][1] for i, ln in enumerate(lnames) if ln == b"upgrade"]
+                r.upgrade = ups[0] if len(ups) == 1 else b", ".join(ups)
+        else:
+            r.keep_alive = b"keep-alive" in toks and b"close" not in toks
+    else:
+        r.keep_alive = v11
+    if v11 and b"expect" in sp:
+        for i, ln in enumerate(lnames):
+            if ln == b"expect" and hs[i][1].lower() == b"100-continue":
+                r.expect_continue = True
+    return r
+
+
+def _build_response(buf, start, end, max_headers):
+    """Parse the status line and fields of buf[start:end+4] (see
+    _build_request). Framing that depends on the request is decided by
+    ResponseParser; here content_length/chunked/keep_alive are filled."""
+    eol = buf.find(b"\r\n", start)
+    parts = buf[start:eol].split(b" ", 2)
+    if len(parts) < 2:
+        raise HttpError(502, "malformed status line")
+    version = parts[0]
+    code = parts[1]
+    reason = parts[2] if len(parts) == 3 else b""
+    if version == b"HTTP/1.1":
+        v11 = True
+    elif version == b"HTTP/1.0":
+        v11 = False
+    else:
+        raise HttpError(502, "unsupported HTTP version %r" % (version[:16],))
+    if len(code) != 3 or not code.isdigit() or not 49 <= code[0] <= 53:
+        raise HttpError(502, "invalid status code %r" % (code[:8],))
+    if reason and reason.translate(None, _REASON_OK):
+        raise HttpError(502, "invalid character in reason phrase")
+
+    if eol == end:
+        hs = []
+        lnames = []
+        sp = _EMPTY
+    else:
+        hs = _fields(buf, eol + 2, end + 2, 502, max_headers)
+        lnames = [k.lower() for k, _ in hs]
+        sp = _SPECIAL.intersection(lnames)
+
+    r = _new(Response)
+    r.status = int(code)
+    r.reason = reason
+    r.version = version
+    r.headers = hs
+    r.upgrade = None
+    cl = None
+    chunked = False
+    if b"transfer-encoding" in sp:
+        if not v11:
+            raise HttpError(502, "Transfer-Encoding in an HTTP/1.0 response")
+        if b"content-length" in sp:
+            raise HttpError(502, "both Content-Length and Transfer-Encoding")
+        _transfer_encoding(hs, lnames, 502, None)
+        chunked = True
+    elif b"content-length" in sp:
+        cl = _content_length(hs, lnames, 502)
+    r.content_length = cl
+    r.chunked = chunked
+    if b"connection" in sp:
+        toks = _conn_tokens(hs, lnames, 502)
+        r.keep_alive = (b"close" not in toks) if v11 else (
+            b"keep-alive" in toks and b"close" not in toks)
+    else:
+        r.keep_alive = v11
+    if b"upgrade" in sp:
+        r.upgrade = hs[lnames.index(b"upgrade")][1]
+    return r
+
+
+def _skip_empty_lines(buf, pos, status, n=0):
+    """Skip the CRLFs allowed before a start line; ``n`` counts those skipped
+    in earlier calls for the same message. Returns (new pos, new count)."""
+    while buf.startswith(b"\r\n", pos):
+        pos += 2
+        n += 1
+        if n > _MAX_LEADING_CRLF:
+            raise HttpError(status, "too many empty lines before the start line")
+    return pos, n
+
+
+def _bare_lf(buf, lo, hi, floor):
+    """True if buf[lo:hi] holds an LF not preceded by CR (bytes before
+    ``floor`` do not count as a CR)."""
+    return buf.count(b"\n", lo, hi) != buf.count(b"\r\n", max(lo - 1, floor), hi)
+
+
+def _request_head_incomplete(buf, pos, lo, max_head):
+    """Checks on a request head whose end is not buffered yet, so junk and
+    oversize are refused now instead of after a timeout. Only the first
+    max_head bytes are looked at, so the outcome does not depend on how the
+    bytes were split across recv() calls. ``lo``: first byte not yet checked
+    for a bare LF."""
+    hi = min(len(buf), pos + max_head)
+    if lo < hi and _bare_lf(buf, lo, hi, pos):
+        raise HttpError(400, "bare LF in request head")
+    sp = buf.find(b" ", pos, hi)
+    method = buf[pos:hi if sp < 0 else sp]
+    if sp == pos or method.translate(None, _TCHAR):
+        raise HttpError(400, "invalid request line")
+    if len(buf) - pos >= max_head:
+        if buf.find(b"\r\n", pos, pos + max_head) < 0:
+            raise HttpError(414, "request line too long")
+        raise HttpError(431, "request head too large")
+    return hi
+
+
+def _response_head_incomplete(buf, pos, lo, max_head):
+    hi = min(len(buf), pos + max_head)
+    if lo < hi and _bare_lf(buf, lo, hi, pos):
+        raise HttpError(502, "bare LF in response head")
+    k = min(hi - pos, 5)
+    if buf[pos:pos + k] != b"HTTP/"[:k]:
+        raise HttpError(502, "invalid status line")
+    if len(buf) - pos >= max_head:
+        raise HttpError(502, "response head too large")
+    return hi
+
+
+def parse_request_head(buf: bytes, start: int = 0, max_head: int = 16384,
+                       max_headers: int = _MAX_HEADERS):
+    """One-call fast path: parse the request head that begins at buf[start]
+    (empty lines before it are skipped). Returns ``(Request, end_offset)``
+    where end_offset is the index of the first byte after the head (body or
+    next request), or None when the head is not complete yet. Raises
+    HttpError exactly as RequestParser does. Stateless: a caller that gets
+    None and reads more should use RequestParser, which does not rescan."""
+    pos = _skip_empty_lines(buf, start, 400)[0]
+    if pos == len(buf) - 1 and buf[pos] == 13:
+        return None
+    end = buf.find(b"\r\n\r\n", pos, pos + max_head)
+    if end < 0:
+        _request_head_incomplete(buf, pos, pos, max_head)
+        return None
+    return _build_request(buf, pos, end, max_headers), end + 4
+
+
+# --------------------------------------------------------------------------
+# parsers
+
+# parser states
+_S_HEAD = 0
+_S_LENGTH = 1
+_S_CHUNKED = 2
+_S_CLOSE = 3
+_S_END = 4        # body complete: EndOfMessage is next
+_S_PAUSED = 5
+_S_TUNNEL = 6
+_S_CLOSED = 7
+_S_ERROR = 8
+_S_SWITCHED = 9   # switch_to_tunnel() done: the parser is retired
+
+# chunked sub-states
+_C_SIZE = 0
+_C_DATA = 1
+_C_CRLF = 2
+_C_TRAILER = 3
+
+
+class _Parser:
+    """Buffering and body framing shared by both directions.
+
+    Buffer discipline: ``_buf`` holds received bytes, ``_pos`` the first
+    unconsumed one. feed() on a fully consumed buffer just adopts the new
+    bytes object (so a body recv() is returned as Data without a copy);
+    otherwise it appends to the unconsumed tail (bounded by max_head for a
+    head, by 4 KiB for a chunk-size line). ``_scan`` is where the pending
+    terminator search resumes and ``_checked`` the first byte not yet checked
+    for a bare LF, so no byte is scanned twice."""
+
+    _status = 400      # error status for framing errors (502 for responses)
+
+    def __init__(self, max_head: int = 16384, max_headers: int = _MAX_HEADERS):
+        self.max_head = max_head
+        self.max_headers = max_headers
+        self._buf = b""
+        self._pos = 0
+        self._scan = 0
+        self._checked = 0
+        self._empty = 0              # empty lines skipped before this start line
+        self._eof = False
+        self._state = _S_HEAD
+        self._error = None
+        self._pending_error = None   # chunked: raised after the valid prefix
+        self._remaining = 0
+        self._cstate = _C_SIZE
+        self._after_end = _S_HEAD
+        self.message = None          # the last head returned
+        self.body_mode = None        # body mode of self.message
+
+    # -- input
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; ``b""`` means the peer closed (EOF). Bytes
+        fed after CLOSED are kept but never parsed."""
+        if self._state == _S_SWITCHED:
+            raise RuntimeError("parser switched to tunnel mode")
+        if self._eof:
+            if data:
+                raise RuntimeError("feed() after EOF")
+            return
+        if not data:
+            self._eof = True
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        pos = self._pos
+        buf = self._buf
+        if pos >= len(buf):
+            self._buf = data
+            self._scan = self._checked = 0
+        else:
+            self._buf = (buf[pos:] if pos else buf) + data
+            self._scan = max(self._scan - pos, 0)
+            self._checked = max(self._checked - pos, 0)
+        self._pos = 0
+
+    def close(self) -> None:
+        """Same as feed(b""): the peer closed its side."""
+        self.feed(b"")
+
+    @property
+    def eof(self) -> bool:
+        """True once EOF was fed."""
+        return self._eof
+
+    @property
+    def leftover(self) -> bytes:
+        """Buffered bytes not consumed yet (after CLOSED: the ignored bytes)."""
+        return self._buf[self._pos:]
+
+    def switch_to_tunnel(self) -> bytes:
+        """Stop HTTP parsing for good and return the bytes buffered after the
+        last message (the first tunnel bytes). Valid in the PAUSED (request)
+        and TUNNEL (response) states; feed() raises RuntimeError afterwards."""
+        if self._state != _S_PAUSED and self._state != _S_TUNNEL:
+            raise RuntimeError("switch_to_tunnel() outside PAUSED/TUNNEL")
+        rest = self._buf[self._pos:]
+        self._buf = b""
+        self._pos = 0
+        self._state = _S_SWITCHED
+        return rest
+
+    # -- output
+
+    def next_event(self):
+        """Return the next event (see the module docstring). Raises HttpError;
+        the parser then stays in error and raises it again on every call."""
+        st = self._state
+        try:
+            if st == _S_HEAD:
+                return self._next_head()
+            if st == _S_LENGTH:
+                return self._next_length()
+            if st == _S_END:
+                self._state = self._after_end
+                return END_OF_MESSAGE
+            if st == _S_CHUNKED:
+                return self._next_chunked()
+            if st == _S_CLOSE:
+                return self._next_close()
+        except HttpError as e:
+            self._state = _S_ERROR
+            self._error = e
+            raise
+        if st == _S_PAUSED:
+            return PAUSED
+        if st == _S_TUNNEL:
+            return TUNNEL
+        if st == _S_CLOSED:
+            return CLOSED
+        if st == _S_ERROR:
+            raise self._error
+        raise RuntimeError("parser switched to tunnel mode")
+
+    def _next_head(self):
+        buf = self._buf
+        pos = self._pos
+        if buf.startswith(b"\r", pos):
+            pos, self._empty = _skip_empty_lines(buf, pos, self._status, self._empty)
+            self._pos = pos
+            if pos == len(buf) - 1 and buf[pos] == 13:
+                # a lone CR: maybe the first half of one more empty line
+                if self._eof:
+                    self._state = _S_CLOSED
+                    return CLOSED
+                return NEED_DATA
+        if pos >= len(buf):
+            if self._eof:
+                self._state = _S_CLOSED
+                return CLOSED
+            return NEED_DATA
+        scan = self._scan
+        end = buf.find(b"\r\n\r\n", scan if scan > pos else pos, pos + self.max_head)
+        if end < 0:
+            checked = self._checked
+            self._checked = self._incomplete(buf, pos, checked if checked > pos else pos,
+                                             self.max_head)
+            if self._eof:
+                raise HttpError(self._status, "connection closed inside a head")
+            # the terminator may straddle the end: resume 3 bytes back
+            self._scan = max(pos, len(buf) - 3)
+            return NEED_DATA
+        msg = self._build(buf, pos, end, self.max_headers)
+        self._pos = end + 4
+        self._scan = self._checked = end + 4
+        self._empty = 0
+        self._head_done(msg)
+        return msg
+
+    def _next_length(self):
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if not avail:
+            if self._eof:
+                raise HttpError(self._status, "connection closed before the end of the body")
+            return NEED_DATA
+        rem = self._remaining
+        if avail <= rem:
+            data = buf[pos:] if pos else buf     # common case: the recv() object itself
+            self._buf = b""
+            self._pos = 0
+            rem -= avail
+        else:
+            data = buf[pos:pos + rem]
+            self._pos = pos + rem
+            rem = 0
+        self._remaining = rem
+        if not rem:
+            self._state = _S_END
+        return Data(data)
+
+    def _next_close(self):
+        buf = self._buf
+        pos = self._pos
+        if len(buf) > pos:
+            data = buf[pos:] if pos else buf
+            self._buf = b""
+            self._pos = 0
+            return Data(data)
+        if self._eof:
+            self._state = _S_CLOSED
+            return END_OF_MESSAGE
+        return NEED_DATA
+
+    def _next_chunked(self):
+        """Walk the chunked framing from _pos, validating each element, and
+        return everything validated so far as one Data (raw bytes). A framing
+        error after some valid bytes returns those bytes first and raises on
+        the next call, so the events never depend on how bytes were split."""
+        if self._pending_error is not None:
+            raise self._pending_error
+        buf = self._buf
+        n = len(buf)
+        start = p = self._pos
+        cs = self._cstate
+        done = False
+        err = None
+        while p < n:
+            if cs == _C_DATA:
+                rem = self._remaining
+                if n - p >= rem:
+                    p += rem
+                    cs = _C_CRLF
+                else:
+                    self._remaining = rem - (n - p)
+                    p = n
+            elif cs == _C_SIZE:
+                scan = self._scan
+                nl = buf.find(b"\n", scan if scan > p else p, p + _MAX_CHUNK_LINE)
+                if nl < 0:
+                    if n - p >= _MAX_CHUNK_LINE:
+                        err = "chunk-size line too long"
+                    else:
+                        self._scan = n
+                    break
+                if nl == p or buf[nl - 1] != 13:
+                    err = "bare LF in chunk-size line"
+                    break
+                line = buf[p:nl - 1]
+                semi = line.find(b";")
+                if semi < 0:
+                    size = line
+                else:
+                    size = line[:semi].rstrip(b" \t")    # BWS before ';'
+                    if not _CHUNK_EXT_RE.fullmatch(line, semi):
+                        err = "invalid chunk extension"
+                        break
+                # int(x, 16) alone would accept "0x1", "+1", " 1", "1_0"
+                if not size or len(size) > 16 or size.translate(None, _HEX):
+                    err = "invalid chunk size %r" % (size[:20],)
+                    break
+                p = nl + 1
+                size = int(size, 16)
+                if size:
+                    self._remaining = size
+                    cs = _C_DATA
+                else:
+                    cs = _C_TRAILER
+                    self._scan = self._checked = p
+            elif cs == _C_CRLF:
+                if buf[p] != 13:
+                    err = "chunk data not followed by CRLF"
+                    break
+                if p + 1 >= n:
+                    break
+                if buf[p + 1] != 10:
+                    err = "chunk data not followed by CRLF"
+                    break
+                p += 2
+                cs = _C_SIZE
+            else:   # _C_TRAILER: CRLF, or trailer fields then CRLF
+                c = buf[p]
+                if c == 13:
+                    if p + 1 >= n:
+                        break
+                    if buf[p + 1] != 10:
+                        err = "bare CR after the last chunk"
+                        break
+                    p += 2
+                    done = True
+                    break
+                if c == 10:
+                    err = "bare LF after the last chunk"
+                    break
+                limit = p + self.max_head
+                scan = self._scan
+                end = buf.find(b"\r\n\r\n", scan if scan > p else p, limit)
+                if end < 0:
+                    hi = min(n, limit)
+                    lo = self._checked if self._checked > p else p
+                    if lo < hi and _bare_lf(buf, lo, hi, p):
+                        err = "bare LF in trailers"
+                    elif n - p >= self.max_head:
+                        err = "trailer section too large"
+                    else:
+                        self._checked = hi
+                        self._scan = max(p, n - 3)
+                    break
+                try:
+                    tr = _fields(buf, p, end + 2, self._status, self.max_headers, "trailer")
+                except HttpError as e:
+                    err = e.reason
+                    break
+                for k, _ in tr:
+                    if k.lower() in _FORBIDDEN_TRAILERS:
+                        err = "forbidden trailer field %r" % (k,)
+                        break
+                if err is not None:
+                    break
+                p = end + 4
+                done = True
+                break
+        self._cstate = cs
+        if err is not None:
+            e = HttpError(self._status, err)
+            if p == start:
+                raise e
+            self._pending_error = e
+        elif done:
+            self._state = _S_END
+            self._cstate = _C_SIZE
+        elif p == start:
+            if self._eof:
+                raise HttpError(self._status, "connection closed inside a chunked body")
+            return NEED_DATA
+        if p == n:
+            self._buf = b""
+            self._pos = 0
+            self._scan = self._checked = 0
+            return Data(buf[start:] if start else buf)
+        self._pos = p
+        return Data(buf[start:p])
+
+    def _start_body(self, msg, mode):
+        """Enter the state that follows a head whose body mode is ``mode``."""
+        self.message = msg
+        self.body_mode = msg.body_mode = mode
+        self._after_end = self._after_message(msg)
+        if mode == BODY_NONE:
+            self._state = _S_END
+        elif mode == BODY_LENGTH:
+            self._remaining = msg.content_length
+            self._state = _S_LENGTH
+        elif mode == BODY_CHUNKED:
+            self._cstate = _C_SIZE
+            self._state = _S_CHUNKED
+        elif mode == BODY_CLOSE:
+            self._state = _S_CLOSE
+        else:
+            self._state = _S_TUNNEL
+
+    def _after_message(self, msg):
+        return _S_HEAD if msg.keep_alive else _S_CLOSED
+
+
+class RequestParser(_Parser):
+    """Parses the requests of one client connection.
+
+    ``RequestParser(max_head=16384, max_headers=100)``; see the module
+    docstring for the events. ``message`` is the last Request returned and
+    ``body_mode`` its body mode (BODY_NONE, BODY_LENGTH or BODY_CHUNKED).
+    After an upgrade or CONNECT request, ``next_event()`` returns PAUSED
+    until ``switch_to_tunnel()`` or ``resume()`` is called."""
+
+    _status = 400
+    _incomplete = staticmethod(_request_head_incomplete)
+    _build = staticmethod(_build_request)
+
+    def _head_done(self, req):
+        self._start_body(req, req.body_mode)
+
+    def _after_message(self, req):
+        if req.upgrade is not None or req.method == b"CONNECT":
+            return _S_PAUSED
+        return _S_HEAD if req.keep_alive else _S_CLOSED
+
+    def resume(self) -> None:
+        """After PAUSED: the server refused the upgrade / CONNECT, so the
+        connection stays HTTP; parse the next request (or CLOSED if the
+        paused request was not keep-alive)."""
+        if self._state != _S_PAUSED:
+            raise RuntimeError("resume() outside PAUSED")
+        self._state = _S_HEAD if self.message.keep_alive else _S_CLOSED
+
+
+class ResponseParser(_Parser):
+    """Parses the responses of one server connection.
+
+    Call ``expect(method, upgrade=False)`` once per request sent, in order
+    (``upgrade``: the request carried Connection: upgrade + Upgrade). Each
+    final response consumes one expectation; a response with none pending
+    is an error (502).
+
+    Body rules (RFC 9112 section 6.3): a response to HEAD, any 1xx, 204 and
+    304 have no body; a 2xx to CONNECT and a 101 switch to a tunnel (the head
+    is returned, then TUNNEL); then chunked, then Content-Length; otherwise
+    the body runs until EOF (BODY_CLOSE; keep_alive is then False).
+
+    Interim responses (100, 102, 103) are returned as Response heads with
+    ``interim`` True and are *not* followed by END_OF_MESSAGE: the next event
+    is the next head. ``message``/``body_mode`` are the last head's."""
+
+    _status = 502
+    _incomplete = staticmethod(_response_head_incomplete)
+    _build = staticmethod(_build_response)
+
+    def __init__(self, max_head: int = 16384, max_headers: int = _MAX_HEADERS):
+        super().__init__(max_head, max_headers)
+        self._expected = []
+
+    def expect(self, method: bytes, upgrade: bool = False) -> None:
+        """Announce a request sent on this connection (FIFO)."""
+        self._expected.append((method, upgrade))
+
+    @property
+    def pending(self) -> int:
+        """Requests announced with expect() and not answered yet."""
+        return len(self._expected)
+
+    def _head_done(self, resp):
+        if not self._expected:
+            raise HttpError(502, "response without a request")
+        method, upgrade = self._expected[0]
+        st = resp.status
+        if st < 200:
+            if st == 101:
+                if not upgrade:
+                    raise HttpError(502, "101 Switching Protocols without an upgrade request")
+                del self._expected[0]
+                self._start_body(resp, BODY_TUNNEL)
+                return
+            # interim: no body, no EndOfMessage, stay in the head state
+            self.message = resp
+            self.body_mode = resp.body_mode = BODY_NONE
+            return
+        del self._expected[0]
+        if method == b"CONNECT" and st < 300:
+            mode = BODY_TUNNEL
+        elif method == b"HEAD" or st == 204 or st == 304:
+            mode = BODY_NONE
+        elif resp.chunked:
+            mode = BODY_CHUNKED
+        elif resp.content_length is not None:
+            mode = BODY_LENGTH if resp.content_length else BODY_NONE
+        else:
+            mode = BODY_CLOSE
+            resp.keep_alive = False
+        self._start_body(resp, mode)
+
+
+# --------------------------------------------------------------------------
+# serialization
+
+def _serialize(start_line, headers):
+    out = b"\r\n".join([start_line, *map(b": ".join, headers), b"", b""])
+    # one C pass instead of validating every value: a CR or LF smuggled into
+    # a name or value by a rule would show up as an extra line break
+    n = len(headers) + 2
+    if out.count(b"\n") != n or out.count(b"\r") != n:
+        raise ValueError("CR or LF inside a start line or header field")
+    return out
+
+
+def serialize_request_head(req) -> bytes:
+    """Request line + fields + empty line, from req.method/target/version/
+    headers as they are now. Raises ValueError if a CR or LF would be
+    injected. Hop-by-hop fields are *not* touched: call strip_hop_by_hop()."""
+    return _serialize(b"%s %s %s" % (req.method, req._target, req.version), req.headers)
+
+
+def serialize_response_head(resp) -> bytes:
+    """Status line + fields + empty line (see serialize_request_head)."""
+    return _serialize(b"%s %d %s" % (resp.version, resp.status, resp.reason), resp.headers)
+
+
+REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 102: b"Processing", 103: b"Early Hints",
+    200: b"OK", 201: b"Created", 202: b"Accepted", 203: b"Non-Authoritative Information",
+    204: b"No Content", 205: b"Reset Content", 206: b"Partial Content",
+    207: b"Multi-Status", 208: b"Already Reported", 226: b"IM Used",
+    300: b"Multiple Choices", 301: b"Moved Permanently", 302: b"Found", 303: b"See Other",
+    304: b"Not Modified", 305: b"Use Proxy", 307: b"Temporary Redirect",
+    308: b"Permanent Redirect",
+    400: b"Bad Request", 401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable",
+    407: b"Proxy Authentication Required", 408: b"Request Timeout", 409: b"Conflict",
+    410: b"Gone", 411: b"Length Required", 412: b"Precondition Failed",
+    413: b"Content Too Large", 414: b"URI Too Long", 415: b"Unsupported Media Type",
+    416: b"Range Not Satisfiable", 417: b"Expectation Failed", 421: b"Misdirected Request",
+    422: b"Unprocessable Content", 423: b"Locked", 424: b"Failed Dependency",
+    425: b"Too Early", 426: b"Upgrade Required", 428: b"Precondition Required",
+    429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    451: b"Unavailable For Legal Reasons",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported", 506: b"Variant Also Negotiates",
+    507: b"Insufficient Storage", 508: b"Loop Detected", 510: b"Not Extended",
+    511: b"Network Authentication Required",
+}
+
+
+def make_response(status: int, reason=None, headers=None, body: bytes = b"",
+                  version: bytes = b"HTTP/1.1") -> bytes:
+    """A complete generated response (head + body). ``reason`` defaults to
+    REASONS; ``headers`` is a list of (name, value) (str or bytes); a
+    Content-Length is added unless the status forbids a body (1xx, 204, 304)
+    or the caller gave Content-Length/Transfer-Encoding."""
+    if reason is None:
+        reason = REASONS.get(status, b"Unknown")
+    elif isinstance(reason, str):
+        reason = reason.encode("latin-1")
+    hs = [_check_field(k, v) for k, v in headers] if headers else []
+    if not (status < 200 or status == 204 or status == 304) and not any(
+            k.lower() in _FRAMING for k, _ in hs):
+        hs.append((b"Content-Length", b"%d" % len(body)))
+    return _serialize(b"%s %d %s" % (version, status, reason), hs) + body
+
+
+_ERROR_TEXT = {
+    400: b"Your browser sent an invalid request.",
+    403: b"Request forbidden by administrative rules.",
+    408: b"Your browser didn't send a complete request in time.",
+    413: b"The request body is too large.",
+    414: b"The request URI is too long.",
+    431: b"The request header fields are too large.",
+    500: b"An internal server error occurred.",
+    501: b"The request uses a feature this server does not implement.",
+    502: b"The server returned an invalid or incomplete response.",
+    503: b"No server is available to handle this request.",
+    504: b"The server didn't respond in time.",
+    505: b"The HTTP version of the request is not supported.",
+}
+_error_cache = {}
+
+
+def error_response(status: int, close: bool = True) -> bytes:
+    """The proxy's own error page for ``status`` (HAProxy style HTML, with
+    Cache-Control: no-cache and, by default, Connection: close). Built once
+    per (status, close) and cached."""
+    key = (status, close)
+    out = _error_cache.get(key)
+    if out is None:
+        reason = REASONS.get(status, b"Error")
+        body = b"<html><body><h1>%d %s</h1>\n%s\n</body></html>\n" % (
+            status, reason, _ERROR_TEXT.get(status, reason))
+        hs = [(b"Content-Type", b"text/html"), (b"Cache-Control", b"no-cache")]
+        if close:
+            hs.append((b"Connection", b"close"))
+        out = _error_cache[key] = make_response(status, reason, hs, body)
+    return out
+
+
+HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te",
+                        b"trailer", b"upgrade"))
+# Never removed because Connection names them: stripping a framing field or
+# Host on a client's say-so would let it desynchronize proxy and server.
+_NEVER_STRIP = frozenset((b"content-length", b"transfer-encoding", b"host"))
+
+
+def strip_hop_by_hop(headers: list, keep_upgrade: bool = False) -> int:
+    """Remove, in place, the hop-by-hop fields of ``headers``: Connection,
+    Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade and every field named
+    in a Connection field (except Content-Length, Transfer-Encoding and Host,
+    which are kept whatever Connection says). Transfer-Encoding itself is
+    kept because the proxy relays chunked bodies raw. With ``keep_upgrade``
+    the Upgrade field stays (the proxy forwards an upgrade and then adds
+    ``Connection: upgrade`` itself). Returns the number of fields removed.
+
+    The proxy calls it on every message it forwards, before adding its own
+    Connection field; the parser never calls it."""
+    drop = HOP_BY_HOP
+    for k, v in headers:
+        if len(k) == 10 and k.lower() == b"connection":
+            named = {t.strip(b" \t") for t in v.lower().split(b",")}
+            named.discard(b"")
+            if not named <= drop:
+                drop = (drop | named) - _NEVER_STRIP
+    if keep_upgrade:
+        drop = drop - {b"upgrade"}
+    kept = [h for h in headers if h[0].lower() not in drop]
+    removed = len(headers) - len(kept)
+    if removed:
+        headers[:] = kept
+    return removed
+
+
+def dechunk(raw: bytes) -> bytes:
+    """Decode a complete chunked body as relayed in Data events (already
+    validated by the parser; trailers are dropped). For health checks and
+    tests, not for the relay path."""
+    out = []
+    p = 0
+    while True:
+        nl = raw.index(b"\r\n", p)
+        size = int(raw[p:nl].split(b";", 1)[0].strip(b" \t"), 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(raw[nl + 2:nl + 2 + size])
+        p = nl + 4 + size

@@ -1,0 +1,1043 @@
+"""ACL matchers, conditions, http_request / http_response actions and
+use_backend routing: compiled once per config load into plain closures,
+evaluated per request.
+
+Parsing and validation live in farm/conditions.py (shared with the loader);
+this module turns the parsed specs into callables. Everything that can be
+decided at load time is: patterns are encoded (latin-1) and lowercased for
+-i, exact matches become frozensets, prefixes/suffixes tuples (bytes
+.startswith accepts a tuple), regexes are compiled, CIDRs become integer
+(mask, {networks}) groups, named ACLs are resolved to their matcher, and a
+rule list without rules is a constant function.
+
+The transaction ("txn") the callables read, duck-typed:
+
+- txn.req: method, target, path, query, version (bytes), headers
+  (list of (name, value) bytes), get(name_lower) -> bytes | None,
+  get_all(name_lower) -> list[bytes], set(name, value), add(name, value),
+  remove(name_lower) -> int. query is the part after the first '?'
+  (without it). Assigning req.target must keep path and query consistent.
+- txn.src (client IP as text, "127.0.0.1", "::1", "::ffff:10.0.0.1"),
+  txn.src_port, txn.dst_port (int).
+- txn.resp (http_response rules; may be missing or None before): status
+  (int), reason (bytes), headers and the same helpers.
+- Optionally txn._rules_src: the src matchers cache the parsed client
+  address there (a class with __slots__ must declare it to get the cache;
+  without it everything still works, parsing once per src ACL).
+
+Phases: compile for "request" (http_request rules, use_backend) or
+"response" (http_response rules). Like HAProxy, hdr()/fhdr()/hdr_cnt() read
+the request in the first and the response in the second; req.hdr() always
+reads the request (HAProxy refuses it in responses; the request is still at
+hand here), res.hdr() and status always the response.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from http import HTTPStatus
+from operator import attrgetter
+from typing import Callable, Mapping, Sequence
+
+from farm import model
+from farm.conditions import (
+    PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample,
+    parse_acl, parse_condition, parse_format, parse_replacement,
+)
+
+__all__ = [
+    "RuleError", "Verdict", "AclTable", "compile_acls", "compile_acl_spec",
+    "compile_condition", "compile_format", "compile_request_rules",
+    "compile_response_rules", "compile_use_backend", "no_rules",
+]
+
+Matcher = Callable[[object], bool]
+
+
+class RuleError(ValueError):
+    """A rule, ACL or condition that cannot be compiled (the loader should
+    have caught it: seeing this means config validation let it through)."""
+
+
+class Verdict:
+    """What an http_request rule decided instead of forwarding.
+
+    kind is "deny", "redirect" or "return"; status the HTTP status; headers
+    a list of (name, value) bytes to send (never Content-Length nor
+    Connection: the session frames the response); body bytes, or None for
+    a deny without a body, which the session renders as its error page
+    (errorfile) for that status.
+    """
+
+    __slots__ = ("kind", "status", "headers", "body")
+
+    def __init__(self, kind: str, status: int, headers: list | None = None,
+                 body: bytes | None = b"") -> None:
+        self.kind = kind
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.kind!r}, {self.status}, {self.headers!r}, {self.body!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Verdict) and self.kind == other.kind and self.status == other.status
+                and self.headers == other.headers and self.body == other.body)
+
+
+def _true(txn) -> bool:
+    return True
+
+
+def _false(txn) -> bool:
+    return False
+
+
+def no_rules(txn) -> None:
+    """The compiled form of an empty rule list: does nothing. A session may
+    compare against it (`if rules is not no_rules`) to skip the call."""
+    return None
+
+
+# ------------------------------------------------------------ client address
+
+_V4_MAPPED = 0xFFFF << 32
+
+
+def _parse_client(text: str) -> tuple[int | None, int | None]:
+    """Client address text -> (IPv4 as int or None, IPv6 as int or None).
+
+    An IPv4 client also gets its IPv4-mapped IPv6 form and an IPv4-mapped
+    IPv6 client (dual-stack listener) its IPv4 form, so that a pattern of
+    either family matches either spelling, as in HAProxy. Unparsable text
+    (a unix socket peer) matches nothing.
+    """
+    try:
+        if ":" in text:
+            pct = text.find("%")   # scope id: fe80::1%eth0
+            v6 = int.from_bytes(socket.inet_pton(socket.AF_INET6, text[:pct] if pct >= 0 else text), "big")
+            return (v6 & 0xFFFFFFFF if v6 >> 32 == 0xFFFF else None), v6
+        v4 = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        return v4, _V4_MAPPED | v4
+    except (OSError, TypeError, ValueError):
+        return None, None
+
+
+def _client_key(txn) -> tuple[int | None, int | None]:
+    key = getattr(txn, "_rules_src", None)
+    if key is None:
+        key = _parse_client(txn.src)
+        try:
+            txn._rules_src = key
+        except AttributeError:
+            pass   # a txn with __slots__ and no cache slot: parse again next time
+    return key
+
+
+def _ip_matcher(networks) -> Matcher:
+    # Group networks by mask: a match is then one AND and one set lookup
+    # per distinct prefix length, however many networks there are.
+    by_mask: dict[int, dict[int, set[int]]] = {4: {}, 6: {}}
+    for net in networks:
+        bits = 32 if net.version == 4 else 128
+        mask = ((1 << bits) - 1) ^ ((1 << (bits - net.prefixlen)) - 1)
+        by_mask[net.version].setdefault(mask, set()).add(int(net.network_address))
+    g4 = tuple((m, frozenset(s)) for m, s in by_mask[4].items())
+    g6 = tuple((m, frozenset(s)) for m, s in by_mask[6].items())
+
+    def match(txn) -> bool:
+        v4, v6 = _client_key(txn)
+        if v4 is not None:
+            for mask, nets in g4:
+                if v4 & mask in nets:
+                    return True
+        if v6 is not None:
+            for mask, nets in g6:
+                if v6 & mask in nets:
+                    return True
+        return False
+    return match
+
+
+# ------------------------------------------------------------ sample getters
+
+def _req_ver(txn) -> bytes:
+    v = txn.req.version
+    return v[5:] if v.startswith(b"HTTP/") else v
+
+
+def _query_found(txn) -> bool:
+    # HAProxy's query fetch exists as soon as there is a '?', even empty.
+    return b"?" in txn.req.target
+
+
+# Single-valued string fetches, always present on an HTTP request.
+_SINGLE: dict[str, Callable[[object], bytes]] = {
+    "path": attrgetter("req.path"),
+    "url": attrgetter("req.target"),
+    "query": attrgetter("req.query"),
+    "method": attrgetter("req.method"),
+    "req.ver": _req_ver,
+}
+
+
+def _split_commas(raw: list[bytes]) -> list[bytes]:
+    """hdr() semantics: every comma-separated value of every line, trimmed."""
+    for v in raw:
+        if b"," in v:
+            break
+    else:
+        return raw   # the common case: nothing to split, no new list
+    out = []
+    for v in raw:
+        if b"," in v:
+            out.extend(p.strip(b" \t") for p in v.split(b","))
+        else:
+            out.append(v)
+    return out
+
+
+def _header_source(base: str, phase: str) -> str:
+    """'req' or 'resp': which message a header fetch reads in this phase."""
+    if base.startswith("req."):
+        return "req"
+    if base.startswith("res."):
+        return "resp"
+    return "req" if phase == "request" else "resp"
+
+
+def _header_values(source: str, name: bytes, split: bool) -> Callable[[object], list[bytes]]:
+    if source == "req":
+        if split:
+            def values(txn) -> list[bytes]:
+                return _split_commas(txn.req.get_all(name))
+        else:
+            def values(txn) -> list[bytes]:
+                return txn.req.get_all(name)
+        return values
+
+    def resp_values(txn) -> list[bytes]:
+        resp = getattr(txn, "resp", None)
+        if resp is None:
+            return []
+        raw = resp.get_all(name)
+        return _split_commas(raw) if split else raw
+    return resp_values
+
+
+def _cookie_values(name: bytes) -> Callable[[object], list[bytes]]:
+    def values(txn) -> list[bytes]:
+        out = []
+        for line in txn.req.get_all(b"cookie"):
+            if name not in line:
+                continue   # cheap reject before splitting
+            for part in line.split(b";"):
+                k, eq, v = part.partition(b"=")
+                if eq and k.strip(b" \t") == name:
+                    out.append(v.strip(b" \t"))
+        return out
+    return values
+
+
+def _param_values(name: bytes) -> Callable[[object], list[bytes]]:
+    def values(txn) -> list[bytes]:
+        q = txn.req.query
+        if name not in q:
+            return []
+        out = []
+        for part in q.split(b"&"):
+            k, _, v = part.partition(b"=")
+            if k == name:
+                out.append(v)   # "?id" without '=' counts, with an empty value
+        return out
+    return values
+
+
+def _values_getter(base: str, arg: str | None, phase: str) -> Callable[[object], list[bytes]]:
+    """Multi-valued string fetches -> txn -> list of values (maybe empty)."""
+    name = (arg or "").encode("latin-1")
+    if base in ("hdr", "req.hdr", "res.hdr"):
+        return _header_values(_header_source(base, phase), name, True)
+    if base in ("fhdr", "req.fhdr", "res.fhdr"):
+        return _header_values(_header_source(base, phase), name, False)
+    if base == "req.cook":
+        return _cookie_values(name)
+    if base == "url_param":
+        return _param_values(name)
+    raise RuleError(f"no string fetch {base!r}")
+
+
+def _resp_status(txn) -> int | None:
+    resp = getattr(txn, "resp", None)
+    return None if resp is None else resp.status
+
+
+def _int_getter(base: str, arg: str | None, phase: str) -> Callable[[object], int | None]:
+    """Integer fetches -> txn -> int, or None when the sample is absent."""
+    if base in ("src_port", "dst_port"):
+        return attrgetter(base)
+    if base == "status":
+        return _resp_status
+    name = (arg or "").encode("latin-1")
+    if base in ("hdr_cnt", "req.hdr_cnt", "res.hdr_cnt"):
+        values = _header_values(_header_source(base, phase), name, True)
+    elif base == "req.cook_cnt":
+        values = _cookie_values(name)
+    else:
+        raise RuleError(f"no integer fetch {base!r}")
+
+    def count(txn) -> int:
+        return len(values(txn))
+    return count
+
+
+# ------------------------------------------------------------ pattern tests
+
+def _int_test(ranges) -> Callable[[int], bool]:
+    """Integer patterns (inclusive (lo, hi), None = open) -> int -> bool."""
+    exact = frozenset(lo for lo, hi in ranges if lo is not None and lo == hi)
+    spans = tuple((float("-inf") if lo is None else lo, float("inf") if hi is None else hi)
+                  for lo, hi in ranges if lo is None or lo != hi)
+    if not spans:
+        return exact.__contains__
+
+    def test(n: int) -> bool:
+        if n in exact:
+            return True
+        for lo, hi in spans:
+            if lo <= n <= hi:
+                return True
+        return False
+    return test
+
+
+_WORD_DELIMS = {"dom": b"/?.:", "dir": b"/?"}
+
+
+def _word_regex(method: str, pats: list[bytes], icase: bool) -> re.Pattern:
+    """HAProxy's dom/dir match as one regex: a pattern matches when it is
+    found between delimiters (or the ends) of the sample; the pattern's own
+    leading/trailing delimiters are ignored, as HAProxy does."""
+    delims = _WORD_DELIMS[method]
+    words = [p.strip(delims) for p in pats]
+    words = [w for w in words if w] or [b"(?!)"]   # only delimiters: never matches
+    cls = b"[" + re.escape(delims) + b"]"
+    alts = b"|".join(re.escape(w) if w != b"(?!)" else w for w in words)
+    return re.compile(rb"(?:\A|" + cls + rb")(?:" + alts + rb")(?=" + cls + rb"|\Z)",
+                      re.IGNORECASE if icase else 0)
+
+
+def _str_test(spec: AclSpec) -> Callable[[bytes], bool]:
+    """A string match method + patterns -> bytes -> bool."""
+    method, icase = spec.method, spec.icase
+    if method == "len":
+        itest = _int_test(spec.ranges)
+        return lambda v: itest(len(v))
+    pats = [v.encode("latin-1") for v in spec.values]
+    if method == "reg":
+        rxs = tuple(re.compile(p, re.IGNORECASE if icase else 0) for p in pats)
+        if len(rxs) == 1:
+            search = rxs[0].search
+            return lambda v: search(v) is not None
+
+        def any_regex(v: bytes) -> bool:
+            for rx in rxs:
+                if rx.search(v) is not None:
+                    return True
+            return False
+        return any_regex
+    if method in _WORD_DELIMS:
+        search = _word_regex(method, pats, icase).search
+        return lambda v: search(v) is not None
+    if icase:
+        pats = [p.lower() for p in pats]
+    if method == "str":
+        exact = frozenset(pats)
+        return (lambda v: v.lower() in exact) if icase else exact.__contains__
+    if method == "beg":
+        t = tuple(pats)
+        return (lambda v: v.lower().startswith(t)) if icase else (lambda v: v.startswith(t))
+    if method == "end":
+        t = tuple(pats)
+        return (lambda v: v.lower().endswith(t)) if icase else (lambda v: v.endswith(t))
+    if method == "sub":
+        if len(pats) == 1:
+            p = pats[0]
+            return (lambda v: p in v.lower()) if icase else (lambda v: p in v)
+        subs = tuple(pats)
+
+        def any_sub(v: bytes) -> bool:
+            if icase:
+                v = v.lower()
+            for s in subs:
+                if s in v:
+                    return True
+            return False
+        return any_sub
+    raise RuleError(f"unsupported match method {method!r}")
+
+
+# ------------------------------------------------------------ ACL matchers
+
+def _single_matcher(get: Callable, spec: AclSpec) -> Matcher:
+    # The frequent shapes (path_beg, path, path_end, with or without -i)
+    # get a closure of their own: one call and one C method per evaluation.
+    method, icase = spec.method, spec.icase
+    pats = [v.encode("latin-1") for v in spec.values]
+    if icase:
+        pats = [p.lower() for p in pats]
+    if method == "str":
+        exact = frozenset(pats)
+        if icase:
+            return lambda txn: get(txn).lower() in exact
+        return lambda txn: get(txn) in exact
+    if method == "beg":
+        t = tuple(pats)
+        if icase:
+            return lambda txn: get(txn).lower().startswith(t)
+        return lambda txn: get(txn).startswith(t)
+    if method == "end":
+        t = tuple(pats)
+        if icase:
+            return lambda txn: get(txn).lower().endswith(t)
+        return lambda txn: get(txn).endswith(t)
+    test = _str_test(spec)
+    return lambda txn: test(get(txn))
+
+
+def _multi_matcher(values: Callable, spec: AclSpec) -> Matcher:
+    if spec.method == "str" and not spec.icase:
+        exact = frozenset(v.encode("latin-1") for v in spec.values)
+        return lambda txn: not exact.isdisjoint(values(txn))
+    test = _str_test(spec)
+
+    def match(txn) -> bool:
+        for v in values(txn):
+            if test(v):
+                return True
+        return False
+    return match
+
+
+def _depends_on_phase(spec: AclSpec) -> bool:
+    return spec.base in ("hdr", "fhdr", "hdr_cnt")
+
+
+def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
+    """One parsed ACL line -> matcher(txn) -> bool.
+
+    phase is "request" or "response" (decides what hdr() reads). Assumes
+    spec came from farm.conditions.parse_acl (so it is valid).
+    """
+    kind, method, base = spec.kind, spec.method, spec.base
+    if kind == "bool":
+        return _true if base == "always_true" else _false
+    if kind == "ip":
+        return _true if method == "found" else _ip_matcher(spec.networks)
+    if kind == "int":
+        get = _int_getter(base, spec.arg, phase)
+        if method == "found":
+            return lambda txn: get(txn) is not None
+        test = _int_test(spec.ranges)
+
+        def int_match(txn) -> bool:
+            v = get(txn)
+            return v is not None and test(v)
+        return int_match
+    if base in _SINGLE:
+        if method == "found":
+            return _query_found if base == "query" else _true
+        m = _single_matcher(_SINGLE[base], spec)
+        if base == "query":
+            # Without a '?' there is no query sample at all (HAProxy): an
+            # empty value must not match `query ""` or `-m len 0`.
+            return lambda txn: b"?" in txn.req.target and m(txn)
+        return m
+    values = _values_getter(base, spec.arg, phase)
+    if method == "found":
+        return lambda txn: len(values(txn)) > 0
+    return _multi_matcher(values, spec)
+
+
+def _any_of(matchers: Sequence[Matcher]) -> Matcher:
+    matchers = tuple(matchers)
+    if len(matchers) == 1:
+        return matchers[0]
+    if _true in matchers:
+        return _true
+    if len(matchers) == 2:
+        a, b = matchers
+        return lambda txn: a(txn) or b(txn)
+
+    def any_match(txn) -> bool:
+        for m in matchers:
+            if m(txn):
+                return True
+        return False
+    return any_match
+
+
+def _all_of(matchers: Sequence[Matcher]) -> Matcher:
+    matchers = tuple(m for m in matchers if m is not _true)
+    if not matchers:
+        return _true
+    if len(matchers) == 1:
+        return matchers[0]
+    if len(matchers) == 2:
+        a, b = matchers
+        return lambda txn: a(txn) and b(txn)
+
+    def all_match(txn) -> bool:
+        for m in matchers:
+            if not m(txn):
+                return False
+        return True
+    return all_match
+
+
+def _negate(m: Matcher) -> Matcher:
+    if m is _true:
+        return _false
+    if m is _false:
+        return _true
+    return lambda txn: not m(txn)
+
+
+class AclTable(dict):
+    """Compiled named ACLs: name -> request-phase matcher.
+
+    Also keeps the parsed lines so that for_phase("response") can give the
+    response-phase view (ACLs using hdr() recompiled to read the response,
+    the others shared).
+    """
+
+    def __init__(self, specs: Mapping[str, tuple[AclSpec, ...]]) -> None:
+        super().__init__((name, _any_of([compile_acl_spec(s) for s in lines]))
+                         for name, lines in specs.items())
+        self.specs = dict(specs)
+        self._response: dict[str, Matcher] | None = None
+
+    def for_phase(self, phase: str) -> Mapping[str, Matcher]:
+        if phase == "request":
+            return self
+        if self._response is None:
+            self._response = {
+                name: _any_of([compile_acl_spec(s, "response") for s in lines])
+                if any(_depends_on_phase(s) for s in lines) else self[name]
+                for name, lines in self.specs.items()}
+        return self._response
+
+
+def compile_acls(acls: Sequence[model.Acl]) -> AclTable:
+    """Named ACLs -> AclTable (name -> matcher). The lines of one ACL, and
+    several Acl entries with the same name, are OR-ed (HAProxy's rule).
+    Raises RuleError naming the ACL when a line does not parse."""
+    specs: dict[str, list[AclSpec]] = {}
+    for acl in acls:
+        for line in acl.lines:
+            try:
+                specs.setdefault(acl.name, []).append(parse_acl(line))
+            except ConditionError as e:
+                raise RuleError(f"acl {acl.name!r}: {e}") from None
+    return AclTable({name: tuple(lines) for name, lines in specs.items()})
+
+
+_predefined: dict[str, Matcher] = {}
+
+
+def _predefined_acl(name: str) -> Matcher | None:
+    # Predefined ACLs do not use hdr(), so one compiled form serves both
+    # phases; compiled on first use and shared by every config generation.
+    m = _predefined.get(name)
+    if m is None and name in PREDEFINED_ACLS:
+        m = _predefined[name] = compile_acl_spec(parse_acl(PREDEFINED_ACLS[name]))
+    return m
+
+
+def _acl_view(acls, phase: str) -> Mapping[str, Matcher]:
+    if acls is None:
+        return {}
+    if isinstance(acls, AclTable):
+        return acls.for_phase(phase)
+    if isinstance(acls, Mapping):
+        return acls   # a plain name -> matcher mapping, used as is
+    return compile_acls(acls).for_phase(phase)
+
+
+def compile_condition(cond, acls=None, phase: str = "request") -> Matcher:
+    """An if/unless guard -> matcher(txn) -> bool.
+
+    cond is a model.Condition (negate=True for `unless`), a CondSpec, a
+    condition string, or None (always true). acls is what compile_acls
+    returned (or a plain name -> matcher mapping, or a sequence of
+    model.Acl). Named ACLs resolve at compile time: user ACLs first, then
+    HAProxy's predefined ones. Raises RuleError for an unknown ACL,
+    ConditionError for a malformed condition.
+    """
+    if cond is None:
+        return _true
+    negate = False
+    if isinstance(cond, CondSpec):
+        spec = cond
+    elif isinstance(cond, str):
+        spec = parse_condition(cond)
+    else:
+        spec, negate = parse_condition(cond.text), cond.negate
+    table = _acl_view(acls, phase)
+    groups = []
+    for group in spec.groups:
+        terms = []
+        for term in group:
+            if term.acl is not None:
+                m = compile_acl_spec(term.acl, phase)
+            else:
+                m = table.get(term.name) or _predefined_acl(term.name)
+                if m is None:
+                    raise RuleError(f"condition {spec.text!r}: unknown ACL {term.name!r}")
+            terms.append(_negate(m) if term.negate else m)
+        groups.append(_all_of(terms))
+    matcher = _any_of(groups)
+    return _negate(matcher) if negate else matcher
+
+
+# ------------------------------------------------------------ log-format
+
+def _last(values: Callable) -> Callable[[object], bytes]:
+    def last(txn) -> bytes:
+        v = values(txn)
+        return v[-1] if v else b""
+    return last
+
+
+def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
+    """A %[...] -> txn -> bytes (b"" when the sample is absent).
+
+    Multi-valued fetches give what HAProxy's sample fetches give: the last
+    header value (hdr, fhdr) or cookie, the first URL parameter.
+    """
+    base = sample.fetch
+    if base in _SINGLE:
+        get = _SINGLE[base]
+    elif base == "src":
+        get = lambda txn: txn.src.encode("latin-1")   # noqa: E731
+    elif base in ("src_port", "dst_port", "status", "hdr_cnt", "req.hdr_cnt",
+                  "res.hdr_cnt", "req.cook_cnt"):
+        iget = _int_getter(base, sample.arg, phase)
+
+        def get(txn) -> bytes:
+            v = iget(txn)
+            return b"" if v is None else str(v).encode("ascii")
+    elif base == "url_param":
+        values = _values_getter(base, sample.arg, phase)
+
+        def get(txn) -> bytes:
+            v = values(txn)
+            return v[0] if v else b""
+    else:
+        get = _last(_values_getter(base, sample.arg, phase))
+    for conv in sample.converters:
+        get = _convert(get, conv)
+    return get
+
+
+def _convert(get: Callable, conv: str) -> Callable[[object], bytes]:
+    if conv == "lower":
+        return lambda txn: get(txn).lower()
+    return lambda txn: get(txn).upper()
+
+
+def _compile_parts(parts, phase: str):
+    """Literal str / Sample parts -> bytes when constant, else a function."""
+    items = [p.encode("latin-1") if isinstance(p, str) else _sample_getter(p, phase) for p in parts]
+    if all(isinstance(i, bytes) for i in items):
+        return b"".join(items)
+    if len(items) == 1:
+        return items[0]
+    items = tuple(items)
+
+    def render(txn) -> bytes:
+        return b"".join([i if i.__class__ is bytes else i(txn) for i in items])
+    return render
+
+
+def compile_format(text: str, phase: str = "request"):
+    """A log-format string (see farm.conditions.parse_format) -> bytes if
+    it has no variables, else a function txn -> bytes."""
+    return _compile_parts(parse_format(text), phase)
+
+
+def _compile_replacement(text: str, regex: re.Pattern, phase: str) -> Callable:
+    """A replace-* replacement -> function(match, txn) -> bytes."""
+    parts = parse_replacement(text, regex.groups)
+    if not any(isinstance(p, Sample) for p in parts):
+        # Only literals and \N: translate to a Python template once and
+        # let Match.expand do the work in C.
+        tmpl = b"".join(
+            rb"\g<%d>" % p if isinstance(p, int) else p.encode("latin-1").replace(b"\\", b"\\\\")
+            for p in parts)
+        return lambda m, txn: m.expand(tmpl)
+    items = tuple(p.encode("latin-1") if isinstance(p, str)
+                  else p if isinstance(p, int) else _sample_getter(p, phase) for p in parts)
+
+    def expand(m, txn) -> bytes:
+        out = []
+        for i in items:
+            if i.__class__ is bytes:
+                out.append(i)
+            elif i.__class__ is int:
+                out.append(m.group(i) or b"")
+            else:
+                out.append(i(txn))
+        return b"".join(out)
+    return expand
+
+
+# ------------------------------------------------------------ URI helpers
+
+def _split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
+    """request-target -> (scheme://authority or b"", path, '?query' or b"").
+
+    Origin form "/a?b" -> (b"", b"/a", b"?b"); absolute form
+    "http://h/a?b" -> (b"http://h", b"/a", b"?b"); "*" -> (b"", b"*", b"").
+    """
+    q = target.find(b"?")
+    before, rest = (target, b"") if q < 0 else (target[:q], target[q:])
+    if before[:1] == b"/" or b"://" not in before:
+        return b"", before, rest
+    slash = before.find(b"/", before.find(b"://") + 3)
+    if slash < 0:
+        return before, b"", rest
+    return before[:slash], before[slash:], rest
+
+
+# ------------------------------------------------------------ actions
+
+_CONTINUE = object()   # an action that lets rule evaluation go on
+_REDIRECT_NO_CACHE = (302, 303, 307)   # HAProxy adds Cache-Control: no-cache to these
+
+
+def _const_or_call(value, txn) -> bytes:
+    return value if value.__class__ is bytes else value(txn)
+
+
+def _message_getter(phase: str) -> Callable:
+    if phase == "request":
+        return attrgetter("req")
+    return lambda txn: getattr(txn, "resp", None)
+
+
+def _header_action(action: str, p: dict, phase: str) -> Callable:
+    msg_of = _message_getter(phase)
+    name = str(p["name"]).encode("latin-1")
+    lname = name.lower()
+    if action == "del-header":
+        def delete(txn):
+            msg = msg_of(txn)
+            if msg is not None:
+                msg.remove(lname)
+            return _CONTINUE
+        return delete
+    if action in ("set-header", "add-header"):
+        value = compile_format(str(p["value"]), phase)
+        verb = "set" if action == "set-header" else "add"
+        if value.__class__ is bytes:
+            def put_const(txn):
+                msg = msg_of(txn)
+                if msg is not None:
+                    getattr(msg, verb)(name, value)
+                return _CONTINUE
+            return put_const
+
+        def put(txn):
+            msg = msg_of(txn)
+            if msg is not None:
+                getattr(msg, verb)(name, value(txn))
+            return _CONTINUE
+        return put
+    # replace-header: HAProxy matches the regex against each full value
+    # (not split on commas) and replaces the *whole* value of those that
+    # match with the expansion.
+    regex = _compile_rule_regex(p["match"])
+    search = regex.search
+    expand = _compile_replacement(str(p["replace"]), regex, phase)
+
+    def replace(txn):
+        msg = msg_of(txn)
+        if msg is None:
+            return _CONTINUE
+        values = msg.get_all(lname)
+        if not values:
+            return _CONTINUE
+        new, changed = [], False
+        for v in values:
+            m = search(v)
+            if m is None:
+                new.append(v)
+            else:
+                new.append(expand(m, txn))
+                changed = True
+        if changed:
+            # Only the helpers of the message interface are used (no
+            # in-place edit of .headers): remove all, add back in order,
+            # with the spelling of the name as received.
+            spelled = next((n for n, _ in msg.headers if n.lower() == lname), name)
+            msg.remove(lname)
+            for v in new:
+                msg.add(spelled, v)
+        return _CONTINUE
+    return replace
+
+
+def _compile_rule_regex(pattern: object) -> re.Pattern:
+    try:
+        return re.compile(str(pattern).encode("latin-1"))
+    except (re.error, UnicodeEncodeError) as e:
+        raise RuleError(f"bad regex {pattern!r}: {e}") from None
+
+
+def _response_verdict(kind: str, p: dict, default_status: int, default_body: bytes | None) -> Callable:
+    status = int(p.get("status", default_status))
+    ctype, body = p.get("content_type"), p.get("body")
+    headers = []
+    if ctype is not None:
+        headers.append((b"Content-Type", str(ctype).encode("latin-1")))
+    elif body:
+        headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
+    payload = default_body if body is None else str(body).encode("utf-8")
+    headers = tuple(headers)
+
+    def respond(txn):
+        return Verdict(kind, status, list(headers), payload)
+    return respond
+
+
+def _redirect_action(p: dict) -> Callable:
+    code = int(p.get("code", 302))
+    drop_query = bool(p.get("drop_query", False))
+    extra = [(b"Cache-Control", b"no-cache")] if code in _REDIRECT_NO_CACHE else []
+
+    def verdict(location: bytes) -> Verdict:
+        return Verdict("redirect", code, [(b"Location", location)] + extra, b"")
+
+    if p.get("location") is not None:
+        location = compile_format(str(p["location"]))
+        if location.__class__ is bytes:
+            return lambda txn: verdict(location)
+        return lambda txn: verdict(location(txn))
+
+    def uri(txn) -> bytes:
+        # HAProxy: the path of the request (the query too unless
+        # drop_query), "/" when the target has no path (e.g. "*").
+        _, path, query = _split_target(txn.req.target)
+        if not path or path == b"*":
+            path = b"/"
+        return path if drop_query else path + query
+
+    if p.get("prefix") is not None:
+        # prefix "/" means "nothing": a self-redirect (HAProxy's rule).
+        prefix = b"" if p["prefix"] == "/" else compile_format(str(p["prefix"]))
+        return lambda txn: verdict(_const_or_call(prefix, txn) + uri(txn))
+    if p.get("scheme") is not None:
+        scheme = compile_format(str(p["scheme"]))
+
+        def by_scheme(txn):
+            host = txn.req.get(b"host") or b""   # HAProxy: empty host if none
+            return verdict(_const_or_call(scheme, txn) + b"://" + host + uri(txn))
+        return by_scheme
+    raise RuleError("redirect needs one of location, prefix or scheme")
+
+
+def _set_path_action(p: dict) -> Callable:
+    value = compile_format(str(p["value"]))
+
+    def set_path(txn):
+        req = txn.req
+        prefix, _, query = _split_target(req.target)
+        req.target = prefix + _const_or_call(value, txn) + query
+        return _CONTINUE
+    return set_path
+
+
+def _set_query_action(p: dict) -> Callable:
+    value = compile_format(str(p["value"]))
+
+    def set_query(txn):
+        # HAProxy: add '?' only if the new query is not empty; never
+        # remove an existing '?'.
+        req = txn.req
+        prefix, path, query = _split_target(req.target)
+        q = _const_or_call(value, txn)
+        req.target = prefix + path + (b"?" + q if q or query else b"")
+        return _CONTINUE
+    return set_query
+
+
+def _replace_path_action(p: dict) -> Callable:
+    regex = _compile_rule_regex(p["match"])
+    search = regex.search
+    expand = _compile_replacement(str(p["replace"]), regex, "request")
+
+    def replace_path(txn):
+        # The path only (the query string is kept); the whole path becomes
+        # the expansion when the regex matches (HAProxy's rule).
+        req = txn.req
+        prefix, path, query = _split_target(req.target)
+        m = search(path)
+        if m is not None:
+            req.target = prefix + expand(m, txn) + query
+        return _CONTINUE
+    return replace_path
+
+
+def _set_status_action(p: dict) -> Callable:
+    status = int(p["status"])
+    reason = p.get("reason")
+    if reason is None:
+        try:
+            reason_b = HTTPStatus(status).phrase.encode("latin-1")
+        except ValueError:
+            reason_b = b""
+    else:
+        reason_b = str(reason).encode("latin-1")
+
+    def set_status(txn):
+        resp = txn.resp
+        resp.status = status
+        resp.reason = reason_b
+        return _CONTINUE
+    return set_status
+
+
+def _allow(txn):
+    return None   # stop evaluating the rules, go on with the request
+
+
+def _request_action(rule: model.Rule) -> Callable:
+    p = dict(rule.params)
+    a = rule.action
+    if a == "allow":
+        return _allow
+    if a == "deny":
+        return _response_verdict("deny", p, 403, None)
+    if a == "return":
+        return _response_verdict("return", p, 200, b"")
+    if a == "redirect":
+        return _redirect_action(p)
+    if a in ("set-header", "add-header", "del-header", "replace-header"):
+        return _header_action(a, p, "request")
+    if a == "set-path":
+        return _set_path_action(p)
+    if a == "set-query":
+        return _set_query_action(p)
+    if a == "replace-path":
+        return _replace_path_action(p)
+    raise RuleError(f"unknown http_request action {a!r}")
+
+
+def _response_action(rule: model.Rule) -> Callable:
+    p = dict(rule.params)
+    a = rule.action
+    if a == "allow":
+        return _allow
+    if a in ("set-header", "add-header", "del-header", "replace-header"):
+        return _header_action(a, p, "response")
+    if a == "set-status":
+        return _set_status_action(p)
+    raise RuleError(f"unknown http_response action {a!r}")
+
+
+def _compile_steps(rules, acls, phase: str, make_action: Callable) -> tuple:
+    steps = []
+    for rule in rules:
+        try:
+            cond = compile_condition(rule.cond, acls, phase) if rule.cond is not None else None
+            act = make_action(rule)
+        except (ConditionError, KeyError, TypeError, ValueError) as e:
+            what = f"missing param {e}" if isinstance(e, KeyError) else str(e)
+            raise RuleError(f"{rule.action} rule (line {rule.line}): {what}") from None
+        if cond is _false:
+            continue   # can never fire
+        steps.append((None if cond is _true else cond, act))
+        if cond in (None, _true) and act is _allow:
+            break      # unconditional allow: nothing after it can run
+    return tuple(steps)
+
+
+def compile_request_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[object], Verdict | None]:
+    """http_request rules -> run(txn) -> Verdict | None.
+
+    Rules run in order; each fires if its condition holds. allow stops the
+    evaluation (None: go on to routing); deny, redirect and return stop it
+    with a Verdict; the others edit txn.req and go on. None at the end:
+    forward the request. An empty list gives no_rules. acls: see
+    compile_condition. Raises RuleError naming the rule's line.
+    """
+    steps = _compile_steps(rules, acls, "request", _request_action)
+    if not steps:
+        return no_rules
+    _CONT = _CONTINUE
+
+    def run(txn):
+        for cond, act in steps:
+            if cond is None or cond(txn):
+                r = act(txn)
+                if r is not _CONT:
+                    return r
+        return None
+    return run
+
+
+def compile_response_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[object], None]:
+    """http_response rules -> run(txn) -> None, editing txn.resp.
+
+    Conditions are compiled for the response phase (hdr() reads the
+    response). allow stops the evaluation. An empty list gives no_rules.
+    """
+    steps = _compile_steps(rules, acls, "response", _response_action)
+    if not steps:
+        return no_rules
+    _CONT = _CONTINUE
+
+    def run(txn):
+        for cond, act in steps:
+            if cond is None or cond(txn):
+                if act(txn) is not _CONT:
+                    return None
+        return None
+    return run
+
+
+def compile_use_backend(entries: Sequence[model.UseBackend], default: str | None,
+                        acls=None) -> Callable[[object], str | None]:
+    """use_backend entries -> choose(txn) -> backend name.
+
+    The first entry whose condition holds wins (an entry without a
+    condition always holds); otherwise default (which may be None).
+    """
+    choices = []
+    for entry in entries:
+        try:
+            cond = compile_condition(entry.cond, acls, "request")
+        except (ConditionError, RuleError) as e:
+            raise RuleError(f"use_backend {entry.backend!r} (line {entry.line}): {e}") from None
+        if cond is _false:
+            continue
+        if cond is _true:
+            default = entry.backend   # unconditional: later entries are unreachable
+            break
+        choices.append((cond, entry.backend))
+    if not choices:
+        return lambda txn: default
+    choices = tuple(choices)
+    if len(choices) == 1:
+        (c1, b1), = choices
+        return lambda txn: b1 if c1(txn) else default
+
+    def choose(txn):
+        for cond, backend in choices:
+            if cond(txn):
+                return backend
+        return default
+    return choose

@@ -1,0 +1,423 @@
+"""TCP mode (layer 4): one session per accepted client connection.
+
+A session picks a server, connects without blocking (retrying elsewhere on
+failure), then relays both directions until both have ended:
+
+- small exchanges: recv_into the worker's shared buffer, send at once; only
+  what the peer could not take is copied into the session (`pending`), and
+  reading that side stops until it has drained (backpressure);
+- bulk flows: once a direction has moved SPLICE_AFTER bytes, it switches to
+  os.splice through a pooled pipe pair, so the bytes never enter Python;
+- half-close: EOF from one side becomes shutdown(SHUT_WR) on the other once
+  everything read before it has been delivered;
+- timeouts: connect, queue, client and server inactivity, or tunnel when set
+  (HAProxy: once established, timeout tunnel supersedes client and server).
+
+One access-log line (tcplog or JSON) is written when the session ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+
+from farm.logs import json_line, tcplog_line
+from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+
+SPLICE_AFTER = 65536        # bytes a direction moves by recv/send before splicing
+SPLICE_CHUNK = 262144       # bytes asked of one splice() call
+SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+INF = float("inf")
+
+# Session states, as the second letter of HAProxy's termination state.
+QUEUED, CONNECTING, DATA, CLOSED = "Q", "C", "D", "-"
+
+
+class Direction:
+    """One way of the relay: bytes read from src, written to dst."""
+
+    __slots__ = ("src", "dst", "pending", "eof", "shut", "pipe", "piped", "moved")
+
+    def __init__(self, src: socket.socket | None, dst: socket.socket | None):
+        self.src = src
+        self.dst = dst
+        self.pending = b""        # read but not yet accepted by dst
+        self.eof = False          # src has sent FIN
+        self.shut = False         # dst has been shut down for writing
+        self.pipe: tuple[int, int] | None = None
+        self.piped = 0            # bytes sitting in the pipe
+        self.moved = 0            # bytes relayed so far
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending) or self.piped > 0
+
+
+class PeerError(Exception):
+    """A socket error on one side; side is "C" (client) or "S" (server)."""
+
+    def __init__(self, side: str):
+        self.side = side
+
+
+class TcpSession:
+    """A layer-4 session: client socket <-> one server socket."""
+
+    def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple):
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.fe = fe
+        self.be = fe.default_backend
+        self.csock = csock
+        self.cfd = csock.fileno()
+        self.caddr = caddr
+        self.ssock: socket.socket | None = None
+        self.sfd = -1
+        self.srv = None
+        self.accept_time = time.time()
+        self.t0 = self.loop.now
+        self.t_queue = -1.0
+        self.t_connect = -1.0
+        self.retries = 0
+        self.redispatched = False
+        self.tried: set[int] = set()
+        self.state = CONNECTING
+        self.term = "--"
+        self.c2s = Direction(csock, None)
+        self.s2c = Direction(None, csock)
+        bt = self.be.cfg.timeouts
+        ft = fe.cfg.timeouts
+        self.to_client = ft.client or INF
+        self.to_server = bt.server or INF
+        self.to_tunnel = bt.tunnel or ft.tunnel
+        self.last_c = self.last_s = self.t0   # last activity on each side
+        self.t_connected = -1.0
+        self.timer = self.loop.timer(self.on_timeout)
+        self.key = caddr[0].encode() if self.be.needs_source_key else None
+        ctx.sessions.add(self)
+        ctx.actconn += 1
+        fe.conns += 1
+        fe.total += 1
+        self.be.conns += 1
+        self.connect()
+
+    # -- connecting ----------------------------------------------------------
+
+    def connect(self) -> None:
+        """Pick a server and start a non-blocking connect; queue or fail."""
+        be = self.be
+        pool = be.pool
+        avoid = self.tried if be.cfg.redispatch else ()
+        idx = pool.pick(self.key, avoid)
+        if idx is None and avoid:
+            idx = pool.pick(self.key, ())   # every server tried: start over
+        if idx is None:
+            if pool.any_up():
+                self.enqueue()
+            else:
+                self.close("SC")
+            return
+        if self.tried and idx not in self.tried:
+            self.redispatched = True
+        self.srv = srv = be.acquire(idx)
+        self.t_connect = self.loop.now
+        addr = srv.sockaddr
+        try:
+            sock = socket.socket(srv.family, socket.SOCK_STREAM)
+        except OSError as e:
+            # Out of descriptors: fail this session (R = resource) and make
+            # the worker pause accepting rather than take more it cannot serve.
+            self.be.release(srv)
+            self.srv = None
+            if is_fd_exhaustion(e):
+                self.ctx.out_of_fds()
+            self.close("RC")
+            return
+        sock.setblocking(False)
+        self.ssock = sock
+        self.sfd = sock.fileno()
+        err = sock.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS):
+            self.connect_failed()
+            return
+        self.state = CONNECTING
+        self.loop.add(self.sfd, EPOLLOUT, self.on_connect_event)
+        self.loop.set_timer(self.timer, self.loop.now + (be.cfg.timeouts.connect or INF))
+
+    def enqueue(self) -> None:
+        self.state = QUEUED
+        self.t_queue = self.loop.now
+        self.be.queue.append(self)
+        self.loop.set_timer(self.timer, self.loop.now + (self.be.cfg.timeouts.queue or INF))
+
+    def dequeued(self) -> bool:
+        """Called by the backend when a server slot frees; False if gone."""
+        if self.state != QUEUED:
+            return False
+        self.connect()
+        return True
+
+    def on_connect_event(self, events: int) -> None:
+        err = self.ssock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.connect_failed()
+        else:
+            self.connected()
+
+    def connect_failed(self, timeout: bool = False) -> None:
+        """Give the server slot back, then retry or give up (SC / sC)."""
+        self.drop_server_socket()
+        self.tried.add(self.srv.index)
+        self.be.release(self.srv)
+        self.srv = None
+        if self.retries < self.be.cfg.retries:
+            self.retries += 1
+            self.connect()
+        else:
+            self.close("sC" if timeout else "SC")
+
+    def drop_server_socket(self) -> None:
+        if self.ssock is not None:
+            self.loop.remove(self.sfd)
+            self.ssock.close()
+            self.ssock = None
+            self.sfd = -1
+
+    def connected(self) -> None:
+        loop = self.loop
+        self.state = DATA
+        self.t_connected = loop.now
+        ssock = self.ssock
+        ssock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.c2s.dst = ssock
+        self.s2c.src = ssock
+        loop.handlers[self.sfd] = self.on_server
+        loop.modify(self.sfd, EPOLLIN)
+        loop.add(self.cfd, EPOLLIN, self.on_client)
+        self.last_c = self.last_s = loop.now
+        self.rearm()
+
+    # -- relaying --------------------------------------------------------------
+
+    def on_client(self, events: int) -> None:
+        try:
+            if events & EPOLLOUT and self.s2c.busy:
+                self.flush(self.s2c)
+            if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not (self.c2s.eof or self.c2s.busy):
+                self.pump(self.c2s)
+        except PeerError as e:
+            self.close(e.side + "D")
+            return
+        self.after_io()
+
+    def on_server(self, events: int) -> None:
+        try:
+            if events & EPOLLOUT and self.c2s.busy:
+                self.flush(self.c2s)
+            if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not (self.s2c.eof or self.s2c.busy):
+                self.pump(self.s2c)
+        except PeerError as e:
+            self.close(e.side + "D")
+            return
+        self.after_io()
+
+    def pump(self, d: Direction) -> None:
+        """Read once from d.src and forward what was read to d.dst."""
+        src_side, dst_side = ("C", "S") if d is self.c2s else ("S", "C")
+        if d.pipe is not None:
+            try:
+                n = os.splice(d.src.fileno(), d.pipe[1], SPLICE_CHUNK, flags=SPLICE_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError:
+                raise PeerError(src_side)
+            if n == 0:
+                self.got_eof(d)
+                return
+            d.piped += n
+            d.moved += n
+            self.touch(src_side)
+            self.drain_pipe(d, dst_side)
+            return
+        ctx = self.ctx
+        try:
+            n = d.src.recv_into(ctx.buf)
+        except BlockingIOError:
+            return
+        except OSError:
+            raise PeerError(src_side)
+        if n == 0:
+            self.got_eof(d)
+            return
+        d.moved += n
+        self.touch(src_side)
+        try:
+            sent = d.dst.send(ctx.view[:n])
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            raise PeerError(dst_side)
+        if sent < n:
+            d.pending = bytes(ctx.view[sent:n])
+        else:
+            self.touch(dst_side)
+            if d.moved >= SPLICE_AFTER:
+                d.pipe = ctx.pipes.get()    # a bulk flow: splice from now on
+
+    def drain_pipe(self, d: Direction, dst_side: str) -> None:
+        try:
+            n = os.splice(d.pipe[0], d.dst.fileno(), d.piped, flags=SPLICE_FLAGS)
+        except BlockingIOError:
+            return
+        except OSError:
+            raise PeerError(dst_side)
+        d.piped -= n
+        self.touch(dst_side)
+
+    def flush(self, d: Direction) -> None:
+        """dst became writable: push what is pending, then finish a half-close."""
+        dst_side = "S" if d is self.c2s else "C"
+        if d.pending:
+            try:
+                sent = d.dst.send(d.pending)
+            except BlockingIOError:
+                return
+            except OSError:
+                raise PeerError(dst_side)
+            d.pending = d.pending[sent:]
+            self.touch(dst_side)
+            if not d.pending and d.moved >= SPLICE_AFTER and d.pipe is None:
+                d.pipe = self.ctx.pipes.get()
+        elif d.piped:
+            self.drain_pipe(d, dst_side)
+        if d.eof and not d.busy:
+            self.shut(d)
+
+    def got_eof(self, d: Direction) -> None:
+        d.eof = True
+        if not d.busy:
+            self.shut(d)
+
+    def shut(self, d: Direction) -> None:
+        """Forward a half-close: nothing more will come from d.src."""
+        if not d.shut:
+            d.shut = True
+            try:
+                d.dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the peer is already gone; the other direction will tell
+
+    def touch(self, side: str) -> None:
+        if side == "C":
+            self.last_c = self.loop.now
+        else:
+            self.last_s = self.loop.now
+
+    def after_io(self) -> None:
+        """Recompute what each socket waits for; end the session when done."""
+        c2s, s2c = self.c2s, self.s2c
+        if c2s.shut and s2c.shut:
+            self.close("--")
+            return
+        cmask = (0 if (c2s.eof or c2s.busy) else EPOLLIN) | (EPOLLOUT if s2c.busy else 0)
+        smask = (0 if (s2c.eof or s2c.busy) else EPOLLIN) | (EPOLLOUT if c2s.busy else 0)
+        self.set_mask(self.cfd, cmask, self.on_client)
+        self.set_mask(self.sfd, smask, self.on_server)
+        self.rearm()
+
+    def set_mask(self, fd: int, mask: int, handler) -> None:
+        """Watch fd for mask; an fd waiting for nothing leaves the epoll set,
+        so a hang-up on a paused socket cannot spin the loop."""
+        loop = self.loop
+        if mask == 0:
+            loop.remove(fd)
+        elif fd in loop.masks:
+            loop.modify(fd, mask)
+        else:
+            loop.add(fd, mask, handler)
+
+    def rearm(self) -> None:
+        if self.to_tunnel:
+            when = max(self.last_c, self.last_s) + self.to_tunnel
+        else:
+            when = min(self.last_c + self.to_client, self.last_s + self.to_server)
+        if when != INF:
+            self.loop.set_timer(self.timer, when)
+
+    def on_timeout(self) -> None:
+        now = self.loop.now
+        if self.state == CONNECTING:
+            self.connect_failed(timeout=True)
+        elif self.state == QUEUED:
+            self.close("sQ")
+        elif self.state == DATA:
+            if self.to_tunnel:
+                if max(self.last_c, self.last_s) + self.to_tunnel <= now:
+                    self.close("cD")
+                else:
+                    self.rearm()
+            elif self.last_c + self.to_client <= now:
+                self.close("cD")
+            elif self.last_s + self.to_server <= now:
+                self.close("sD")
+            else:
+                self.rearm()
+
+    # -- ending ----------------------------------------------------------------
+
+    def kill(self, term: str = "KD") -> None:
+        """End the session now (hard stop, admin shutdown)."""
+        if self.state != CLOSED:
+            self.close(term)
+
+    def close(self, term: str) -> None:
+        if self.state == CLOSED:
+            return
+        if self.state == QUEUED:
+            try:
+                self.be.queue.remove(self)
+            except ValueError:
+                pass
+        prev = self.state
+        self.state = CLOSED
+        self.term = term
+        self.timer.cancel()
+        loop = self.loop
+        loop.remove(self.cfd)
+        self.csock.close()
+        self.drop_server_socket()
+        for d in (self.c2s, self.s2c):
+            if d.pipe is not None:
+                self.ctx.pipes.put(d.pipe, d.piped == 0)
+                d.pipe = None
+        if self.srv is not None:
+            self.be.release(self.srv)
+        self.be.conns -= 1
+        self.fe.conns -= 1
+        self.ctx.session_ended(self)
+        if self.ctx.access.enabled:
+            self.log(prev)
+
+    def log(self, prev_state: str) -> None:
+        now = self.loop.now
+        ms = lambda t: int(t * 1000)  # noqa: E731
+        tw = ms((self.t_connect if self.t_connect >= 0 else now) - self.t_queue) if self.t_queue >= 0 else 0
+        tc = ms(self.t_connected - self.t_connect) if self.t_connected >= 0 else -1
+        srv = self.srv
+        rec = {
+            "client_ip": self.caddr[0], "client_port": self.caddr[1],
+            "accept_time": self.accept_time,
+            "frontend": self.fe.name, "backend": self.be.name,
+            "server": srv.name if srv is not None else "<NOSRV>",
+            "tw": tw, "tc": tc, "tt": ms(now - self.t0),
+            "bytes_read": self.s2c.moved, "bytes_uploaded": self.c2s.moved,
+            "termination_state": self.term,
+            "actconn": self.ctx.actconn + 1, "feconn": self.fe.conns + 1,
+            "beconn": self.be.conns + 1, "srv_conn": (srv.conns + 1) if srv is not None else 0,
+            "retries": self.retries, "redispatched": self.redispatched,
+            "srv_queue": 0, "backend_queue": len(self.be.queue),
+        }
+        fmt = self.ctx.log_format
+        self.ctx.access.write(json_line(rec) if fmt == "json" else tcplog_line(rec))

@@ -1,0 +1,249 @@
+"""Worker entry after fork: setup, accept loop, drain, exit.
+
+A worker owns slot `slot` of every listening address: the master opened one
+SO_REUSEPORT socket per (address, slot) and this worker polls only its own.
+It never returns to the master's code: it ends with os._exit().
+
+Exit codes the master understands:
+  0           normal exit (drained, or told to stop)
+  BOOT_ERROR  the worker could not start (bad address, missing file...):
+              the master stops with a clear message instead of respawning.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import traceback
+
+from farm import logs, model
+from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
+from workers.runtime import FrontendRuntime, WorkerContext
+from workers.tcp import TcpSession
+
+BOOT_ERROR = 3
+ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
+FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
+
+
+def set_title(title: str) -> None:
+    """Set the process title shown by ps (argv) and the thread name (comm)."""
+    try:
+        import prctl
+        prctl.set_proctitle(title)
+        prctl.set_name(title[:15])
+    except Exception:  # pragma: no cover - titles are cosmetic
+        pass
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """PR_SET_PDEATHSIG: the kernel kills this worker when the master dies.
+
+    The check of getppid() afterwards closes the race where the master died
+    between fork() and prctl().
+    """
+    try:
+        import prctl
+        prctl.set_pdeathsig(signal.SIGKILL)
+    except ImportError:  # pragma: no cover - python-prctl is a dependency
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def drop_privileges(user: str | None, group: str | None) -> None:
+    """Switch to user/group when started as root (after the binds are done)."""
+    if os.getuid() != 0 or not user:
+        return
+    import grp
+    import pwd
+    pw = pwd.getpwnam(user)
+    gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(pw.pw_uid)
+
+
+class Worker:
+    """One worker process: a loop, its frontends' sockets, its sessions."""
+
+    def __init__(self, config: model.Config, slot: int, generation: int,
+                 sockets: dict[model.Address, list[socket.socket]]):
+        self.config = config
+        self.slot = slot
+        self.generation = generation
+        self.loop = Loop()
+        self.ctx = WorkerContext(self.loop, config, slot, generation)
+        self.ctx.on_session_end = self.on_session_end
+        self.ctx.out_of_fds = self.out_of_fds
+        self.log = logs.get_logger(proc="worker", slot=slot, gen=generation, pid=os.getpid())
+        self.stopping = False
+        self.paused_until_fds = False
+        workers = config.global_.workers
+        for fe_cfg in config.frontends:
+            mine = [sockets[a][slot] for a in fe_cfg.binds]
+            fe = FrontendRuntime(fe_cfg, mine, workers, config.global_.maxconn)
+            if fe_cfg.default_backend:
+                fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
+            fe.session_class = self.session_class(fe_cfg)
+            self.ctx.frontends.append(fe)
+
+    def session_class(self, fe_cfg: model.Frontend):
+        if fe_cfg.mode == "tcp":
+            return TcpSession
+        from workers.http import HttpSession
+        return HttpSession
+
+    # -- accepting -------------------------------------------------------------
+
+    def start_accepting(self) -> None:
+        for fe in self.ctx.frontends:
+            self.resume(fe)
+
+    def resume(self, fe: FrontendRuntime) -> None:
+        if fe.accepting or self.stopping:
+            return
+        fe.accepting = True
+        for lsock in fe.listeners:
+            self.loop.add(lsock.fileno(), EPOLLIN, self.acceptor(fe, lsock))
+
+    def pause(self, fe: FrontendRuntime) -> None:
+        """Stop polling fe's sockets; new clients wait in the kernel backlog."""
+        if fe.accepting:
+            fe.accepting = False
+            for lsock in fe.listeners:
+                self.loop.remove(lsock.fileno())
+
+    def acceptor(self, fe: FrontendRuntime, lsock: socket.socket):
+        ctx = self.ctx
+        accept = lsock.accept
+        session_class = fe.session_class
+        nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def on_ready(events: int) -> None:
+            for _ in range(ACCEPT_BATCH):
+                if fe.conns >= fe.maxconn > 0 or ctx.actconn >= ctx.maxconn > 0:
+                    self.pause(fe)
+                    return
+                try:
+                    csock, caddr = accept()
+                except BlockingIOError:
+                    return
+                except OSError as e:
+                    if is_fd_exhaustion(e):
+                        self.out_of_fds()
+                        return
+                    continue  # ECONNABORTED and friends: that client is gone
+                csock.setblocking(False)
+                csock.setsockopt(*nodelay)
+                try:
+                    session_class(ctx, fe, csock, caddr)
+                except Exception:
+                    self.log.error("session_failed", frontend=fe.name, error=traceback.format_exc())
+                    csock.close()
+        return on_ready
+
+    def out_of_fds(self) -> None:
+        """EMFILE/ENFILE: accepting again at once would spin the CPU on the
+        same error; stop all listeners for a moment instead."""
+        if self.paused_until_fds:
+            return
+        self.paused_until_fds = True
+        self.log.warning("accept_paused", reason="out of file descriptors", seconds=FD_EXHAUSTED_PAUSE)
+        for fe in self.ctx.frontends:
+            self.pause(fe)
+
+        def retry() -> None:
+            self.paused_until_fds = False
+            self.start_accepting()
+        self.loop.call_later(FD_EXHAUSTED_PAUSE, retry)
+
+    def on_session_end(self, fe: FrontendRuntime) -> None:
+        if self.stopping:
+            if not self.ctx.sessions:
+                self.loop.stop()
+            return
+        if not fe.accepting and not self.paused_until_fds:
+            if (fe.maxconn == 0 or fe.conns < fe.maxconn) and (self.ctx.maxconn == 0 or self.ctx.actconn < self.ctx.maxconn):
+                self.resume(fe)
+
+    # -- stopping --------------------------------------------------------------
+
+    def on_signals(self, signums: list[int]) -> None:
+        for s in signums:
+            if s in (signal.SIGTERM, signal.SIGINT):
+                self.drain()
+            elif s == signal.SIGQUIT:
+                self.ctx.access.flush()
+                os._exit(0)
+            elif s == signal.SIGUSR1:
+                self.ctx.access.reopen()
+                logs.reopen_events()
+
+    def drain(self) -> None:
+        """Graceful stop: no new connections; exit once sessions are done, or
+        at hard_stop_after, whichever comes first."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.ctx.draining = True
+        for fe in self.ctx.frontends:
+            self.pause(fe)
+            for lsock in fe.listeners:
+                lsock.close()   # our copy only: the master keeps the socket
+        self.log.info("worker_draining", sessions=len(self.ctx.sessions))
+        for sess in list(self.ctx.sessions):
+            drain = getattr(sess, "drain", None)
+            if drain is not None:
+                drain()
+        if not self.ctx.sessions:
+            self.loop.stop()
+            return
+        self.loop.call_later(self.config.global_.hard_stop_after, self.hard_stop)
+
+    def hard_stop(self) -> None:
+        self.log.warning("hard_stop", sessions=len(self.ctx.sessions))
+        for sess in list(self.ctx.sessions):
+            sess.kill()
+        self.loop.stop()
+
+    def run(self, ready_fd: int) -> None:
+        self.loop.watch_signals([signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1], self.on_signals)
+        self.start_accepting()
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
+        self.log.info("worker_ready")
+        self.loop.run()
+        self.ctx.access.close()
+        self.log.info("worker_exit")
+
+
+def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_fd: int,
+         parent_pid: int, config_path: str) -> None:
+    """Run a worker in a freshly forked child. Never returns."""
+    code = 0
+    try:
+        die_with_parent(parent_pid)
+        set_title(f"farm: worker {slot} [gen {generation}]")
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reload is the master's job
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        drop_privileges(config.global_.user, config.global_.group)
+        try:
+            worker = Worker(config, slot, generation, sockets)
+        except Exception as e:
+            logs.get_logger(proc="worker", slot=slot).error(
+                "worker_boot_failed", error=f"{type(e).__name__}: {e}")
+            code = BOOT_ERROR
+        else:
+            worker.run(ready_fd)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
