@@ -233,3 +233,31 @@ def json_line(r: dict) -> str:
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def _escape_request(text: str) -> str:
+    """HAProxy's log escaping for the quoted request: '"', controls and
+    non-ASCII become #XX, so a line is always one parsable line."""
+    if text.isprintable() and '"' not in text and text.isascii():
+        return text
+    return "".join(c if (" " <= c < "\x7f" and c != '"') else "#%02X" % (ord(c) & 0xFF) for c in text)
+
+
+def httplog_line(r: dict) -> str:
+    """HAProxy's `option httplog` line from a transaction record:
+
+    %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
+    %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r
+    """
+    return '%s:%d [%s] %s %s/%s %d/%d/%d/%d/%d %d %d %s %s %s %d/%d/%d/%d/%s %d/%d "%s"' % (
+        r["client_ip"], r["client_port"], haproxy_date(r["accept_time"]),
+        r["frontend"], r["backend"], r["server"],
+        r["tr"], r["tw"], r["tc"], r["tr_server"], r["ta"],
+        r["status"], r["bytes_read"],
+        r["captured_request_cookie"], r["captured_response_cookie"], r["termination_state"],
+        r["actconn"], r["feconn"], r["beconn"], r["srv_conn"],
+        ("+%d" % r["retries"]) if r.get("redispatched") else str(r["retries"]),
+        r["srv_queue"], r["backend_queue"], _escape_request(r["request"]))
+
+
+json_http_line = json_line

@@ -247,6 +247,7 @@ _MAX_INT64 = 2 ** 63 - 1
 _MAX_CHUNK_LINE = 4096      # chunk-size line incl. extensions
 _MAX_LEADING_CRLF = 8       # empty lines tolerated before a start line
 _MAX_HEADERS = 100          # HAProxy's default (tune.http.maxhdr is 101)
+_METHOD_WINDOW = 32         # early junk detection looks at this many bytes
 
 
 # --------------------------------------------------------------------------
@@ -463,16 +464,16 @@ class Response(_Message):
 
 def _fields(buf, a, b, status, max_headers, what="header"):
     """Validate and split the field block buf[a:b] (each line ends in CRLF;
-    the terminating empty line is not included). Returns [(name, value)].
+    the terminating empty line is not included; buf[a-1] is an LF so that
+    (?m)^ matches at ``a``). Returns [(name, value)].
 
     Why this is correct: _FIELD_RE is anchored at line starts ((?m)^) and each
     match ends with CRLF, so matches are whole lines. If the number of matches
     equals the number of LFs, every LF ends a valid line, hence every line is
     valid and nothing (bare CR/LF, obs-fold, junk) lies between them."""
-    block = buf[a:b]
-    hs = _FIELD_RE.findall(block)
-    if len(hs) != block.count(b"\n"):
-        _field_error(block, status, what)
+    hs = _FIELD_RE.findall(buf, a, b)
+    if len(hs) != buf.count(b"\n", a, b):
+        _field_error(buf[a:b], status, what)
     if len(hs) > max_headers:
         raise HttpError(431 if status == 400 else status, "too many %s fields" % what)
     return hs
@@ -783,19 +784,23 @@ def _bare_lf(buf, lo, hi, floor):
 
 
 def _request_head_incomplete(buf, pos, lo, max_head):
-    """Checks on a request head whose end is not buffered yet, so junk and
-    oversize are refused now instead of after a timeout. Only the first
-    max_head bytes are looked at, so the outcome does not depend on how the
-    bytes were split across recv() calls. ``lo``: first byte not yet checked
-    for a bare LF."""
-    hi = min(len(buf), pos + max_head)
+    """Checks on a request head whose end is not buffered yet, so junk
+    (say a TLS ClientHello), bare LFs and oversize are refused now rather
+    than after a timeout. ``lo`` is the first byte not yet checked for a bare
+    LF; returns the new value. Every check looks at a window that does not
+    depend on how the bytes were split across recv() calls (the first
+    max_head bytes; the first _METHOD_WINDOW bytes for the method), and in
+    the same order, so the outcome is the same for any split. Cost per call
+    is bounded by the new bytes plus a constant: nothing is rescanned."""
+    n = len(buf)
+    hi = min(n, pos + max_head)
     if lo < hi and _bare_lf(buf, lo, hi, pos):
         raise HttpError(400, "bare LF in request head")
-    sp = buf.find(b" ", pos, hi)
-    method = buf[pos:hi if sp < 0 else sp]
-    if sp == pos or method.translate(None, _TCHAR):
+    m = buf[pos:min(hi, pos + _METHOD_WINDOW)]
+    sp = m.find(b" ")
+    if sp == 0 or (m if sp < 0 else m[:sp]).translate(None, _TCHAR):
         raise HttpError(400, "invalid request line")
-    if len(buf) - pos >= max_head:
+    if n - pos >= max_head:
         if buf.find(b"\r\n", pos, pos + max_head) < 0:
             raise HttpError(414, "request line too long")
         raise HttpError(431, "request head too large")

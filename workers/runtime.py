@@ -10,13 +10,17 @@ and 4 workers gets at most 25 connections from each.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import socket
 from collections import deque
+from urllib.parse import unquote_to_bytes
 
 from farm import model
 from farm.logs import AccessLog
+from workers import rules
+from workers.cookie import CookiePersistence
 from workers.lb.pool import ServerPool
 from workers.loop import Loop
 
@@ -91,11 +95,21 @@ class BackendRuntime:
     def __init__(self, cfg: model.Backend, workers: int):
         self.cfg = cfg
         self.name = cfg.name
-        self.pool = ServerPool(cfg)
+        # The pool enforces server maxconn: give it this worker's share.
+        per_worker_servers = tuple(dataclasses.replace(s, maxconn=per_worker(s.maxconn, workers))
+                                   for s in cfg.servers)
+        self.pool = ServerPool(dataclasses.replace(cfg, servers=per_worker_servers))
         self.servers = [ServerRuntime(s, i, self) for i, s in enumerate(cfg.servers)]
         self.conns = 0
         self.queue: deque = deque()
         self.needs_source_key = cfg.balance.algorithm == "source"
+        # HTTP: rules compiled once, balance key, persistence, error pages
+        acls = rules.compile_acls(cfg.acl)
+        self.req_rules = rules.compile_request_rules(cfg.http_request, acls)
+        self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
+        self.key_of = balance_key(cfg.balance)
+        self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
+        self.errorfiles = read_errorfiles(cfg.errorfiles)
 
     def acquire(self, index: int) -> ServerRuntime:
         srv = self.servers[index]
@@ -126,8 +140,15 @@ class FrontendRuntime:
         limit = cfg.maxconn or global_maxconn
         self.maxconn = per_worker(limit, workers)
         self.accepting = False
-        self.paused = False        # by maxconn or fd exhaustion
         self.default_backend: BackendRuntime | None = None
+        self.session_class = None
+        # HTTP: rules compiled once per worker
+        acls = rules.compile_acls(cfg.acl)
+        self.req_rules = rules.compile_request_rules(cfg.http_request, acls)
+        self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
+        self.choose_backend = rules.compile_use_backend(cfg.use_backend, cfg.default_backend, acls)
+        self.errorfiles = read_errorfiles(cfg.errorfiles)
+        self.xff_name = cfg.xff_header.encode("latin-1")
 
 
 class WorkerContext:
@@ -150,6 +171,7 @@ class WorkerContext:
         self.maxconn = per_worker(config.global_.maxconn, workers)
         self.backends = {b.name: BackendRuntime(b, workers) for b in config.backends}
         self.frontends: list[FrontendRuntime] = []
+        self.conn_pool = None      # HTTP idle server connections (workers/http.py)
         loop.at_end_of_turn(self.access.flush)
 
     def session_ended(self, session) -> None:
@@ -165,3 +187,42 @@ class WorkerContext:
     def out_of_fds(self) -> None:
         """Replaced by the worker: pause accepting for a moment."""
 
+
+
+def read_errorfiles(entries: tuple[tuple[int, str], ...]) -> dict[int, bytes]:
+    """status -> the raw HTTP response in that file (HAProxy's errorfile:
+    the file holds the whole response, head included, sent as is)."""
+    out = {}
+    for status, path in entries:
+        with open(path, "rb") as f:
+            out[status] = f.read()
+    return out
+
+
+def balance_key(balance: model.Balance):
+    """The function extracting the hashing key from an HTTP transaction,
+    or None for algorithms that need no key. A None key makes the hashing
+    balancer fall back to round robin (as HAProxy does)."""
+    alg = balance.algorithm
+    if alg == "source":
+        return lambda txn: txn.src.encode()
+    if alg == "uri":
+        if "whole" in balance.options:
+            return lambda txn: txn.req.target
+        if "path-only" in balance.options:
+            return lambda txn: txn.req.path
+        return lambda txn: txn.req.target.split(b"?", 1)[0]
+    if alg == "url_param":
+        name = balance.arg.encode("latin-1")
+
+        def url_param(txn):
+            for pair in txn.req.query.split(b"&"):
+                k, eq, v = pair.partition(b"=")
+                if eq and unquote_to_bytes(k) == name:
+                    return v or None
+            return None
+        return url_param
+    if alg == "hdr":
+        name = balance.arg.lower().encode("latin-1")
+        return lambda txn: txn.req.get(name)
+    return None

@@ -89,6 +89,9 @@ class Worker:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
             fe.session_class = self.session_class(fe_cfg)
             self.ctx.frontends.append(fe)
+        if any(fe.mode == "http" for fe in config.frontends):
+            from workers.http import ConnPool
+            self.ctx.conn_pool = ConnPool(self.loop)
 
     def session_class(self, fe_cfg: model.Frontend):
         if fe_cfg.mode == "tcp":
@@ -193,6 +196,8 @@ class Worker:
             self.pause(fe)
             for lsock in fe.listeners:
                 lsock.close()   # our copy only: the master keeps the socket
+        if self.ctx.conn_pool is not None:
+            self.ctx.conn_pool.close_all()
         self.log.info("worker_draining", sessions=len(self.ctx.sessions))
         for sess in list(self.ctx.sessions):
             drain = getattr(sess, "drain", None)

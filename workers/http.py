@@ -1,0 +1,1020 @@
+"""HTTP mode (layer 7): one HttpSession per client connection.
+
+A session reads requests with the sans-IO parser (workers/http1.py), one at
+a time (pipelined requests wait in the parser's buffer, answered in order),
+runs the rules (workers/rules.py), picks a backend and a server, and relays
+the request and then the response. Bodies are relayed as the raw wire bytes
+the parser validated; heads are re-serialized (rules may have edited them).
+
+Server connections are kept alive and pooled per server when idle (this
+worker only), reused the way HAProxy's `http-reuse safe` does: the first
+request of a client connection goes over a fresh connection (so a failure
+there is the client's own to retry), later ones may take an idle one. A
+reused connection that the server had closed before answering is retried on
+a fresh connection for idempotent requests without a body.
+
+Writes to each side are queued during an event and sent with one send() at
+its end, so a response head and its first body bytes leave in one syscall.
+Reading a side stops while the other side's queue is above HIGH_WATER
+(backpressure).
+
+Termination states follow HAProxy's codes (first letter: who/what ended the
+transaction, second: in which phase):
+  C/S client/server abort, c/s client/server timeout, P proxy (deny, bad
+  request), R resource, I internal, D server down, K killed, - normal;
+  R request, Q queue, C connect, H response headers, D data, L last data,
+  T tunnel... and - normal.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+
+from farm.logs import httplog_line, json_http_line
+from workers import http1
+from workers.http1 import (BODY_NONE, CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
+                           Data, HttpError, Request, Response)
+from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+
+INF = float("inf")
+HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
+RECV_SIZE = 65536
+POOL_MAX_IDLE = 256          # idle connections kept per server (per worker)
+POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+
+# session states
+S_REQ, S_QUEUED, S_CONNECTING, S_SERVER, S_TUNNEL, S_CLOSING, S_CLOSED = range(7)
+_PHASE = {S_REQ: "R", S_QUEUED: "Q", S_CONNECTING: "C", S_SERVER: "H", S_TUNNEL: "D",
+          S_CLOSING: "L", S_CLOSED: "-"}
+
+
+class ServerConn:
+    """A connection to a server: attached to a session, or idle in the pool."""
+
+    __slots__ = ("sock", "fd", "srv", "rp", "reused", "idle_since", "on_idle")
+
+    def __init__(self, sock: socket.socket, srv, max_head: int):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.srv = srv
+        self.rp = http1.ResponseParser(max_head)
+        self.reused = False
+        self.idle_since = 0.0
+        self.on_idle = None
+
+    def close(self, loop) -> None:
+        loop.remove(self.fd)
+        self.sock.close()
+
+
+class ConnPool:
+    """Idle server connections of one worker, per server (LIFO: the most
+    recently used connection is the least likely to have been closed)."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.idle: dict = {}            # ServerRuntime -> list[ServerConn]
+        self.sweeping = False
+
+    def take(self, srv) -> ServerConn | None:
+        conns = self.idle.get(srv)
+        if conns:
+            conn = conns.pop()
+            conn.reused = True
+            return conn
+        return None
+
+    def give(self, conn: ServerConn) -> None:
+        """Park a connection whose response ended cleanly and is keep-alive."""
+        conns = self.idle.setdefault(conn.srv, [])
+        if len(conns) >= POOL_MAX_IDLE:
+            conn.close(self.loop)
+            return
+        conn.idle_since = self.loop.now
+        if conn.on_idle is None:
+            conn.on_idle = lambda ev, c=conn: self.on_idle_event(c)
+        loop = self.loop
+        loop.handlers[conn.fd] = conn.on_idle
+        loop.modify(conn.fd, EPOLLIN)
+        conns.append(conn)
+        if not self.sweeping:
+            self.sweeping = True
+            loop.call_later(POOL_IDLE_TIMEOUT, self.sweep)
+
+    def on_idle_event(self, conn: ServerConn) -> None:
+        """An idle connection is readable: the server closed it (or sent
+        something unsolicited, which makes it unusable too)."""
+        self.discard(conn)
+
+    def discard(self, conn: ServerConn) -> None:
+        conns = self.idle.get(conn.srv)
+        if conns and conn in conns:
+            conns.remove(conn)
+        conn.close(self.loop)
+
+    def sweep(self) -> None:
+        limit = self.loop.now - POOL_IDLE_TIMEOUT
+        left = 0
+        for conns in self.idle.values():
+            old = [c for c in conns if c.idle_since <= limit]
+            for c in old:
+                conns.remove(c)
+                c.close(self.loop)
+            left += len(conns)
+        self.sweeping = left > 0
+        if self.sweeping:
+            self.loop.call_later(POOL_IDLE_TIMEOUT, self.sweep)
+
+    def close_all(self) -> None:
+        for conns in self.idle.values():
+            for c in conns:
+                c.close(self.loop)
+            conns.clear()
+
+
+class Txn:
+    """One request/response exchange: what rules read and what gets logged."""
+
+    __slots__ = ("session", "req", "resp", "src", "src_port", "_rules_src", "be", "srv",
+                 "t_start", "t_head", "t_queue", "t_connect", "t_connected", "t_resp",
+                 "status", "bytes_out", "retries", "redispatched", "term", "cc", "cs",
+                 "request_line", "close", "tried", "key", "forced_server", "set_cookie",
+                 "sent_request", "resp_started", "req_done", "local", "released")
+
+    def __init__(self, session, req: Request, t_start: float):
+        self.session = session
+        self.req = req
+        self.resp = None
+        self.src = session.caddr[0]
+        self.src_port = session.caddr[1]
+        self.be = None
+        self.srv = None
+        self.t_start = t_start
+        self.t_head = session.loop.now
+        self.t_queue = -1.0
+        self.t_connect = -1.0
+        self.t_connected = -1.0
+        self.t_resp = -1.0
+        self.status = 0
+        self.bytes_out = 0
+        self.retries = 0
+        self.redispatched = False
+        self.term = "--"
+        self.cc = "-"
+        self.cs = "-"
+        self.request_line = b"%s %s %s" % (req.method, req.target, req.version)
+        self.close = not req.keep_alive
+        self.tried: set[int] = set()
+        self.key = None
+        self.forced_server = None
+        self.set_cookie = None
+        self.sent_request = False
+        self.resp_started = False
+        self.req_done = False
+        self.local = False
+        self.released = True        # no server slot held yet
+
+    @property
+    def dst_port(self) -> int:
+        return self.session.dst_port()
+
+
+class HttpSession:
+    """An HTTP/1.1 client connection and the transactions it carries."""
+
+    def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple):
+        self.ctx = ctx
+        self.loop = loop = ctx.loop
+        self.fe = fe
+        self.csock = csock
+        self.cfd = csock.fileno()
+        self.caddr = caddr
+        self._dst_port = None
+        self.rp = http1.RequestParser(fe.cfg.max_header_size)
+        self.state = S_REQ
+        self.txn: Txn | None = None
+        self.sc: ServerConn | None = None
+        self.wq_c: list[bytes] = []      # queued for the client this event
+        self.out_c = b""                 # not yet accepted by the client socket
+        self.wq_s: list[bytes] = []
+        self.out_s = b""
+        self.c_eof = False
+        self.s_eof = False
+        self.need_pump = False           # request parser events to take at end of event
+        self.discarding = False          # skipping the rest of a request answered locally
+        self.shut_s_after_flush = False  # tunnel half-close waiting for out_s to drain
+        self.shut_c_after_flush = False
+        self.to_tunnel = 0.0
+        self.requests = 0
+        self.accept_time = time.time()
+        self.t_accept = loop.now
+        self.req_start = loop.now        # first byte (or start of wait) of the next request
+        self.req_bytes = False           # some bytes of the next request arrived
+        self.last_c = self.last_s = loop.now
+        t = fe.cfg.timeouts
+        self.to_client = t.client or INF
+        self.to_request = t.http_request or INF
+        self.to_keepalive = t.http_keep_alive or self.to_request
+        self.timer = loop.timer(self.on_timeout)
+        ctx.sessions.add(self)
+        ctx.actconn += 1
+        fe.conns += 1
+        fe.total += 1
+        loop.add(self.cfd, EPOLLIN, self.on_client)
+        loop.set_timer(self.timer, loop.now + self.to_request)
+
+    def dst_port(self) -> int:
+        if self._dst_port is None:
+            self._dst_port = self.csock.getsockname()[1]
+        return self._dst_port
+
+    # ------------------------------------------------------------------ client
+
+    def on_client(self, events: int) -> None:
+        if events & EPOLLOUT and self.out_c:
+            if not self.write_client():
+                return
+        if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and self.client_readable():
+            try:
+                data = self.csock.recv(RECV_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                self.abort("C")
+                return
+            if data is not None:
+                self.last_c = self.loop.now
+                if self.state == S_TUNNEL:
+                    self.tunnel_in(data, from_client=True)
+                else:
+                    if not data:
+                        self.c_eof = True
+                    elif self.state == S_REQ and not self.req_bytes:
+                        self.req_bytes = True
+                        self.req_start = self.loop.now
+                    self.rp.feed(data)
+                    self.pump_request()
+        self.finish_io()
+
+    def client_readable(self) -> bool:
+        """Whether to read the client now (backpressure and phase)."""
+        if self.c_eof or self.state == S_CLOSED:
+            return False
+        if self.state == S_TUNNEL:
+            return len(self.out_s) < HIGH_WATER
+        if self.state == S_REQ:
+            return True
+        txn = self.txn
+        if self.state == S_SERVER and txn is not None and not txn.req_done:
+            return len(self.out_s) < HIGH_WATER
+        return False
+
+    def pump_request(self) -> None:
+        """Take events from the request parser as far as the phase allows."""
+        rp = self.rp
+        while self.state == S_REQ or (self.state == S_SERVER and not self.txn.req_done):
+            try:
+                ev = rp.next_event()
+            except HttpError as e:
+                self.client_error(e.status, e.reason)
+                return
+            if ev is NEED_DATA:
+                if self.c_eof:
+                    if self.state == S_REQ:
+                        self.close_quietly("CR" if self.req_bytes else "--")
+                    else:
+                        self.abort("C")
+                return
+            if self.state == S_REQ:
+                if ev is CLOSED:
+                    self.close_quietly("--")
+                    return
+                if self.discarding:
+                    # the body / end of a request that was answered locally
+                    if ev is END_OF_MESSAGE or ev is PAUSED:
+                        self.discarding = False
+                        if ev is PAUSED:
+                            rp.resume()
+                    continue
+                self.start_txn(ev)
+                continue
+            # forwarding the request body
+            if type(ev) is Data:
+                self.wq_s.append(ev.raw)
+            elif ev is END_OF_MESSAGE or ev is PAUSED:
+                self.txn.req_done = True
+            elif ev is CLOSED:
+                self.txn.req_done = True
+
+    # ------------------------------------------------------------- transactions
+
+    def start_txn(self, req: Request) -> None:
+        fe = self.fe
+        loop = self.loop
+        txn = self.txn = Txn(self, req, self.req_start if self.req_bytes else loop.now)
+        self.requests += 1
+        if self.ctx.draining:
+            txn.close = True
+        verdict = fe.req_rules(txn)
+        if verdict is not None:
+            self.local_response(verdict)
+            return
+        name = fe.choose_backend(txn)
+        be = self.ctx.backends.get(name) if name else None
+        if be is None:
+            txn.be = None
+            self.send_error(503, "SC")   # no backend for this request
+            return
+        txn.be = be
+        be.conns += 1
+        verdict = be.req_rules(txn)
+        if verdict is not None:
+            self.local_response(verdict)
+            return
+        self.prepare_request(txn, be)
+        if be.cookie is not None:
+            be.cookie.on_request(txn)
+        txn.key = be.key_of(txn) if be.key_of is not None else None
+        self.connect_server()
+
+    def prepare_request(self, txn: Txn, be) -> None:
+        """Headers as the server must see them: hop-by-hop fields removed,
+        X-Forwarded-For / -Proto and Forwarded added when configured."""
+        req = txn.req
+        http1.strip_hop_by_hop(req.headers, keep_upgrade=req.upgrade is not None)
+        if req.upgrade is not None:
+            req.headers.append((b"Connection", b"upgrade"))
+        elif req.version == b"HTTP/1.0":
+            req.headers.append((b"Connection", b"keep-alive"))
+        fe = self.fe.cfg
+        if fe.option_forwardfor or be.cfg.option_forwardfor:
+            req.headers.append((self.fe.xff_name, txn.src.encode()))
+            req.headers.append((b"X-Forwarded-Proto", b"http"))
+        if fe.forwarded or be.cfg.forwarded:
+            src = txn.src
+            node = f'"[{src}]"' if ":" in src else src
+            host = req.host.decode("latin-1") if req.host else None
+            value = f"for={node};proto=http" + (f";host={host}" if host else "")
+            req.headers.append((b"Forwarded", value.encode("latin-1")))
+
+    def connect_server(self) -> None:
+        """Pick a server (cookie, balance) and get a connection to it."""
+        txn = self.txn
+        be = txn.be
+        pool = be.pool
+        idx = txn.forced_server
+        txn.forced_server = None
+        if idx is None:
+            avoid = txn.tried if be.cfg.redispatch else ()
+            idx = pool.pick(txn.key, avoid)
+            if idx is None and avoid:
+                idx = pool.pick(txn.key, ())
+        if idx is None:
+            if pool.any_up():
+                self.state = S_QUEUED
+                txn.t_queue = self.loop.now
+                be.queue.append(self)
+                self.rearm()
+                return
+            self.send_error(503, "SC")
+            return
+        if txn.tried and idx not in txn.tried:
+            txn.redispatched = True
+        srv = be.acquire(idx)
+        txn.srv = srv
+        txn.released = False
+        txn.t_connect = self.loop.now
+        conn = None
+        # http-reuse: "safe" lets requests after the first take an idle
+        # connection, "always" every request, "never" none.
+        reuse = be.cfg.http_reuse
+        if reuse == "always" or (reuse == "safe" and self.requests > 1):
+            conn = self.ctx.conn_pool.take(srv)
+        if conn is not None:
+            self.attach(conn)
+            self.server_ready()
+            return
+        self.open_connection(srv)
+
+    def server_ready(self) -> None:
+        """A server connection is usable: send the head; the body follows
+        from the request parser at the end of this event."""
+        self.state = S_SERVER
+        self.txn.t_connected = self.loop.now
+        self.last_s = self.loop.now
+        self.send_request_head()
+        self.need_pump = True
+
+    def open_connection(self, srv) -> None:
+        txn = self.txn
+        try:
+            sock = socket.socket(srv.family, socket.SOCK_STREAM)
+        except OSError as e:
+            if is_fd_exhaustion(e):
+                self.ctx.out_of_fds()
+            self.release_server()
+            self.send_error(503, "RC")
+            return
+        sock.setblocking(False)
+        err = sock.connect_ex(srv.sockaddr)
+        conn = ServerConn(sock, srv, self.fe.cfg.max_header_size)
+        self.sc = conn
+        self.loop.add(conn.fd, EPOLLOUT, self.on_server)
+        self.state = S_CONNECTING
+        txn.t_connect = self.loop.now
+        if err not in (0, errno.EINPROGRESS):
+            self.connect_failed()
+            return
+        self.rearm()
+
+    def dequeued(self) -> bool:
+        """The backend freed a server slot; False if this session moved on."""
+        if self.state != S_QUEUED:
+            return False
+        self.connect_server()
+        self.finish_io()
+        return True
+
+
+    def attach(self, conn: ServerConn) -> None:
+        self.sc = conn
+        self.loop.handlers[conn.fd] = self.on_server
+        self.s_eof = False
+        self.last_s = self.loop.now
+
+    def connect_failed(self, timeout: bool = False) -> None:
+        txn = self.txn
+        self.drop_server_conn()
+        txn.tried.add(txn.srv.index)
+        self.release_server()
+        be = txn.be
+        if txn.retries < be.cfg.retries:
+            txn.retries += 1
+            self.connect_server()
+        else:
+            self.send_error(503, "sC" if timeout else "SC")
+
+    def send_request_head(self) -> None:
+        txn = self.txn
+        req = txn.req
+        self.sc.rp.expect(req.method, req.upgrade is not None)
+        try:
+            head = http1.serialize_request_head(req)
+        except ValueError:
+            self.send_error(500, "IR")
+            return
+        self.wq_s.append(head)
+        txn.sent_request = True
+
+    # ------------------------------------------------------------------ server
+
+    def on_server(self, events: int) -> None:
+        if self.state == S_CONNECTING:
+            err = self.sc.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.connect_failed()
+                self.finish_io()
+                return
+            self.sc.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.loop.modify(self.sc.fd, EPOLLIN)
+            self.server_ready()
+            self.finish_io()
+            return
+        if events & EPOLLOUT and self.out_s:
+            if not self.write_server():
+                return
+        if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and self.server_readable():
+            try:
+                data = self.sc.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""          # a reset: handled like an EOF, by phase
+            if data is not None:
+                self.last_s = self.loop.now
+                if self.state == S_TUNNEL:
+                    self.tunnel_in(data, from_client=False)
+                else:
+                    if not data:
+                        self.s_eof = True
+                    self.sc.rp.feed(data)
+                    self.pump_response()
+        self.finish_io()
+
+    def server_readable(self) -> bool:
+        if self.s_eof or self.sc is None:
+            return False
+        if self.state == S_TUNNEL or self.state == S_SERVER:
+            return len(self.out_c) < HIGH_WATER
+        return False
+
+    def pump_response(self) -> None:
+        txn = self.txn
+        rp = self.sc.rp
+        while self.state == S_SERVER:
+            try:
+                ev = rp.next_event()
+            except HttpError as e:
+                self.server_failed(e.reason, "SH" if not txn.resp_started else "SD", 502)
+                return
+            if ev is NEED_DATA:
+                return
+            t = type(ev)
+            if t is Data:
+                self.wq_c.append(ev.raw)
+                txn.bytes_out += len(ev.raw)
+            elif t is Response:
+                self.response_head(ev)
+            elif ev is END_OF_MESSAGE:
+                self.end_txn()
+                return
+            elif ev is TUNNEL:
+                self.start_tunnel()
+                return
+            elif ev is CLOSED:
+                # EOF before any response: maybe an idle connection the server
+                # had already closed; retry what is safe to retry.
+                self.server_closed_early()
+                return
+
+    def response_head(self, resp: Response) -> None:
+        txn = self.txn
+        if resp.interim:
+            head = http1.serialize_response_head(resp)
+            self.wq_c.append(head)
+            txn.bytes_out += len(head)
+            return
+        txn.resp = resp
+        txn.t_resp = self.loop.now
+        txn.status = resp.status
+        be = txn.be
+        http1.strip_hop_by_hop(resp.headers, keep_upgrade=resp.status == 101)
+        be.resp_rules(txn)
+        self.fe.resp_rules(txn)
+        if be.cookie is not None:
+            be.cookie.on_response(txn)
+        if resp.status == 101:
+            resp.headers.append((b"Connection", b"upgrade"))
+        elif txn.close or self.ctx.draining or not txn.req.keep_alive:
+            txn.close = True
+            resp.headers.append((b"Connection", b"close"))
+        elif txn.req.version == b"HTTP/1.0":
+            resp.headers.append((b"Connection", b"keep-alive"))
+        if resp.body_mode == http1.BODY_CLOSE and not txn.close:
+            # no framing: the body ends when the server closes, and so must
+            # the client connection (the client cannot see the end otherwise)
+            txn.close = True
+            resp.headers.append((b"Connection", b"close"))
+        head = http1.serialize_response_head(resp)
+        self.wq_c.append(head)
+        txn.bytes_out += len(head)
+        txn.resp_started = True
+
+    def end_txn(self) -> None:
+        """The response is complete: log, park or close the server connection,
+        then wait for the next request (or close)."""
+        txn = self.txn
+        sc = self.sc
+        self.sc = None
+        if sc is not None:
+            keep = (txn.resp is not None and txn.resp.keep_alive and not self.s_eof
+                    and sc.rp.pending == 0 and txn.req_done and not self.out_s)
+            if keep:
+                self.ctx.conn_pool.give(sc)
+            else:
+                sc.close(self.loop)
+        self.release_server()
+        if not txn.req_done:
+            txn.close = True      # the request body was not read to its end
+        self.finish_txn()
+
+    def finish_txn(self) -> None:
+        txn = self.txn
+        if txn.be is not None:
+            txn.be.conns -= 1
+        self.log_txn(txn)
+        self.txn = None
+        if txn.close or self.c_eof:
+            self.state = S_CLOSING
+            return
+        self.state = S_REQ
+        self.req_bytes = False
+        self.req_start = self.loop.now
+        self.need_pump = True   # a pipelined request may already be buffered
+
+    def release_server(self) -> None:
+        """Give the transaction's server slot back (once); wakes the queue."""
+        txn = self.txn
+        if txn is not None and txn.srv is not None and not txn.released:
+            txn.released = True
+            txn.be.release(txn.srv)
+
+    # ------------------------------------------------------------ local replies
+
+    def local_response(self, verdict) -> None:
+        txn = self.txn
+        if verdict.body is None:
+            self.send_error(verdict.status, "PR")
+            return
+        has_body = txn.req.content_length or txn.req.chunked
+        if has_body:
+            txn.close = True   # the body is not read: the connection cannot go on
+        headers = list(verdict.headers)
+        if txn.close:
+            headers.append((b"Connection", b"close"))
+        data = http1.make_response(verdict.status, headers=headers, body=verdict.body)
+        self.reply_locally(verdict.status, data, "PR" if verdict.kind == "deny" else "--")
+
+    def send_error(self, status: int, term: str) -> None:
+        """Answer status with the proxy's (or the configured) error page."""
+        txn = self.txn
+        be = txn.be if txn is not None else None
+        page = None
+        if be is not None:
+            page = be.errorfiles.get(status)
+        if page is None:
+            page = self.fe.errorfiles.get(status)
+        if page is None:
+            page = http1.error_response(status, close=True)
+        if txn is not None:
+            txn.close = True
+            self.release_server()
+            self.drop_server_conn()
+        self.reply_locally(status, page, term)
+
+    def reply_locally(self, status: int, data: bytes, term: str) -> None:
+        txn = self.txn
+        self.wq_c.append(data)
+        if txn is None:
+            return
+        txn.status = status
+        txn.term = term
+        txn.local = True
+        txn.bytes_out += len(data)
+        txn.t_resp = self.loop.now
+        if not txn.req_done:
+            self.discarding = True
+        self.finish_txn()
+
+    def client_error(self, status: int, reason: str) -> None:
+        """The request could not be parsed: answer, log, close. Nothing of
+        it has reached a server."""
+        if self.txn is None:
+            self.log_bad_request(status, reason)
+            self.wq_c.append(self.fe.errorfiles.get(status) or http1.error_response(status))
+            self.state = S_CLOSING
+            return
+        # an error in the body of a request already being forwarded
+        self.txn.close = True
+        if not self.txn.resp_started:
+            self.send_error(status, "CD")
+        else:
+            self.abort("C")
+
+    def log_bad_request(self, status: int, reason: str) -> None:
+        ctx = self.ctx
+        if not ctx.access.enabled:
+            return
+        now = self.loop.now
+        rec = self.log_record(None, now)
+        rec.update(status=status, termination_state="PR--", bytes_read=0,
+                   request="<BADREQ>", tr=int((now - self.req_start) * 1000), ta=int((now - self.req_start) * 1000))
+        ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
+
+    # -------------------------------------------------------------- failures
+
+    def server_closed_early(self) -> None:
+        txn = self.txn
+        sc = self.sc
+        retry = (sc is not None and sc.reused and not txn.resp_started
+                 and txn.req.method in IDEMPOTENT and not (txn.req.content_length or txn.req.chunked))
+        if retry:
+            self.drop_server_conn()
+            txn.retries += 1
+            # same server, but a fresh connection this time
+            self.open_connection(txn.srv)
+            return
+        self.server_failed("server closed the connection", "SH", 502)
+
+    def server_failed(self, reason: str, term: str, status: int) -> None:
+        txn = self.txn
+        if not txn.resp_started:
+            self.send_error(status, term)
+        else:
+            txn.term = term
+            txn.close = True
+            self.drop_server_conn()
+            self.release_server()
+            self.finish_txn()
+
+    def drop_server_conn(self) -> None:
+        if self.sc is not None:
+            self.sc.close(self.loop)
+            self.sc = None
+
+    # ------------------------------------------------------------------ tunnel
+
+    def start_tunnel(self) -> None:
+        """101 Switching Protocols (or CONNECT 2xx): relay raw bytes both ways."""
+        self.state = S_TUNNEL
+        self.txn.req_done = True
+        rest_c = self.rp.switch_to_tunnel() if not self.c_eof else b""
+        rest_s = self.sc.rp.switch_to_tunnel()
+        if rest_c:
+            self.wq_s.append(rest_c)
+        if rest_s:
+            self.wq_c.append(rest_s)
+            self.txn.bytes_out += len(rest_s)
+        be_t = self.txn.be.cfg.timeouts
+        self.to_tunnel = be_t.tunnel or self.fe.cfg.timeouts.tunnel
+
+    def tunnel_in(self, data: bytes, from_client: bool) -> None:
+        if from_client:
+            if data:
+                self.wq_s.append(data)
+            else:
+                self.c_eof = True
+                self.shut_s_after_flush = True
+        else:
+            if data:
+                self.wq_c.append(data)
+                self.txn.bytes_out += len(data)
+            else:
+                self.s_eof = True
+                self.shut_c_after_flush = True
+
+    # ---------------------------------------------------------------- writing
+
+    def write_client(self) -> bool:
+        """Send what is pending for the client; False if the session ended."""
+        try:
+            n = self.csock.send(self.out_c)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.abort("C")
+            return False
+        self.out_c = self.out_c[n:]
+        self.last_c = self.loop.now
+        return True
+
+    def write_server(self) -> bool:
+        try:
+            n = self.sc.sock.send(self.out_s)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.server_failed("write error", "SD" if self.txn and self.txn.resp_started else "SH", 502)
+            return False
+        self.out_s = self.out_s[n:]
+        self.last_s = self.loop.now
+        return True
+
+    def finish_io(self) -> None:
+        """End of an event: send queued bytes (one send per side), update
+        what each socket waits for, the timer, and close when done."""
+        if self.state == S_CLOSED:
+            return
+        while self.need_pump:
+            self.need_pump = False
+            self.pump_request()
+            if self.state == S_CLOSED:
+                return
+        if self.wq_s:
+            data = b"".join(self.wq_s)
+            self.wq_s.clear()
+            if self.sc is None:
+                pass  # the server side went away; nothing to send it
+            elif self.out_s:
+                self.out_s += data
+            else:
+                self.out_s = data
+                if not self.write_server():
+                    return
+        if self.wq_c:
+            data = b"".join(self.wq_c)
+            self.wq_c.clear()
+            if self.out_c:
+                self.out_c += data
+            else:
+                self.out_c = data
+                if not self.write_client():
+                    return
+        if self.state == S_TUNNEL:
+            if self.shut_s_after_flush and not self.out_s and self.sc is not None:
+                self.shut_s_after_flush = False
+                try:
+                    self.sc.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            if self.shut_c_after_flush and not self.out_c:
+                self.shut_c_after_flush = False
+                try:
+                    self.csock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            if self.c_eof and self.s_eof and not self.out_c and not self.out_s:
+                self.close_session()
+                return
+        if self.state == S_CLOSING and not self.out_c:
+            self.close_session()
+            return
+        self.update_masks()
+        self.rearm()
+
+    def update_masks(self) -> None:
+        loop = self.loop
+        cmask = (EPOLLIN if self.client_readable() else 0) | (EPOLLOUT if self.out_c else 0)
+        set_mask(loop, self.cfd, cmask, self.on_client)
+        sc = self.sc
+        if sc is not None and self.state in (S_SERVER, S_TUNNEL):
+            smask = (EPOLLIN if self.server_readable() else 0) | (EPOLLOUT if self.out_s else 0)
+            set_mask(loop, sc.fd, smask, self.on_server)
+
+    # ----------------------------------------------------------------- timers
+
+    def rearm(self) -> None:
+        st = self.state
+        if st == S_REQ:
+            if self.req_bytes or self.requests == 0:
+                when = self.req_start + self.to_request
+            else:
+                when = self.req_start + self.to_keepalive
+        elif st == S_QUEUED:
+            when = self.txn.t_queue + (self.txn.be.cfg.timeouts.queue or INF)
+        elif st == S_CONNECTING:
+            when = self.txn.t_connect + (self.txn.be.cfg.timeouts.connect or INF)
+        elif st == S_SERVER:
+            when = self.last_s + (self.txn.be.cfg.timeouts.server or INF)
+            if self.out_c or not self.txn.req_done:
+                when = min(when, self.last_c + self.to_client)
+        elif st == S_TUNNEL:
+            if self.to_tunnel:
+                when = max(self.last_c, self.last_s) + self.to_tunnel
+            else:
+                when = min(self.last_c + self.to_client,
+                           self.last_s + (self.txn.be.cfg.timeouts.server or INF))
+        else:
+            when = self.last_c + self.to_client
+        if when != INF:
+            self.loop.set_timer(self.timer, when)
+        else:
+            self.timer.cancel()
+
+    def on_timeout(self) -> None:
+        now = self.loop.now
+        st = self.state
+        txn = self.txn
+        if st == S_REQ:
+            if self.req_bytes or self.requests == 0:
+                if now < self.req_start + self.to_request:
+                    return self.rearm()
+                # a client dribbling (or never sending) its request: 408
+                self.log_bad_request(408, "timeout")
+                self.wq_c.append(self.fe.errorfiles.get(408) or http1.error_response(408))
+                self.state = S_CLOSING
+            else:
+                if now < self.req_start + self.to_keepalive:
+                    return self.rearm()
+                self.close_session()     # idle keep-alive: close silently
+                return
+        elif st == S_QUEUED:
+            if now < txn.t_queue + txn.be.cfg.timeouts.queue:
+                return self.rearm()
+            try:
+                txn.be.queue.remove(self)
+            except ValueError:
+                pass
+            self.send_error(503, "sQ")
+        elif st == S_CONNECTING:
+            if now < txn.t_connect + txn.be.cfg.timeouts.connect:
+                return self.rearm()
+            self.connect_failed(timeout=True)
+        elif st == S_SERVER:
+            srv_to = txn.be.cfg.timeouts.server or INF
+            if now >= self.last_s + srv_to:
+                self.server_failed("timeout", "sH" if not txn.resp_started else "sD", 504)
+            elif (self.out_c or not txn.req_done) and now >= self.last_c + self.to_client:
+                self.abort("c")
+                return
+            else:
+                return self.rearm()
+        elif st == S_TUNNEL:
+            self.abort("c")
+            return
+        else:
+            self.close_session()
+            return
+        self.finish_io()
+
+    # ---------------------------------------------------------------- endings
+
+    def drain(self) -> None:
+        """Graceful stop: an idle connection closes now; a busy one closes
+        after its current response (which says Connection: close)."""
+        if self.state == S_REQ and not self.req_bytes:
+            self.close_session()
+        elif self.txn is not None:
+            self.txn.close = True
+
+    def kill(self) -> None:
+        """Hard stop / admin shutdown: end now, logged as K."""
+        self.abort("K")
+
+    def abort(self, who: str) -> None:
+        """A side failed or timed out mid-transaction: log and close all."""
+        txn = self.txn
+        if txn is not None:
+            phase = "D" if txn.resp_started else _PHASE.get(self.state, "D")
+            txn.term = who + phase
+            txn.close = True
+            if self.state == S_QUEUED:
+                try:
+                    txn.be.queue.remove(self)
+                except ValueError:
+                    pass
+            self.release_server()
+            if txn.be is not None:
+                txn.be.conns -= 1
+            self.log_txn(txn)
+            self.txn = None
+        self.close_session()
+
+    def close_quietly(self, term: str) -> None:
+        if self.txn is None:
+            self.state = S_CLOSING
+            if not self.out_c and not self.wq_c:
+                self.close_session()
+
+    def close_session(self) -> None:
+        if self.state == S_CLOSED:
+            return
+        self.state = S_CLOSED
+        self.timer.cancel()
+        loop = self.loop
+        loop.remove(self.cfd)
+        self.csock.close()
+        self.drop_server_conn()
+        self.fe.conns -= 1
+        self.ctx.session_ended(self)
+
+    # -------------------------------------------------------------------- log
+
+    def log_record(self, txn: Txn | None, now: float) -> dict:
+        ms = lambda t: int(t * 1000)  # noqa: E731
+        ctx = self.ctx
+        be = txn.be if txn is not None else None
+        srv = txn.srv if txn is not None else None
+        rec = {
+            "client_ip": self.caddr[0], "client_port": self.caddr[1],
+            "accept_time": self.accept_time + ((txn.t_start if txn else self.req_start) - self.t_accept),
+            "frontend": self.fe.name,
+            "backend": be.name if be is not None else self.fe.name,
+            "server": srv.name if srv is not None else "<NOSRV>",
+            "tr": -1, "tw": -1, "tc": -1, "tr_server": -1, "ta": -1,
+            "status": 0, "bytes_read": 0,
+            "captured_request_cookie": "-", "captured_response_cookie": "-",
+            "termination_state": "----",
+            "actconn": ctx.actconn, "feconn": self.fe.conns,
+            "beconn": be.conns if be is not None else 0,
+            "srv_conn": srv.conns if srv is not None else 0,
+            "retries": 0, "redispatched": False, "srv_queue": 0,
+            "backend_queue": len(be.queue) if be is not None else 0,
+            "request": "",
+        }
+        if txn is not None:
+            tw = ms((txn.t_connect if txn.t_connect >= 0 else now) - txn.t_queue) if txn.t_queue >= 0 else 0
+            tc = ms(txn.t_connected - txn.t_connect) if txn.t_connected >= 0 else -1
+            tr_srv = ms(txn.t_resp - txn.t_connected) if (txn.t_resp >= 0 and txn.t_connected >= 0) else -1
+            rec.update(
+                tr=ms(txn.t_head - txn.t_start), tw=tw, tc=tc, tr_server=tr_srv,
+                ta=ms(now - txn.t_start), status=txn.status, bytes_read=txn.bytes_out,
+                termination_state=txn.term + txn.cc + txn.cs,
+                retries=txn.retries, redispatched=txn.redispatched,
+                request=txn.request_line.decode("latin-1"))
+            if txn.local:
+                rec["tw"] = rec["tc"] = rec["tr_server"] = -1
+        return rec
+
+    def log_txn(self, txn: Txn) -> None:
+        ctx = self.ctx
+        if not ctx.access.enabled:
+            return
+        rec = self.log_record(txn, self.loop.now)
+        ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
+
+
+def set_mask(loop, fd: int, mask: int, handler) -> None:
+    """Watch fd for mask; an fd waiting for nothing leaves the epoll set (so
+    a hang-up on a paused socket cannot spin the loop)."""
+    if mask == 0:
+        loop.remove(fd)
+    elif fd in loop.masks:
+        loop.handlers[fd] = handler
+        loop.modify(fd, mask)
+    else:
+        loop.add(fd, mask, handler)
