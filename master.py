@@ -2,22 +2,29 @@
 """farm's master process: the arbiter (control plane).
 
 It parses the config, opens every listening socket (one SO_REUSEPORT socket
-per address and worker slot), forks the workers, restarts a worker that dies
-(with back-off), and stops gracefully or fast on signals. It never proxies
+per address and worker slot), creates the shared-memory table, forks the
+workers, runs the health checks, restarts a worker that dies (with
+back-off), reloads on SIGHUP and stops on TERM/INT/QUIT. It never proxies
 traffic. Run from a checkout as `python3 master.py run -c FILE`; it accepts
 the same subcommands as the installed `farm` command.
+
+A configuration generation is the config, its shm table, its listeners and
+its workers. A reload builds generation N+1 next to N, and only when every
+new worker has reported ready are the old ones told to drain; if a new
+worker cannot start, generation N+1 is dropped and N goes on untouched.
 
 Signals (handlers only record; the loop acts):
   TERM, INT  graceful stop: workers stop accepting, finish their sessions
              (up to global.hard_stop_after), then the master exits 0
   QUIT       fast stop
-  HUP        reload (see reload())
+  HUP        reload
   USR1       reopen log files, and forward to the workers
   CHLD       reap and respawn
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -25,7 +32,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from farm import loader, logs, model
+from farm import confdiff, loader, logs, model, shm
+from farm.health import HealthChecker
 from farm.notify import sd_notify
 from workers import worker as worker_mod
 from workers.loop import EPOLLIN, Loop
@@ -35,6 +43,8 @@ MASTER_SIGNALS = [signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
 RESPAWN_MAX_DELAY = 10.0     # seconds, cap of the exponential back-off
 STABLE_AFTER = 10.0          # a worker alive this long resets its slot's back-off
 KILL_GRACE = 1.0             # seconds after hard_stop_after before SIGKILL
+READY_TIMEOUT = 30.0         # a reload whose workers are not ready by then fails
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
 class MasterError(Exception):
@@ -59,16 +69,17 @@ class SlotState:
 
 
 @dataclass
-class Listeners:
-    """Listening sockets by address: one per worker slot."""
+class Generation:
+    """A config generation: what its workers were forked with."""
 
-    by_addr: dict = field(default_factory=dict)
-
-    def close_all(self) -> None:
-        for socks in self.by_addr.values():
-            for s in socks:
-                s.close()
-        self.by_addr.clear()
+    number: int
+    config: model.Config
+    table: shm.Table
+    listeners: dict                        # Address -> [socket per slot]
+    health: HealthChecker | None = None
+    carried: dict = field(default_factory=dict)   # old totals added at carry time
+    announced: bool = False
+    ready_timer: object = None
 
 
 def open_listener(addr: model.Address, backlog: int) -> socket.socket:
@@ -88,35 +99,84 @@ def open_listener(addr: model.Address, backlog: int) -> socket.socket:
     return s
 
 
+def reconcile_listeners(current: dict, config: model.Config) -> tuple[dict, list]:
+    """Listeners for config, reusing the sockets of `current` for the same
+    address and slot (so nothing queued in a backlog is lost), opening only
+    what is new. Returns (listeners, newly opened sockets). Raises
+    MasterError after closing what it opened if a bind fails."""
+    workers = config.global_.workers
+    backlog = max(128, min(config.global_.maxconn, 65535))
+    out: dict = {}
+    opened: list = []
+    try:
+        for addr in config.all_binds():
+            socks = list(current.get(addr, ()))[:workers]
+            while len(socks) < workers:
+                s = open_listener(addr, backlog)
+                opened.append(s)
+                socks.append(s)
+            out[addr] = socks
+    except MasterError:
+        for s in opened:
+            s.close()
+        raise
+    return out, opened
+
+
+def close_unused(old: dict, keep: dict) -> None:
+    """Close the sockets of `old` that `keep` does not use."""
+    kept = {id(s) for socks in keep.values() for s in socks}
+    for socks in old.values():
+        for s in socks:
+            if id(s) not in kept:
+                s.close()
+
+
+def enable_migrate_req(log) -> None:
+    """net.ipv4.tcp_migrate_req: when a reuseport socket closes, the kernel
+    hands its queued connections to a sibling instead of resetting them."""
+    try:
+        with open(MIGRATE_REQ) as f:
+            if f.read().strip() == "1":
+                return
+        with open(MIGRATE_REQ, "w") as f:
+            f.write("1")
+        log.info("tcp_migrate_req_enabled")
+    except OSError as e:
+        log.info("tcp_migrate_req_unavailable", reason=e.strerror or str(e))
+
+
 class Master:
     def __init__(self, config_path: str, config: model.Config):
         self.config_path = config_path
-        self.config = config
-        self.generation = 1
         self.loop = Loop()
-        self.listeners = Listeners()
         self.procs: dict[int, WorkerProc] = {}
         self.slots: dict[int, SlotState] = {}
+        self.current = Generation(1, config, shm.Table.create(config, 1), {})
+        self.pending: Generation | None = None
+        self.draining: dict[int, Generation] = {}
+        self.admin_weights: dict[tuple[str, str], int] = {}
         self.stopping = False
         self.exit_code = 0
         self.started = time.time()
         self.log = logs.get_logger(proc="master", pid=os.getpid())
 
-    # -- listeners -------------------------------------------------------------
+    @property
+    def config(self) -> model.Config:
+        return self.current.config
 
-    def open_listeners(self) -> None:
-        """Open one socket per (bind address, worker slot) of the config."""
-        cfg = self.config
-        backlog = max(128, min(cfg.global_.maxconn, 65535))
-        for addr in cfg.all_binds():
-            if addr not in self.listeners.by_addr:
-                self.listeners.by_addr[addr] = [open_listener(addr, backlog)
-                                                for _ in range(cfg.global_.workers)]
+    @property
+    def table(self) -> shm.Table:
+        return self.current.table
+
+    @property
+    def generation(self) -> int:
+        return self.current.number
 
     # -- workers ---------------------------------------------------------------
 
-    def spawn(self, slot: int) -> None:
-        """Fork the worker of `slot` for the current generation."""
+    def spawn(self, slot: int, gen: Generation) -> None:
+        """Fork the worker of `slot` for generation gen."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         # Block signals across fork so the child cannot receive one before it
         # has installed its own handlers; the child unblocks them.
@@ -132,14 +192,17 @@ class Master:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
             except BaseException:
                 os._exit(worker_mod.BOOT_ERROR)
-            worker_mod.main(self.config, slot, self.generation, self.listeners.by_addr,
-                            ready_w, self.parent_pid, self.config_path)
+            worker_mod.main(gen.config, slot, gen.number, gen.listeners,
+                            ready_w, self.parent_pid, self.config_path, gen.table)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         os.close(ready_w)
-        proc = WorkerProc(pid, slot, self.generation, time.monotonic(), ready_r)
+        proc = WorkerProc(pid, slot, gen.number, time.monotonic(), ready_r)
         self.procs[pid] = proc
         self.loop.add(ready_r, EPOLLIN, lambda ev, p=proc: self.on_ready_pipe(p))
-        self.log.info("worker_spawned", slot=slot, worker_pid=pid, gen=self.generation)
+        self.log.info("worker_spawned", slot=slot, worker_pid=pid, gen=gen.number)
+
+    def workers_of(self, number: int) -> list[WorkerProc]:
+        return [p for p in self.procs.values() if p.generation == number]
 
     def on_ready_pipe(self, proc: WorkerProc) -> None:
         try:
@@ -149,21 +212,27 @@ class Master:
         self.loop.remove(proc.ready_fd)
         os.close(proc.ready_fd)
         proc.ready_fd = -1
-        if data.startswith(b"R"):
-            proc.ready = True
-            if all(p.ready for p in self.procs.values() if p.generation == self.generation):
-                self.on_all_ready()
+        if not data.startswith(b"R"):
+            return      # it died before being ready: reap() deals with it
+        proc.ready = True
+        for gen in (self.current, self.pending):
+            if gen is not None and gen.number == proc.generation:
+                procs = self.workers_of(gen.number)
+                if len(procs) == gen.config.global_.workers and all(p.ready for p in procs):
+                    self.generation_ready(gen)
 
-    def on_all_ready(self) -> None:
-        if getattr(self, "_announced", 0) == self.generation:
+    def generation_ready(self, gen: Generation) -> None:
+        if gen is self.pending:
+            self.promote(gen)
             return
-        self._announced = self.generation
-        self.log.info("farm_ready", gen=self.generation, workers=self.config.global_.workers,
-                      binds=[str(a) for a in self.config.all_binds()])
-        sd_notify("READY=1\nSTATUS=serving")
+        if not gen.announced:
+            gen.announced = True
+            self.log.info("farm_ready", gen=gen.number, workers=gen.config.global_.workers,
+                          binds=[str(a) for a in gen.config.all_binds()])
+            sd_notify(f"READY=1\nSTATUS=serving, generation {gen.number}")
 
     def reap(self) -> None:
-        """Collect every exited child; respawn its slot unless stopping."""
+        """Collect every exited child."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -177,21 +246,29 @@ class Master:
             if proc.ready_fd >= 0:
                 self.loop.remove(proc.ready_fd)
                 os.close(proc.ready_fd)
-            code = os.waitstatus_to_exitcode(status)
-            self.on_worker_exit(proc, code)
-        
+                proc.ready_fd = -1
+            self.on_worker_exit(proc, os.waitstatus_to_exitcode(status))
+
     def on_worker_exit(self, proc: WorkerProc, code: int) -> None:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
         if self.stopping or proc.stopping:
-            self.log.info("worker_exited", slot=proc.slot, worker_pid=proc.pid, status=how)
+            self.log.info("worker_exited", slot=proc.slot, worker_pid=proc.pid, gen=proc.generation,
+                          status=how)
+            self.generation_gone(proc.generation)
             if self.stopping and not self.procs:
                 self.loop.stop()
+            return
+        if self.pending is not None and proc.generation == self.pending.number:
+            self.abort_reload(f"new worker {proc.slot} exited ({how}) before it was ready")
             return
         if code == worker_mod.BOOT_ERROR:
             self.log.error("worker_boot_failed", slot=proc.slot, worker_pid=proc.pid,
                            message="a worker could not start; stopping instead of respawning")
             self.exit_code = 1
             self.stop(graceful=False)
+            return
+        if proc.generation != self.current.number:
+            self.generation_gone(proc.generation)
             return
         state = self.slots.setdefault(proc.slot, SlotState())
         lived = time.monotonic() - proc.started
@@ -200,21 +277,223 @@ class Master:
         self.log.warning("worker_died", slot=proc.slot, worker_pid=proc.pid, status=how,
                          respawn_in=round(delay, 3))
         if delay == 0:
-            self.spawn(proc.slot)
+            self.spawn(proc.slot, self.current)
         else:
             state.respawn_timer = self.loop.call_later(delay, lambda s=proc.slot: self.respawn(s))
 
     def respawn(self, slot: int) -> None:
-        if not self.stopping and not any(p.slot == slot and not p.stopping for p in self.procs.values()):
-            self.spawn(slot)
+        if self.stopping:
+            return
+        if not any(p.slot == slot and p.generation == self.current.number for p in self.procs.values()):
+            self.spawn(slot, self.current)
 
-    def signal_workers(self, signum: int, only_generation: int | None = None) -> None:
-        for p in self.procs.values():
-            if only_generation is None or p.generation == only_generation:
+    def signal_workers(self, signum: int, generation: int | None = None) -> None:
+        for p in list(self.procs.values()):
+            if generation is None or p.generation == generation:
                 try:
                     os.kill(p.pid, signum)
                 except ProcessLookupError:
                     pass
+
+    # -- reload ----------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """SIGHUP / admin `reload`: start generation N+1. False if refused."""
+        if self.stopping:
+            return False
+        sd_notify("RELOADING=1")
+        if self.pending is not None:
+            self.log.warning("reload_refused", message="a reload is already in progress")
+            sd_notify("READY=1")
+            return False
+        try:
+            config = loader.load(self.config_path)
+        except loader.ConfigErrors as e:
+            for err in e.errors:
+                self.log.error("reload_config_error", error=str(err))
+            self.log.error("reload_refused", errors=len(e.errors),
+                           message="configuration invalid; keeping the running one")
+            sd_notify("READY=1")
+            self.last_reload_errors = [str(err) for err in e.errors]
+            return False
+        try:
+            listeners, _ = reconcile_listeners(self.current.listeners, config)
+        except MasterError as e:
+            self.log.error("reload_refused", message=str(e))
+            sd_notify("READY=1")
+            self.last_reload_errors = [str(e)]
+            return False
+        number = self.current.number + 1
+        table = shm.Table.create(config, number)
+        table.carry_from(self.current.table)
+        self.reapply_admin(config, table)
+        gen = Generation(number, config, table, listeners)
+        gen.carried = {key: self.current.table.read_row(key) for key in table.layout.rows
+                       if key in self.current.table.layout.rows}
+        self.pending = gen
+        changes = confdiff.describe(self.current.config, config)
+        self.log.info("reload_started", gen=number,
+                      message=f"reload gen {number}: " + (", ".join(changes) or "no change"))
+        for slot in range(config.global_.workers):
+            self.spawn(slot, gen)
+        gen.ready_timer = self.loop.call_later(READY_TIMEOUT, lambda: self.abort_reload(
+            f"new workers not ready within {READY_TIMEOUT:.0f}s") if self.pending is gen else None)
+        self.last_reload_errors = []
+        return True
+
+    def reapply_admin(self, config: model.Config, table: shm.Table) -> None:
+        """Weights set through the admin socket survive a reload (admin
+        states are carried by carry_from already)."""
+        for (be, srv), w in list(self.admin_weights.items()):
+            sidx = table.server_row(be, srv)
+            if sidx is None:
+                del self.admin_weights[(be, srv)]
+                continue
+            table.srv_set(sidx, "weight", w)
+            table.srv_set(sidx, "eff_weight", w)
+        table.bump_state_version()
+
+    def promote(self, gen: Generation) -> None:
+        """Every new worker is ready: generation N+1 becomes current and
+        generation N drains."""
+        old = self.current
+        self.pending = None
+        if gen.ready_timer is not None:
+            gen.ready_timer.cancel()
+        self.current = gen
+        gen.announced = True
+        if old.health is not None:
+            old.health.stop()
+        gen.health = HealthChecker(self.loop, gen.table, gen.config, self.log)
+        gen.health.start()
+        self.draining[old.number] = old
+        for p in self.workers_of(old.number):
+            p.stopping = True
+        self.signal_workers(signal.SIGTERM, old.number)
+        close_unused(old.listeners, gen.listeners)
+        worker_mod.set_title(f"farm: master [gen {gen.number}] -c {self.config_path}")
+        self.log.info("reload_done", gen=gen.number, draining=old.number)
+        sd_notify(f"READY=1\nSTATUS=serving, generation {gen.number}")
+        self.save_state()
+        if not self.workers_of(old.number):
+            self.generation_gone(old.number)
+        else:
+            self.loop.call_later(old.config.global_.hard_stop_after + KILL_GRACE,
+                                 lambda n=old.number: self.signal_workers(signal.SIGKILL, n))
+
+    def abort_reload(self, reason: str) -> None:
+        gen = self.pending
+        if gen is None:
+            return
+        self.pending = None
+        self.log.error("reload_failed", gen=gen.number, reason=reason,
+                       message="keeping the running configuration")
+        for p in self.workers_of(gen.number):
+            p.stopping = True
+        self.signal_workers(signal.SIGKILL, gen.number)
+        close_unused(gen.listeners, self.current.listeners)
+        gen.table.close()    # our mapping only: the killed workers had their own
+        self.last_reload_errors = [reason]
+        sd_notify("READY=1")
+
+    def generation_gone(self, number: int) -> None:
+        """The last worker of a draining generation exited: add what its
+        workers counted after the carry into the current table, and unmap."""
+        old = self.draining.get(number)
+        if old is None or self.workers_of(number):
+            return
+        del self.draining[number]
+        cur = self.current.table
+        for key, at_carry in self.current.carried.items():
+            if key in cur.layout.rows and key in old.table.layout.rows:
+                final = old.table.read_row(key)
+                delta = {k: final[k] - at_carry.get(k, 0) for k in final
+                         if k not in shm.MAXIMA}
+                cur.add_carried(key, delta)
+        self.current.carried = {}
+        old.table.close()
+        self.log.info("generation_drained", gen=number)
+
+    # -- admin state -------------------------------------------------------------
+
+    def set_server_admin(self, backend: str, server: str, state: int) -> bool:
+        sidx = self.table.server_row(backend, server)
+        if sidx is None:
+            return False
+        t = self.table
+        if t.srv_get(sidx, "admin") != state:
+            t.srv_set(sidx, "admin", state)
+            t.srv_set(sidx, "last_change", int(time.time()))
+            t.bump_state_version()
+            self.log.info("server_admin", backend=backend, server=server, state=shm.ADMIN_NAMES[state])
+            self.save_state()
+        return True
+
+    def set_server_weight(self, backend: str, server: str, weight: int) -> bool:
+        sidx = self.table.server_row(backend, server)
+        if sidx is None:
+            return False
+        t = self.table
+        t.srv_set(sidx, "weight", weight)
+        t.srv_set(sidx, "eff_weight", weight)
+        t.bump_state_version()
+        self.admin_weights[(backend, server)] = weight
+        self.log.info("server_weight", backend=backend, server=server, weight=weight)
+        self.save_state()
+        return True
+
+    def save_state(self) -> None:
+        """Write server state to global.state_file (atomically), like
+        HAProxy's server-state-file, so admin changes survive a restart."""
+        path = self.config.global_.state_file
+        if not path:
+            return
+        t = self.table
+        servers = {}
+        for (be, srv), sidx in t.layout.servers.items():
+            st = t.srv_state(sidx)
+            servers[f"{be}/{srv}"] = {
+                "admin": shm.ADMIN_NAMES[st["admin"]], "op_up": st["op_up"],
+                "health": st["health"],
+                "weight": self.admin_weights.get((be, srv)),
+            }
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"version": 1, "saved": int(time.time()), "servers": servers}, f)
+            os.replace(tmp, path)
+        except OSError as e:
+            self.log.warning("state_file_not_written", path=path, error=e.strerror or str(e))
+
+    def load_state(self) -> None:
+        path = self.config.global_.state_file
+        if not path or not os.path.exists(path):
+            return
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            self.log.warning("state_file_unreadable", path=path, error=str(e))
+            return
+        t = self.table
+        applied = 0
+        for name, st in data.get("servers", {}).items():
+            be, _, srv = name.partition("/")
+            sidx = t.server_row(be, srv)
+            if sidx is None:
+                continue
+            if st.get("admin") in shm.ADMIN_NAMES:
+                t.srv_set(sidx, "admin", shm.ADMIN_NAMES.index(st["admin"]))
+            if st.get("op_up") in (0, 1) and t.srv_get(sidx, "has_check"):
+                t.srv_set(sidx, "op_up", st["op_up"])
+                t.srv_set(sidx, "health", int(st.get("health", 0)))
+            if isinstance(st.get("weight"), int):
+                self.admin_weights[(be, srv)] = st["weight"]
+                t.srv_set(sidx, "weight", st["weight"])
+                t.srv_set(sidx, "eff_weight", st["weight"])
+            applied += 1
+        t.bump_state_version()
+        self.log.info("state_file_loaded", path=path, servers=applied)
 
     # -- stopping --------------------------------------------------------------
 
@@ -222,7 +501,6 @@ class Master:
         if not graceful:
             self.stopping = True
             self.signal_workers(signal.SIGQUIT)
-            self.listeners.close_all()
             self.loop.stop()
             return
         if self.stopping:
@@ -230,10 +508,15 @@ class Master:
         self.stopping = True
         sd_notify("STOPPING=1")
         self.log.info("farm_stopping", graceful=True, workers=len(self.procs))
+        for p in self.procs.values():
+            p.stopping = True
         self.signal_workers(signal.SIGTERM)
+        if self.current.health is not None:
+            self.current.health.stop()
+        self.save_state()
         # Our copies of the listening sockets go too: once the workers have
         # closed theirs, new clients are refused instead of queued forever.
-        self.listeners.close_all()
+        self.close_all_listeners()
         for st in self.slots.values():
             if st.respawn_timer is not None:
                 st.respawn_timer.cancel()
@@ -241,6 +524,13 @@ class Master:
             self.loop.stop()
             return
         self.loop.call_later(self.config.global_.hard_stop_after + KILL_GRACE, self.kill_remaining)
+
+    def close_all_listeners(self) -> None:
+        for gen in [self.current, self.pending, *self.draining.values()]:
+            if gen is not None:
+                for socks in gen.listeners.values():
+                    for s in socks:
+                        s.close()
 
     def kill_remaining(self) -> None:
         if self.procs:
@@ -263,29 +553,20 @@ class Master:
             elif s == signal.SIGHUP:
                 self.reload()
 
-    def reload(self) -> None:
-        """Reload the config (generation N+1). Until the graceful reload of
-        the health/reload issue lands, a reload validates the new file and
-        reports; it changes nothing."""
-        try:
-            loader.load(self.config_path)
-        except loader.ConfigErrors as e:
-            for err in e.errors:
-                self.log.error("reload_config_error", error=str(err))
-            self.log.error("reload_refused", errors=len(e.errors), message="keeping the running configuration")
-            return
-        self.log.warning("reload_unsupported", message="configuration is valid; restart farm to apply it")
-
     # -- running ---------------------------------------------------------------
 
     def run(self) -> int:
         self.parent_pid = os.getpid()
         worker_mod.set_title(f"farm: master [gen {self.generation}] -c {self.config_path}")
-        self.open_listeners()
+        self.current.listeners, _ = reconcile_listeners({}, self.config)
+        enable_migrate_req(self.log)
+        self.load_state()
         self.loop.watch_signals(MASTER_SIGNALS, self.on_signals)
         self.log.info("farm_starting", config=self.config_path, workers=self.config.global_.workers)
         for slot in range(self.config.global_.workers):
-            self.spawn(slot)
+            self.spawn(slot, self.current)
+        self.current.health = HealthChecker(self.loop, self.table, self.config, self.log)
+        self.current.health.start()
         self.loop.run()
         # Fast stop or last worker gone: make sure no child outlives us.
         self.signal_workers(signal.SIGKILL)
@@ -296,7 +577,7 @@ class Master:
                 self.procs.pop(pid, None)
             except ChildProcessError:
                 break
-        self.listeners.close_all()
+        self.close_all_listeners()
         self.log.info("farm_stopped", code=self.exit_code)
         return self.exit_code
 

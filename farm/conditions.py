@@ -349,6 +349,10 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
     return name, info, arg
 
 
+_NEGATIVE_NUMBER = re.compile(r"-\d+")
+_KIND_NAME = {"str": "string", "int": "integer", "ip": "address", "bool": "boolean"}
+
+
 def _parse_acl_words(words: list[str], text: str) -> AclSpec:
     """The ACL parser proper, on already tokenized words."""
     if not words or not words[0]:
@@ -413,10 +417,6 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
         else:
             _latin1(v, "value")
     return AclSpec(text, fetch, info.base, arg, kind, method, icase, values=tuple(values))
-
-
-_NEGATIVE_NUMBER = re.compile(r"-\d+")
-_KIND_NAME = {"str": "string", "int": "integer", "ip": "address", "bool": "boolean"}
 
 
 def parse_acl(text: str) -> AclSpec:
@@ -740,10 +740,14 @@ def parse_replacement(text: str, groups: int | None = None) -> tuple[Replacement
             hexa = text[i + 2:i + 4]
             if not re.fullmatch(r"[0-9A-Fa-f]{2}", hexa):
                 raise ConditionError(f"replacement {text!r}: '\\x' needs two hex digits")
-            # a literal char that must not be read as '%' syntax: add it as
-            # its own literal part
+            code = int(hexa, 16)
+            if (code < 0x20 and code != 0x09) or code == 0x7F:
+                # a CR/LF/NUL produced at run time would split or break the
+                # header being rewritten
+                raise ConditionError(f"replacement {text!r}: '\\x{hexa}' is a control character")
+            # its own literal part, so that it is never read as '%' syntax
             flush()
-            out.append(chr(int(hexa, 16)))
+            out.append(chr(code))
             i += 4
         else:
             # "\%" is a literal percent too, so keep it out of format parsing

@@ -44,12 +44,14 @@ HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
 RECV_SIZE = 65536
 POOL_MAX_IDLE = 256          # idle connections kept per server (per worker)
 POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
+DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker closes it
+LINGER_TIMEOUT = 2.0         # seconds to wait for the client's close after ours
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
 # session states
-S_REQ, S_QUEUED, S_CONNECTING, S_SERVER, S_TUNNEL, S_CLOSING, S_CLOSED = range(7)
+S_REQ, S_QUEUED, S_CONNECTING, S_SERVER, S_TUNNEL, S_CLOSING, S_LINGER, S_CLOSED = range(8)
 _PHASE = {S_REQ: "R", S_QUEUED: "Q", S_CONNECTING: "C", S_SERVER: "H", S_TUNNEL: "D",
-          S_CLOSING: "L", S_CLOSED: "-"}
+          S_CLOSING: "L", S_LINGER: "L", S_CLOSED: "-"}
 
 
 class ServerConn:
@@ -293,12 +295,18 @@ class HttpSession:
                 if ev is CLOSED:
                     self.close_quietly("--")
                     return
+                if ev is PAUSED:
+                    # The upgrade (or CONNECT) request before this point got
+                    # an answer that did not switch protocols: the server
+                    # refused it (any non-101), or it was answered locally.
+                    # The connection stays HTTP; PAUSED always follows that
+                    # request's END_OF_MESSAGE, so it never reaches start_txn.
+                    rp.resume()
+                    continue
                 if self.discarding:
                     # the body / end of a request that was answered locally
-                    if ev is END_OF_MESSAGE or ev is PAUSED:
+                    if ev is END_OF_MESSAGE:
                         self.discarding = False
-                        if ev is PAUSED:
-                            rp.resume()
                     continue
                 self.start_txn(ev)
                 continue
@@ -423,6 +431,11 @@ class HttpSession:
         err = sock.connect_ex(srv.sockaddr)
         conn = ServerConn(sock, srv, self.fe.cfg.max_header_size)
         self.sc = conn
+        # A retry comes here after a connection that ended with an EOF: the
+        # flag belongs to that connection, and left set it would keep the
+        # new one from ever being read (the response would wait for the
+        # server timeout).
+        self.s_eof = False
         self.loop.add(conn.fd, EPOLLOUT, self.on_server)
         self.state = S_CONNECTING
         txn.t_connect = self.loop.now
@@ -604,6 +617,8 @@ class HttpSession:
         self.state = S_REQ
         self.req_bytes = False
         self.req_start = self.loop.now
+        if self.ctx.draining:
+            self.to_keepalive = min(self.to_keepalive, DRAIN_IDLE_GRACE)
         self.need_pump = True   # a pipelined request may already be buffered
 
     def release_server(self) -> None:
@@ -675,13 +690,13 @@ class HttpSession:
         else:
             self.abort("C")
 
-    def log_bad_request(self, status: int, reason: str) -> None:
+    def log_bad_request(self, status: int, reason: str, term: str = "PR--") -> None:
         ctx = self.ctx
         if not ctx.access.enabled:
             return
         now = self.loop.now
         rec = self.log_record(None, now)
-        rec.update(status=status, termination_state="PR--", bytes_read=0,
+        rec.update(status=status, termination_state=term, bytes_read=0,
                    request="<BADREQ>", tr=int((now - self.req_start) * 1000), ta=int((now - self.req_start) * 1000))
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
 
@@ -715,6 +730,11 @@ class HttpSession:
         if self.sc is not None:
             self.sc.close(self.loop)
             self.sc = None
+            # Bytes queued for that connection mean nothing to another one:
+            # a retry re-sends the request head from the start, and stale
+            # bytes in front of it would corrupt it.
+            self.out_s = b""
+            self.wq_s.clear()
 
     # ------------------------------------------------------------------ tunnel
 
@@ -731,6 +751,20 @@ class HttpSession:
             self.txn.bytes_out += len(rest_s)
         be_t = self.txn.be.cfg.timeouts
         self.to_tunnel = be_t.tunnel or self.fe.cfg.timeouts.tunnel
+
+    def end_tunnel(self) -> None:
+        """Both sides closed and everything was delivered: the transaction
+        of the upgrade request ends only now. It still holds its server
+        slot (released here, or maxconn and leastconn would count the
+        tunnel forever) and is logged now, with the bytes of the tunnel."""
+        txn = self.txn
+        if txn is not None:
+            self.release_server()
+            if txn.be is not None:
+                txn.be.conns -= 1
+            self.log_txn(txn)
+            self.txn = None
+        self.close_session()
 
     def tunnel_in(self, data: bytes, from_client: bool) -> None:
         if from_client:
@@ -763,13 +797,20 @@ class HttpSession:
         return True
 
     def write_server(self) -> bool:
+        """Send what is pending for the server; False if the session ended.
+        A failed send does not end the session by itself: the request may
+        be retried, or the client is owed an error page (which the caller
+        must still flush, so it must not stop at a True-on-success test)."""
         try:
             n = self.sc.sock.send(self.out_s)
         except BlockingIOError:
             return True
         except OSError:
-            self.server_failed("write error", "SD" if self.txn and self.txn.resp_started else "SH", 502)
-            return False
+            # EPIPE/ECONNRESET on a reused connection before any answer is
+            # the same race as an EOF there (the server closed it while it
+            # sat idle): retried when that is safe, else a 502.
+            self.server_closed_early()
+            return self.state != S_CLOSED
         self.out_s = self.out_s[n:]
         self.last_s = self.loop.now
         return True
@@ -818,10 +859,12 @@ class HttpSession:
                 except OSError:
                     pass
             if self.c_eof and self.s_eof and not self.out_c and not self.out_s:
-                self.close_session()
+                self.end_tunnel()
                 return
         if self.state == S_CLOSING and not self.out_c:
-            self.close_session()
+            self.linger()
+            return
+        if self.state == S_LINGER:
             return
         self.update_masks()
         self.rearm()
@@ -870,11 +913,15 @@ class HttpSession:
         st = self.state
         txn = self.txn
         if st == S_REQ:
+            if self.ctx.draining and not self.req_bytes:
+                self.close_session()     # drained: nothing started, close silently
+                return
             if self.req_bytes or self.requests == 0:
                 if now < self.req_start + self.to_request:
                     return self.rearm()
-                # a client dribbling (or never sending) its request: 408
-                self.log_bad_request(408, "timeout")
+                # a client dribbling (or never sending) its request: 408,
+                # logged cR (client timeout, request phase) like HAProxy
+                self.log_bad_request(408, "timeout", "cR--")
                 self.wq_c.append(self.fe.errorfiles.get(408) or http1.error_response(408))
                 self.state = S_CLOSING
             else:
@@ -914,12 +961,21 @@ class HttpSession:
     # ---------------------------------------------------------------- endings
 
     def drain(self) -> None:
-        """Graceful stop: an idle connection closes now; a busy one closes
-        after its current response (which says Connection: close)."""
-        if self.state == S_REQ and not self.req_bytes:
-            self.close_session()
-        elif self.txn is not None:
-            self.txn.close = True
+        """Graceful stop (reload or stop): a busy connection closes after its
+        current response, which says Connection: close. An idle keep-alive
+        connection is closed too, but not at once: a client may be sending
+        its next request right now, and closing under it is the one way a
+        reload could fail a request. It gets DRAIN_IDLE_GRACE seconds of
+        idleness; a request arriving meanwhile is answered with close."""
+        if self.txn is not None:
+            if not self.txn.resp_started:
+                self.txn.close = True   # its response will say Connection: close
+            # else: the head already promised keep-alive; honour it and let
+            # the idle grace (finish_txn) close the connection afterwards
+        elif self.state == S_REQ and not self.req_bytes:
+            self.to_keepalive = min(self.to_keepalive, DRAIN_IDLE_GRACE)
+            self.to_request = min(self.to_request, self.loop.now - self.req_start + DRAIN_IDLE_GRACE)
+            self.rearm()
 
     def kill(self) -> None:
         """Hard stop / admin shutdown: end now, logged as K."""
@@ -949,6 +1005,36 @@ class HttpSession:
             self.state = S_CLOSING
             if not self.out_c and not self.wq_c:
                 self.close_session()
+
+    def linger(self) -> None:
+        """Close after the last response without a reset: shut our side,
+        then read and drop what the client still sends until it closes (or
+        LINGER_TIMEOUT). Closing a socket with unread input makes the kernel
+        send RST, which can destroy the response still in the client's
+        receive buffer (RFC 9112 section 9.6 asks for this staged close)."""
+        self.state = S_LINGER
+        self.drop_server_conn()
+        try:
+            self.csock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close_session()
+            return
+        if self.c_eof:
+            self.close_session()
+            return
+        self.loop.handlers[self.cfd] = self.on_linger
+        set_mask(self.loop, self.cfd, EPOLLIN, self.on_linger)
+        self.loop.set_timer(self.timer, self.loop.now + LINGER_TIMEOUT)
+
+    def on_linger(self, events: int) -> None:
+        try:
+            data = self.csock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_session()
 
     def close_session(self) -> None:
         if self.state == S_CLOSED:

@@ -57,6 +57,17 @@ parser then stays broken (every later ``next_event()`` re-raises the same
 error). Request-side statuses are 400, 414, 431, 501 and 505; every
 response-side error is 502. Nothing from a head that failed validation is
 ever returned, so the proxy can answer the error, log ``reason`` and close.
+In a chunked body, the bytes validated before the faulty element are
+returned first (a Data event) and the error comes with the next call; body
+bytes already relayed cannot be taken back anyway, and this way the events
+are the same however the bytes were split. The parsers give the same events
+and the same status for any split of the input into feed() calls (the test
+corpus checks whole, per line, per byte and random splits); for that, a 505
+is only raised once the whole head is known to be free of 400 causes.
+
+ResponseParser needs ``expect(method, upgrade)`` once per request sent,
+before the response arrives (HEAD and CONNECT change the framing; 101 is
+only accepted after an upgrade request).
 
 Strictness decisions (the RFC 9110/9112 MUSTs plus the smuggling hardening
 HAProxy applies by default):
@@ -69,7 +80,8 @@ HAProxy applies by default):
   anything else (``http/1.1``, trailing space) -> 400.
 * Up to 8 empty lines (CRLF) before a request line are skipped (RFC 9112
   section 2.2); more, or any other junk, -> 400. A bare LF anywhere in a head
-  -> 400 as soon as it is seen.
+  -> 400 as soon as it is seen, and so is a non-token byte in the first 32
+  bytes before the first SP (a TLS ClientHello is refused at once).
 * Size: a head larger than ``max_head`` bytes -> 431, except when the request
   line alone does not end within ``max_head`` bytes -> 414 (in practice the
   URI is what is long). More than ``max_headers`` fields -> 431.
@@ -629,11 +641,6 @@ def _build_request(buf, start, end, max_headers):
         raise HttpError(400, "malformed HTTP version %r" % (version[:16],))
     if not target or target.translate(None, _TARGET_OK):
         raise HttpError(400, "invalid character in request target")
-    authority = None
-    if target[0] != 47:          # not "/": absolute-, authority- or asterisk-form
-        authority = _check_target(method, target)
-    elif method == b"CONNECT":
-        raise HttpError(400, "CONNECT needs an authority-form target (host:port)")
 
     if eol == end:
         hs = []
@@ -645,6 +652,11 @@ def _build_request(buf, start, end, max_headers):
         sp = _SPECIAL.intersection(lnames)
     if bad_version:
         raise HttpError(505, "unsupported HTTP version %r" % (version,))
+    authority = None
+    if target[0] != 47:          # not "/": absolute-, authority- or asterisk-form
+        authority = _check_target(method, target)
+    elif method == b"CONNECT":
+        raise HttpError(400, "CONNECT needs an authority-form target (host:port)")
 
     r = _new(Request)
     r.method = method
@@ -827,9 +839,11 @@ def parse_request_head(buf: bytes, start: int = 0, max_head: int = 16384,
     next request), or None when the head is not complete yet. Raises
     HttpError exactly as RequestParser does. Stateless: a caller that gets
     None and reads more should use RequestParser, which does not rescan."""
-    pos = _skip_empty_lines(buf, start, 400)[0]
-    if pos == len(buf) - 1 and buf[pos] == 13:
-        return None
+    pos = start
+    if buf.startswith(b"\r", pos):
+        pos = _skip_empty_lines(buf, pos, 400)[0]
+        if pos == len(buf) - 1 and buf[pos] == 13:
+            return None
     end = buf.find(b"\r\n\r\n", pos, pos + max_head)
     if end < 0:
         _request_head_incomplete(buf, pos, pos, max_head)
@@ -893,8 +907,9 @@ class _Parser:
     # -- input
 
     def feed(self, data: bytes) -> None:
-        """Append received bytes; ``b""`` means the peer closed (EOF). Bytes
-        fed after CLOSED are kept but never parsed."""
+        """Append received bytes (bytes, or any bytes-like object, which is
+        copied); ``b""`` means the peer closed (EOF). Bytes fed after CLOSED
+        or an error are dropped: they would never be parsed."""
         if self._state == _S_SWITCHED:
             raise RuntimeError("parser switched to tunnel mode")
         if self._eof:
@@ -904,6 +919,8 @@ class _Parser:
         if not data:
             self._eof = True
             return
+        if self._state == _S_CLOSED or self._state == _S_ERROR:
+            return          # never parsed: do not let a peer grow the buffer
         if type(data) is not bytes:
             data = bytes(data)
         pos = self._pos
@@ -956,6 +973,7 @@ class _Parser:
                 return self._next_length()
             if st == _S_END:
                 self._state = self._after_end
+                self._scan = self._checked = self._pos    # next head starts here
                 return END_OF_MESSAGE
             if st == _S_CHUNKED:
                 return self._next_chunked()

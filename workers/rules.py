@@ -17,13 +17,15 @@ The transaction ("txn") the callables read, duck-typed:
   get_all(name_lower) -> list[bytes], set(name, value), add(name, value),
   remove(name_lower) -> int. query is the part after the first '?'
   (without it). Assigning req.target must keep path and query consistent.
+  replace-header edits the headers list in place (same positions and
+  spellings), so the message must not keep a separate copy of values.
 - txn.src (client IP as text, "127.0.0.1", "::1", "::ffff:10.0.0.1"),
   txn.src_port, txn.dst_port (int).
 - txn.resp (http_response rules; may be missing or None before): status
   (int), reason (bytes), headers and the same helpers.
-- Optionally txn._rules_src: the src matchers cache the parsed client
-  address there (a class with __slots__ must declare it to get the cache;
-  without it everything still works, parsing once per src ACL).
+- Optionally txn._rules_src (initialise it to None): the src matchers
+  cache the parsed client address there. Without it everything still
+  works: a per-worker dict keyed by the address text serves instead.
 
 Phases: compile for "request" (http_request rules, use_backend) or
 "response" (http_response rules). Like HAProxy, hdr()/fhdr()/hdr_cnt() read
@@ -160,7 +162,8 @@ def _ip_matcher(networks) -> Matcher:
     g6 = tuple((m, frozenset(s)) for m, s in by_mask[6].items())
 
     def match(txn) -> bool:
-        v4, v6 = _client_key(txn)
+        key = getattr(txn, "_rules_src", None)   # inlined cache hit: saves a call
+        v4, v6 = key if key is not None else _client_key(txn)
         if v4 is not None:
             for mask, nets in g4:
                 if v4 & mask in nets:
@@ -175,6 +178,13 @@ def _ip_matcher(networks) -> Matcher:
 
 # ------------------------------------------------------------ sample getters
 
+# `int in bytes` is a memchr; `bytes in bytes` costs several times more in
+# CPython 3.11 (buffer protocol), so single bytes are tested by their code
+# and substrings with .find().
+_COMMA = ord(",")
+_QMARK = ord("?")
+
+
 def _req_ver(txn) -> bytes:
     v = txn.req.version
     return v[5:] if v.startswith(b"HTTP/") else v
@@ -182,7 +192,7 @@ def _req_ver(txn) -> bytes:
 
 def _query_found(txn) -> bool:
     # HAProxy's query fetch exists as soon as there is a '?', even empty.
-    return b"?" in txn.req.target
+    return _QMARK in txn.req.target
 
 
 # Single-valued string fetches, always present on an HTTP request.
@@ -198,13 +208,13 @@ _SINGLE: dict[str, Callable[[object], bytes]] = {
 def _split_commas(raw: list[bytes]) -> list[bytes]:
     """hdr() semantics: every comma-separated value of every line, trimmed."""
     for v in raw:
-        if b"," in v:
+        if _COMMA in v:
             break
     else:
         return raw   # the common case: nothing to split, no new list
     out = []
     for v in raw:
-        if b"," in v:
+        if _COMMA in v:
             out.extend(p.strip(b" \t") for p in v.split(b","))
         else:
             out.append(v)
@@ -243,7 +253,7 @@ def _cookie_values(name: bytes) -> Callable[[object], list[bytes]]:
     def values(txn) -> list[bytes]:
         out = []
         for line in txn.req.get_all(b"cookie"):
-            if name not in line:
+            if line.find(name) < 0:
                 continue   # cheap reject before splitting
             for part in line.split(b";"):
                 k, eq, v = part.partition(b"=")
@@ -256,7 +266,7 @@ def _cookie_values(name: bytes) -> Callable[[object], list[bytes]]:
 def _param_values(name: bytes) -> Callable[[object], list[bytes]]:
     def values(txn) -> list[bytes]:
         q = txn.req.query
-        if name not in q:
+        if q.find(name) < 0:
             return []
         out = []
         for part in q.split(b"&"):
@@ -377,14 +387,14 @@ def _str_test(spec: AclSpec) -> Callable[[bytes], bool]:
     if method == "sub":
         if len(pats) == 1:
             p = pats[0]
-            return (lambda v: p in v.lower()) if icase else (lambda v: p in v)
+            return (lambda v: v.lower().find(p) >= 0) if icase else (lambda v: v.find(p) >= 0)
         subs = tuple(pats)
 
         def any_sub(v: bytes) -> bool:
             if icase:
                 v = v.lower()
             for s in subs:
-                if s in v:
+                if v.find(s) >= 0:
                     return True
             return False
         return any_sub
@@ -395,7 +405,8 @@ def _str_test(spec: AclSpec) -> Callable[[bytes], bool]:
 
 def _single_matcher(get: Callable, spec: AclSpec) -> Matcher:
     # The frequent shapes (path_beg, path, path_end, with or without -i)
-    # get a closure of their own: one call and one C method per evaluation.
+    # get a closure of their own: the getter (C attrgetter) and one C
+    # method, no per-value test function.
     method, icase = spec.method, spec.icase
     pats = [v.encode("latin-1") for v in spec.values]
     if icase:
@@ -443,7 +454,7 @@ def _req_header_matcher(name: bytes, split: bool, spec: AclSpec) -> Matcher:
         if spec.icase:
             def match_icase(txn) -> bool:
                 for v in txn.req.get_all(name):
-                    if split and b"," in v:
+                    if split and _COMMA in v:
                         for part in v.split(b","):
                             if part.strip(b" \t").lower() in exact:
                                 return True
@@ -454,7 +465,7 @@ def _req_header_matcher(name: bytes, split: bool, spec: AclSpec) -> Matcher:
 
         def match_exact(txn) -> bool:
             for v in txn.req.get_all(name):
-                if split and b"," in v:
+                if split and _COMMA in v:
                     for part in v.split(b","):
                         if part.strip(b" \t") in exact:
                             return True
@@ -466,7 +477,7 @@ def _req_header_matcher(name: bytes, split: bool, spec: AclSpec) -> Matcher:
 
     def match(txn) -> bool:
         for v in txn.req.get_all(name):
-            if split and b"," in v:
+            if split and _COMMA in v:
                 for part in v.split(b","):
                     if test(part.strip(b" \t")):
                         return True
@@ -508,7 +519,7 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
         if base == "query":
             # Without a '?' there is no query sample at all (HAProxy): an
             # empty value must not match `query ""` or `-m len 0`.
-            return lambda txn: b"?" in txn.req.target and m(txn)
+            return lambda txn: _QMARK in txn.req.target and m(txn)
         return m
     values = _values_getter(base, spec.arg, phase)
     if method == "found":
@@ -769,6 +780,22 @@ def _split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
     return before[:slash], before[slash:], rest
 
 
+_UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff#]")
+
+
+def _safe_target(part: bytes) -> bytes:
+    """Percent-encode what must not appear raw in a request-target.
+
+    Values inserted by %[...] come from the request (a header may hold a
+    space): written raw into the request line they would let a client
+    change how the server parses it, so set-path / set-query /
+    replace-path encode them. HAProxy copies them as they are.
+    """
+    if _UNSAFE_IN_TARGET.search(part) is None:
+        return part
+    return _UNSAFE_IN_TARGET.sub(lambda m: b"%%%02X" % m.group()[0], part)
+
+
 # ------------------------------------------------------------ actions
 
 _CONTINUE = object()   # an action that lets rule evaluation go on
@@ -797,20 +824,23 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
             return _CONTINUE
         return delete
     if action in ("set-header", "add-header"):
+        # A field value has no leading/trailing whitespace (RFC 9110; the
+        # message helpers refuse it): trim the constant once, a rendered
+        # value each time.
         value = compile_format(str(p["value"]), phase)
-        verb = "set" if action == "set-header" else "add"
-        if value.__class__ is bytes:
-            def put_const(txn):
-                msg = msg_of(txn)
-                if msg is not None:
-                    getattr(msg, verb)(name, value)
-                return _CONTINUE
-            return put_const
+        replace_all = action == "set-header"
+        const = value.__class__ is bytes
+        if const:
+            value = value.strip(b" \t")
 
         def put(txn):
             msg = msg_of(txn)
             if msg is not None:
-                getattr(msg, verb)(name, value(txn))
+                v = value if const else value(txn).strip(b" \t")
+                if replace_all:
+                    msg.set(name, v)
+                else:
+                    msg.add(name, v)
             return _CONTINUE
         return put
     # replace-header: HAProxy matches the regex against each full value
@@ -824,25 +854,15 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
         msg = msg_of(txn)
         if msg is None:
             return _CONTINUE
-        values = msg.get_all(lname)
-        if not values:
-            return _CONTINUE
-        new, changed = [], False
-        for v in values:
-            m = search(v)
-            if m is None:
-                new.append(v)
-            else:
-                new.append(expand(m, txn))
-                changed = True
-        if changed:
-            # Only the helpers of the message interface are used (no
-            # in-place edit of .headers): remove all, add back in order,
-            # with the spelling of the name as received.
-            spelled = next((n for n, _ in msg.headers if n.lower() == lname), name)
-            msg.remove(lname)
-            for v in new:
-                msg.add(spelled, v)
+        # Edited in place in msg.headers (a plain list the message classes
+        # let rules edit): the fields keep their position and spelling.
+        n = len(lname)
+        hs = msg.headers
+        for i, (k, v) in enumerate(hs):
+            if len(k) == n and k.lower() == lname:
+                m = search(v)
+                if m is not None:
+                    hs[i] = (k, expand(m, txn).strip(b" \t"))
         return _CONTINUE
     return replace
 
@@ -912,7 +932,7 @@ def _set_path_action(p: dict) -> Callable:
     def set_path(txn):
         req = txn.req
         prefix, _, query = _split_target(req.target)
-        req.target = prefix + _const_or_call(value, txn) + query
+        req.target = prefix + _safe_target(_const_or_call(value, txn)) + query
         return _CONTINUE
     return set_path
 
@@ -925,7 +945,7 @@ def _set_query_action(p: dict) -> Callable:
         # remove an existing '?'.
         req = txn.req
         prefix, path, query = _split_target(req.target)
-        q = _const_or_call(value, txn)
+        q = _safe_target(_const_or_call(value, txn))
         req.target = prefix + path + (b"?" + q if q or query else b"")
         return _CONTINUE
     return set_query
@@ -943,7 +963,7 @@ def _replace_path_action(p: dict) -> Callable:
         prefix, path, query = _split_target(req.target)
         m = search(path)
         if m is not None:
-            req.target = prefix + expand(m, txn) + query
+            req.target = prefix + _safe_target(expand(m, txn)) + query
         return _CONTINUE
     return replace_path
 

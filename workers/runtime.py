@@ -10,6 +10,7 @@ and 4 workers gets at most 25 connections from each.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import fcntl
 import os
@@ -17,8 +18,9 @@ import socket
 from collections import deque
 from urllib.parse import unquote_to_bytes
 
-from farm import model
+from farm import model, shm
 from farm.logs import AccessLog
+from farm.shm import C_LBTOT, C_STOT
 from workers import rules
 from workers.cookie import CookiePersistence
 from workers.lb.pool import ServerPool
@@ -64,10 +66,80 @@ class PipePool:
             os.close(pair[1])
 
 
+def new_counters() -> list[int]:
+    """This worker's counters of one stats row (see farm.shm.CNT_NAMES)."""
+    return [0] * shm.CNT_FIELDS
+
+
+class SharedStatePool(ServerPool):
+    """A ServerPool that first applies server state changes the master wrote
+    to shared memory (health, admin state, weights): one integer compare per
+    pick, and a refresh only when the master's state version moved."""
+
+    def __init__(self, backend: model.Backend, shared: "SharedState"):
+        super().__init__(backend)
+        self.shared = shared
+
+    def pick(self, key, avoid=()):
+        sh = self.shared
+        if sh.table is not None and sh.table.q[shm.H_STATE_VERSION] != sh.version:
+            sh.apply()
+        return ServerPool.pick(self, key, avoid)
+
+    def any_up(self) -> bool:
+        sh = self.shared
+        if sh.table is not None and sh.table.q[shm.H_STATE_VERSION] != sh.version:
+            sh.apply()
+        return ServerPool.any_up(self)
+
+
+class SharedState:
+    """This worker's view of the generation's shared-memory table."""
+
+    def __init__(self, table: "shm.Table | None", worker: int):
+        self.table = table
+        self.worker = worker
+        self.version = -1
+        self.backends: list["BackendRuntime"] = []
+        self.rows: list[tuple[int, object]] = []   # (column offset, runtime object)
+
+    def register(self, key: tuple, obj) -> None:
+        if self.table is not None:
+            self.rows.append((self.table.counter_base(key, self.worker), obj))
+
+    def apply(self) -> None:
+        """Copy server state from shm into the balancers."""
+        t = self.table
+        self.version = t.q[shm.H_STATE_VERSION]
+        for be in self.backends:
+            for srv in be.servers:
+                up, weight = t.usable(srv.sidx)
+                be.pool.set_up(srv.index, up)
+                be.pool.set_weight(srv.index, weight)
+
+    def flush(self) -> None:
+        """Write this worker's counters into its column (gauges refreshed)."""
+        t = self.table
+        if t is None:
+            return
+        for base, obj in self.rows:
+            c = obj.c
+            c[shm.C_SCUR] = obj.conns
+            if obj.conns > c[shm.C_SMAX]:
+                c[shm.C_SMAX] = obj.conns
+            q = getattr(obj, "queue", None)
+            if q is not None:
+                c[shm.C_QCUR] = len(q)
+                if c[shm.C_QCUR] > c[shm.C_QMAX]:
+                    c[shm.C_QMAX] = c[shm.C_QCUR]
+            t.write_column(base, array.array("q", c))
+
+
 class ServerRuntime:
     """A server as one worker sees it: this worker's connection count."""
 
-    __slots__ = ("cfg", "index", "backend", "conns", "total", "name", "family", "sockaddr")
+    __slots__ = ("cfg", "index", "backend", "conns", "total", "name", "family", "sockaddr",
+                 "c", "sidx")
 
     def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime"):
         self.cfg = cfg
@@ -76,6 +148,8 @@ class ServerRuntime:
         self.name = cfg.name
         self.conns = 0
         self.total = 0
+        self.c = new_counters()
+        self.sidx = -1                # server state row in shm
         self.family, self.sockaddr = resolve(cfg.address)
 
 
@@ -92,15 +166,22 @@ class BackendRuntime:
     """A backend: its servers, the balance pool, and the queue of sessions
     waiting for a server slot (server maxconn reached)."""
 
-    def __init__(self, cfg: model.Backend, workers: int):
+    def __init__(self, cfg: model.Backend, workers: int, shared: SharedState):
         self.cfg = cfg
         self.name = cfg.name
         # The pool enforces server maxconn: give it this worker's share.
         per_worker_servers = tuple(dataclasses.replace(s, maxconn=per_worker(s.maxconn, workers))
                                    for s in cfg.servers)
-        self.pool = ServerPool(dataclasses.replace(cfg, servers=per_worker_servers))
+        self.pool = SharedStatePool(dataclasses.replace(cfg, servers=per_worker_servers), shared)
         self.servers = [ServerRuntime(s, i, self) for i, s in enumerate(cfg.servers)]
         self.conns = 0
+        self.c = new_counters()
+        shared.backends.append(self)
+        shared.register(("be", cfg.name), self)
+        for srv in self.servers:
+            shared.register(("srv", cfg.name, srv.name), srv)
+            if shared.table is not None:
+                srv.sidx = shared.table.server_row(cfg.name, srv.name)
         self.queue: deque = deque()
         self.needs_source_key = cfg.balance.algorithm == "source"
         # HTTP: rules compiled once, balance key, persistence, error pages
@@ -115,6 +196,9 @@ class BackendRuntime:
         srv = self.servers[index]
         srv.conns += 1
         srv.total += 1
+        c = srv.c
+        c[C_STOT] += 1
+        c[C_LBTOT] += 1
         self.pool.acquired(index)
         return srv
 
@@ -131,12 +215,15 @@ class BackendRuntime:
 class FrontendRuntime:
     """A frontend: this worker's listening sockets and connection count."""
 
-    def __init__(self, cfg: model.Frontend, listeners: list[socket.socket], workers: int, global_maxconn: int):
+    def __init__(self, cfg: model.Frontend, listeners: list[socket.socket], workers: int,
+                 global_maxconn: int, shared: SharedState):
         self.cfg = cfg
         self.name = cfg.name
         self.listeners = listeners
         self.conns = 0
         self.total = 0
+        self.c = new_counters()
+        shared.register(("fe", cfg.name), self)
         limit = cfg.maxconn or global_maxconn
         self.maxconn = per_worker(limit, workers)
         self.accepting = False
@@ -154,8 +241,10 @@ class FrontendRuntime:
 class WorkerContext:
     """Everything one worker's sessions share."""
 
-    def __init__(self, loop: Loop, config: model.Config, slot: int, generation: int):
+    def __init__(self, loop: Loop, config: model.Config, slot: int, generation: int,
+                 table: "shm.Table | None" = None):
         self.loop = loop
+        self.shared = SharedState(table, slot)
         self.config = config
         self.slot = slot
         self.generation = generation
@@ -169,7 +258,7 @@ class WorkerContext:
         self.log_format = config.log.format
         workers = config.global_.workers
         self.maxconn = per_worker(config.global_.maxconn, workers)
-        self.backends = {b.name: BackendRuntime(b, workers) for b in config.backends}
+        self.backends = {b.name: BackendRuntime(b, workers, self.shared) for b in config.backends}
         self.frontends: list[FrontendRuntime] = []
         self.conn_pool = None      # HTTP idle server connections (workers/http.py)
         loop.at_end_of_turn(self.access.flush)

@@ -26,6 +26,7 @@ from workers.tcp import TcpSession
 BOOT_ERROR = 3
 ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
 FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
+COUNTER_FLUSH_INTERVAL = 0.25   # seconds between copies of the counters to shm
 
 
 def set_title(title: str) -> None:
@@ -70,12 +71,12 @@ class Worker:
     """One worker process: a loop, its frontends' sockets, its sessions."""
 
     def __init__(self, config: model.Config, slot: int, generation: int,
-                 sockets: dict[model.Address, list[socket.socket]]):
+                 sockets: dict[model.Address, list[socket.socket]], table=None):
         self.config = config
         self.slot = slot
         self.generation = generation
         self.loop = Loop()
-        self.ctx = WorkerContext(self.loop, config, slot, generation)
+        self.ctx = WorkerContext(self.loop, config, slot, generation, table)
         self.ctx.on_session_end = self.on_session_end
         self.ctx.out_of_fds = self.out_of_fds
         self.log = logs.get_logger(proc="worker", slot=slot, gen=generation, pid=os.getpid())
@@ -84,7 +85,7 @@ class Worker:
         workers = config.global_.workers
         for fe_cfg in config.frontends:
             mine = [sockets[a][slot] for a in fe_cfg.binds]
-            fe = FrontendRuntime(fe_cfg, mine, workers, config.global_.maxconn)
+            fe = FrontendRuntime(fe_cfg, mine, workers, config.global_.maxconn, self.ctx.shared)
             if fe_cfg.default_backend:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
             fe.session_class = self.session_class(fe_cfg)
@@ -214,19 +215,27 @@ class Worker:
             sess.kill()
         self.loop.stop()
 
+    def flush_counters(self) -> None:
+        self.ctx.shared.flush()
+        self.loop.call_later(COUNTER_FLUSH_INTERVAL, self.flush_counters)
+
     def run(self, ready_fd: int) -> None:
         self.loop.watch_signals([signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1], self.on_signals)
+        if self.ctx.shared.table is not None:
+            self.ctx.shared.apply()
+            self.flush_counters()
         self.start_accepting()
         os.write(ready_fd, b"R")
         os.close(ready_fd)
         self.log.info("worker_ready")
         self.loop.run()
+        self.ctx.shared.flush()
         self.ctx.access.close()
         self.log.info("worker_exit")
 
 
 def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_fd: int,
-         parent_pid: int, config_path: str) -> None:
+         parent_pid: int, config_path: str, table=None) -> None:
     """Run a worker in a freshly forked child. Never returns."""
     code = 0
     try:
@@ -236,7 +245,7 @@ def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         drop_privileges(config.global_.user, config.global_.group)
         try:
-            worker = Worker(config, slot, generation, sockets)
+            worker = Worker(config, slot, generation, sockets, table)
         except Exception as e:
             logs.get_logger(proc="worker", slot=slot).error(
                 "worker_boot_failed", error=f"{type(e).__name__}: {e}")

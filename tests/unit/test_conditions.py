@@ -358,6 +358,9 @@ def test_replacement_errors():
         parse_replacement("abc\\")
     with pytest.raises(ConditionError, match="needs two hex digits"):
         parse_replacement(r"\xZ1")
+    with pytest.raises(ConditionError, match=r"'\\x0A' is a control character"):
+        parse_replacement(r"a\x0Ab")
+    assert parse_replacement(r"a\x09b") == ("a\tb",)
     with pytest.raises(ConditionError, match=r"refers to \\2 but the regex has 1 group"):
         parse_replacement(r"\2", groups=1)
     assert check_replacement(r"/\1", "^/foo/(.*)") == []

@@ -676,6 +676,14 @@ def test_format_samples():
     assert fmt("%[status]") == b""
 
 
+def test_header_values_are_trimmed():
+    t = Txn(headers=H("X-A", "v"))
+    run([R("set-header", name="X-B", value="  b "),
+         R("add-header", name="X-C", value="%[hdr(x-a)] "),
+         R("replace-header", name="X-A", match="(v)", replace=r" \1\x09")], t)
+    assert t.req.headers == [(b"X-A", b"v"), (b"X-B", b"b"), (b"X-C", b"v")]
+
+
 def test_add_and_del_header():
     t = Txn(headers=H("Via", "1.1 a"))
     run([R("add-header", name="Via", value="1.1 farm"), R("del-header", name="X-Gone")], t)
@@ -700,6 +708,10 @@ def test_replace_header_each_line_full_value_no_split():
     t = Txn(headers=H("X-L", "a1, b1", "X-L", "c2", "X-L", "zz"))
     run([R("replace-header", name="X-L", match=r"^([a-z])(\d)", replace=r"\2\1")], t)
     assert t.req.get_all(b"x-l") == [b"1a", b"2c", b"zz"]
+    t = Txn(headers=H("x-l", "a1", "Other", "o", "X-L", "b2"))
+    run([R("replace-header", name="X-L", match=r"(\d)", replace=r"n\1")], t)
+    # in place: positions and name spellings are kept
+    assert t.req.headers == [(b"x-l", b"n1"), (b"Other", b"o"), (b"X-L", b"n2")]
     t = Txn(headers=H("X-L", "nothing"))
     before = list(t.req.headers)
     run([R("replace-header", name="X-L", match=r"\d", replace="x")], t)
@@ -751,6 +763,17 @@ def test_set_query():
     assert t.req.target == b"/p?a=1&b=2"
 
 
+def test_target_edits_encode_unsafe_bytes():
+    t = Txn(b"/a", headers=H("X-P", "b c#d"))
+    run([R("set-path", value="/x/%[hdr(x-p)]")], t)
+    assert t.req.target == b"/x/b%20c%23d"
+    run([R("set-query", value="q=%[hdr(x-p)]")], t)
+    assert t.req.target == b"/x/b%20c%23d?q=b%20c%23d"
+    t = Txn(b"/a", headers=H("X-P", "\u00e9\t"))
+    run([R("replace-path", match="^/(.*)", replace=r"/\1/%[req.hdr(x-p)]")], t)
+    assert t.req.target == b"/a/%C3%A9%09"       # H() encodes UTF-8
+
+
 def test_actions_run_in_order():
     t = Txn(b"/api/x")
     v = run([R("set-path", value="/internal"), R("deny", "{ path_beg /api }"),
@@ -789,7 +812,8 @@ def test_response_header_actions():
     assert resp_run([R("del-header", name="X-Powered-By"),
                      R("set-header", name="Server", value="farm"),
                      R("add-header", name="Set-Cookie", value="b=2"),
-                     R("replace-header", name="Set-Cookie", match="^(a=1)$", replace=r"\1; Secure")], t) is None
+                     R("replace-header", name="Set-Cookie", match="^(a=1)$",
+                       replace=r"\1; Secure")], t) is None
     assert t.resp.get_all(b"server") == [b"farm"]
     assert t.resp.get(b"x-powered-by") is None
     assert t.resp.get_all(b"set-cookie") == [b"a=1; Secure", b"b=2"]

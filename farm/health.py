@@ -1,0 +1,410 @@
+"""Health checks: HAProxy's state machine and the TCP/HTTP checkers.
+
+Checks run in the master, on its event loop (one place, so a server gets one
+check per interval whatever the number of workers). The result goes to the
+shared-memory table; workers read it at their next pick.
+
+State machine (HAProxy's): an integer health in [0, rise+fall-1]. A passed
+check raises it by one, a failed one lowers it by one. An UP server whose
+health drops below rise goes DOWN (health 0); a DOWN server whose health
+reaches rise goes UP (health rise+fall-1). A server starts UP with health =
+rise, "up, but down at the first failure", as HAProxy does.
+
+The checker talks to the loop only through add/remove/modify/timer/
+set_timer/call_later and reads loop.now, so farm/ does not import workers/.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import random
+import select
+import socket
+import time
+from dataclasses import dataclass
+
+from farm import model, shm
+
+READ_LIMIT = 65536         # bytes of an HTTP check response that are looked at
+
+REASONS = {
+    "L4OK": "Layer4 check passed",
+    "L4TOUT": "Layer4 timeout",
+    "L4CON": "Layer4 connection problem",
+    "L7OK": "Layer7 check passed",
+    "L7STS": "Layer7 wrong status",
+    "L7RSP": "Layer7 invalid response",
+    "L7TOUT": "Layer7 timeout",
+    "SOCKERR": "Socket error",
+}
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    status: str               # HAProxy's check status code (L4OK, L7STS...)
+    code: int = 0             # HTTP status for layer 7
+    info: str = ""            # detail: strerror, reason phrase...
+    duration_ms: int = 0
+
+    def describe(self) -> str:
+        """HAProxy's wording: 'reason: ..., code: ..., info: "...", check duration: Nms'."""
+        parts = [f"reason: {REASONS.get(self.status, self.status)}"]
+        if self.code:
+            parts.append(f"code: {self.code}")
+        if self.info:
+            parts.append(f'info: "{self.info}"')
+        parts.append(f"check duration: {self.duration_ms}ms")
+        return ", ".join(parts)
+
+
+class HealthState:
+    """The pure state machine of one server (no I/O; unit-tested)."""
+
+    def __init__(self, rise: int, fall: int, health: int | None = None, up: bool = True):
+        self.rise = rise
+        self.fall = fall
+        self.health = rise if health is None else health
+        self.up = up
+
+    @property
+    def top(self) -> int:
+        return self.rise + self.fall - 1
+
+    def record(self, ok: bool) -> str | None:
+        """Apply one check result; "up"/"down" on a transition, else None."""
+        if ok:
+            if self.health < self.top:
+                self.health += 1
+            if not self.up and self.health >= self.rise:
+                self.up = True
+                self.health = self.top
+                return "up"
+        else:
+            if self.health > 0:
+                self.health -= 1
+            if self.up and self.health < self.rise:
+                self.up = False
+                self.health = 0
+                return "down"
+        return None
+
+    def next_interval(self, check: model.Check) -> float:
+        """inter when settled up, downinter when settled down, fastinter in
+        between (HAProxy's rule)."""
+        if self.up and self.health == self.top:
+            return check.interval
+        if not self.up and self.health == 0:
+            return check.downinter or check.interval
+        return check.fastinter or check.interval
+
+
+class ServerCheck:
+    """Runs the checks of one server on the master loop."""
+
+    def __init__(self, loop, table: shm.Table, backend: model.Backend, server: model.Server,
+                 on_transition):
+        self.loop = loop
+        self.table = table
+        self.backend = backend
+        self.server = server
+        self.check = backend.check
+        self.sidx = table.server_row(backend.name, server.name)
+        st = table.srv_state(self.sidx)
+        self.state = HealthState(self.check.rise, self.check.fall, st["health"], st["op_up"] == 1)
+        self.on_transition = on_transition
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.started = 0.0
+        self.phase = ""
+        self.buf = b""
+        self.timer = loop.timer(self.on_timer)
+        self.stopped = False
+        self.observed_errors = 0      # live errors seen at the last check
+        c = self.check
+        connect_to = backend.timeouts.connect or c.interval
+        self.timeout = c.timeout or backend.timeouts.check or min(connect_to, c.interval)
+        port = c.port or server.address.port
+        self.target = None
+        self.port = port
+
+    # -- scheduling ------------------------------------------------------------
+
+    def start(self) -> None:
+        """First check after a random part of the interval, so that many
+        servers are not all checked in the same instant."""
+        self.loop.set_timer(self.timer, self.loop.now + random.uniform(0, self.check.interval))
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.timer.cancel()
+        self.close_socket()
+
+    def on_timer(self) -> None:
+        if self.stopped:
+            return
+        if self.sock is None:
+            self.begin()
+        else:
+            self.finish(CheckResult(False, "L4TOUT" if self.phase == "connect" else "L7TOUT"
+                                    if self.check.type == "http" else "L4TOUT"))
+
+    # -- the check -------------------------------------------------------------
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+        try:
+            if self.target is None:
+                infos = socket.getaddrinfo(self.server.address.host, self.port,
+                                           type=socket.SOCK_STREAM)
+                self.target = (infos[0][0], infos[0][4])
+            family, sockaddr = self.target
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as e:
+            self.finish(CheckResult(False, "SOCKERR", info=e.strerror or str(e)))
+            return
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.phase = "connect"
+        err = sock.connect_ex(sockaddr)
+        if err not in (0, errno.EINPROGRESS):
+            self.finish(CheckResult(False, "L4CON", info=os.strerror(err)))
+            return
+        self.loop.add(self.fd, select.EPOLLOUT, self.on_event)
+        self.loop.set_timer(self.timer, self.loop.now + self.timeout)
+
+    def on_event(self, events: int) -> None:
+        if self.phase == "connect":
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.finish(CheckResult(False, "L4CON", info=os.strerror(err)))
+                return
+            if self.check.type != "http":
+                self.finish(CheckResult(True, "L4OK"))
+                return
+            self.phase = "response"
+            try:
+                self.sock.send(self.http_request())
+            except OSError as e:
+                self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
+                return
+            self.loop.modify(self.fd, select.EPOLLIN)
+            return
+        try:
+            data = self.sock.recv(16384)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self.finish(CheckResult(False, "L7RSP", info=e.strerror or str(e)))
+            return
+        self.buf += data
+        if not data or len(self.buf) >= READ_LIMIT or self.response_complete():
+            self.finish(self.evaluate())
+
+    def http_request(self) -> bytes:
+        c = self.check
+        host = c.host or str(self.server.address)
+        return (f"{c.method} {c.path} HTTP/1.1\r\nHost: {host}\r\n"
+                f"User-Agent: farm-check\r\nConnection: close\r\n\r\n").encode("latin-1")
+
+    def response_complete(self) -> bool:
+        """True once the head (and, when a body match is wanted, the
+        Content-Length body) has arrived; otherwise wait for the close."""
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        if self.check.expect_body is None:
+            return True
+        head = self.buf[:end].lower()
+        i = head.find(b"\r\ncontent-length:")
+        if i < 0:
+            return False
+        j = head.find(b"\r\n", i + 2)
+        try:
+            length = int(head[i + 17:j if j > 0 else len(head)].strip())
+        except ValueError:
+            return False
+        return len(self.buf) >= end + 4 + length
+
+    def evaluate(self) -> CheckResult:
+        line, _, rest = self.buf.partition(b"\r\n")
+        parts = line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            return CheckResult(False, "L7RSP", info="invalid response")
+        code = int(parts[1])
+        reason = parts[2].decode("latin-1", "replace") if len(parts) > 2 else ""
+        lo, hi = self.check.expect_status
+        if not lo <= code <= hi:
+            return CheckResult(False, "L7STS", code=code, info=reason)
+        if self.check.expect_body is not None:
+            body = rest.partition(b"\r\n\r\n")[2]
+            if self.check.expect_body.encode() not in body:
+                return CheckResult(False, "L7RSP", code=code, info="expected content not found")
+        return CheckResult(True, "L7OK", code=code, info=reason)
+
+    def close_socket(self) -> None:
+        if self.sock is not None:
+            self.loop.remove(self.fd)
+            self.sock.close()
+            self.sock = None
+            self.fd = -1
+        self.buf = b""
+        self.phase = ""
+
+    def finish(self, result: CheckResult) -> None:
+        result.duration_ms = int((time.monotonic() - self.started) * 1000)
+        self.close_socket()
+        self.apply(result)
+        if not self.stopped:
+            self.loop.set_timer(self.timer, self.loop.now + self.state.next_interval(self.check))
+
+    # -- results -----------------------------------------------------------------
+
+    def observe(self) -> CheckResult | None:
+        """Passive health: live connection errors and 5xx counted by the
+        workers since the last check; error_limit of them count as one
+        failed check (HAProxy's observe + error-limit, on-error fail-check)."""
+        if not self.check.observe:
+            return None
+        row = self.table.read_row(("srv", self.backend.name, self.server.name))
+        errors = row["econ"] + row["eresp"] + row["hrsp_5xx"]
+        new = errors - self.observed_errors
+        self.observed_errors = errors
+        if new >= self.check.error_limit:
+            return CheckResult(False, "L7STS", info=f"{new} errors observed in live traffic")
+        return None
+
+    def apply(self, result: CheckResult) -> None:
+        t = self.table
+        sidx = self.sidx
+        t.srv_set(sidx, "checks", t.srv_get(sidx, "checks") + 1)
+        observed = self.observe()
+        if observed is not None and result.ok:
+            result = observed
+        if not result.ok:
+            t.srv_set(sidx, "chkfail", t.srv_get(sidx, "chkfail") + 1)
+        t.srv_set(sidx, "check_status", shm.CS.get(result.status, 0))
+        t.srv_set(sidx, "check_code", result.code)
+        t.srv_set(sidx, "check_duration", result.duration_ms)
+        transition = self.state.record(result.ok)
+        t.srv_set(sidx, "health", self.state.health)
+        if transition is not None:
+            now = int(time.time())
+            t.srv_set(sidx, "op_up", 1 if transition == "up" else 0)
+            t.srv_set(sidx, "last_change", now)
+            if transition == "down":
+                t.srv_set(sidx, "chkdown", t.srv_get(sidx, "chkdown") + 1)
+                t.srv_set(sidx, "down_since", now)
+            else:
+                since = t.srv_get(sidx, "down_since")
+                if since:
+                    t.srv_set(sidx, "downtime", t.srv_get(sidx, "downtime") + now - since)
+                t.srv_set(sidx, "down_since", 0)
+                t.srv_set(sidx, "up_since", now)
+                if self.server.slowstart > 0:
+                    t.srv_set(sidx, "eff_weight", slowstart_weight(t.srv_get(sidx, "weight"), 0.0,
+                                                                   self.server.slowstart))
+            t.bump_state_version()
+            self.on_transition(self, transition, result)
+        else:
+            # check status and counters changed: stats readers see it, the
+            # balancers need nothing new
+            pass
+
+
+def slowstart_weight(weight: int, elapsed: float, slowstart: float) -> int:
+    """Effective weight `elapsed` seconds into a slowstart ramp (HAProxy:
+    grows linearly from almost nothing to the full weight)."""
+    if weight <= 0:
+        return 0
+    if elapsed >= slowstart:
+        return weight
+    return max(1, math.ceil(weight * max(elapsed, 0.0) / slowstart))
+
+
+def transition_message(backend: model.Backend, server: model.Server, transition: str,
+                       result: CheckResult, table: shm.Table) -> str:
+    """HAProxy's log line for a server going UP or DOWN."""
+    active = backup = 0
+    for s in backend.servers:
+        up, _ = table.usable(table.server_row(backend.name, s.name))
+        if up:
+            if s.backup:
+                backup += 1
+            else:
+                active += 1
+    state = "UP" if transition == "up" else "DOWN"
+    tail = (f"{active} active and {backup} backup servers left." if transition == "down"
+            else f"{active} active and {backup} backup servers online.")
+    return f"Server {backend.name}/{server.name} is {state}, {result.describe()}. {tail}"
+
+
+class HealthChecker:
+    """All the server checks of one configuration generation."""
+
+    def __init__(self, loop, table: shm.Table, config: model.Config, log):
+        self.loop = loop
+        self.table = table
+        self.config = config
+        self.log = log
+        self.checks: list[ServerCheck] = []
+        self.ramping: set[int] = set()
+        self.ramp_timer = None
+        for be in config.backends:
+            if be.check.type is None:
+                continue
+            for s in be.servers:
+                if s.check:
+                    self.checks.append(ServerCheck(loop, table, be, s, self.on_transition))
+
+    def start(self) -> None:
+        for c in self.checks:
+            c.start()
+
+    def stop(self) -> None:
+        for c in self.checks:
+            c.stop()
+        if self.ramp_timer is not None:
+            self.ramp_timer.cancel()
+
+    def on_transition(self, check: ServerCheck, transition: str, result: CheckResult) -> None:
+        be, srv = check.backend, check.server
+        msg = transition_message(be, srv, transition, result, self.table)
+        level = self.log.warning if transition == "down" else self.log.info
+        level("server_" + transition, backend=be.name, server=srv.name, message=msg)
+        if transition == "down":
+            if not any(self.table.usable(self.table.server_row(be.name, s.name))[0]
+                       for s in be.servers):
+                self.log.error("backend_down", backend=be.name,
+                               message=f"backend {be.name} has no server available!")
+        elif srv.slowstart > 0:
+            self.ramping.add(check.sidx)
+            self.schedule_ramp()
+
+    def schedule_ramp(self) -> None:
+        if self.ramp_timer is None or not self.ramp_timer.active:
+            self.ramp_timer = self.loop.call_later(0.25, self.ramp)
+
+    def ramp(self) -> None:
+        """Move slowstart weights along; the workers see each step."""
+        now = time.time()
+        changed = False
+        for sidx in list(self.ramping):
+            be_name, srv_name = self.table.layout.server_keys[sidx]
+            srv = self.config.backend(be_name).server(srv_name)
+            t = self.table
+            w = slowstart_weight(t.srv_get(sidx, "weight"), now - t.srv_get(sidx, "up_since"),
+                                 srv.slowstart)
+            if w != t.srv_get(sidx, "eff_weight"):
+                t.srv_set(sidx, "eff_weight", w)
+                changed = True
+            if w >= t.srv_get(sidx, "weight") or t.srv_get(sidx, "op_up") == 0:
+                self.ramping.discard(sidx)
+        if changed:
+            self.table.bump_state_version()
+        self.ramp_timer = None
+        if self.ramping:
+            self.schedule_ramp()
