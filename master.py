@@ -350,7 +350,7 @@ class Master:
                 del self.admin_weights[(be, srv)]
                 continue
             table.srv_set(sidx, "weight", w)
-            table.srv_set(sidx, "eff_weight", w)
+            table.srv_set(sidx, "eff_weight", w * shm.WEIGHT_SCALE)
         table.bump_state_version()
 
     def promote(self, gen: Generation) -> None:
@@ -435,7 +435,7 @@ class Master:
             return False
         t = self.table
         t.srv_set(sidx, "weight", weight)
-        t.srv_set(sidx, "eff_weight", weight)
+        t.srv_set(sidx, "eff_weight", weight * shm.WEIGHT_SCALE)
         t.bump_state_version()
         self.admin_weights[(backend, server)] = weight
         self.log.info("server_weight", backend=backend, server=server, weight=weight)
@@ -490,7 +490,7 @@ class Master:
             if isinstance(st.get("weight"), int):
                 self.admin_weights[(be, srv)] = st["weight"]
                 t.srv_set(sidx, "weight", st["weight"])
-                t.srv_set(sidx, "eff_weight", st["weight"])
+                t.srv_set(sidx, "eff_weight", st["weight"] * shm.WEIGHT_SCALE)
             applied += 1
         t.bump_state_version()
         self.log.info("state_file_loaded", path=path, servers=applied)

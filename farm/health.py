@@ -316,13 +316,14 @@ class ServerCheck:
 
 
 def slowstart_weight(weight: int, elapsed: float, slowstart: float) -> int:
-    """Effective weight `elapsed` seconds into a slowstart ramp (HAProxy:
-    grows linearly from almost nothing to the full weight)."""
-    if weight <= 0:
+    """Effective weight (x WEIGHT_SCALE) `elapsed` seconds into a slowstart
+    ramp: grows linearly from almost nothing to the full weight."""
+    full = weight * shm.WEIGHT_SCALE
+    if full <= 0:
         return 0
     if elapsed >= slowstart:
-        return weight
-    return max(1, math.ceil(weight * max(elapsed, 0.0) / slowstart))
+        return full
+    return max(1, math.ceil(full * max(elapsed, 0.0) / slowstart))
 
 
 def transition_message(backend: model.Backend, server: model.Server, transition: str,
@@ -401,7 +402,7 @@ class HealthChecker:
             if w != t.srv_get(sidx, "eff_weight"):
                 t.srv_set(sidx, "eff_weight", w)
                 changed = True
-            if w >= t.srv_get(sidx, "weight") or t.srv_get(sidx, "op_up") == 0:
+            if w >= t.srv_get(sidx, "weight") * shm.WEIGHT_SCALE or t.srv_get(sidx, "op_up") == 0:
                 self.ramping.discard(sidx)
         if changed:
             self.table.bump_state_version()

@@ -39,7 +39,7 @@ SRV_FIELDS_NAMES = (
     "op_up",          # 1 up / 0 down (health)
     "health",         # HAProxy's integer health counter
     "admin",          # ADMIN_READY / ADMIN_DRAIN / ADMIN_MAINT
-    "eff_weight",     # weight in effect now (slowstart ramps it; drain -> 0 at pick)
+    "eff_weight",     # weight in effect now x WEIGHT_SCALE (slowstart ramps it)
     "weight",         # configured or admin-set weight (what slowstart ramps to)
     "check_status",   # index into CHECK_STATUSES
     "check_code",     # HTTP status of the last L7 check, 0 if none
@@ -55,6 +55,11 @@ SRV_FIELDS_NAMES = (
 )
 SRV_FIELDS = len(SRV_FIELDS_NAMES)
 S = {name: i for i, name in enumerate(SRV_FIELDS_NAMES)}
+
+# Effective weights are kept x16 (HAProxy's BE_WEIGHT_SCALE) so that a
+# slowstart ramp has steps even for a weight of 1; workers divide a
+# backend's weights by their gcd, so outside a ramp nothing grows.
+WEIGHT_SCALE = 16
 
 ADMIN_READY, ADMIN_DRAIN, ADMIN_MAINT = 0, 1, 2
 ADMIN_NAMES = ("ready", "drain", "maint")
@@ -158,7 +163,7 @@ class Table:
                 q[base + S["health"]] = be.check.rise if checked and s.check else 0
                 q[base + S["admin"]] = ADMIN_MAINT if s.disabled else ADMIN_READY
                 q[base + S["weight"]] = s.weight
-                q[base + S["eff_weight"]] = s.weight
+                q[base + S["eff_weight"]] = s.weight * WEIGHT_SCALE
                 q[base + S["check_status"]] = CS["INI"] if checked and s.check else 0
                 q[base + S["check_duration"]] = -1
                 q[base + S["last_change"]] = now

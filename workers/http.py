@@ -683,12 +683,16 @@ class HttpSession:
             self.wq_c.append(self.fe.errorfiles.get(status) or http1.error_response(status))
             self.state = S_CLOSING
             return
-        # an error in the body of a request already being forwarded
+        # An error in the body of a request already being forwarded. The
+        # parser also raises when the client closes inside a body: that one
+        # is a client abort (CD); malformed framing (a bad chunk size...)
+        # is the proxy refusing the message (PD, as HAProxy logs it).
+        who = "C" if self.c_eof else "P"
         self.txn.close = True
         if not self.txn.resp_started:
-            self.send_error(status, "CD")
+            self.send_error(status, who + "D")
         else:
-            self.abort("C")
+            self.abort(who)
 
     def log_bad_request(self, status: int, reason: str, term: str = "PR--") -> None:
         ctx = self.ctx

@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import dataclasses
 import fcntl
+import math
 import os
 import socket
 from collections import deque
@@ -112,10 +113,13 @@ class SharedState:
         t = self.table
         self.version = t.q[shm.H_STATE_VERSION]
         for be in self.backends:
-            for srv in be.servers:
-                up, weight = t.usable(srv.sidx)
+            states = [t.usable(srv.sidx) for srv in be.servers]
+            # weights are x WEIGHT_SCALE in shm: reduce by their gcd so the
+            # balancers' tables keep their configured size outside a ramp
+            g = math.gcd(*(w for _, w in states)) or 1
+            for srv, (up, weight) in zip(be.servers, states):
                 be.pool.set_up(srv.index, up)
-                be.pool.set_weight(srv.index, weight)
+                be.pool.set_weight(srv.index, weight // g)
 
     def flush(self) -> None:
         """Write this worker's counters into its column (gauges refreshed)."""
