@@ -32,7 +32,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from farm import confdiff, loader, logs, model, shm
+from farm import __version__, confdiff, loader, logs, model, shm
+from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
 from workers import worker as worker_mod
@@ -45,6 +46,7 @@ STABLE_AFTER = 10.0          # a worker alive this long resets its slot's back-o
 KILL_GRACE = 1.0             # seconds after hard_stop_after before SIGKILL
 READY_TIMEOUT = 30.0         # a reload whose workers are not ready by then fails
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+RELEASE_DATE = "2026/11/20"
 
 
 class MasterError(Exception):
@@ -80,6 +82,7 @@ class Generation:
     carried: dict = field(default_factory=dict)   # old totals added at carry time
     announced: bool = False
     ready_timer: object = None
+    on_done: list = field(default_factory=list)   # reload callbacks (admin `reload`)
 
 
 def open_listener(addr: model.Address, backlog: int) -> socket.socket:
@@ -159,6 +162,10 @@ class Master:
         self.stopping = False
         self.exit_code = 0
         self.started = time.time()
+        self.version = __version__
+        self.release_date = RELEASE_DATE
+        self.admin: AdminServer | None = None
+        self.last_reload_errors: list[str] = []
         self.log = logs.get_logger(proc="master", pid=os.getpid())
 
     @property
@@ -297,14 +304,24 @@ class Master:
 
     # -- reload ----------------------------------------------------------------
 
-    def reload(self) -> bool:
-        """SIGHUP / admin `reload`: start generation N+1. False if refused."""
-        if self.stopping:
+    def reload(self, on_done=None) -> bool:
+        """SIGHUP / admin `reload`: start generation N+1. False if refused.
+
+        on_done(ok, messages) is called once the reload has finished (new
+        workers ready) or failed."""
+        def refused(messages: list[str]) -> bool:
+            self.last_reload_errors = messages
+            sd_notify("READY=1")
+            if on_done is not None:
+                on_done(False, messages)
             return False
+        if self.stopping:
+            return refused(["farm is stopping"])
         sd_notify("RELOADING=1")
         if self.pending is not None:
             self.log.warning("reload_refused", message="a reload is already in progress")
-            sd_notify("READY=1")
+            if on_done is not None:
+                self.pending.on_done.append(on_done)   # answered with that reload
             return False
         try:
             config = loader.load(self.config_path)
@@ -313,16 +330,12 @@ class Master:
                 self.log.error("reload_config_error", error=str(err))
             self.log.error("reload_refused", errors=len(e.errors),
                            message="configuration invalid; keeping the running one")
-            sd_notify("READY=1")
-            self.last_reload_errors = [str(err) for err in e.errors]
-            return False
+            return refused([str(err) for err in e.errors])
         try:
             listeners, _ = reconcile_listeners(self.current.listeners, config)
         except MasterError as e:
             self.log.error("reload_refused", message=str(e))
-            sd_notify("READY=1")
-            self.last_reload_errors = [str(e)]
-            return False
+            return refused([str(e)])
         number = self.current.number + 1
         table = shm.Table.create(config, number)
         table.carry_from(self.current.table)
@@ -330,6 +343,8 @@ class Master:
         gen = Generation(number, config, table, listeners)
         gen.carried = {key: self.current.table.read_row(key) for key in table.layout.rows
                        if key in self.current.table.layout.rows}
+        if on_done is not None:
+            gen.on_done.append(on_done)
         self.pending = gen
         changes = confdiff.describe(self.current.config, config)
         self.log.info("reload_started", gen=number,
@@ -339,6 +354,7 @@ class Master:
         gen.ready_timer = self.loop.call_later(READY_TIMEOUT, lambda: self.abort_reload(
             f"new workers not ready within {READY_TIMEOUT:.0f}s") if self.pending is gen else None)
         self.last_reload_errors = []
+        self.reload_message = f"reload gen {number}: " + (", ".join(changes) or "no change")
         return True
 
     def reapply_admin(self, config: model.Config, table: shm.Table) -> None:
@@ -375,6 +391,8 @@ class Master:
         self.log.info("reload_done", gen=gen.number, draining=old.number)
         sd_notify(f"READY=1\nSTATUS=serving, generation {gen.number}")
         self.save_state()
+        for cb in gen.on_done:
+            cb(True, [self.reload_message])
         if not self.workers_of(old.number):
             self.generation_gone(old.number)
         else:
@@ -395,6 +413,8 @@ class Master:
         gen.table.close()    # our mapping only: the killed workers had their own
         self.last_reload_errors = [reason]
         sd_notify("READY=1")
+        for cb in gen.on_done:
+            cb(False, [reason])
 
     def generation_gone(self, number: int) -> None:
         """The last worker of a draining generation exited: add what its
@@ -561,6 +581,12 @@ class Master:
         self.current.listeners, _ = reconcile_listeners({}, self.config)
         enable_migrate_req(self.log)
         self.load_state()
+        if self.config.global_.admin_socket:
+            try:
+                self.admin = AdminServer(self.loop, self, self.config.global_.admin_socket)
+            except OSError as e:
+                raise MasterError(f"cannot create admin socket {self.config.global_.admin_socket}: "
+                                  f"{e.strerror or e}") from None
         self.loop.watch_signals(MASTER_SIGNALS, self.on_signals)
         self.log.info("farm_starting", config=self.config_path, workers=self.config.global_.workers)
         for slot in range(self.config.global_.workers):
@@ -578,6 +604,8 @@ class Master:
             except ChildProcessError:
                 break
         self.close_all_listeners()
+        if self.admin is not None:
+            self.admin.close()
         self.log.info("farm_stopped", code=self.exit_code)
         return self.exit_code
 

@@ -52,6 +52,7 @@ SRV_FIELDS_NAMES = (
     "checks",         # checks run
     "up_since",       # epoch seconds of the last transition to up (slowstart)
     "has_check",      # 1 if the server is health-checked
+    "shutdown_seq",   # bumped by `shutdown sessions server`: workers kill its sessions
 )
 SRV_FIELDS = len(SRV_FIELDS_NAMES)
 S = {name: i for i, name in enumerate(SRV_FIELDS_NAMES)}

@@ -594,8 +594,12 @@ class HttpSession:
         sc = self.sc
         self.sc = None
         if sc is not None:
+            # Bytes the server sent after the end of the response sit in the
+            # parser, where the idle pool's EPOLLIN watch cannot see them:
+            # such a connection would answer the next request with them.
             keep = (txn.resp is not None and txn.resp.keep_alive and not self.s_eof
-                    and sc.rp.pending == 0 and txn.req_done and not self.out_s)
+                    and sc.rp.pending == 0 and txn.req_done and not self.out_s
+                    and not sc.rp.leftover)
             if keep:
                 self.ctx.conn_pool.give(sc)
             else:
@@ -679,9 +683,7 @@ class HttpSession:
         """The request could not be parsed: answer, log, close. Nothing of
         it has reached a server."""
         if self.txn is None:
-            self.log_bad_request(status, reason)
-            self.wq_c.append(self.fe.errorfiles.get(status) or http1.error_response(status))
-            self.state = S_CLOSING
+            self.refuse_request(status, reason, "PR--")
             return
         # An error in the body of a request already being forwarded. The
         # parser also raises when the client closes inside a body: that one
@@ -694,13 +696,21 @@ class HttpSession:
         else:
             self.abort(who)
 
-    def log_bad_request(self, status: int, reason: str, term: str = "PR--") -> None:
+    def refuse_request(self, status: int, reason: str, term: str) -> None:
+        """Answer a request that never became a transaction (unparsable, or
+        not complete in time) with the error page, log it, then close."""
+        page = self.fe.errorfiles.get(status) or http1.error_response(status)
+        self.wq_c.append(page)
+        self.state = S_CLOSING
+        self.log_bad_request(status, reason, term, len(page))
+
+    def log_bad_request(self, status: int, reason: str, term: str = "PR--", sent: int = 0) -> None:
         ctx = self.ctx
         if not ctx.access.enabled:
             return
         now = self.loop.now
         rec = self.log_record(None, now)
-        rec.update(status=status, termination_state=term, bytes_read=0,
+        rec.update(status=status, termination_state=term, bytes_read=sent,
                    request="<BADREQ>", tr=int((now - self.req_start) * 1000), ta=int((now - self.req_start) * 1000))
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
 
@@ -925,9 +935,7 @@ class HttpSession:
                     return self.rearm()
                 # a client dribbling (or never sending) its request: 408,
                 # logged cR (client timeout, request phase) like HAProxy
-                self.log_bad_request(408, "timeout", "cR--")
-                self.wq_c.append(self.fe.errorfiles.get(408) or http1.error_response(408))
-                self.state = S_CLOSING
+                self.refuse_request(408, "timeout", "cR--")
             else:
                 if now < self.req_start + self.to_keepalive:
                     return self.rearm()
@@ -955,7 +963,12 @@ class HttpSession:
             else:
                 return self.rearm()
         elif st == S_TUNNEL:
-            self.abort("c")
+            # say which side was idle (cD / sD); with timeout tunnel both
+            # were, and HAProxy blames the client
+            if not self.to_tunnel and now < self.last_c + self.to_client:
+                self.abort("s")
+            else:
+                self.abort("c")
             return
         else:
             self.close_session()

@@ -103,15 +103,30 @@ class SharedState:
         self.version = -1
         self.backends: list["BackendRuntime"] = []
         self.rows: list[tuple[int, object]] = []   # (column offset, runtime object)
+        self.sessions: set | None = None           # the worker's sessions (for shutdown)
 
     def register(self, key: tuple, obj) -> None:
         if self.table is not None:
             self.rows.append((self.table.counter_base(key, self.worker), obj))
 
     def apply(self) -> None:
-        """Copy server state from shm into the balancers."""
+        """Copy server state from shm into the balancers, and end the
+        sessions of servers the admin asked to shut down."""
         t = self.table
         self.version = t.q[shm.H_STATE_VERSION]
+        doomed = []
+        for be in self.backends:
+            for srv in be.servers:
+                seq = t.srv_get(srv.sidx, "shutdown_seq")
+                if srv.shutdown_seq < 0:
+                    srv.shutdown_seq = seq         # first look: nothing to do
+                elif seq != srv.shutdown_seq:
+                    srv.shutdown_seq = seq
+                    doomed.append(srv)
+        if doomed and self.sessions is not None:
+            for sess in list(self.sessions):
+                if session_server(sess) in doomed:
+                    sess.kill()
         for be in self.backends:
             states = [t.usable(srv.sidx) for srv in be.servers]
             # weights are x WEIGHT_SCALE in shm: reduce by their gcd so the
@@ -143,7 +158,7 @@ class ServerRuntime:
     """A server as one worker sees it: this worker's connection count."""
 
     __slots__ = ("cfg", "index", "backend", "conns", "total", "name", "family", "sockaddr",
-                 "c", "sidx")
+                 "c", "sidx", "shutdown_seq")
 
     def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime"):
         self.cfg = cfg
@@ -154,6 +169,7 @@ class ServerRuntime:
         self.total = 0
         self.c = new_counters()
         self.sidx = -1                # server state row in shm
+        self.shutdown_seq = -1        # last `shutdown sessions server` seen
         self.family, self.sockaddr = resolve(cfg.address)
 
 
@@ -256,6 +272,7 @@ class WorkerContext:
         self.view = memoryview(self.buf)
         self.pipes = PipePool()
         self.sessions: set = set()
+        self.shared.sessions = self.sessions
         self.actconn = 0
         self.draining = False
         self.access = AccessLog(config.log.access)
@@ -319,3 +336,12 @@ def balance_key(balance: model.Balance):
         name = balance.arg.lower().encode("latin-1")
         return lambda txn: txn.req.get(name)
     return None
+
+
+def session_server(sess) -> "ServerRuntime | None":
+    """The server a TCP or HTTP session is talking to now, if any."""
+    srv = getattr(sess, "srv", None)
+    if srv is not None:
+        return srv
+    txn = getattr(sess, "txn", None)
+    return txn.srv if txn is not None else None

@@ -25,6 +25,9 @@ Behaviour is driven by the path:
     /setcookie?name=N&value=V   answers with Set-Cookie: N=V; path=/
     /ws                101 to an Upgrade request, then echoes raw bytes
     /badresponse       an invalid response (a space in a header name)
+    /noframing         a body delimited by the close (no length, not chunked)
+    /early             a 103 Early Hints, then the name
+    /extra             a response followed by unsolicited bytes
     anything else      like /name
 
 A request with ``Expect: 100-continue`` gets ``HTTP/1.1 100 Continue``
@@ -91,6 +94,7 @@ class _Conn:
         self.buf = b""
         self.record = record
         self.served = 0
+        self.busy = False
 
     def fill(self) -> bool:
         data = self.sock.recv(65536)
@@ -229,10 +233,19 @@ class HttpBackend:
             conn.served += 1
             self.active += 1
             self.max_active = max(self.max_active, self.active)
+            conn.busy = True
         try:
             return self._answer(conn, req)
         finally:
-            with self.lock:
+            self._not_busy(conn)
+
+    def _not_busy(self, conn: _Conn) -> None:
+        """The request stops counting as active. Done *before* the answer
+        is sent: once the proxy has it, it may send the next request at
+        once, which must not see this one still active (max_active)."""
+        with self.lock:
+            if conn.busy:
+                conn.busy = False
                 self.active -= 1
 
     def _read_chunked(self, conn: _Conn, req: Received) -> None:
@@ -274,7 +287,10 @@ class HttpBackend:
         path = url.path
         q = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         keep = self._keep_alive(req)
-        send = conn.sock.sendall
+
+        def send(data: bytes) -> None:
+            self._not_busy(conn)
+            conn.sock.sendall(data)
         extra: list[tuple[str, str]] = []
         status = 200
         body = self.name.encode()
@@ -299,6 +315,18 @@ class HttpBackend:
             keep = False
         elif verb == "setcookie":
             extra.append(("Set-Cookie", f"{q.get('name', 'SRV')}={q.get('value', self.name)}; path=/"))
+        elif verb == "noframing":
+            # HTTP/1.1 without Content-Length or chunked: the body ends
+            # when the server closes
+            send(b"HTTP/1.1 200 OK\r\nX-Server: " + self.name.encode() + b"\r\n\r\n" + body * 3)
+            return False
+        elif verb == "early":
+            send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        elif verb == "extra":
+            # a complete response followed by bytes nobody asked for
+            send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
+                 b"Content-Length: 5\r\n\r\nbogus")
+            return keep
         elif verb == "badresponse":
             send(b"HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 2\r\n\r\nok")
             return False

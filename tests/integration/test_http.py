@@ -13,6 +13,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -685,3 +686,65 @@ def test_halog_reads_the_access_log(farm_factory, two_backends):
                         timeout=10).stdout.decode()
     got = {int(a): int(b) for a, b in (l.split() for l in st.splitlines() if l and not l.startswith("#"))}
     assert got == statuses, st
+
+
+# ------------------------------------------------------------ odd peers
+
+def test_client_half_close_after_request_still_gets_the_response(farm_factory, backend):
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
+    with RawClient(port) as c:
+        c.send(build_request("GET", "/big?size=300000"))
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert r.body == pattern(300_000)
+        assert c.read_all() == b""
+    assert parse_log(wait_lines(farm, 1)[-1])["tsc"] == "----"
+
+
+def test_close_delimited_response_closes_the_client_connection(farm_factory, backend):
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
+    with RawClient(port) as c:
+        c.send(build_request("GET", "/noframing"))
+        data = c.read_all()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in head
+    assert body == b"s1s1s1"
+
+
+def test_interim_103_is_forwarded(farm_factory, backend):
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
+    with RawClient(port) as c:
+        c.send(build_request("GET", "/early"))
+        hints = c.read_response(interim=True)
+        assert hints.status == 103 and hints.header("Link") == "</style.css>; rel=preload"
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"s1")
+        assert c.request("GET", "/name").body == b"s1"
+
+
+def test_unsolicited_bytes_after_a_response_do_not_poison_the_pool(farm_factory, backend):
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
+    with RawClient(port) as c:
+        r = c.request("GET", "/extra")
+        assert (r.status, r.body) == (200, b"ok")
+        for _ in range(3):
+            r = c.request("GET", "/name")
+            assert (r.status, r.body) == (200, b"s1")
+
+
+def test_sigterm_finishes_inflight_request_and_closes_idle_ones(farm_factory, backend):
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
+    idle = RawClient(port)
+    assert idle.request("GET", "/name").status == 200
+    busy = RawClient(port)
+    busy.send(build_request("GET", "/slow?ms=800"))
+    time.sleep(0.2)
+    farm.signal(signal.SIGTERM)
+    r = busy.read_response()
+    assert (r.status, r.body) == (200, b"s1")
+    assert r.header("Connection") == "close"
+    assert busy.is_closed()
+    assert idle.is_closed(timeout=3)
+    assert farm.proc.wait(5) == 0
+    idle.close()
+    busy.close()

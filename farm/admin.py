@@ -1,0 +1,410 @@
+"""The runtime API on a unix socket, in HAProxy's CLI language.
+
+Served by the master on its event loop (global.admin_socket, mode 660), so
+that hatop, socat scripts and prometheus-haproxy-exporter work unchanged.
+
+Framing, as HAProxy 2.6 does it:
+- one-shot: the client sends a line of `;`-separated commands; each answer
+  ends with an empty line; then the connection closes;
+- interactive: after `prompt`, every answer is followed by the prompt
+  "> " and the connection stays open until `quit` or the CLI timeout
+  (`set timeout cli N`, default 10 s).
+
+Commands are parsed here; what they change goes through the Master
+(set_server_admin, set_server_weight, reload), the only writer of server
+state. The loop API used is the same as farm.health's (add/remove/modify,
+timers), so farm/ never imports workers/.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+
+from farm import shm
+
+DEFAULT_CLI_TIMEOUT = 10.0
+MAX_LINE = 16384
+
+HELP = """\
+The following commands are valid at this level:
+  help                                    : this message
+  prompt                                  : toggle interactive mode with prompt
+  quit                                    : disconnect
+  set timeout cli <delay>                 : change this CLI session's timeout (seconds)
+  show info                               : report information about the running process
+  show stat [typed] [<iid> <type> <sid>]  : report counters for each proxy and server
+  show servers state [<backend>]          : dump volatile server information
+  show backend                            : list backends
+  show sess                               : report current sessions (summary per proxy)
+  get weight <bk>/<srv>                   : report a server's current weight
+  set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight
+  set server <bk>/<srv> state <state>     : set a server's admin state (ready, drain, maint)
+  set server <bk>/<srv> weight <w>[%]     : change a server's weight
+  disable server <bk>/<srv>               : put a server in maintenance
+  enable server <bk>/<srv>                : take a server out of maintenance
+  shutdown sessions server <bk>/<srv>     : kill the sessions of a server
+  reload                                  : reload the configuration (answers Success=1 or 0)
+"""
+
+
+class CliError(Exception):
+    """A command's error answer (the text HAProxy would print)."""
+
+
+class Client:
+    """One admin socket connection."""
+
+    __slots__ = ("sock", "fd", "inbuf", "outbuf", "interactive", "timeout", "timer",
+                 "closing", "waiting")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = b""
+        self.outbuf = b""
+        self.interactive = False
+        self.timeout = DEFAULT_CLI_TIMEOUT
+        self.timer = None
+        self.closing = False
+        self.waiting = False        # an answer is pending (reload)
+
+
+class AdminServer:
+    """Listens on the admin socket and answers commands for `master`."""
+
+    def __init__(self, loop, master, path: str):
+        self.loop = loop
+        self.master = master
+        self.path = path
+        self.clients: dict[int, Client] = {}
+        try:
+            if os.path.exists(path) and not os.path.isdir(path):
+                os.unlink(path)      # a stale socket from an earlier run
+        except OSError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o117)  # the socket is created 0660
+        try:
+            self.sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o660)
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        loop.add(self.sock.fileno(), select.EPOLLIN, self.on_accept)
+
+    def close(self) -> None:
+        for c in list(self.clients.values()):
+            self.drop(c)
+        self.loop.remove(self.sock.fileno())
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    # -- connections -------------------------------------------------------------
+
+    def on_accept(self, events: int) -> None:
+        for _ in range(16):
+            try:
+                sock, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
+            c = Client(sock)
+            self.clients[c.fd] = c
+            self.loop.add(c.fd, select.EPOLLIN, lambda ev, c=c: self.on_client(c, ev))
+            c.timer = self.loop.call_later(c.timeout, lambda c=c: self.drop(c))
+
+    def on_client(self, c: Client, events: int) -> None:
+        if events & select.EPOLLOUT and c.outbuf:
+            self.flush(c)
+            if c.fd not in self.clients:
+                return
+        if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+            try:
+                data = c.sock.recv(65536)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                if not c.outbuf and not c.waiting:
+                    self.drop(c)
+                    return
+                c.closing = True
+            elif data:
+                c.inbuf += data
+                if len(c.inbuf) > MAX_LINE and b"\n" not in c.inbuf:
+                    self.drop(c)
+                    return
+                self.loop.set_timer(c.timer, self.loop.now + c.timeout)
+                self.process(c)
+        self.update(c)
+
+    def process(self, c: Client) -> None:
+        while b"\n" in c.inbuf and not c.closing and not c.waiting:
+            line, c.inbuf = c.inbuf.split(b"\n", 1)
+            self.run_line(c, line.decode("utf-8", "replace").strip("\r"))
+            if not c.interactive and not c.waiting:
+                c.closing = True    # one-shot: one line, then close
+
+    def run_line(self, c: Client, line: str) -> None:
+        for cmd in split_commands(line):
+            if not cmd:
+                continue
+            words = cmd.split()
+            if words == ["quit"]:
+                c.closing = True
+                c.interactive = False
+                return
+            if words == ["prompt"]:
+                c.interactive = not c.interactive
+                if c.interactive:
+                    c.outbuf += b"\n"
+                continue
+            if words[:3] == ["set", "timeout", "cli"] and len(words) == 4:
+                try:
+                    c.timeout = max(1.0, float(words[3]))
+                    answer = ""
+                except ValueError:
+                    answer = "Expects an integer value.\n"
+                c.outbuf += (answer + "\n").encode()
+                continue
+            if words == ["reload"]:
+                self.start_reload(c)
+                return
+            try:
+                answer = self.execute(words)
+            except CliError as e:
+                answer = str(e)
+            if answer and not answer.endswith("\n"):
+                answer += "\n"
+            c.outbuf += (answer + "\n").encode()
+        if c.interactive:
+            c.outbuf += b"> "
+
+    def start_reload(self, c: Client) -> None:
+        """Answer when the reload has finished: Success=1 once the new
+        workers are ready, Success=0 with the errors otherwise."""
+        c.waiting = True
+
+        def done(ok: bool, messages: list[str]) -> None:
+            if c.fd not in self.clients:
+                return
+            c.waiting = False
+            c.outbuf += (f"Success={1 if ok else 0}\n--\n" + "".join(m + "\n" for m in messages)
+                         + "\n").encode()
+            if c.interactive:
+                c.outbuf += b"> "
+            else:
+                c.closing = True
+            self.process(c)
+            self.update(c)
+        self.master.reload(on_done=done)
+
+    def flush(self, c: Client) -> None:
+        try:
+            n = c.sock.send(c.outbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.drop(c)
+            return
+        c.outbuf = c.outbuf[n:]
+
+    def update(self, c: Client) -> None:
+        if c.fd not in self.clients:
+            return
+        if c.outbuf:
+            self.flush(c)
+            if c.fd not in self.clients:
+                return
+        if c.closing and not c.outbuf and not c.waiting:
+            self.drop(c)
+            return
+        mask = (0 if c.closing else select.EPOLLIN) | (select.EPOLLOUT if c.outbuf else 0)
+        self.loop.modify(c.fd, mask or select.EPOLLIN)
+
+    def drop(self, c: Client) -> None:
+        if self.clients.pop(c.fd, None) is None:
+            return
+        if c.timer is not None:
+            c.timer.cancel()
+        self.loop.remove(c.fd)
+        c.sock.close()
+
+    # -- commands ----------------------------------------------------------------
+
+    def execute(self, words: list[str]) -> str:
+        """Run one command (not prompt/quit/reload) and return its answer."""
+        m = self.master
+        if words == ["help"]:
+            return HELP
+        if words[:2] == ["show", "info"]:
+            from farm import stats
+            return "".join(f"{k}: {v}\n" for k, v in stats.info(self.proc_info(), self.rows()))
+        if words[:2] == ["show", "stat"]:
+            return self.show_stat(words[2:])
+        if words[:3] == ["show", "servers", "state"]:
+            return self.show_servers_state(words[3:])
+        if words[:2] == ["show", "backend"]:
+            return "# name\n" + "".join(b.name + "\n" for b in m.config.backends)
+        if words[:2] == ["show", "sess"]:
+            return self.show_sess()
+        if words[:2] == ["get", "weight"] and len(words) == 3:
+            be, srv, sidx = self.server(words[2])
+            t = m.table
+            cur = round(t.srv_get(sidx, "eff_weight") / shm.WEIGHT_SCALE)
+            return f"{cur} (initial {srv.weight})\n"
+        if words[:2] == ["set", "weight"] and len(words) == 4:
+            return self.set_weight(words[2], words[3])
+        if words[:2] == ["set", "server"] and len(words) == 5:
+            if words[3] == "state":
+                return self.set_state(words[2], words[4])
+            if words[3] == "weight":
+                return self.set_weight(words[2], words[4])
+            raise CliError("'set server <srv>' only supports 'state' and 'weight' here.\n")
+        if words[:2] == ["disable", "server"] and len(words) == 3:
+            return self.set_state(words[2], "maint")
+        if words[:2] == ["enable", "server"] and len(words) == 3:
+            return self.set_state(words[2], "ready")
+        if words[:3] == ["shutdown", "sessions", "server"] and len(words) == 4:
+            be, srv, sidx = self.server(words[3])
+            t = m.table
+            t.srv_set(sidx, "shutdown_seq", t.srv_get(sidx, "shutdown_seq") + 1)
+            t.bump_state_version()
+            return ""
+        raise CliError("Unknown command. Please enter one of the following commands only:\n" + HELP)
+
+    def server(self, ref: str):
+        """'backend/server' -> (Backend, Server, shm row), or CliError."""
+        be_name, sep, srv_name = ref.partition("/")
+        if not sep:
+            raise CliError("Require 'backend/server'.\n")
+        cfg = self.master.config
+        be = cfg.backend(be_name)
+        if be is None:
+            raise CliError("No such backend.\n")
+        srv = be.server(srv_name)
+        if srv is None:
+            raise CliError("No such server.\n")
+        return be, srv, self.master.table.server_row(be_name, srv_name)
+
+    def set_weight(self, ref: str, value: str) -> str:
+        be, srv, sidx = self.server(ref)
+        try:
+            if value.endswith("%"):
+                weight = int(srv.weight * float(value[:-1]) / 100 + 0.5)
+            else:
+                weight = int(value)
+        except ValueError:
+            raise CliError("Require <weight> or <weight%>.\n") from None
+        if not 0 <= weight <= 256:
+            raise CliError("Weight must be between 0 and 256.\n")
+        self.master.set_server_weight(be.name, srv.name, weight)
+        return ""
+
+    def set_state(self, ref: str, state: str) -> str:
+        be, srv, sidx = self.server(ref)
+        if state not in shm.ADMIN_NAMES:
+            raise CliError("'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n")
+        self.master.set_server_admin(be.name, srv.name, shm.ADMIN_NAMES.index(state))
+        return ""
+
+    def rows(self) -> list[dict]:
+        from farm import stats   # rendering lives with the stats page
+        return stats.snapshot(self.master.config, self.master.table, self.proc_info())
+
+    def proc_info(self) -> dict:
+        m = self.master
+        cfg = m.config
+        return {
+            "pid": os.getpid(), "start_time": m.started, "workers": cfg.global_.workers,
+            "maxconn": cfg.global_.maxconn, "node": cfg.global_.node or socket.gethostname(),
+            "version": m.version, "release_date": m.release_date,
+            "stopping": 1 if m.stopping else 0, "dropped_logs": 0,
+            "listeners": sum(len(s) for s in m.current.listeners.values()),
+            "generation": m.generation,
+        }
+
+    def show_stat(self, args: list[str]) -> str:
+        typed = bool(args) and args[0] == "typed"
+        if typed:
+            args = args[1:]
+        rows = self.rows()
+        if len(args) >= 3:
+            try:
+                iid, typ, sid = int(args[0]), int(args[1]), int(args[2])
+            except ValueError:
+                raise CliError("Invalid arguments.\n") from None
+            rows = [r for r in rows if (iid == -1 or r["iid"] == iid)
+                    and (typ & (1 << r["type"]))
+                    and (sid == -1 or r["sid"] == sid)]
+        from farm import stats
+        return stats.csv(rows, typed=typed)
+
+    def show_servers_state(self, args: list[str]) -> str:
+        """HAProxy's `show servers state` (version 1), what hatop and the
+        server-state-file readers parse."""
+        m = self.master
+        t = m.table
+        now = int(time.time())
+        out = ["1", "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state "
+               "srv_uweight srv_iweight srv_time_since_last_change srv_check_status "
+               "srv_check_result srv_check_health srv_check_state srv_agent_state "
+               "bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl "
+               "srv_check_port srv_check_addr srv_agent_addr srv_agent_port"]
+        for be in m.config.backends:
+            if args and be.name != args[0]:
+                continue
+            for srv in be.servers:
+                st = t.srv_state(t.server_row(be.name, srv.name))
+                op = 2 if st["op_up"] else 0                  # SRV_ST_RUNNING / STOPPED
+                admin = {0: 0, 1: 8 | 0x10, 2: 1}[st["admin"]]  # FMAINT=1, FDRAIN=0x10
+                check_state = 6 if st["has_check"] else 0
+                result = 2 if st["op_up"] else 1
+                out.append(" ".join(str(x) for x in (
+                    be.id, be.name, srv.id, srv.name, srv.address.host, op, admin,
+                    round(st["eff_weight"] / shm.WEIGHT_SCALE), srv.weight,
+                    now - st["last_change"], st["check_status"], result, st["health"],
+                    check_state, 0, 0, 0, "-", srv.address.port, "-", 0,
+                    m.config.backend(be.name).check.port or 0, "-", "-", 0)))
+        return "\n".join(out) + "\n"
+
+    def show_sess(self) -> str:
+        """A summary (sessions live in the workers, which the master does not
+        enumerate): current sessions per frontend, backend and server."""
+        t = self.master.table
+        lines = []
+        for key in t.layout.rows:
+            row = t.read_row(key)
+            name = "/".join(key[1:])
+            kind = {"fe": "frontend", "be": "backend", "srv": "server"}[key[0]]
+            lines.append(f"{kind} {name}: scur={row['scur']} stot={row['stot']}")
+        return "\n".join(lines) + "\n"
+
+
+def split_commands(line: str) -> list[str]:
+    """Split a CLI line on unescaped ';' (HAProxy: '\\;' is a literal ';')."""
+    out, cur, i = [], [], 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            cur.append(line[i + 1])
+            i += 2
+            continue
+        if ch == ";":
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    out.append("".join(cur).strip())
+    return out
