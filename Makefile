@@ -32,3 +32,12 @@ integration: setup
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Debian package (packaging/README.md): dist/farm_VERSION_all.deb, checked by
+# lintian; deb-test installs it here and runs it the way farm.service does.
+.PHONY: deb deb-test
+deb:
+	./packaging/build-deb
+
+deb-test: deb
+	/usr/bin/python3 scripts/deb-test

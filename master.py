@@ -135,6 +135,23 @@ def close_unused(old: dict, keep: dict) -> None:
                 s.close()
 
 
+def close_fds_except(keep: set[int]) -> None:
+    """In a freshly forked worker: close every descriptor the master had
+    open (admin socket and its clients, health-check sockets, other workers'
+    ready pipes, other generations' listeners) but those in keep. A copy
+    left open in a worker would keep, say, an admin client's connection
+    alive after the master closed it. The master's Python objects that own
+    these fds stay referenced and the worker ends with os._exit, so no
+    finalizer ever closes a reused fd number."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass   # the fd of the listdir itself, already gone
+
+
 def enable_migrate_req(log) -> None:
     """net.ipv4.tcp_migrate_req: when a reuseport socket closes, the kernel
     hands its queued connections to a sibling instead of resetting them."""
@@ -191,11 +208,10 @@ class Master:
         pid = os.fork()
         if pid == 0:
             try:
-                os.close(ready_r)
                 self.loop.close_in_child()
-                for p in self.procs.values():
-                    if p.ready_fd >= 0:
-                        os.close(p.ready_fd)
+                keep = {0, 1, 2, ready_w, *logs.event_fds()}
+                keep.update(s.fileno() for socks in gen.listeners.values() for s in socks)
+                close_fds_except(keep)
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
             except BaseException:
                 os._exit(worker_mod.BOOT_ERROR)

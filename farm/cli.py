@@ -3,6 +3,7 @@
   farm run   -c FILE      run in the foreground (the master and its workers)
   farm check -c FILE      validate; print every error and exit 1, or a summary and exit 0
   farm ctl   CMD...       send a runtime API command to the admin socket
+  farm logs  [-f] [...]   read, filter and follow the access log (farm/logtail.py)
   farm demo               farm in front of built-in demo backends
 """
 
@@ -73,6 +74,13 @@ def cmd_ctl(args) -> int:
     return 0
 
 
+# -- `farm logs` (issue 5, Logs): the work is in farm/logtail.py --
+def cmd_logs(args) -> int:
+    from farm import logtail
+    return logtail.run(args)
+# -- end `farm logs` --
+
+
 def cmd_demo(args) -> int:
     from farm import demo
     return demo.run(args)
@@ -99,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-t", "--timeout", type=float, default=10.0)
     sp.add_argument("command", nargs="+", help='e.g. "show stat"')
     sp.set_defaults(func=cmd_ctl)
+    # -- `farm logs` (issue 5, Logs) --
+    from farm import logtail
+    sp = with_config(sub.add_parser("logs", help="read, filter and follow the access log"))
+    logtail.add_arguments(sp)
+    sp.set_defaults(func=cmd_logs)
+    # -- end `farm logs` --
     sp = sub.add_parser("demo", help="run farm in front of built-in demo backends")
     sp.add_argument("--port", type=int, default=8080, help="port of the demo frontend (default 8080)")
     sp.add_argument("--workers", type=int, default=2)

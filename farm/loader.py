@@ -874,12 +874,32 @@ _GLOBAL_SCHEMA = {
     "state_file": _str,
     "node": _any_str,
 }
+# -- [log] access targets and syslog options (issue 5, Logs) --
+def _log_check(name: str) -> Callable:
+    """A value checked by farm.logs (looked up at call time): parse_target,
+    check_tag, check_hostname; their ValueError becomes the error message."""
+    def parse(value: Any) -> str:
+        text = _str(value) if name != "check_hostname" else _any_str(value)
+        from farm import logs
+        try:
+            getattr(logs, name)(text)
+        except ValueError as e:
+            raise _Invalid(str(e)) from None
+        return text
+    return parse
+
+
 _LOG_SCHEMA = {
     "events": _str,
-    "access": _str,
+    "access": _log_check("parse_target"),
     "format": _choice(model.LOG_FORMATS, "log format"),
     "level": _choice(LOG_LEVELS, "log level"),
+    "syslog_format": _choice(model.SYSLOG_FORMATS, "syslog format"),
+    "facility": _choice(model.SYSLOG_FACILITIES, "syslog facility"),
+    "tag": _log_check("check_tag"),
+    "hostname": _log_check("check_hostname"),
 }
+# -- end [log] --
 _STATS_SCHEMA = {
     "bind": _bind_address,
     "uri": _path,

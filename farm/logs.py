@@ -7,7 +7,11 @@ workers never interleave mid-line, and the file can be reopened on SIGUSR1.
 
 Access log: one line per TCP session or HTTP request, in HAProxy's tcplog /
 httplog text formats (halog reads them) or as JSON. Lines are buffered for a
-loop turn and written with one write() at the end of the turn.
+loop turn and written with one write() at the end of the turn, to a file,
+stdout, or a syslog server (UDP or unix datagram socket, RFC 3164 or 5424
+header). Nothing here blocks the loop on a pipe or a socket: what cannot be
+sent is bounded and the lines lost are counted (AccessLog.dropped).
+Reading the access log back (parsing, filtering, following): farm/logtail.py.
 """
 
 from __future__ import annotations
@@ -15,10 +19,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import socket
+import stat
 import sys
 import time
+from dataclasses import dataclass
 
 import structlog
+
+from farm.model import SYSLOG_FACILITIES, SYSLOG_FORMATS  # noqa: F401 (re-exported)
 
 # -- event log ----------------------------------------------------------------
 
@@ -86,100 +96,446 @@ def reopen_events() -> None:
         _sink.reopen()
 
 
+def event_fds() -> set[int]:
+    """Descriptors the event log writes to (a forked worker keeps them)."""
+    return {_sink.fd} if _sink is not None else set()
+
+
 def get_logger(**bind):
     """A structlog logger with the given context bound (e.g. proc="master")."""
     return structlog.get_logger().bind(**bind)
 
 
 # -- access log ---------------------------------------------------------------
+#
+# Targets (the [log] access value):
+#   "off"                     no access log
+#   "stdout"                  the process's standard output
+#   "/path/to/file"           a file, opened O_APPEND (or a FIFO)
+#   "udp://HOST[:PORT]"       syslog over UDP (port 514 by default)
+#   "unix:///dev/log"         syslog over a unix datagram socket
+#
+# How a turn's lines leave the worker, per kind of descriptor:
+#   regular file / tty / char device: one write() per turn. On an O_APPEND
+#       regular file Linux holds the inode lock for the whole write, so the
+#       lines of several workers never interleave inside a line. Such a write
+#       cannot return EAGAIN; a failure (disk full) drops the lines it could
+#       not write and counts them.
+#   pipe / FIFO / stream socket (stdout under docker or systemd): written
+#       non-blocking (stdout is reopened through /proc/self/fd/1 for a pipe,
+#       sent with MSG_DONTWAIT for a socket, so the shared descriptor is never
+#       switched to O_NONBLOCK under the feet of other processes), in chunks of
+#       at most PIPE_BUF bytes cut at line ends: a pipe write up to PIPE_BUF
+#       is atomic, so lines of several workers never tear. What the pipe
+#       cannot take waits in `pending` (at most MAX_PENDING bytes); lines
+#       that do not fit are dropped and counted.
+#   syslog: one datagram per line, sent non-blocking on a connected socket;
+#       a send that fails (EAGAIN, ECONNREFUSED, ...) drops the line and
+#       counts it.
 
-MAX_PENDING = 4 * 1024 * 1024   # bytes kept while the target cannot take more
-PIPE_ATOMIC = 4096              # writes to a pipe up to PIPE_BUF are atomic
+MAX_PENDING = 4 * 1024 * 1024   # bytes kept while a pipe/socket cannot take more
+PIPE_ATOMIC = 4096              # PIPE_BUF: writes to a pipe up to this size are atomic
+SYSLOG_MAXLEN = 8192            # a longer syslog message is truncated (newline kept)
+SYSLOG_PORT = 514
+SYSLOG_SEVERITY_INFO = 6
+RECONNECT_DELAY = 1.0           # seconds between attempts to reach a syslog socket
+_TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_HOSTNAME_RE = re.compile(r"[!-~]{1,255}")     # printable ASCII, no space (RFC 5424)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed access-log target."""
+
+    kind: str            # "off" | "stdout" | "file" | "udp" | "unix"
+    path: str = ""       # file path or unix socket path
+    host: str = ""       # udp
+    port: int = 0        # udp
+
+    @property
+    def is_syslog(self) -> bool:
+        return self.kind in ("udp", "unix")
+
+
+def parse_target(text: str) -> Target:
+    """"off" | "stdout" | a file path | "udp://HOST[:PORT]" | "unix:///PATH".
+
+    Raises ValueError with a user-facing message."""
+    if text == "off":
+        return Target("off")
+    if text == "stdout":
+        return Target("stdout")
+    if not text:
+        raise ValueError("must not be empty")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return Target("file", path=text)
+    scheme = scheme.lower()
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise ValueError(f"a unix socket target needs an absolute path: 'unix:///dev/log', got {text!r}")
+        return Target("unix", path=rest)
+    if scheme == "udp":
+        host, port = rest, SYSLOG_PORT
+        if rest.startswith("["):                      # [v6]:port
+            end = rest.find("]")
+            if end < 0:
+                raise ValueError(f"unclosed '[' in {text!r}")
+            host, tail = rest[1:end], rest[end + 1:]
+            if tail:
+                if not tail.startswith(":"):
+                    raise ValueError(f"expected ':PORT' after ']' in {text!r}")
+                port = _port(tail[1:], text)
+        elif rest.count(":") == 1:
+            host, _, p = rest.partition(":")
+            port = _port(p, text)
+        elif ":" in rest:
+            raise ValueError(f"write an IPv6 address in brackets: 'udp://[::1]:514', got {text!r}")
+        if not host or "/" in host:
+            raise ValueError(f"expected 'udp://HOST:PORT', got {text!r}")
+        return Target("udp", host=host, port=port)
+    raise ValueError(f"unknown log target scheme {scheme + '://'!r} (expected udp:// or unix://, "
+                     f"or a file path, 'stdout' or 'off')")
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"invalid port {text!r} in {whole!r}")
+    return int(text)
+
+
+def check_tag(text: str) -> str:
+    if not _TAG_RE.fullmatch(text):
+        raise ValueError(f"invalid syslog tag {text!r} (1 to 32 of: letters, digits, '_', '.', '-')")
+    return text
+
+
+def check_hostname(text: str) -> str:
+    if text and not _HOSTNAME_RE.fullmatch(text):
+        raise ValueError(f"invalid syslog hostname {text!r} (printable ASCII, no spaces)")
+    return text
+
+
+def syslog_header(fmt: str, facility: str | int, tag: str, pid: int, epoch: float,
+                  hostname: str = "", severity: int = SYSLOG_SEVERITY_INFO) -> str:
+    """The syslog header that precedes a log line.
+
+    rfc3164: "<134>Nov 20 22:19:17 farm[1234]: " (HAProxy's default shape:
+             no hostname unless one is set, then "<134>Nov 20 22:19:17 lb1 farm[1234]: ")
+    rfc5424: "<134>1 2026-11-20T22:19:17.568123+01:00 lb1 farm 1234 - - "
+             (hostname: the one set, else the system's)
+    The time is local time, as syslog daemons expect it.
+    """
+    code = facility if isinstance(facility, int) else SYSLOG_FACILITIES.index(facility)
+    pri = code * 8 + severity
+    sec = int(epoch)
+    t = time.localtime(sec)
+    if fmt == "rfc3164":
+        host = hostname + " " if hostname else ""
+        return "<%d>%s %2d %02d:%02d:%02d %s%s[%d]: " % (
+            pri, _MONTHS[t.tm_mon - 1], t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, host, tag, pid)
+    if fmt == "rfc5424":
+        off = t.tm_gmtoff // 60
+        sign = "+" if off >= 0 else "-"
+        off = abs(off)
+        stamp = "%04d-%02d-%02dT%02d:%02d:%02d.%06d%s%02d:%02d" % (
+            t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+            min(999999, int(round((epoch - sec) * 1e6))), sign, off // 60, off % 60)
+        return "<%d>1 %s %s %s %d - - " % (pri, stamp, hostname or socket.gethostname() or "-", tag, pid)
+    raise ValueError(f"unknown syslog format {fmt!r}")
+
+
+def _cut_lines(data: bytes, room: int) -> int:
+    """The length of the longest prefix of data (lines ending in \\n) that fits in room."""
+    if len(data) <= room:
+        return len(data)
+    return data.rfind(b"\n", 0, room) + 1
+
+
+_FILE, _STREAM, _DGRAM = "file", "stream", "dgram"
 
 
 class AccessLog:
     """Buffered access-log writer for one worker.
 
-    target: "off", "stdout" or a file path (opened O_APPEND, created 0640).
-    write(line) appends to the turn's buffer; flush() is called by the loop
-    at the end of every turn and writes everything with one write() (to a
-    pipe: in chunks of at most PIPE_BUF, cut at line ends, so lines of
-    several workers never tear). What cannot be written is kept up to
-    MAX_PENDING bytes; beyond that lines are dropped and counted.
+    AccessLog(target) with target an access string (see parse_target), or
+    AccessLog(log_config) with a model.LogConfig (its syslog options are
+    then used too). write(line) appends a line (no newline) to the turn's
+    buffer; flush() is called by the loop at the end of every turn. `dropped`
+    counts the lines lost (target full or failing); `pending` holds the bytes
+    that a pipe/socket could not take yet (at most MAX_PENDING).
     """
 
-    def __init__(self, target: str):
+    def __init__(self, target, *, syslog_format: str = "rfc3164", facility: str = "local0",
+                 tag: str = "farm", hostname: str = ""):
+        if not isinstance(target, str):          # a model.LogConfig
+            cfg = target
+            target = cfg.access
+            syslog_format = getattr(cfg, "syslog_format", syslog_format)
+            facility = getattr(cfg, "facility", facility)
+            tag = getattr(cfg, "tag", tag)
+            hostname = getattr(cfg, "hostname", hostname)
         self.target = target
-        self.enabled = target != "off"
+        self.spec = parse_target(target)
+        self.enabled = self.spec.kind != "off"
+        self.syslog_format = syslog_format
+        self.facility = facility
+        self.tag = tag
+        if syslog_format == "rfc5424" and not hostname:
+            hostname = socket.gethostname() or "-"
+        self.hostname = hostname
         self.fd = -1
-        self.is_pipe = False
+        self.sock: socket.socket | None = None
+        self.mode = _FILE
         self.buf: list[str] = []
         self.pending = b""
         self.dropped = 0
+        self._own_fd = False
+        self._pid = os.getpid()
+        self._next_connect = 0.0
+        self._hdr_sec = -1
+        self._hdr = b""
         if self.enabled:
-            self.reopen()
+            self._open()
+
+    @classmethod
+    def from_config(cls, log) -> "AccessLog":
+        return cls(log)
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Open the target; raises OSError for a file that cannot be opened."""
+        kind = self.spec.kind
+        self._pid = os.getpid()
+        if kind in ("udp", "unix"):
+            self.mode = _DGRAM
+            self._connect()
+            return
+        if kind == "stdout":
+            fd, own = 1, False
+        else:
+            fd = os.open(self.spec.path,
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o640)
+            own = True
+        self._set_fd(fd, own)
+
+    def _set_fd(self, fd: int, own: bool) -> None:
+        """Adopt fd as the target and pick how to write to it."""
+        try:
+            st_mode = os.fstat(fd).st_mode
+        except OSError:
+            st_mode = 0
+        sock = None
+        mode = _FILE
+        if stat.S_ISFIFO(st_mode):
+            mode = _STREAM
+            if not own:
+                # A new open file description of the same pipe, non-blocking
+                # for us alone (O_NONBLOCK on the inherited one would also
+                # change it for the master, the other workers, the shell).
+                try:
+                    fd = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                    own = True
+                except OSError:
+                    pass
+        elif stat.S_ISSOCK(st_mode):
+            mode = _STREAM
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                sock = None
+            if sock is not None and sock.type != socket.SOCK_STREAM:
+                sock.close()
+                sock = None
+        old_fd, old_own, old_sock = self.fd, self._own_fd, self.sock
+        self.fd, self._own_fd, self.sock, self.mode = fd, own, sock, mode
+        if old_sock is not None:
+            old_sock.close()
+        if old_own and old_fd >= 0 and old_fd != fd:
+            os.close(old_fd)
+
+    def _connect(self) -> bool:
+        """(Re)connect the syslog socket; False (and a retry later) on failure."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._next_connect = time.monotonic() + RECONNECT_DELAY
+        spec = self.spec
+        try:
+            if spec.kind == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                addr = spec.path
+            else:
+                family, stype, proto, _, addr = socket.getaddrinfo(
+                    spec.host, spec.port, 0, socket.SOCK_DGRAM)[0]
+                sock = socket.socket(family, stype | socket.SOCK_CLOEXEC, proto)
+        except OSError:
+            return False
+        try:
+            sock.setblocking(False)
+            sock.connect(addr)
+        except OSError:
+            sock.close()
+            return False
+        self.sock = sock
+        return True
 
     def reopen(self) -> None:
-        """(Re)open the target: after logrotate renamed the file (SIGUSR1)."""
+        """Reopen the target (SIGUSR1, after logrotate renamed the file).
+
+        The lines of this turn go to the old file first. If the new file
+        cannot be opened, the old descriptor is kept and an event is logged."""
         if not self.enabled:
             return
-        if self.target == "stdout":
-            self.fd = 1
-        else:
-            self.flush()
-            fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            old, self.fd = self.fd, fd
-            if old > 2:
-                os.close(old)
+        self.flush()
+        kind = self.spec.kind
+        if kind in ("udp", "unix"):
+            self._pid = os.getpid()
+            self._hdr_sec = -1
+            self._connect()
+            return
+        if kind == "stdout":
+            return
         try:
-            import stat
-            self.is_pipe = not stat.S_ISREG(os.fstat(self.fd).st_mode)
-        except OSError:
-            self.is_pipe = True
+            fd = os.open(self.spec.path,
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o640)
+        except OSError as e:
+            get_logger(proc="worker", pid=os.getpid()).warning(
+                "access_log_reopen_failed", path=self.spec.path, error=e.strerror or str(e))
+            return
+        if self.pending:
+            # Bytes a FIFO could not take yet belong to the old descriptor;
+            # one last try, then they are lost.
+            self.pending = self._stream_write(self.pending)
+            if self.pending:
+                self.dropped += self.pending.count(b"\n")
+                self.pending = b""
+        self._set_fd(fd, True)
+
+    # -- writing ---------------------------------------------------------------
 
     def write(self, line: str) -> None:
         self.buf.append(line)
 
     def flush(self) -> None:
-        if not self.buf and not self.pending:
+        buf = self.buf
+        if not buf:
+            if self.pending:
+                self.pending = self._stream_write(self.pending)
             return
-        data = self.pending + ("\n".join(self.buf) + "\n").encode("utf-8", "replace") if self.buf else self.pending
-        self.buf.clear()
-        self.pending = b""
-        try:
-            if self.is_pipe:
-                data = self._write_pipe(data)
-            else:
-                n = os.write(self.fd, data)
-                data = data[n:]
-        except BlockingIOError:
-            pass
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EINTR):
-                self.dropped += data.count(b"\n")
-                data = b""
-        if data:
-            if len(data) > MAX_PENDING:
-                cut = data.rfind(b"\n", 0, len(data) - MAX_PENDING) + 1
-                self.dropped += data.count(b"\n", 0, cut)
-                data = data[cut:]
-            self.pending = data
+        if self.mode is _DGRAM:
+            self._send_datagrams(buf)
+            buf.clear()
+            return
+        data = ("\n".join(buf) + "\n").encode("utf-8", "replace")
+        buf.clear()
+        if self.mode is _FILE:
+            self._file_write(data)
+            return
+        if self.pending:
+            keep = _cut_lines(data, MAX_PENDING - len(self.pending))
+            if keep < len(data):
+                self.dropped += data.count(b"\n", keep)
+            data = self.pending + data[:keep]
+        rest = self._stream_write(data)
+        if len(rest) > MAX_PENDING:
+            # Keep what fits (the head may be the end of a line already
+            # half written: it must go out first); drop the newest lines.
+            keep = _cut_lines(rest, MAX_PENDING)
+            self.dropped += rest.count(b"\n", keep)
+            rest = rest[:keep]
+        self.pending = rest
 
-    def _write_pipe(self, data: bytes) -> bytes:
-        while data:
-            if len(data) <= PIPE_ATOMIC:
-                chunk = len(data)
-            else:
-                chunk = data.rfind(b"\n", 0, PIPE_ATOMIC) + 1 or PIPE_ATOMIC
-            n = os.write(self.fd, data[:chunk])
-            data = data[n:]
-        return data
+    def _file_write(self, data: bytes) -> None:
+        """One write() of the whole turn; a regular file takes it all unless
+        the write fails (disk full, I/O error): the rest is dropped."""
+        view = memoryview(data)
+        pos = 0
+        try:
+            while pos < len(data):
+                pos += os.write(self.fd, view[pos:])
+        except OSError:
+            self.dropped += data.count(b"\n", pos)
+
+    def _stream_write(self, data: bytes) -> bytes:
+        """Write to a pipe or stream socket without blocking, in chunks of at
+        most PIPE_BUF cut at line ends (a longer line goes alone). Returns
+        what could not be written."""
+        n = len(data)
+        view = memoryview(data)
+        pos = 0
+        sock = self.sock
+        try:
+            while pos < n:
+                end = pos + PIPE_ATOMIC
+                if end < n:
+                    cut = data.rfind(b"\n", pos, end)
+                    end = cut + 1 if cut >= 0 else (data.find(b"\n", end) + 1 or n)
+                if sock is not None:
+                    pos += sock.send(view[pos:end], socket.MSG_DONTWAIT)
+                else:
+                    pos += os.write(self.fd, view[pos:end])
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            # The reader is gone (EPIPE) or the target broke: what is left is lost.
+            self.dropped += data.count(b"\n", pos)
+            return b""
+        return data[pos:] if pos else data
+
+    def _header(self, now: float) -> bytes:
+        if self.syslog_format == "rfc3164":
+            sec = int(now)
+            if sec != self._hdr_sec:
+                self._hdr_sec = sec
+                self._hdr = syslog_header("rfc3164", self.facility, self.tag, self._pid, now,
+                                          self.hostname).encode()
+            return self._hdr
+        return syslog_header(self.syslog_format, self.facility, self.tag, self._pid, now,
+                             self.hostname).encode()
+
+    def _send_datagrams(self, lines: list[str]) -> None:
+        sock = self.sock
+        if sock is None and (time.monotonic() < self._next_connect or not self._connect()):
+            self.dropped += len(lines)
+            return
+        sock = self.sock
+        header = self._header(time.time())
+        send = sock.send
+        for i, line in enumerate(lines):
+            msg = header + line.encode("utf-8", "replace") + b"\n"
+            if len(msg) > SYSLOG_MAXLEN:
+                msg = msg[:SYSLOG_MAXLEN - 1] + b"\n"
+            try:
+                send(msg)
+            except (BlockingIOError, InterruptedError):
+                self.dropped += 1            # the receiver's queue is full
+            except OSError as e:
+                self.dropped += 1
+                if self.spec.kind == "unix" and e.errno in (errno.ECONNREFUSED, errno.ENOTCONN,
+                                                            errno.ENOENT, errno.EPIPE):
+                    # The syslog daemon went away (restarted): reconnect later.
+                    self.dropped += len(lines) - i - 1
+                    sock.close()
+                    self.sock = None
+                    self._next_connect = time.monotonic() + RECONNECT_DELAY
+                    return
+                # udp: ECONNREFUSED reports an earlier datagram that found no
+                # listener; the socket stays usable.
 
     def close(self) -> None:
         self.flush()
-        if self.fd > 2:
+        if self.pending:
+            self.dropped += self.pending.count(b"\n")
+            self.pending = b""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self._own_fd and self.fd >= 0:
             os.close(self.fd)
         self.fd = -1
+        self._own_fd = False
 
 
 # -- formats ------------------------------------------------------------------

@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 
 MODES = ("http", "tcp")
 LOG_FORMATS = ("json", "httplog", "tcplog")
+# -- [log] syslog targets (issue 5, Logs) --
+SYSLOG_FORMATS = ("rfc3164", "rfc5424")
+# Facility names as HAProxy spells them; the syslog code is the index (local0 = 16).
+SYSLOG_FACILITIES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+    "uucp", "cron", "auth2", "ftp", "ntp", "audit", "alert", "cron2",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+)
+# -- end [log] syslog targets --
 HASH_TYPES = ("map-based", "consistent")
 # Balance algorithms by config name. The hashing ones (source, uri,
 # url_param, hdr) share one hashing balancer and differ by key extraction.
@@ -80,9 +89,15 @@ class Global:
 @dataclass(frozen=True)
 class LogConfig:
     events: str = "stderr"           # "stderr" | file path
-    access: str = "off"              # "off" | "stdout" | file path
+    access: str = "off"              # "off" | "stdout" | file path | "udp://H:P" | "unix:///PATH"
     format: str = "json"             # see LOG_FORMATS
     level: str = "info"
+    # -- syslog targets (issue 5, Logs): used when access is udp:// or unix:// --
+    syslog_format: str = "rfc3164"   # see SYSLOG_FORMATS
+    facility: str = "local0"         # see SYSLOG_FACILITIES
+    tag: str = "farm"                # the syslog tag / APP-NAME
+    hostname: str = ""               # "": none in rfc3164, the system's in rfc5424
+    # -- end syslog targets --
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ response from a server tells the client which server that was:
 
 The persistence status is logged as HAProxy's %tsc 3rd and 4th letters:
 request N (none), V (valid), D (server down), I (invalid); response I
-(inserted), R (rewritten/prefixed), - (nothing done).
+(inserted), R (rewritten/prefixed), D (the server's own cookie of that
+name deleted, insert mode), - (nothing done).
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ class CookiePersistence:
         idx = self.by_value.get(server_value)
         if idx is None:
             txn.cc = "I"
-        elif self.backend.pool.is_up(idx) and self.backend.pool.weight(idx) > 0:
+        elif self.backend.pool.is_up(idx):
+            # Up is enough, whatever the weight: a server at weight 0 (admin
+            # drain, or the start of a slowstart ramp) takes no new clients
+            # but keeps the ones that persist on it, as in HAProxy, where
+            # DRAIN means "only persistent sessions". Maintenance and down
+            # servers are not up: their clients are rebalanced (D).
             txn.cc = "V"
             txn.forced_server = idx
         else:
@@ -99,7 +105,13 @@ class CookiePersistence:
             return
         value = self.value_of[srv.index]
         if self.mode == "insert":
+            # The server's own Set-Cookie of our name goes (HAProxy deletes
+            # it in insert mode): passed on, it would race ours in the
+            # client, or replace a valid one, and break the persistence.
+            deleted = self.drop_server_cookie(resp.headers)
             if txn.cc == "V" and not txn.redispatched:
+                if deleted:
+                    txn.cs = "D"
                 return          # the client already points at this server
             resp.headers.append((b"Set-Cookie", self.name + b"=" + value + self.attrs))
             if self.cfg.nocache and not resp.get(b"cache-control"):
@@ -119,3 +131,14 @@ class CookiePersistence:
             headers[i] = (k, name + b"=" + new + sep + rest)
             changed = True
         txn.cs = "R" if changed else "-"
+
+    def drop_server_cookie(self, headers: list) -> bool:
+        """Remove the Set-Cookie fields that set our cookie; True if any."""
+        name = self.name
+        kept = [h for h in headers
+                if not (len(h[0]) == 10 and h[0].lower() == b"set-cookie"
+                        and h[1].partition(b"=")[0].strip() == name)]
+        if len(kept) == len(headers):
+            return False
+        headers[:] = kept
+        return True

@@ -1100,7 +1100,14 @@ class HttpSession:
                 retries=txn.retries, redispatched=txn.redispatched,
                 request=txn.request_line.decode("latin-1"))
             if txn.local:
-                rec["tw"] = rec["tc"] = rec["tr_server"] = -1
+                # Answered by farm: no server response (Tr -1). A phase the
+                # request did reach keeps its time, as in HAProxy: the queue
+                # time of a 503 sQ, the connect time of a 504 (Tc is
+                # already -1 when no connection was established); a rule's
+                # answer or a 503 without any server has no Tw either.
+                rec["tr_server"] = -1
+                if txn.t_queue < 0 and txn.t_connect < 0:
+                    rec["tw"] = -1
         return rec
 
     def log_txn(self, txn: Txn) -> None:

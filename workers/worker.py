@@ -216,7 +216,13 @@ class Worker:
         self.loop.stop()
 
     def flush_counters(self) -> None:
-        self.ctx.shared.flush()
+        """Every COUNTER_FLUSH_INTERVAL: publish counters, and apply server
+        state changes even when no traffic calls for a pick (an admin
+        `shutdown sessions` must act on idle sessions too)."""
+        sh = self.ctx.shared
+        sh.flush()
+        if sh.table.state_version != sh.version:
+            sh.apply()
         self.loop.call_later(COUNTER_FLUSH_INTERVAL, self.flush_counters)
 
     def run(self, ready_fd: int) -> None:

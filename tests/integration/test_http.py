@@ -499,6 +499,8 @@ def test_server_timeout_gives_504(farm_factory, backend):
         assert r.status == 504
     rec = parse_log(wait_lines(farm, 1)[-1])
     assert rec["status"] == "504" and rec["tsc"].startswith("sH")
+    assert int(rec["Tw"]) >= 0 and int(rec["Tc"]) >= 0 and rec["Tr"] == "-1", rec
+    assert 250 <= int(rec["Ta"]) < 1500, rec
 
 
 def test_server_maxconn_queue_timeout_gives_503_sQ(farm_factory, backend):
@@ -521,6 +523,9 @@ def test_server_maxconn_queue_timeout_gives_503_sQ(farm_factory, backend):
     by_status = {parse_log(l)["status"]: parse_log(l) for l in lines}
     assert by_status["503"]["tsc"].startswith("sQ"), lines
     assert by_status["503"]["s"] == "<NOSRV>"
+    # HAProxy's timers for it: the time spent queued, no connect, no response
+    assert 250 <= int(by_status["503"]["Tw"]) < 1200, lines
+    assert (by_status["503"]["Tc"], by_status["503"]["Tr"]) == ("-1", "-1"), lines
     assert "503" in by_status and "200" in by_status
 
 

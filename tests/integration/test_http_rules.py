@@ -515,3 +515,46 @@ def test_cookie_prefix(site):
     seen = [q for b in site.pool for q in b.requests if q.path == "/cp/headers"]
     # the server sees its own value, without the prefix
     assert {q.header("Cookie") for q in seen} == {"a=1; JSESSIONID=abc"}
+
+
+def test_cookie_insert_removes_the_servers_own_cookie_of_that_name(site):
+    r = get(site.port, "/ci/setcookie?name=SRVID&value=from-app")
+    srv = r.header("X-Server")
+    assert set_cookies(r) == [f"SRVID={srv}; path=/"]
+    r = get(site.port, "/ci/setcookie?name=SRVID&value=from-app", [("Cookie", f"SRVID={srv}")])
+    assert r.header("X-Server") == srv and set_cookies(r) == []
+    assert last_log(site.farm, "GET /ci/setcookie")["tsc"][2:] == "VD"
+    r = get(site.port, "/ci/setcookie?name=OTHER&value=1", [("Cookie", f"SRVID={srv}")])
+    assert set_cookies(r) == ["OTHER=1; path=/"]          # other cookies are the app's
+
+
+def test_cookie_persistence_holds_on_a_server_at_weight_0():
+    """Drain (weight 0) keeps persistent clients, as HAProxy's DRAIN state
+    does; a server that is down does not."""
+    from farm import model
+    from workers.cookie import CookiePersistence
+    from workers.http1 import Request
+
+    class Pool:
+        up = {0: True, 1: True}
+
+        def is_up(self, i):
+            return self.up[i]
+
+        def weight(self, i):
+            return 0
+
+    cfg = model.Backend("b", servers=(model.Server("a", model.Address("127.0.0.1", 1), cookie="a"),
+                                      model.Server("b", model.Address("127.0.0.1", 2), cookie="b")))
+    be = type("Be", (), {"cfg": cfg, "pool": Pool()})()
+    cp = CookiePersistence(model.Cookie("SRVID", "insert", indirect=True), be)
+    txn = type("Txn", (), {})()
+    txn.req = Request(headers=[(b"Cookie", b"SRVID=b")])
+    txn.forced_server = None
+    cp.on_request(txn)
+    assert (txn.cc, txn.forced_server) == ("V", 1)
+    Pool.up[1] = False
+    txn.req = Request(headers=[(b"Cookie", b"SRVID=b")])
+    txn.forced_server = None
+    cp.on_request(txn)
+    assert (txn.cc, txn.forced_server) == ("D", None)

@@ -1,0 +1,193 @@
+"""The admin socket, spoken as HAProxy's runtime API: framing both ways,
+server state and weight changes, reload, and admin state across reloads."""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.backends import EchoServer, free_port
+from tests.integration.simple_http import NamedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(port: int, sock: Path, servers: list, workers: int = 1, mode: str = "http") -> str:
+    entries = "".join(f'[[backends.be.servers]]\nname = "{s.name}"\naddress = "{s.address}"\n'
+                      for s in servers)
+    return f"""
+[global]
+workers = {workers}
+admin_socket = "{sock}"
+hard_stop_after = "2s"
+[log]
+events = "@EVENTS@"
+[defaults]
+mode = "{mode}"
+[frontends.fe]
+bind = "127.0.0.1:{port}"
+default_backend = "be"
+[backends.be]
+{entries}
+"""
+
+
+def cli(sock: Path, line: str, timeout: float = 5) -> bytes:
+    """One-shot: send a line, read until the server closes."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        s.sendall(line.encode() + b"\n")
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return out
+            out += d
+
+
+def get(port: int) -> str:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", "/")
+        return c.getresponse().read().decode()
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def two():
+    a, b = NamedServer("a"), NamedServer("b")
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_one_shot_framing_and_answers(farm_factory, two, tmp_path):
+    sock = tmp_path / "admin.sock"
+    port = free_port()
+    farm_factory(config(port, sock, two))
+    assert oct(sock.stat().st_mode & 0o777) == "0o660"
+    assert cli(sock, "get weight be/b") == b"1 (initial 1)\n\n"
+    assert cli(sock, "set weight be/b 3") == b"\n"
+    assert cli(sock, "get weight be/b;get weight be/a") == b"3 (initial 1)\n\n1 (initial 1)\n\n"
+    assert cli(sock, "get weight be/zz") == b"No such server.\n\n"
+    assert cli(sock, "get weight nope/zz") == b"No such backend.\n\n"
+    assert cli(sock, "frobnicate").startswith(b"Unknown command.")
+    assert cli(sock, "show backend") == b"# name\nbe\n\n"
+    state = cli(sock, "show servers state").decode().splitlines()
+    assert state[0] == "1" and state[1].startswith("# be_id be_name srv_id srv_name srv_addr")
+    assert state[2].split()[:4] == ["1", "be", "1", "a"]
+
+
+def test_interactive_prompt_framing(farm_factory, two, tmp_path):
+    sock = tmp_path / "admin.sock"
+    farm_factory(config(free_port(), sock, two))
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(sock))
+
+        def ask(line: str) -> bytes:
+            s.sendall(line.encode() + b"\n")
+            out = b""
+            while not out.endswith(b"> "):
+                d = s.recv(65536)
+                assert d, "closed before the prompt"
+                out += d
+            return out
+        assert ask("prompt") == b"\n> "
+        assert ask("set timeout cli 30") == b"\n> "
+        assert ask("get weight be/a") == b"1 (initial 1)\n\n> "
+        assert ask("get weight be/a;get weight be/b") == b"1 (initial 1)\n\n1 (initial 1)\n\n> "
+        s.sendall(b"quit\n")
+        assert s.recv(100) == b""
+
+
+def test_disable_enable_drain_and_weight_change_traffic(farm_factory, two, tmp_path):
+    a, b = two
+    sock = tmp_path / "admin.sock"
+    port = free_port()
+    farm_factory(config(port, sock, two))
+    assert {get(port) for _ in range(6)} == {"a", "b"}
+    cli(sock, "disable server be/a")
+    assert {get(port) for _ in range(6)} == {"b"}
+    cli(sock, "enable server be/a")
+    assert {get(port) for _ in range(6)} == {"a", "b"}
+    cli(sock, "set server be/b state drain")
+    assert {get(port) for _ in range(6)} == {"a"}
+    cli(sock, "set server be/b state ready")
+    cli(sock, "set weight be/b 3")
+    split = collections.Counter(get(port) for _ in range(40))
+    assert split == {"a": 10, "b": 30}
+
+
+def test_admin_changes_survive_a_reload(farm_factory, two, tmp_path):
+    sock = tmp_path / "admin.sock"
+    port = free_port()
+    farm = farm_factory(config(port, sock, two))
+    cli(sock, "set server be/a state maint")
+    cli(sock, "set weight be/b 7")
+    assert cli(sock, "reload", timeout=15).startswith(b"Success=1\n--\n")
+    assert {get(port) for _ in range(6)} == {"b"}
+    assert cli(sock, "get weight be/b") == b"7 (initial 1)\n\n"
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done", count=2)
+    assert {get(port) for _ in range(6)} == {"b"}
+    assert cli(sock, "get weight be/b") == b"7 (initial 1)\n\n"
+
+
+def test_reload_with_a_broken_config_answers_success_0(farm_factory, two, tmp_path):
+    sock = tmp_path / "admin.sock"
+    port = free_port()
+    farm = farm_factory(config(port, sock, two))
+    farm.config_path.write_text(farm.config_path.read_text().replace('mode = "http"', 'mode = "htp"'))
+    answer = cli(sock, "reload").decode()
+    assert answer.startswith("Success=0\n--\n")
+    assert "mode" in answer and "htp" in answer
+    assert get(port) in ("a", "b")
+
+
+def test_shutdown_sessions_server(farm_factory, tmp_path):
+    echo = EchoServer()
+
+    class S:
+        name = "e"
+        address = echo.address
+    sock = tmp_path / "admin.sock"
+    port = free_port()
+    farm_factory(config(port, sock, [S], mode="tcp"))
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"x")
+    assert c.recv(1) == b"x"
+    cli(sock, "shutdown sessions server be/e")
+    time.sleep(0.1)
+    c.sendall(b"y")                  # wakes the worker's loop for this session ...
+    deadline = time.monotonic() + 3
+    got = None
+    while time.monotonic() < deadline:
+        try:
+            got = c.recv(10)
+        except ConnectionResetError:
+            got = b""
+        if got == b"":
+            break
+    assert got == b""                # ... which the admin command has killed
+    c.close()
+    echo.close()
+
+
+def test_farm_ctl_talks_to_the_socket(farm_factory, two, tmp_path):
+    sock = tmp_path / "admin.sock"
+    farm = farm_factory(config(free_port(), sock, two))
+    out = subprocess.run([sys.executable, str(ROOT / "master.py"), "ctl", "-c", str(farm.config_path),
+                          "get", "weight", "be/a"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0
+    assert out.stdout == "1 (initial 1)\n\n"
