@@ -183,6 +183,8 @@ class Master:
         self.release_date = RELEASE_DATE
         self.admin: AdminServer | None = None
         self.last_reload_errors: list[str] = []
+        self.reload_again = False                 # a reload was asked during a reload
+        self.queued_callbacks: list = []
         self.log = logs.get_logger(proc="master", pid=os.getpid())
 
     @property
@@ -335,10 +337,14 @@ class Master:
             return refused(["farm is stopping"])
         sd_notify("RELOADING=1")
         if self.pending is not None:
-            self.log.warning("reload_refused", message="a reload is already in progress")
+            # Another reload asked while one is starting: run it again once
+            # this one is done, so the newest file on disk is what applies.
+            # Any number of requests meanwhile coalesce into that one.
+            self.log.info("reload_queued", message="a reload is in progress; will reload again after it")
+            self.reload_again = True
             if on_done is not None:
-                self.pending.on_done.append(on_done)   # answered with that reload
-            return False
+                self.queued_callbacks.append(on_done)
+            return True
         try:
             config = loader.load(self.config_path)
         except loader.ConfigErrors as e:
@@ -409,6 +415,7 @@ class Master:
         self.save_state()
         for cb in gen.on_done:
             cb(True, [self.reload_message])
+        self.run_queued_reload()
         if not self.workers_of(old.number):
             self.generation_gone(old.number)
         else:
@@ -431,6 +438,19 @@ class Master:
         sd_notify("READY=1")
         for cb in gen.on_done:
             cb(False, [reason])
+        self.run_queued_reload()
+
+    def run_queued_reload(self) -> None:
+        if self.reload_again and not self.stopping:
+            self.reload_again = False
+            callbacks, self.queued_callbacks = self.queued_callbacks, []
+            self.loop.call_soon(lambda: self.reload_with(callbacks))
+
+    def reload_with(self, callbacks: list) -> None:
+        def done(ok: bool, messages: list[str]) -> None:
+            for cb in callbacks:
+                cb(ok, messages)
+        self.reload(on_done=done if callbacks else None)
 
     def generation_gone(self, number: int) -> None:
         """The last worker of a draining generation exited: add what its

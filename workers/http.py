@@ -487,6 +487,12 @@ class HttpSession:
 
     def on_server(self, events: int) -> None:
         if self.state == S_CONNECTING:
+            if not events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                # A stale event: the fd number belonged to a socket closed
+                # earlier in this loop turn. SO_ERROR reads 0 while a connect
+                # is still in progress, so taking it as "connected" would
+                # send into a socket that is not.
+                return
             err = self.sc.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 self.connect_failed()
@@ -645,6 +651,9 @@ class HttpSession:
         headers = list(verdict.headers)
         if txn.close:
             headers.append((b"Connection", b"close"))
+        elif txn.req.version == b"HTTP/1.0":
+            # as for relayed responses: an HTTP/1.0 client closes unless told
+            headers.append((b"Connection", b"keep-alive"))
         data = http1.make_response(verdict.status, headers=headers, body=verdict.body)
         self.reply_locally(verdict.status, data, "PR" if verdict.kind == "deny" else "--")
 

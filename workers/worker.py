@@ -90,6 +90,13 @@ class Worker:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
             fe.session_class = self.session_class(fe_cfg)
             self.ctx.frontends.append(fe)
+        # -- stats listener (workers/stats.py): [stats] bind is accepted like a
+        #    frontend whose sessions are StatsSessions; it has no backend. --
+        if config.stats.bind is not None:
+            from workers.stats import stats_frontend
+            self.ctx.frontends.append(
+                stats_frontend(self.ctx, config, [sockets[config.stats.bind][slot]]))
+        # -- end stats listener --
         if any(fe.mode == "http" for fe in config.frontends):
             from workers.http import ConnPool
             self.ctx.conn_pool = ConnPool(self.loop)

@@ -558,3 +558,12 @@ def test_cookie_persistence_holds_on_a_server_at_weight_0():
     txn.forced_server = None
     cp.on_request(txn)
     assert (txn.cc, txn.forced_server) == ("D", None)
+
+
+def test_local_answers_keep_an_http10_keepalive_client(site):
+    with RawClient(site.port) as c:
+        for _ in range(2):
+            r = c.request("GET", "/ret", [("Connection", "keep-alive")], version="HTTP/1.0", host=None)
+            assert (r.status, r.header("Connection")) == (201, "keep-alive")
+        r = c.request("GET", "/name", [("Connection", "keep-alive")], version="HTTP/1.0", host=None)
+        assert (r.body, r.header("Connection")) == (b"default", "keep-alive")
