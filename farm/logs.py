@@ -293,6 +293,7 @@ class AccessLog:
         self._own_fd = False
         self._pid = os.getpid()
         self._next_connect = 0.0
+        self._addr: tuple | None = None
         self._hdr_sec = -1
         self._hdr = b""
         if self.enabled:
@@ -310,6 +311,7 @@ class AccessLog:
         self._pid = os.getpid()
         if kind in ("udp", "unix"):
             self.mode = _DGRAM
+            self._resolve()
             self._connect()
             return
         if kind == "stdout":
@@ -355,21 +357,34 @@ class AccessLog:
         if old_own and old_fd >= 0 and old_fd != fd:
             os.close(old_fd)
 
+    def _resolve(self) -> None:
+        """The syslog server's address, looked up now (at start and on
+        SIGUSR1) and never on the way of a line: a failing DNS must not
+        stall the loop at every reconnect."""
+        spec = self.spec
+        if spec.kind == "unix":
+            self._addr = (socket.AF_UNIX, spec.path)
+            return
+        try:
+            family, _, _, _, addr = socket.getaddrinfo(spec.host, spec.port, 0, socket.SOCK_DGRAM)[0]
+        except OSError as e:
+            self._addr = None
+            get_logger(proc="worker", pid=os.getpid()).warning(
+                "access_log_unresolved", target=self.target, error=str(e))
+            return
+        self._addr = (family, addr)
+
     def _connect(self) -> bool:
         """(Re)connect the syslog socket; False (and a retry later) on failure."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         self._next_connect = time.monotonic() + RECONNECT_DELAY
-        spec = self.spec
+        if self._addr is None:
+            return False
+        family, addr = self._addr
         try:
-            if spec.kind == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-                addr = spec.path
-            else:
-                family, stype, proto, _, addr = socket.getaddrinfo(
-                    spec.host, spec.port, 0, socket.SOCK_DGRAM)[0]
-                sock = socket.socket(family, stype | socket.SOCK_CLOEXEC, proto)
+            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         except OSError:
             return False
         try:
@@ -393,6 +408,7 @@ class AccessLog:
         if kind in ("udp", "unix"):
             self._pid = os.getpid()
             self._hdr_sec = -1
+            self._resolve()
             self._connect()
             return
         if kind == "stdout":

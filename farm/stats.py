@@ -281,7 +281,7 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
     status = _server_status(st, rise, fall)
     checked = bool(st["has_check"])
     admin = st["admin"]
-    eweight = 0 if admin == shm.ADMIN_DRAIN else _eweight(st["eff_weight"])
+    eweight = _eweight(st["eff_weight"])      # HAProxy shows it even while draining
     r.update(
         pxname=be.name, svname=s.name, qcur=c["qcur"], qmax=c["qmax"],
         scur=c["scur"], smax=c["smax"], slim=s.maxconn or None,
@@ -302,11 +302,15 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
     if be.cookie is not None:
         r["cookie"] = s.cookie or s.name
     if checked:
+        code = shm.CHECK_STATUSES[st["check_status"]] if 0 <= st["check_status"] < len(
+            shm.CHECK_STATUSES) else "UNK"
+        if code in _CHECKED_STATUSES and st["check_duration"] >= 0:
+            # not a show-stat field: the exporter reports the last check's
+            # duration even while the check is paused (maintenance)
+            r["_last_check_duration"] = st["check_duration"]
         down_for = max(0, now - st["down_since"]) if st["down_since"] else 0
         r.update(chkfail=st["chkfail"], chkdown=st["chkdown"], downtime=st["downtime"] + down_for)
         if admin != shm.ADMIN_MAINT:        # HAProxy pauses the check in maintenance
-            code = shm.CHECK_STATUSES[st["check_status"]] if 0 <= st["check_status"] < len(
-                shm.CHECK_STATUSES) else "UNK"
             r.update(check_status=code, check_desc=CHECK_DESC.get(code, code), last_chk="",
                      check_rise=rise, check_fall=fall, check_health=st["health"])
             if code in _L57_STATUSES:
@@ -410,8 +414,16 @@ def _csv_line(r: dict) -> str:
 
 
 _OBJ = {TYPE_FRONTEND: "F", TYPE_BACKEND: "B", TYPE_SERVER: "S"}
-# act/bck are the server's own status (1/0), a count on a backend
-_SERVER_TAGS = {"act": "SGP", "bck": "SGP", "rate": "MRP"}
+# Tags that differ by kind of row (as HAProxy 2.6 prints them): act/bck are
+# the server's own status (1/0) but counts on a backend; a backend's rates
+# are plain gauges.
+_KIND_TAGS = {TYPE_SERVER: {"act": "SGP", "bck": "SGP"},
+              TYPE_BACKEND: {"rate": "MGP", "rate_max": "MGP"}}
+
+
+def _tags(r: dict, name: str, tags: str) -> str:
+    over = _KIND_TAGS.get(r["type"])
+    return over.get(name, tags) if over else tags
 
 
 def _typed_lines(r: dict) -> list[str]:
@@ -423,8 +435,7 @@ def _typed_lines(r: dict) -> list[str]:
         v = r.get(name)
         if v is None:
             continue
-        if r["type"] == TYPE_SERVER:
-            tags = _SERVER_TAGS.get(name, tags)
+        tags = _tags(r, name, tags)
         if typ == _str:
             v = str(v).replace("\r", " ").replace("\n", " ")
         out.append(f"{prefix}{pos}.{name}.{pid}:{tags}:{typ}:{v}")
@@ -467,8 +478,7 @@ def json_stats(rows: list[dict], info: list | None = None) -> str:
             v = r.get(name)
             if v is None:
                 continue
-            if r["type"] == TYPE_SERVER:
-                tags = _SERVER_TAGS.get(name, tags)
+            tags = _tags(r, name, tags)
             objs.append({"objType": _OBJ_NAME.get(r["type"], "Unknown"), "proxyId": r["iid"],
                          "id": r["sid"], "field": {"pos": pos, "name": name},
                          "processNum": r["pid"], "tags": _json_tags(tags),
@@ -918,9 +928,10 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
                     continue
                 samples.append(f"{prefix}{name}{_labels(base)} {r['check_code'] or 0}\n")
             elif field == "check_duration":
-                if r["check_duration"] is None:
+                ms = r.get("_last_check_duration")
+                if ms is None:
                     continue
-                samples.append(f"{prefix}{name}{_labels(base)} {_num(value(r, field))}\n")
+                samples.append(f"{prefix}{name}{_labels(base)} {_num(ms / 1000.0)}\n")
             elif field == "hrsp":
                 for code, f in _HRSP_CODES:
                     samples.append(f"{prefix}{name}{_labels(base + (('code', code),))} {_num(r[f])}\n")
@@ -959,6 +970,7 @@ th,td{padding:3px 7px;border-bottom:1px solid #eceff4;text-align:right;white-spa
 th{background:#f7f8fb;font-weight:600;font-size:11px;color:#4a5466}
 th.g{text-align:center;border-left:1px solid #dde2ea}td.l,th.l{text-align:left}td.s{border-left:1px solid #eceff4}
 tr.total td{font-weight:600;background:#f3f5f9}
+tr.r-down td{background:#fdeceb}tr.r-going td{background:#fff4e3}tr.r-maint td{background:#f0f1f4;color:#5d6575}tr.r-drain td{background:#edf3fe}
 .st{display:inline-block;min-width:56px;text-align:center;padding:1px 6px;border-radius:3px;font-weight:600;font-size:11px}
 .up{background:#c9efcf;color:#135c22}.down{background:#f7c9c5;color:#8c1d13}.maint{background:#dcdfe5;color:#4a5160}
 .drain{background:#cfe0fb;color:#1a4a9a}.going{background:#ffdcaa;color:#8a4b00}.nocheck{background:#e8f5ea;color:#2f6b3a}
@@ -1154,8 +1166,9 @@ def _backend_table(be: dict, servers: list[dict], admin: bool, uri: str) -> str:
             ' <span class="dim">backup</span>' if r["bck"] else "")
         title = "" if total else f' title="{_e(r["addr"])}"'
         lastsess = "-" if r["lastsess"] is None or r["lastsess"] < 0 else human_duration(r["lastsess"])
+        row_class = "total" if total else "r-" + status_class(r["status"])
         out.append(
-            f'<tr{" class=total" if total else ""}><td class="l"{title}>{name}</td>'
+            f'<tr class="{row_class}"><td class="l"{title}>{name}</td>'
             f'<td><span class="st {status_class(r["status"])}">{_e(r["status"])}</span></td>'
             + ('<td></td>' if total else _check_cell(r))
             + f'<td>{_n(r["weight"])}</td><td>{human_duration(r["lastchg"])}</td>'

@@ -200,6 +200,7 @@ class HttpSession:
         self.state = S_REQ
         self.txn: Txn | None = None
         self.sc: ServerConn | None = None
+        self.own: ServerConn | None = None   # private idle server connection (http-reuse never)
         self.wq_c: list[bytes] = []      # queued for the client this event
         self.out_c = b""                 # not yet accepted by the client socket
         self.wq_s: list[bytes] = []
@@ -397,16 +398,47 @@ class HttpSession:
         txn.released = False
         txn.t_connect = self.loop.now
         conn = None
-        # http-reuse: "safe" lets requests after the first take an idle
-        # connection, "always" every request, "never" none.
+        # http-reuse (HAProxy's): "safe" lets requests after the first take
+        # an idle connection of the worker's pool, "always" every request;
+        # "never" shares nothing between clients, but a client keeps its
+        # own server connection for its next request (self.own).
         reuse = be.cfg.http_reuse
         if reuse == "always" or (reuse == "safe" and self.requests > 1):
             conn = self.ctx.conn_pool.take(srv)
+        elif self.own is not None:
+            conn = self.take_own(srv)
         if conn is not None:
             self.attach(conn)
             self.server_ready()
             return
         self.open_connection(srv)
+
+    def take_own(self, srv) -> ServerConn | None:
+        """This client's private idle connection (http-reuse never), if it
+        goes to srv; one to another server is closed."""
+        own = self.own
+        self.own = None
+        if own.srv is srv:
+            own.reused = True
+            return own
+        own.close(self.loop)
+        return None
+
+    def keep_own(self, sc: ServerConn) -> None:
+        """Park sc as this client's private idle connection: watched for the
+        server closing it, like the pool's, but never given to another."""
+        if self.own is not None:
+            self.own.close(self.loop)
+        self.own = sc
+        self.loop.handlers[sc.fd] = self.on_own_idle
+        self.loop.modify(sc.fd, EPOLLIN)
+
+    def on_own_idle(self, events: int) -> None:
+        """The private idle connection is readable: closed by the server (or
+        it sent something unsolicited): unusable either way."""
+        if self.own is not None:
+            self.own.close(self.loop)
+            self.own = None
 
     def server_ready(self) -> None:
         """A server connection is usable: send the head; the body follows
@@ -607,20 +639,30 @@ class HttpSession:
                     and sc.rp.pending == 0 and txn.req_done and not self.out_s
                     and not sc.rp.leftover)
             if keep:
-                self.ctx.conn_pool.give(sc)
+                if txn.be.cfg.http_reuse == "never":
+                    self.keep_own(sc)
+                else:
+                    self.ctx.conn_pool.give(sc)
             else:
                 sc.close(self.loop)
-        self.release_server()
         if not txn.req_done:
             txn.close = True      # the request body was not read to its end
         self.finish_txn()
 
-    def finish_txn(self) -> None:
-        txn = self.txn
+    def close_txn(self, txn: Txn) -> None:
+        """The transaction is over: log it, then give back what it held (its
+        server slot, which may wake a queued session, and its backend
+        count). Logged first so that %bc and %sc count it, as HAProxy's do
+        ("1/1/1/1/0" for a lone request)."""
+        self.log_txn(txn)
+        self.release_server()
         if txn.be is not None:
             txn.be.conns -= 1
-        self.log_txn(txn)
         self.txn = None
+
+    def finish_txn(self) -> None:
+        txn = self.txn
+        self.close_txn(txn)
         if txn.close or self.c_eof:
             self.state = S_CLOSING
             return
@@ -692,7 +734,11 @@ class HttpSession:
         """The request could not be parsed: answer, log, close. Nothing of
         it has reached a server."""
         if self.txn is None:
-            self.refuse_request(status, reason, "PR--")
+            # With the client's EOF already read, the error can only be the
+            # parser's "connection closed inside a head" (a malformed head
+            # raises as soon as its bytes arrive, before any later EOF): the
+            # client aborted its request (CR), the proxy refused nothing.
+            self.refuse_request(status, reason, "CR--" if self.c_eof else "PR--")
             return
         # An error in the body of a request already being forwarded. The
         # parser also raises when the client closes inside a body: that one
@@ -780,13 +826,8 @@ class HttpSession:
         of the upgrade request ends only now. It still holds its server
         slot (released here, or maxconn and leastconn would count the
         tunnel forever) and is logged now, with the bytes of the tunnel."""
-        txn = self.txn
-        if txn is not None:
-            self.release_server()
-            if txn.be is not None:
-                txn.be.conns -= 1
-            self.log_txn(txn)
-            self.txn = None
+        if self.txn is not None:
+            self.close_txn(self.txn)
         self.close_session()
 
     def tunnel_in(self, data: bytes, from_client: bool) -> None:
@@ -1019,15 +1060,16 @@ class HttpSession:
                     txn.be.queue.remove(self)
                 except ValueError:
                     pass
-            self.release_server()
-            if txn.be is not None:
-                txn.be.conns -= 1
-            self.log_txn(txn)
-            self.txn = None
+            self.close_txn(txn)
         self.close_session()
 
     def close_quietly(self, term: str) -> None:
         if self.txn is None:
+            if term == "CR":
+                # The client closed in the middle of a request head: nothing
+                # to answer, but it is a failed request and HAProxy logs it
+                # (<BADREQ>, 400, CR--). A close between requests stays silent.
+                self.log_bad_request(400, "client closed inside a request", "CR--")
             self.state = S_CLOSING
             if not self.out_c and not self.wq_c:
                 self.close_session()
@@ -1071,6 +1113,9 @@ class HttpSession:
         loop.remove(self.cfd)
         self.csock.close()
         self.drop_server_conn()
+        if self.own is not None:
+            self.own.close(loop)
+            self.own = None
         self.fe.conns -= 1
         self.ctx.session_ended(self)
 

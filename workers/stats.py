@@ -376,18 +376,19 @@ class StatsSession:
     # -- answers ---------------------------------------------------------------------
 
     def count(self, status: int) -> None:
-        c = self.fe.c
-        c[shm.C_REQ_TOT] += 1
-        c[_HRSP[status // 100] if 100 <= status < 600 else shm.C_HRSP_OTHER] += 1
+        """A response of this status (the request was counted on arrival)."""
+        self.fe.c[_HRSP[status // 100] if 100 <= status < 600 else shm.C_HRSP_OTHER] += 1
 
     def error(self, status: int) -> None:
         """A request we cannot parse or accept: answer and close."""
+        self.fe.c[shm.C_REQ_TOT] += 1
         self.count(status)
         self.out += http1.error_response(status, close=True)
         self.closing = True
 
     def respond(self, req: Request, body: bytes) -> None:
         self.requests += 1
+        self.fe.c[shm.C_REQ_TOT] += 1
         try:
             status, headers, payload = self.handle(req, body)
         except Exception as e:  # a rendering bug must not kill the worker

@@ -185,7 +185,7 @@ def site_config(port: int, named: dict, pool: list) -> str:
     rest.append("[backends.be]\n" + servers("be", named["default"]))
     for name in ("api", "bhost", "posts", "tenb", "lob"):
         rest.append(f"[backends.{name}]\n" + servers(name, named[name]))
-    rest.append("[backends.xff]\noption_forwardfor = true\n" + servers("xff", named["xff"]))
+    rest.append("[backends.xff]\noption_forwardfor = true\nforwarded = true\n" + servers("xff", named["xff"]))
     for prefix, (balance, extra, srv_extra) in BALANCED.items():
         entries = []
         for i, b in enumerate(pool):
@@ -356,6 +356,7 @@ def test_option_forwardfor(site):
     first, second = b.requests
     assert first.header_all("X-Forwarded-For") == ["127.0.0.1"]
     assert first.header("X-Forwarded-Proto") == "http"
+    assert first.header("Forwarded") == "for=127.0.0.1;proto=http;host=test.local"   # RFC 7239
     # a client's own value is kept; ours comes last (HAProxy appends)
     assert second.header_all("X-Forwarded-For") == ["203.0.113.7", "127.0.0.1"]
     site.named["default"].reset()

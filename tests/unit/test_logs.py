@@ -749,3 +749,39 @@ def test_follower_rename_create_truncate(tmp_path):
     path.write_text("back\n")
     assert f.poll() == [b"back"]
     f.close()
+
+
+def test_syslog_unresolvable_host_never_blocks_a_flush(monkeypatch):
+    """The name is looked up at start (and on SIGUSR1) only: a failing DNS
+    costs dropped lines, not a lookup on every reconnect attempt."""
+    calls = []
+
+    def failing(*args, **kw):
+        calls.append(args)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", failing)
+    monkeypatch.setattr(logs, "RECONNECT_DELAY", 0.0)
+    log = logs.AccessLog("udp://logs.example.invalid:514")
+    assert log.sock is None and len(calls) == 1
+    for _ in range(5):
+        log.write("x")
+        log.flush()
+    assert log.dropped == 5 and len(calls) == 1
+    log.reopen()
+    assert len(calls) == 2
+    log.close()
+
+
+def test_syslog_udp_ipv6():
+    try:
+        rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        rx.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    rx.settimeout(2)
+    log = logs.AccessLog(f"udp://[::1]:{rx.getsockname()[1]}")
+    log.write("v6")
+    log.flush()
+    assert rx.recv(9000).endswith(b"]: v6\n")
+    log.close()
+    rx.close()

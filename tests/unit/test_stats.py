@@ -333,7 +333,7 @@ def test_weights_states_and_backend_totals(mixed):
     rows = by_name(stats.snapshot(cfg, t, PROC))
     assert rows[("app", "s2")]["weight"] == 20 and rows[("app", "s2")]["throttle"] == 40
     assert rows[("app", "s2")]["uweight"] == 50
-    assert rows[("app", "s1")]["weight"] == 0
+    assert rows[("app", "s1")]["weight"] == 1             # as HAProxy shows a draining server
     assert rows[("app", "s1")]["throttle"] is None
     be = rows[("app", "BACKEND")]
     assert (be["weight"], be["act"], be["uweight"]) == (20, 1, 50)
