@@ -26,7 +26,10 @@ import time
 from farm.logs import json_line, tcplog_line
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 
-SPLICE_AFTER = 65536        # bytes a direction moves by recv/send before splicing
+# Bytes a direction moves by recv/send before switching to splice: below
+# it, recv/send costs less per call; above it, splice saves copying through
+# Python (HAProxy's rule). FARM_SPLICE_AFTER overrides it for bench/ only.
+SPLICE_AFTER = int(os.environ.get("FARM_SPLICE_AFTER", 65536))
 SPLICE_CHUNK = 262144       # bytes asked of one splice() call
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 INF = float("inf")
