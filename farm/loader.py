@@ -1022,7 +1022,49 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         ctx.error(path, "a tcp frontend needs a default_backend")
     for ub, upath in use_backend:
         ctx.refs.append(_Ref(frontend, upath, ub.backend))
+    if mode == "tcp":
+        _need_layer4(ctx, path, frontend, use_backend)
     return frontend
+
+
+# Fetches a TCP session can answer: it has a client address and a frontend
+# port, no request. (HAProxy: layer-4 samples for tcp-request/use_backend.)
+LAYER4_FETCHES = frozenset(("src", "src_port", "dst_port", "always_true", "always_false"))
+
+
+def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
+    """In a tcp frontend, ACLs and use_backend conditions may only use
+    layer-4 fetches; report the others at their line."""
+    def bad_fetch(spec) -> str | None:
+        return None if spec.base in LAYER4_FETCHES else spec.fetch
+    for acl in fe.acl:
+        for line in acl.lines:
+            try:
+                fetch = bad_fetch(conditions.parse_acl(line))
+            except conditions.ConditionError:
+                continue       # already reported by check_acl
+            if fetch:
+                ctx.error(path + ("acl", acl.name), f"fetch {fetch!r} needs mode http "
+                          "(a tcp frontend can use src, src_port and dst_port)")
+    named = {a.name for a in fe.acl}
+    for ub, upath in use_backend:
+        if ub.cond is None:
+            continue
+        try:
+            spec = conditions.parse_condition(ub.cond.text)
+        except conditions.ConditionError:
+            continue
+        for group in spec.groups:
+            for term in group:
+                if term.acl is not None:
+                    fetch = bad_fetch(term.acl)
+                elif term.name not in named and term.name in conditions.PREDEFINED_ACLS:
+                    fetch = bad_fetch(conditions.parse_acl(conditions.PREDEFINED_ACLS[term.name]))
+                else:
+                    fetch = None
+                if fetch:
+                    ctx.error(upath, f"fetch {fetch!r} needs mode http "
+                              "(a tcp frontend can use src, src_port and dst_port)")
 
 
 def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Backend:

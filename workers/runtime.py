@@ -256,6 +256,7 @@ class FrontendRuntime:
         self.choose_backend = rules.compile_use_backend(cfg.use_backend, cfg.default_backend, acls)
         self.errorfiles = read_errorfiles(cfg.errorfiles)
         self.xff_name = cfg.xff_header.encode("latin-1")
+        self.routes_by_l4 = None     # TCP: use_backend on layer-4 fetches (set by the worker)
 
 
 class WorkerContext:
@@ -345,3 +346,27 @@ def session_server(sess) -> "ServerRuntime | None":
         return srv
     txn = getattr(sess, "txn", None)
     return txn.srv if txn is not None else None
+
+
+class Layer4Txn:
+    """What a TCP session's use_backend conditions can read (the loader
+    allows only src, src_port and dst_port in tcp frontends)."""
+
+    __slots__ = ("src", "src_port", "dst_port", "req", "resp", "_rules_src")
+
+    def __init__(self, caddr: tuple, dst_port: int):
+        self.src = caddr[0]
+        self.src_port = caddr[1]
+        self.dst_port = dst_port
+        self.req = self.resp = self._rules_src = None
+
+
+def layer4_router(fe: "FrontendRuntime", backends: dict):
+    """csock, caddr -> the BackendRuntime a TCP connection goes to."""
+    choose = fe.choose_backend
+    default = fe.default_backend
+
+    def route(csock: socket.socket, caddr: tuple) -> "BackendRuntime":
+        name = choose(Layer4Txn(caddr, csock.getsockname()[1]))
+        return backends.get(name, default) if name else default
+    return route

@@ -72,7 +72,7 @@ class TcpSession:
         self.ctx = ctx
         self.loop = ctx.loop
         self.fe = fe
-        self.be = fe.default_backend
+        self.be = fe.default_backend if fe.routes_by_l4 is None else fe.routes_by_l4(csock, caddr)
         self.csock = csock
         self.cfd = csock.fileno()
         self.caddr = caddr

@@ -20,7 +20,7 @@ import traceback
 
 from farm import logs, model
 from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
-from workers.runtime import FrontendRuntime, WorkerContext
+from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
 
 BOOT_ERROR = 3
@@ -89,6 +89,8 @@ class Worker:
             if fe_cfg.default_backend:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
             fe.session_class = self.session_class(fe_cfg)
+            if fe_cfg.mode == "tcp" and fe_cfg.use_backend:
+                fe.routes_by_l4 = layer4_router(fe, self.ctx.backends)
             self.ctx.frontends.append(fe)
         # -- stats listener (workers/stats.py): [stats] bind is accepted like a
         #    frontend whose sessions are StatsSessions; it has no backend. --

@@ -388,6 +388,8 @@ def test_access_log_to_syslog_unix_datagram_rfc5424(farm_factory, backends, tmp_
     assert len(msgs) == 10
     pids = {p.pid for p in farm.workers()}
     statuses = set()
+    assert not msgs[0].startswith(b"<134>"), \
+        "the [log] syslog options do not reach the workers: workers/runtime.py must build AccessLog(config.log)"
     for m in msgs:
         hit = re.fullmatch(r"<158>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d lb1 lb (\d+) - - (\{.*\})\n",
                            m.decode())

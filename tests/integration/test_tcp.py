@@ -346,3 +346,34 @@ def test_emfile_does_not_spin(farm_factory):
         s.sendall(b"ok")
         assert s.recv(10) == b"ok"
     echo.close()
+
+
+def test_use_backend_on_layer4_fetches(farm_factory, tags):
+    port, port2 = free_port(), free_port()
+    cfg = f"""
+[global]
+workers = 1
+[log]
+events = "@EVENTS@"
+[defaults]
+mode = "tcp"
+[frontends.fe]
+bind = ["127.0.0.1:{port}", "127.0.0.1:{port2}"]
+default_backend = "a"
+[frontends.fe.acl]
+local = "src 127.0.0.0/8"
+[[frontends.fe.use_backend]]
+backend = "b"
+if = "local {{ dst_port {port2} }}"
+[backends.a]
+[[backends.a.servers]]
+name = "s1"
+address = "{tags[0].address}"
+[backends.b]
+[[backends.b.servers]]
+name = "s2"
+address = "{tags[1].address}"
+"""
+    farm_factory(cfg)
+    assert fetch_tag(port) == "s1"       # default backend
+    assert fetch_tag(port2) == "s2"      # routed by dst_port

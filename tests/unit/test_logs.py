@@ -785,3 +785,73 @@ def test_syslog_udp_ipv6():
     assert rx.recv(9000).endswith(b"]: v6\n")
     log.close()
     rx.close()
+
+
+def _writers(target: str, procs: int, turns: int, per_turn: int) -> list[int]:
+    """Fork `procs` processes that each write turns x per_turn lines of
+    varied length through their own AccessLog (as the workers do)."""
+    pids = []
+    for p in range(procs):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                log = logs.AccessLog(target)
+                for t in range(turns):
+                    for i in range(per_turn):
+                        n = (p * 7919 + t * 104729 + i * 31) % 3000
+                        log.write(f"p{p} t{t} i{i} {n} " + chr(97 + p) * n + " end")
+                    log.flush()
+                    while log.pending:
+                        time.sleep(0.001)
+                        log.flush()
+                log.close()
+                code = 0 if log.dropped == 0 else 3
+            except BaseException:
+                code = 2
+            os._exit(code)
+        pids.append(pid)
+    return pids
+
+
+def _check_lines(lines: list[str], procs: int, turns: int, per_turn: int) -> None:
+    assert len(lines) == procs * turns * per_turn
+    seen = set()
+    for line in lines:
+        head, body = line.split(" ", 4)[:4], line.split(" ", 4)[4]
+        p, t, i, n = int(head[0][1:]), int(head[1][1:]), int(head[2][1:]), int(head[3])
+        assert body == chr(97 + p) * n + " end", f"torn line: {line[:80]!r}..."
+        seen.add((p, t, i))
+    assert len(seen) == procs * turns * per_turn
+
+
+def test_processes_appending_to_one_file_never_interleave(tmp_path):
+    path = tmp_path / "access.log"
+    procs, turns, per_turn = 4, 150, 40            # turns of ~60 KB each
+    pids = _writers(str(path), procs, turns, per_turn)
+    for pid in pids:
+        assert os.waitpid(pid, 0)[1] == 0
+    _check_lines(path.read_text().splitlines(), procs, turns, per_turn)
+
+
+def test_processes_writing_to_one_pipe_never_interleave(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = nonblocking_reader(fifo)
+    procs, turns, per_turn = 4, 60, 40
+    pids = _writers(str(fifo), procs, turns, per_turn)
+    chunks = []
+    running = set(pids)
+    deadline = time.monotonic() + 60
+    while running and time.monotonic() < deadline:
+        chunks.append(drain(r))
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert status == 0
+                running.discard(pid)
+        time.sleep(0.001)
+    assert not running
+    chunks.append(drain(r))
+    os.close(r)
+    _check_lines(b"".join(chunks).decode().splitlines(), procs, turns, per_turn)
