@@ -368,12 +368,18 @@ def _workers(value: Any) -> int:
 
 
 def _cpu_count() -> int:
+    """Cores for workers = "auto": psutil's count, but no more than the CPUs
+    this process may run on (a cpuset, taskset or container limit)."""
     try:
-        import psutil  # optional: counts what the container really has
-        count = psutil.cpu_count()
+        import psutil
+        count = psutil.cpu_count() or 1
     except ImportError:
-        count = os.cpu_count()
-    return count or 1
+        count = os.cpu_count() or 1
+    try:
+        count = min(count, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        pass
+    return max(1, count)
 
 
 def _auth(value: Any) -> tuple[str, str]:
