@@ -276,7 +276,7 @@ class WorkerContext:
         self.shared.sessions = self.sessions
         self.actconn = 0
         self.draining = False
-        self.access = AccessLog(config.log.access)
+        self.access = AccessLog(config.log)
         self.log_format = config.log.format
         workers = config.global_.workers
         self.maxconn = per_worker(config.global_.maxconn, workers)

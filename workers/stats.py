@@ -105,7 +105,7 @@ def proc_info(ctx) -> dict:
         "stopping": 1 if ctx.draining else 0,
         # this worker's dropped access-log lines only: shm has no global count
         "dropped_logs": getattr(ctx.access, "dropped", 0),
-        "listeners": len(cfg.all_binds()),
+        "listeners": len(cfg.all_binds()) * cfg.global_.workers,   # sockets, as the CLI counts
         "ulimit_n": ulimit,
     }
 
