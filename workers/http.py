@@ -34,7 +34,7 @@ import socket
 import time
 
 from farm.logs import httplog_line, json_http_line
-from workers import http1
+from workers import counting, http1
 from workers.http1 import (BODY_NONE, CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
@@ -145,7 +145,7 @@ class Txn:
                  "t_start", "t_head", "t_queue", "t_connect", "t_connected", "t_resp",
                  "status", "bytes_out", "retries", "redispatched", "term", "cc", "cs",
                  "request_line", "close", "tried", "key", "forced_server", "set_cookie",
-                 "sent_request", "resp_started", "req_done", "local", "released")
+                 "sent_request", "resp_started", "req_done", "local", "released", "bytes_in")
 
     def __init__(self, session, req: Request, t_start: float):
         self.session = session
@@ -179,6 +179,7 @@ class Txn:
         self.req_done = False
         self.local = False
         self.released = True        # no server slot held yet
+        self.bytes_in = 0           # request bytes sent to the server
 
     @property
     def dst_port(self) -> int:
@@ -251,6 +252,7 @@ class HttpSession:
                 return
             if data is not None:
                 self.last_c = self.loop.now
+                counting.request_bytes(self.fe, len(data))
                 if self.state == S_TUNNEL:
                     self.tunnel_in(data, from_client=True)
                 else:
@@ -443,6 +445,7 @@ class HttpSession:
     def server_ready(self) -> None:
         """A server connection is usable: send the head; the body follows
         from the request parser at the end of this event."""
+        counting.connect_attempt(self.txn.be, self.txn.srv, ok=True, reused=self.sc.reused)
         self.state = S_SERVER
         self.txn.t_connected = self.loop.now
         self.last_s = self.loop.now
@@ -493,6 +496,7 @@ class HttpSession:
 
     def connect_failed(self, timeout: bool = False) -> None:
         txn = self.txn
+        counting.connect_attempt(txn.be, txn.srv, ok=False)
         self.drop_server_conn()
         txn.tried.add(txn.srv.index)
         self.release_server()
@@ -761,6 +765,7 @@ class HttpSession:
 
     def log_bad_request(self, status: int, reason: str, term: str = "PR--", sent: int = 0) -> None:
         ctx = self.ctx
+        counting.bad_request(self.fe, status, sent)
         if not ctx.access.enabled:
             return
         now = self.loop.now
@@ -892,6 +897,8 @@ class HttpSession:
         if self.wq_s:
             data = b"".join(self.wq_s)
             self.wq_s.clear()
+            if self.txn is not None:
+                self.txn.bytes_in += len(data)
             if self.sc is None:
                 pass  # the server side went away; nothing to send it
             elif self.out_s:
@@ -1165,7 +1172,9 @@ class HttpSession:
         return rec
 
     def log_txn(self, txn: Txn) -> None:
+        """The transaction is over: count it, and log it."""
         ctx = self.ctx
+        counting.http_txn(txn, self.fe, self.loop.now)
         if not ctx.access.enabled:
             return
         rec = self.log_record(txn, self.loop.now)

@@ -24,6 +24,7 @@ import socket
 import time
 
 from farm.logs import json_line, tcplog_line
+from workers import counting
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 
 # Bytes a direction moves by recv/send before switching to splice: below
@@ -171,6 +172,7 @@ class TcpSession:
 
     def connect_failed(self, timeout: bool = False) -> None:
         """Give the server slot back, then retry or give up (SC / sC)."""
+        counting.connect_attempt(self.be, self.srv, ok=False)
         self.drop_server_socket()
         self.tried.add(self.srv.index)
         self.be.release(self.srv)
@@ -189,6 +191,7 @@ class TcpSession:
             self.sfd = -1
 
     def connected(self) -> None:
+        counting.connect_attempt(self.be, self.srv, ok=True)
         loop = self.loop
         self.state = DATA
         self.t_connected = loop.now
@@ -400,6 +403,7 @@ class TcpSession:
         self.be.conns -= 1
         self.fe.conns -= 1
         self.ctx.session_ended(self)
+        counting.tcp_session(self)
         if self.ctx.access.enabled:
             self.log(prev)
 

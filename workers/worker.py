@@ -19,6 +19,7 @@ import sys
 import traceback
 
 from farm import logs, model
+from workers import counting
 from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
 from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
@@ -151,6 +152,7 @@ class Worker:
                     continue  # ECONNABORTED and friends: that client is gone
                 csock.setblocking(False)
                 csock.setsockopt(*nodelay)
+                counting.connection(fe)
                 try:
                     session_class(ctx, fe, csock, caddr)
                 except Exception:

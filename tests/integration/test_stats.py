@@ -160,8 +160,6 @@ def test_stats_formats_over_two_workers(farm_factory, two):
     assert status == 200 and b"F.1.0.0.pxname.1:KNS:str:fe\n" in body
 
 
-@pytest.mark.xfail(reason="workers/http.py does not count requests, responses, bytes and "
-                          "frontend sessions into shm yet (only server stot/lbtot)", strict=False)
 def test_http_counters_reflect_traffic_over_two_workers(farm_factory, two):
     port, sport = free_port(), free_port()
     farm_factory(stats_config(port, sport, list(two)))

@@ -1,0 +1,520 @@
+#!/usr/bin/env python3
+"""farm against HAProxy and nginx, with equal resources, in the same run.
+
+    bench/run [--quick] [SCENARIO...]        (make bench = bench/run)
+    bench/run --list | --show-configs SCENARIO
+
+For each scenario the three proxies (and "direct", the client talking to the
+backend itself: the limit) are started side by side in front of the same
+backend and measured interleaved, round after round (direct farm haproxy
+nginx, direct farm haproxy nginx, ...), so that the noise of a shared
+machine falls on all of them alike. Medians over the rounds are reported,
+with the ratios farm/HAProxy and farm/nginx. Output: a table on stdout, JSON
+and a PNG chart in bench/results/. How and why: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import configs  # noqa: E402
+import load  # noqa: E402
+import proxies  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PROXIES = ["farm", "haproxy", "nginx"]
+LABEL = {"direct": "direct", "farm": "farm", "haproxy": "HAProxy", "nginx": "nginx"}
+NCPU = len(os.sched_getaffinity(0))
+
+
+@dataclass
+class Scenario:
+    name: str
+    number: int
+    title: str
+    kind: str = "load"               # load | idle | fixed
+    processes: int = 1
+    mode: str = "http"
+    path: str = "/"
+    headers: dict = field(default_factory=dict)
+    rules: bool = False
+    access_log: bool = False
+    conns: int = 64
+    metric: str = "rps"              # rps | mbps
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("ka1", 1, "HTTP keep-alive, small responses, 1 process"),
+    Scenario("ka2", 2, f"HTTP keep-alive, small responses, {NCPU} processes (= cores)",
+             processes=NCPU),
+    Scenario("close", 3, "HTTP, a new connection per request, 1 process",
+             headers={"Connection": "close"}),
+    Scenario("rules", 4, "HTTP keep-alive + ACLs, use_backend, set-header, XFF, access log, 1 process",
+             rules=True, access_log=True, path=configs.RULES_PATH),
+    Scenario("tcp1m", 5, "TCP mode, 1 MiB responses (throughput), 1 process",
+             mode="tcp", path="/1m", conns=8, metric="mbps"),
+    Scenario("idle", 6, "idle keep-alive client connections: memory per connection, 1 process",
+             kind="idle"),
+    Scenario("latency", 7, "latency at a fixed request rate, keep-alive, 1 process", kind="fixed",
+             conns=32),
+    Scenario("cpu", 8, "CPU per request (user+sys of all the proxy's processes), 1 process",
+             kind="fixed", conns=32),
+]}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def spread(values):
+    """Half the range over the median: how much the rounds disagree."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    m = statistics.median(values)
+    return (max(values) - min(values)) / 2 / m if m else None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.workdir = tempfile.mkdtemp(prefix="farm-bench-",
+                                        dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        os.chmod(self.workdir, 0o755)
+        self.backend = proxies.Backend(self.workdir, processes=NCPU)
+        self.results: dict = {}
+        self.configs_used: dict[str, str] = {}
+        self.stream = configs.have_nginx_stream()
+
+    # -- helpers --
+    def spec(self, sc: Scenario, port: int, tag: str) -> configs.Spec:
+        access = f"{self.workdir}/{tag}-{port}-access.log" if sc.access_log else None
+        return configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
+                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access)
+
+    def targets(self, sc: Scenario) -> list[str]:
+        names = ["direct"] + PROXIES
+        if sc.mode == "tcp" and not self.stream:
+            names.remove("nginx")
+        if sc.kind == "idle":
+            names.remove("direct")
+        return names
+
+    def start(self, sc: Scenario, name: str) -> proxies.Proc:
+        p = proxies.make(name, self.workdir)
+        p.start(self.spec(sc, proxies.free_port(), name), probe_path=sc.path)
+        if p.config_text:
+            self.configs_used[f"{sc.name}/{name}{Path(p.config_path).suffix}"] = p.config_text
+        return p
+
+    def script(self, sc: Scenario, rate: float = 0) -> str:
+        return load.write_script(f"{self.workdir}/{sc.name}-{int(rate)}.lua", sc.headers, rate)
+
+    def one_load(self, sc: Scenario, p: proxies.Proc, seconds: float, script: str) -> dict:
+        cpu0 = p.cpu_seconds() if p.name != "direct" else None
+        r = load.wrk(p.port, sc.path, seconds, sc.conns, script)
+        if cpu0 is not None:
+            r["cpu_s"] = p.cpu_seconds() - cpu0
+            r["cpu_us_per_req"] = r["cpu_s"] / r["requests"] * 1e6 if r["requests"] else None
+        if r.get("lat_p50_us") is not None:
+            r["lat_p50_ms"] = r["lat_p50_us"] / 1000
+            r["lat_p99_ms"] = r["lat_p99_us"] / 1000
+            r["lat_p999_ms"] = r["lat_p999_us"] / 1000
+        return r
+
+    # -- scenario kinds --
+    def run_load(self, sc: Scenario, rate: float = 0) -> dict:
+        a = self.args
+        names = self.targets(sc)
+        procs: dict[str, proxies.Proc] = {}
+        out: dict = {"targets": {}}
+        try:
+            for n in names:
+                try:
+                    procs[n] = self.start(sc, n)
+                except Exception as e:          # noqa: BLE001 (reported, the others go on)
+                    log(f"  {n}: failed to start: {e}")
+                    out["targets"][n] = {"error": f"start: {e}", "runs": []}
+            script = self.script(sc, rate)
+            for n, p in procs.items():           # warm-up, not measured
+                load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
+            for rnd in range(a.rounds):
+                for n, p in procs.items():
+                    t = out["targets"].setdefault(n, {"runs": []})
+                    if p.popen is not None and p.popen.poll() is not None:
+                        t["error"] = f"exited with {p.popen.returncode} during the run"
+                        continue
+                    try:
+                        r = self.one_load(sc, p, a.duration, script)
+                    except Exception as e:      # noqa: BLE001
+                        t.setdefault("failures", []).append(str(e))
+                        log(f"  [{sc.name}] round {rnd + 1} {n}: {e}")
+                        continue
+                    t["runs"].append(r)
+                    cpu = r.get("cpu_us_per_req")
+                    log(f"  [{sc.name}] round {rnd + 1}/{a.rounds} {n:8} {r['rps']:10,.0f} req/s"
+                        f" {r['mbps']:8,.1f} MB/s  p50 {r['lat_p50_us'] / 1000:6.2f} ms"
+                        f"  p99 {r['lat_p99_us'] / 1000:6.2f} ms"
+                        + (f"  cpu {cpu:7.1f} us/req" if cpu else "")
+                        + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
+        finally:
+            for p in procs.values():
+                p.stop()
+        for n, t in out["targets"].items():
+            runs = t["runs"]
+            t["median"] = {k: median([r.get(k) for r in runs]) for k in
+                           ("rps", "mbps", "cpu_us_per_req", "lat_p50_ms", "lat_p99_ms",
+                            "lat_p999_ms")}
+            t["spread"] = {k: spread([r.get(k) for r in runs]) for k in ("rps", "mbps", "cpu_us_per_req")}
+            t["errors"] = sum(r["errors"] for r in runs)
+        if rate:
+            out["rate"] = rate
+            for n, t in out["targets"].items():
+                got = t["median"]["rps"]
+                t["sustained"] = bool(got and got >= 0.95 * rate)
+        return out
+
+    def run_idle(self, sc: Scenario) -> dict:
+        a = self.args
+        out: dict = {"targets": {}, "connections": a.idle_conns}
+        warm = self.script(sc)
+        for rnd in range(a.idle_rounds):
+            for n in self.targets(sc):
+                t = out["targets"].setdefault(n, {"runs": []})
+                try:
+                    p = self.start(sc, n)
+                except Exception as e:          # noqa: BLE001
+                    t["error"] = f"start: {e}"
+                    log(f"  {n}: failed to start: {e}")
+                    continue
+                client = None
+                try:
+                    load.wrk(p.port, sc.path, a.warmup, 64, warm)
+                    time.sleep(0.5)
+                    rss0, fds0 = p.rss_bytes(), p.num_fds()
+                    client = load.IdleClient(p.port, a.idle_conns)
+                    opened = client.opened()
+                    time.sleep(1.0)
+                    rss1, fds1 = p.rss_bytes(), p.num_fds()
+                    still = client.check()["still_open"]
+                    r = {"rss_before": rss0, "rss_after": rss1, "fds_before": fds0, "fds_after": fds1,
+                         "open": opened["open"], "open_errors": opened["errors"],
+                         "first_errors": opened["first_errors"], "open_seconds": opened["seconds"],
+                         "still_open": still,
+                         "kib_per_conn": (rss1 - rss0) / 1024 / opened["open"] if opened["open"] else None}
+                    t["runs"].append(r)
+                    log(f"  [idle] round {rnd + 1}/{a.idle_rounds} {n:8} {opened['open']} open"
+                        f" ({opened['errors']} errors) in {opened['seconds']} s,"
+                        f" RSS {rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB,"
+                        f" {r['kib_per_conn'] or 0:.2f} KiB/conn, fds {fds0} -> {fds1},"
+                        f" still open {still}")
+                except Exception as e:          # noqa: BLE001
+                    t.setdefault("failures", []).append(str(e))
+                    log(f"  [idle] {n}: {e}")
+                finally:
+                    if client:
+                        client.close()
+                    p.stop()
+        for t in out["targets"].values():
+            t["median"] = {"kib_per_conn": median([r["kib_per_conn"] for r in t["runs"]]),
+                           "rss_before_mib": median([r["rss_before"] / 2**20 for r in t["runs"]])}
+            t["spread"] = {"kib_per_conn": spread([r["kib_per_conn"] for r in t["runs"]])}
+            t["errors"] = sum(r["open_errors"] + (r["open"] - r["still_open"]) for r in t["runs"])
+        return out
+
+    # -- the whole run --
+    def run(self, names: list[str]) -> dict:
+        a = self.args
+        self.backend.start_backend()
+        started = dt.datetime.now()
+        meta = {
+            "started": started.isoformat(timespec="seconds"),
+            "quick": a.quick, "rounds": a.rounds, "seconds_per_run": a.duration,
+            "warmup_s": a.warmup, "idle_connections": a.idle_conns, "idle_rounds": a.idle_rounds,
+            "fixed_rate": a.rate, "cpus": NCPU, "loadavg_start": os.getloadavg(),
+            "versions": versions(), "nginx_stream_module": self.stream,
+            "backend": {"servers": self.backend.ports, "nginx_workers": NCPU,
+                        "response_body_bytes": len(configs.RESPONSE_BODY)},
+        }
+        fixed_done = None
+        for name in names:
+            sc = SCENARIOS[name]
+            log(f"== {sc.number}. {sc.name}: {sc.title}")
+            t0 = time.monotonic()
+            if sc.kind == "load":
+                res = self.run_load(sc)
+            elif sc.kind == "idle":
+                res = self.run_idle(sc)
+            else:                         # latency and cpu share one set of fixed-rate runs
+                if fixed_done is None:
+                    fixed_done = self.run_load(sc, rate=a.rate)
+                res = fixed_done
+            res = dict(res, title=sc.title, number=sc.number, seconds=round(time.monotonic() - t0, 1))
+            self.results[name] = res
+        meta["loadavg_end"] = os.getloadavg()
+        meta["elapsed_s"] = round((dt.datetime.now() - started).total_seconds(), 1)
+        return {"meta": meta, "scenarios": self.results}
+
+    def close(self) -> None:
+        self.backend.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def versions() -> dict:
+    def first_line(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return None
+    farm = re.search(r'__version__\s*=\s*"([^"]+)"', (ROOT / "farm/__init__.py").read_text())
+    commit = None
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"farm": farm.group(1) if farm else None, "farm_commit": commit,
+            "python": sys.version.split()[0],
+            "haproxy": first_line([proxies.HAPROXY, "-v"]), "nginx": first_line([proxies.NGINX, "-v"]),
+            "wrk": first_line([load.WRK, "--version"]), "kernel": os.uname().release}
+
+
+# -- the report ---------------------------------------------------------------
+
+def rows(results: dict) -> list[dict]:
+    """One row per (scenario, metric): values per target and the ratios."""
+    out = []
+
+    def add(name, metric, key, fmt, better, targets=None, note=""):
+        res = results[name]
+        row = {"scenario": name, "number": res["number"], "metric": metric, "key": key,
+               "better": better, "fmt": fmt, "values": {}, "spread": {}, "flags": {}, "note": note}
+        for n, t in (targets or res["targets"]).items():
+            row["values"][n] = t.get("median", {}).get(key)
+            row["spread"][n] = t.get("spread", {}).get(key)
+            flags = []
+            if t.get("error"):
+                flags.append("failed")
+            if t.get("errors"):
+                flags.append(f"{t['errors']} errors")
+            if "sustained" in t and not t["sustained"]:
+                flags.append("rate not sustained")
+            row["flags"][n] = flags
+        f = row["values"].get("farm")
+        for other in ("haproxy", "nginx"):
+            o = row["values"].get(other)
+            row[f"farm/{other}"] = f / o if f and o else None
+        out.append(row)
+
+    for name in results:
+        res = results[name]
+        if name in ("ka1", "ka2", "close", "rules"):
+            add(name, "req/s", "rps", "{:,.0f}", "higher")
+            add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
+        elif name == "tcp1m":
+            add(name, "MB/s", "mbps", "{:,.0f}", "higher")
+            add(name, "CPU us/MiB", "cpu_us_per_req", "{:,.0f}", "lower")
+        elif name == "idle":
+            add(name, f"KiB/conn ({res['connections']:,})", "kib_per_conn", "{:,.2f}", "lower")
+        elif name == "latency":
+            add(name, f"p50 ms @{res['rate']:,.0f}/s", "lat_p50_ms", "{:,.3f}", "lower")
+            add(name, f"p99 ms @{res['rate']:,.0f}/s", "lat_p99_ms", "{:,.3f}", "lower")
+        elif name == "cpu":
+            add(name, f"CPU us/req @{res['rate']:,.0f}/s", "cpu_us_per_req", "{:,.1f}", "lower")
+            if "ka1" in results:
+                add("ka1", "CPU us/req saturated", "cpu_us_per_req", "{:,.1f}", "lower",
+                    note="from scenario 1")
+                out[-1]["scenario"] = "cpu"
+                out[-1]["number"] = 8
+    return out
+
+
+def table(result: dict) -> str:
+    meta = result["meta"]
+    rs = rows(result["scenarios"])
+    cols = ["direct"] + PROXIES
+    head = (f"{'#':>1} {'scenario':8} {'metric':22}" + "".join(f"{LABEL[c]:>15}" for c in cols)
+            + f"{'farm/HAProxy':>14}{'farm/nginx':>12}")
+    lines = [head, "-" * len(head)]
+    notes = []
+    for r in rs:
+        cells = []
+        for c in cols:
+            v = r["values"].get(c)
+            if v is None:
+                cells.append(f"{'-':>15}")
+                continue
+            s = r["fmt"].format(v)
+            sp = r["spread"].get(c)
+            if sp is not None and sp >= 0.005:
+                s += f" ±{sp * 100:.0f}%"
+            if r["flags"].get(c):
+                s += "!"
+                notes.append(f"{r['scenario']} {r['metric']} {LABEL[c]}: {', '.join(r['flags'][c])}")
+            cells.append(f"{s:>15}")
+        ratios = "".join(f"{(format(r[k], '.2f') if r[k] else '-'):>{w}}"
+                         for k, w in (("farm/haproxy", 14), ("farm/nginx", 12)))
+        lines.append(f"{r['number']:>1} {r['scenario']:8} {r['metric']:22}" + "".join(cells) + ratios)
+    lines.append("")
+    lines.append(f"medians of {meta['rounds']} rounds x {meta['seconds_per_run']} s per target "
+                 f"(idle: {meta['idle_rounds']} rounds); ±x% = half the range of the rounds; "
+                 f"{meta['cpus']} CPUs, load average {meta['loadavg_start'][0]:.1f} at start, "
+                 f"{meta['loadavg_end'][0]:.1f} at end; wrk -t1; {meta['elapsed_s']:.0f} s in all")
+    lines.append("higher is better: req/s, MB/s; lower is better: CPU, KiB/conn, latency. "
+                 "direct = the client on the backend itself (the limit).")
+    if not meta["nginx_stream_module"] and "tcp1m" in result["scenarios"]:
+        lines.append("nginx has no stream module here: the TCP scenario compares farm and HAProxy only.")
+    for n in notes:
+        lines.append("! " + n)
+    return "\n".join(lines)
+
+
+def chart(result: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed: no chart (bench/run installs it into .venv)")
+        return False
+    rs = rows(result["scenarios"])
+    groups = [[r for r in rs if r["better"] == "higher"], [r for r in rs if r["better"] == "lower"]]
+    groups = [g for g in groups if g]
+    if not groups:
+        return False
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 5.5), squeeze=False)
+    titles = {"higher": "throughput: farm ÷ other (above 1: farm is faster)",
+              "lower": "cost: farm ÷ other (above 1: farm uses more / is slower)"}
+    for ax, g in zip(axes[0], groups):
+        labels = [f"{r['number']}. {r['scenario']}\n{r['metric']}" for r in g]
+        xs = range(len(g))
+        w = 0.38
+        for i, (other, color) in enumerate((("haproxy", "#1f77b4"), ("nginx", "#2ca02c"))):
+            vals = [r[f"farm/{other}"] or 0 for r in g]
+            bars = ax.bar([x + (i - 0.5) * w for x in xs], vals, w, label=f"farm ÷ {LABEL[other]}",
+                          color=color)
+            for b, v in zip(bars, vals):
+                if v:
+                    ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), ha="center",
+                                va="bottom", fontsize=7)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
+        ax.set_title(titles[g[0]["better"]], fontsize=10)
+        if g[0]["better"] == "lower":
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    m = result["meta"]
+    fig.suptitle(f"farm vs HAProxy vs nginx, {m['started']}, {m['cpus']} CPUs, "
+                 f"{m['rounds']}x{m['seconds_per_run']}s medians"
+                 + (" (quick)" if m["quick"] else "") + " - shared machine, noisy", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# -- main ---------------------------------------------------------------------
+
+def raise_nofile(want: int = 200000) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def show_configs(name: str) -> None:
+    sc = SCENARIOS[name]
+    spec = configs.Spec(port=8000, servers=[("127.0.0.1", 8001), ("127.0.0.1", 8002)],
+                        workdir="/dev/shm/farm-bench-XXXX", processes=sc.processes, mode=sc.mode,
+                        rules=sc.rules,
+                        access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None)
+    for title, text in (("farm.toml", configs.farm_config(spec)),
+                        ("haproxy.cfg", configs.haproxy_config(spec)),
+                        ("nginx.conf", configs.nginx_config(spec, "nginx-proxy"))):
+        print(f"# ---- {title} ({name}) ----\n{text}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                    help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    ap.add_argument("--quick", action="store_true", help="about 2 minutes: 2 rounds x 2 s, 2,000 idle conns")
+    ap.add_argument("--rounds", type=int, help="rounds per scenario (default 3, quick 2)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5, quick 2)")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured warm-up per target")
+    ap.add_argument("--idle-conns", type=int, help="idle connections (default 10000, quick 2000)")
+    ap.add_argument("--idle-rounds", type=int, help="rounds of the idle scenario (default 2, quick 1)")
+    ap.add_argument("--rate", type=float, default=1000, help="requests/s of the fixed-rate scenarios")
+    ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON and the chart")
+    ap.add_argument("--list", action="store_true", help="list the scenarios")
+    ap.add_argument("--show-configs", metavar="SCENARIO", help="print the three proxies' configs")
+    a = ap.parse_args(argv)
+    if a.list:
+        for s in SCENARIOS.values():
+            print(f"{s.number}. {s.name:8} {s.title}")
+        return 0
+    if a.show_configs:
+        show_configs(a.show_configs)
+        return 0
+    unknown = [s for s in a.scenarios if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    names = [s for s in SCENARIOS if s in a.scenarios] if a.scenarios else list(SCENARIOS)
+    a.rounds = a.rounds or (2 if a.quick else 3)
+    a.duration = a.duration or (2 if a.quick else 5)
+    a.idle_conns = a.idle_conns or (2000 if a.quick else 10000)
+    a.idle_rounds = a.idle_rounds or (1 if a.quick else 2)
+    for tool in (proxies.HAPROXY, proxies.NGINX, load.WRK):
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"{tool} is missing: run bench/run (it installs haproxy, nginx-light and wrk)")
+    raise_nofile()
+    bench = Bench(a)
+    try:
+        result = bench.run(names)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        bench.close()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    result["configs"] = bench.configs_used
+    result["table"] = rows(result["scenarios"])
+    text = table(result)
+    (out / f"bench-{stamp}.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / f"bench-{stamp}.txt").write_text(text + "\n")
+    png = out / f"bench-{stamp}.png"
+    drew = chart(result, png)
+    print(text)
+    print(f"\nresults: {out / f'bench-{stamp}.json'}" + (f", chart: {png}" if drew else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

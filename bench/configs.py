@@ -1,0 +1,320 @@
+"""The configurations of the benchmark, written side by side.
+
+One Spec describes what a scenario asks of a proxy (processes, mode, rules,
+access log); farm_config(), haproxy_config() and nginx_config() turn it into
+each proxy's own language, equivalently (bench/README.md explains each
+choice). backend_config() is the nginx that plays the two servers.
+
+`bench/run --show-configs SCENARIO` prints the three files of a scenario.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+# The same values in all three proxies (HAProxy's names).
+TIMEOUT_CONNECT = "5s"
+TIMEOUT_CLIENT = "30s"
+TIMEOUT_SERVER = "30s"
+TIMEOUT_HTTP_REQUEST = "10s"
+TIMEOUT_KEEP_ALIVE = "60s"      # long enough for the idle-connection scenario
+MAXCONN = 50000                 # per proxy; nginx: worker_connections per worker
+NGINX_UPSTREAM_IDLE = 512       # nginx `keepalive N`: idle server connections per worker
+RESPONSE_BODY = "farm bench backend: a small fixed response of 64 bytes.........\n"
+assert len(RESPONSE_BODY) == 64
+BIG_SIZE = 1 << 20              # the 1 MiB response of the TCP scenario
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+# The rule set of the "rules" scenario, in HAProxy's words. The request path
+# of that scenario (/api/v1/items?id=42) evaluates the deny rule (admin is
+# false), the set-header, and the first use_backend (api).
+ACLS = {
+    "api": "path_beg /api/",
+    "static": "path_end .css .js .png .jpg",
+    "admin": "path_beg /admin",
+    "internal": "src 127.0.0.0/8 10.0.0.0/8",
+}
+RULES_PATH = "/api/v1/items?id=42"
+
+
+@dataclass
+class Spec:
+    """What a scenario asks of every proxy."""
+
+    port: int                          # where the proxy listens (127.0.0.1)
+    servers: list[tuple[str, int]]     # the backend servers
+    workdir: str
+    processes: int = 1                 # farm workers / HAProxy threads / nginx workers
+    mode: str = "http"                 # "http" | "tcp"
+    rules: bool = False                # ACLs, use_backend, set-header, X-Forwarded-For
+    access_log: str | None = None      # a file path, or None for no access log
+    extra: dict = field(default_factory=dict)
+
+
+def have_nginx_stream() -> bool:
+    return os.path.exists(NGINX_STREAM_MODULE)
+
+
+# -- farm ---------------------------------------------------------------------
+
+def farm_config(s: Spec) -> str:
+    out = [f"""\
+[global]
+workers = {s.processes}
+maxconn = {MAXCONN}
+hard_stop_after = "3s"
+
+[log]
+events = "{s.workdir}/farm-events.log"
+level = "warning"
+access = "{s.access_log or 'off'}"
+format = "{'httplog' if s.mode == 'http' else 'tcplog'}"
+
+[defaults]
+mode = "{s.mode}"
+retries = 3
+redispatch = true
+"""]
+    if s.mode == "http":
+        out.append('http_reuse = "always"\n')
+    out.append(f"""
+[defaults.timeout]
+connect = "{TIMEOUT_CONNECT}"
+client = "{TIMEOUT_CLIENT}"
+server = "{TIMEOUT_SERVER}"
+http_request = "{TIMEOUT_HTTP_REQUEST}"
+http_keep_alive = "{TIMEOUT_KEEP_ALIVE}"
+
+[frontends.fe]
+bind = "127.0.0.1:{s.port}"
+default_backend = "app"
+""")
+    backends = ["app"]
+    if s.rules:
+        backends += ["api", "static"]
+        out.append("option_forwardfor = true\n\n[frontends.fe.acl]\n")
+        out += [f'{name} = "{line}"\n' for name, line in ACLS.items()]
+        out.append("""
+[[frontends.fe.http_request]]
+action = "deny"
+if = "admin !internal"
+
+[[frontends.fe.http_request]]
+action = "set-header"
+name = "X-Forwarded-Proto"
+value = "http"
+
+[[frontends.fe.use_backend]]
+backend = "api"
+if = "api"
+
+[[frontends.fe.use_backend]]
+backend = "static"
+if = "static"
+""")
+    for be in backends:
+        out.append(f'\n[backends.{be}]\nbalance = "roundrobin"\n')
+        for i, (host, port) in enumerate(s.servers, 1):
+            out.append(f'[[backends.{be}.servers]]\nname = "s{i}"\naddress = "{host}:{port}"\n')
+    return "".join(out)
+
+
+# -- HAProxy ------------------------------------------------------------------
+
+def haproxy_config(s: Spec) -> str:
+    log = s.access_log is not None
+    out = [f"""\
+global
+    nbthread {s.processes}
+    maxconn {MAXCONN}
+"""]
+    if log:
+        # HAProxy writes a file only through syslog; `log stdout` with the
+        # process's stdout redirected to the file is the direct equivalent.
+        out.append("    log stdout format raw local0\n")
+    out.append(f"""
+defaults
+    mode {s.mode}
+    retries 3
+    option redispatch
+    timeout connect {TIMEOUT_CONNECT}
+    timeout client {TIMEOUT_CLIENT}
+    timeout server {TIMEOUT_SERVER}
+""")
+    if s.mode == "http":
+        out.append(f"""\
+    timeout http-request {TIMEOUT_HTTP_REQUEST}
+    timeout http-keep-alive {TIMEOUT_KEEP_ALIVE}
+    http-reuse always
+""")
+    else:
+        # farm moves bulk TCP data with splice(); this is HAProxy's switch for it.
+        out.append("    option splice-auto\n")
+    if log:
+        out.append("    log global\n    option {}\n".format("httplog" if s.mode == "http" else "tcplog"))
+    out.append(f"""
+frontend fe
+    bind 127.0.0.1:{s.port}
+""")
+    backends = ["app"]
+    if s.rules:
+        backends += ["api", "static"]
+        out += [f"    acl {name} {line}\n" for name, line in ACLS.items()]
+        out.append("""\
+    http-request deny if admin !internal
+    http-request set-header X-Forwarded-Proto http
+    option forwardfor
+    use_backend api if api
+    use_backend static if static
+""")
+    out.append("    default_backend app\n")
+    for be in backends:
+        out.append(f"\nbackend {be}\n    balance roundrobin\n")
+        for i, (host, port) in enumerate(s.servers, 1):
+            out.append(f"    server s{i} {host}:{port}\n")
+    return "".join(out)
+
+
+# -- nginx as the proxy -------------------------------------------------------
+
+def _nginx_main(s: Spec, name: str, stream: bool = False) -> str:
+    load = f"load_module {NGINX_STREAM_MODULE};\n" if stream else ""
+    return f"""\
+{load}worker_processes {s.processes};
+worker_rlimit_nofile {4 * MAXCONN};
+user root;
+pid {s.workdir}/{name}.pid;
+error_log {s.workdir}/{name}-error.log warn;
+
+events {{
+    worker_connections {MAXCONN};
+}}
+"""
+
+
+def _nginx_temp_paths(s: Spec, name: str) -> str:
+    t = f"{s.workdir}/{name}-tmp"
+    return "".join(f"    {k}_temp_path {t}/{k};\n"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def nginx_config(s: Spec, name: str = "nginx-proxy") -> str:
+    if s.mode == "tcp":
+        ups = "".join(f"        server {h}:{p};\n" for h, p in s.servers)
+        return _nginx_main(s, name, stream=True) + f"""
+stream {{
+    upstream app {{
+{ups}    }}
+    server {{
+        listen 127.0.0.1:{s.port} reuseport;
+        proxy_pass app;
+        proxy_connect_timeout {TIMEOUT_CONNECT};
+        proxy_timeout {TIMEOUT_CLIENT};
+        proxy_next_upstream on;
+        proxy_next_upstream_tries 4;
+    }}
+}}
+"""
+    backends = ["app", "api", "static"] if s.rules else ["app"]
+    upstreams = []
+    for be in backends:
+        ups = "".join(f"        server {h}:{p};\n" for h, p in s.servers)
+        upstreams.append(f"""
+    upstream {be} {{
+{ups}        keepalive {NGINX_UPSTREAM_IDLE};
+        keepalive_requests 1000000;
+        keepalive_timeout {TIMEOUT_KEEP_ALIVE};
+    }}
+""")
+    if s.access_log:
+        log = (f"    log_format httplog '$remote_addr:$remote_port [$time_local] fe "
+               f"$upstream_addr $request_time $status $body_bytes_sent \"$request\"';\n"
+               f"    access_log {s.access_log} httplog;\n")
+    else:
+        log = "    access_log off;\n"
+    if s.rules:
+        locations = """
+        proxy_set_header X-Forwarded-Proto http;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        location /admin {
+            if ($internal = 0) { return 403; }
+            proxy_pass http://app;
+        }
+        location /api/ {
+            proxy_pass http://api;
+        }
+        location ~ \\.(css|js|png|jpg)$ {
+            proxy_pass http://static;
+        }
+        location / {
+            proxy_pass http://app;
+        }
+"""
+        geo = """
+    geo $internal {
+        default 0;
+        127.0.0.0/8 1;
+        10.0.0.0/8 1;
+    }
+"""
+    else:
+        locations = """
+        location / {
+            proxy_pass http://app;
+        }
+"""
+        geo = ""
+    return _nginx_main(s, name) + f"""
+http {{
+{log}{_nginx_temp_paths(s, name)}
+    keepalive_timeout {TIMEOUT_KEEP_ALIVE};
+    keepalive_requests 1000000;
+    client_header_timeout {TIMEOUT_HTTP_REQUEST};
+    client_body_timeout {TIMEOUT_CLIENT};
+    send_timeout {TIMEOUT_CLIENT};
+
+    proxy_connect_timeout {TIMEOUT_CONNECT};
+    proxy_read_timeout {TIMEOUT_SERVER};
+    proxy_send_timeout {TIMEOUT_SERVER};
+    proxy_next_upstream error timeout;
+    proxy_next_upstream_tries 4;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+{"".join(upstreams)}{geo}
+    server {{
+        listen 127.0.0.1:{s.port} reuseport;
+{locations}    }}
+}}
+"""
+
+
+# -- the backend: nginx playing two servers -----------------------------------
+
+def backend_config(workdir: str, ports: list[int], processes: int, big_file: str) -> str:
+    servers = []
+    for i, port in enumerate(ports, 1):
+        servers.append(f"""
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location / {{
+            return 200 "{RESPONSE_BODY.rstrip(chr(10))}\\n";
+        }}
+        location = /1m {{
+            alias {big_file};
+        }}
+    }}
+""")
+    s = Spec(port=0, servers=[], workdir=workdir, processes=processes)
+    return _nginx_main(s, "backend") + f"""
+http {{
+    access_log off;
+{_nginx_temp_paths(s, "backend")}
+    default_type text/plain;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    sendfile on;
+    tcp_nopush on;
+{"".join(servers)}}}
+"""
