@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from farm import __version__, confdiff, loader, logs, model, shm
+from farm import __release_date__, __version__, confdiff, loader, logs, model, shm
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -46,7 +46,6 @@ STABLE_AFTER = 10.0          # a worker alive this long resets its slot's back-o
 KILL_GRACE = 1.0             # seconds after hard_stop_after before SIGKILL
 READY_TIMEOUT = 30.0         # a reload whose workers are not ready by then fails
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
-RELEASE_DATE = "2026/11/20"
 
 
 class MasterError(Exception):
@@ -180,7 +179,7 @@ class Master:
         self.exit_code = 0
         self.started = time.time()
         self.version = __version__
-        self.release_date = RELEASE_DATE
+        self.release_date = __release_date__
         self.admin: AdminServer | None = None
         self.last_reload_errors: list[str] = []
         self.reload_again = False                 # a reload was asked during a reload

@@ -252,7 +252,8 @@ class Bench:
             "started": started.isoformat(timespec="seconds"),
             "quick": a.quick, "rounds": a.rounds, "seconds_per_run": a.duration,
             "warmup_s": a.warmup, "idle_connections": a.idle_conns, "idle_rounds": a.idle_rounds,
-            "fixed_rate": a.rate, "cpus": NCPU, "loadavg_start": os.getloadavg(),
+            "fixed_rate": a.rate, "cpus": NCPU, "rlimit_nofile": configs.FD_BUDGET,
+            "maxconn": configs.MAXCONN, "loadavg_start": os.getloadavg(),
             "versions": versions(), "nginx_stream_module": self.stream,
             "backend": {"servers": self.backend.ports, "nginx_workers": NCPU,
                         "response_body_bytes": len(configs.RESPONSE_BODY)},
@@ -438,12 +439,17 @@ def chart(result: dict, path: Path) -> bool:
 
 # -- main ---------------------------------------------------------------------
 
-def raise_nofile(want: int = 200000) -> None:
+def raise_nofile(want: int = 200000) -> int:
+    """Raise RLIMIT_NOFILE (inherited by every process started here) as far
+    as allowed: beyond the hard limit needs CAP_SYS_RESOURCE, which a
+    container may not grant. Returns the limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
     except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if hard != resource.RLIM_INFINITY:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def show_configs(name: str) -> None:
@@ -467,7 +473,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default 3, quick 2)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5, quick 2)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured warm-up per target")
-    ap.add_argument("--idle-conns", type=int, help="idle connections (default 10000, quick 2000)")
+    ap.add_argument("--idle-conns", type=int,
+                    help="idle connections (default 10000, or less when RLIMIT_NOFILE bites; quick 2000)")
     ap.add_argument("--idle-rounds", type=int, help="rounds of the idle scenario (default 2, quick 1)")
     ap.add_argument("--rate", type=float, default=1000, help="requests/s of the fixed-rate scenarios")
     ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON and the chart")
@@ -487,12 +494,17 @@ def main(argv=None) -> int:
     names = [s for s in SCENARIOS if s in a.scenarios] if a.scenarios else list(SCENARIOS)
     a.rounds = a.rounds or (2 if a.quick else 3)
     a.duration = a.duration or (2 if a.quick else 5)
-    a.idle_conns = a.idle_conns or (2000 if a.quick else 10000)
     a.idle_rounds = a.idle_rounds or (1 if a.quick else 2)
     for tool in (proxies.HAPROXY, proxies.NGINX, load.WRK):
         if not os.access(tool, os.X_OK):
             sys.exit(f"{tool} is missing: run bench/run (it installs haproxy, nginx-light and wrk)")
-    raise_nofile()
+    nofile = raise_nofile()
+    configs.set_fd_budget(nofile)
+    if not a.idle_conns:
+        # 10,000 unless the fd budget bites: HAProxy holds at most MAXCONN
+        # clients (it reserves a server fd for each), and the pool of server
+        # connections needs a few hundred more.
+        a.idle_conns = 2000 if a.quick else min(10000, (configs.MAXCONN - 500) // 1000 * 1000)
     bench = Bench(a)
     try:
         result = bench.run(names)

@@ -19,7 +19,14 @@ TIMEOUT_CLIENT = "30s"
 TIMEOUT_SERVER = "30s"
 TIMEOUT_HTTP_REQUEST = "10s"
 TIMEOUT_KEEP_ALIVE = "60s"      # long enough for the idle-connection scenario
-MAXCONN = 50000                 # per proxy; nginx: worker_connections per worker
+# Connection limits come from one file-descriptor budget, the same for all:
+# RLIMIT_NOFILE (20000 on the reference machine, and root cannot raise it
+# there). HAProxy reserves two fds per connection (client + server) and
+# refuses to start when maxconn * 2 does not fit, so maxconn is half the
+# budget for HAProxy and farm; nginx's worker_connections counts client and
+# server connections alike, so it gets the whole budget. See set_fd_budget().
+FD_BUDGET = 20000
+MAXCONN = 9900
 NGINX_UPSTREAM_IDLE = 512       # nginx `keepalive N`: idle server connections per worker
 RESPONSE_BODY = "farm bench backend: a small fixed response of 64 bytes.........\n"
 assert len(RESPONSE_BODY) == 64
@@ -50,6 +57,13 @@ class Spec:
     rules: bool = False                # ACLs, use_backend, set-header, X-Forwarded-For
     access_log: str | None = None      # a file path, or None for no access log
     extra: dict = field(default_factory=dict)
+
+
+def set_fd_budget(nofile: int) -> None:
+    """Size every connection limit from the fds a process may open."""
+    global FD_BUDGET, MAXCONN
+    FD_BUDGET = min(nofile, 200000)
+    MAXCONN = (FD_BUDGET - 200) // 2
 
 
 def have_nginx_stream() -> bool:
@@ -182,13 +196,13 @@ def _nginx_main(s: Spec, name: str, stream: bool = False) -> str:
     load = f"load_module {NGINX_STREAM_MODULE};\n" if stream else ""
     return f"""\
 {load}worker_processes {s.processes};
-worker_rlimit_nofile {4 * MAXCONN};
+worker_rlimit_nofile {FD_BUDGET};
 user root;
 pid {s.workdir}/{name}.pid;
 error_log {s.workdir}/{name}-error.log warn;
 
 events {{
-    worker_connections {MAXCONN};
+    worker_connections {FD_BUDGET - 100};
 }}
 """
 

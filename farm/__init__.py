@@ -5,3 +5,4 @@ loader, logging, the CLI. It never imports workers/ (see DESIGN.md).
 """
 
 __version__ = "0.1.0"
+__release_date__ = "2026/11/20"

@@ -329,7 +329,8 @@ class AdminServer:
             "pid": os.getpid(), "start_time": m.started, "workers": cfg.global_.workers,
             "maxconn": cfg.global_.maxconn, "node": cfg.global_.node or socket.gethostname(),
             "version": m.version, "release_date": m.release_date,
-            "stopping": 1 if m.stopping else 0, "dropped_logs": 0,
+            "stopping": 1 if m.stopping else 0,
+            "dropped_logs": m.table.read_row(shm.PROCESS_ROW)["dropped_logs"],
             "listeners": sum(len(s) for s in m.current.listeners.values()),
             "generation": m.generation,
         }
@@ -384,6 +385,8 @@ class AdminServer:
         t = self.master.table
         lines = []
         for key in t.layout.rows:
+            if key == shm.PROCESS_ROW:
+                continue
             row = t.read_row(key)
             name = "/".join(key[1:])
             kind = {"fe": "frontend", "be": "backend", "srv": "server"}[key[0]]

@@ -61,6 +61,22 @@ interval = "2s"
 {servers}"""
 
 
+def wait_listening(ports: list[int], timeout: float = 10.0) -> None:
+    """Wait until the demo backends accept connections, so that farm's first
+    requests do not meet a refused connect."""
+    import time
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+
+
 def _die_with_parent() -> None:
     try:
         import prctl
@@ -84,6 +100,7 @@ def run(args) -> int:
     argv = [sys.executable, "-m", "farm.demo"] + [f"{name}:{bport}" for name, bport, _ in backends]
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     child = subprocess.Popen(argv, preexec_fn=_die_with_parent, env=env)
+    wait_listening([bport for _, bport, _ in backends])
     tmp = tempfile.mkdtemp(prefix="farm-demo-")
     path = os.path.join(tmp, "farm.toml")
     with open(path, "w") as f:

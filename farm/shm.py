@@ -76,7 +76,7 @@ CNT_NAMES = (
     "wretr", "wredis", "req_tot", "hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx",
     "hrsp_5xx", "hrsp_other", "cli_abrt", "srv_abrt", "lbtot", "qcur", "qmax",
     "qtime_sum", "ctime_sum", "rtime_sum", "ttime_sum", "timed", "lastsess",
-    "conn_tot", "reuse", "connect", "intercepted", "denied_conn",
+    "conn_tot", "reuse", "connect", "intercepted", "denied_conn", "dropped_logs",
 )
 CNT_FIELDS = len(CNT_NAMES)
 C = {name: i for i, name in enumerate(CNT_NAMES)}
@@ -85,7 +85,10 @@ C = {name: i for i, name in enumerate(CNT_NAMES)}
  C_WRETR, C_WREDIS, C_REQ_TOT, C_HRSP_1XX, C_HRSP_2XX, C_HRSP_3XX, C_HRSP_4XX,
  C_HRSP_5XX, C_HRSP_OTHER, C_CLI_ABRT, C_SRV_ABRT, C_LBTOT, C_QCUR, C_QMAX,
  C_QTIME_SUM, C_CTIME_SUM, C_RTIME_SUM, C_TTIME_SUM, C_TIMED, C_LASTSESS,
- C_CONN_TOT, C_REUSE, C_CONNECT, C_INTERCEPTED, C_DENIED_CONN) = range(CNT_FIELDS)
+ C_CONN_TOT, C_REUSE, C_CONNECT, C_INTERCEPTED, C_DENIED_CONN, C_DROPPED_LOGS) = range(CNT_FIELDS)
+# The process row: one column per worker for process-wide figures
+# (current connections of the worker, dropped access-log lines).
+PROCESS_ROW = ("proc", "process")
 # gauges are not summed into carried totals on reload, and maxima are maxed
 GAUGES = frozenset(("scur", "qcur"))
 MAXIMA = frozenset(("smax", "qmax", "lastsess"))
@@ -102,7 +105,7 @@ class Layout:
 
     @classmethod
     def of(cls, config: model.Config, workers: int) -> "Layout":
-        rows: dict = {}
+        rows: dict = {PROCESS_ROW: 0}
         servers: dict = {}
         for fe in config.frontends:
             rows[("fe", fe.name)] = len(rows)

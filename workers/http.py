@@ -29,13 +29,12 @@ transaction, second: in which phase):
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import time
 
 from farm.logs import httplog_line, json_http_line
 from workers import counting, http1
-from workers.http1 import (BODY_NONE, CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
+from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 

@@ -1412,8 +1412,10 @@ def error_response(status: int, close: bool = True) -> bytes:
     return out
 
 
+# RFC 9110 7.6.1's connection-specific fields (Trailer is end-to-end: it
+# announces the trailer fields, which are relayed).
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te",
-                        b"trailer", b"upgrade"))
+                        b"upgrade"))
 # Never removed because Connection names them: stripping a framing field or
 # Host on a client's say-so would let it desynchronize proxy and server.
 _NEVER_STRIP = frozenset((b"content-length", b"transfer-encoding", b"host"))
@@ -1421,7 +1423,7 @@ _NEVER_STRIP = frozenset((b"content-length", b"transfer-encoding", b"host"))
 
 def strip_hop_by_hop(headers: list, keep_upgrade: bool = False) -> int:
     """Remove, in place, the hop-by-hop fields of ``headers``: Connection,
-    Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade and every field named
+    Keep-Alive, Proxy-Connection, TE, Upgrade and every field named
     in a Connection field (except Content-Length, Transfer-Encoding and Host,
     which are kept whatever Connection says). Transfer-Encoding itself is
     kept because the proxy relays chunked bodies raw. With ``keep_upgrade``

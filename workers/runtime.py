@@ -104,6 +104,7 @@ class SharedState:
         self.backends: list["BackendRuntime"] = []
         self.rows: list[tuple[int, object]] = []   # (column offset, runtime object)
         self.sessions: set | None = None           # the worker's sessions (for shutdown)
+        self.ctx_row = None                        # the WorkerContext (process row)
 
     def register(self, key: tuple, obj) -> None:
         if self.table is not None:
@@ -143,9 +144,12 @@ class SharedState:
             return
         for base, obj in self.rows:
             c = obj.c
-            c[shm.C_SCUR] = obj.conns
-            if obj.conns > c[shm.C_SMAX]:
-                c[shm.C_SMAX] = obj.conns
+            conns = obj.conns
+            c[shm.C_SCUR] = conns
+            if conns > c[shm.C_SMAX]:
+                c[shm.C_SMAX] = conns
+            if obj is self.ctx_row:
+                c[shm.C_DROPPED_LOGS] = obj.access.dropped
             q = getattr(obj, "queue", None)
             if q is not None:
                 c[shm.C_QCUR] = len(q)
@@ -277,6 +281,9 @@ class WorkerContext:
         self.actconn = 0
         self.draining = False
         self.access = AccessLog(config.log)
+        self.shared.register(shm.PROCESS_ROW, self)
+        self.shared.ctx_row = self
+        self.c = new_counters()     # the process row: actconn as scur, dropped logs
         self.log_format = config.log.format
         workers = config.global_.workers
         self.maxconn = per_worker(config.global_.maxconn, workers)
@@ -284,6 +291,11 @@ class WorkerContext:
         self.frontends: list[FrontendRuntime] = []
         self.conn_pool = None      # HTTP idle server connections (workers/http.py)
         loop.at_end_of_turn(self.access.flush)
+
+    @property
+    def conns(self) -> int:
+        """Current connections of this worker (the process row's scur)."""
+        return self.actconn
 
     def session_ended(self, session) -> None:
         """Bookkeeping when any session ends; lets the worker resume accepting

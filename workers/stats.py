@@ -32,7 +32,6 @@ import binascii
 import hmac
 import os
 import socket
-import sys
 import time
 from urllib.parse import parse_qs
 
@@ -72,16 +71,7 @@ def stats_frontend(ctx, config: model.Config, listeners: list[socket.socket]) ->
 
 
 def release_date() -> str:
-    """farm's release date: farm.__release_date__ if defined, else the
-    master module's RELEASE_DATE (the worker was forked from it)."""
-    date = getattr(farm, "__release_date__", None)
-    if date:
-        return date
-    for name in ("master", "__main__"):
-        date = getattr(sys.modules.get(name), "RELEASE_DATE", None)
-        if isinstance(date, str):
-            return date
-    return ""
+    return farm.__release_date__
 
 
 def proc_info(ctx) -> dict:
@@ -103,8 +93,9 @@ def proc_info(ctx) -> dict:
         "version": farm.__version__,
         "release_date": release_date(),
         "stopping": 1 if ctx.draining else 0,
-        # this worker's dropped access-log lines only: shm has no global count
-        "dropped_logs": getattr(ctx.access, "dropped", 0),
+        # dropped access-log lines of all the workers (the process row)
+        "dropped_logs": ctx.shared.table.read_row(shm.PROCESS_ROW)["dropped_logs"]
+        if ctx.shared.table is not None else ctx.access.dropped,
         "listeners": len(cfg.all_binds()) * cfg.global_.workers,   # sockets, as the CLI counts
         "ulimit_n": ulimit,
     }

@@ -345,8 +345,6 @@ def test_chunked_response_relayed_exactly_with_trailer(farm_factory, backend):
     assert out.endswith(b"0\r\nX-Checksum: 28\r\n\r\n")
 
 
-@pytest.mark.xfail(strict=True, reason="workers/http1.py HOP_BY_HOP lists Trailer, which RFC 9110 "
-                   "section 6.6.2 makes end-to-end: the announcement of the trailer fields is dropped")
 def test_trailer_announcement_is_relayed(farm_factory, backend):
     farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
     with RawClient(port) as c:

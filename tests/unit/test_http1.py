@@ -519,8 +519,10 @@ def test_strip_hop_by_hop():
           (b"Trailer", b"X"), (b"Upgrade", b"websocket"), (b"Proxy-Connection", b"x"),
           (b"Transfer-Encoding", b"chunked"), (b"X-Keep", b"k")]
     n = strip_hop_by_hop(hs)
-    assert hs == [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked"), (b"X-Keep", b"k")]
-    assert n == 7
+    # Trailer is end-to-end (RFC 9110 6.6.2): the announcement goes through
+    assert hs == [(b"Host", b"h"), (b"Trailer", b"X"), (b"Transfer-Encoding", b"chunked"),
+                  (b"X-Keep", b"k")]
+    assert n == 6
 
 
 def test_strip_hop_by_hop_never_strips_framing_or_host():

@@ -30,7 +30,8 @@ disabled = true
 
 def test_layout_and_initial_server_state():
     t = shm.Table.create(load_text(CFG), 1)
-    assert set(t.layout.rows) == {("fe", "fe"), ("be", "be"), ("srv", "be", "s1"), ("srv", "be", "s2")}
+    assert set(t.layout.rows) == {shm.PROCESS_ROW, ("fe", "fe"), ("be", "be"), ("srv", "be", "s1"),
+                                  ("srv", "be", "s2")}
     s1, s2 = t.server_row("be", "s1"), t.server_row("be", "s2")
     assert t.usable(s1) == (True, 10 * shm.WEIGHT_SCALE)
     assert t.usable(s2)[0] is False                 # disabled = maintenance
