@@ -47,7 +47,7 @@ import pwd
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from tests.integration.backends import pattern
