@@ -486,6 +486,7 @@ def main(argv=None) -> int:
             print(f"{s.number}. {s.name:8} {s.title}")
         return 0
     if a.show_configs:
+        configs.set_fd_budget(raise_nofile())
         show_configs(a.show_configs)
         return 0
     unknown = [s for s in a.scenarios if s not in SCENARIOS]

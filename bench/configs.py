@@ -26,7 +26,8 @@ TIMEOUT_KEEP_ALIVE = "60s"      # long enough for the idle-connection scenario
 # budget for HAProxy and farm; nginx's worker_connections counts client and
 # server connections alike, so it gets the whole budget. See set_fd_budget().
 FD_BUDGET = 20000
-MAXCONN = 9900
+MAXCONN = 9500
+HAPROXY_MAXPIPES = 200          # splice pipes (TCP mode), 2 fds each
 NGINX_UPSTREAM_IDLE = 512       # nginx `keepalive N`: idle server connections per worker
 RESPONSE_BODY = "farm bench backend: a small fixed response of 64 bytes.........\n"
 assert len(RESPONSE_BODY) == 64
@@ -63,7 +64,7 @@ def set_fd_budget(nofile: int) -> None:
     """Size every connection limit from the fds a process may open."""
     global FD_BUDGET, MAXCONN
     FD_BUDGET = min(nofile, 200000)
-    MAXCONN = (FD_BUDGET - 200) // 2
+    MAXCONN = (FD_BUDGET - 1000) // 2
 
 
 def have_nginx_stream() -> bool:
@@ -165,6 +166,7 @@ defaults
     else:
         # farm moves bulk TCP data with splice(); this is HAProxy's switch for it.
         out.append("    option splice-auto\n")
+        out[0] += f"    tune.maxpipes {HAPROXY_MAXPIPES}\n"
     if log:
         out.append("    log global\n    option {}\n".format("httplog" if s.mode == "http" else "tcplog"))
     out.append(f"""
@@ -241,6 +243,10 @@ stream {{
         keepalive_timeout {TIMEOUT_KEEP_ALIVE};
     }}
 """)
+    xff = ""
+    if s.rules:
+        xff = ("    proxy_set_header X-Forwarded-Proto http;\n"
+               "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n")
     if s.access_log:
         log = (f"    log_format httplog '$remote_addr:$remote_port [$time_local] fe "
                f"$upstream_addr $request_time $status $body_bytes_sent \"$request\"';\n"
@@ -249,8 +255,6 @@ stream {{
         log = "    access_log off;\n"
     if s.rules:
         locations = """
-        proxy_set_header X-Forwarded-Proto http;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         location /admin {
             if ($internal = 0) { return 403; }
             proxy_pass http://app;
@@ -294,9 +298,12 @@ http {{
     proxy_next_upstream error timeout;
     proxy_next_upstream_tries 4;
     proxy_http_version 1.1;
+    # All proxy_set_header lines at one level: a level that sets any of them
+    # inherits none from the level above (then Connection "" would be lost
+    # and every request would open a new server connection).
     proxy_set_header Connection "";
     proxy_set_header Host $http_host;
-{"".join(upstreams)}{geo}
+{xff}{"".join(upstreams)}{geo}
     server {{
         listen 127.0.0.1:{s.port} reuseport;
 {locations}    }}

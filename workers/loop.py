@@ -87,6 +87,19 @@ class Loop:
             self.epoll.modify(fd, mask)
             self.masks[fd] = mask
 
+    def watch(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
+        """Make fd wait for exactly `mask`, calling handler. An fd waiting
+        for nothing leaves the epoll set: epoll reports EPOLLHUP/EPOLLERR
+        even for an empty mask, so a paused socket that hangs up would
+        otherwise spin the loop."""
+        if mask == 0:
+            self.remove(fd)
+        elif fd in self.masks:
+            self.handlers[fd] = handler
+            self.modify(fd, mask)
+        else:
+            self.add(fd, mask, handler)
+
     def remove(self, fd: int) -> None:
         """Stop watching fd. Safe to call for an fd that is not watched."""
         if self.handlers.pop(fd, None) is not None:

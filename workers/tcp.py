@@ -208,22 +208,19 @@ class TcpSession:
     # -- relaying --------------------------------------------------------------
 
     def on_client(self, events: int) -> None:
-        try:
-            if events & EPOLLOUT and self.s2c.busy:
-                self.flush(self.s2c)
-            if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not (self.c2s.eof or self.c2s.busy):
-                self.pump(self.c2s)
-        except PeerError as e:
-            self.close(e.side + "D")
-            return
-        self.after_io()
+        self.on_socket(events, self.c2s, self.s2c)
 
     def on_server(self, events: int) -> None:
+        self.on_socket(events, self.s2c, self.c2s)
+
+    def on_socket(self, events: int, reading: Direction, writing: Direction) -> None:
+        """Events on one socket: it is the source of `reading` and the
+        destination of `writing`."""
         try:
-            if events & EPOLLOUT and self.c2s.busy:
-                self.flush(self.c2s)
-            if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not (self.s2c.eof or self.s2c.busy):
-                self.pump(self.s2c)
+            if events & EPOLLOUT and writing.busy:
+                self.flush(writing)
+            if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not (reading.eof or reading.busy):
+                self.pump(reading)
         except PeerError as e:
             self.close(e.side + "D")
             return
@@ -329,20 +326,9 @@ class TcpSession:
             return
         cmask = (0 if (c2s.eof or c2s.busy) else EPOLLIN) | (EPOLLOUT if s2c.busy else 0)
         smask = (0 if (s2c.eof or s2c.busy) else EPOLLIN) | (EPOLLOUT if c2s.busy else 0)
-        self.set_mask(self.cfd, cmask, self.on_client)
-        self.set_mask(self.sfd, smask, self.on_server)
+        self.loop.watch(self.cfd, cmask, self.on_client)
+        self.loop.watch(self.sfd, smask, self.on_server)
         self.rearm()
-
-    def set_mask(self, fd: int, mask: int, handler) -> None:
-        """Watch fd for mask; an fd waiting for nothing leaves the epoll set,
-        so a hang-up on a paused socket cannot spin the loop."""
-        loop = self.loop
-        if mask == 0:
-            loop.remove(fd)
-        elif fd in loop.masks:
-            loop.modify(fd, mask)
-        else:
-            loop.add(fd, mask, handler)
 
     def rearm(self) -> None:
         if self.to_tunnel:
