@@ -41,3 +41,9 @@ deb:
 
 deb-test: deb
 	/usr/bin/python3 scripts/deb-test
+
+# Side by side with HAProxy and nginx (bench/README.md); under 10 minutes.
+# BENCH_ARGS="--quick" (about 2 minutes) or scenario names: bench/run --list.
+.PHONY: bench
+bench: setup
+	./bench/run $(BENCH_ARGS)

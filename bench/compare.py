@@ -397,6 +397,7 @@ def chart(result: dict, path: Path) -> bool:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         log("matplotlib is not installed: no chart (bench/run installs it into .venv)")
         return False
@@ -426,6 +427,10 @@ def chart(result: dict, path: Path) -> bool:
         ax.set_title(titles[g[0]["better"]], fontsize=10)
         if g[0]["better"] == "lower":
             ax.set_yscale("log")
+            fmt = matplotlib.ticker.FormatStrFormatter("%g")
+            ax.yaxis.set_major_formatter(fmt)
+            ax.yaxis.set_minor_formatter(fmt)
+            ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.legend(fontsize=8)
     m = result["meta"]
     fig.suptitle(f"farm vs HAProxy vs nginx, {m['started']}, {m['cpus']} CPUs, "

@@ -36,7 +36,10 @@ NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 # The rule set of the "rules" scenario, in HAProxy's words. The request path
 # of that scenario (/api/v1/items?id=42) evaluates the deny rule (admin is
-# false), the set-header, and the first use_backend (api).
+# false), the set-header, and the first use_backend (api). The set-header is
+# X-Forwarded-Host from the Host header (a format string with a fetch), not
+# X-Forwarded-Proto: farm's option_forwardfor already adds X-Forwarded-Proto
+# (HAProxy's does not), so a set-header of it would make farm send it twice.
 ACLS = {
     "api": "path_beg /api/",
     "static": "path_end .css .js .png .jpg",
@@ -117,8 +120,8 @@ if = "admin !internal"
 
 [[frontends.fe.http_request]]
 action = "set-header"
-name = "X-Forwarded-Proto"
-value = "http"
+name = "X-Forwarded-Host"
+value = "%[req.hdr(host)]"
 
 [[frontends.fe.use_backend]]
 backend = "api"
@@ -179,7 +182,7 @@ frontend fe
         out += [f"    acl {name} {line}\n" for name, line in ACLS.items()]
         out.append("""\
     http-request deny if admin !internal
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     option forwardfor
     use_backend api if api
     use_backend static if static
@@ -245,7 +248,7 @@ stream {{
 """)
     xff = ""
     if s.rules:
-        xff = ("    proxy_set_header X-Forwarded-Proto http;\n"
+        xff = ("    proxy_set_header X-Forwarded-Host $http_host;\n"
                "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n")
     if s.access_log:
         log = (f"    log_format httplog '$remote_addr:$remote_port [$time_local] fe "

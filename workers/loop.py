@@ -66,6 +66,10 @@ class Loop:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = 0
         self._end_of_turn: list[Callable[[], None]] = []
+        # fds removed during the current turn: a later event of the same
+        # epoll batch may belong to the closed socket while a new one has
+        # reused its number; level-triggered epoll reports a real one again.
+        self._removed: set[int] = set()
         self._soon: list[Callable[[], None]] = []
         self.running = False
         self.now = time.monotonic()
@@ -104,6 +108,7 @@ class Loop:
         """Stop watching fd. Safe to call for an fd that is not watched."""
         if self.handlers.pop(fd, None) is not None:
             del self.masks[fd]
+            self._removed.add(fd)
             try:
                 self.epoll.unregister(fd)
             except (OSError, ValueError):
@@ -226,9 +231,14 @@ class Loop:
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 events = ()
             self.now = time.monotonic()
+            removed = self._removed
+            if removed:
+                removed.clear()
             for fd, ev in events:
+                if fd in removed:
+                    continue       # closed (and maybe reused) earlier this turn
                 h = handlers.get(fd)
-                if h is not None:  # may have been removed by an earlier handler
+                if h is not None:
                     h(ev)
             if self._heap:
                 self._run_timers()
