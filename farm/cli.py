@@ -4,6 +4,7 @@
   farm check -c FILE      validate; print every error and exit 1, or a summary and exit 0
   farm ctl   CMD...       send a runtime API command to the admin socket
   farm logs  [-f] [...]   read, filter and follow the access log (farm/logtail.py)
+  farm top   [-s SOCKET]  live terminal view over the admin socket (farm/top.py)
   farm demo               farm in front of built-in demo backends
 """
 
@@ -81,6 +82,13 @@ def cmd_logs(args) -> int:
 # -- end `farm logs` --
 
 
+# -- `farm top` (issue 5, live terminal view): the work is in farm/top.py --
+def cmd_top(args) -> int:
+    from farm import top
+    return top.run(args)
+# -- end `farm top` --
+
+
 def cmd_demo(args) -> int:
     from farm import demo
     return demo.run(args)
@@ -113,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     logtail.add_arguments(sp)
     sp.set_defaults(func=cmd_logs)
     # -- end `farm logs` --
+    # -- `farm top` (issue 5, live terminal view) --
+    from farm import top
+    sp = with_config(sub.add_parser("top", help="live view of frontends, backends and servers"))
+    top.add_arguments(sp)
+    sp.set_defaults(func=cmd_top)
+    # -- end `farm top` --
     sp = sub.add_parser("demo", help="run farm in front of built-in demo backends")
     sp.add_argument("--port", type=int, default=8080, help="port of the demo frontend (default 8080)")
     sp.add_argument("--workers", type=int, default=2)

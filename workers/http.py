@@ -942,11 +942,11 @@ class HttpSession:
     def update_masks(self) -> None:
         loop = self.loop
         cmask = (EPOLLIN if self.client_readable() else 0) | (EPOLLOUT if self.out_c else 0)
-        set_mask(loop, self.cfd, cmask, self.on_client)
+        loop.watch(self.cfd, cmask, self.on_client)
         sc = self.sc
         if sc is not None and self.state in (S_SERVER, S_TUNNEL):
             smask = (EPOLLIN if self.server_readable() else 0) | (EPOLLOUT if self.out_s else 0)
-            set_mask(loop, sc.fd, smask, self.on_server)
+            loop.watch(sc.fd, smask, self.on_server)
 
     # ----------------------------------------------------------------- timers
 
@@ -1097,7 +1097,7 @@ class HttpSession:
             self.close_session()
             return
         self.loop.handlers[self.cfd] = self.on_linger
-        set_mask(self.loop, self.cfd, EPOLLIN, self.on_linger)
+        self.loop.watch(self.cfd, EPOLLIN, self.on_linger)
         self.loop.set_timer(self.timer, self.loop.now + LINGER_TIMEOUT)
 
     def on_linger(self, events: int) -> None:
@@ -1178,15 +1178,3 @@ class HttpSession:
             return
         rec = self.log_record(txn, self.loop.now)
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
-
-
-def set_mask(loop, fd: int, mask: int, handler) -> None:
-    """Watch fd for mask; an fd waiting for nothing leaves the epoll set (so
-    a hang-up on a paused socket cannot spin the loop)."""
-    if mask == 0:
-        loop.remove(fd)
-    elif fd in loop.masks:
-        loop.handlers[fd] = handler
-        loop.modify(fd, mask)
-    else:
-        loop.add(fd, mask, handler)
