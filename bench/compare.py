@@ -317,7 +317,9 @@ def rows(results: dict) -> list[dict]:
             row["spread"][n] = t.get("spread", {}).get(key)
             flags = []
             if t.get("error"):
-                flags.append("failed")
+                flags.append(t["error"].splitlines()[0][:160])
+            elif t.get("failures") and not t.get("runs"):
+                flags.append(t["failures"][0].splitlines()[0][:160])
             if t.get("errors"):
                 flags.append(f"{t['errors']} errors")
             if "sustained" in t and not t["sustained"]:
@@ -365,7 +367,11 @@ def table(result: dict) -> str:
         for c in cols:
             v = r["values"].get(c)
             if v is None:
-                cells.append(f"{'-':>15}")
+                if r["flags"].get(c):
+                    cells.append(f"{'failed!':>15}")
+                    notes.append(f"{r['scenario']} {LABEL[c]}: {', '.join(r['flags'][c])}")
+                else:
+                    cells.append(f"{'-':>15}")
                 continue
             s = r["fmt"].format(v)
             sp = r["spread"].get(c)
@@ -387,7 +393,7 @@ def table(result: dict) -> str:
                  "direct = the client on the backend itself (the limit).")
     if not meta["nginx_stream_module"] and "tcp1m" in result["scenarios"]:
         lines.append("nginx has no stream module here: the TCP scenario compares farm and HAProxy only.")
-    for n in notes:
+    for n in dict.fromkeys(notes):
         lines.append("! " + n)
     return "\n".join(lines)
 

@@ -169,7 +169,7 @@ defaults
     else:
         # farm moves bulk TCP data with splice(); this is HAProxy's switch for it.
         out.append("    option splice-auto\n")
-        out[0] += f"    tune.maxpipes {HAPROXY_MAXPIPES}\n"
+        out[0] += f"    maxpipes {HAPROXY_MAXPIPES}\n"
     if log:
         out.append("    log global\n    option {}\n".format("httplog" if s.mode == "http" else "tcplog"))
     out.append(f"""

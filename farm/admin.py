@@ -368,13 +368,14 @@ class AdminServer:
             for srv in be.servers:
                 st = t.srv_state(t.server_row(be.name, srv.name))
                 op = 2 if st["op_up"] else 0                  # SRV_ST_RUNNING / STOPPED
-                admin = {0: 0, 1: 8 | 0x10, 2: 1}[st["admin"]]  # FMAINT=1, FDRAIN=0x10
+                admin = {0: 0, 1: 8, 2: 1}[st["admin"]]       # SRV_ADMF_FDRAIN=8, FMAINT=1
                 check_state = 6 if st["has_check"] else 0
-                result = 2 if st["op_up"] else 1
+                status = shm.CHECK_STATUSES[st["check_status"]]
+                result = check_result(status, bool(st["has_check"]))
                 out.append(" ".join(str(x) for x in (
                     be.id, be.name, srv.id, srv.name, srv.address.host, op, admin,
                     round(st["eff_weight"] / shm.WEIGHT_SCALE), srv.weight,
-                    now - st["last_change"], st["check_status"], result, st["health"],
+                    now - st["last_change"], HCHK_STATUS.get(status, 0), result, st["health"],
                     check_state, 0, 0, 0, "-", srv.address.port, "-", 0,
                     m.config.backend(be.name).check.port or 0, "-", "-", 0)))
         return "\n".join(out) + "\n"
@@ -392,6 +393,22 @@ class AdminServer:
             kind = {"fe": "frontend", "be": "backend", "srv": "server"}[key[0]]
             lines.append(f"{kind} {name}: scur={row['scur']} stot={row['stot']}")
         return "\n".join(lines) + "\n"
+
+
+# HAProxy's numbering of check statuses (enum healthcheck_status) and
+# results (CHK_RES_*), as `show servers state` and state files carry them.
+HCHK_STATUS = {"": 0, "INI": 1, "SOCKERR": 5, "L4OK": 6, "L4TOUT": 7, "L4CON": 8, "L6OK": 9,
+               "L7TOUT": 12, "L7RSP": 13, "L7OK": 15, "L7STS": 17}
+PASSED_STATUSES = ("L4OK", "L6OK", "L7OK")
+
+
+def check_result(status: str, checked: bool) -> int:
+    """CHK_RES_UNKNOWN 0, NEUTRAL 1 (not checked yet), FAILED 2, PASSED 3."""
+    if not checked:
+        return 0
+    if status in ("", "INI"):
+        return 1
+    return 3 if status in PASSED_STATUSES else 2
 
 
 def split_commands(line: str) -> list[str]:

@@ -18,7 +18,6 @@ The module has three layers:
 from __future__ import annotations
 
 import csv
-import io
 import locale
 import os
 import socket
@@ -450,9 +449,9 @@ class View:
     rates: dict = field(default_factory=dict)
     selected: tuple | None = None
     message: str = ""
-    error: bool = False            # the message is an error (socket lost...)
+    error: bool = False            # the message is an error (socket lost, refused command)
     connected: bool = False
-    message_until: float = 0.0     # (monotonic) when a non-error message goes away
+    message_until: float = 0.0     # (monotonic) when the message may go away
     socket: str = ""
     interval: float = DEFAULT_INTERVAL
     updated: float | None = None   # epoch of the last sample
@@ -531,7 +530,7 @@ def render(view: View, width: int, height: int) -> list[Line]:
                 segs.append((text, style))
             if selected:
                 sel_line = len(body)
-                pad = width - sum(len(t) for t, _ in segs)
+                pad = width - sum(len(text) for text, _ in segs)
                 if pad > 0:
                     segs.append((" " * pad, ""))
             body.append(Line(tuple(segs), reverse=selected))
@@ -603,12 +602,14 @@ class Model:
         self.conn = AdminConnection(path, cli_timeout=max(60.0, interval * 3))
         self.rates = Rates()
         self.view = View(socket=path, interval=interval)
+        self.last_error = ""
 
     def say(self, message: str, error: bool = False, for_s: float = MESSAGE_TIME) -> None:
         v = self.view
         v.message, v.error, v.message_until = message, error, time.monotonic() + for_s
 
     def lost(self, e: Exception) -> None:
+        self.last_error = str(e)
         self.view.connected = False
         self.say(f"{e}: reconnecting{ellipsis()}", error=True, for_s=0.0)
 
@@ -794,7 +795,7 @@ def run(args) -> int:
         ok = model.poll()
         model.close()
         if not ok:
-            print(f"farm top: {model.view.message}", file=sys.stderr)
+            print(f"farm top: {model.last_error}", file=sys.stderr)
             return 2
         model.view.message, model.view.selected = "", None
         height = 5 + len(model.view.rows) + 2 * len(group_rows(model.view.rows))
@@ -807,9 +808,14 @@ def run(args) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("farm top: needs a terminal (or use --once)", file=sys.stderr)
         return 2
-    locale.setlocale(locale.LC_ALL, "")
+    try:
+        locale.setlocale(locale.LC_ALL, "")     # UTF-8 output where the terminal has it
+    except locale.Error:
+        pass
     color = not (args.no_color or os.environ.get("NO_COLOR"))
     import curses
+    for var in ("LINES", "COLUMNS"):     # curses would take an exported (stale) size over the
+        os.environ.pop(var, None)        # terminal's own; the real size counts in a live view
     app = App(model, color=color)
     try:
         return curses.wrapper(app.run)

@@ -215,14 +215,20 @@ def get(port: int, target: str, headers=(), method: str = "GET", body=None, host
         return c.request(method, target, headers, body, host=host)
 
 
-def last_log(farm, contains: str) -> dict:
+def count_log(farm, contains: str) -> int:
+    return sum(contains in line for line in farm.access_lines())
+
+
+def last_log(farm, contains: str, count: int = 1) -> dict:
+    """The last access-log line containing `contains`, once at least
+    `count` such lines were written (lines are flushed per loop turn)."""
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        for line in reversed(farm.access_lines()):
-            if contains in line:
-                return parse_log(line)
+        lines = [line for line in farm.access_lines() if contains in line]
+        if len(lines) >= count:
+            return parse_log(lines[-1])
         time.sleep(0.02)
-    raise AssertionError(f"no log line with {contains!r}")
+    raise AssertionError(f"fewer than {count} log lines with {contains!r}")
 
 
 # ------------------------------------------------------------ http_request
@@ -455,16 +461,17 @@ def set_cookies(r) -> list[str]:
 
 def test_cookie_insert_indirect(site):
     reset_pool(site)
+    n_name, n_headers = count_log(site.farm, "GET /ci/name "), count_log(site.farm, "GET /ci/headers ")
     r = get(site.port, "/ci/name")
     srv = r.body.decode()
     assert set_cookies(r) == [f"SRVID={srv}; path=/"]
-    rec = last_log(site.farm, "GET /ci/name ")
+    rec = last_log(site.farm, "GET /ci/name ", count=n_name + 1)
     assert rec["tsc"][2:] == "NI", rec                     # no cookie; inserted
     for _ in range(10):                                    # sticks, on new connections
         r = get(site.port, "/ci/headers", [("Cookie", f"other=1; SRVID={srv}; more=2")])
         assert r.header("X-Server") == srv
         assert set_cookies(r) == []                        # valid already: nothing to insert
-    rec = last_log(site.farm, "GET /ci/headers ")
+    rec = last_log(site.farm, "GET /ci/headers ", count=n_headers + 10)
     assert rec["tsc"][2:] == "V-", rec
     seen = [q for b in site.pool for q in b.requests if q.path == "/ci/headers"]
     assert len(seen) == 10
@@ -475,10 +482,11 @@ def test_cookie_insert_indirect(site):
 
 
 def test_cookie_insert_invalid_value_is_rebalanced(site):
+    n = count_log(site.farm, "GET /ci/name ")
     r = get(site.port, "/ci/name", [("Cookie", "SRVID=nosuch")])
     srv = r.body.decode()
     assert set_cookies(r) == [f"SRVID={srv}; path=/"]
-    assert last_log(site.farm, "GET /ci/name ")["tsc"][2:] == "II"
+    assert last_log(site.farm, "GET /ci/name ", count=n + 1)["tsc"][2:] == "II"
 
 
 def test_cookie_insert_without_indirect_passes_cookie_and_nocache(site):
@@ -494,10 +502,11 @@ def test_cookie_insert_without_indirect_passes_cookie_and_nocache(site):
 
 def test_cookie_rewrite(site):
     reset_pool(site)
+    n = count_log(site.farm, "GET /cr/setcookie")
     r = get(site.port, "/cr/setcookie?name=SRVID&value=app123")
     srv = r.header("X-Server")
     assert set_cookies(r) == [f"SRVID={srv}; path=/"]
-    assert last_log(site.farm, "GET /cr/setcookie")["tsc"][2:] == "NR"
+    assert last_log(site.farm, "GET /cr/setcookie", count=n + 1)["tsc"][2:] == "NR"
     for _ in range(6):
         r = get(site.port, "/cr/headers", [("Cookie", f"SRVID={srv}")])
         assert r.header("X-Server") == srv
@@ -519,12 +528,13 @@ def test_cookie_prefix(site):
 
 
 def test_cookie_insert_removes_the_servers_own_cookie_of_that_name(site):
+    n = count_log(site.farm, "GET /ci/setcookie")
     r = get(site.port, "/ci/setcookie?name=SRVID&value=from-app")
     srv = r.header("X-Server")
     assert set_cookies(r) == [f"SRVID={srv}; path=/"]
     r = get(site.port, "/ci/setcookie?name=SRVID&value=from-app", [("Cookie", f"SRVID={srv}")])
     assert r.header("X-Server") == srv and set_cookies(r) == []
-    assert last_log(site.farm, "GET /ci/setcookie")["tsc"][2:] == "VD"
+    assert last_log(site.farm, "GET /ci/setcookie", count=n + 2)["tsc"][2:] == "VD"
     r = get(site.port, "/ci/setcookie?name=OTHER&value=1", [("Cookie", f"SRVID={srv}")])
     assert set_cookies(r) == ["OTHER=1; path=/"]          # other cookies are the app's
 

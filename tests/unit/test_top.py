@@ -29,7 +29,7 @@ def farm_csv() -> str:
             hrsp_2xx=140, hrsp_4xx=7, hrsp_5xx=3, mode="http"),
         row(pxname="be", svname="a", scur=1, smax=4, stot=60, bin=1024, bout=3000, econ=2, eresp=1,
             status="UP", weight=3, uweight=3, iid=2, sid=1, type=2, req_tot=70, hrsp_2xx=69,
-            hrsp_5xx=1, check_status="L7OK", check_code=200, lastchg=75, mode="http"),
+            hrsp_4xx=0, hrsp_5xx=1, check_status="L7OK", check_code=200, lastchg=75, mode="http"),
         row(pxname="be", svname="b-with-a-long-name", scur=0, smax=2, stot=60, status="MAINT",
             weight=1, uweight=1, iid=2, sid=2, type=2, req_tot=80, lastchg=4000, mode="http",
             check_desc="Layer7 check passed, with a comma"),
@@ -81,7 +81,8 @@ def test_parse_stat_reads_farms_csv_by_column_name():
     assert top.num(a, "req_tot") == 70 and top.num(a, "slim") is None
     assert top.row_type(rows[0]) == 0 and top.row_type(rows[3]) == 1 and top.row_type(a) == 2
     # after the "-" column the module fields still line up
-    assert rows[0]["h1_spliced_bytes_out"] == "0"
+    assert rows[3]["algo"] == "roundrobin" and rows[2]["uweight"] == "1"
+    assert rows[2]["check_desc"] == "Layer7 check passed, with a comma"   # quoted field
 
 
 @pytest.mark.skipif(not (REF / "haproxy26_show_stat.csv").exists(), reason="no HAProxy capture")
@@ -133,7 +134,9 @@ def test_human_units():
     assert top.human_bytes(5 * 1024 ** 2) == "5.0M"
     assert top.human_bytes(300 * 1024 ** 3) == "300G"
     assert top.human_count(1234567) == "1234567"
-    assert top.human_count(123456789) == "123M"
+    assert top.human_count(123456789) == "123457k"
+    assert top.human_count(123456789, 6) == "123M"
+    assert top.human_count(12345678901) == "12346M"
     assert top.human_count(123456, 5) == "123k"
     assert top.human_rate(None) == "-" and top.human_rate(2.25) == "2.2" and top.human_rate(42.4) == "42"
     assert top.human_duration(5) == "5s" and top.human_duration(75) == "1m15s"
