@@ -208,6 +208,7 @@ class HttpSession:
         self.c_eof = False
         self.s_eof = False
         self.need_pump = False           # request parser events to take at end of event
+        self.c_unwanted = False          # client readable while paused (update_masks)
         self.discarding = False          # skipping the rest of a request answered locally
         self.shut_s_after_flush = False  # tunnel half-close waiting for out_s to drain
         self.shut_c_after_flush = False
@@ -241,7 +242,9 @@ class HttpSession:
         if events & EPOLLOUT and self.out_c:
             if not self.write_client():
                 return
-        if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and self.client_readable():
+        if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.client_readable():
+            self.c_unwanted = True   # paused (see update_masks): leave epoll now
+        elif events & (EPOLLIN | EPOLLHUP | EPOLLERR):
             try:
                 data = self.csock.recv(RECV_SIZE)
             except BlockingIOError:
@@ -942,7 +945,15 @@ class HttpSession:
     def update_masks(self) -> None:
         loop = self.loop
         cmask = (EPOLLIN if self.client_readable() else 0) | (EPOLLOUT if self.out_c else 0)
-        loop.watch(self.cfd, cmask, self.on_client)
+        if cmask == 0 and not self.c_unwanted and loop.masks.get(self.cfd) == EPOLLIN:
+            # Lazy pause: while its request is served, a client almost never
+            # sends anything, so the fd stays in epoll (two epoll_ctl calls
+            # saved per request). If it does send (pipelining, a close), the
+            # event marks it unwanted and it leaves epoll until readable.
+            pass
+        else:
+            self.c_unwanted = False
+            loop.watch(self.cfd, cmask, self.on_client)
         sc = self.sc
         if sc is not None and self.state in (S_SERVER, S_TUNNEL):
             smask = (EPOLLIN if self.server_readable() else 0) | (EPOLLOUT if self.out_s else 0)
