@@ -1416,6 +1416,7 @@ def error_response(status: int, close: bool = True) -> bytes:
 # announces the trailer fields, which are relayed).
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te",
                         b"upgrade"))
+_HOP_LENGTHS = frozenset(len(n) for n in HOP_BY_HOP)
 # Never removed because Connection names them: stripping a framing field or
 # Host on a client's say-so would let it desynchronize proxy and server.
 _NEVER_STRIP = frozenset((b"content-length", b"transfer-encoding", b"host"))
@@ -1432,13 +1433,26 @@ def strip_hop_by_hop(headers: list, keep_upgrade: bool = False) -> int:
 
     The proxy calls it on every message it forwards, before adding its own
     Connection field; the parser never calls it."""
+    # Hot path (twice per proxied request): a name is lowercased only when
+    # its length is that of a hop-by-hop field, and the list is rebuilt
+    # only when there is something to remove.
     drop = HOP_BY_HOP
+    lengths = _HOP_LENGTHS
+    hit = False
     for k, v in headers:
-        if len(k) == 10 and k.lower() == b"connection":
-            named = {t.strip(b" \t") for t in v.lower().split(b",")}
-            named.discard(b"")
-            if not named <= drop:
-                drop = (drop | named) - _NEVER_STRIP
+        if len(k) in lengths:
+            lk = k.lower()
+            if lk in drop:
+                hit = True
+                if lk == b"connection":
+                    named = {t.strip(b" \t") for t in v.lower().split(b",")}
+                    named.discard(b"")
+                    if not named <= drop:
+                        drop = (drop | named) - _NEVER_STRIP
+                        lengths = None      # any length may be named now
+                        break
+    if lengths is not None and not hit:
+        return 0
     if keep_upgrade:
         drop = drop - {b"upgrade"}
     kept = [h for h in headers if h[0].lower() not in drop]
