@@ -95,6 +95,8 @@ def test_failing_server_goes_down_then_up(farm_factory, servers):
     b.health_status = 200
     t_up = wait_for(lambda: any(e.get("event") == "server_up" for e in farm.events()), 3)
     assert t_up < 2 * 0.2 + 0.5             # rise x interval
+    print(f"\nhealth: DOWN {t_down:.2f}s after the check started failing (fall 3 x 200ms), "
+          f"UP {t_up:.2f}s after it recovered (rise 2 x 200ms)")
     assert {get(port)[1] for _ in range(10)} == {"a", "b"}
 
 
