@@ -133,15 +133,31 @@ class Bench:
 
     def one_load(self, sc: Scenario, p: proxies.Proc, seconds: float, script: str) -> dict:
         cpu0 = p.cpu_seconds() if p.name != "direct" else None
+        pids0 = set(p.pids())
         r = load.wrk(p.port, sc.path, seconds, sc.conns, script)
         if cpu0 is not None:
+            pids1 = set(p.pids())
             r["cpu_s"] = p.cpu_seconds() - cpu0
             r["cpu_us_per_req"] = r["cpu_s"] / r["requests"] * 1e6 if r["requests"] else None
+            r["rss_mib_after"] = round(p.rss_bytes() / 2**20, 1)
+            if pids1 != pids0:
+                # A process left or came (farm's master respawning a worker):
+                # the CPU of the one that left is lost, so no CPU figure.
+                r["processes_changed"] = {"gone": sorted(pids0 - pids1), "new": sorted(pids1 - pids0)}
+                r["cpu_s"] = r["cpu_us_per_req"] = None
         if r.get("lat_p50_us") is not None:
             r["lat_p50_ms"] = r["lat_p50_us"] / 1000
             r["lat_p99_ms"] = r["lat_p99_us"] / 1000
             r["lat_p999_ms"] = r["lat_p999_us"] / 1000
         return r
+
+    def record_death(self, sc: Scenario, t: dict, p: proxies.Proc, rnd: int, when: str) -> None:
+        ev = p.evidence()
+        ev.update(round=rnd + 1, when=when)
+        t.setdefault("deaths", []).append(ev)
+        log(f"  [{sc.name}] round {rnd + 1} {p.name} DIED {when}: exit status {ev['returncode']}")
+        for line in (ev.get("stderr_tail", "") + "\n" + ev.get("events_tail", "")).strip().splitlines()[-6:]:
+            log(f"      {line[:200]}")
 
     # -- scenario kinds --
     def run_load(self, sc: Scenario, rate: float = 0) -> dict:
@@ -160,23 +176,42 @@ class Bench:
             for n, p in procs.items():           # warm-up, not measured
                 load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
             for rnd in range(a.rounds):
-                for n, p in procs.items():
+                for n in list(procs):
+                    p = procs[n]
                     t = out["targets"].setdefault(n, {"runs": []})
-                    if p.popen is not None and p.popen.poll() is not None:
-                        t["error"] = f"exited with {p.popen.returncode} during the run"
-                        continue
+                    if p.died() is not None:
+                        # Died since its last run (or during the warm-up):
+                        # keep the evidence, start a fresh one, go on.
+                        self.record_death(sc, t, p, rnd, "between runs")
+                        try:
+                            procs[n] = p = self.start(sc, n)
+                            load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
+                        except Exception as e:  # noqa: BLE001
+                            t.setdefault("failures", []).append(f"restart: {e}")
+                            del procs[n]
+                            continue
                     try:
                         r = self.one_load(sc, p, a.duration, script)
                     except Exception as e:      # noqa: BLE001
                         t.setdefault("failures", []).append(str(e))
                         log(f"  [{sc.name}] round {rnd + 1} {n}: {e}")
                         continue
+                    if p.died() is not None:    # died during the run: not a measurement
+                        self.record_death(sc, t, p, rnd, f"during the run ({r['requests']} requests, "
+                                                         f"{r['errors']} errors)")
+                        continue
                     t["runs"].append(r)
+                    if r.get("processes_changed"):
+                        t.setdefault("respawns", []).append(dict(r["processes_changed"], round=rnd + 1,
+                                                                 **p.evidence()))
+                        log(f"  [{sc.name}] round {rnd + 1} {n}: processes changed during the run: "
+                            f"{r['processes_changed']}")
                     cpu = r.get("cpu_us_per_req")
                     log(f"  [{sc.name}] round {rnd + 1}/{a.rounds} {n:8} {r['rps']:10,.0f} req/s"
                         f" {r['mbps']:8,.1f} MB/s  p50 {r['lat_p50_us'] / 1000:6.2f} ms"
                         f"  p99 {r['lat_p99_us'] / 1000:6.2f} ms"
                         + (f"  cpu {cpu:7.1f} us/req" if cpu else "")
+                        + (f"  rss {r['rss_mib_after']:.0f} MiB" if "rss_mib_after" in r else "")
                         + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
         finally:
             for p in procs.values():
@@ -218,6 +253,9 @@ class Bench:
                     time.sleep(1.0)
                     rss1, fds1 = p.rss_bytes(), p.num_fds()
                     still = client.check()["still_open"]
+                    if p.died() is not None:
+                        self.record_death(sc, t, p, rnd, "while holding the idle connections")
+                        continue
                     r = {"rss_before": rss0, "rss_after": rss1, "fds_before": fds0, "fds_after": fds1,
                          "open": opened["open"], "open_errors": opened["errors"],
                          "first_errors": opened["first_errors"], "open_seconds": opened["seconds"],
@@ -320,6 +358,12 @@ def rows(results: dict) -> list[dict]:
                 flags.append(t["error"].splitlines()[0][:160])
             elif t.get("failures") and not t.get("runs"):
                 flags.append(t["failures"][0].splitlines()[0][:160])
+            if t.get("respawns"):
+                flags.append(f"a process died and was replaced during {len(t['respawns'])} run(s)")
+            if t.get("deaths"):
+                flags.append(f"died {len(t['deaths'])}x (exit status "
+                             f"{', '.join(str(d['returncode']) for d in t['deaths'])}; runs discarded, "
+                             f"restarted; evidence in the JSON)")
             if t.get("errors"):
                 flags.append(f"{t['errors']} errors")
             if "sustained" in t and not t["sustained"]:
@@ -336,6 +380,8 @@ def rows(results: dict) -> list[dict]:
         if name in ("ka1", "ka2", "close", "rules"):
             add(name, "req/s", "rps", "{:,.0f}", "higher")
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
+            if name == "close":     # at saturation; shows pauses (GC...) under connection churn
+                add(name, "p99 ms (saturated)", "lat_p99_ms", "{:,.1f}", "lower")
         elif name == "tcp1m":
             add(name, "MB/s", "mbps", "{:,.0f}", "higher")
             add(name, "CPU us/MiB", "cpu_us_per_req", "{:,.0f}", "lower")

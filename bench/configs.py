@@ -84,7 +84,7 @@ maxconn = {MAXCONN}
 hard_stop_after = "3s"
 
 [log]
-events = "{s.workdir}/farm-events.log"
+events = "{s.workdir}/farm-{s.port}-events.log"
 level = "warning"
 access = "{s.access_log or 'off'}"
 format = "{'httplog' if s.mode == 'http' else 'tcplog'}"

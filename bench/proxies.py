@@ -99,6 +99,21 @@ class Proc:
         raise RuntimeError(f"{self.name} not ready on port {self.port} after {timeout}s: {last}\n"
                            + self.stderr_tail())
 
+    def died(self) -> int | None:
+        """The exit status if the process we started has exited, else None."""
+        if self.popen is None:
+            return None
+        return self.popen.poll()
+
+    def evidence(self) -> dict:
+        """What a dead proxy left behind: its stderr and (farm) event log."""
+        out = {"returncode": self.popen.returncode if self.popen else None,
+               "stderr_tail": self.stderr_tail()}
+        events = Path(self.workdir) / f"farm-{self.port}-events.log"
+        if events.exists():
+            out["events_tail"] = "\n".join(events.read_text(errors="replace").splitlines()[-15:])
+        return out
+
     def stderr_tail(self) -> str:
         try:
             text = (Path(self.workdir) / f"{self.name}-{self.port}.stderr").read_text(errors="replace")
@@ -182,6 +197,9 @@ class Direct(Proc):
     """No proxy: the client talks to the first backend server (the limit)."""
 
     name = "direct"
+
+    def died(self) -> int | None:
+        return None
 
     def start(self, spec: configs.Spec, probe_path: str = "/") -> None:
         self.port = spec.servers[0][1]

@@ -236,7 +236,7 @@ class AdminServer:
         if self.clients.pop(c.fd, None) is None:
             return
         if c.timer is not None:
-            c.timer.cancel()
+            c.timer.release()
         self.loop.remove(c.fd)
         c.sock.close()
 

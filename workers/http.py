@@ -70,6 +70,7 @@ class ServerConn:
     def close(self, loop) -> None:
         loop.remove(self.fd)
         self.sock.close()
+        self.on_idle = None    # breaks the conn <-> callback cycle: freed at once
 
 
 class ConnPool:
@@ -332,6 +333,10 @@ class HttpSession:
         self.requests += 1
         if self.ctx.draining:
             txn.close = True
+        if fe.cfg.option_forwardfor:
+            # Replace what the client claims (it could lie), before the rules,
+            # so that a set-header X-Forwarded-Proto of the user's wins.
+            req.set(b"X-Forwarded-Proto", b"http")
         verdict = fe.req_rules(txn)
         if verdict is not None:
             self.local_response(verdict)
@@ -344,6 +349,8 @@ class HttpSession:
             return
         txn.be = be
         be.conns += 1
+        if be.cfg.option_forwardfor and not fe.cfg.option_forwardfor:
+            req.set(b"X-Forwarded-Proto", b"http")   # as above, before the backend's rules
         verdict = be.req_rules(txn)
         if verdict is not None:
             self.local_response(verdict)
@@ -356,7 +363,9 @@ class HttpSession:
 
     def prepare_request(self, txn: Txn, be) -> None:
         """Headers as the server must see them: hop-by-hop fields removed,
-        X-Forwarded-For / -Proto and Forwarded added when configured."""
+        X-Forwarded-For (appended, as HAProxy's option forwardfor does) and
+        Forwarded added when configured. (X-Forwarded-Proto is set before
+        the rules run: see start_txn.)"""
         req = txn.req
         http1.strip_hop_by_hop(req.headers, keep_upgrade=req.upgrade is not None)
         if req.upgrade is not None:
@@ -366,7 +375,6 @@ class HttpSession:
         fe = self.fe.cfg
         if fe.option_forwardfor or be.cfg.option_forwardfor:
             req.headers.append((self.fe.xff_name, txn.src.encode()))
-            req.headers.append((b"X-Forwarded-Proto", b"http"))
         if fe.forwarded or be.cfg.forwarded:
             src = txn.src
             node = f'"[{src}]"' if ":" in src else src
@@ -1125,7 +1133,7 @@ class HttpSession:
         if self.state == S_CLOSED:
             return
         self.state = S_CLOSED
-        self.timer.cancel()
+        self.timer.release()
         loop = self.loop
         loop.remove(self.cfd)
         self.csock.close()

@@ -34,6 +34,7 @@ EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLRDHUP = select.EPOLLRDHUP
+COMPACT_MIN = 4096      # heap entries before stale ones are worth sweeping
 
 
 class Timer:
@@ -55,6 +56,14 @@ class Timer:
     def cancel(self) -> None:
         self.active = False
 
+    def release(self) -> None:
+        """Cancel for good and drop the callback. A cancelled timer's heap
+        entry lives until its old deadline; without this, the callback (a
+        bound method) would keep its whole session alive until then, and
+        the session <-> timer cycle would leave it to the cyclic GC."""
+        self.active = False
+        self.callback = _noop
+
 
 class Loop:
     """An epoll loop. Register fds with a handler `handler(events: int)`."""
@@ -65,6 +74,7 @@ class Loop:
         self.masks: dict[int, int] = {}
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = 0
+        self._compact_at = COMPACT_MIN
         self._end_of_turn: list[Callable[[], None]] = []
         # fds removed during the current turn: a later event of the same
         # epoll batch may belong to the closed socket while a new one has
@@ -131,6 +141,20 @@ class Loop:
             t.queued = when
             self._seq += 1
             heapq.heappush(self._heap, (when, self._seq, t))
+            if len(self._heap) > self._compact_at:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale and cancelled entries when they have piled up (many
+        short sessions closing long before their timeouts)."""
+        live = [e for e in self._heap if e[2].active and e[2].queued == e[0]]
+        for e in self._heap:
+            t = e[2]
+            if not t.active and t.queued == e[0]:
+                t.queued = None
+        heapq.heapify(live)
+        self._heap = live
+        self._compact_at = max(COMPACT_MIN, 2 * len(live))
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         t = Timer(callback)
@@ -259,6 +283,10 @@ class Loop:
             os.close(self._wakeup_w)
             self._wakeup_r = self._wakeup_w = -1
         self.epoll.close()
+
+
+def _noop() -> None:
+    pass
 
 
 def _record_only(signum, frame) -> None:

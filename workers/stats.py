@@ -546,7 +546,7 @@ class StatsSession:
         if self.state == S_CLOSED:
             return
         self.state = S_CLOSED
-        self.timer.cancel()
+        self.timer.release()
         self.loop.remove(self.cfd)
         self.csock.close()
         self.fe.conns -= 1

@@ -375,7 +375,7 @@ class TcpSession:
         prev = self.state
         self.state = CLOSED
         self.term = term
-        self.timer.cancel()
+        self.timer.release()
         loop = self.loop
         loop.remove(self.cfd)
         self.csock.close()

@@ -12,6 +12,7 @@ Exit codes the master understands:
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -242,6 +243,10 @@ class Worker:
             self.ctx.shared.apply()
             self.flush_counters()
         self.start_accepting()
+        # Everything built so far (config, compiled rules, balancers) lives
+        # as long as the worker: keep it out of the cyclic GC's scans.
+        gc.collect()
+        gc.freeze()
         os.write(ready_fd, b"R")
         os.close(ready_fd)
         self.log.info("worker_ready")
