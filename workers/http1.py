@@ -884,6 +884,11 @@ class _Parser:
     terminator search resumes and ``_checked`` the first byte not yet checked
     for a bare LF, so no byte is scanned twice."""
 
+    # one parser per connection and direction: no per-instance dict
+    __slots__ = ("_after_end", "_buf", "_checked", "_cstate", "_empty", "_eof", "_error",
+                 "_pending_error", "_pos", "_remaining", "_scan", "_state", "body_mode",
+                 "max_head", "max_headers", "message")
+
     _status = 400      # error status for framing errors (502 for responses)
 
     def __init__(self, max_head: int = 16384, max_headers: int = _MAX_HEADERS):
@@ -1224,6 +1229,8 @@ class RequestParser(_Parser):
     After an upgrade or CONNECT request, ``next_event()`` returns PAUSED
     until ``switch_to_tunnel()`` or ``resume()`` is called."""
 
+    __slots__ = ()
+
     _status = 400
     _incomplete = staticmethod(_request_head_incomplete)
     _build = staticmethod(_build_request)
@@ -1261,6 +1268,8 @@ class ResponseParser(_Parser):
     Interim responses (100, 102, 103) are returned as Response heads with
     ``interim`` True and are *not* followed by END_OF_MESSAGE: the next event
     is the next head. ``message``/``body_mode`` are the last head's."""
+
+    __slots__ = ("_expected",)
 
     _status = 502
     _incomplete = staticmethod(_response_head_incomplete)
