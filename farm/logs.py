@@ -615,21 +615,39 @@ def _escape_request(text: str) -> str:
     return "".join(c if (" " <= c < "\x7f" and c != '"') else "#%02X" % (ord(c) & 0xFF) for c in text)
 
 
-def httplog_line(r: dict) -> str:
-    """HAProxy's `option httplog` line from a transaction record:
+# An HTTP transaction record, in the order of the httplog line. The worker
+# builds it as a plain tuple (one per request, no dict); JSON names it.
+HTTP_FIELDS = (
+    "client_ip", "client_port", "accept_time", "frontend", "backend", "server",
+    "tr", "tw", "tc", "tr_server", "ta", "status", "bytes_read",
+    "captured_request_cookie", "captured_response_cookie", "termination_state",
+    "actconn", "feconn", "beconn", "srv_conn", "retries", "redispatched",
+    "srv_queue", "backend_queue", "request",
+)
+_HTTPLOG = '%s:%d [%s] %s %s/%s %d/%d/%d/%d/%d %d %d %s %s %s %d/%d/%d/%d/%s %d/%d "%s"'
+
+
+def httplog_values(v: tuple) -> str:
+    """HAProxy's `option httplog` line from a record tuple (HTTP_FIELDS):
 
     %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
     %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r
     """
-    return '%s:%d [%s] %s %s/%s %d/%d/%d/%d/%d %d %d %s %s %s %d/%d/%d/%d/%s %d/%d "%s"' % (
-        r["client_ip"], r["client_port"], haproxy_date(r["accept_time"]),
-        r["frontend"], r["backend"], r["server"],
-        r["tr"], r["tw"], r["tc"], r["tr_server"], r["ta"],
-        r["status"], r["bytes_read"],
-        r["captured_request_cookie"], r["captured_response_cookie"], r["termination_state"],
-        r["actconn"], r["feconn"], r["beconn"], r["srv_conn"],
-        ("+%d" % r["retries"]) if r.get("redispatched") else str(r["retries"]),
-        r["srv_queue"], r["backend_queue"], _escape_request(r["request"]))
+    (ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs, ts,
+     ac, fc, bc, sc, retries, redispatched, sq, bq, request) = v
+    return _HTTPLOG % (ip, port, haproxy_date(t), fe, be, srv, tr, tw, tc, trs, ta, status, nbytes,
+                       cc, cs, ts, ac, fc, bc, sc, ("+%d" % retries) if redispatched else retries,
+                       sq, bq, _escape_request(request))
+
+
+def json_http_values(v: tuple) -> str:
+    """The JSON access-log line of a record tuple (HTTP_FIELDS)."""
+    return json_line(dict(zip(HTTP_FIELDS, v)))
+
+
+def httplog_line(r: dict) -> str:
+    """httplog from a record as a dict with the HTTP_FIELDS keys."""
+    return httplog_values(tuple(r.get(k, False) for k in HTTP_FIELDS))
 
 
 json_http_line = json_line

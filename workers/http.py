@@ -32,7 +32,7 @@ import errno
 import socket
 import time
 
-from farm.logs import httplog_line, json_http_line
+from farm.logs import HTTP_FIELDS, httplog_line, httplog_values, json_http_line, json_http_values
 from workers import counting, http1
 from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
@@ -788,7 +788,7 @@ class HttpSession:
         if not ctx.access.enabled:
             return
         now = self.loop.now
-        rec = self.log_record(None, now)
+        rec = dict(zip(HTTP_FIELDS, self.log_record(None, now)))
         rec.update(status=status, termination_state=term, bytes_read=sent,
                    request="<BADREQ>", tr=int((now - self.req_start) * 1000), ta=int((now - self.req_start) * 1000))
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
@@ -1155,48 +1155,44 @@ class HttpSession:
 
     # -------------------------------------------------------------------- log
 
-    def log_record(self, txn: Txn | None, now: float) -> dict:
-        ms = lambda t: int(t * 1000)  # noqa: E731
+    def log_record(self, txn: Txn | None, now: float) -> tuple:
+        """The access-log record of txn (or of a refused request when None),
+        as a tuple in farm.logs.HTTP_FIELDS order: built once per request,
+        formatted as httplog straight from the tuple, or named for JSON."""
         ctx = self.ctx
-        be = txn.be if txn is not None else None
-        srv = txn.srv if txn is not None else None
-        rec = {
-            "client_ip": self.caddr[0], "client_port": self.caddr[1],
-            "accept_time": self.accept_time + ((txn.t_start if txn else self.req_start) - self.t_accept),
-            "frontend": self.fe.name,
-            "backend": be.name if be is not None else self.fe.name,
-            "server": srv.name if srv is not None else "<NOSRV>",
-            "tr": -1, "tw": -1, "tc": -1, "tr_server": -1, "ta": -1,
-            "status": 0, "bytes_read": 0,
-            "captured_request_cookie": "-", "captured_response_cookie": "-",
-            "termination_state": "----",
-            "actconn": ctx.actconn, "feconn": self.fe.conns,
-            "beconn": be.conns if be is not None else 0,
-            "srv_conn": srv.conns if srv is not None else 0,
-            "retries": 0, "redispatched": False, "srv_queue": 0,
-            "backend_queue": len(be.queue) if be is not None else 0,
-            "request": "",
-        }
-        if txn is not None:
-            tw = ms((txn.t_connect if txn.t_connect >= 0 else now) - txn.t_queue) if txn.t_queue >= 0 else 0
-            tc = ms(txn.t_connected - txn.t_connect) if txn.t_connected >= 0 else -1
-            tr_srv = ms(txn.t_resp - txn.t_connected) if (txn.t_resp >= 0 and txn.t_connected >= 0) else -1
-            rec.update(
-                tr=ms(txn.t_head - txn.t_start), tw=tw, tc=tc, tr_server=tr_srv,
-                ta=ms(now - txn.t_start), status=txn.status, bytes_read=txn.bytes_out,
-                termination_state=txn.term + txn.cc + txn.cs,
-                retries=txn.retries, redispatched=txn.redispatched,
-                request=txn.request_line.decode("latin-1"))
-            if txn.local:
-                # Answered by farm: no server response (Tr -1). A phase the
-                # request did reach keeps its time, as in HAProxy: the queue
-                # time of a 503 sQ, the connect time of a 504 (Tc is
-                # already -1 when no connection was established); a rule's
-                # answer or a 503 without any server has no Tw either.
-                rec["tr_server"] = -1
-                if txn.t_queue < 0 and txn.t_connect < 0:
-                    rec["tw"] = -1
-        return rec
+        fe = self.fe
+        caddr = self.caddr
+        if txn is None:
+            return (caddr[0], caddr[1], self.accept_time + (self.req_start - self.t_accept),
+                    fe.name, fe.name, "<NOSRV>", -1, -1, -1, -1, -1, 0, 0, "-", "-", "----",
+                    ctx.actconn, fe.conns, 0, 0, 0, False, 0, 0, "")
+        be = txn.be
+        srv = txn.srv
+        t_start = txn.t_start
+        t_queue = txn.t_queue
+        t_connect = txn.t_connect
+        t_connected = txn.t_connected
+        t_resp = txn.t_resp
+        tw = int(((t_connect if t_connect >= 0 else now) - t_queue) * 1000) if t_queue >= 0 else 0
+        tc = int((t_connected - t_connect) * 1000) if t_connected >= 0 else -1
+        tr_srv = int((t_resp - t_connected) * 1000) if (t_resp >= 0 and t_connected >= 0) else -1
+        if txn.local:
+            # Answered by farm: no server response (Tr -1). A phase the
+            # request did reach keeps its time, as in HAProxy: the queue
+            # time of a 503 sQ, the connect time of a 504 (Tc is already -1
+            # when no connection was established); a rule's answer or a
+            # 503 without any server has no Tw either.
+            tr_srv = -1
+            if t_queue < 0 and t_connect < 0:
+                tw = -1
+        return (caddr[0], caddr[1], self.accept_time + (t_start - self.t_accept),
+                fe.name, be.name if be is not None else fe.name,
+                srv.name if srv is not None else "<NOSRV>",
+                int((txn.t_head - t_start) * 1000), tw, tc, tr_srv, int((now - t_start) * 1000),
+                txn.status, txn.bytes_out, "-", "-", txn.term + txn.cc + txn.cs,
+                ctx.actconn, fe.conns, be.conns if be is not None else 0,
+                srv.conns if srv is not None else 0, txn.retries, txn.redispatched,
+                0, len(be.queue) if be is not None else 0, txn.request_line.decode("latin-1"))
 
     def log_txn(self, txn: Txn) -> None:
         """The transaction is over: count it, and log it."""
@@ -1205,4 +1201,4 @@ class HttpSession:
         if not ctx.access.enabled:
             return
         rec = self.log_record(txn, self.loop.now)
-        ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
+        ctx.access.write(json_http_values(rec) if ctx.log_format == "json" else httplog_values(rec))

@@ -296,6 +296,21 @@ class _Message:
         low = name.lower()
         n = len(low)
         hs = self.headers
+        # Usual cases first (a set-header rule on every request): the field
+        # is absent (append) or present once (replace in place).
+        first = -1
+        for i, h in enumerate(hs):
+            k = h[0]
+            if len(k) == n and k.lower() == low:
+                if first >= 0:
+                    break               # several: rebuild below
+                first = i
+        else:
+            if first < 0:
+                hs.append((name, value))
+            else:
+                hs[first] = (name, value)
+            return
         out = []
         done = False
         for h in hs:
