@@ -1124,7 +1124,6 @@ class HttpSession:
         if self.c_eof:
             self.close_session()
             return
-        self.loop.handlers[self.cfd] = self.on_linger
         self.loop.watch(self.cfd, EPOLLIN, self.on_linger)
         self.loop.set_timer(self.timer, self.loop.now + LINGER_TIMEOUT)
 
