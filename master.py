@@ -181,7 +181,6 @@ class Master:
         self.version = __version__
         self.release_date = __release_date__
         self.admin: AdminServer | None = None
-        self.last_reload_errors: list[str] = []
         self.reload_again = False                 # a reload was asked during a reload
         self.queued_callbacks: list = []
         self.log = logs.get_logger(proc="master", pid=os.getpid())
@@ -327,7 +326,6 @@ class Master:
         on_done(ok, messages) is called once the reload has finished (new
         workers ready) or failed."""
         def refused(messages: list[str]) -> bool:
-            self.last_reload_errors = messages
             sd_notify("READY=1")
             if on_done is not None:
                 on_done(False, messages)
@@ -374,7 +372,6 @@ class Master:
             self.spawn(slot, gen)
         gen.ready_timer = self.loop.call_later(READY_TIMEOUT, lambda: self.abort_reload(
             f"new workers not ready within {READY_TIMEOUT:.0f}s") if self.pending is gen else None)
-        self.last_reload_errors = []
         self.reload_message = f"reload gen {number}: " + (", ".join(changes) or "no change")
         return True
 
@@ -433,7 +430,6 @@ class Master:
         self.signal_workers(signal.SIGKILL, gen.number)
         close_unused(gen.listeners, self.current.listeners)
         gen.table.close()    # our mapping only: the killed workers had their own
-        self.last_reload_errors = [reason]
         sd_notify("READY=1")
         for cb in gen.on_done:
             cb(False, [reason])

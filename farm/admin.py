@@ -34,8 +34,8 @@ The following commands are valid at this level:
   prompt                                  : toggle interactive mode with prompt
   quit                                    : disconnect
   set timeout cli <delay>                 : change this CLI session's timeout (seconds)
-  show info                               : report information about the running process
-  show stat [typed] [<iid> <type> <sid>]  : report counters for each proxy and server
+  show info [typed|json]                  : report information about the running process
+  show stat [typed|json] [<iid> <type> <sid>] : report counters for each proxy and server
   show servers state [<backend>]          : dump volatile server information
   show backend                            : list backends
   show sess                               : report current sessions (summary per proxy)
@@ -249,7 +249,12 @@ class AdminServer:
             return HELP
         if words[:2] == ["show", "info"]:
             from farm import stats
-            return "".join(f"{k}: {v}\n" for k, v in stats.info(self.proc_info(), self.rows()))
+            pairs = stats.info(self.proc_info(), self.rows())
+            if words[2:] == ["typed"]:
+                return stats.info_typed(pairs)
+            if words[2:] == ["json"]:
+                return stats.info_json(pairs)
+            return "".join(f"{k}: {v}\n" for k, v in pairs)
         if words[:2] == ["show", "stat"]:
             return self.show_stat(words[2:])
         if words[:3] == ["show", "servers", "state"]:
@@ -336,6 +341,9 @@ class AdminServer:
         }
 
     def show_stat(self, args: list[str]) -> str:
+        if args == ["json"]:
+            from farm import stats
+            return stats.json_stats(self.rows())
         typed = bool(args) and args[0] == "typed"
         if typed:
             args = args[1:]

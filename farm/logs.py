@@ -22,7 +22,6 @@ import os
 import re
 import socket
 import stat
-import sys
 import time
 from dataclasses import dataclass
 
@@ -602,9 +601,6 @@ def json_line(r: dict) -> str:
     out.pop("redispatched", None)
     return json.dumps(out, separators=(",", ":"))
 
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()
 
 
 def _escape_request(text: str) -> str:

@@ -238,10 +238,6 @@ class Table:
                     out[i] += v
         return dict(zip(CNT_NAMES, out))
 
-    def read_column(self, key: tuple, column: int) -> list[int]:
-        base = self.layout.cnt_base(self.layout.rows[key], column)
-        return list(self.q[base:base + CNT_FIELDS])
-
     # -- reload ----------------------------------------------------------------
 
     def carry_from(self, old: "Table") -> None:

@@ -144,8 +144,8 @@ class Txn:
     __slots__ = ("session", "req", "resp", "src", "src_port", "_rules_src", "be", "srv",
                  "t_start", "t_head", "t_queue", "t_connect", "t_connected", "t_resp",
                  "status", "bytes_out", "retries", "redispatched", "term", "cc", "cs",
-                 "request_line", "close", "tried", "key", "forced_server", "set_cookie",
-                 "sent_request", "resp_started", "req_done", "local", "released", "bytes_in")
+                 "request_line", "close", "tried", "key", "forced_server", "resp_started",
+                 "req_done", "local", "released", "bytes_in")
 
     def __init__(self, session, req: Request, t_start: float):
         self.session = session
@@ -173,8 +173,6 @@ class Txn:
         self.tried: set[int] = set()
         self.key = None
         self.forced_server = None
-        self.set_cookie = None
-        self.sent_request = False
         self.resp_started = False
         self.req_done = False
         self.local = False
@@ -536,7 +534,6 @@ class HttpSession:
             self.send_error(500, "IR")
             return
         self.wq_s.append(head)
-        txn.sent_request = True
 
     # ------------------------------------------------------------------ server
 

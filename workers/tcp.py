@@ -372,7 +372,6 @@ class TcpSession:
                 self.be.queue.remove(self)
             except ValueError:
                 pass
-        prev = self.state
         self.state = CLOSED
         self.term = term
         self.timer.release()
@@ -391,9 +390,9 @@ class TcpSession:
         self.ctx.session_ended(self)
         counting.tcp_session(self)
         if self.ctx.access.enabled:
-            self.log(prev)
+            self.log()
 
-    def log(self, prev_state: str) -> None:
+    def log(self) -> None:
         now = self.loop.now
         ms = lambda t: int(t * 1000)  # noqa: E731
         tw = ms((self.t_connect if self.t_connect >= 0 else now) - self.t_queue) if self.t_queue >= 0 else 0

@@ -191,3 +191,20 @@ def test_farm_ctl_talks_to_the_socket(farm_factory, two, tmp_path):
                           "get", "weight", "be/a"], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0
     assert out.stdout == "1 (initial 1)\n\n"
+
+
+def test_show_info_and_stat_in_their_other_formats(farm_factory, two, tmp_path):
+    import json
+    sock = tmp_path / "admin.sock"
+    farm_factory(config(free_port(), sock, two))
+    info = cli(sock, "show info").decode().splitlines()
+    assert info[0] == "Name: farm" and any(l.startswith("Pid: ") for l in info)
+    typed = cli(sock, "show info typed").decode().splitlines()
+    assert typed[0].startswith("0.Name.1:") and typed[0].endswith(":str:farm")
+    assert json.loads(cli(sock, "show info json"))[0]["field"]["name"] == "Name"
+    rows = json.loads(cli(sock, "show stat json"))
+    names = [[f for f in row if f["field"]["name"] == "svname"][0]["value"]["value"] for row in rows]
+    assert names == ["FRONTEND", "a", "b", "BACKEND"]
+    csv_lines = cli(sock, "show stat").decode().splitlines()
+    assert csv_lines[0].startswith("# pxname,svname,qcur,qmax,scur,smax,slim,stot,")
+    assert len({line.count(",") for line in csv_lines if line}) == 1
