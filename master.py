@@ -28,11 +28,13 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
-from farm import __release_date__, __version__, confdiff, loader, logs, model, shm
+import farm
+from farm import __release_date__, __version__, confdiff, handoff, loader, logs, model, shm
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -46,6 +48,19 @@ STABLE_AFTER = 10.0          # a worker alive this long resets its slot's back-o
 KILL_GRACE = 1.0             # seconds after hard_stop_after before SIGKILL
 READY_TIMEOUT = 30.0         # a reload whose workers are not ready by then fails
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def self_command() -> list[str]:
+    """The command line this master was started with, to exec it again
+    (`python3 master.py run -c F` from a checkout, `/usr/bin/farm run ...`)."""
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+def code_roots() -> list[str]:
+    """Where farm's code lives: what a package upgrade replaces."""
+    import workers
+    return [os.path.dirname(farm.__file__), os.path.dirname(workers.__file__),
+            os.path.abspath(__file__)]
 
 
 class MasterError(Exception):
@@ -183,6 +198,8 @@ class Master:
         self.admin: AdminServer | None = None
         self.reload_again = False                 # a reload was asked during a reload
         self.queued_callbacks: list = []
+        self.code_stamp = handoff.code_fingerprint(code_roots())
+        self.adopted: Generation | None = None    # workers of the image before an exec
         self.log = logs.get_logger(proc="master", pid=os.getpid())
 
     @property
@@ -253,6 +270,8 @@ class Master:
             self.log.info("farm_ready", gen=gen.number, workers=gen.config.global_.workers,
                           binds=[str(a) for a in gen.config.all_binds()])
             sd_notify(f"READY=1\nSTATUS=serving, generation {gen.number}")
+            if self.adopted is not None:
+                self.drain_adopted()
 
     def reap(self) -> None:
         """Collect every exited child."""
@@ -342,6 +361,8 @@ class Master:
             if on_done is not None:
                 self.queued_callbacks.append(on_done)
             return True
+        if handoff.code_fingerprint(code_roots()) != self.code_stamp:
+            return self.reexec(on_done, refused)
         try:
             config = loader.load(self.config_path)
         except loader.ConfigErrors as e:
@@ -374,6 +395,126 @@ class Master:
             f"new workers not ready within {READY_TIMEOUT:.0f}s") if self.pending is gen else None)
         self.reload_message = f"reload gen {number}: " + (", ".join(changes) or "no change")
         return True
+
+    def reexec(self, on_done, refused) -> bool:
+        """The code on disk changed (a package upgrade): check the config with
+        the new code, then exec the new code in place (same pid), handing it
+        the listening sockets, the running workers and the server state. The
+        new image starts generation N+1 and drains the old workers once its
+        own are ready, as any reload does."""
+        check = subprocess.run([sys.executable, sys.argv[0], "check", "-q", "-c", self.config_path],
+                               capture_output=True, text=True, timeout=120)
+        if check.returncode != 0:
+            errors = [l for l in check.stderr.splitlines() if l.strip()] or ["farm check failed"]
+            for err in errors:
+                self.log.error("reload_config_error", error=err)
+            self.log.error("reload_refused", message="the new code refuses the configuration; "
+                           "keeping the running farm")
+            return refused(errors)
+        t = self.table
+        state = {f"{be}/{srv}": t.srv_state(sidx) for (be, srv), sidx in t.layout.servers.items()}
+        totals = {"\t".join(key): t.read_row(key) for key in t.layout.rows}
+        data = {
+            "generation": self.generation, "started": self.started,
+            "listeners": {str(a): [s.fileno() for s in socks]
+                          for a, socks in self.current.listeners.items()},
+            "workers": [{"pid": p.pid, "slot": p.slot, "generation": p.generation}
+                        for p in self.procs.values()],
+            "servers": state, "totals": totals,
+            "admin_weights": {f"{be}/{srv}": w for (be, srv), w in self.admin_weights.items()},
+        }
+        path = handoff.write(data)
+        for socks in self.current.listeners.values():
+            for s in socks:
+                os.set_inheritable(s.fileno(), True)
+        self.log.info("reexec", gen=self.generation + 1,
+                      message="new code on disk: re-executing the master in place")
+        if self.admin is not None:
+            self.admin.close()       # the new image binds it again
+        if self.current.health is not None:
+            self.current.health.stop()
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reaped by the new image
+        try:
+            os.execve(sys.executable, self_command(), dict(os.environ, **{handoff.ENV: path}))
+        except OSError as e:
+            # Still the old image, whole: put back what was stopped for the exec.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+            os.unlink(path)
+            for socks in self.current.listeners.values():
+                for s in socks:
+                    os.set_inheritable(s.fileno(), False)
+            if self.config.global_.admin_socket:
+                self.admin = AdminServer(self.loop, self, self.config.global_.admin_socket)
+            self.current.health = HealthChecker(self.loop, self.table, self.config, self.log)
+            self.current.health.start()
+            self.log.error("reexec_failed", error=e.strerror or str(e))
+            return refused([f"cannot execute the new code: {e.strerror or e}"])
+        return True   # not reached
+
+    def adopt(self, data: dict) -> None:
+        """In the new image after a re-exec: take over the sockets, the state
+        and the running workers described by the handoff data."""
+        by_name = {str(a): a for a in self.config.all_binds()}
+        inherited = {}
+        for name, fds in data["listeners"].items():
+            socks = [socket.socket(fileno=fd) for fd in fds]
+            if name in by_name:
+                inherited[by_name[name]] = socks
+            else:
+                self.orphan_listeners.extend(socks)   # closed once the old workers are gone
+        number = data["generation"] + 1
+        self.current = Generation(number, self.config, shm.Table.create(self.config, number), {})
+        self.current.listeners, _ = reconcile_listeners(inherited, self.config)
+        for socks in inherited.values():
+            for s in socks[self.config.global_.workers:]:
+                self.orphan_listeners.append(s)
+        self.started = data.get("started", self.started)
+        t = self.table
+        for name, st in data["servers"].items():
+            be, _, srv = name.partition("/")
+            sidx = t.server_row(be, srv)
+            if sidx is None:
+                continue
+            for k in ("op_up", "health", "admin", "check_status", "check_code", "check_duration",
+                      "last_change", "downtime", "down_since", "chkfail", "chkdown", "checks",
+                      "up_since"):
+                t.srv_set(sidx, k, st[k])
+        for name, w in data.get("admin_weights", {}).items():
+            be, _, srv = name.partition("/")
+            self.admin_weights[(be, srv)] = w
+        self.reapply_admin(self.config, t)
+        for key, totals in data.get("totals", {}).items():
+            k = tuple(key.split("\t"))
+            if k in t.layout.rows:
+                t.add_carried(k, totals)
+        t.bump_state_version()
+        old = Generation(data["generation"], self.config, None, {})
+        old.announced = True
+        self.adopted = old
+        now = time.monotonic()
+        for w in data["workers"]:
+            self.procs[w["pid"]] = WorkerProc(w["pid"], w["slot"], w["generation"], now, -1,
+                                              ready=True, stopping=True)
+        self.log.info("reexec_adopted", gen=number, workers=len(data["workers"]),
+                      listeners=len(inherited))
+
+    def drain_adopted(self) -> None:
+        """The new image's workers are ready: the adopted ones drain."""
+        old, self.adopted = self.adopted, None
+        pids = [p.pid for p in self.procs.values() if p.generation < self.generation]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for s in self.orphan_listeners:
+            s.close()
+        self.orphan_listeners = []
+        self.log.info("reload_done", gen=self.generation, draining=old.number)
+        hard = self.config.global_.hard_stop_after + KILL_GRACE
+        self.loop.call_later(hard, lambda: [self.signal_workers(signal.SIGKILL, g)
+                                            for g in {p.generation for p in self.procs.values()
+                                                      if p.generation < self.generation}])
 
     def reapply_admin(self, config: model.Config, table: shm.Table) -> None:
         """Weights set through the admin socket survive a reload (admin
@@ -451,7 +592,7 @@ class Master:
         """The last worker of a draining generation exited: add what its
         workers counted after the carry into the current table, and unmap."""
         old = self.draining.get(number)
-        if old is None or self.workers_of(number):
+        if old is None or self.workers_of(number) or old.table is None:
             return
         del self.draining[number]
         cur = self.current.table
@@ -608,10 +749,16 @@ class Master:
 
     def run(self) -> int:
         self.parent_pid = os.getpid()
+        self.orphan_listeners: list[socket.socket] = []
+        inherited = handoff.take()
+        if inherited is not None:
+            self.load_state()
+            self.adopt(inherited)
+        else:
+            self.current.listeners, _ = reconcile_listeners({}, self.config)
+            self.load_state()
         worker_mod.set_title(f"farm: master [gen {self.generation}] -c {self.config_path}")
-        self.current.listeners, _ = reconcile_listeners({}, self.config)
         enable_migrate_req(self.log)
-        self.load_state()
         if self.config.global_.admin_socket:
             try:
                 self.admin = AdminServer(self.loop, self, self.config.global_.admin_socket)
@@ -619,6 +766,8 @@ class Master:
                 raise MasterError(f"cannot create admin socket {self.config.global_.admin_socket}: "
                                   f"{e.strerror or e}") from None
         self.loop.watch_signals(MASTER_SIGNALS, self.on_signals)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])   # blocked across a re-exec
+        self.reap()          # an adopted worker may have exited during the exec
         self.log.info("farm_starting", config=self.config_path, workers=self.config.global_.workers)
         for slot in range(self.config.global_.workers):
             self.spawn(slot, self.current)
