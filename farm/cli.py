@@ -50,11 +50,18 @@ def admin_socket_path(args) -> str | None:
     return cfg.global_.admin_socket
 
 
-def cmd_ctl(args) -> int:
+def require_admin_socket(args, prog: str) -> str | None:
+    """The admin socket path, or None after telling the user how to set it."""
     path = admin_socket_path(args)
     if not path:
-        print("farm ctl: no admin socket: set global.admin_socket in the config or pass -s PATH",
+        print(f"{prog}: no admin socket: set global.admin_socket in the config or pass -s PATH",
               file=sys.stderr)
+    return path
+
+
+def cmd_ctl(args) -> int:
+    path = require_admin_socket(args, "farm ctl")
+    if not path:
         return 2
     command = " ".join(args.command)
     try:

@@ -783,11 +783,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from farm.cli import admin_socket_path
-    path = admin_socket_path(args)
+    from farm.cli import require_admin_socket
+    path = require_admin_socket(args, "farm top")
     if not path:
-        print("farm top: no admin socket: set global.admin_socket in the config or pass -s PATH",
-              file=sys.stderr)
         return 2
     interval = max(0.2, args.interval)
     model = Model(path, interval)

@@ -236,7 +236,6 @@ class HttpSession:
         ctx.sessions.add(self)
         ctx.actconn += 1
         fe.conns += 1
-        fe.total += 1
         loop.add(self.cfd, EPOLLIN, self.on_client)
         loop.set_timer(self.timer, loop.now + self.to_request)
 

@@ -161,7 +161,7 @@ class SharedState:
 class ServerRuntime:
     """A server as one worker sees it: this worker's connection count."""
 
-    __slots__ = ("cfg", "index", "backend", "conns", "total", "name", "family", "sockaddr",
+    __slots__ = ("cfg", "index", "backend", "conns", "name", "family", "sockaddr",
                  "c", "sidx", "shutdown_seq")
 
     def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime"):
@@ -170,7 +170,6 @@ class ServerRuntime:
         self.backend = backend
         self.name = cfg.name
         self.conns = 0
-        self.total = 0
         self.c = new_counters()
         self.sidx = -1                # server state row in shm
         self.shutdown_seq = -1        # last `shutdown sessions server` seen
@@ -219,7 +218,6 @@ class BackendRuntime:
     def acquire(self, index: int) -> ServerRuntime:
         srv = self.servers[index]
         srv.conns += 1
-        srv.total += 1
         c = srv.c
         c[C_STOT] += 1
         c[C_LBTOT] += 1
@@ -245,7 +243,6 @@ class FrontendRuntime:
         self.name = cfg.name
         self.listeners = listeners
         self.conns = 0
-        self.total = 0
         self.c = new_counters()
         shared.register(("fe", cfg.name), self)
         limit = cfg.maxconn or global_maxconn

@@ -253,7 +253,6 @@ class StatsSession:
         ctx.sessions.add(self)
         ctx.actconn += 1
         fe.conns += 1
-        fe.total += 1
         c = fe.c
         c[shm.C_STOT] += 1
         c[shm.C_CONN_TOT] += 1

@@ -103,7 +103,6 @@ class TcpSession:
         ctx.sessions.add(self)
         ctx.actconn += 1
         fe.conns += 1
-        fe.total += 1
         self.be.conns += 1
         self.connect()
 
