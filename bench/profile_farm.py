@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

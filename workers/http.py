@@ -37,6 +37,7 @@ from workers import counting, http1
 from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+from workers.rules import no_rules
 
 INF = float("inf")
 HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
@@ -247,6 +248,40 @@ class HttpSession:
     # ------------------------------------------------------------------ client
 
     def on_client(self, events: int) -> None:
+        if events == EPOLLIN and self.state == S_REQ and not self.c_eof:
+            # The common case, straight through: waiting for a request and
+            # it arrives whole (RequestParser.whole_request); else the
+            # bytes go through the parser's events like any others.
+            try:
+                data = self.csock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.abort("C")
+                return
+            now = self.last_c = self.loop.now
+            counting.request_bytes(self.fe, len(data))
+            req = self.rp.whole_request(data) if data else None
+            if req is not None:
+                t_start = self.req_start if self.req_bytes else now
+                self.req_bytes = True
+                self.start_txn(req, t_start, whole=True)
+                if self.state == S_SERVER and not self.out_s and not self.wq_c:
+                    # connected already (a pooled connection): only the
+                    # head to send; nothing else can be pending
+                    self.need_pump = False
+                    self.flush_server()
+                    return
+            else:
+                if not data:
+                    self.c_eof = True
+                elif not self.req_bytes:
+                    self.req_bytes = True
+                    self.req_start = now
+                self.rp.feed(data)
+                self.pump_request()
+            self.finish_io()
+            return
         if events & EPOLLOUT and self.out_c:
             if not self.write_client():
                 return
@@ -321,7 +356,7 @@ class HttpSession:
                     if ev is END_OF_MESSAGE:
                         self.discarding = False
                     continue
-                self.start_txn(ev)
+                self.start_txn(ev, self.req_start if self.req_bytes else self.loop.now)
                 continue
             # forwarding the request body
             if type(ev) is Data:
@@ -333,10 +368,12 @@ class HttpSession:
 
     # ------------------------------------------------------------- transactions
 
-    def start_txn(self, req: Request) -> None:
+    def start_txn(self, req: Request, t_start: float, whole: bool = False) -> None:
+        """A request head arrived (at t_start): rules, backend, server.
+        ``whole``: the request is complete already (no body follows)."""
         fe = self.fe
-        loop = self.loop
-        txn = self.txn = Txn(self, req, self.req_start if self.req_bytes else loop.now)
+        txn = self.txn = Txn(self, req, t_start)
+        txn.req_done = whole
         self.requests += 1
         if self.ctx.draining:
             txn.close = True
@@ -344,11 +381,15 @@ class HttpSession:
             # Replace what the client claims (it could lie), before the rules,
             # so that a set-header X-Forwarded-Proto of the user's wins.
             set_forwarded_proto(req)
-        verdict = fe.req_rules(txn)
-        if verdict is not None:
-            self.local_response(verdict)
-            return
-        name = fe.choose_backend(txn)
+        # (`is not no_rules`: an empty rule list is not even called)
+        if fe.req_rules is not no_rules:
+            verdict = fe.req_rules(txn)
+            if verdict is not None:
+                self.local_response(verdict)
+                return
+        name = fe.fixed_backend
+        if name is None:
+            name = fe.choose_backend(txn)
         be = self.ctx.backends.get(name) if name else None
         if be is None:
             txn.be = None
@@ -358,10 +399,11 @@ class HttpSession:
         be.conns += 1
         if be.cfg.option_forwardfor and not fe.cfg.option_forwardfor:
             set_forwarded_proto(req)   # as above, before the backend's rules
-        verdict = be.req_rules(txn)
-        if verdict is not None:
-            self.local_response(verdict)
-            return
+        if be.req_rules is not no_rules:
+            verdict = be.req_rules(txn)
+            if verdict is not None:
+                self.local_response(verdict)
+                return
         self.prepare_request(txn, be)
         if be.cookie is not None:
             be.cookie.on_request(txn)
@@ -374,7 +416,7 @@ class HttpSession:
         Forwarded added when configured. (X-Forwarded-Proto is set before
         the rules run: see start_txn.)"""
         req = txn.req
-        http1.strip_hop_by_hop(req.headers, keep_upgrade=req.upgrade is not None)
+        http1.forwarding_strip(req, keep_upgrade=req.upgrade is not None)
         if req.upgrade is not None:
             req.headers.append((b"Connection", b"upgrade"))
         elif req.version == b"HTTP/1.0":
@@ -529,7 +571,7 @@ class HttpSession:
         req = txn.req
         self.sc.rp.expect(req.method, req.upgrade is not None)
         try:
-            head = http1.serialize_request_head(req)
+            head = http1.head_bytes(req)
         except ValueError:
             self.send_error(500, "IR")
             return
@@ -538,6 +580,37 @@ class HttpSession:
     # ------------------------------------------------------------------ server
 
     def on_server(self, events: int) -> None:
+        if events == EPOLLIN and self.state == S_SERVER and not self.out_c and not self.s_eof:
+            # The common case, straight through: the whole response in one
+            # recv (ResponseParser.whole_response); else the parser's events.
+            sc = self.sc
+            try:
+                data = sc.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""          # a reset: handled like an EOF, by phase
+            self.last_s = self.loop.now
+            whole = sc.rp.whole_response(data) if data else None
+            if whole is not None:
+                resp, body = whole
+                self.response_head(resp)
+                if body:
+                    self.wq_c.append(body)
+                    self.txn.bytes_out += len(body)
+                self.end_txn()
+                if self.state == S_REQ and self.rp.idle() and not self.wq_s and not self.out_s:
+                    # back to waiting for a request with nothing buffered
+                    self.need_pump = False
+                    self.flush_client()
+                    return
+            else:
+                if not data:
+                    self.s_eof = True
+                sc.rp.feed(data)
+                self.pump_response()
+            self.finish_io()
+            return
         if self.state == S_CONNECTING:
             if not events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
                 # A stale event: the fd number belonged to a socket closed
@@ -623,9 +696,11 @@ class HttpSession:
         txn.t_resp = self.loop.now
         txn.status = resp.status
         be = txn.be
-        http1.strip_hop_by_hop(resp.headers, keep_upgrade=resp.status == 101)
-        be.resp_rules(txn)
-        self.fe.resp_rules(txn)
+        http1.forwarding_strip(resp, keep_upgrade=resp.status == 101)
+        if be.resp_rules is not no_rules:
+            be.resp_rules(txn)
+        if self.fe.resp_rules is not no_rules:
+            self.fe.resp_rules(txn)
         if be.cookie is not None:
             be.cookie.on_response(txn)
         if resp.status == 101:
@@ -640,7 +715,7 @@ class HttpSession:
             # the client connection (the client cannot see the end otherwise)
             txn.close = True
             resp.headers.append((b"Connection", b"close"))
-        head = http1.serialize_response_head(resp)
+        head = http1.head_bytes(resp)
         self.wq_c.append(head)
         txn.bytes_out += len(head)
         txn.resp_started = True
@@ -954,6 +1029,37 @@ class HttpSession:
         if self.state == S_LINGER:
             return
         self.update_masks()
+        self.rearm()
+
+    def flush_server(self) -> None:
+        """finish_io() for the end of an event that only queued bytes for
+        the server, in S_SERVER (the client side needs nothing)."""
+        wq = self.wq_s
+        data = wq[0] if len(wq) == 1 else b"".join(wq)
+        wq.clear()
+        self.txn.bytes_in += len(data)
+        self.out_s = data
+        if not self.write_server():
+            return
+        if self.out_s or self.state != S_SERVER:
+            self.update_masks()
+        else:
+            sc = self.sc
+            if self.loop.masks.get(sc.fd) != EPOLLIN:
+                self.loop.watch(sc.fd, EPOLLIN, self.on_server)
+        self.rearm()
+
+    def flush_client(self) -> None:
+        """finish_io() for the end of an event that only queued bytes for
+        the client, back in S_REQ with no server connection attached."""
+        wq = self.wq_c
+        data = wq[0] if len(wq) == 1 else b"".join(wq)
+        wq.clear()
+        self.out_c = data
+        if not self.write_client():
+            return
+        if self.out_c or self.c_unwanted or self.loop.masks.get(self.cfd) != EPOLLIN:
+            self.update_masks()
         self.rearm()
 
     def update_masks(self) -> None:

@@ -123,6 +123,7 @@ HAProxy applies by default):
 """
 
 import re
+from operator import itemgetter
 
 __all__ = [
     "HttpError", "Request", "Response", "Data", "EndOfMessage",
@@ -240,7 +241,8 @@ _CHUNK_EXT_RE = re.compile(
 # Field names whose presence changes framing or derived fields; found with one
 # set intersection against the lowercased names.
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding",
-                      b"connection", b"expect", b"upgrade"))
+                      b"connection", b"expect", b"upgrade", b"keep-alive",
+                      b"proxy-connection", b"te"))
 _FRAMING = frozenset((b"content-length", b"transfer-encoding"))
 _FORBIDDEN_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"host"))
 
@@ -254,6 +256,7 @@ _CONN_FAST = {
     b"te": frozenset((b"te",)),
 }
 _EMPTY = frozenset()
+_name_of = itemgetter(0)
 
 _MAX_INT64 = 2 ** 63 - 1
 _MAX_CHUNK_LINE = 4096      # chunk-size line incl. extensions
@@ -270,8 +273,50 @@ class _Message:
     list of ``(name, value)`` bytes tuples, names as received; it may be
     edited directly. The derived fields (content_length, chunked, keep_alive,
     ...) describe the message *as parsed* and are not recomputed when
-    headers change: rules that rewrite framing headers own the consequences."""
+    headers change: rules that rewrite framing headers own the consequences.
+
+    ``hop`` (parsed heads): 0 without hop-by-hop fields (see HOP_BY_HOP);
+    i + 1 when the only one is a plain ``Connection: keep-alive`` or
+    ``close`` at headers[i]; -1 otherwise. ``raw``: the head's bytes as
+    received, kept by the parsers' whole_* fast paths unless hop is -1 (a
+    plain Connection field is removed from both ``headers`` and ``raw``,
+    keep_alive holding its meaning); else None. While the start line and
+    ``headers`` are as parsed (``_base``), head_bytes() sends raw instead
+    of serializing."""
     __slots__ = ()
+
+    def _start_line(self) -> tuple:
+        raise NotImplementedError
+
+    def _keep_raw(self, raw: bytes) -> None:
+        """Adopt raw (the whole head as received) for pass-through, after
+        taking out a lone plain Connection field; leaves raw None when the
+        hop-by-hop fields need strip_hop_by_hop()."""
+        hop = self.hop
+        if hop < 0:
+            return
+        if hop:
+            raw = _cut_field(self.headers, hop - 1, raw)
+        self.raw = raw
+        self._base = self._start_line() + (self.headers[:],)
+
+    def appended(self):
+        """While the head is as received except for fields appended at the
+        end (what X-Forwarded-For and most set-header rules do): the
+        appended fields (maybe []); otherwise None."""
+        if self.raw is None:
+            return None
+        base = self._base
+        if not self._same_start_line(base):
+            return None
+        hs = self.headers
+        orig = base[3]
+        if hs == orig:
+            return []
+        n = len(orig)
+        if len(hs) > n and hs[:n] == orig:
+            return hs[n:]
+        return None
 
     def get(self, name_lower: bytes):
         """First value of the field ``name_lower`` (give it lowercased), or None."""
@@ -368,7 +413,7 @@ class Request(_Message):
     by convention (see _Message)."""
     __slots__ = ("method", "_target", "_path", "_query", "_prefix", "version", "headers",
                  "content_length", "chunked", "keep_alive", "expect_continue",
-                 "upgrade", "host", "body_mode")
+                 "upgrade", "host", "body_mode", "hop", "raw", "_base")
 
     def __init__(self, method: bytes = b"GET", target: bytes = b"/",
                  version: bytes = b"HTTP/1.1", headers=None):
@@ -388,6 +433,8 @@ class Request(_Message):
         self.upgrade = None
         self.host = None
         self.body_mode = BODY_NONE
+        self.hop = 0
+        self.raw = None
 
     @property
     def target(self) -> bytes:
@@ -452,6 +499,12 @@ class Request(_Message):
         q = self._query
         self._target = self._prefix + self._path + (b"?" + q if q else b"")
 
+    def _start_line(self) -> tuple:
+        return (self.method, self._target, self.version)
+
+    def _same_start_line(self, base) -> bool:
+        return self.method is base[0] and self._target is base[1] and self.version is base[2]
+
     def __repr__(self):
         return "<Request %s %s %s>" % (self.method.decode("latin-1"),
                                        self._target[:80].decode("latin-1"),
@@ -462,7 +515,7 @@ class Response(_Message):
     """A response head. ``upgrade`` is the Upgrade value of a 101 (else None);
     ``body_mode`` depends on the request method (see ResponseParser)."""
     __slots__ = ("status", "reason", "version", "headers", "content_length", "chunked",
-                 "keep_alive", "upgrade", "body_mode")
+                 "keep_alive", "upgrade", "body_mode", "hop", "raw", "_base")
 
     def __init__(self, status: int = 200, reason=None, version: bytes = b"HTTP/1.1",
                  headers=None):
@@ -475,11 +528,19 @@ class Response(_Message):
         self.keep_alive = version == b"HTTP/1.1"
         self.upgrade = None
         self.body_mode = BODY_NONE
+        self.hop = 0
+        self.raw = None
 
     @property
     def interim(self) -> bool:
         """True for a 1xx other than 101: no body, the final response follows."""
         return self.status < 200 and self.status != 101
+
+    def _start_line(self) -> tuple:
+        return (self.version, self.status, self.reason)
+
+    def _same_start_line(self, base) -> bool:
+        return self.status is base[1] and self.reason is base[2] and self.version is base[0]
 
     def __repr__(self):
         return "<Response %s %d %s>" % (self.version.decode("latin-1"), self.status,
@@ -537,6 +598,17 @@ def _field_error(block, status, what):
                     reason = "invalid character in %s value" % what
         raise HttpError(status, "%s: %r" % (reason, line[:64]))
     raise HttpError(status, "malformed %s block" % what)
+
+
+def _hop_kind(sp, hs, lnames):
+    """_Message.hop of a head with hop-by-hop fields: i + 1 when the only
+    one is a single plain ``Connection: keep-alive`` or ``close`` at
+    headers[i], else -1."""
+    if len(sp.intersection(HOP_BY_HOP)) == 1 and lnames.count(b"connection") == 1:
+        i = lnames.index(b"connection")
+        if hs[i][1].lower() in (b"keep-alive", b"close"):
+            return i + 1
+    return -1
 
 
 def _conn_tokens(hs, lnames, status):
@@ -662,8 +734,11 @@ def _build_request(buf, start, end, max_headers):
         lnames = []
         sp = _EMPTY
     else:
-        hs = _fields(buf, eol + 2, end + 2, 400, max_headers)
-        lnames = [k.lower() for k, _ in hs]
+        # _fields(), inline: this runs once per request
+        hs = _FIELD_RE.findall(buf, eol + 2, end + 2)
+        if len(hs) != buf.count(b"\n", eol + 2, end + 2) or len(hs) > max_headers:
+            hs = _fields(buf, eol + 2, end + 2, 400, max_headers)
+        lnames = list(map(bytes.lower, map(_name_of, hs)))   # no Python frame per name
         sp = _SPECIAL.intersection(lnames)
     if bad_version:
         raise HttpError(505, "unsupported HTTP version %r" % (version,))
@@ -681,6 +756,8 @@ def _build_request(buf, start, end, max_headers):
     r.headers = hs
     r.expect_continue = False
     r.upgrade = None
+    r.hop = 0 if sp.isdisjoint(HOP_BY_HOP) else _hop_kind(sp, hs, lnames)
+    r.raw = None
 
     if b"host" in sp:
         if lnames.count(b"host") > 1:
@@ -759,8 +836,10 @@ def _build_response(buf, start, end, max_headers):
         lnames = []
         sp = _EMPTY
     else:
-        hs = _fields(buf, eol + 2, end + 2, 502, max_headers)
-        lnames = [k.lower() for k, _ in hs]
+        hs = _FIELD_RE.findall(buf, eol + 2, end + 2)
+        if len(hs) != buf.count(b"\n", eol + 2, end + 2) or len(hs) > max_headers:
+            hs = _fields(buf, eol + 2, end + 2, 502, max_headers)
+        lnames = list(map(bytes.lower, map(_name_of, hs)))
         sp = _SPECIAL.intersection(lnames)
 
     r = _new(Response)
@@ -769,6 +848,8 @@ def _build_response(buf, start, end, max_headers):
     r.version = version
     r.headers = hs
     r.upgrade = None
+    r.hop = 0 if sp.isdisjoint(HOP_BY_HOP) else _hop_kind(sp, hs, lnames)
+    r.raw = None
     cl = None
     chunked = False
     if b"transfer-encoding" in sp:
@@ -779,7 +860,11 @@ def _build_response(buf, start, end, max_headers):
         _transfer_encoding(hs, lnames, 502, None)
         chunked = True
     elif b"content-length" in sp:
-        cl = _content_length(hs, lnames, 502)
+        v = hs[lnames.index(b"content-length")][1]
+        if len(v) < 19 and v.isdigit() and lnames.count(b"content-length") == 1:
+            cl = int(v)      # the usual case of _content_length(), inline
+        else:
+            cl = _content_length(hs, lnames, 502)
     r.content_length = cl
     r.chunked = chunked
     if b"connection" in sp:
@@ -957,6 +1042,11 @@ class _Parser:
     def close(self) -> None:
         """Same as feed(b""): the peer closed its side."""
         self.feed(b"")
+
+    def idle(self) -> bool:
+        """Between messages, nothing buffered, no EOF: the next bytes fed
+        start a new head (next_event() would say NEED_DATA)."""
+        return self._state == _S_HEAD and self._pos >= len(self._buf) and not self._eof
 
     @property
     def eof(self) -> bool:
@@ -1258,6 +1348,36 @@ class RequestParser(_Parser):
             return _S_PAUSED
         return _S_HEAD if req.keep_alive else _S_CLOSED
 
+    def whole_request(self, data: bytes):
+        """The fast path of the common case. When the parser is idle() and
+        ``data`` (bytes from one recv) is exactly one complete request head
+        with no body that does not switch protocols, return its Request and
+        leave the parser as feed(data) followed by taking the head and
+        END_OF_MESSAGE would. Otherwise return None and change nothing: the
+        caller feeds data as usual, which also reports any error in it.
+        Validation is the same _build_request as next_event()'s."""
+        n = len(data)
+        if (n > self.max_head or self._state != _S_HEAD or self._pos < len(self._buf)
+                or self._eof or data[0] == 13 or data.find(b"\r\n\r\n") != n - 4):
+            return None
+        try:
+            req = _build_request(data, 0, n - 4, self.max_headers)
+        except HttpError:
+            return None
+        if req.body_mode != BODY_NONE or req.upgrade is not None or req.method == b"CONNECT":
+            return None
+        # _took_whole() and _keep_raw(), inline for the usual case
+        self.message = req
+        self.body_mode = BODY_NONE
+        self._state = _S_HEAD if req.keep_alive else _S_CLOSED
+        self._empty = 0
+        if req.hop:
+            req._keep_raw(data)      # a Connection field to cut, or no raw
+        else:
+            req.raw = data
+            req._base = (req.method, req._target, req.version, req.headers[:])
+        return req
+
     def resume(self) -> None:
         """After PAUSED: the server refused the upgrade / CONNECT, so the
         connection stays HTTP; parse the next request (or CLOSED if the
@@ -1303,6 +1423,52 @@ class ResponseParser(_Parser):
         """Requests announced with expect() and not answered yet."""
         return len(self._expected)
 
+    def whole_response(self, data: bytes):
+        """The fast path of the common case. When the parser is idle(), one
+        request is expected (not CONNECT) and ``data`` (bytes from one recv)
+        is exactly one final response: its head plus its whole body framed
+        by Content-Length (or no body: HEAD, 204, 304), return ``(response,
+        body)`` and leave the parser as feeding data and taking every event
+        up to END_OF_MESSAGE would. Otherwise return None and change
+        nothing: the caller feeds data as usual."""
+        if (self._state != _S_HEAD or self._pos < len(self._buf) or self._eof
+                or len(self._expected) != 1 or data[0] == 13):
+            return None
+        end = data.find(b"\r\n\r\n", 0, self.max_head)
+        if end < 0:
+            return None
+        try:
+            resp = _build_response(data, 0, end, self.max_headers)
+        except HttpError:
+            return None
+        st = resp.status
+        method = self._expected[0][0]
+        if st < 200 or resp.chunked or method == b"CONNECT":
+            return None
+        start = end + 4
+        n = len(data)
+        if method == b"HEAD" or st == 204 or st == 304:
+            if start != n:
+                return None
+            mode = BODY_NONE
+        else:
+            cl = resp.content_length
+            if cl is None or n - start != cl:
+                return None
+            mode = BODY_LENGTH if cl else BODY_NONE
+        del self._expected[0]
+        # _took_whole() and _keep_raw(), inline for the usual case
+        self.message = resp
+        self.body_mode = resp.body_mode = mode
+        self._state = _S_HEAD if resp.keep_alive else _S_CLOSED
+        self._empty = 0
+        if resp.hop:
+            resp._keep_raw(data[:start])     # a Connection field to cut, or no raw
+        else:
+            resp.raw = data[:start]
+            resp._base = (resp.version, st, resp.reason, resp.headers[:])
+        return resp, data[start:]
+
     def _head_done(self, resp):
         if not self._expected:
             raise HttpError(502, "response without a request")
@@ -1345,6 +1511,58 @@ def _serialize(start_line, headers):
     if out.count(b"\n") != n or out.count(b"\r") != n:
         raise ValueError("CR or LF inside a start line or header field")
     return out
+
+
+def _cut_field(headers: list, i: int, raw: bytes) -> bytes:
+    """Remove headers[i] (in place) and return raw (the head it was parsed
+    from) without its line. The name must be the only one of that exact
+    spelling: values hold no CR/LF, so the line is the first that starts
+    with it."""
+    a = raw.find(b"\r\n" + headers[i][0] + b":")
+    b = raw.find(b"\r\n", a + 2)
+    del headers[i]
+    return raw[:a] + raw[b:]
+
+
+def _append_fields(raw: bytes, extra: list) -> bytes:
+    """raw (a head ending in CRLF CRLF) with the fields of extra added last."""
+    out = b"".join([raw[:-2], *[k + b": " + v + b"\r\n" for k, v in extra], b"\r\n"])
+    n = len(extra)
+    added = out[len(raw) - 2:]
+    if added.count(b"\n") != n + 1 or added.count(b"\r") != n + 1:
+        raise ValueError("CR or LF inside a header field")
+    return out
+
+
+def head_bytes(msg) -> bytes:
+    """The head to send for a Request or Response as it is now: the bytes
+    received (plus appended fields) while only appends changed it (see
+    _Message.appended), else serialized. Raises ValueError if a CR or LF
+    would be injected. Hop-by-hop fields are *not* touched: call
+    strip_hop_by_hop() (or forwarding_strip())."""
+    extra = msg.appended()
+    if extra is None:
+        if type(msg) is Request:
+            return serialize_request_head(msg)
+        return serialize_response_head(msg)
+    if not extra:
+        return msg.raw
+    return _append_fields(msg.raw, extra)
+
+
+def forwarding_strip(msg, keep_upgrade: bool = False) -> int:
+    """strip_hop_by_hop(msg.headers) for a message about to be forwarded,
+    skipped when it cannot find anything: a head kept raw had its
+    hop-by-hop fields removed already, so only fields appended since need
+    a look."""
+    extra = msg.appended()
+    if extra is not None:
+        for k, _ in extra:
+            if len(k) in _HOP_LENGTHS and k.lower() in HOP_BY_HOP:
+                break
+        else:
+            return 0
+    return strip_hop_by_hop(msg.headers, keep_upgrade)
 
 
 def serialize_request_head(req) -> bytes:

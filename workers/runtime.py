@@ -255,6 +255,8 @@ class FrontendRuntime:
         self.req_rules = rules.compile_request_rules(cfg.http_request, acls)
         self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
         self.choose_backend = rules.compile_use_backend(cfg.use_backend, cfg.default_backend, acls)
+        # no use_backend entry: the backend is known without asking the rules
+        self.fixed_backend = cfg.default_backend if not cfg.use_backend else None
         self.errorfiles = read_errorfiles(cfg.errorfiles)
         self.xff_name = cfg.xff_header.encode("latin-1")
         self.routes_by_l4 = None     # TCP: use_backend on layer-4 fetches (set by the worker)

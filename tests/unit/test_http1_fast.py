@@ -1,0 +1,211 @@
+"""workers.http1's fast paths (whole_request, whole_response, head_bytes,
+forwarding_strip): whatever they accept, they must give exactly what the
+event API gives for the same bytes; whatever they refuse, they must leave
+the parser untouched."""
+
+import pytest
+
+from workers import http1
+from workers.http1 import (BODY_LENGTH, BODY_NONE, CLOSED, NEED_DATA, Request, RequestParser,
+                           Response, ResponseParser, serialize_request_head,
+                           serialize_response_head, strip_hop_by_hop)
+
+try:
+    from tests.unit.http1_corpus import CORPUS
+    from tests.unit.test_http1 import BY_ID, REQ_FIELDS, RESP_FIELDS, result
+except ImportError:
+    from http1_corpus import CORPUS
+    from test_http1 import BY_ID, REQ_FIELDS, RESP_FIELDS, result
+
+
+def new_parser(entry):
+    if entry["kind"] == "request":
+        return RequestParser(**entry.get("opts", {}))
+    p = ResponseParser(**entry.get("opts", {}))
+    for method, upgrade in entry["expect"]:
+        p.expect(method, upgrade)
+    return p
+
+
+def parser_state(p):
+    return (p._state, p._buf, p._pos, p._eof, list(getattr(p, "_expected", ())))
+
+
+@pytest.mark.parametrize("entry_id", list(BY_ID))
+def test_whole_agrees_with_events(entry_id):
+    entry = BY_ID[entry_id]
+    data = entry["data"]
+    if not data:
+        return
+    p = new_parser(entry)
+    before = parser_state(p)
+    if entry["kind"] == "request":
+        msg = p.whole_request(data)
+        body = b""
+    else:
+        got = p.whole_response(data)
+        msg, body = got if got is not None else (None, None)
+    events = result(entry_id, "whole")
+    if msg is None:
+        assert parser_state(p) == before, "a refused fast path must change nothing"
+        return
+    # Accepted: the event API saw one valid head, its whole body, the end.
+    kinds = [e[0] for e in events]
+    assert kinds[0] == "head" and "error" not in kinds and "paused" not in kinds
+    assert kinds[1:] in (["end"], ["end", "closed"], ["data", "end"], ["data", "end", "closed"])
+    head = events[0][1]
+    fields = REQ_FIELDS if isinstance(msg, Request) else RESP_FIELDS
+    for f in fields:
+        if f != "headers":
+            assert getattr(msg, f) == head[f], f
+    # headers: the same once the hop-by-hop fields are stripped
+    want = list(head["headers"])
+    strip_hop_by_hop(want)
+    kept_raw = msg.raw is not None
+    removed = http1.forwarding_strip(msg)
+    assert msg.headers == want
+    assert not (kept_raw and removed), "a raw head has no hop-by-hop field left"
+    assert body == (events[1][1] if kinds[1] == "data" else b"")
+    # and the parser is where the event API left it
+    if entry.get("eof"):
+        p.feed(b"")
+    nxt = p.next_event()
+    assert nxt is (CLOSED if "closed" in kinds else NEED_DATA)
+
+
+def test_some_corpus_entries_take_the_fast_path():
+    """The agreement test above must not pass by refusing everything."""
+    taken = 0
+    for entry in CORPUS:
+        if not entry["data"]:
+            continue
+        p = new_parser(entry)
+        got = (p.whole_request(entry["data"]) if entry["kind"] == "request"
+               else p.whole_response(entry["data"]))
+        taken += got is not None
+    assert taken >= 20
+
+
+REQ = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
+NGINX = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello")
+
+
+def test_whole_request_refusals_leave_parser_usable():
+    cases = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",   # pipelined
+        b"GET / HTTP/1.1\r\nHost: a\r\n",                                       # incomplete
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",           # body
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",                               # leading CRLF
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",                    # invalid
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+    ]
+    for data in cases:
+        p = RequestParser()
+        assert p.whole_request(data) is None, data
+        assert p.idle()
+    p = RequestParser(max_head=32)
+    assert p.whole_request(REQ) is None         # larger than max_head: 431 is the parser's
+    p = RequestParser()
+    p.feed(b"G")
+    assert not p.idle() and p.whole_request(REQ) is None
+
+
+def test_whole_request_raw_pass_through():
+    p = RequestParser()
+    req = p.whole_request(REQ)
+    assert req.raw is REQ                        # no copy
+    assert http1.forwarding_strip(req) == 0
+    assert http1.head_bytes(req) is REQ
+    # a plain Connection field is taken out of both headers and raw
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\nX: 1\r\n\r\n"
+    req = RequestParser().whole_request(data)
+    assert req.keep_alive and req.hop == 2          # headers[1], plus one
+    assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n"
+    req = RequestParser().whole_request(data.replace(b"Keep-Alive", b"close"))
+    assert not req.keep_alive
+    assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n"
+    # anything more than that: no raw, the serializer and the strip do the work
+    req = RequestParser().whole_request(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X\r\nX: 1\r\n\r\n")
+    assert req.raw is None and req.hop == -1
+    http1.forwarding_strip(req)
+    assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_head_bytes_follows_edits():
+    def fresh():
+        return RequestParser().whole_request(REQ)
+    req = fresh()
+    req.headers.append((b"X-Forwarded-For", b"10.0.0.1"))
+    req.set("X-Forwarded-Host", "example.com")
+    assert http1.head_bytes(req) == REQ[:-2] + (
+        b"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Host: example.com\r\n\r\n")
+    req = fresh()
+    req.set("Accept", "text/html")               # replaced in place: serialized
+    assert http1.head_bytes(req) == serialize_request_head(req)
+    assert b"Accept: text/html" in http1.head_bytes(req)
+    req = fresh()
+    req.path = b"/other"
+    assert http1.head_bytes(req).startswith(b"GET /other?b=1 HTTP/1.1\r\n")
+    req = fresh()
+    req.method = b"HEAD"
+    assert http1.head_bytes(req).startswith(b"HEAD /a?b=1 ")
+    req = fresh()
+    req.remove(b"accept")
+    assert http1.head_bytes(req) == b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    # an appended value cannot smuggle a line break
+    req = fresh()
+    req.headers.append((b"X", b"a\r\nEvil: 1"))
+    with pytest.raises(ValueError):
+        http1.head_bytes(req)
+    # an appended hop-by-hop field is still stripped before forwarding
+    req = fresh()
+    req.headers.append((b"Connection", b"close"))
+    assert http1.forwarding_strip(req) == 1
+    assert http1.head_bytes(req) is REQ
+
+
+def test_whole_response_nginx_style():
+    p = ResponseParser()
+    p.expect(b"GET")
+    resp, body = p.whole_response(NGINX)
+    assert (resp.status, resp.content_length, resp.keep_alive, body) == (200, 5, True, b"hello")
+    assert resp.body_mode == BODY_LENGTH and p.pending == 0 and p.idle()
+    assert http1.head_bytes(resp) == NGINX[:NGINX.index(b"Connection")] + b"\r\n"
+    resp.headers.append((b"Connection", b"close"))     # what the session adds on close
+    assert http1.head_bytes(resp).endswith(b"Content-Length: 5\r\nConnection: close\r\n\r\n")
+    resp.status = 503                                   # a rule changing the status
+    assert http1.head_bytes(resp) == serialize_response_head(resp)
+
+
+def test_whole_response_framing_cases():
+    def take(data, method=b"GET", n=1):
+        p = ResponseParser()
+        for _ in range(n):
+            p.expect(method)
+        before = parser_state(p)
+        got = p.whole_response(data)
+        if got is None:
+            assert parser_state(p) == before
+        return got
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+    assert take(ok + b"abc")[1] == b"abc"
+    assert take(ok + b"ab") is None                          # body not all here
+    assert take(ok + b"abcd") is None                        # more than one response
+    assert take(ok + b"abc", n=2) is None                    # pipelined requests
+    assert take(ok, method=b"HEAD")[0].body_mode == BODY_NONE
+    assert take(ok + b"abc", method=b"HEAD") is None
+    assert take(b"HTTP/1.1 204 No Content\r\n\r\n")[0].body_mode == BODY_NONE
+    assert take(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n")[1] == b""
+    assert take(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") is None
+    assert take(b"HTTP/1.1 200 OK\r\n\r\nuntil close") is None          # close-delimited
+    assert take(b"HTTP/1.1 100 Continue\r\n\r\n") is None
+    assert take(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", method=b"CONNECT") is None
+    assert take(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx") is None
+    r = take(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")[0]
+    assert not r.keep_alive and r.raw == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    p = ResponseParser()
+    assert p.whole_response(ok + b"abc") is None              # nothing expected
+    assert isinstance(take(ok + b"abc")[0], Response)
