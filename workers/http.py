@@ -169,9 +169,10 @@ class Txn:
         self.term = "--"
         self.cc = "-"
         self.cs = "-"
-        self.request_line = b"%s %s %s" % (req.method, req.target, req.version)
+        # as received (rules may rewrite it); joined only when logged
+        self.request_line = (req.method, req._target, req.version)
         self.close = not req.keep_alive
-        self.tried: set[int] = set()
+        self.tried: tuple[int, ...] = ()   # servers that failed (rare: no set per request)
         self.key = None
         self.forced_server = None
         self.resp_started = False
@@ -469,7 +470,9 @@ class HttpSession:
         elif self.own is not None:
             conn = self.take_own(srv)
         if conn is not None:
-            self.attach(conn)
+            self.sc = conn
+            self.loop.handlers[conn.fd] = self.on_server
+            self.s_eof = False
             self.server_ready()
             return
         self.open_connection(srv)
@@ -502,13 +505,21 @@ class HttpSession:
             self.own = None
 
     def server_ready(self) -> None:
-        """A server connection is usable: send the head; the body follows
+        """A server connection is usable: queue the head; the body follows
         from the request parser at the end of this event."""
-        counting.connect_attempt(self.txn.be, self.txn.srv, ok=True, reused=self.sc.reused)
+        txn = self.txn
+        sc = self.sc
+        counting.connect_attempt(txn.be, txn.srv, ok=True, reused=sc.reused)
         self.state = S_SERVER
-        self.txn.t_connected = self.loop.now
-        self.last_s = self.loop.now
-        self.send_request_head()
+        txn.t_connected = self.last_s = self.loop.now
+        req = txn.req
+        sc.rp.expect(req.method, req.upgrade is not None)
+        try:
+            head = http1.head_bytes(req)
+        except ValueError:          # a rule put a CR or LF in a field
+            self.send_error(500, "IR")
+            return
+        self.wq_s.append(head)
         self.need_pump = True
 
     def open_connection(self, srv) -> None:
@@ -547,17 +558,11 @@ class HttpSession:
         return True
 
 
-    def attach(self, conn: ServerConn) -> None:
-        self.sc = conn
-        self.loop.handlers[conn.fd] = self.on_server
-        self.s_eof = False
-        self.last_s = self.loop.now
-
     def connect_failed(self, timeout: bool = False) -> None:
         txn = self.txn
         counting.connect_attempt(txn.be, txn.srv, ok=False)
         self.drop_server_conn()
-        txn.tried.add(txn.srv.index)
+        txn.tried += (txn.srv.index,)
         self.release_server()
         be = txn.be
         if txn.retries < be.cfg.retries:
@@ -565,17 +570,6 @@ class HttpSession:
             self.connect_server()
         else:
             self.send_error(503, "sC" if timeout else "SC")
-
-    def send_request_head(self) -> None:
-        txn = self.txn
-        req = txn.req
-        self.sc.rp.expect(req.method, req.upgrade is not None)
-        try:
-            head = http1.head_bytes(req)
-        except ValueError:
-            self.send_error(500, "IR")
-            return
-        self.wq_s.append(head)
 
     # ------------------------------------------------------------------ server
 
@@ -731,8 +725,7 @@ class HttpSession:
             # parser, where the idle pool's EPOLLIN watch cannot see them:
             # such a connection would answer the next request with them.
             keep = (txn.resp is not None and txn.resp.keep_alive and not self.s_eof
-                    and sc.rp.pending == 0 and txn.req_done and not self.out_s
-                    and not sc.rp.leftover)
+                    and txn.req_done and not self.out_s and sc.rp.drained())
             if keep:
                 if txn.be.cfg.http_reuse == "never":
                     self.keep_own(sc)
@@ -1294,7 +1287,7 @@ class HttpSession:
                 txn.status, txn.bytes_out, "-", "-", txn.term + txn.cc + txn.cs,
                 ctx.actconn, fe.conns, be.conns if be is not None else 0,
                 srv.conns if srv is not None else 0, txn.retries, txn.redispatched,
-                0, len(be.queue) if be is not None else 0, txn.request_line.decode("latin-1"))
+                0, len(be.queue) if be is not None else 0, b" ".join(txn.request_line).decode("latin-1"))
 
     def log_txn(self, txn: Txn) -> None:
         """The transaction is over: count it, and log it."""

@@ -1414,6 +1414,11 @@ class ResponseParser(_Parser):
         super().__init__(max_head, max_headers)
         self._expected = []
 
+    def drained(self) -> bool:
+        """No request awaiting an answer and no byte buffered: the
+        connection may serve another request."""
+        return not self._expected and self._pos >= len(self._buf)
+
     def expect(self, method: bytes, upgrade: bool = False) -> None:
         """Announce a request sent on this connection (FIFO)."""
         self._expected.append((method, upgrade))
