@@ -13,6 +13,16 @@ there is the client's own to retry), later ones may take an idle one. A
 reused connection that the server had closed before answering is retried on
 a fresh connection for idempotent requests without a body.
 
+The common case goes straight through (on_client / on_server, first
+branch): a recv that holds exactly one whole request without a body
+(RequestParser.whole_request), or exactly one whole response framed by
+Content-Length (ResponseParser.whole_response), is taken in one step
+instead of event by event, and its head is forwarded as the bytes received
+(plus the fields appended by X-Forwarded-For or a set-header; see
+http1.head_bytes) instead of being serialized again. Anything else (a
+partial head, a body to stream, pipelining, chunked, errors) goes through
+the parser's events; both ways run the same rules, counting and logging.
+
 Writes to each side are queued during an event and sent with one send() at
 its end, so a response head and its first body bytes leave in one syscall.
 Reading a side stops while the other side's queue is above HIGH_WATER

@@ -65,6 +65,15 @@ and the same status for any split of the input into feed() calls (the test
 corpus checks whole, per line, per byte and random splits); for that, a 505
 is only raised once the whole head is known to be free of 400 causes.
 
+Fast paths for the common case: ``RequestParser.whole_request(data)`` and
+``ResponseParser.whole_response(data)`` take a recv()'s bytes that hold
+exactly one whole message (a request without a body; a response with its
+whole Content-Length body) in one call, validated by the same functions as
+next_event(), and leave the parser as the events would have; they return
+None and change nothing otherwise (the caller then feeds the bytes). A
+message taken that way keeps its received head (``raw``), which
+``head_bytes()`` sends as is while nothing but appended fields changed.
+
 ResponseParser needs ``expect(method, upgrade)`` once per request sent,
 before the response arrives (HEAD and CONNECT change the framing; 101 is
 only accepted after an upgrade request).
@@ -132,6 +141,7 @@ __all__ = [
     "RequestParser", "ResponseParser", "parse_request_head",
     "serialize_request_head", "serialize_response_head",
     "make_response", "error_response", "strip_hop_by_hop", "dechunk",
+    "head_bytes", "forwarding_strip",
     "REASONS", "HOP_BY_HOP",
 ]
 
@@ -1329,8 +1339,9 @@ class RequestParser(_Parser):
     """Parses the requests of one client connection.
 
     ``RequestParser(max_head=16384, max_headers=100)``; see the module
-    docstring for the events. ``message`` is the last Request returned and
-    ``body_mode`` its body mode (BODY_NONE, BODY_LENGTH or BODY_CHUNKED).
+    docstring for the events. ``message`` is the last Request returned by
+    next_event() (None after whole_request()) and ``body_mode`` its body
+    mode (BODY_NONE, BODY_LENGTH or BODY_CHUNKED).
     After an upgrade or CONNECT request, ``next_event()`` returns PAUSED
     until ``switch_to_tunnel()`` or ``resume()`` is called."""
 
@@ -1366,8 +1377,11 @@ class RequestParser(_Parser):
             return None
         if req.body_mode != BODY_NONE or req.upgrade is not None or req.method == b"CONNECT":
             return None
-        # _took_whole() and _keep_raw(), inline for the usual case
-        self.message = req
+        # The parser's state after the message, as the events leave it, but
+        # message stays None: the caller holds the request as long as it
+        # needs it, and an idle keep-alive connection should not keep it
+        # (with its raw head) alive until the next one.
+        self.message = None
         self.body_mode = BODY_NONE
         self._state = _S_HEAD if req.keep_alive else _S_CLOSED
         self._empty = 0
@@ -1402,7 +1416,8 @@ class ResponseParser(_Parser):
 
     Interim responses (100, 102, 103) are returned as Response heads with
     ``interim`` True and are *not* followed by END_OF_MESSAGE: the next event
-    is the next head. ``message``/``body_mode`` are the last head's."""
+    is the next head. ``message``/``body_mode`` are the last head's (message
+    is None after whole_response())."""
 
     __slots__ = ("_expected",)
 
@@ -1462,8 +1477,8 @@ class ResponseParser(_Parser):
                 return None
             mode = BODY_LENGTH if cl else BODY_NONE
         del self._expected[0]
-        # _took_whole() and _keep_raw(), inline for the usual case
-        self.message = resp
+        # as in whole_request (message None: not kept by an idle connection)
+        self.message = None
         self.body_mode = resp.body_mode = mode
         self._state = _S_HEAD if resp.keep_alive else _S_CLOSED
         self._empty = 0
