@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""What one Python process can do on this machine: scenario 1 (keep-alive,
+small responses, one process, wrk -t1 -c64) through two stripped-down
+Python proxies, measured side by side with farm and HAProxy. A tool for
+farm's developers: it says how much of farm's cost is Python itself and
+how much is farm.
+
+- ``relay``: an epoll loop that copies bytes between each client and its
+  own backend connection. No HTTP at all: the floor of a Python proxy
+  (the same 2 recv + 2 send per request as farm and HAProxy).
+- ``parse``: the same loop, but every request and response goes through
+  farm's strict parser (whole_request / whole_response) and is forwarded
+  with head_bytes(): the cost of HTTP parsing alone, with no routing,
+  balancing, pooling, timers, counters or logs.
+
+    bench/run must have run once (it installs wrk, nginx, haproxy); then:
+    .venv/bin/python bench/ceiling.py [--rounds 3] [--seconds 5]
+
+Only 127.0.0.1, every load bounded in time; every process started here is
+stopped by its process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+
+def serve(kind: str, port: int, backend: tuple[str, int]) -> None:
+    """The child: a one-process proxy of the given kind on 127.0.0.1:port
+    (one backend connection per client connection, opened at accept)."""
+    from workers import http1
+
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", port))
+    lsock.listen(1024)
+    lsock.setblocking(False)
+    lfd = lsock.fileno()
+    ep = select.epoll()
+    ep.register(lfd, select.EPOLLIN)
+    # fd -> (its socket, the other socket, from the client?, the pair's parsers)
+    ends: dict[int, tuple] = {}
+
+    def open_pair(client: socket.socket) -> None:
+        server = socket.create_connection(backend)
+        for s in (client, server):
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        parsers = (http1.RequestParser(), http1.ResponseParser())
+        ends[client.fileno()] = (client, server, True, parsers)
+        ends[server.fileno()] = (server, client, False, parsers)
+        ep.register(client.fileno(), select.EPOLLIN)
+        ep.register(server.fileno(), select.EPOLLIN)
+
+    def close_pair(fd: int) -> None:
+        a, b, _, _ = ends.pop(fd)
+        ends.pop(b.fileno(), None)
+        for s in (a, b):
+            ep.unregister(s.fileno())
+            s.close()
+
+    while True:
+        for fd, _ in ep.poll():
+            if fd == lfd:
+                try:
+                    open_pair(lsock.accept()[0])
+                except OSError:
+                    pass
+                continue
+            end = ends.get(fd)
+            if end is None:
+                continue
+            src, dst, from_client, (rp, sp) = end
+            try:
+                data = src.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                close_pair(fd)
+                continue
+            if kind == "parse":
+                if from_client:
+                    req = rp.whole_request(data)
+                    if req is None:
+                        raise SystemExit("ceiling: a request did not arrive whole")
+                    sp.expect(req.method)
+                    data = http1.head_bytes(req)
+                else:
+                    got = sp.whole_response(data)
+                    if got is None:
+                        raise SystemExit("ceiling: a response did not arrive whole")
+                    data = http1.head_bytes(got[0]) + got[1]
+            try:
+                dst.send(data)
+            except OSError:
+                close_pair(fd)
+
+
+class Child:
+    """serve() in a process of its own (its own session), like proxies.Proc."""
+
+    def __init__(self, kind: str, backend: tuple[str, int]):
+        import proxies
+        self.name = kind
+        self.port = proxies.free_port()
+        self.popen = subprocess.Popen(
+            [sys.executable, __file__, "--child", kind, str(self.port), str(backend[1])],
+            start_new_session=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if proxies.http_get(self.port).startswith(b"HTTP/1.1 200"):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.popen.poll() is not None:
+                self.stop()
+                raise SystemExit(f"ceiling: {kind} did not start")
+            time.sleep(0.05)
+
+    def cpu_seconds(self) -> float:
+        import psutil
+        t = psutil.Process(self.popen.pid).cpu_times()
+        return t.user + t.system
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        kind, port, bport = a.child
+        serve(kind, int(port), ("127.0.0.1", int(bport)))
+        return 0
+    import compare
+    import configs
+    import load
+    import proxies
+
+    configs.set_fd_budget(compare.raise_nofile())
+    workdir = tempfile.mkdtemp(prefix="farm-ceiling-", dir="/dev/shm")
+    backend = proxies.Backend(workdir, processes=compare.NCPU)
+    backend.start_backend()
+    targets = []
+    try:
+        for kind in ("relay", "parse"):
+            targets.append(Child(kind, backend.servers()[0]))
+        for name in ("farm", "haproxy"):
+            p = proxies.make(name, workdir)
+            p.start(configs.Spec(port=proxies.free_port(), servers=backend.servers(),
+                                 workdir=workdir, processes=1, mode="http"))
+            targets.append(p)
+        script = load.write_script(f"{workdir}/c.lua")
+        rps: dict[str, list[float]] = {t.name: [] for t in targets}
+        cpu: dict[str, list[float]] = {t.name: [] for t in targets}
+        for t in targets:                                        # warm-up
+            load.wrk(t.port, "/", 1, 64, script)
+        for rnd in range(a.rounds):
+            for t in targets:
+                c0 = t.cpu_seconds()
+                r = load.wrk(t.port, "/", a.seconds, 64, script)
+                c1 = t.cpu_seconds()
+                rps[t.name].append(r["rps"])
+                cpu[t.name].append((c1 - c0) / r["requests"] * 1e6 if r["requests"] else 0)
+                print(f"  round {rnd + 1}/{a.rounds} {t.name:8} {r['rps']:10,.0f} req/s"
+                      f"  cpu {cpu[t.name][-1]:5.1f} us/req  errors {r['errors']}",
+                      file=sys.stderr)
+        hap = statistics.median(rps["haproxy"])
+        print(f"{'target':10} {'req/s':>10} {'CPU us/req':>11} {'/HAProxy':>9}")
+        for t in targets:
+            m = statistics.median(rps[t.name])
+            print(f"{t.name:10} {m:10,.0f} {statistics.median(cpu[t.name]):11.1f} {m / hap:9.2f}")
+        print(f"medians of {a.rounds} rounds x {a.seconds} s; wrk -t1 -c64; one process each")
+    finally:
+        for t in targets:
+            t.stop()
+        backend.stop()
+        subprocess.run(["rm", "-rf", workdir])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
