@@ -25,6 +25,7 @@ Behaviour is driven by the path:
     /setcookie?name=N&value=V   answers with Set-Cookie: N=V; path=/
     /ws                101 to an Upgrade request, then echoes raw bytes
     /badresponse       an invalid response (a space in a header name)
+    /rawhead           "X-Odd:value" (no space) and "Connection: keep-alive"
     /noframing         a body delimited by the close (no length, not chunked)
     /early             a 103 Early Hints, then the name
     /extra             a response followed by unsolicited bytes
@@ -326,6 +327,12 @@ class HttpBackend:
             # a complete response followed by bytes nobody asked for
             send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
                  b"Content-Length: 5\r\n\r\nbogus")
+            return keep
+        elif verb == "rawhead":
+            # a head a proxy may forward as received: odd spacing, a plain
+            # Connection: keep-alive (hop-by-hop, to be removed)
+            send(b"HTTP/1.1 200 OK\r\nX-Odd:value\r\nConnection: keep-alive\r\n"
+                 b"Content-Length: 2\r\n\r\nok")
             return keep
         elif verb == "badresponse":
             send(b"HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 2\r\n\r\nok")

@@ -753,6 +753,33 @@ def test_interim_103_is_forwarded(farm_factory, backend):
         assert c.request("GET", "/name").body == b"s1"
 
 
+def test_unchanged_heads_are_forwarded_as_received(farm_factory, backend):
+    """The fast lane forwards a head nobody changed byte for byte, minus a
+    plain Connection field, and farm's own fields go at the end."""
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
+    with RawClient(port) as c:
+        c.send(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Odd:value\r\n"
+               b"Connection: keep-alive\r\nAccept: */*\r\n\r\n")
+        r = c.read_response()
+        assert r.body == b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Odd:value\r\nAccept: */*\r\n\r\n"
+        c.send(build_request("GET", "/rawhead"))
+        head = c._until(b"\r\n\r\n")
+        assert head == b"HTTP/1.1 200 OK\r\nX-Odd:value\r\nContent-Length: 2\r\n\r\n"
+        assert c._exact(2) == b"ok"
+        # one more on the same connections: nothing left over on either side
+        assert c.request("GET", "/name").body == b"s1"
+
+
+def test_forwardfor_fields_are_appended_to_the_received_head(farm_factory, backend):
+    farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend),
+                       frontend="option_forwardfor = true")
+    with RawClient(port) as c:
+        c.send(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Odd:value\r\n\r\n")
+        r = c.read_response()
+        assert r.body == (b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Odd:value\r\n"
+                          b"X-Forwarded-Proto: http\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n")
+
+
 def test_unsolicited_bytes_after_a_response_do_not_poison_the_pool(farm_factory, backend):
     farm, port = start(farm_factory, "[backends.be]\n" + servers("be", backend))
     with RawClient(port) as c:
