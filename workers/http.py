@@ -205,7 +205,7 @@ class HttpSession:
                  "ctx", "discarding", "fe", "last_c", "last_s", "loop", "need_pump", "out_c",
                  "out_s", "own", "req_bytes", "req_start", "requests", "rp", "s_eof", "sc",
                  "shut_c_after_flush", "shut_s_after_flush", "state", "t_accept", "timer",
-                 "to_client", "to_keepalive", "to_request", "to_tunnel", "txn", "wq_c", "wq_s",
+                 "to_client", "to_floor", "to_keepalive", "to_request", "to_tunnel", "txn", "wq_c", "wq_s",
                  "src_bytes", "__weakref__")
 
     def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple):
@@ -244,6 +244,7 @@ class HttpSession:
         self.to_client = t.client or INF
         self.to_request = t.http_request or INF
         self.to_keepalive = t.http_keep_alive or self.to_request
+        self.to_floor = min(self.to_client, self.to_request, self.to_keepalive, 1.0e9)
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
         ctx.actconn += 1
@@ -1108,7 +1109,10 @@ class HttpSession:
         else:
             when = self.last_c + self.to_client
         if when != INF:
-            self.loop.set_timer(self.timer, when)
+            # queued no later than the session's shortest timeout from now, so
+            # that the request/response/keep-alive cycle does not push a heap
+            # entry per request (see Loop.set_timer)
+            self.loop.set_timer(self.timer, when, self.loop.now + self.to_floor)
         else:
             self.timer.cancel()
 

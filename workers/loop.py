@@ -130,14 +130,22 @@ class Loop:
         """A disarmed timer bound to callback; arm it with set_timer()."""
         return Timer(callback)
 
-    def set_timer(self, t: Timer, when: float) -> None:
-        """Arm (or re-arm) t for the monotonic time `when`."""
+    def set_timer(self, t: Timer, when: float, early: float | None = None) -> None:
+        """Arm (or re-arm) t for the monotonic time `when`.
+
+        early (optional, now < early <= when): if a heap entry has to be
+        pushed, push it at `early` instead. A timer that alternates between
+        a long and a shorter deadline (an HTTP session: keep-alive 60 s,
+        server 30 s) then pushes once per `early` interval instead of on
+        every switch; the entry surfacing before `when` just re-queues."""
         t.when = when
         t.active = True
         q = t.queued
         if q is None or when < q:
             # Earlier than the queued entry (or none queued): push a new entry.
             # Pushing later needs nothing: the old entry re-queues on surfacing.
+            if early is not None and early < when:
+                when = early
             t.queued = when
             self._seq += 1
             heapq.heappush(self._heap, (when, self._seq, t))
