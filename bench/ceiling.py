@@ -23,15 +23,12 @@ stopped by its process group.
 from __future__ import annotations
 
 import argparse
-import os
 import select
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -112,37 +109,23 @@ def serve(kind: str, port: int, backend: tuple[str, int]) -> None:
                 close_pair(fd)
 
 
-class Child:
-    """serve() in a process of its own (its own session), like proxies.Proc."""
+def child_class():
+    """proxies.Proc for serve() run as a process of its own (imported late:
+    the child process itself needs none of the bench modules)."""
+    import proxies
 
-    def __init__(self, kind: str, backend: tuple[str, int]):
-        import proxies
-        self.name = kind
-        self.port = proxies.free_port()
-        self.popen = subprocess.Popen(
-            [sys.executable, __file__, "--child", kind, str(self.port), str(backend[1])],
-            start_new_session=True, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if proxies.http_get(self.port).startswith(b"HTTP/1.1 200"):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.popen.poll() is not None:
-                self.stop()
-                raise SystemExit(f"ceiling: {kind} did not start")
-            time.sleep(0.05)
+    class Child(proxies.Proc):
+        def __init__(self, workdir: str, kind: str):
+            super().__init__(workdir)
+            self.name = kind
 
-    def cpu_seconds(self) -> float:
-        import psutil
-        t = psutil.Process(self.popen.pid).cpu_times()
-        return t.user + t.system
+        def write_config(self, spec) -> None:
+            self.backend_port = spec.servers[0][1]    # no file: all on the command line
 
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(10)
+        def command(self) -> list[str]:
+            return [sys.executable, __file__, "--child", self.name, str(self.port),
+                    str(self.backend_port)]
+    return Child
 
 
 def main() -> int:
@@ -166,11 +149,10 @@ def main() -> int:
     backend = proxies.Backend(workdir, processes=compare.NCPU)
     backend.start_backend()
     targets = []
+    child = child_class()
     try:
-        for kind in ("relay", "parse"):
-            targets.append(Child(kind, backend.servers()[0]))
-        for name in ("farm", "haproxy"):
-            p = proxies.make(name, workdir)
+        for p in [child(workdir, "relay"), child(workdir, "parse"),
+                  proxies.make("farm", workdir), proxies.make("haproxy", workdir)]:
             p.start(configs.Spec(port=proxies.free_port(), servers=backend.servers(),
                                  workdir=workdir, processes=1, mode="http"))
             targets.append(p)

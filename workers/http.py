@@ -244,7 +244,7 @@ class HttpSession:
         self.to_client = t.client or INF
         self.to_request = t.http_request or INF
         self.to_keepalive = t.http_keep_alive or self.to_request
-        self.to_floor = min(self.to_client, self.to_request, self.to_keepalive, 1.0e9)
+        self.to_floor = min(self.to_client, self.to_request, self.to_keepalive)
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
         ctx.actconn += 1
@@ -260,40 +260,6 @@ class HttpSession:
     # ------------------------------------------------------------------ client
 
     def on_client(self, events: int) -> None:
-        if events == EPOLLIN and self.state == S_REQ and not self.c_eof:
-            # The common case, straight through: waiting for a request and
-            # it arrives whole (RequestParser.whole_request); else the
-            # bytes go through the parser's events like any others.
-            try:
-                data = self.csock.recv(RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.abort("C")
-                return
-            now = self.last_c = self.loop.now
-            counting.request_bytes(self.fe, len(data))
-            req = self.rp.whole_request(data) if data else None
-            if req is not None:
-                t_start = self.req_start if self.req_bytes else now
-                self.req_bytes = True
-                self.start_txn(req, t_start, whole=True)
-                if self.state == S_SERVER and not self.out_s and not self.wq_c:
-                    # connected already (a pooled connection): only the
-                    # head to send; nothing else can be pending
-                    self.need_pump = False
-                    self.flush_server()
-                    return
-            else:
-                if not data:
-                    self.c_eof = True
-                elif not self.req_bytes:
-                    self.req_bytes = True
-                    self.req_start = now
-                self.rp.feed(data)
-                self.pump_request()
-            self.finish_io()
-            return
         if events & EPOLLOUT and self.out_c:
             if not self.write_client():
                 return
@@ -308,19 +274,34 @@ class HttpSession:
                 self.abort("C")
                 return
             if data is not None:
-                self.last_c = self.loop.now
+                now = self.last_c = self.loop.now
                 counting.request_bytes(self.fe, len(data))
                 if self.state == S_TUNNEL:
                     self.tunnel_in(data, from_client=True)
+                elif self.state == S_REQ and data and self.take_whole_request(data, now):
+                    pass
                 else:
                     if not data:
                         self.c_eof = True
                     elif self.state == S_REQ and not self.req_bytes:
                         self.req_bytes = True
-                        self.req_start = self.loop.now
+                        self.req_start = now
                     self.rp.feed(data)
                     self.pump_request()
         self.finish_io()
+
+    def take_whole_request(self, data: bytes, now: float) -> bool:
+        """The common case straight through: when data (just received, the
+        session waiting for a request) is one whole request without a body
+        (RequestParser.whole_request), start its transaction. False, and
+        nothing done, otherwise: the bytes go through the parser's events."""
+        req = self.rp.whole_request(data)
+        if req is None:
+            return False
+        t_start = self.req_start if self.req_bytes else now
+        self.req_bytes = True
+        self.start_txn(req, t_start, whole=True)
+        return True
 
     def client_readable(self) -> bool:
         """Whether to read the client now (backpressure and phase)."""
@@ -531,7 +512,7 @@ class HttpSession:
             self.send_error(500, "IR")
             return
         self.wq_s.append(head)
-        self.need_pump = True
+        self.need_pump = not txn.req_done   # a body to forward from the parser
 
     def open_connection(self, srv) -> None:
         txn = self.txn
@@ -585,37 +566,6 @@ class HttpSession:
     # ------------------------------------------------------------------ server
 
     def on_server(self, events: int) -> None:
-        if events == EPOLLIN and self.state == S_SERVER and not self.out_c and not self.s_eof:
-            # The common case, straight through: the whole response in one
-            # recv (ResponseParser.whole_response); else the parser's events.
-            sc = self.sc
-            try:
-                data = sc.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""          # a reset: handled like an EOF, by phase
-            self.last_s = self.loop.now
-            whole = sc.rp.whole_response(data) if data else None
-            if whole is not None:
-                resp, body = whole
-                self.response_head(resp)
-                if body:
-                    self.wq_c.append(body)
-                    self.txn.bytes_out += len(body)
-                self.end_txn()
-                if self.state == S_REQ and self.rp.idle() and not self.wq_s and not self.out_s:
-                    # back to waiting for a request with nothing buffered
-                    self.need_pump = False
-                    self.flush_client()
-                    return
-            else:
-                if not data:
-                    self.s_eof = True
-                sc.rp.feed(data)
-                self.pump_response()
-            self.finish_io()
-            return
         if self.state == S_CONNECTING:
             if not events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
                 # A stale event: the fd number belonged to a socket closed
@@ -647,12 +597,30 @@ class HttpSession:
                 self.last_s = self.loop.now
                 if self.state == S_TUNNEL:
                     self.tunnel_in(data, from_client=False)
+                elif data and self.take_whole_response(data):
+                    pass
                 else:
                     if not data:
                         self.s_eof = True
                     self.sc.rp.feed(data)
                     self.pump_response()
         self.finish_io()
+
+    def take_whole_response(self, data: bytes) -> bool:
+        """The common case straight through: when data (just received in
+        S_SERVER) is the whole response (ResponseParser.whole_response),
+        relay it and end the transaction. False, and nothing done,
+        otherwise: the bytes go through the parser's events."""
+        whole = self.sc.rp.whole_response(data)
+        if whole is None:
+            return False
+        resp, body = whole
+        self.response_head(resp)
+        if body:
+            self.wq_c.append(body)
+            self.txn.bytes_out += len(body)
+        self.end_txn()
+        return True
 
     def server_readable(self) -> bool:
         if self.s_eof or self.sc is None:
@@ -770,7 +738,8 @@ class HttpSession:
         self.req_start = self.loop.now
         if self.ctx.draining:
             self.to_keepalive = min(self.to_keepalive, DRAIN_IDLE_GRACE)
-        self.need_pump = True   # a pipelined request may already be buffered
+        # a pipelined request (or the client's EOF) may already be buffered
+        self.need_pump = not self.rp.idle()
 
     def release_server(self) -> None:
         """Give the transaction's server slot back (once); wakes the queue."""
@@ -1035,53 +1004,28 @@ class HttpSession:
         self.update_masks()
         self.rearm()
 
-    def flush_server(self) -> None:
-        """finish_io() for the end of an event that only queued bytes for
-        the server, in S_SERVER (the client side needs nothing)."""
-        wq = self.wq_s
-        data = wq[0] if len(wq) == 1 else b"".join(wq)
-        wq.clear()
-        self.txn.bytes_in += len(data)
-        self.out_s = data
-        if not self.write_server():
-            return
-        if self.out_s or self.state != S_SERVER:
-            self.update_masks()
-        else:
-            sc = self.sc
-            if self.loop.masks.get(sc.fd) != EPOLLIN:
-                self.loop.watch(sc.fd, EPOLLIN, self.on_server)
-        self.rearm()
-
-    def flush_client(self) -> None:
-        """finish_io() for the end of an event that only queued bytes for
-        the client, back in S_REQ with no server connection attached."""
-        wq = self.wq_c
-        data = wq[0] if len(wq) == 1 else b"".join(wq)
-        wq.clear()
-        self.out_c = data
-        if not self.write_client():
-            return
-        if self.out_c or self.c_unwanted or self.loop.masks.get(self.cfd) != EPOLLIN:
-            self.update_masks()
-        self.rearm()
-
     def update_masks(self) -> None:
         loop = self.loop
         cmask = (EPOLLIN if self.client_readable() else 0) | (EPOLLOUT if self.out_c else 0)
-        if cmask == 0 and not self.c_unwanted and loop.masks.get(self.cfd) == EPOLLIN:
+        cur = loop.masks.get(self.cfd)
+        if cmask == 0 and not self.c_unwanted and cur == EPOLLIN:
             # Lazy pause: while its request is served, a client almost never
             # sends anything, so the fd stays in epoll (two epoll_ctl calls
             # saved per request). If it does send (pipelining, a close), the
             # event marks it unwanted and it leaves epoll until readable.
             pass
+        elif cmask == cur:
+            self.c_unwanted = False     # unchanged; the handler is on_client already
         else:
             self.c_unwanted = False
             loop.watch(self.cfd, cmask, self.on_client)
         sc = self.sc
         if sc is not None and self.state in (S_SERVER, S_TUNNEL):
             smask = (EPOLLIN if self.server_readable() else 0) | (EPOLLOUT if self.out_s else 0)
-            loop.watch(sc.fd, smask, self.on_server)
+            # attached, sc.fd's handler is on_server already: an unchanged
+            # mask (the usual case) needs nothing
+            if loop.masks.get(sc.fd) != smask:
+                loop.watch(sc.fd, smask, self.on_server)
 
     # ----------------------------------------------------------------- timers
 

@@ -645,6 +645,8 @@ def _content_length(hs, lnames, status):
     """Validated Content-Length (identical duplicates collapsed in hs)."""
     i = lnames.index(b"content-length")
     v = hs[i][1]
+    if len(v) < 19 and v.isdigit() and lnames.count(b"content-length") == 1:
+        return int(v)       # the usual case: one plain value
     if lnames.count(b"content-length") > 1:
         dups = [j for j, ln in enumerate(lnames) if ln == b"content-length"]
         for j in dups[1:]:
@@ -744,10 +746,7 @@ def _build_request(buf, start, end, max_headers):
         lnames = []
         sp = _EMPTY
     else:
-        # _fields(), inline: this runs once per request
-        hs = _FIELD_RE.findall(buf, eol + 2, end + 2)
-        if len(hs) != buf.count(b"\n", eol + 2, end + 2) or len(hs) > max_headers:
-            hs = _fields(buf, eol + 2, end + 2, 400, max_headers)
+        hs = _fields(buf, eol + 2, end + 2, 400, max_headers)
         lnames = list(map(bytes.lower, map(_name_of, hs)))   # no Python frame per name
         sp = _SPECIAL.intersection(lnames)
     if bad_version:
@@ -846,9 +845,7 @@ def _build_response(buf, start, end, max_headers):
         lnames = []
         sp = _EMPTY
     else:
-        hs = _FIELD_RE.findall(buf, eol + 2, end + 2)
-        if len(hs) != buf.count(b"\n", eol + 2, end + 2) or len(hs) > max_headers:
-            hs = _fields(buf, eol + 2, end + 2, 502, max_headers)
+        hs = _fields(buf, eol + 2, end + 2, 502, max_headers)
         lnames = list(map(bytes.lower, map(_name_of, hs)))
         sp = _SPECIAL.intersection(lnames)
 
@@ -870,11 +867,7 @@ def _build_response(buf, start, end, max_headers):
         _transfer_encoding(hs, lnames, 502, None)
         chunked = True
     elif b"content-length" in sp:
-        v = hs[lnames.index(b"content-length")][1]
-        if len(v) < 19 and v.isdigit() and lnames.count(b"content-length") == 1:
-            cl = int(v)      # the usual case of _content_length(), inline
-        else:
-            cl = _content_length(hs, lnames, 502)
+        cl = _content_length(hs, lnames, 502)
     r.content_length = cl
     r.chunked = chunked
     if b"connection" in sp:
@@ -1385,11 +1378,7 @@ class RequestParser(_Parser):
         self.body_mode = BODY_NONE
         self._state = _S_HEAD if req.keep_alive else _S_CLOSED
         self._empty = 0
-        if req.hop:
-            req._keep_raw(data)      # a Connection field to cut, or no raw
-        else:
-            req.raw = data
-            req._base = (req.method, req._target, req.version, req.headers[:])
+        req._keep_raw(data)
         return req
 
     def resume(self) -> None:
@@ -1482,11 +1471,7 @@ class ResponseParser(_Parser):
         self.body_mode = resp.body_mode = mode
         self._state = _S_HEAD if resp.keep_alive else _S_CLOSED
         self._empty = 0
-        if resp.hop:
-            resp._keep_raw(data[:start])     # a Connection field to cut, or no raw
-        else:
-            resp.raw = data[:start]
-            resp._base = (resp.version, st, resp.reason, resp.headers[:])
+        resp._keep_raw(data[:start])
         return resp, data[start:]
 
     def _head_done(self, resp):
