@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from farm.model import SYSLOG_FACILITIES, SYSLOG_FORMATS  # noqa: F401 (re-exported)
+from farm.model import SYSLOG_FACILITIES
 
 # -- event log ----------------------------------------------------------------
 

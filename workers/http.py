@@ -43,7 +43,7 @@ import socket
 import time
 
 from farm.logs import HTTP_FIELDS, httplog_line, httplog_values, json_http_line, json_http_values
-from workers import counting, http1
+from workers import counting, http1, linger
 from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
@@ -55,7 +55,6 @@ RECV_SIZE = 65536
 POOL_MAX_IDLE = 256          # idle connections kept per server (per worker)
 POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
 DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker closes it
-LINGER_TIMEOUT = 2.0         # seconds to wait for the client's close after ours
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
 # session states
@@ -1163,32 +1162,14 @@ class HttpSession:
                 self.close_session()
 
     def linger(self) -> None:
-        """Close after the last response without a reset: shut our side,
-        then read and drop what the client still sends until it closes (or
-        LINGER_TIMEOUT). Closing a socket with unread input makes the kernel
-        send RST, which can destroy the response still in the client's
-        receive buffer (RFC 9112 section 9.6 asks for this staged close)."""
+        """Close after the last response without a reset (workers/linger.py)."""
         self.state = S_LINGER
         self.drop_server_conn()
-        try:
-            self.csock.shutdown(socket.SHUT_WR)
-        except OSError:
+        if not linger.start(self.loop, self.csock, self.timer, self.c_eof, self.on_linger):
             self.close_session()
-            return
-        if self.c_eof:
-            self.close_session()
-            return
-        self.loop.watch(self.cfd, EPOLLIN, self.on_linger)
-        self.loop.set_timer(self.timer, self.loop.now + LINGER_TIMEOUT)
 
     def on_linger(self, events: int) -> None:
-        try:
-            data = self.csock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if linger.drained(self.csock):
             self.close_session()
 
     def close_session(self) -> None:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 import farm
 from farm import logs, model, shm
 from farm import stats as render
-from workers import http1
+from workers import http1, linger
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.runtime import FrontendRuntime
@@ -46,7 +46,6 @@ from workers.runtime import FrontendRuntime
 RECV_SIZE = 65536
 MAX_BODY = 65536             # bytes of a POST body we read (a form is tiny)
 HIGH_WATER = 262144          # unsent bytes above which we stop reading the client
-LINGER_TIMEOUT = 2.0         # seconds to wait for the client's close after ours
 DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds once the worker drains
 ADMIN_TIMEOUT = 1.0          # total seconds an admin action may block the loop
 METRICS_PATH = "/metrics"
@@ -517,28 +516,13 @@ class StatsSession:
         self.close()
 
     def linger(self) -> None:
-        """Close without a reset: shut our side, drop what the client still
-        sends until it closes (or LINGER_TIMEOUT)."""
+        """Close without a reset (workers/linger.py)."""
         self.state = S_LINGER
-        try:
-            self.csock.shutdown(socket.SHUT_WR)
-        except OSError:
+        if not linger.start(self.loop, self.csock, self.timer, self.c_eof, self.on_event):
             self.close()
-            return
-        if self.c_eof:
-            self.close()
-            return
-        self.loop.modify(self.cfd, EPOLLIN)
-        self.loop.set_timer(self.timer, self.loop.now + LINGER_TIMEOUT)
 
     def on_linger(self) -> None:
-        try:
-            data = self.csock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if linger.drained(self.csock):
             self.close()
 
     def close(self) -> None:

@@ -340,7 +340,7 @@ class HttpBackend:
         elif verb == "chunked":
             n = int(q.get("n", "3"))
             chunks = [f"chunk {i} of {self.name};".encode() for i in range(n)]
-            out = [f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            out = ["HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                    f"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n"
                    + ("" if keep else "Connection: close\r\n") + "\r\n"]
             wire = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
