@@ -341,7 +341,7 @@ class HttpBackend:
             n = int(q.get("n", "3"))
             chunks = [f"chunk {i} of {self.name};".encode() for i in range(n)]
             out = ["HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                   f"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n"
+                   "Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n"
                    + ("" if keep else "Connection: close\r\n") + "\r\n"]
             wire = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
             wire += b"0\r\nX-Checksum: %d\r\n\r\n" % sum(map(len, chunks))

@@ -6,8 +6,6 @@ in HAProxy's one-shot framing), as it scrapes HAProxy's stats socket.
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,19 +15,7 @@ import pytest
 from tests.integration.backends import free_port
 from tests.integration.simple_http import NamedServer
 from tests.integration.test_top import cli, farm_config, get, statuses, wait_for
-
-
-def exporter_binary() -> str | None:
-    path = shutil.which("prometheus-haproxy-exporter")
-    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return path
-    try:
-        subprocess.run(["apt-get", "install", "-y", "prometheus-haproxy-exporter"],
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return shutil.which("prometheus-haproxy-exporter")
+from tests.integration.tools import debian_tool
 
 
 @pytest.fixture
@@ -42,7 +28,7 @@ def three():
 
 @pytest.fixture
 def exporter(tmp_path):
-    binary = exporter_binary()
+    binary = debian_tool("prometheus-haproxy-exporter")
     if binary is None:
         pytest.skip("prometheus-haproxy-exporter is not installable here")
     procs = []

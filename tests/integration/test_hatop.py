@@ -5,37 +5,22 @@ hotkeys (F10 disable / F9 enable on one backend) and its embedded CLI
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import time
 
 import pytest
 
 from tests.integration.backends import free_port
-from tests.integration.test_top import Tmux, admin_states, cli, farm_config, get, tmux_binary, wait_for
+from tests.integration.test_top import Tmux, admin_states, cli, farm_config, get, wait_for
 from tests.integration.simple_http import NamedServer
+from tests.integration.tools import debian_tool
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def hatop_binary() -> str | None:
-    path = shutil.which("hatop")
-    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return path
-    try:
-        subprocess.run(["apt-get", "install", "-y", "hatop"],
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return shutil.which("hatop")
-
-
 @pytest.fixture
 def hatop_tmux():
-    hatop, tmux = hatop_binary(), tmux_binary()
+    hatop, tmux = debian_tool("hatop"), debian_tool("tmux")
     if hatop is None or tmux is None:
         pytest.skip("hatop or tmux is not installable here")
     t = Tmux(tmux, width=130, height=40)

@@ -10,8 +10,6 @@ import csv as pycsv
 import http.client
 import io
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,6 +18,7 @@ import pytest
 
 from tests.integration.backends import free_port
 from tests.integration.simple_http import NamedServer
+from tests.integration.tools import debian_tool
 
 FLUSH_WAIT = 3.0        # the workers copy their counters to shm every 0.25 s
 
@@ -273,22 +272,8 @@ def test_admin_actions_from_the_page(farm_factory, two, tmp_path):
         sport, path="/;st=ERRP")[2].decode()
 
 
-def exporter_binary() -> str | None:
-    """Debian's prometheus-haproxy-exporter, installed if missing and possible."""
-    path = shutil.which("prometheus-haproxy-exporter")
-    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return path
-    try:
-        subprocess.run(["apt-get", "install", "-y", "prometheus-haproxy-exporter"],
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return shutil.which("prometheus-haproxy-exporter")
-
-
 def test_prometheus_haproxy_exporter_reads_farm_csv(farm_factory, two, tmp_path):
-    binary = exporter_binary()
+    binary = debian_tool("prometheus-haproxy-exporter")
     if binary is None:
         pytest.skip("prometheus-haproxy-exporter is not installable here")
     a, b = two

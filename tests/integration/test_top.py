@@ -24,21 +24,9 @@ import pytest
 from farm import top
 from tests.integration.backends import free_port
 from tests.integration.simple_http import NamedServer
+from tests.integration.tools import debian_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tmux_binary() -> str | None:
-    path = shutil.which("tmux")
-    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return path
-    try:
-        subprocess.run(["apt-get", "install", "-y", "tmux"],
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return shutil.which("tmux")
 
 
 class Tmux:
@@ -113,7 +101,7 @@ def shlex_quote(s: str) -> str:
 
 @pytest.fixture
 def tmux():
-    binary = tmux_binary()
+    binary = debian_tool("tmux")
     if binary is None:
         pytest.skip("tmux is not installable here")
     t = Tmux(binary)
