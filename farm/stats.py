@@ -832,6 +832,17 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
             out.append(f"# HELP {prefix}{name} {help_}\n# TYPE {prefix}{name} {typ}\n")
             out.extend(samples)
 
+    def by_label(prefix: str, name: str, base: tuple, key: str, pairs) -> list[str]:
+        """One sample per (label, value) of pairs, labelled key=label."""
+        return [f"{prefix}{name}{_labels(base + ((key, label),))} {v}\n" for label, v in pairs]
+
+    def one_hot(prefix: str, name: str, base: tuple, labels, current) -> list[str]:
+        """A state family: 1 for the current label, 0 for the others."""
+        return by_label(prefix, name, base, "state", ((l, 1 if l == current else 0) for l in labels))
+
+    def hrsp(prefix: str, name: str, base: tuple, r: dict) -> list[str]:
+        return by_label(prefix, name, base, "code", ((code, _num(r[f])) for code, f in _HRSP_CODES))
+
     def value(r: dict, field: str):
         v = r.get(field)
         if field in _MS_TO_SECONDS and v is not None:
@@ -849,13 +860,10 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
             if name in _HTTP_ONLY and r["mode"] != "http":
                 continue
             if field == "status":
-                state = 1 if r["status"] == "OPEN" else 0
-                for i, label in enumerate(FRONTEND_STATES):
-                    samples.append(f"{prefix}{name}{_labels(base + (('state', label),))} "
-                                   f"{1 if i == state else 0}\n")
+                samples += one_hot(prefix, name, base, FRONTEND_STATES,
+                                   FRONTEND_STATES[1 if r["status"] == "OPEN" else 0])
             elif field == "hrsp":
-                for code, f in _HRSP_CODES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('code', code),))} {_num(r[f])}\n")
+                samples += hrsp(prefix, name, base, r)
             else:
                 samples.append(f"{prefix}{name}{_labels(base)} {_num(value(r, field))}\n")
         family(prefix, metric, samples)
@@ -873,21 +881,17 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
                 continue
             srvs = servers_of.get(r["pxname"], [])
             if field == "status":
-                state = 1 if r["status"] == "UP" else 0
-                for i, label in enumerate(BACKEND_STATES):
-                    samples.append(f"{prefix}{name}{_labels(base + (('state', label),))} "
-                                   f"{1 if i == state else 0}\n")
+                samples += one_hot(prefix, name, base, BACKEND_STATES,
+                                   BACKEND_STATES[1 if r["status"] == "UP" else 0])
             elif field == "hrsp":
-                for code, f in _HRSP_CODES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('code', code),))} {_num(r[f])}\n")
+                samples += hrsp(prefix, name, base, r)
             elif field in ("agg_server_status", "agg_server_check_status"):
                 if not srvs:
                     continue
                 counts = dict.fromkeys(SERVER_STATES, 0)
                 for s in srvs:
                     counts[server_state(s["status"])] += 1
-                for label in SERVER_STATES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('state', label),))} {counts[label]}\n")
+                samples += by_label(prefix, name, base, "state", counts.items())
             elif field == "agg_check_status":
                 if not srvs:
                     continue
@@ -895,8 +899,7 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
                 for s in srvs:
                     if s["check_status"] in counts:
                         counts[s["check_status"]] += 1
-                for label in CHECK_STATES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('state', label),))} {counts[label]}\n")
+                samples += by_label(prefix, name, base, "state", counts.items())
             else:
                 samples.append(f"{prefix}{name}{_labels(base)} {_num(value(r, field))}\n")
         family(prefix, metric, samples)
@@ -913,16 +916,11 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
             if name in _HTTP_ONLY and r["mode"] != "http":
                 continue
             if field == "status":
-                state = server_state(r["status"])
-                for label in SERVER_STATES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('state', label),))} "
-                                   f"{1 if label == state else 0}\n")
+                samples += one_hot(prefix, name, base, SERVER_STATES, server_state(r["status"]))
             elif field == "check_status":
                 if r["check_status"] is None:
                     continue
-                for label in CHECK_STATES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('state', label),))} "
-                                   f"{1 if label == r['check_status'] else 0}\n")
+                samples += one_hot(prefix, name, base, CHECK_STATES, r["check_status"])
             elif field == "check_code":
                 if r["check_status"] is None:
                     continue
@@ -933,8 +931,7 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
                     continue
                 samples.append(f"{prefix}{name}{_labels(base)} {_num(ms / 1000.0)}\n")
             elif field == "hrsp":
-                for code, f in _HRSP_CODES:
-                    samples.append(f"{prefix}{name}{_labels(base + (('code', code),))} {_num(r[f])}\n")
+                samples += hrsp(prefix, name, base, r)
             else:
                 samples.append(f"{prefix}{name}{_labels(base)} {_num(value(r, field))}\n")
         family(prefix, metric, samples)
