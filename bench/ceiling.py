@@ -12,6 +12,9 @@ how much is farm.
   farm's strict parser (whole_request / whole_response) and is forwarded
   with head_bytes(): the cost of HTTP parsing alone, with no routing,
   balancing, pooling, timers, counters or logs.
+- ``llhttp`` (when httptools is installed): the same with httptools as
+  the parser (callbacks for the target and each field, the bytes
+  forwarded as received): the best any parser can do for ``parse``.
 
     bench/run must have run once (it installs wrk, nginx, haproxy); then:
     .venv/bin/python bench/ceiling.py [--rounds 3] [--seconds 5]
@@ -23,6 +26,7 @@ stopped by its process group.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import select
 import socket
 import statistics
@@ -51,13 +55,40 @@ def serve(kind: str, port: int, backend: tuple[str, int]) -> None:
     ep.register(lfd, select.EPOLLIN)
     # fd -> (its socket, the other socket, from the client?, the pair's parsers)
     ends: dict[int, tuple] = {}
+    if kind == "llhttp":
+        import httptools
+
+        class Head:
+            """What a proxy keeps of a message: target, fields, complete."""
+
+            def __init__(self):
+                self.url, self.headers, self.done = b"", [], False
+
+            def on_message_begin(self):
+                self.url, self.headers, self.done = b"", [], False
+
+            def on_url(self, url):
+                self.url += url
+
+            def on_header(self, name, value):
+                self.headers.append((name, value))
+
+            def on_message_complete(self):
+                self.done = True
+
+        def new_parsers():
+            q, r = Head(), Head()
+            return ((httptools.HttpRequestParser(q), q), (httptools.HttpResponseParser(r), r))
+    else:
+        def new_parsers():
+            return (http1.RequestParser(), http1.ResponseParser())
 
     def open_pair(client: socket.socket) -> None:
         server = socket.create_connection(backend)
         for s in (client, server):
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        parsers = (http1.RequestParser(), http1.ResponseParser())
+        parsers = new_parsers()
         ends[client.fileno()] = (client, server, True, parsers)
         ends[server.fileno()] = (server, client, False, parsers)
         ep.register(client.fileno(), select.EPOLLIN)
@@ -103,6 +134,11 @@ def serve(kind: str, port: int, backend: tuple[str, int]) -> None:
                     if got is None:
                         raise SystemExit("ceiling: a response did not arrive whole")
                     data = http1.head_bytes(got[0]) + got[1]
+            elif kind == "llhttp":
+                p, head = rp if from_client else sp
+                p.feed_data(data)
+                if not head.done:
+                    raise SystemExit("ceiling: a message did not arrive whole")
             try:
                 dst.send(data)
             except OSError:
@@ -151,7 +187,12 @@ def main() -> int:
     targets = []
     child = child_class()
     try:
-        for p in [child(workdir, "relay"), child(workdir, "parse"),
+        kinds = ["relay", "parse"]
+        if importlib.util.find_spec("httptools") is not None:
+            kinds.append("llhttp")
+        else:
+            print("ceiling: httptools not installed, no llhttp row", file=sys.stderr)
+        for p in [*(child(workdir, k) for k in kinds),
                   proxies.make("farm", workdir), proxies.make("haproxy", workdir)]:
             p.start(configs.Spec(port=proxies.free_port(), servers=backend.servers(),
                                  workdir=workdir, processes=1, mode="http"))

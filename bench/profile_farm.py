@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
+    ap.add_argument("--save", metavar="FILE", help="also write the merged profile here (for pstats)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -105,6 +106,8 @@ def main() -> int:
         stats = pstats.Stats(str(profs[0]))
         for p in profs[1:]:
             stats.add(str(p))
+        if a.save:
+            stats.dump_stats(a.save)
         stats.strip_dirs().sort_stats(a.sort).print_stats(a.top)
         stats.print_stats("epoll|socket.socket|posix")
     finally:
