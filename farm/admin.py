@@ -328,16 +328,19 @@ class AdminServer:
         return stats.snapshot(self.master.config, self.master.table, self.proc_info())
 
     def proc_info(self) -> dict:
+        from farm import stats
         m = self.master
         cfg = m.config
+        process = m.table.read_row(shm.PROCESS_ROW)
         return {
             "pid": os.getpid(), "start_time": m.started, "workers": cfg.global_.workers,
             "maxconn": cfg.global_.maxconn, "node": cfg.global_.node or socket.gethostname(),
             "version": m.version, "release_date": m.release_date,
             "stopping": 1 if m.stopping else 0,
-            "dropped_logs": m.table.read_row(shm.PROCESS_ROW)["dropped_logs"],
+            "dropped_logs": process["dropped_logs"],
             "listeners": sum(len(s) for s in m.current.listeners.values()),
             "generation": m.generation,
+            **stats.process_rates(process),
         }
 
     def show_stat(self, args: list[str]) -> str:

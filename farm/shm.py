@@ -77,6 +77,13 @@ CNT_NAMES = (
     "hrsp_5xx", "hrsp_other", "cli_abrt", "srv_abrt", "lbtot", "qcur", "qmax",
     "qtime_sum", "ctime_sum", "rtime_sum", "ttime_sum", "timed", "lastsess",
     "conn_tot", "reuse", "connect", "intercepted", "denied_conn", "dropped_logs",
+    # per-second rates and their maxima: written by the master's rate sampler
+    # (farm/rates.py) into the carried column; workers leave theirs at 0
+    "rate", "rate_max", "req_rate", "req_rate_max", "conn_rate", "conn_rate_max",
+    # process row, worker columns: CLOCK_MONOTONIC ms of the worker's last
+    # flush, so that the sampler divides each worker's counts by its own
+    # interval between flushes
+    "flushed_ms",
 )
 CNT_FIELDS = len(CNT_NAMES)
 C = {name: i for i, name in enumerate(CNT_NAMES)}
@@ -85,13 +92,17 @@ C = {name: i for i, name in enumerate(CNT_NAMES)}
  C_WRETR, C_WREDIS, C_REQ_TOT, C_HRSP_1XX, C_HRSP_2XX, C_HRSP_3XX, C_HRSP_4XX,
  C_HRSP_5XX, C_HRSP_OTHER, C_CLI_ABRT, C_SRV_ABRT, C_LBTOT, C_QCUR, C_QMAX,
  C_QTIME_SUM, C_CTIME_SUM, C_RTIME_SUM, C_TTIME_SUM, C_TIMED, C_LASTSESS,
- C_CONN_TOT, C_REUSE, C_CONNECT, C_INTERCEPTED, C_DENIED_CONN, C_DROPPED_LOGS) = range(CNT_FIELDS)
+ C_CONN_TOT, C_REUSE, C_CONNECT, C_INTERCEPTED, C_DENIED_CONN, C_DROPPED_LOGS,
+ C_RATE, C_RATE_MAX, C_REQ_RATE, C_REQ_RATE_MAX, C_CONN_RATE, C_CONN_RATE_MAX,
+ C_FLUSHED_MS) = range(CNT_FIELDS)
 # The process row: one column per worker for process-wide figures
 # (current connections of the worker, dropped access-log lines).
 PROCESS_ROW = ("proc", "process")
 # gauges are not summed into carried totals on reload, and maxima are maxed
-GAUGES = frozenset(("scur", "qcur"))
-MAXIMA = frozenset(("smax", "qmax", "lastsess"))
+# (flushed_ms is both: a reader of a whole row gets the latest flush)
+GAUGES = frozenset(("scur", "qcur", "rate", "req_rate", "conn_rate", "flushed_ms"))
+MAXIMA = frozenset(("smax", "qmax", "lastsess", "rate_max", "req_rate_max", "conn_rate_max",
+                    "flushed_ms"))
 
 
 @dataclass(frozen=True)
@@ -221,6 +232,14 @@ class Table:
     def write_column(self, base: int, values: array.array) -> None:
         """Worker: copy its counters (an array('q') of CNT_FIELDS) in one go."""
         self.q[base:base + CNT_FIELDS] = values
+
+    def read_cell(self, key: tuple, column: int, index: int) -> int:
+        """One counter (index: a C_* constant) of one column of key's row."""
+        return self.q[self.layout.cnt_base(self.layout.rows[key], column) + index]
+
+    def set_carried(self, key: tuple, index: int, value: int) -> None:
+        """Master: set one counter of key's carried column (the rates)."""
+        self.q[self.layout.cnt_base(self.layout.rows[key], self.layout.workers) + index] = value
 
     def read_row(self, key: tuple) -> dict:
         """Counters of a row summed over every column (maxima maxed)."""

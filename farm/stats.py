@@ -20,8 +20,10 @@ What farm does not measure is reported the way HAProxy reports a feature
 that is not in use: 0 for counters of features farm lacks (SSL, HTTP/2,
 compression, cache, agent checks, header rewrites), empty where HAProxy
 prints nothing. In particular:
-  * rates (rate, req_rate, conn_rate and their maxima) are 0: there is no
-    per-second sampling in the shared table;
+  * rates (rate, req_rate, conn_rate and their maxima) are sampled by the
+    master once a second from the workers' totals (farm/rates.py): the
+    count of the last sampled window, about a second, not HAProxy's
+    continuously sliding one;
   * qtime/ctime/rtime/ttime are cumulative averages (sum / count of timed
     sessions), not HAProxy's sliding average over the last 1024; the *_max
     columns are 0 (no maxima are recorded);
@@ -258,10 +260,10 @@ def _frontend_row(c: dict, name: str, mode: str, slim: int, iid: int, pnum: int)
         pxname=name, svname="FRONTEND", scur=c["scur"], smax=c["smax"], slim=slim,
         stot=c["stot"], bin=c["bin"], bout=c["bout"], dreq=c["dreq"], dresp=c["dresp"],
         ereq=c["ereq"], status="OPEN", pid=pnum, iid=iid, sid=0, type=TYPE_FRONTEND,
-        rate=0, rate_lim=0, rate_max=0,
-        req_rate=0, req_rate_max=0, req_tot=c["req_tot"],
+        rate=c["rate"], rate_lim=0, rate_max=c["rate_max"],
+        req_rate=c["req_rate"], req_rate_max=c["req_rate_max"], req_tot=c["req_tot"],
         comp_in=0, comp_out=0, comp_byp=0, comp_rsp=0,
-        mode=mode, conn_rate=0, conn_rate_max=0, conn_tot=c["conn_tot"],
+        mode=mode, conn_rate=c["conn_rate"], conn_rate_max=c["conn_rate_max"], conn_tot=c["conn_tot"],
         dcon=c.get("denied_conn", 0), dses=0, wrew=0, eint=0,
     )
     if http:
@@ -290,7 +292,7 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
         status=status, weight=eweight, act=0 if s.backup else 1, bck=1 if s.backup else 0,
         lastchg=max(0, now - st["last_change"]) if st["last_change"] else 0,
         pid=pnum, iid=iid, sid=s.id, lbtot=c["lbtot"], type=TYPE_SERVER,
-        rate=0, rate_max=0,
+        rate=c["rate"], rate_max=c["rate_max"],
         req_tot=c["req_tot"] if http else None,
         cli_abrt=c["cli_abrt"], srv_abrt=c["srv_abrt"], lastsess=_lastsess(c, now),
         qtime=_avg(c, "qtime"), ctime=_avg(c, "ctime"), rtime=_avg(c, "rtime"), ttime=_avg(c, "ttime"),
@@ -359,7 +361,8 @@ def _backend_row(c: dict, config: model.Config, be: model.Backend, srows: list, 
         econ=c["econ"], eresp=c["eresp"], wretr=c["wretr"], wredis=c["wredis"],
         status="UP" if up else "DOWN", weight=_eweight(tot_weight), act=len(act), bck=len(bck),
         chkdown=0, lastchg=lastchg, downtime=downtime if be.servers else None,
-        pid=pnum, iid=iid, sid=0, lbtot=c["lbtot"], type=TYPE_BACKEND, rate=0, rate_max=0,
+        pid=pnum, iid=iid, sid=0, lbtot=c["lbtot"], type=TYPE_BACKEND, rate=c["rate"],
+        rate_max=c["rate_max"],
         cli_abrt=c["cli_abrt"], srv_abrt=c["srv_abrt"],
         comp_in=0, comp_out=0, comp_byp=0, comp_rsp=0, lastsess=_lastsess(c, now),
         qtime=_avg(c, "qtime"), ctime=_avg(c, "ctime"), rtime=_avg(c, "rtime"), ttime=_avg(c, "ttime"),
@@ -536,8 +539,9 @@ def info(proc: dict, rows: list[dict]) -> list[tuple[str, str]]:
     proc (built by the caller): pid, start_time (epoch), workers, maxconn,
     node, version, release_date, stopping, dropped_logs, listeners; optional:
     now, process_num, ulimit_n, maxsock, tasks, run_queue, idle_pct, jobs,
-    pipes_used, pipes_free, max_pipes. Connection and request totals are
-    summed from the frontend rows."""
+    pipes_used, pipes_free, max_pipes, and the process rates sess_rate,
+    max_sess_rate, conn_rate, max_conn_rate (see process_rates()).
+    Connection and request totals are summed from the frontend rows."""
     now = proc.get("now") or time.time()
     start = int(proc.get("start_time") or now)
     uptime = max(0, int(now) - start)
@@ -563,10 +567,20 @@ def info(proc: dict, rows: list[dict]) -> list[tuple[str, str]]:
         "Stopping": int(proc.get("stopping", 0)),
         "Jobs": int(proc.get("jobs", curr + listeners)), "Listeners": listeners,
         "DroppedLogs": int(proc.get("dropped_logs", 0)),
+        "ConnRate": int(proc.get("conn_rate", 0)), "MaxConnRate": int(proc.get("max_conn_rate", 0)),
+        "SessRate": int(proc.get("sess_rate", 0)), "MaxSessRate": int(proc.get("max_sess_rate", 0)),
         "TotalBytesOut": sum(r["bout"] or 0 for r in fe),
         "Build info": version, "Start_time_sec": start,
     }
     return [(k, str(values.get(k, 0))) for k in INFO_KEYS]
+
+
+def process_rates(process_row: dict) -> dict:
+    """The rate entries of info()'s proc, from the process row of the shm
+    table (Table.read_row(shm.PROCESS_ROW)), where farm/rates.py keeps the
+    sums over the frontends."""
+    return {"sess_rate": process_row["rate"], "max_sess_rate": process_row["rate_max"],
+            "conn_rate": process_row["conn_rate"], "max_conn_rate": process_row["conn_rate_max"]}
 
 
 def info_typed(pairs: list[tuple[str, str]], process_num: int = 1) -> str:
@@ -1113,6 +1127,7 @@ def html(rows: list[dict], info_pairs: list[tuple[str, str]], refresh: float, ad
             f'<section id="fe-{_e(r["pxname"])}"><h2>{_e(r["pxname"])}'
             f'<small>frontend, {_e(r["mode"])}</small></h2><table>'
             '<tr><th class="l">Frontend</th><th>Status</th>'
+            '<th class="g" colspan="2">Session rate cur / max</th>'
             '<th class="g" colspan="4">Sessions cur / max / limit / total</th>'
             '<th class="g" colspan="2">Bytes in / out</th>'
             '<th class="g">Requests</th>'
@@ -1121,6 +1136,7 @@ def html(rows: list[dict], info_pairs: list[tuple[str, str]], refresh: float, ad
         out.append(
             f'<tr><td class="l"><b>FRONTEND</b></td>'
             f'<td><span class="st {status_class(r["status"])}">{_e(r["status"])}</span></td>'
+            f'<td class="s">{_n(r["rate"])}</td><td>{_n(r["rate_max"])}</td>'
             f'<td class="s">{_n(r["scur"])}</td><td>{_n(r["smax"])}</td><td>{_n(r["slim"])}</td>'
             f'<td>{_n(r["stot"])}</td>'
             f'<td class="s" title="{_n(r["bin"])}">{human_bytes(r["bin"])}</td>'
@@ -1149,6 +1165,7 @@ def _backend_table(be: dict, servers: list[dict], admin: bool, uri: str) -> str:
            '<tr><th class="l">Server</th><th>Status</th><th class="l">Last check</th>'
            '<th>Weight</th><th>Last change</th>'
            '<th class="g" colspan="2">Queue cur / max</th>'
+           '<th class="g" colspan="2">Session rate cur / max</th>'
            '<th class="g" colspan="4">Sessions cur / max / limit / total</th>'
            '<th class="g">LB total</th><th class="g">Last sess</th>'
            '<th class="g" colspan="2">Bytes in / out</th>'
@@ -1170,6 +1187,7 @@ def _backend_table(be: dict, servers: list[dict], admin: bool, uri: str) -> str:
             + ('<td></td>' if total else _check_cell(r))
             + f'<td>{_n(r["weight"])}</td><td>{human_duration(r["lastchg"])}</td>'
             f'<td class="s">{_n(r["qcur"])}</td><td>{_n(r["qmax"])}</td>'
+            f'<td class="s">{_n(r["rate"])}</td><td>{_n(r["rate_max"])}</td>'
             f'<td class="s">{_n(r["scur"])}</td><td>{_n(r["smax"])}</td>'
             f'<td>{_n(r["slim"]) if r["slim"] is not None else "-"}</td><td>{_n(r["stot"])}</td>'
             f'<td class="s">{_n(r["lbtot"])}</td><td class="s">{lastsess}</td>'

@@ -16,6 +16,7 @@ import fcntl
 import math
 import os
 import socket
+import time
 from collections import deque
 from urllib.parse import unquote_to_bytes
 
@@ -142,6 +143,7 @@ class SharedState:
         t = self.table
         if t is None:
             return
+        flushed_ms = int(time.monotonic() * 1000)
         for base, obj in self.rows:
             c = obj.c
             conns = obj.conns
@@ -150,6 +152,7 @@ class SharedState:
                 c[shm.C_SMAX] = conns
             if obj is self.ctx_row:
                 c[shm.C_DROPPED_LOGS] = obj.access.dropped
+                c[shm.C_FLUSHED_MS] = flushed_ms
             q = getattr(obj, "queue", None)
             if q is not None:
                 c[shm.C_QCUR] = len(q)

@@ -83,6 +83,7 @@ def proc_info(ctx) -> dict:
         ulimit = 0 if soft == resource.RLIM_INFINITY else soft
     except (ImportError, OSError, ValueError):
         ulimit = 0
+    process = t.read_row(shm.PROCESS_ROW) if t is not None else None
     return {
         "pid": os.getppid(),                              # the master, as HAProxy's Pid
         "start_time": t.q[shm.H_START] if t is not None else int(time.time()),
@@ -93,10 +94,10 @@ def proc_info(ctx) -> dict:
         "release_date": release_date(),
         "stopping": 1 if ctx.draining else 0,
         # dropped access-log lines of all the workers (the process row)
-        "dropped_logs": ctx.shared.table.read_row(shm.PROCESS_ROW)["dropped_logs"]
-        if ctx.shared.table is not None else ctx.access.dropped,
+        "dropped_logs": process["dropped_logs"] if process else ctx.access.dropped,
         "listeners": len(cfg.all_binds()) * cfg.global_.workers,   # sockets, as the CLI counts
         "ulimit_n": ulimit,
+        **(render.process_rates(process) if process else {}),
     }
 
 

@@ -208,3 +208,55 @@ def test_show_info_and_stat_in_their_other_formats(farm_factory, two, tmp_path):
     csv_lines = cli(sock, "show stat").decode().splitlines()
     assert csv_lines[0].startswith("# pxname,svname,qcur,qmax,scur,smax,slim,stot,")
     assert len({line.count(",") for line in csv_lines if line}) == 1
+
+
+def stat_rows(sock: Path) -> dict:
+    """show stat as {(pxname, svname): {column: value}}."""
+    lines = cli(sock, "show stat").decode().splitlines()
+    head = lines[0][2:].split(",")
+    return {(r[0], r[1]): dict(zip(head, r)) for r in (l.split(",") for l in lines[1:] if l)}
+
+
+def info_map(sock: Path) -> dict:
+    return dict(l.split(": ", 1) for l in cli(sock, "show info").decode().splitlines() if ": " in l)
+
+
+def test_rates_follow_the_load_and_maxima_stay(farm_factory, two, tmp_path):
+    import threading
+    sock = tmp_path / "admin.sock"
+    port = free_port()
+    farm_factory(config(port, sock, two, workers=2))
+    done = []
+
+    def load():
+        # a new connection per request: sessions and requests alike
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 3.0 and n < 20000:
+            get(port)
+            n += 1
+        done.append(n / (time.monotonic() - t0))
+
+    th = threading.Thread(target=load)
+    th.start()
+    time.sleep(2.3)                       # two rate samples into the load
+    during = stat_rows(sock)
+    info = info_map(sock)
+    th.join(10)
+    client_rate = done[0]
+    fe = during[("fe", "FRONTEND")]
+    for col in ("rate", "req_rate", "conn_rate"):
+        assert 0.5 * client_rate <= int(fe[col]) <= 1.5 * client_rate, (col, fe[col], client_rate)
+    be = during[("be", "BACKEND")]
+    assert 0.5 * client_rate <= int(be["rate"]) <= 1.5 * client_rate
+    servers = int(during[("be", "a")]["rate"]) + int(during[("be", "b")]["rate"])
+    assert abs(servers - int(be["rate"])) <= 0.2 * int(be["rate"]) + 2
+    assert 0.5 * client_rate <= int(info["SessRate"]) <= 1.5 * client_rate
+    assert int(info["ConnRate"]) == int(info["SessRate"])
+    time.sleep(2.5)                       # the load is over: two idle samples
+    after = stat_rows(sock)
+    fe2 = after[("fe", "FRONTEND")]
+    assert fe2["rate"] == "0" and fe2["req_rate"] == "0"
+    assert int(fe2["rate_max"]) >= int(fe["rate"]) and int(fe2["req_rate_max"]) >= int(fe["req_rate"])
+    info2 = info_map(sock)
+    assert info2["SessRate"] == "0" and int(info2["MaxSessRate"]) >= int(info["SessRate"])
