@@ -35,12 +35,17 @@ clean:
 
 # Debian package (packaging/README.md): dist/farm_VERSION_all.deb, checked by
 # lintian; deb-test installs it here and runs it the way farm.service does.
-.PHONY: deb deb-test
+.PHONY: deb deb-test deb-test-systemd
 deb:
 	./packaging/build-deb
 
 deb-test: deb
 	/usr/bin/python3 scripts/deb-test
+
+# The same test under a real systemd: a Debian container booted with
+# systemd-nspawn (about a minute the first time, then seconds).
+deb-test-systemd: deb
+	scripts/deb-test-systemd
 
 # Side by side with HAProxy and nginx (bench/README.md); under 10 minutes.
 # BENCH_ARGS="--quick" (about 2 minutes) or scenario names: bench/run --list.
