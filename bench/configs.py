@@ -47,6 +47,9 @@ ACLS = {
     "internal": "src 127.0.0.0/8 10.0.0.0/8",
 }
 RULES_PATH = "/api/v1/items?id=42"
+# The parts of that rule set, as bench/features.py turns them on one by one
+# in farm (the scenario itself has them all).
+RULE_FEATURES = ("forwardfor", "acl", "set_header")
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Spec:
     processes: int = 1                 # farm workers / HAProxy threads / nginx workers
     mode: str = "http"                 # "http" | "tcp"
     rules: bool = False                # ACLs, use_backend, set-header, X-Forwarded-For
+    rule_features: tuple = RULE_FEATURES   # farm only: which parts of the rule set
     access_log: str | None = None      # a file path, or None for no access log
     extra: dict = field(default_factory=dict)
 
@@ -109,20 +113,27 @@ bind = "127.0.0.1:{s.port}"
 default_backend = "app"
 """)
     backends = ["app"]
-    if s.rules:
-        backends += ["api", "static"]
-        out.append("option_forwardfor = true\n\n[frontends.fe.acl]\n")
+    on = set(s.rule_features) if s.rules else set()
+    if "forwardfor" in on:
+        out.append("option_forwardfor = true\n")
+    if "acl" in on:
+        out.append("\n[frontends.fe.acl]\n")
         out += [f'{name} = "{line}"\n' for name, line in ACLS.items()]
         out.append("""
 [[frontends.fe.http_request]]
 action = "deny"
 if = "admin !internal"
-
+""")
+    if "set_header" in on:
+        out.append("""
 [[frontends.fe.http_request]]
 action = "set-header"
 name = "X-Forwarded-Host"
 value = "%[req.hdr(host)]"
-
+""")
+    if "acl" in on:
+        backends += ["api", "static"]
+        out.append("""
 [[frontends.fe.use_backend]]
 backend = "api"
 if = "api"

@@ -679,6 +679,25 @@ def _last(values: Callable) -> Callable[[object], bytes]:
     return last
 
 
+def _last_request_header(name: bytes, split: bool) -> Callable[[object], bytes]:
+    """txn -> the last value of the request header ``name`` (b"" if none):
+    with split (hdr()), the last comma-separated element of its last line,
+    trimmed; without (fhdr()), the whole last line. One reverse scan: what
+    _last(_header_values(...)) gives, without the lists (a set-header of a
+    header's value runs on every request)."""
+    lname = name.lower()
+    n = len(lname)
+
+    def last(txn) -> bytes:
+        for k, v in reversed(txn.req.headers):
+            if len(k) == n and k.lower() == lname:
+                if split and _COMMA in v:
+                    return v.rpartition(b",")[2].strip(b" \t")
+                return v
+        return b""
+    return last
+
+
 def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
     """A %[...] -> txn -> bytes (b"" when the sample is absent).
 
@@ -703,6 +722,8 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
         def get(txn) -> bytes:
             v = values(txn)
             return v[0] if v else b""
+    elif base in ("hdr", "req.hdr", "fhdr", "req.fhdr") and _header_source(base, phase) == "req":
+        get = _last_request_header((sample.arg or "").encode("latin-1"), "fhdr" not in base)
     else:
         get = _last(_values_getter(base, sample.arg, phase))
     for conv in sample.converters:

@@ -661,6 +661,19 @@ def test_set_header_format():
     assert t.req.get(b"x-missing") == b"[]"
 
 
+@pytest.mark.parametrize("fetch", ["hdr", "req.hdr", "fhdr", "req.fhdr"])
+def test_last_header_value_is_the_last_element_of_the_list(fetch):
+    """The single-pass getter of %[hdr(x)] / %[fhdr(x)] gives what the
+    general one (every value, split on commas for hdr, then the last) does."""
+    cases = [(), ("X", "a"), ("X", "a, b"), ("x", "a,b", "X", "c"), ("X", "a, "),
+             ("X", "a,,\tb\t"), ("X", "a", "Other", "z"), ("Other", "z"), ("XX", "no")]
+    for pairs in cases:
+        t = Txn(headers=H(*pairs))
+        f = compile_format("%%[%s(x)]" % fetch)
+        general = rules._last(rules._values_getter(fetch, "x", "request"))(t)
+        assert f(t) == general, pairs
+
+
 def test_format_samples():
     t = Txn(b"/p?id=1&id=2", b"PUT", headers=H("Cookie", "s=1; s=2", "A", "x", "A", "y"))
     def fmt(text):
