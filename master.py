@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 import farm
-from farm import __release_date__, __version__, confdiff, handoff, loader, logs, model, rates, shm
+from farm import __release_date__, __version__, confdiff, handoff, loader, logs, model, sampler, shm
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -47,7 +47,7 @@ RESPAWN_MAX_DELAY = 10.0     # seconds, cap of the exponential back-off
 STABLE_AFTER = 10.0          # a worker alive this long resets its slot's back-off
 KILL_GRACE = 1.0             # seconds after hard_stop_after before SIGKILL
 READY_TIMEOUT = 30.0         # a reload whose workers are not ready by then fails
-RATE_INTERVAL = 1.0          # seconds between samples of the stats rates (farm/rates.py)
+SAMPLE_INTERVAL = 1.0        # seconds between samples of the stats rates and averages (farm/sampler.py)
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
@@ -201,7 +201,7 @@ class Master:
         self.queued_callbacks: list = []
         self.code_stamp = handoff.code_fingerprint(code_roots())
         self.adopted: Generation | None = None    # workers of the image before an exec
-        self.rate_sampler: rates.RateSampler | None = None
+        self.stats_sampler: sampler.StatsSampler | None = None
         self.log = logs.get_logger(proc="master", pid=os.getpid())
 
     @property
@@ -749,13 +749,14 @@ class Master:
 
     # -- running ---------------------------------------------------------------
 
-    def sample_rates(self) -> None:
-        """Every RATE_INTERVAL: the stats rates of the current generation's
-        table (a new sampler when a reload made a new table)."""
-        if self.rate_sampler is None or self.rate_sampler.table is not self.table:
-            self.rate_sampler = rates.RateSampler(self.table)
-        self.rate_sampler.sample()
-        self.loop.call_later(RATE_INTERVAL, self.sample_rates)
+    def sample_stats(self) -> None:
+        """Every SAMPLE_INTERVAL: the stats rates and recent averages of the
+        current generation's table (a new sampler when a reload made a new
+        table)."""
+        if self.stats_sampler is None or self.stats_sampler.table is not self.table:
+            self.stats_sampler = sampler.StatsSampler(self.table)
+        self.stats_sampler.sample()
+        self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
 
     def run(self) -> int:
         self.parent_pid = os.getpid()
@@ -783,7 +784,7 @@ class Master:
             self.spawn(slot, self.current)
         self.current.health = HealthChecker(self.loop, self.table, self.config, self.log)
         self.current.health.start()
-        self.loop.call_later(RATE_INTERVAL, self.sample_rates)
+        self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
         self.loop.run()
         # Fast stop or last worker gone: make sure no child outlives us.
         self.signal_workers(signal.SIGKILL)

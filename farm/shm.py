@@ -77,9 +77,11 @@ CNT_NAMES = (
     "hrsp_5xx", "hrsp_other", "cli_abrt", "srv_abrt", "lbtot", "qcur", "qmax",
     "qtime_sum", "ctime_sum", "rtime_sum", "ttime_sum", "timed", "lastsess",
     "conn_tot", "reuse", "connect", "intercepted", "denied_conn", "dropped_logs",
-    # per-second rates and their maxima: written by the master's rate sampler
-    # (farm/rates.py) into the carried column; workers leave theirs at 0
+    # per-second rates and their maxima, and the average times of the last
+    # sessions (ms): written by the master's sampler (farm/sampler.py) into
+    # the carried column; workers leave theirs at 0
     "rate", "rate_max", "req_rate", "req_rate_max", "conn_rate", "conn_rate_max",
+    "qtime_avg", "ctime_avg", "rtime_avg", "ttime_avg",
     # process row, worker columns: CLOCK_MONOTONIC ms of the worker's last
     # flush, so that the sampler divides each worker's counts by its own
     # interval between flushes
@@ -94,13 +96,15 @@ C = {name: i for i, name in enumerate(CNT_NAMES)}
  C_QTIME_SUM, C_CTIME_SUM, C_RTIME_SUM, C_TTIME_SUM, C_TIMED, C_LASTSESS,
  C_CONN_TOT, C_REUSE, C_CONNECT, C_INTERCEPTED, C_DENIED_CONN, C_DROPPED_LOGS,
  C_RATE, C_RATE_MAX, C_REQ_RATE, C_REQ_RATE_MAX, C_CONN_RATE, C_CONN_RATE_MAX,
+ C_QTIME_AVG, C_CTIME_AVG, C_RTIME_AVG, C_TTIME_AVG,
  C_FLUSHED_MS) = range(CNT_FIELDS)
 # The process row: one column per worker for process-wide figures
 # (current connections of the worker, dropped access-log lines).
 PROCESS_ROW = ("proc", "process")
 # gauges are not summed into carried totals on reload, and maxima are maxed
 # (flushed_ms is both: a reader of a whole row gets the latest flush)
-GAUGES = frozenset(("scur", "qcur", "rate", "req_rate", "conn_rate", "flushed_ms"))
+GAUGES = frozenset(("scur", "qcur", "rate", "req_rate", "conn_rate", "flushed_ms",
+                    "qtime_avg", "ctime_avg", "rtime_avg", "ttime_avg"))
 MAXIMA = frozenset(("smax", "qmax", "lastsess", "rate_max", "req_rate_max", "conn_rate_max",
                     "flushed_ms"))
 

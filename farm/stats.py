@@ -24,9 +24,9 @@ prints nothing. In particular:
     master once a second from the workers' totals (farm/rates.py): the
     count of the last sampled window, about a second, not HAProxy's
     continuously sliding one;
-  * qtime/ctime/rtime/ttime are cumulative averages (sum / count of timed
-    sessions), not HAProxy's sliding average over the last 1024; the *_max
-    columns are 0 (no maxima are recorded);
+  * qtime/ctime/rtime/ttime average the most recent samples (taken once a
+    second) that hold 1024 sessions, not exactly HAProxy's last 1024; the
+    *_max columns are 0 (no maxima are recorded);
   * a backend's chkdown is 0 and its downtime only covers the current
     outage (backend-level transitions are not recorded); its lastchg is the
     time since the most recent server change when it is DOWN, since the
@@ -175,7 +175,9 @@ def _empty_row() -> dict:
 
 
 def _avg(c: dict, name: str) -> int:
-    return c[name + "_sum"] // c["timed"] if c.get("timed") else 0
+    """qtime/ctime/rtime/ttime: the average over the last sessions, kept by
+    the master's sampler (farm/sampler.py)."""
+    return c[name + "_avg"]
 
 
 def _lastsess(c: dict, now: int) -> int:

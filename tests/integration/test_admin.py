@@ -260,3 +260,26 @@ def test_rates_follow_the_load_and_maxima_stay(farm_factory, two, tmp_path):
     assert int(fe2["rate_max"]) >= int(fe["rate"]) and int(fe2["req_rate_max"]) >= int(fe["req_rate"])
     info2 = info_map(sock)
     assert info2["SessRate"] == "0" and int(info2["MaxSessRate"]) >= int(info["SessRate"])
+
+
+def test_response_time_averages_reach_show_stat(farm_factory, tmp_path):
+    from tests.integration.http_backend import HttpBackend
+    b = HttpBackend("a")
+    try:
+        sock = tmp_path / "admin.sock"
+        port = free_port()
+        farm_factory(config(port, sock, [b]))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(20):
+            c.request("GET", "/slow?ms=50")
+            assert c.getresponse().read() == b"a"
+        c.close()
+        time.sleep(2.2)                      # the master samples once a second
+        rows = stat_rows(sock)
+        for key in (("be", "a"), ("be", "BACKEND")):
+            r = rows[key]
+            assert 45 <= int(r["rtime"]) <= 150, (key, r["rtime"])
+            assert int(r["ttime"]) >= int(r["rtime"]) and int(r["ctime"]) <= 10, r
+        assert info_map(sock)["CumReq"] == "20"
+    finally:
+        b.close()

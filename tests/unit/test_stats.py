@@ -220,7 +220,10 @@ def test_counters_are_summed_over_workers_and_carried(mixed):
           ttime_sum=100, timed=5, lastsess=NOW - 7)
     write(t, key, 1, stot=7, bin=50, bout=700, hrsp_2xx=7, smax=2, scur=2, lbtot=7, req_tot=7,
           timed=5, ttime_sum=200, lastsess=NOW - 30)
-    write(t, key, 2, stot=100, hrsp_2xx=90, smax=9, lbtot=100, req_tot=100)   # carried column
+    # carried column: totals of earlier generations, and what the master's
+    # sampler writes (farm/sampler.py: the recent averages)
+    write(t, key, 2, stot=100, hrsp_2xx=90, smax=9, lbtot=100, req_tot=100,
+          qtime_avg=1, ctime_avg=2, rtime_avg=4, ttime_avg=30)
     write(t, ("fe", "www"), 0, stot=3, conn_tot=3, req_tot=20, hrsp_2xx=19, hrsp_4xx=1, scur=2,
           smax=2, bin=999, bout=5000, ereq=1, dreq=2, intercepted=0, denied_conn=4)
     write(t, ("fe", "www"), 1, stot=4, conn_tot=4, req_tot=30, hrsp_2xx=30, scur=1, smax=1)
@@ -488,7 +491,8 @@ def reference_metrics() -> dict:
 def test_prometheus_parses_and_uses_haproxy_names(mixed):
     from prometheus_client.parser import text_string_to_metric_families
     cfg, t = mixed
-    write(t, ("srv", "app", "s1"), 0, hrsp_2xx=7, ttime_sum=1500, timed=3)
+    write(t, ("srv", "app", "s1"), 0, hrsp_2xx=7)
+    write(t, ("srv", "app", "s1"), 2, ttime_avg=500)     # the sampler's (carried column)
     rows = stats.snapshot(cfg, t, PROC)
     text = stats.prometheus(rows, stats.info(PROC, rows))
     families = list(text_string_to_metric_families(text))
@@ -661,3 +665,25 @@ def test_admin_command_talks_to_a_unix_socket(tmp_path):
     assert not ok
     ok, text = wstats.admin_command(path, "x", time.monotonic() - 1)       # no time left
     assert (ok, text) == (False, "timeout")
+
+
+def test_rates_come_from_the_samplers_cells(mixed):
+    cfg, t = mixed
+    write(t, ("fe", "www"), 2, rate=12, rate_max=40, req_rate=30, req_rate_max=90, conn_rate=12,
+          conn_rate_max=41)
+    write(t, ("be", "app"), 2, rate=7, rate_max=9)
+    write(t, ("srv", "app", "s1"), 2, rate=5, rate_max=6)
+    write(t, shm.PROCESS_ROW, 2, rate=12, rate_max=40, conn_rate=12, conn_rate_max=41)
+    proc = dict(PROC, **stats.process_rates(t.read_row(shm.PROCESS_ROW)))
+    rows = stats.snapshot(cfg, t, proc)
+    r = by_name(rows)
+    fe = r[("www", "FRONTEND")]
+    assert (fe["rate"], fe["rate_max"], fe["req_rate"], fe["req_rate_max"]) == (12, 40, 30, 90)
+    assert (fe["conn_rate"], fe["conn_rate_max"]) == (12, 41)
+    assert (r[("app", "BACKEND")]["rate"], r[("app", "BACKEND")]["rate_max"]) == (7, 9)
+    assert (r[("app", "s1")]["rate"], r[("app", "s1")]["rate_max"]) == (5, 6)
+    info = dict(stats.info(proc, rows))
+    assert (info["SessRate"], info["MaxSessRate"], info["ConnRate"], info["MaxConnRate"]) == (
+        "12", "40", "12", "41")
+    page = stats.html(rows, stats.info(proc, rows), 0, False, "/")
+    assert "Session rate cur / max" in page

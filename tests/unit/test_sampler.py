@@ -1,11 +1,12 @@
-"""farm/rates.py: per-second rates from the workers' published totals, on a
-real shm table written the way workers write it."""
+"""farm/sampler.py: per-second rates and recent time averages from the
+workers' published totals, on a real shm table written the way workers
+write it."""
 
 import array
 
 from farm import shm
 from farm.loader import load_text
-from farm.rates import RateSampler
+from farm.sampler import AVG_SESSIONS, StatsSampler
 
 CFG = """
 [global]
@@ -27,21 +28,30 @@ address = "127.0.0.1:3"
 FE, FE2, BE, SRV = ("fe", "web"), ("fe", "api"), ("be", "app"), ("srv", "app", "s1")
 
 
-def publish(t, worker, flushed_ms, counts):
+def publish(t, worker, flushed_ms, counts, times=None):
     """What a worker's flush does: its column of every row, and its flush
-    time in the process row. counts: {row key: (stot, req_tot, conn_tot)}."""
+    time in the process row. counts: {row key: (stot, req_tot, conn_tot)};
+    times: {row key: (timed, qtime_sum, ctime_sum, rtime_sum, ttime_sum)}."""
+    times = times or {}
     for key in t.layout.rows:
         vals = [0] * shm.CNT_FIELDS
         if key == shm.PROCESS_ROW:
             vals[shm.C_FLUSHED_MS] = flushed_ms
         else:
             vals[shm.C_STOT], vals[shm.C_REQ_TOT], vals[shm.C_CONN_TOT] = counts.get(key, (0, 0, 0))
+            (vals[shm.C_TIMED], vals[shm.C_QTIME_SUM], vals[shm.C_CTIME_SUM], vals[shm.C_RTIME_SUM],
+             vals[shm.C_TTIME_SUM]) = times.get(key, (0, 0, 0, 0, 0))
         t.write_column(t.counter_base(key, worker), array.array("q", vals))
+
+
+def averages(t, key):
+    r = t.read_row(key)
+    return r["qtime_avg"], r["ctime_avg"], r["rtime_avg"], r["ttime_avg"]
 
 
 def test_each_worker_is_divided_by_its_own_flush_interval_and_summed():
     t = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(t)
+    r = StatsSampler(t)
     publish(t, 0, 10_000, {FE: (100, 300, 100), BE: (100, 0, 0), SRV: (100, 0, 0)})
     publish(t, 1, 10_100, {FE: (50, 50, 50)})
     r.sample()
@@ -59,7 +69,7 @@ def test_each_worker_is_divided_by_its_own_flush_interval_and_summed():
 
 def test_rates_fall_back_and_maxima_stay():
     t = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(t)
+    r = StatsSampler(t)
     publish(t, 0, 1_000, {FE: (0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {FE: (500, 500, 500)})
@@ -72,7 +82,7 @@ def test_rates_fall_back_and_maxima_stay():
 
 def test_process_row_sums_the_frontends():
     t = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(t)
+    r = StatsSampler(t)
     publish(t, 0, 1_000, {FE: (0, 0, 0), FE2: (0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {FE: (30, 30, 40), FE2: (12, 12, 12)})
@@ -84,7 +94,7 @@ def test_process_row_sums_the_frontends():
 
 def test_a_worker_that_did_not_flush_again_keeps_its_last_rate():
     t = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(t)
+    r = StatsSampler(t)
     publish(t, 0, 1_000, {FE: (0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {FE: (40, 0, 0)})
@@ -95,7 +105,7 @@ def test_a_worker_that_did_not_flush_again_keeps_its_last_rate():
 
 def test_a_respawned_worker_counting_from_zero_gives_no_negative_rate():
     t = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(t)
+    r = StatsSampler(t)
     publish(t, 0, 1_000, {FE: (1000, 1000, 1000)})
     r.sample()
     publish(t, 0, 2_000, {FE: (5, 5, 5)})        # a new worker in the slot
@@ -108,7 +118,7 @@ def test_a_respawned_worker_counting_from_zero_gives_no_negative_rate():
 
 def test_a_worker_that_never_flushed_counts_for_nothing():
     t = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(t)
+    r = StatsSampler(t)
     r.sample()
     r.sample()
     assert t.read_row(FE)["rate"] == 0
@@ -116,7 +126,7 @@ def test_a_worker_that_never_flushed_counts_for_nothing():
 
 def test_maxima_survive_a_reload_and_rates_do_not():
     old = shm.Table.create(load_text(CFG), 1)
-    r = RateSampler(old)
+    r = StatsSampler(old)
     publish(old, 0, 1_000, {FE: (0, 0, 0)})
     r.sample()
     publish(old, 0, 2_000, {FE: (77, 77, 77)})
@@ -125,3 +135,62 @@ def test_maxima_survive_a_reload_and_rates_do_not():
     new.carry_from(old)
     fe = new.read_row(FE)
     assert (fe["rate"], fe["rate_max"], fe["req_rate_max"]) == (0, 77, 77)
+
+
+def test_times_average_the_new_sessions_of_all_workers():
+    t = shm.Table.create(load_text(CFG), 1)
+    r = StatsSampler(t)
+    # lifetime totals before the sampler's first look do not count
+    publish(t, 0, 1_000, {}, {BE: (100, 0, 100_000, 100_000, 100_000)})
+    publish(t, 1, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
+    r.sample()
+    assert averages(t, BE) == (0, 0, 0, 0)
+    publish(t, 0, 2_000, {}, {BE: (110, 10, 100_010, 100_200, 100_400)})    # 10 sessions
+    publish(t, 1, 2_000, {}, {BE: (30, 0, 90, 600, 1_200)})                 # 30 sessions
+    r.sample()
+    # (10 + 30) sessions: q 10/40, c 100/40, r 800/40, t 1600/40
+    assert averages(t, BE) == (0, 2, 20, 40)
+
+
+def test_times_cover_the_last_1024_sessions_and_stay_when_idle():
+    t = shm.Table.create(load_text(CFG), 1)
+    r = StatsSampler(t)
+    publish(t, 0, 1_000, {}, {SRV: (0, 0, 0, 0, 0)})
+    r.sample()
+    # 1024 slow sessions (rtime 100 ms), then 1024 fast ones (rtime 2 ms)
+    publish(t, 0, 2_000, {}, {SRV: (1024, 0, 0, 102_400, 102_400)})
+    r.sample()
+    assert averages(t, SRV)[2] == 100
+    publish(t, 0, 3_000, {}, {SRV: (AVG_SESSIONS * 2, 0, 0, 102_400 + 2048, 102_400 + 2048)})
+    r.sample()
+    assert averages(t, SRV)[2] == 2            # the old ones are out of the window
+    publish(t, 0, 4_000, {}, {SRV: (AVG_SESSIONS * 2, 0, 0, 102_400 + 2048, 102_400 + 2048)})
+    r.sample()
+    assert averages(t, SRV)[2] == 2            # no new session: unchanged
+
+
+def test_times_of_a_few_sessions_average_all_of_them():
+    t = shm.Table.create(load_text(CFG), 1)
+    r = StatsSampler(t)
+    publish(t, 0, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
+    r.sample()
+    publish(t, 0, 2_000, {}, {BE: (1, 0, 0, 10, 10)})
+    r.sample()
+    publish(t, 0, 3_000, {}, {BE: (2, 0, 0, 40, 40)})
+    r.sample()
+    assert averages(t, BE)[2] == 20            # (10 + 30) / 2
+
+
+def test_a_worker_without_a_new_flush_adds_no_time_twice():
+    t = shm.Table.create(load_text(CFG), 1)
+    r = StatsSampler(t)
+    publish(t, 0, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
+    publish(t, 1, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
+    r.sample()
+    publish(t, 0, 2_000, {}, {BE: (1, 0, 0, 100, 100)})
+    publish(t, 1, 2_000, {}, {BE: (1, 0, 0, 10, 10)})
+    r.sample()
+    assert averages(t, BE)[2] == 55
+    publish(t, 1, 3_000, {}, {BE: (2, 0, 0, 20, 20)})   # worker 0 did not flush
+    r.sample()
+    assert averages(t, BE)[2] == 40            # (100 + 10 + 10) / 3

@@ -1,0 +1,141 @@
+"""The stats figures that need history, computed by the master from the
+counters in shared memory: HAProxy's per-second rates (rate, req_rate,
+conn_rate and their maxima) and its average times over the last sessions
+(qtime, ctime, rtime, ttime).
+
+Workers only count totals (stot, req_tot, conn_tot, and per timed session
+the sums of its queue, connect, response and total times) and publish them
+every COUNTER_FLUSH_INTERVAL, with the CLOCK_MONOTONIC time of the flush in
+their column of the process row (shm "flushed_ms"). The master calls
+StatsSampler.sample() about once a second:
+
+- rates: for each worker, the counts added since the previous sample are
+  divided by that worker's own time between the two flushes, so a rate is
+  exact for the window it covers whatever the phase between the master's
+  sampling and the workers' flushes; the workers' rates are summed.
+- times: the sums and session counts added since the previous sample are
+  kept per row, for the last AVG_HISTORY samples that saw sessions; the
+  average is taken over the most recent of them that hold AVG_SESSIONS
+  sessions (HAProxy averages its last 1024), or over all of them when
+  there are fewer. A row without new sessions keeps its averages, as
+  HAProxy's do.
+
+Results go, rounded, into the carried column of each row: rates and
+averages are gauges (not carried over a reload: the new generation's
+sampler starts again), the maxima are carried like smax. Frontends report
+rate (sessions), req_rate and conn_rate; backends and servers rate and the
+times. The process row gets the sums of the frontends' rates (show info's
+SessRate and ConnRate).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from farm import shm
+
+AVG_SESSIONS = 1024      # HAProxy's window for qtime/ctime/rtime/ttime
+AVG_HISTORY = 300        # samples (with sessions) kept per row
+
+# (total counted by workers, rate it gives, maximum of that rate)
+_RATES = ((shm.C_STOT, shm.C_RATE, shm.C_RATE_MAX),
+          (shm.C_REQ_TOT, shm.C_REQ_RATE, shm.C_REQ_RATE_MAX),
+          (shm.C_CONN_TOT, shm.C_CONN_RATE, shm.C_CONN_RATE_MAX))
+# timed sessions, then (sum of a time, its average)
+_TIMES = ((shm.C_QTIME_SUM, shm.C_QTIME_AVG), (shm.C_CTIME_SUM, shm.C_CTIME_AVG),
+          (shm.C_RTIME_SUM, shm.C_RTIME_AVG), (shm.C_TTIME_SUM, shm.C_TTIME_AVG))
+_READ = tuple(src for src, _, _ in _RATES) + (shm.C_TIMED,) + tuple(src for src, _ in _TIMES)
+_N_RATES = len(_RATES)
+
+
+class StatsSampler:
+    """Rates and recent averages of one shm table (one per config
+    generation: a reload makes a new sampler for the new table). Holds, per
+    worker column, the last flush seen and the totals read then, and per
+    row the recent time sums; no I/O beyond the table."""
+
+    def __init__(self, table: shm.Table):
+        self.table = table
+        self.keys = [k for k in table.layout.rows if k != shm.PROCESS_ROW]
+        self.frontends = [k for k in self.keys if k[0] == "fe"]
+        # column -> (flushed_ms, {row key: totals in _READ order})
+        self.prev: dict[int, tuple[int, dict]] = {}
+        # column -> {row key: rates} of its last window
+        self.last_rates: dict[int, dict] = {}
+        # row key -> deque of [timed, qsum, csum, rsum, tsum] per sample
+        self.history: dict[tuple, deque] = {k: deque(maxlen=AVG_HISTORY) for k in self.keys}
+
+    def _column(self, col: int) -> tuple[dict, dict]:
+        """(rates, time deltas) of worker column col since its previous
+        sampled flush. A worker that has not flushed again keeps its last
+        rates and adds no time; one that never flushed, or whose counts went
+        back (a worker respawned into the slot), gives nothing this time."""
+        t = self.table
+        ms = t.read_cell(shm.PROCESS_ROW, col, shm.C_FLUSHED_MS)
+        prev = self.prev.get(col)
+        if ms == 0:
+            return {}, {}
+        if prev is not None and ms <= prev[0]:
+            return self.last_rates.get(col, {}), {}
+        totals = {k: tuple(t.read_cell(k, col, i) for i in _READ) for k in self.keys}
+        self.prev[col] = (ms, totals)
+        if prev is None:
+            return {}, {}
+        dt = (ms - prev[0]) / 1000.0
+        rates, deltas = {}, {}
+        for k, now in totals.items():
+            old = prev[1].get(k)
+            if old is None:
+                continue
+            d = [n - o if n >= o else 0 for n, o in zip(now, old)]
+            rates[k] = [x / dt for x in d[:_N_RATES]]
+            if d[_N_RATES] and all(n >= o for n, o in zip(now[_N_RATES:], old[_N_RATES:])):
+                deltas[k] = d[_N_RATES:]
+        self.last_rates[col] = rates
+        return rates, deltas
+
+    def sample(self) -> None:
+        """Read every worker column, write each row's rates, maxima and
+        recent averages."""
+        t = self.table
+        carried = t.layout.workers
+        rates = {k: [0.0] * _N_RATES for k in self.keys}
+        times = {k: [0] * (1 + len(_TIMES)) for k in self.keys}
+        for col in range(t.layout.workers):
+            col_rates, col_times = self._column(col)
+            for k, rs in col_rates.items():
+                acc = rates[k]
+                for i, r in enumerate(rs):
+                    acc[i] += r
+            for k, ds in col_times.items():
+                acc = times[k]
+                for i, d in enumerate(ds):
+                    acc[i] += d
+        process = [0.0] * _N_RATES
+        for k in self.frontends:
+            for i, r in enumerate(rates[k]):
+                process[i] += r
+        rates[shm.PROCESS_ROW] = process
+        for k, rs in rates.items():
+            for (_, rate_i, max_i), r in zip(_RATES, rs):
+                v = int(r + 0.5)
+                t.set_carried(k, rate_i, v)
+                if v > t.read_cell(k, carried, max_i):
+                    t.set_carried(k, max_i, v)
+        for k, ds in times.items():
+            if ds[0]:
+                self._average(k, ds)
+
+    def _average(self, key: tuple, sample: list) -> None:
+        """Add a sample with sessions to key's history; write the averages
+        of the most recent samples holding AVG_SESSIONS sessions."""
+        hist = self.history[key]
+        hist.append(sample)
+        acc = [0] * len(sample)
+        for s in reversed(hist):
+            for i, v in enumerate(s):
+                acc[i] += v
+            if acc[0] >= AVG_SESSIONS:
+                break
+        for (_, avg_i), total in zip(_TIMES, acc[1:]):
+            self.table.set_carried(key, avg_i, total // acc[0])
