@@ -47,6 +47,7 @@ from workers import counting, http1, linger
 from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+from workers.lb import retry
 from workers.rules import no_rules
 
 INF = float("inf")
@@ -57,10 +58,11 @@ POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
 DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker closes it
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
-# session states
-S_REQ, S_QUEUED, S_CONNECTING, S_SERVER, S_TUNNEL, S_CLOSING, S_LINGER, S_CLOSED = range(8)
+# session states (S_TURNAROUND: waiting to connect again to the server that
+# just refused, workers/lb/retry.py)
+S_REQ, S_QUEUED, S_CONNECTING, S_SERVER, S_TUNNEL, S_CLOSING, S_LINGER, S_CLOSED, S_TURNAROUND = range(9)
 _PHASE = {S_REQ: "R", S_QUEUED: "Q", S_CONNECTING: "C", S_SERVER: "H", S_TUNNEL: "D",
-          S_CLOSING: "L", S_LINGER: "L", S_CLOSED: "-"}
+          S_CLOSING: "L", S_LINGER: "L", S_CLOSED: "-", S_TURNAROUND: "C"}
 
 
 class ServerConn:
@@ -155,7 +157,8 @@ class Txn:
                  "t_start", "t_head", "t_queue", "t_connect", "t_connected", "t_resp",
                  "status", "bytes_out", "retries", "redispatched", "term", "cc", "cs",
                  "request_line", "close", "tried", "key", "forced_server", "resp_started",
-                 "req_done", "local", "released", "bytes_in")
+                 "req_done", "local", "released", "bytes_in",
+                 "t_retry")      # set when a retry waits (S_TURNAROUND), read only then
 
     def __init__(self, session, req: Request, t_start: float):
         self.session = session
@@ -550,17 +553,36 @@ class HttpSession:
 
 
     def connect_failed(self, timeout: bool = False) -> None:
+        """A connection attempt failed (refused, reset, or timed out): retry
+        on another server or the same one (workers/lb/retry.py), or 503."""
         txn = self.txn
-        counting.connect_attempt(txn.be, txn.srv, ok=False)
+        srv = txn.srv
+        counting.connect_attempt(txn.be, srv, ok=False)
         self.drop_server_conn()
-        txn.tried += (txn.srv.index,)
+        txn.tried += (srv.index,)
         self.release_server()
         be = txn.be
-        if txn.retries < be.cfg.retries:
-            txn.retries += 1
-            self.connect_server()
-        else:
+        cfg = be.cfg
+        if txn.retries >= cfg.retries:
             self.send_error(503, "sC" if timeout else "SC")
+            return
+        txn.retries += 1
+        pool = be.pool
+        if retry.retry_elsewhere(cfg.redispatch, txn.retries, cfg.retries, txn.cc == "V",
+                                 be.hashed, pool.is_up(srv.index), pool.up_count()[0]):
+            self.connect_server()
+            return
+        txn.forced_server = srv.index
+        delay = retry.turnaround(cfg.timeouts.connect, timeout)
+        if not delay:
+            self.connect_server()
+            return
+        # waited time, as HAProxy logs it: in Tw
+        if txn.t_queue < 0:
+            txn.t_queue = self.loop.now
+        txn.t_retry = self.loop.now + delay
+        self.state = S_TURNAROUND
+        self.rearm()
 
     # ------------------------------------------------------------------ server
 
@@ -1039,6 +1061,8 @@ class HttpSession:
             when = self.txn.t_queue + (self.txn.be.cfg.timeouts.queue or INF)
         elif st == S_CONNECTING:
             when = self.txn.t_connect + (self.txn.be.cfg.timeouts.connect or INF)
+        elif st == S_TURNAROUND:
+            when = self.txn.t_retry
         elif st == S_SERVER:
             when = self.last_s + (self.txn.be.cfg.timeouts.server or INF)
             if self.out_c or not self.txn.req_done:
@@ -1090,6 +1114,10 @@ class HttpSession:
             if now < txn.t_connect + txn.be.cfg.timeouts.connect:
                 return self.rearm()
             self.connect_failed(timeout=True)
+        elif st == S_TURNAROUND:
+            if now < txn.t_retry:
+                return self.rearm()
+            self.connect_server()
         elif st == S_SERVER:
             srv_to = txn.be.cfg.timeouts.server or INF
             if now >= self.last_s + srv_to:

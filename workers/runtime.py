@@ -210,6 +210,8 @@ class BackendRuntime:
                 srv.sidx = shared.table.server_row(cfg.name, srv.name)
         self.queue: deque = deque()
         self.needs_source_key = cfg.balance.algorithm == "source"
+        # a hash picks the same server again: retries stay on it (lb/retry.py)
+        self.hashed = cfg.balance.algorithm in model.HASHING_ALGORITHMS
         # HTTP: rules compiled once, balance key, persistence, error pages
         acls = rules.compile_acls(cfg.acl)
         self.req_rules = rules.compile_request_rules(cfg.http_request, acls)

@@ -25,6 +25,7 @@ import time
 
 from farm.logs import json_line, tcplog_line
 from workers import counting
+from workers.lb import retry
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 
 # Bytes a direction moves by recv/send before switching to splice: below
@@ -35,8 +36,10 @@ SPLICE_CHUNK = 262144       # bytes asked of one splice() call
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 INF = float("inf")
 
-# Session states, as the second letter of HAProxy's termination state.
-QUEUED, CONNECTING, DATA, CLOSED = "Q", "C", "D", "-"
+# Session states, as the second letter of HAProxy's termination state
+# (TURNAROUND: waiting to connect again to the server that just refused,
+# workers/lb/retry.py; HAProxy counts it in the connection phase).
+QUEUED, CONNECTING, DATA, CLOSED, TURNAROUND = "Q", "C", "D", "-", "T"
 
 
 class Direction:
@@ -87,6 +90,8 @@ class TcpSession:
         self.retries = 0
         self.redispatched = False
         self.tried: set[int] = set()
+        self.retry_to: int | None = None     # the server of a same-server retry
+        self.last_srv = None                  # the server last tried (named in the log)
         self.state = CONNECTING
         self.term = "--"
         self.c2s = Direction(csock, None)
@@ -112,19 +117,22 @@ class TcpSession:
         """Pick a server and start a non-blocking connect; queue or fail."""
         be = self.be
         pool = be.pool
-        avoid = self.tried if be.cfg.redispatch else ()
-        idx = pool.pick(self.key, avoid)
-        if idx is None and avoid:
-            idx = pool.pick(self.key, ())   # every server tried: start over
+        idx = self.retry_to
+        self.retry_to = None
         if idx is None:
-            if pool.any_up():
-                self.enqueue()
-            else:
-                self.close("SC")
-            return
+            avoid = self.tried if be.cfg.redispatch else ()
+            idx = pool.pick(self.key, avoid)
+            if idx is None and avoid:
+                idx = pool.pick(self.key, ())   # every server tried: start over
+            if idx is None:
+                if pool.any_up():
+                    self.enqueue()
+                else:
+                    self.close("SC")
+                return
         if self.tried and idx not in self.tried:
             self.redispatched = True
-        self.srv = srv = be.acquire(idx)
+        self.srv = self.last_srv = srv = be.acquire(idx)
         self.t_connect = self.loop.now
         addr = srv.sockaddr
         try:
@@ -171,16 +179,33 @@ class TcpSession:
 
     def connect_failed(self, timeout: bool = False) -> None:
         """Give the server slot back, then retry or give up (SC / sC)."""
-        counting.connect_attempt(self.be, self.srv, ok=False)
+        be = self.be
+        idx = self.srv.index
+        counting.connect_attempt(be, self.srv, ok=False)
         self.drop_server_socket()
-        self.tried.add(self.srv.index)
-        self.be.release(self.srv)
+        self.tried.add(idx)
+        be.release(self.srv)
         self.srv = None
-        if self.retries < self.be.cfg.retries:
-            self.retries += 1
-            self.connect()
-        else:
+        cfg = be.cfg
+        if self.retries >= cfg.retries:
             self.close("sC" if timeout else "SC")
+            return
+        self.retries += 1
+        pool = be.pool
+        if retry.retry_elsewhere(cfg.redispatch, self.retries, cfg.retries, False, be.hashed,
+                                 pool.is_up(idx), pool.up_count()[0]):
+            self.connect()
+            return
+        self.retry_to = idx
+        delay = retry.turnaround(cfg.timeouts.connect, timeout)
+        if not delay:
+            self.connect()
+            return
+        now = self.loop.now
+        if self.t_queue < 0:
+            self.t_queue = now     # waited time, as HAProxy logs it: in Tw
+        self.state = TURNAROUND
+        self.loop.set_timer(self.timer, now + delay)
 
     def drop_server_socket(self) -> None:
         if self.ssock is not None:
@@ -341,6 +366,8 @@ class TcpSession:
         now = self.loop.now
         if self.state == CONNECTING:
             self.connect_failed(timeout=True)
+        elif self.state == TURNAROUND:
+            self.connect()
         elif self.state == QUEUED:
             self.close("sQ")
         elif self.state == DATA:
@@ -397,11 +424,12 @@ class TcpSession:
         tw = ms((self.t_connect if self.t_connect >= 0 else now) - self.t_queue) if self.t_queue >= 0 else 0
         tc = ms(self.t_connected - self.t_connect) if self.t_connected >= 0 else -1
         srv = self.srv
+        named = self.last_srv     # a failed connection names the server, as HAProxy's log does
         rec = {
             "client_ip": self.caddr[0], "client_port": self.caddr[1],
             "accept_time": self.accept_time,
             "frontend": self.fe.name, "backend": self.be.name,
-            "server": srv.name if srv is not None else "<NOSRV>",
+            "server": named.name if named is not None else "<NOSRV>",
             "tw": tw, "tc": tc, "tt": ms(now - self.t0),
             "bytes_read": self.s2c.moved, "bytes_uploaded": self.c2s.moved,
             "termination_state": self.term,

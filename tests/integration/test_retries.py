@@ -1,0 +1,138 @@
+"""Retries after a failed connection, as HAProxy 2.6 makes them
+(workers/lb/retry.py): another server at once when the balance algorithm
+chose, the same server after a turn-around when a cookie (or a hash) chose
+or when redispatch is off, the last retry redispatched. Real farm, a real
+backend, and a port where nothing listens (connection refused)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+
+from tests.integration.backends import free_port
+from tests.integration.http_backend import HttpBackend
+from tests.integration.test_http import config, parse_log, servers, wait_lines
+
+CONNECT = 0.2      # timeout connect: the turn-around is min(it, 1 s)
+
+
+def get(port: int, path: str = "/name", cookie: str | None = None) -> tuple[int, bytes, dict, float]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    t0 = time.monotonic()
+    try:
+        c.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        r = c.getresponse()
+        return r.status, r.read(), dict(r.getheaders()), time.monotonic() - t0
+    finally:
+        c.close()
+
+
+def http_farm(farm_factory, live: HttpBackend, backend: str = "", defaults: str = ""):
+    port = free_port()
+    dead = ("dead", f"127.0.0.1:{free_port()}")
+    rest = f"[backends.be]\n{backend}\n" + servers("be", dead, live)
+    farm = farm_factory(config(port, rest, timeouts=f'connect = "{int(CONNECT * 1000)}ms"',
+                               defaults=defaults))
+    return port, farm
+
+
+def test_balanced_choice_is_redispatched_at_once(farm_factory):
+    live = HttpBackend("s2")
+    try:
+        port, farm = http_farm(farm_factory, live)
+        results = [get(port) for _ in range(4)]
+        assert [(st, body) for st, body, _, _ in results] == [(200, b"s2")] * 4
+        assert max(t for *_, t in results) < CONNECT     # no turn-around
+        logs = [parse_log(l) for l in wait_lines(farm, 4)]
+        assert {l["rc"] for l in logs} == {"0", "+1"}
+    finally:
+        live.close()
+
+
+def test_cookie_keeps_its_server_until_the_last_retry(farm_factory):
+    live = HttpBackend("s2")
+    try:
+        cookie = '[backends.be.cookie]\nname = "SRV"\nmode = "insert"\nindirect = true\n'
+        port, farm = http_farm(farm_factory, live, backend=cookie)
+        status, body, headers, took = get(port, cookie="SRV=dead")
+        assert (status, body) == (200, b"s2")
+        # two retries on the dead server, a turn-around before each, then
+        # the last one elsewhere; the client is pointed at the new server
+        assert 2 * CONNECT <= took < 2 * CONNECT + 1.0, took
+        assert headers.get("Set-Cookie", "").startswith("SRV=s2")
+        log = parse_log(wait_lines(farm, 1)[-1])
+        assert log["rc"] == "+3" and log["s"] == "s2"
+        assert int(log["Tw"]) >= 2 * CONNECT * 1000 - 20     # waited, as HAProxy logs it
+        assert len(live.requests) == 1
+    finally:
+        live.close()
+
+
+def test_without_redispatch_the_server_is_retried_then_503(farm_factory):
+    live = HttpBackend("s2")
+    try:
+        port, farm = http_farm(farm_factory, live, backend="redispatch = false")
+        results = [get(port) for _ in range(2)]          # roundrobin: one lands on dead
+        statuses = sorted(st for st, *_ in results)
+        assert statuses == [200, 503], results
+        took = [t for st, _, _, t in results if st == 503][0]
+        assert 3 * CONNECT <= took < 3 * CONNECT + 1.0, took     # three turn-arounds
+        assert len(live.requests) == 1                   # never sent elsewhere
+        logs = [parse_log(l) for l in wait_lines(farm, 2)]
+        failed = [l for l in logs if l["status"] == "503"][0]
+        assert failed["s"] == "dead" and failed["rc"] == "3" and failed["tsc"].startswith("SC")
+    finally:
+        live.close()
+
+
+def test_tcp_without_redispatch_retries_the_same_server(farm_factory):
+    live = socket.socket()
+    live.bind(("127.0.0.1", 0))
+    live.listen(16)
+    port = free_port()
+    dead = free_port()
+    cfg = f"""
+[global]
+workers = 1
+[log]
+events = "@EVENTS@"
+access = "@ACCESS@"
+format = "tcplog"
+[defaults]
+mode = "tcp"
+retries = 3
+redispatch = false
+[defaults.timeout]
+connect = "{int(CONNECT * 1000)}ms"
+[frontends.fe]
+bind = "127.0.0.1:{port}"
+default_backend = "be"
+[backends.be]
+[[backends.be.servers]]
+name = "dead"
+address = "127.0.0.1:{dead}"
+[[backends.be.servers]]
+name = "live"
+address = "127.0.0.1:{live.getsockname()[1]}"
+"""
+    try:
+        farm = farm_factory(cfg)
+        took = []
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                t0 = time.monotonic()
+                s.settimeout(3 * CONNECT + 2)
+                try:
+                    s.recv(1)                # the dead one closes; the live one says nothing
+                except socket.timeout:
+                    pass
+                took.append(time.monotonic() - t0)
+        lines = wait_lines(farm, 1)
+        dead_line = [l for l in lines if " be/dead " in l]
+        assert len(dead_line) == 1 and " SC " in dead_line[0], lines
+        # tcplog: ... %ac/%fc/%bc/%sc/%rc: three retries, not redispatched
+        assert "/3 " in dead_line[0], dead_line
+        assert min(took) >= 3 * CONNECT - 0.05, took
+    finally:
+        live.close()
