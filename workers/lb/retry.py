@@ -7,8 +7,16 @@ Checked against HAProxy 2.6 itself (one dead server that refuses, one
 alive, retries 3): with redispatch and roundrobin, the first retry goes to
 the other server at once (log "+1"); with redispatch and a cookie naming
 the dead server, the dead one is tried again twice, a second apart, and
-the last retry goes to the other (Tw 2004 ms, "+3"); without redispatch,
-the dead one is tried four times and the client gets a 503 SC after 3 s.
+the last retry goes to the other (Tw 2004 ms, "+3"); with redispatch and
+`balance source` hashing to the dead one, the same two turn-arounds, then
+the last retry; without redispatch, the dead one is tried four times and
+the client gets a 503 SC after 3 s.
+
+One difference, on purpose: HAProxy's last-retry redispatch runs the
+balance algorithm again, and its map-based hashing then picks the dead
+server once more (503 SC after 2 s in the test above; its consistent
+hashing skips it). farm's redispatch always skips the servers already
+tried, whatever the algorithm.
 """
 
 from __future__ import annotations
