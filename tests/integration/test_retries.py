@@ -17,11 +17,12 @@ from tests.integration.test_http import config, parse_log, servers, wait_lines
 CONNECT = 0.2      # timeout connect: the turn-around is min(it, 1 s)
 
 
-def get(port: int, path: str = "/name", cookie: str | None = None) -> tuple[int, bytes, dict, float]:
+def get(port: int, path: str = "/name", cookie: str | None = None,
+        headers: dict | None = None) -> tuple[int, bytes, dict, float]:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     t0 = time.monotonic()
     try:
-        c.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        c.request("GET", path, headers=dict(headers or {}, **({"Cookie": cookie} if cookie else {})))
         r = c.getresponse()
         return r.status, r.read(), dict(r.getheaders()), time.monotonic() - t0
     finally:
@@ -65,6 +66,21 @@ def test_cookie_keeps_its_server_until_the_last_retry(farm_factory):
         assert log["rc"] == "+3" and log["s"] == "s2"
         assert int(log["Tw"]) >= 2 * CONNECT * 1000 - 20     # waited, as HAProxy logs it
         assert len(live.requests) == 1
+    finally:
+        live.close()
+
+
+def test_hashed_choice_keeps_its_server_until_the_last_retry(farm_factory):
+    live = HttpBackend("s2")
+    try:
+        port, farm = http_farm(farm_factory, live, backend='balance = "hdr(X-Key)"')
+        results = {k: get(port, headers={"X-Key": k}) for k in "abcdefgh"}
+        assert {(st, body) for st, body, _, _ in results.values()} == {(200, b"s2")}
+        slow = [k for k, (*_, t) in results.items() if t >= 2 * CONNECT]
+        fast = [k for k, (*_, t) in results.items() if t < CONNECT]
+        assert slow and fast and len(slow) + len(fast) == 8, results   # the hash spreads them
+        logs = [parse_log(l) for l in wait_lines(farm, 8)]
+        assert sorted(l["rc"] for l in logs) == ["+3"] * len(slow) + ["0"] * len(fast)
     finally:
         live.close()
 
