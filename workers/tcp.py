@@ -36,9 +36,10 @@ SPLICE_CHUNK = 262144       # bytes asked of one splice() call
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 INF = float("inf")
 
-# Session states, as the second letter of HAProxy's termination state
-# (TURNAROUND: waiting to connect again to the server that just refused,
-# workers/lb/retry.py; HAProxy counts it in the connection phase).
+# Session states. The first four are the letters of HAProxy's termination
+# state for that phase; TURNAROUND (waiting to connect again to the server
+# that just refused, workers/lb/retry.py) belongs to the connection phase
+# and ends with explicit terms (SC, sC, or the caller's).
 QUEUED, CONNECTING, DATA, CLOSED, TURNAROUND = "Q", "C", "D", "-", "T"
 
 
