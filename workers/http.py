@@ -1061,12 +1061,12 @@ class HttpSession:
             when = self.txn.t_queue + (self.txn.be.cfg.timeouts.queue or INF)
         elif st == S_CONNECTING:
             when = self.txn.t_connect + (self.txn.be.cfg.timeouts.connect or INF)
-        elif st == S_TURNAROUND:
-            when = self.txn.t_retry
         elif st == S_SERVER:
             when = self.last_s + (self.txn.be.cfg.timeouts.server or INF)
             if self.out_c or not self.txn.req_done:
                 when = min(when, self.last_c + self.to_client)
+        elif st == S_TURNAROUND:
+            when = self.txn.t_retry
         elif st == S_TUNNEL:
             if self.to_tunnel:
                 when = max(self.last_c, self.last_s) + self.to_tunnel
