@@ -198,25 +198,12 @@ def main() -> int:
                                  workdir=workdir, processes=1, mode="http"))
             targets.append(p)
         script = load.write_script(f"{workdir}/c.lua")
-        rps: dict[str, list[float]] = {t.name: [] for t in targets}
-        cpu: dict[str, list[float]] = {t.name: [] for t in targets}
-        for t in targets:                                        # warm-up
-            load.wrk(t.port, "/", 1, 64, script)
-        for rnd in range(a.rounds):
-            for t in targets:
-                c0 = t.cpu_seconds()
-                r = load.wrk(t.port, "/", a.seconds, 64, script)
-                c1 = t.cpu_seconds()
-                rps[t.name].append(r["rps"])
-                cpu[t.name].append((c1 - c0) / r["requests"] * 1e6 if r["requests"] else 0)
-                print(f"  round {rnd + 1}/{a.rounds} {t.name:8} {r['rps']:10,.0f} req/s"
-                      f"  cpu {cpu[t.name][-1]:5.1f} us/req  errors {r['errors']}",
-                      file=sys.stderr)
-        hap = statistics.median(rps["haproxy"])
+        res = load.interleaved({t.name: t for t in targets}, "/", a.rounds, a.seconds, script)
+        hap = statistics.median(res["haproxy"]["rps"])
         print(f"{'target':10} {'req/s':>10} {'CPU us/req':>11} {'/HAProxy':>9}")
-        for t in targets:
-            m = statistics.median(rps[t.name])
-            print(f"{t.name:10} {m:10,.0f} {statistics.median(cpu[t.name]):11.1f} {m / hap:9.2f}")
+        for name, m in res.items():
+            rps = statistics.median(m["rps"])
+            print(f"{name:10} {rps:10,.0f} {statistics.median(m['cpu']):11.1f} {rps / hap:9.2f}")
         print(f"medians of {a.rounds} rounds x {a.seconds} s; wrk -t1 -c64; one process each")
     finally:
         for t in targets:

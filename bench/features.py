@@ -44,16 +44,6 @@ VARIANTS = {
 }
 
 
-def user_seconds(p: proxies.Proc) -> float:
-    total = 0.0
-    for q in p.processes():
-        try:
-            total += q.cpu_times().user
-        except Exception:       # psutil.NoSuchProcess: gone between listing and reading
-            pass
-    return total
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -75,28 +65,13 @@ def main() -> int:
             p.start(spec, probe_path=path)
             farms[name] = p
         script = load.write_script(f"{workdir}/f.lua")
-        for p in farms.values():                                  # warm-up
-            load.wrk(p.port, path, 1, 64, script)
-        rps: dict[str, list] = {n: [] for n in farms}
-        cpu: dict[str, list] = {n: [] for n in farms}
-        user: dict[str, list] = {n: [] for n in farms}
-        for rnd in range(a.rounds):
-            for name, p in farms.items():
-                c0, u0 = p.cpu_seconds(), user_seconds(p)
-                r = load.wrk(p.port, path, a.seconds, 64, script)
-                c1, u1 = p.cpu_seconds(), user_seconds(p)
-                n = r["requests"] or 1
-                rps[name].append(r["rps"])
-                cpu[name].append((c1 - c0) / n * 1e6)
-                user[name].append((u1 - u0) / n * 1e6)
-                print(f"  round {rnd + 1}/{a.rounds} {name:10} {r['rps']:9,.0f} req/s"
-                      f"  cpu {cpu[name][-1]:5.1f} us/req  errors {r['errors']}", file=sys.stderr)
-        base_cpu = statistics.median(cpu["nothing"])
-        base_user = statistics.median(user["nothing"])
+        res = load.interleaved(farms, path, a.rounds, a.seconds, script)
+        base_cpu = statistics.median(res["nothing"]["cpu"])
+        base_user = statistics.median(res["nothing"]["user"])
         print(f"{'variant':11} {'req/s':>8} {'CPU us/req':>11} {'+CPU':>6} {'user us/req':>12} {'+user':>6}")
-        for name in farms:
-            c, u = statistics.median(cpu[name]), statistics.median(user[name])
-            print(f"{name:11} {statistics.median(rps[name]):8,.0f} {c:11.1f} {c - base_cpu:+6.1f}"
+        for name, m in res.items():
+            c, u = statistics.median(m["cpu"]), statistics.median(m["user"])
+            print(f"{name:11} {statistics.median(m['rps']):8,.0f} {c:11.1f} {c - base_cpu:+6.1f}"
                   f" {u:12.1f} {u - base_user:+6.1f}")
         print(f"medians of {a.rounds} rounds x {a.seconds} s; one farm worker each; wrk -t1 -c64 {path}")
     finally:

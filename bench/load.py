@@ -97,6 +97,31 @@ def wrk(port: int, path: str, seconds: float, conns: int, script: str,
     raise RuntimeError(f"wrk gave no result (exit {p.returncode}): {p.stdout[-800:]} {p.stderr[-800:]}")
 
 
+def interleaved(targets: dict, path: str, rounds: int, seconds: float, script: str,
+                conns: int = 64) -> dict:
+    """Load each target in turn, round after round (after a 1 s warm-up
+    each), with wrk on path. targets: name -> proxies.Proc. Returns name ->
+    {"rps": [...], "cpu": [...], "user": [...]}, one value per round, CPU
+    in microseconds per request (user + system, and user alone) of the
+    target's processes. Progress goes to stderr."""
+    for p in targets.values():
+        wrk(p.port, path, 1, conns, script)
+    out = {name: {"rps": [], "cpu": [], "user": []} for name in targets}
+    for rnd in range(rounds):
+        for name, p in targets.items():
+            c0, u0 = p.cpu_seconds(), p.cpu_seconds(user_only=True)
+            r = wrk(p.port, path, seconds, conns, script)
+            c1, u1 = p.cpu_seconds(), p.cpu_seconds(user_only=True)
+            n = r["requests"] or 1
+            m = out[name]
+            m["rps"].append(r["rps"])
+            m["cpu"].append((c1 - c0) / n * 1e6)
+            m["user"].append((u1 - u0) / n * 1e6)
+            print(f"  round {rnd + 1}/{rounds} {name:10} {r['rps']:10,.0f} req/s"
+                  f"  cpu {m['cpu'][-1]:5.1f} us/req  errors {r['errors']}", file=sys.stderr)
+    return out
+
+
 class IdleClient:
     """bench/idle_conns.py in its own process (its own fd limit and CPU)."""
 

@@ -160,13 +160,13 @@ class Proc:
         except psutil.NoSuchProcess:
             return []
 
-    def cpu_seconds(self) -> float:
-        """user + system CPU of the proxy's processes so far."""
+    def cpu_seconds(self, user_only: bool = False) -> float:
+        """CPU of the proxy's processes so far: user + system, or user only."""
         total = 0.0
         for p in self.processes():
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user if user_only else t.user + t.system
             except psutil.NoSuchProcess:
                 pass
         return total

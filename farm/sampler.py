@@ -85,11 +85,11 @@ class StatsSampler:
         rates, deltas = {}, {}
         for k, now in totals.items():
             old = prev[1].get(k)
-            if old is None:
-                continue
-            d = [n - o if n >= o else 0 for n, o in zip(now, old)]
+            if old is None or any(n < o for n, o in zip(now, old)):
+                continue            # a new row, or counts that started again
+            d = [n - o for n, o in zip(now, old)]
             rates[k] = [x / dt for x in d[:_N_RATES]]
-            if d[_N_RATES] and all(n >= o for n, o in zip(now[_N_RATES:], old[_N_RATES:])):
+            if d[_N_RATES]:
                 deltas[k] = d[_N_RATES:]
         self.last_rates[col] = rates
         return rates, deltas

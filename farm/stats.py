@@ -21,7 +21,7 @@ that is not in use: 0 for counters of features farm lacks (SSL, HTTP/2,
 compression, cache, agent checks, header rewrites), empty where HAProxy
 prints nothing. In particular:
   * rates (rate, req_rate, conn_rate and their maxima) are sampled by the
-    master once a second from the workers' totals (farm/rates.py): the
+    master once a second from the workers' totals (farm/sampler.py): the
     count of the last sampled window, about a second, not HAProxy's
     continuously sliding one;
   * qtime/ctime/rtime/ttime average the most recent samples (taken once a
@@ -174,12 +174,6 @@ def _empty_row() -> dict:
     return dict.fromkeys(FIELD_NAMES)
 
 
-def _avg(c: dict, name: str) -> int:
-    """qtime/ctime/rtime/ttime: the average over the last sessions, kept by
-    the master's sampler (farm/sampler.py)."""
-    return c[name + "_avg"]
-
-
 def _lastsess(c: dict, now: int) -> int:
     t = c.get("lastsess", 0)
     return max(0, now - t) if t > 0 else -1
@@ -297,7 +291,8 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
         rate=c["rate"], rate_max=c["rate_max"],
         req_tot=c["req_tot"] if http else None,
         cli_abrt=c["cli_abrt"], srv_abrt=c["srv_abrt"], lastsess=_lastsess(c, now),
-        qtime=_avg(c, "qtime"), ctime=_avg(c, "ctime"), rtime=_avg(c, "rtime"), ttime=_avg(c, "ttime"),
+        # averages of the last sessions, kept by the master (farm/sampler.py)
+        qtime=c["qtime_avg"], ctime=c["ctime_avg"], rtime=c["rtime_avg"], ttime=c["ttime_avg"],
         addr=str(s.address), mode=be.mode, wrew=0, connect=c["connect"], reuse=c["reuse"],
         srv_icur=0, qtime_max=0, ctime_max=0, rtime_max=0, ttime_max=0, eint=0,
         idle_conn_cur=0, safe_conn_cur=0, used_conn_cur=c["scur"], need_conn_est=c["scur"],
@@ -367,7 +362,8 @@ def _backend_row(c: dict, config: model.Config, be: model.Backend, srows: list, 
         rate_max=c["rate_max"],
         cli_abrt=c["cli_abrt"], srv_abrt=c["srv_abrt"],
         comp_in=0, comp_out=0, comp_byp=0, comp_rsp=0, lastsess=_lastsess(c, now),
-        qtime=_avg(c, "qtime"), ctime=_avg(c, "ctime"), rtime=_avg(c, "rtime"), ttime=_avg(c, "ttime"),
+        # averages of the last sessions, kept by the master (farm/sampler.py)
+        qtime=c["qtime_avg"], ctime=c["ctime_avg"], rtime=c["rtime_avg"], ttime=c["ttime_avg"],
         mode=be.mode, algo=be.balance.algorithm, wrew=0, connect=c["connect"], reuse=c["reuse"],
         qtime_max=0, ctime_max=0, rtime_max=0, ttime_max=0, eint=0,
         uweight=sum(st["weight"] for st in tier),
@@ -579,7 +575,7 @@ def info(proc: dict, rows: list[dict]) -> list[tuple[str, str]]:
 
 def process_rates(process_row: dict) -> dict:
     """The rate entries of info()'s proc, from the process row of the shm
-    table (Table.read_row(shm.PROCESS_ROW)), where farm/rates.py keeps the
+    table (Table.read_row(shm.PROCESS_ROW)), where farm/sampler.py keeps the
     sums over the frontends."""
     return {"sess_rate": process_row["rate"], "max_sess_rate": process_row["rate_max"],
             "conn_rate": process_row["conn_rate"], "max_conn_rate": process_row["conn_rate_max"]}

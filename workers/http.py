@@ -47,7 +47,6 @@ from workers import counting, http1, linger
 from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, TUNNEL,
                            Data, HttpError, Request, Response)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
-from workers.lb import retry
 from workers.rules import no_rules
 
 INF = float("inf")
@@ -59,7 +58,7 @@ DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker 
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
 # session states (S_TURNAROUND: waiting to connect again to the server that
-# just refused, workers/lb/retry.py)
+# just refused, BackendRuntime.retry_wait)
 S_REQ, S_QUEUED, S_CONNECTING, S_SERVER, S_TUNNEL, S_CLOSING, S_LINGER, S_CLOSED, S_TURNAROUND = range(9)
 _PHASE = {S_REQ: "R", S_QUEUED: "Q", S_CONNECTING: "C", S_SERVER: "H", S_TUNNEL: "D",
           S_CLOSING: "L", S_LINGER: "L", S_CLOSED: "-", S_TURNAROUND: "C"}
@@ -554,7 +553,7 @@ class HttpSession:
 
     def connect_failed(self, timeout: bool = False) -> None:
         """A connection attempt failed (refused, reset, or timed out): retry
-        on another server or the same one (workers/lb/retry.py), or 503."""
+        on another server or the same one (BackendRuntime.retry_wait), or 503."""
         txn = self.txn
         srv = txn.srv
         counting.connect_attempt(txn.be, srv, ok=False)
@@ -562,25 +561,20 @@ class HttpSession:
         txn.tried += (srv.index,)
         self.release_server()
         be = txn.be
-        cfg = be.cfg
-        if txn.retries >= cfg.retries:
+        if txn.retries >= be.cfg.retries:
             self.send_error(503, "sC" if timeout else "SC")
             return
         txn.retries += 1
-        pool = be.pool
-        if retry.retry_elsewhere(cfg.redispatch, txn.retries, cfg.retries, txn.cc == "V",
-                                 be.hashed, pool.is_up(srv.index), pool.up_count()[0]):
-            self.connect_server()
-            return
-        txn.forced_server = srv.index
-        delay = retry.turnaround(cfg.timeouts.connect, timeout)
-        if not delay:
+        wait = be.retry_wait(srv.index, txn.retries, txn.cc == "V", timeout)
+        if wait is not None:
+            txn.forced_server = srv.index      # the same server again
+        if not wait:
             self.connect_server()
             return
         # waited time, as HAProxy logs it: in Tw
         if txn.t_queue < 0:
             txn.t_queue = self.loop.now
-        txn.t_retry = self.loop.now + delay
+        txn.t_retry = self.loop.now + wait
         self.state = S_TURNAROUND
         self.rearm()
 

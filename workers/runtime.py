@@ -25,6 +25,7 @@ from farm.logs import AccessLog
 from farm.shm import C_LBTOT, C_STOT
 from workers import rules
 from workers.cookie import CookiePersistence
+from workers.lb import retry
 from workers.lb.pool import ServerPool
 from workers.loop import Loop
 
@@ -210,8 +211,6 @@ class BackendRuntime:
                 srv.sidx = shared.table.server_row(cfg.name, srv.name)
         self.queue: deque = deque()
         self.needs_source_key = cfg.balance.algorithm == "source"
-        # a hash picks the same server again: retries stay on it (lb/retry.py)
-        self.hashed = cfg.balance.algorithm in model.HASHING_ALGORITHMS
         # HTTP: rules compiled once, balance key, persistence, error pages
         acls = rules.compile_acls(cfg.acl)
         self.req_rules = rules.compile_request_rules(cfg.http_request, acls)
@@ -219,6 +218,19 @@ class BackendRuntime:
         self.key_of = balance_key(cfg.balance)
         self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
         self.errorfiles = read_errorfiles(cfg.errorfiles)
+
+    def retry_wait(self, index: int, retry_no: int, persistent: bool, timed_out: bool) -> float | None:
+        """Retry number retry_no (1..retries) of a failed connection to server
+        index: None to go to another server now, else the seconds to wait
+        before connecting to the same one again (0: at once). The rules are
+        HAProxy's (workers/lb/retry.py); persistent: a cookie chose it."""
+        cfg = self.cfg
+        pool = self.pool
+        hashed = cfg.balance.algorithm in model.HASHING_ALGORITHMS   # would pick it again
+        if retry.retry_elsewhere(cfg.redispatch, retry_no, cfg.retries, persistent, hashed,
+                                 pool.is_up(index), pool.up_count()[0]):
+            return None
+        return retry.turnaround(cfg.timeouts.connect, timed_out)
 
     def acquire(self, index: int) -> ServerRuntime:
         srv = self.servers[index]

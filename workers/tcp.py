@@ -25,7 +25,6 @@ import time
 
 from farm.logs import json_line, tcplog_line
 from workers import counting
-from workers.lb import retry
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 
 # Bytes a direction moves by recv/send before switching to splice: below
@@ -38,7 +37,7 @@ INF = float("inf")
 
 # Session states. The first four are the letters of HAProxy's termination
 # state for that phase; TURNAROUND (waiting to connect again to the server
-# that just refused, workers/lb/retry.py) belongs to the connection phase
+# that just refused, BackendRuntime.retry_wait) belongs to the connection phase
 # and ends with explicit terms (SC, sC, or the caller's).
 QUEUED, CONNECTING, DATA, CLOSED, TURNAROUND = "Q", "C", "D", "-", "T"
 
@@ -187,26 +186,21 @@ class TcpSession:
         self.tried.add(idx)
         be.release(self.srv)
         self.srv = None
-        cfg = be.cfg
-        if self.retries >= cfg.retries:
+        if self.retries >= be.cfg.retries:
             self.close("sC" if timeout else "SC")
             return
         self.retries += 1
-        pool = be.pool
-        if retry.retry_elsewhere(cfg.redispatch, self.retries, cfg.retries, False, be.hashed,
-                                 pool.is_up(idx), pool.up_count()[0]):
-            self.connect()
-            return
-        self.retry_to = idx
-        delay = retry.turnaround(cfg.timeouts.connect, timeout)
-        if not delay:
+        wait = be.retry_wait(idx, self.retries, False, timeout)
+        if wait is not None:
+            self.retry_to = idx                # the same server again
+        if not wait:
             self.connect()
             return
         now = self.loop.now
         if self.t_queue < 0:
             self.t_queue = now     # waited time, as HAProxy logs it: in Tw
         self.state = TURNAROUND
-        self.loop.set_timer(self.timer, now + delay)
+        self.loop.set_timer(self.timer, now + wait)
 
     def drop_server_socket(self) -> None:
         if self.ssock is not None:

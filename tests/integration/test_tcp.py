@@ -19,7 +19,8 @@ from tests.integration.backends import DigestServer, EchoServer, TagServer, free
 
 
 def tcp_config(port: int, servers: str, workers: int = 2, extra_global: str = "",
-               extra_frontend: str = "", extra_backend: str = "", timeouts: str = "") -> str:
+               extra_frontend: str = "", extra_backend: str = "", timeouts: str = "",
+               connect: str = "1s") -> str:
     return f"""
 [global]
 workers = {workers}
@@ -36,7 +37,7 @@ mode = "tcp"
 retries = 3
 
 [defaults.timeout]
-connect = "1s"
+connect = "{connect}"
 client = "10s"
 server = "10s"
 {timeouts}

@@ -28,6 +28,12 @@ address = "127.0.0.1:3"
 FE, FE2, BE, SRV = ("fe", "web"), ("fe", "api"), ("be", "app"), ("srv", "app", "s1")
 
 
+def sampled_table():
+    """A new shm table of CFG and a sampler on it."""
+    t = shm.Table.create(load_text(CFG), 1)
+    return t, StatsSampler(t)
+
+
 def publish(t, worker, flushed_ms, counts, times=None):
     """What a worker's flush does: its column of every row, and its flush
     time in the process row. counts: {row key: (stot, req_tot, conn_tot)};
@@ -50,8 +56,7 @@ def averages(t, key):
 
 
 def test_each_worker_is_divided_by_its_own_flush_interval_and_summed():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 10_000, {FE: (100, 300, 100), BE: (100, 0, 0), SRV: (100, 0, 0)})
     publish(t, 1, 10_100, {FE: (50, 50, 50)})
     r.sample()
@@ -68,8 +73,7 @@ def test_each_worker_is_divided_by_its_own_flush_interval_and_summed():
 
 
 def test_rates_fall_back_and_maxima_stay():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {FE: (0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {FE: (500, 500, 500)})
@@ -81,8 +85,7 @@ def test_rates_fall_back_and_maxima_stay():
 
 
 def test_process_row_sums_the_frontends():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {FE: (0, 0, 0), FE2: (0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {FE: (30, 30, 40), FE2: (12, 12, 12)})
@@ -93,8 +96,7 @@ def test_process_row_sums_the_frontends():
 
 
 def test_a_worker_that_did_not_flush_again_keeps_its_last_rate():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {FE: (0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {FE: (40, 0, 0)})
@@ -104,8 +106,7 @@ def test_a_worker_that_did_not_flush_again_keeps_its_last_rate():
 
 
 def test_a_respawned_worker_counting_from_zero_gives_no_negative_rate():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {FE: (1000, 1000, 1000)})
     r.sample()
     publish(t, 0, 2_000, {FE: (5, 5, 5)})        # a new worker in the slot
@@ -117,16 +118,14 @@ def test_a_respawned_worker_counting_from_zero_gives_no_negative_rate():
 
 
 def test_a_worker_that_never_flushed_counts_for_nothing():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     r.sample()
     r.sample()
     assert t.read_row(FE)["rate"] == 0
 
 
 def test_maxima_survive_a_reload_and_rates_do_not():
-    old = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(old)
+    old, r = sampled_table()
     publish(old, 0, 1_000, {FE: (0, 0, 0)})
     r.sample()
     publish(old, 0, 2_000, {FE: (77, 77, 77)})
@@ -138,8 +137,7 @@ def test_maxima_survive_a_reload_and_rates_do_not():
 
 
 def test_times_average_the_new_sessions_of_all_workers():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     # lifetime totals before the sampler's first look do not count
     publish(t, 0, 1_000, {}, {BE: (100, 0, 100_000, 100_000, 100_000)})
     publish(t, 1, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
@@ -153,8 +151,7 @@ def test_times_average_the_new_sessions_of_all_workers():
 
 
 def test_times_cover_the_last_1024_sessions_and_stay_when_idle():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {}, {SRV: (0, 0, 0, 0, 0)})
     r.sample()
     # 1024 slow sessions (rtime 100 ms), then 1024 fast ones (rtime 2 ms)
@@ -170,8 +167,7 @@ def test_times_cover_the_last_1024_sessions_and_stay_when_idle():
 
 
 def test_times_of_a_few_sessions_average_all_of_them():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
     r.sample()
     publish(t, 0, 2_000, {}, {BE: (1, 0, 0, 10, 10)})
@@ -182,8 +178,7 @@ def test_times_of_a_few_sessions_average_all_of_them():
 
 
 def test_a_worker_without_a_new_flush_adds_no_time_twice():
-    t = shm.Table.create(load_text(CFG), 1)
-    r = StatsSampler(t)
+    t, r = sampled_table()
     publish(t, 0, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
     publish(t, 1, 1_000, {}, {BE: (0, 0, 0, 0, 0)})
     r.sample()
