@@ -100,7 +100,9 @@ HAProxy applies by default):
   rejected). Values are stored without leading/trailing OWS. -> 400.
 * Host: required in HTTP/1.1, at most one, characters of an RFC 3986 host
   [":" port] -> else 400. For an absolute-form target ``request.host`` is
-  the target's authority (RFC 9112 section 3.2.2), the header is kept.
+  the target's authority (RFC 9112 section 3.2.2), the header is kept; a
+  Host that names another authority -> 400 (as HAProxy does), so rules and
+  server always see one host.
 * Content-Length: 1*DIGIT, at most 2**63-1; anything else (sign, spaces,
   lists such as ``5, 5``, hex) -> 400. Several Content-Length fields: identical
   values are accepted and collapsed into the first one; different -> 400.
@@ -716,6 +718,18 @@ def _check_target(method, target):
     return auth
 
 
+def _same_authority(target, authority, host):
+    """Whether a Host field names the authority of an absolute-form target:
+    equal but for case, or for the scheme's default port written on one
+    side only (``http://a:80/`` and ``Host: a``)."""
+    a = authority.lower()
+    h = host.lower()
+    if a == h:
+        return True
+    port = b":443" if target[4:5] in b"sS" else b":80"
+    return (a[:-len(port)] if a.endswith(port) else a) == (h[:-len(port)] if h.endswith(port) else h)
+
+
 def _build_request(buf, start, end, max_headers):
     """Parse the head buf[start:end+4] whose final CRLFCRLF starts at ``end``
     (start is the first byte of the request line). Returns a Request."""
@@ -774,6 +788,10 @@ def _build_request(buf, start, end, max_headers):
         host = hs[lnames.index(b"host")][1]
         if host.translate(None, _HOST_OK):
             raise HttpError(400, "invalid Host header")
+        if authority is not None and not _same_authority(target, authority, host):
+            # RFC 9112 3.2.2 makes a server use the target's authority, so
+            # rules reading Host would judge another host than the one served
+            raise HttpError(400, "Host differs from the absolute-form authority")
         r.host = host if authority is None else authority
     elif v11:
         raise HttpError(400, "HTTP/1.1 request without Host")

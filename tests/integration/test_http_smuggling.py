@@ -89,6 +89,11 @@ CASES = {
     "many_headers": (431, b"GET /name HTTP/1.1\r\n" + H
                      + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n"),
     "uri_over_16k": (414, b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n" + H + b"\r\n"),
+    # absolute form: the server must use the target's authority (RFC 9112
+    # 3.2.2), so a Host naming another one would let rules judge the wrong host
+    "absolute_form_host_differs": (400, b"GET http://admin.example/secret HTTP/1.1\r\n"
+                                   b"Host: public.example\r\n\r\n"),
+    "absolute_form_host_other_port": (400, b"GET http://test.local:8080/name HTTP/1.1\r\n" + H + b"\r\n"),
 }
 
 
@@ -186,3 +191,38 @@ def test_invalid_response_becomes_502_and_is_not_relayed(site):
         r = c.request("GET", "/badresponse")
         assert r.status == 502
         assert b"Bad Header" not in r.head + r.body
+
+
+def test_absolute_form_cannot_pass_a_host_acl(tmp_path):
+    """`GET http://admin.example/...` with `Host: public.example` used to get
+    past a deny on hdr(host) and reach the server, which serves the URL's
+    host. Now it is refused; with a matching Host the deny applies; another
+    host is served, and the server sees one host."""
+    backend = HttpBackend("s1")
+    port = free_port()
+    deny = """
+[frontends.fe.acl]
+admin = "hdr(host) -i admin.example"
+[[frontends.fe.http_request]]
+action = "deny"
+if = "admin"
+"""
+    farm = Farm(tmp_path, config(port, "[backends.be]\n" + servers("be", backend), frontend=deny)).start()
+    try:
+        answers = {}
+        for name, raw in {
+            "differs": b"GET http://admin.example/secret HTTP/1.1\r\nHost: public.example\r\n\r\n",
+            "same": b"GET http://admin.example/secret HTTP/1.1\r\nHost: ADMIN.example\r\n\r\n",
+            "public": b"GET http://public.example/name HTTP/1.1\r\nHost: public.example\r\n\r\n",
+        }.items():
+            with RawClient(port) as c:
+                c.send(raw)
+                answers[name] = c.read_response()
+        assert answers["differs"].status == 400
+        assert answers["same"].status == 403
+        assert (answers["public"].status, answers["public"].body) == (200, b"s1")
+        assert backend.paths() == ["http://public.example/name"] or backend.paths() == ["/name"]
+        assert [r.header("Host") for r in backend.requests] == ["public.example"]
+    finally:
+        farm.stop()
+        backend.close()

@@ -223,9 +223,17 @@ req("connect-ipv6", b"CONNECT [2001:db8::1]:8443 HTTP/1.1\r\nHost: [2001:db8::1]
     [H(target=b"[2001:db8::1]:8443"), END, PAUSED, T(b"")], on_paused=["tunnel"])
 req("options-asterisk", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     [H(method=b"OPTIONS", target=b"*", path=b"*", query=b""), END])
-req("absolute-form", b"GET http://Example.com:8080/a/b?c=d HTTP/1.1\r\nHost: ignored\r\n\r\n",
+req("absolute-form", b"GET http://Example.com:8080/a/b?c=d HTTP/1.1\r\nHost: example.COM:8080\r\n\r\n",
     [H(target=b"http://Example.com:8080/a/b?c=d", path=b"/a/b", query=b"c=d",
-       host=b"Example.com:8080", headers=[(b"Host", b"ignored")]), END])
+       host=b"Example.com:8080", headers=[(b"Host", b"example.COM:8080")]), END])
+req("absolute-form-host-differs", b"GET http://admin.example/secret HTTP/1.1\r\nHost: public.example\r\n\r\n",
+    [E(400)])
+req("absolute-form-host-other-port", b"GET http://a.example:8080/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+    [E(400)])
+req("absolute-form-default-port", b"GET http://a.example:80/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+    [H(host=b"a.example:80"), END])
+req("absolute-form-https-default-port", b"GET https://a.example/ HTTP/1.1\r\nHost: A.example:443\r\n\r\n",
+    [H(host=b"a.example"), END])
 req("absolute-form-no-path", b"GET https://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
     [H(path=b"/", query=b"", host=b"example.com"), END])
 req("absolute-form-http10-no-host", b"GET http://h/x HTTP/1.0\r\n\r\n",

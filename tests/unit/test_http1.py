@@ -412,7 +412,7 @@ def test_path_query_target_stay_consistent():
 
 
 def test_path_rewrite_in_absolute_form():
-    r = parse1(b"GET http://h:81/a?b HTTP/1.1\r\nHost: h\r\n\r\n")
+    r = parse1(b"GET http://h:81/a?b HTTP/1.1\r\nHost: h:81\r\n\r\n")
     r.path = b"/z"
     assert r.target == b"http://h:81/z?b"
 
