@@ -91,7 +91,7 @@ def tcp_session(s) -> None:
 
 
 def http_txn(txn, fe, now_mono: float) -> None:
-    """An HTTP transaction ended (workers/http.py, when it is logged)."""
+    """An HTTP transaction ended (a workers/stream.py Stream, when it is logged)."""
     now = int(time.time())
     idx = status_index(txn.status) if txn.status else C_HRSP_OTHER
     fc = fe.c

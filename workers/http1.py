@@ -1,7 +1,8 @@
 """Sans-IO HTTP/1.1 parser and serializer: bytes in, events out, never a socket.
 
-This is the framing layer of the L7 proxy (workers/http.py). It is strict
-where request smuggling lives and cheap where a reverse proxy spends its
+This is the framing layer of the L7 proxy (workers/h1conn.py on the client
+side, workers/server.py on the server side). It is strict where request
+smuggling lives and cheap where a reverse proxy spends its
 time: the end of a head is found with one ``bytes.find(b"\\r\\n\\r\\n")``, the
 header block is validated *and* split into ``(name, value)`` pairs by one
 precompiled regex ``findall`` (C speed, no per-byte Python loop), and a

@@ -305,7 +305,7 @@ class WorkerContext:
         self.maxconn = per_worker(config.global_.maxconn, workers)
         self.backends = {b.name: BackendRuntime(b, workers, self.shared) for b in config.backends}
         self.frontends: list[FrontendRuntime] = []
-        self.conn_pool = None      # HTTP idle server connections (workers/http.py)
+        self.conn_pool = None      # HTTP idle server connections (workers/server.py)
         loop.at_end_of_turn(self.access.flush)
 
     @property
@@ -372,8 +372,8 @@ def session_server(sess) -> "ServerRuntime | None":
     srv = getattr(sess, "srv", None)
     if srv is not None:
         return srv
-    txn = getattr(sess, "txn", None)
-    return txn.srv if txn is not None else None
+    stream = getattr(sess, "stream", None)
+    return stream.srv if stream is not None else None
 
 
 class Layer4Txn:

@@ -42,6 +42,7 @@ from workers import http1, linger
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.runtime import FrontendRuntime
+from workers.transport import PlainTransport
 
 RECV_SIZE = 65536
 MAX_BODY = 65536             # bytes of a POST body we read (a form is tiny)
@@ -519,11 +520,11 @@ class StatsSession:
     def linger(self) -> None:
         """Close without a reset (workers/linger.py)."""
         self.state = S_LINGER
-        if not linger.start(self.loop, self.csock, self.timer, self.c_eof, self.on_event):
+        if not linger.start(self.loop, PlainTransport(self.csock), self.timer, self.c_eof, self.on_event):
             self.close()
 
     def on_linger(self) -> None:
-        if linger.drained(self.csock):
+        if linger.drained(PlainTransport(self.csock)):
             self.close()
 
     def close(self) -> None:

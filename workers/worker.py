@@ -102,14 +102,14 @@ class Worker:
                 stats_frontend(self.ctx, config, [sockets[config.stats.bind][slot]]))
         # -- end stats listener --
         if any(fe.mode == "http" for fe in config.frontends):
-            from workers.http import ConnPool
+            from workers.server import ConnPool
             self.ctx.conn_pool = ConnPool(self.loop)
 
     def session_class(self, fe_cfg: model.Frontend):
         if fe_cfg.mode == "tcp":
             return TcpSession
-        from workers.http import HttpSession
-        return HttpSession
+        from workers.h1conn import H1Connection
+        return H1Connection.accepted
 
     # -- accepting -------------------------------------------------------------
 

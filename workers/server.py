@@ -1,0 +1,322 @@
+"""The server side of HTTP streams: connections to servers and their pool.
+
+A ServerConn is one connection to a server over a transport, speaking
+HTTP/1.1: it sends what its stream queues (the request head, then the body
+as the client sends it), parses the response with the sans-IO parser
+(workers/http1.py) and hands it to the stream through a small set of
+callbacks. It knows nothing of rules, retries or clients: the stream
+(workers/stream.py) decides; a server-side HTTP/2 connection will call the
+same callbacks for each of its streams.
+
+The callbacks a stream implements (all called from ServerConn.on_event):
+  server_connected()            the connect completed; the request can go
+  server_connect_failed()       refused or reset while connecting
+  server_head(resp)             a response head (1xx interim ones too)
+  server_data(data)             response body bytes, as received on the wire
+  server_end()                  the response is complete
+  server_whole(resp, body)      head, body and end of a small response in one
+  server_closed_early()         EOF or reset before any response byte
+  server_error(reason)          an invalid response (the parser refused it)
+  server_tunnel()               101 / CONNECT 2xx: raw bytes from now on
+  server_tunnel_data(data)      tunnel bytes from the server (b"" at its EOF)
+  finish_io()                   end of the event: flush, masks, timers
+
+Idle connections are kept per server in this worker's ConnPool and reused
+the way HAProxy's `http-reuse safe` does (the stream decides when).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from workers import http1
+from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, TUNNEL, Data, HttpError, Response
+from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+from workers.transport import PlainTransport
+
+POOL_MAX_IDLE = 256          # idle connections kept per server (per worker)
+POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
+
+# ServerConn.mode
+M_CONNECTING, M_HTTP, M_TUNNEL = range(3)
+
+
+class ServerConn:
+    """A connection to a server: attached to a stream, or idle in the pool."""
+
+    __slots__ = ("t", "fd", "srv", "rp", "reused", "idle_since", "on_idle", "stream",
+                 "wq", "out", "eof", "mode", "shut_after_flush")
+
+    def __init__(self, t: PlainTransport, srv, max_head: int):
+        self.t = t
+        self.fd = t.fd
+        self.srv = srv
+        self.rp = http1.ResponseParser(max_head)
+        self.reused = False
+        self.idle_since = 0.0
+        self.on_idle = None
+        self.stream = None
+        self.wq: list[bytes] = []       # queued for the server this event
+        self.out = b""                  # not yet taken by the socket
+        self.eof = False                # the server's EOF was read
+        self.mode = M_CONNECTING
+        self.shut_after_flush = False   # tunnel: the client's EOF, to pass on
+
+    @classmethod
+    def connect(cls, srv, max_head: int, ctx) -> tuple["ServerConn | None", int]:
+        """Start a non-blocking connect to srv. Returns (conn, errno): errno
+        0 or EINPROGRESS when under way; (None, 0) when no socket could be
+        made (out of descriptors: the worker is told)."""
+        try:
+            sock = socket.socket(srv.family, socket.SOCK_STREAM)
+        except OSError as e:
+            if is_fd_exhaustion(e):
+                ctx.out_of_fds()
+            return None, 0
+        sock.setblocking(False)
+        err = sock.connect_ex(srv.sockaddr)
+        return cls(PlainTransport(sock), srv, max_head), err
+
+    def attach(self, stream, loop, mask: int) -> None:
+        """Serve stream from now on; the fd waits for mask."""
+        self.stream = stream
+        self.eof = False
+        if self.fd in loop.masks:
+            loop.handlers[self.fd] = self.on_event
+            loop.modify(self.fd, mask)
+        else:
+            loop.add(self.fd, mask, self.on_event)
+
+    def begin(self, req) -> None:
+        """Queue the head of req (a request of the attached stream); its body
+        follows through queue(). Raises ValueError if a rule put CR or LF
+        in a field."""
+        self.mode = M_HTTP
+        self.rp.expect(req.method, req.upgrade is not None)
+        self.wq.append(http1.head_bytes(req))
+
+    def close(self, loop) -> None:
+        loop.remove(self.fd)
+        self.t.close()
+        self.stream = None
+        self.on_idle = None    # breaks the conn <-> callback cycle: freed at once
+
+    # ------------------------------------------------------------------ writing
+
+    def flush(self) -> int:
+        """Send what was queued this event (one send). Returns the bytes
+        queued (for the stream's bytes_in count). A broken connection is
+        reported to the stream (server_closed_early)."""
+        wq = self.wq
+        if not wq:
+            return 0
+        data = b"".join(wq) if len(wq) > 1 else wq[0]
+        wq.clear()
+        if self.out:
+            self.out += data
+        else:
+            self.out = data
+            self.write()
+        return len(data)
+
+    def write(self) -> bool:
+        """Send what is pending; False if that failed (the stream was told)."""
+        try:
+            n = self.t.send(self.out)
+        except OSError:
+            # EPIPE/ECONNRESET on a reused connection before any answer is
+            # the same race as an EOF there (the server closed it while it
+            # sat idle): retried when that is safe, else a 502.
+            self.out = b""
+            self.stream.server_closed_early()
+            return False
+        if n:
+            self.out = self.out[n:]
+            self.stream.last_s = self.stream.loop.now
+        return True
+
+    def discard_output(self) -> None:
+        """Forget what was queued (the connection is being dropped)."""
+        self.out = b""
+        self.wq.clear()
+
+    def mask(self, readable: bool) -> int:
+        return (EPOLLIN if readable and not self.eof else 0) | (EPOLLOUT if self.out else 0)
+
+    # ------------------------------------------------------------------ reading
+
+    def on_event(self, events: int) -> None:
+        stream = self.stream
+        if self.mode == M_CONNECTING:
+            if not events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                # A stale event: the fd number belonged to a socket closed
+                # earlier in this loop turn. SO_ERROR reads 0 while a connect
+                # is still in progress, so taking it as "connected" would
+                # send into a socket that is not.
+                return
+            sock = self.t.sock
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                stream.server_connect_failed()
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                stream.loop.modify(self.fd, EPOLLIN)
+                stream.server_connected()
+            stream.finish_io()
+            return
+        if events & EPOLLOUT and self.out:
+            if not self.write():
+                stream.finish_io()
+                return
+        if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and stream.server_readable():
+            try:
+                data = self.t.recv()
+            except OSError:
+                data = b""          # a reset: handled like an EOF, by phase
+            if data is not None:
+                stream.last_s = stream.loop.now
+                if self.mode == M_TUNNEL:
+                    if not data:
+                        self.eof = True
+                    stream.server_tunnel_data(data)
+                elif data and self.take_whole(data):
+                    pass
+                else:
+                    if not data:
+                        self.eof = True
+                    self.rp.feed(data)
+                    self.pump()
+        stream.finish_io()
+
+    def take_whole(self, data: bytes) -> bool:
+        """The common case straight through: data is the whole response
+        (ResponseParser.whole_response). False, and nothing done, otherwise:
+        the bytes go through the parser's events."""
+        whole = self.rp.whole_response(data)
+        if whole is None:
+            return False
+        self.stream.server_whole(whole[0], whole[1])
+        return True
+
+    def pump(self) -> None:
+        """Hand the parser's events to the stream while it takes them."""
+        stream = self.stream
+        rp = self.rp
+        while self.stream is stream and stream.awaiting_response():
+            try:
+                ev = rp.next_event()
+            except HttpError as e:
+                stream.server_error(e.reason)
+                return
+            if ev is NEED_DATA:
+                return
+            t = type(ev)
+            if t is Data:
+                stream.server_data(ev.raw)
+            elif t is Response:
+                stream.server_head(ev)
+            elif ev is END_OF_MESSAGE:
+                stream.server_end()
+                return
+            elif ev is TUNNEL:
+                self.mode = M_TUNNEL
+                stream.server_tunnel()
+                return
+            elif ev is CLOSED:
+                # EOF before any response: maybe an idle connection the server
+                # had already closed; the stream retries what is safe to retry.
+                stream.server_closed_early()
+                return
+
+    def reusable(self) -> bool:
+        """After a complete response: nothing more is buffered or pending, so
+        the connection can serve another request. Bytes the server sent
+        after the end of the response sit in the parser, where the idle
+        pool's EPOLLIN watch cannot see them: such a connection would
+        answer the next request with them."""
+        return not self.eof and not self.out and not self.wq and self.rp.drained()
+
+    def switch_to_tunnel(self) -> bytes:
+        """Bytes the server sent after its 101 / 2xx head."""
+        return self.rp.switch_to_tunnel()
+
+    def tunnel_send(self, data: bytes) -> None:
+        """Tunnel bytes from the client (b"" at its EOF: pass the FIN on once
+        everything before it is delivered)."""
+        if data:
+            self.wq.append(data)
+        else:
+            self.shut_after_flush = True
+
+    def tunnel_shutdown(self) -> None:
+        if self.shut_after_flush and not self.out:
+            self.shut_after_flush = False
+            self.t.shutdown_write()
+
+
+def connect_error_is_fatal(err: int) -> bool:
+    """connect_ex results other than success or in-progress."""
+    return err not in (0, errno.EINPROGRESS)
+
+
+class ConnPool:
+    """Idle server connections of one worker, per server (LIFO: the most
+    recently used connection is the least likely to have been closed)."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.idle: dict = {}            # ServerRuntime -> list[ServerConn]
+        self.sweeping = False
+
+    def take(self, srv) -> ServerConn | None:
+        conns = self.idle.get(srv)
+        if conns:
+            conn = conns.pop()
+            conn.reused = True
+            return conn
+        return None
+
+    def give(self, conn: ServerConn) -> None:
+        """Park a connection whose response ended cleanly and is keep-alive."""
+        conn.stream = None
+        conns = self.idle.setdefault(conn.srv, [])
+        if len(conns) >= POOL_MAX_IDLE:
+            conn.close(self.loop)
+            return
+        conn.idle_since = self.loop.now
+        if conn.on_idle is None:
+            conn.on_idle = lambda ev, c=conn: self.discard(c)
+        loop = self.loop
+        loop.handlers[conn.fd] = conn.on_idle
+        loop.modify(conn.fd, EPOLLIN)
+        conns.append(conn)
+        if not self.sweeping:
+            self.sweeping = True
+            loop.call_later(POOL_IDLE_TIMEOUT, self.sweep)
+
+    def discard(self, conn: ServerConn) -> None:
+        """An idle connection is readable: the server closed it (or sent
+        something unsolicited, which makes it unusable too)."""
+        conns = self.idle.get(conn.srv)
+        if conns and conn in conns:
+            conns.remove(conn)
+        conn.close(self.loop)
+
+    def sweep(self) -> None:
+        limit = self.loop.now - POOL_IDLE_TIMEOUT
+        left = 0
+        for conns in self.idle.values():
+            old = [c for c in conns if c.idle_since <= limit]
+            for c in old:
+                conns.remove(c)
+                c.close(self.loop)
+            left += len(conns)
+        self.sweeping = left > 0
+        if self.sweeping:
+            self.loop.call_later(POOL_IDLE_TIMEOUT, self.sweep)
+
+    def close_all(self) -> None:
+        for conns in self.idle.values():
+            for c in conns:
+                c.close(self.loop)
+            conns.clear()

@@ -1,0 +1,615 @@
+"""A stream: one HTTP transaction, whatever the protocol on either side.
+
+The client connection (workers/h1conn.py; HTTP/2 later) parses a request
+head and creates a Stream for it. The stream then does the transaction's
+work: X-Forwarded-*, the request rules, the choice of backend, the balance
+pick (or a cookie's server), the queue when every server is full, the
+connection to the server (a fresh one or one from the pool, through
+workers/server.py), retries, the response rules, counting and the log
+line. It never touches a client socket and never frames a message for the
+client: it calls its connection for that, through these methods:
+
+  conn.response_head(stream, resp)   a response head (interim or final)
+  conn.response_data(stream, data)   response body bytes (as received)
+  conn.local_reply(stream, data)     a whole response made by the proxy
+  conn.stream_ended(stream)          the transaction is over (logged)
+  conn.client_room()                 False while the client's queue is full
+  conn.finish_io()                   end of an event: flush, masks, timers
+  conn.tunnel_data(stream, data)     tunnel bytes for the client (b"": EOF)
+
+and it reads conn.fe, conn.ctx, conn.loop, conn.src, conn.src_port,
+conn.src_bytes, conn.dst_port(), conn.last_c, conn.requests,
+conn.accept_time, conn.t_accept. The request body reaches the stream
+through request_data() and request_end().
+
+Termination states follow HAProxy's codes (first letter: who/what ended the
+transaction, second: in which phase):
+  C/S client/server abort, c/s client/server timeout, P proxy (deny, bad
+  request), R resource, I internal, D server down, K killed, - normal;
+  R request, Q queue, C connect, H response headers, D data, L last data,
+  T tunnel... and - normal.
+"""
+
+from __future__ import annotations
+
+from farm.logs import httplog_values, json_http_values
+from workers import counting, http1
+from workers.http1 import Request, Response
+from workers.rules import no_rules
+from workers.server import ServerConn, connect_error_is_fatal
+from workers.loop import EPOLLIN, EPOLLOUT
+
+INF = float("inf")
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+
+# stream states (TURNAROUND: waiting to connect again to the server that
+# just refused, BackendRuntime.retry_wait)
+ST_RULES, ST_QUEUED, ST_CONNECTING, ST_SERVER, ST_TUNNEL, ST_DONE, ST_TURNAROUND = range(7)
+_PHASE = {ST_RULES: "R", ST_QUEUED: "Q", ST_CONNECTING: "C", ST_SERVER: "H", ST_TUNNEL: "D",
+          ST_DONE: "L", ST_TURNAROUND: "C"}
+
+XFP_HTTP = (b"X-Forwarded-Proto", b"http")
+
+
+class Stream:
+    """One request/response exchange: what rules read, what gets logged,
+    and the work in between (see the module docstring)."""
+
+    __slots__ = ("conn", "loop", "fe", "req", "resp", "src", "src_port", "_rules_src", "be",
+                 "srv", "sc", "state", "t_start", "t_head", "t_queue", "t_connect",
+                 "t_connected", "t_resp", "t_retry", "last_s", "status", "bytes_out",
+                 "bytes_in", "retries", "redispatched", "term", "cc", "cs", "request_line",
+                 "close", "tried", "key", "forced_server", "resp_started", "req_done",
+                 "local", "released", "to_tunnel")
+
+    def __init__(self, conn, req: Request, t_start: float, req_done: bool):
+        self.conn = conn
+        self.loop = conn.loop
+        self.fe = conn.fe
+        self.req = req
+        self.resp = None
+        self.src = conn.src
+        self.src_port = conn.src_port
+        self.be = None
+        self.srv = None
+        self.sc: ServerConn | None = None
+        self.state = ST_RULES
+        self.t_start = t_start
+        self.t_head = self.loop.now
+        self.t_queue = -1.0
+        self.t_connect = -1.0
+        self.t_connected = -1.0
+        self.t_resp = -1.0
+        self.last_s = 0.0
+        self.status = 0
+        self.bytes_out = 0
+        self.bytes_in = 0           # request bytes sent to the server
+        self.retries = 0
+        self.redispatched = False
+        self.term = "--"
+        self.cc = "-"
+        self.cs = "-"
+        # as received (rules may rewrite it); joined only when logged
+        self.request_line = (req.method, req._target, req.version)
+        self.close = not req.keep_alive
+        self.tried: tuple[int, ...] = ()   # servers that failed (rare: no set per request)
+        self.key = None
+        self.forced_server = None
+        self.resp_started = False
+        self.req_done = req_done
+        self.local = False
+        self.released = True        # no server slot held yet
+        self.to_tunnel = 0.0
+
+    @property
+    def dst_port(self) -> int:
+        return self.conn.dst_port()
+
+    # ------------------------------------------------------------- the request
+
+    def start(self) -> None:
+        """The request head arrived: rules, backend, server."""
+        fe = self.fe
+        req = self.req
+        if fe.cfg.option_forwardfor:
+            # Replace what the client claims (it could lie), before the rules,
+            # so that a set-header X-Forwarded-Proto of the user's wins.
+            set_forwarded_proto(req)
+        # (`is not no_rules`: an empty rule list is not even called)
+        if fe.req_rules is not no_rules:
+            verdict = fe.req_rules(self)
+            if verdict is not None:
+                self.local_response(verdict)
+                return
+        name = fe.fixed_backend
+        if name is None:
+            name = fe.choose_backend(self)
+        be = self.conn.ctx.backends.get(name) if name else None
+        if be is None:
+            self.send_error(503, "SC")   # no backend for this request
+            return
+        self.be = be
+        be.conns += 1
+        if be.cfg.option_forwardfor and not fe.cfg.option_forwardfor:
+            set_forwarded_proto(req)   # as above, before the backend's rules
+        if be.req_rules is not no_rules:
+            verdict = be.req_rules(self)
+            if verdict is not None:
+                self.local_response(verdict)
+                return
+        self.prepare_request(be)
+        if be.cookie is not None:
+            be.cookie.on_request(self)
+        self.key = be.key_of(self) if be.key_of is not None else None
+        self.connect_server()
+
+    def prepare_request(self, be) -> None:
+        """Headers as the server must see them: hop-by-hop fields removed,
+        X-Forwarded-For (appended, as HAProxy's option forwardfor does) and
+        Forwarded added when configured. (X-Forwarded-Proto is set before
+        the rules run: see start.)"""
+        req = self.req
+        http1.forwarding_strip(req, keep_upgrade=req.upgrade is not None)
+        if req.upgrade is not None:
+            req.headers.append((b"Connection", b"upgrade"))
+        elif req.version == b"HTTP/1.0":
+            req.headers.append((b"Connection", b"keep-alive"))
+        fe = self.fe
+        if fe.cfg.option_forwardfor or be.cfg.option_forwardfor:
+            req.headers.append((fe.xff_name, self.conn.src_bytes))
+        if fe.cfg.forwarded or be.cfg.forwarded:
+            src = self.src
+            node = f'"[{src}]"' if ":" in src else src
+            host = req.host.decode("latin-1") if req.host else None
+            value = f"for={node};proto=http" + (f";host={host}" if host else "")
+            req.headers.append((b"Forwarded", value.encode("latin-1")))
+
+    def request_data(self, data: bytes) -> None:
+        """Request body bytes from the client (as received on the wire)."""
+        if self.sc is not None:
+            self.sc.wq.append(data)
+
+    def request_end(self) -> None:
+        self.req_done = True
+
+    def wants_request_body(self) -> bool:
+        """Whether the connection should hand over request body bytes now
+        (only once a server connection takes them)."""
+        return self.state == ST_SERVER and not self.req_done
+
+    def server_room(self) -> bool:
+        """Backpressure: False while the server's queue is full."""
+        sc = self.sc
+        return sc is None or len(sc.out) < HIGH_WATER
+
+    # ------------------------------------------------------------ the server
+
+    def connect_server(self) -> None:
+        """Pick a server (cookie, balance) and get a connection to it."""
+        be = self.be
+        pool = be.pool
+        idx = self.forced_server
+        self.forced_server = None
+        if idx is None:
+            avoid = self.tried if be.cfg.redispatch else ()
+            idx = pool.pick(self.key, avoid)
+            if idx is None and avoid:
+                idx = pool.pick(self.key, ())
+        if idx is None:
+            if pool.any_up():
+                self.state = ST_QUEUED
+                self.t_queue = self.loop.now
+                be.queue.append(self)
+                return
+            self.send_error(503, "SC")
+            return
+        if self.tried and idx not in self.tried:
+            self.redispatched = True
+        srv = be.acquire(idx)
+        self.srv = srv
+        self.released = False
+        self.t_connect = self.loop.now
+        conn = self.conn
+        sc = None
+        # http-reuse (HAProxy's): "safe" lets requests after the first take
+        # an idle connection of the worker's pool, "always" every request;
+        # "never" shares nothing between clients, but a client keeps its
+        # own server connection for its next request (conn.own).
+        reuse = be.cfg.http_reuse
+        if reuse == "always" or (reuse == "safe" and conn.requests > 1):
+            sc = conn.ctx.conn_pool.take(srv)
+        elif conn.own is not None:
+            sc = conn.take_own(srv)
+        if sc is not None:
+            self.sc = sc
+            sc.attach(self, self.loop, EPOLLIN)
+            self.server_ready()
+            return
+        self.open_connection(srv)
+
+    def open_connection(self, srv) -> None:
+        sc, err = ServerConn.connect(srv, self.fe.cfg.max_header_size, self.conn.ctx)
+        if sc is None:
+            self.release_server()
+            self.send_error(503, "RC")
+            return
+        self.sc = sc
+        sc.attach(self, self.loop, EPOLLOUT)
+        self.state = ST_CONNECTING
+        self.t_connect = self.loop.now
+        if connect_error_is_fatal(err):
+            self.server_connect_failed()
+
+    def server_ready(self) -> None:
+        """A server connection is usable: queue the head; the body follows
+        from the client connection (wants_request_body)."""
+        sc = self.sc
+        counting.connect_attempt(self.be, self.srv, ok=True, reused=sc.reused)
+        self.state = ST_SERVER
+        self.t_connected = self.last_s = self.loop.now
+        try:
+            sc.begin(self.req)
+        except ValueError:          # a rule put a CR or LF in a field
+            self.send_error(500, "IR")
+            return
+        if not self.req_done:
+            self.conn.body_wanted(self)   # a body to forward from the client
+
+    def server_connected(self) -> None:
+        self.server_ready()
+
+    def dequeued(self) -> bool:
+        """The backend freed a server slot; False if this stream moved on."""
+        if self.state != ST_QUEUED:
+            return False
+        self.connect_server()
+        self.finish_io()
+        return True
+
+    def server_connect_failed(self, timeout: bool = False) -> None:
+        """A connection attempt failed (refused, reset, or timed out): retry
+        on another server or the same one (BackendRuntime.retry_wait), or 503."""
+        srv = self.srv
+        be = self.be
+        counting.connect_attempt(be, srv, ok=False)
+        self.drop_server_conn()
+        self.tried += (srv.index,)
+        self.release_server()
+        if self.retries >= be.cfg.retries:
+            self.send_error(503, "sC" if timeout else "SC")
+            return
+        self.retries += 1
+        wait = be.retry_wait(srv.index, self.retries, self.cc == "V", timeout)
+        if wait is not None:
+            self.forced_server = srv.index      # the same server again
+        if not wait:
+            self.connect_server()
+            return
+        # waited time, as HAProxy logs it: in Tw
+        if self.t_queue < 0:
+            self.t_queue = self.loop.now
+        self.t_retry = self.loop.now + wait
+        self.state = ST_TURNAROUND
+
+    def awaiting_response(self) -> bool:
+        return self.state == ST_SERVER
+
+    def server_readable(self) -> bool:
+        """Whether to read the server now (phase, and the client's room)."""
+        sc = self.sc
+        if sc is None or sc.eof:
+            return False
+        if self.state == ST_SERVER or self.state == ST_TUNNEL:
+            return self.conn.client_room()
+        return False
+
+    # ----------------------------------------------------------- the response
+
+    def server_whole(self, resp: Response, body: bytes) -> None:
+        self.server_head(resp)
+        if body:
+            self.bytes_out += len(body)
+            self.conn.response_data(self, body)
+        self.server_end()
+
+    def server_data(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.conn.response_data(self, data)
+
+    def server_head(self, resp: Response) -> None:
+        if resp.interim:
+            self.conn.response_head(self, resp)
+            return
+        self.resp = resp
+        self.t_resp = self.loop.now
+        self.status = resp.status
+        be = self.be
+        http1.forwarding_strip(resp, keep_upgrade=resp.status == 101)
+        if be.resp_rules is not no_rules:
+            be.resp_rules(self)
+        fe = self.fe
+        if fe.resp_rules is not no_rules:
+            fe.resp_rules(self)
+        if be.cookie is not None:
+            be.cookie.on_response(self)
+        self.resp_started = True
+        self.conn.response_head(self, resp)
+
+    def server_end(self) -> None:
+        """The response is complete: log, park or close the server connection,
+        then the client connection goes on (or closes)."""
+        sc = self.sc
+        self.sc = None
+        if sc is not None:
+            if (self.resp is not None and self.resp.keep_alive and self.req_done
+                    and sc.reusable()):
+                if self.be.cfg.http_reuse == "never":
+                    self.conn.keep_own(sc)
+                else:
+                    self.conn.ctx.conn_pool.give(sc)
+            else:
+                sc.close(self.loop)
+        if not self.req_done:
+            self.close = True      # the request body was not read to its end
+        self.end()
+
+    def server_error(self, reason: str) -> None:
+        """The server's response could not be parsed."""
+        self.server_failed(reason, "SH" if not self.resp_started else "SD", 502)
+
+    def server_closed_early(self) -> None:
+        """EOF or reset before any response: a reused connection the server
+        had closed while idle is retried on a fresh one when that is safe."""
+        sc = self.sc
+        req = self.req
+        retry = (sc is not None and sc.reused and not self.resp_started
+                 and req.method in IDEMPOTENT and not (req.content_length or req.chunked))
+        if retry:
+            self.drop_server_conn()
+            self.retries += 1
+            # same server, but a fresh connection this time
+            self.open_connection(self.srv)
+            return
+        self.server_failed("server closed the connection", "SH", 502)
+
+    def server_failed(self, reason: str, term: str, status: int) -> None:
+        if not self.resp_started:
+            self.send_error(status, term)
+        else:
+            self.term = term
+            self.close = True
+            self.drop_server_conn()
+            self.release_server()
+            self.end()
+
+    # ------------------------------------------------------------------ tunnel
+
+    def server_tunnel(self) -> None:
+        """101 Switching Protocols (or CONNECT 2xx): relay raw bytes both ways."""
+        self.state = ST_TUNNEL
+        self.req_done = True
+        rest = self.sc.switch_to_tunnel()
+        self.conn.start_tunnel(self)
+        if rest:
+            self.bytes_out += len(rest)
+            self.conn.tunnel_data(self, rest)
+        be_t = self.be.cfg.timeouts
+        self.to_tunnel = be_t.tunnel or self.fe.cfg.timeouts.tunnel
+
+    def server_tunnel_data(self, data: bytes) -> None:
+        if data:
+            self.bytes_out += len(data)
+        self.conn.tunnel_data(self, data)
+
+    def client_tunnel_data(self, data: bytes) -> None:
+        """Tunnel bytes from the client (b"" at its EOF)."""
+        if self.sc is not None:
+            self.sc.tunnel_send(data)
+
+    def tunnel_over(self) -> bool:
+        """Both sides closed and everything was delivered to the server."""
+        sc = self.sc
+        return sc is None or (sc.eof and not sc.out and not sc.wq)
+
+    # ----------------------------------------------------------------- timers
+
+    def deadline(self) -> float:
+        """When this stream's own timeout (queue, connect, turn-around,
+        server, tunnel) expires; INF if none. The client connection adds
+        its own (client inactivity)."""
+        st = self.state
+        if st == ST_SERVER:
+            return self.last_s + (self.be.cfg.timeouts.server or INF)
+        if st == ST_QUEUED:
+            return self.t_queue + (self.be.cfg.timeouts.queue or INF)
+        if st == ST_CONNECTING:
+            return self.t_connect + (self.be.cfg.timeouts.connect or INF)
+        if st == ST_TURNAROUND:
+            return self.t_retry
+        if st == ST_TUNNEL:
+            if self.to_tunnel:
+                return max(self.conn.last_c, self.last_s) + self.to_tunnel
+            return self.last_s + (self.be.cfg.timeouts.server or INF)
+        return INF
+
+    def on_timeout(self, now: float) -> None:
+        """The stream's deadline() has passed: act on the phase."""
+        st = self.state
+        if st == ST_QUEUED:
+            try:
+                self.be.queue.remove(self)
+            except ValueError:
+                pass
+            self.send_error(503, "sQ")
+        elif st == ST_CONNECTING:
+            self.server_connect_failed(timeout=True)
+        elif st == ST_TURNAROUND:
+            self.connect_server()
+        elif st == ST_SERVER:
+            self.server_failed("timeout", "sH" if not self.resp_started else "sD", 504)
+
+    # ------------------------------------------------------------ local replies
+
+    def local_response(self, verdict) -> None:
+        """A rule answered the request itself (deny with a body, redirect,
+        return)."""
+        if verdict.body is None:
+            self.send_error(verdict.status, "PR")
+            return
+        req = self.req
+        if req.content_length or req.chunked:
+            self.close = True   # the body is not read: the connection cannot go on
+        headers = list(verdict.headers)
+        if self.close:
+            headers.append((b"Connection", b"close"))
+        elif req.version == b"HTTP/1.0":
+            # as for relayed responses: an HTTP/1.0 client closes unless told
+            headers.append((b"Connection", b"keep-alive"))
+        data = http1.make_response(verdict.status, headers=headers, body=verdict.body)
+        self.reply_locally(verdict.status, data, "PR" if verdict.kind == "deny" else "--")
+
+    def send_error(self, status: int, term: str) -> None:
+        """Answer status with the proxy's (or the configured) error page."""
+        be = self.be
+        page = None
+        if be is not None:
+            page = be.errorfiles.get(status)
+        if page is None:
+            page = self.fe.errorfiles.get(status)
+        if page is None:
+            page = http1.error_response(status, close=True)
+        self.close = True
+        self.release_server()
+        self.drop_server_conn()
+        self.reply_locally(status, page, term)
+
+    def reply_locally(self, status: int, data: bytes, term: str) -> None:
+        self.status = status
+        self.term = term
+        self.local = True
+        self.bytes_out += len(data)
+        self.t_resp = self.loop.now
+        self.conn.local_reply(self, data)
+        self.end()
+
+    # ---------------------------------------------------------------- endings
+
+    def abort(self, who: str) -> None:
+        """The client side failed or timed out (or the stream is killed):
+        log and give everything back. The connection closes itself."""
+        if self.state == ST_DONE:
+            return
+        phase = "D" if self.resp_started else _PHASE.get(self.state, "D")
+        self.term = who + phase
+        self.close = True
+        if self.state == ST_QUEUED:
+            try:
+                self.be.queue.remove(self)
+            except ValueError:
+                pass
+        self.finish()
+        self.drop_server_conn()
+
+    def end(self) -> None:
+        """The transaction is over (response relayed, or answered locally)."""
+        self.finish()
+        self.conn.stream_ended(self)
+
+    def end_tunnel(self) -> None:
+        """Both sides of a tunnel closed and everything was delivered: the
+        transaction of the upgrade request ends only now. It still holds
+        its server slot (released here, or maxconn and leastconn would
+        count the tunnel forever) and is logged now, with the bytes of the
+        tunnel."""
+        self.finish()
+        self.drop_server_conn()
+
+    def finish(self) -> None:
+        """Log the transaction, then give back what it held (its server
+        slot, which may wake a queued stream, and its backend count); once.
+        Logged first so that %bc and %sc count it, as HAProxy's do
+        ("1/1/1/1/0" for a lone request)."""
+        if self.state == ST_DONE:
+            return
+        self.state = ST_DONE
+        self.log()
+        self.release_server()
+        if self.be is not None:
+            self.be.conns -= 1
+
+    def release_server(self) -> None:
+        """Give the transaction's server slot back (once); wakes the queue."""
+        if self.srv is not None and not self.released:
+            self.released = True
+            self.be.release(self.srv)
+
+    def drop_server_conn(self) -> None:
+        sc = self.sc
+        if sc is not None:
+            self.sc = None
+            # Bytes queued for that connection mean nothing to another one:
+            # a retry re-sends the request head from the start.
+            sc.discard_output()
+            sc.close(self.loop)
+
+    def finish_io(self) -> None:
+        self.conn.finish_io()
+
+    # -------------------------------------------------------------------- log
+
+    def log(self) -> None:
+        """Count the transaction, and log it."""
+        conn = self.conn
+        ctx = conn.ctx
+        now = self.loop.now
+        counting.http_txn(self, self.fe, now)
+        if not ctx.access.enabled:
+            return
+        rec = self.log_record(now)
+        ctx.access.write(json_http_values(rec) if ctx.log_format == "json" else httplog_values(rec))
+
+    def log_record(self, now: float) -> tuple:
+        """The access-log record as a tuple in farm.logs.HTTP_FIELDS order:
+        built once per request, formatted as httplog straight from the
+        tuple, or named for JSON."""
+        conn = self.conn
+        be = self.be
+        srv = self.srv
+        fe = self.fe
+        t_start = self.t_start
+        t_queue = self.t_queue
+        t_connect = self.t_connect
+        t_connected = self.t_connected
+        t_resp = self.t_resp
+        tw = int(((t_connect if t_connect >= 0 else now) - t_queue) * 1000) if t_queue >= 0 else 0
+        tc = int((t_connected - t_connect) * 1000) if t_connected >= 0 else -1
+        tr_srv = int((t_resp - t_connected) * 1000) if (t_resp >= 0 and t_connected >= 0) else -1
+        if self.local:
+            # Answered by farm: no server response (Tr -1). A phase the
+            # request did reach keeps its time, as in HAProxy: the queue
+            # time of a 503 sQ, the connect time of a 504 (Tc is already -1
+            # when no connection was established); a rule's answer or a
+            # 503 without any server has no Tw either.
+            tr_srv = -1
+            if t_queue < 0 and t_connect < 0:
+                tw = -1
+        return (self.src, self.src_port, conn.accept_time + (t_start - conn.t_accept),
+                fe.name, be.name if be is not None else fe.name,
+                srv.name if srv is not None else "<NOSRV>",
+                int((self.t_head - t_start) * 1000), tw, tc, tr_srv, int((now - t_start) * 1000),
+                self.status, self.bytes_out, "-", "-", self.term + self.cc + self.cs,
+                conn.ctx.actconn, fe.conns, be.conns if be is not None else 0,
+                srv.conns if srv is not None else 0, self.retries, self.redispatched,
+                0, len(be.queue) if be is not None else 0,
+                b" ".join(self.request_line).decode("latin-1"))
+
+
+HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
+
+
+def set_forwarded_proto(req: Request) -> None:
+    """X-Forwarded-Proto: http, replacing whatever the client sent (a
+    constant field: no validation, and no list rebuild in the usual case)."""
+    if req.get(b"x-forwarded-proto") is not None:
+        req.remove(b"x-forwarded-proto")
+    req.headers.append(XFP_HTTP)
