@@ -222,7 +222,10 @@ class Master:
         """Fork the worker of `slot` for generation gen."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         # Block signals across fork so the child cannot receive one before it
-        # has installed its own handlers; the child unblocks them.
+        # has installed its own handlers: until then it runs the master's
+        # handlers, which only record into a loop the child no longer runs,
+        # so a SIGTERM would be lost. The worker unblocks them once its
+        # handlers are set (Worker.run), and what came meanwhile is delivered.
         old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
@@ -231,7 +234,6 @@ class Master:
                 keep = {0, 1, 2, ready_w, *logs.event_fds()}
                 keep.update(s.fileno() for socks in gen.listeners.values() for s in socks)
                 close_fds_except(keep)
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
             except BaseException:
                 os._exit(worker_mod.BOOT_ERROR)
             worker_mod.main(gen.config, slot, gen.number, gen.listeners,
@@ -734,6 +736,14 @@ class Master:
     # -- signals ---------------------------------------------------------------
 
     def on_signals(self, signums: list[int]) -> None:
+        """Act on the signals recorded since the last turn, stop signals
+        first. A terminal sends SIGINT/SIGQUIT to the whole process group,
+        and the kernel runs the handlers of signals pending together in no
+        useful order: a worker's exit (SIGCHLD) can be recorded before the
+        master's own stop signal. Reaped first, that exit would look like a
+        crash and be respawned in the middle of the stop."""
+        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+        signums = sorted(signums, key=lambda s: s not in stops)   # stable: otherwise in order
         for s in signums:
             if s == signal.SIGCHLD:
                 self.reap()

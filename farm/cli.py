@@ -40,8 +40,17 @@ def cmd_check(args) -> int:
 
 
 def admin_socket_path(args) -> str | None:
+    """The admin socket for `farm ctl` and `farm top`: -s, else the config's
+    global.admin_socket. With neither -s nor -c and no default config file
+    (a machine where farm is not installed), the socket of a running
+    `farm demo` at its well-known path, so that the commands the demo prints
+    work as they are. None when there is none (a config error is printed)."""
     if args.socket:
         return args.socket
+    if args.config == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+        from farm import demo
+        path = demo.well_known_socket()
+        return path if demo.is_own_socket(path) else None
     try:
         cfg = loader.load(args.config)
     except loader.ConfigErrors as e:
@@ -50,13 +59,26 @@ def admin_socket_path(args) -> str | None:
     return cfg.global_.admin_socket
 
 
+def finds_without_flags(path: str) -> bool:
+    """True if `farm ctl` and `farm top` without -s or -c would use the admin
+    socket `path` (see admin_socket_path), as `farm demo` asks to print its
+    commands without -s."""
+    from farm import demo
+    return not os.path.exists(DEFAULT_CONFIG) and path == demo.well_known_socket()
+
+
 def require_admin_socket(args, prog: str) -> str | None:
     """The admin socket path, or None after telling the user how to set it."""
     path = admin_socket_path(args)
-    if not path:
+    if path:
+        return path
+    if not args.socket and args.config == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+        print(f"{prog}: no admin socket: {DEFAULT_CONFIG} does not exist and no `farm demo` "
+              f"is running; pass -c FILE or -s PATH", file=sys.stderr)
+    else:
         print(f"{prog}: no admin socket: set global.admin_socket in the config or pass -s PATH",
               file=sys.stderr)
-    return path
+    return None
 
 
 def cmd_ctl(args) -> int:
@@ -136,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     # -- end `farm top` --
     sp = sub.add_parser("demo", help="run farm in front of built-in demo backends")
     sp.add_argument("--port", type=int, default=8080, help="port of the demo frontend (default 8080)")
+    sp.add_argument("--stats-port", type=int, default=None,
+                    help="port of the stats page (default 8404, or a free one if 8404 is taken)")
+    sp.add_argument("--admin-socket", default=None, metavar="PATH",
+                    help="admin socket (default: $XDG_RUNTIME_DIR/farm-demo.sock, "
+                         "else /tmp/farm-demo.UID.sock, so that `farm ctl` finds it)")
     sp.add_argument("--workers", type=int, default=2)
     sp.set_defaults(func=cmd_demo)
     return p

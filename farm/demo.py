@@ -3,19 +3,92 @@
 The backends are small HTTP/1.1 servers (the standard library's http.server)
 run in a child process that dies with the demo. farm itself runs with a
 generated config, exactly as `farm run` would, so what the demo shows is the
-real thing: refresh the page and watch the requests spread over the servers.
+real thing: refresh the page and watch the requests spread over the servers,
+open the stats page, watch `farm top`, break a server and see it go DOWN.
+
+What the demo creates lives in a temporary directory (the config, and the
+admin socket when the well-known one is taken) that is removed on any exit:
+Ctrl-C, SIGTERM, or an error at start.
+
+The admin socket is at a well-known path (well_known_socket()) so that
+`farm ctl` and `farm top` find it without flags on a machine with no
+/etc/farm/farm.toml (farm/cli.py, admin_socket_path).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 DEMO_SERVERS = (("s1", 1), ("s2", 2), ("s3", 3))   # name, weight
+DEFAULT_PORT = 8080
+DEFAULT_STATS_PORT = 8404                           # HAProxy's usual stats port
+FAIL_SECONDS = 30                                   # default length of /demo/fail/NAME
+# The terminal's signals, which the backends child ignores: the demo stops it
+# (SIGTERM) once farm has stopped.
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
+
+
+# -- where things are ------------------------------------------------------------
+
+def well_known_socket() -> str:
+    """The admin socket path of `farm demo`, the same for every run of this
+    user: $XDG_RUNTIME_DIR/farm-demo.sock (private to the user), else
+    farm-demo.UID.sock in the temporary directory."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, "farm-demo.sock")
+    return os.path.join(tempfile.gettempdir(), f"farm-demo.{os.getuid()}.sock")
+
+
+def is_own_socket(path: str) -> bool:
+    """True if path is a unix socket owned by this user (in a shared /tmp,
+    another user's socket under the well-known name is not ours to use)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid()
+
+
+def socket_answers(path: str) -> bool:
+    """True if something accepts connections on the unix socket path."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def choose_admin_socket(tmp: str) -> str:
+    """The well-known socket, unless a live farm (another demo) or another
+    user holds that path: then a private one in the demo's directory.
+    A stale socket of ours is reused (the master replaces it)."""
+    path = well_known_socket()
+    if not os.path.lexists(path) or (is_own_socket(path) and not socket_answers(path)):
+        return path
+    return os.path.join(tmp, "admin.sock")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -24,7 +97,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def demo_config(port: int, workers: int, backends: list[tuple[str, int, int]]) -> str:
+def farm_command() -> str:
+    """How the user ran farm, to print commands they can paste: `farm` when
+    that is what PATH finds, else the path they used (`.venv/bin/farm`), or
+    `python3 master.py` from a checkout."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "farm"
+    if os.path.basename(argv0) == "master.py":
+        return f"{shlex.quote(sys.executable)} {shlex.quote(argv0)}"
+    found = shutil.which("farm")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "farm"
+    return shlex.quote(argv0)
+
+
+# -- the generated config ---------------------------------------------------------
+
+def demo_config(port: int, workers: int, backends: list[tuple[str, int, int]],
+                stats_port: int, admin_socket: str) -> str:
+    """The TOML config of the demo; backends as (name, port, weight)."""
     servers = "\n".join(
         f'[[backends.demo.servers]]\nname = "{name}"\naddress = "127.0.0.1:{bport}"\nweight = {weight}\n'
         for name, bport, weight in backends)
@@ -32,10 +122,16 @@ def demo_config(port: int, workers: int, backends: list[tuple[str, int, int]]) -
 [global]
 workers = {workers}
 hard_stop_after = "5s"
+admin_socket = {_toml_str(admin_socket)}
 
 [log]
 access = "stdout"
 format = "httplog"
+
+[stats]
+bind = "127.0.0.1:{stats_port}"
+refresh = "2s"
+admin = true             # ready/drain/maint buttons on the page
 
 [defaults]
 mode = "http"
@@ -53,18 +149,45 @@ default_backend = "demo"
 
 [backends.demo]
 balance = "roundrobin"
-[backends.demo.check]
+[backends.demo.check]    # quick to react, for the demo: DOWN after 2 failed checks, 1 s apart
 type = "http"
 path = "/healthz"
-interval = "2s"
+interval = "1s"
+rise = 2
+fall = 2
 
 {servers}"""
 
 
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def next_steps(port: int, stats_port: int, admin_socket: str, config_path: str) -> str:
+    """The text printed at start: what to try, as commands to paste."""
+    from farm import cli
+    farm = farm_command()
+    flags = "" if cli.finds_without_flags(admin_socket) else f" -s {shlex.quote(admin_socket)}"
+    ctl, top = f"{farm} ctl{flags}", f"{farm} top{flags}"
+    url = f"http://127.0.0.1:{port}"
+    return f"""farm demo: try {url}/  (3 demo backends, weights 1/2/3; Ctrl-C stops)
+
+  stats page      http://127.0.0.1:{stats_port}/
+  live view       {top}
+  runtime API     {ctl} show stat
+                  {ctl} disable server demo/s2   (maintenance; `enable server demo/s2` ends it)
+  break a server  curl {url}/demo/fail/s2   (s2 answers 503 for {FAIL_SECONDS} s: DOWN in ~2 s)
+                  curl {url}/demo/recover/s2   (healthy again: UP in ~2 s)
+  admin socket    {admin_socket}
+  config          {config_path}  (removed on exit)
+"""
+
+
+# -- running ------------------------------------------------------------------------
+
 def wait_listening(ports: list[int], timeout: float = 10.0) -> None:
     """Wait until the demo backends accept connections, so that farm's first
     requests do not meet a refused connect."""
-    import time
     deadline = time.monotonic() + timeout
     for port in ports:
         while True:
@@ -77,57 +200,152 @@ def wait_listening(ports: list[int], timeout: float = 10.0) -> None:
                 time.sleep(0.05)
 
 
-def _die_with_parent() -> None:
+def _backends_child_setup() -> None:
+    """In the backends child before exec: die with the demo, and ignore the
+    terminal's signals (ignored dispositions survive exec, so this also
+    covers the interpreter's start-up)."""
     try:
         import prctl
         prctl.set_pdeathsig(signal.SIGTERM)
     except ImportError:
         pass
+    for s in TERMINAL_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+# Signals that would end the demo before farm's master has its own handlers
+# (master.run replaces these): unwind instead, so that the clean-up runs.
+UNWIND_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP)
+
+
+def _unwind(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def run(args) -> int:
-    """Start the demo backends and run farm in front of them (foreground)."""
-    import master
-    port = args.port
-    try:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))
-    except OSError as e:
-        print(f"farm demo: port {port} is not free ({e.strerror}); try --port N", file=sys.stderr)
+    """Start the demo backends and run farm in front of them (foreground).
+
+    Returns farm's exit status, or 1 when something stands in the way at start
+    (a port taken...). Whatever happens, the backends child is stopped and the
+    temporary directory removed before returning."""
+    stats_port = args.stats_port
+    if stats_port is None:
+        stats_port = DEFAULT_STATS_PORT if port_is_free(DEFAULT_STATS_PORT) else free_port()
+    for what, option, port in (("frontend", "--port", args.port), ("stats", "--stats-port", stats_port)):
+        if not port_is_free(port):
+            print(f"farm demo: the {what} port {port} is not free; try {option} N", file=sys.stderr)
+            return 1
+    if args.port == stats_port:
+        print("farm demo: --port and --stats-port must differ", file=sys.stderr)
         return 1
-    backends = [(name, free_port(), weight) for name, weight in DEMO_SERVERS]
-    argv = [sys.executable, "-m", "farm.demo"] + [f"{name}:{bport}" for name, bport, _ in backends]
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    child = subprocess.Popen(argv, preexec_fn=_die_with_parent, env=env)
-    wait_listening([bport for _, bport, _ in backends])
-    tmp = tempfile.mkdtemp(prefix="farm-demo-")
-    path = os.path.join(tmp, "farm.toml")
-    with open(path, "w") as f:
-        f.write(demo_config(port, args.workers, backends))
-    print(f"farm demo: try http://127.0.0.1:{port}/  (3 demo backends, weights 1/2/3; "
-          f"config {path}; Ctrl-C stops)", file=sys.stderr, flush=True)
+    for s in UNWIND_SIGNALS:
+        signal.signal(s, _unwind)
+    tmp = None
+    child = None
     try:
+        tmp = tempfile.mkdtemp(prefix="farm-demo-")
+        admin_socket = args.admin_socket or choose_admin_socket(tmp)
+        backends = [(name, free_port(), weight) for name, weight in DEMO_SERVERS]
+        argv = [sys.executable, "-m", "farm.demo"] + [f"{name}:{bport}" for name, bport, _ in backends]
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        child = subprocess.Popen(argv, preexec_fn=_backends_child_setup, env=env)
+        wait_listening([bport for _, bport, _ in backends])
+        path = os.path.join(tmp, "farm.toml")
+        with open(path, "w") as f:
+            f.write(demo_config(args.port, args.workers, backends, stats_port, admin_socket))
+        print(next_steps(args.port, stats_port, admin_socket, path), file=sys.stderr, flush=True)
+        import master
         return master.run(path)
+    except KeyboardInterrupt:          # Ctrl-C before the master took over
+        return 130
     finally:
-        child.terminate()
-        child.wait()
+        # farm has stopped (or never started); a second Ctrl-C must not cut
+        # the clean-up short.
+        for s in (signal.SIGINT, *UNWIND_SIGNALS):
+            signal.signal(s, signal.SIG_IGN)
+        if child is not None:
+            child.terminate()
+            child.wait()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- the demo backends (python -m farm.demo NAME:PORT ...) ---------------------
 
+class Failures:
+    """Which demo servers are failing, and until when (shared by the
+    backends: they are threads of one process, so any of them can take the
+    switch of another)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.until: dict[str, float] = {}
+
+    def fail(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.until[name] = time.monotonic() + seconds
+
+    def recover(self, name: str) -> None:
+        with self.lock:
+            self.until.pop(name, None)
+
+    def failing(self, name: str) -> bool:
+        with self.lock:
+            return time.monotonic() < self.until.get(name, 0.0)
+
+
+def switch_request(path: str, names: set[str]) -> tuple[str, str, float] | None:
+    """Parse a failure switch path: /demo/fail/NAME[?seconds=N] or
+    /demo/recover/NAME -> (action, name, seconds); None if path is not one
+    (or names no demo server)."""
+    target, _, query = path.partition("?")
+    parts = target.strip("/").split("/")
+    if len(parts) != 3 or parts[0] != "demo" or parts[1] not in ("fail", "recover") or parts[2] not in names:
+        return None
+    seconds = float(FAIL_SECONDS)
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == "seconds":
+            try:
+                seconds = max(0.0, min(float(value), 3600.0))
+            except ValueError:
+                pass
+    return parts[1], parts[2], seconds
+
+
 def serve(specs: list[str]) -> None:
-    import threading
+    """Run one HTTP server per NAME:PORT spec until SIGTERM."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    failures = Failures()
+    names = {spec.split(":")[0] for spec in specs}
 
     def handler_for(name: str, port: int):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
-                body = (f"Hello from demo backend {name} (127.0.0.1:{port})\n"
-                        f"you asked for {self.path}\n").encode()
-                self.send_response(200)
+                switch = switch_request(self.path, names)
+                if switch is not None:
+                    action, target, seconds = switch
+                    if action == "fail":
+                        failures.fail(target, seconds)
+                        text = f"{target} now answers 503 for {seconds:g} s (health checks included)\n"
+                    else:
+                        failures.recover(target)
+                        text = f"{target} is healthy again\n"
+                    self.reply(200, text + f"(switch taken by {name})\n")
+                elif failures.failing(name):
+                    self.reply(503, f"demo backend {name} is failing (curl .../demo/recover/{name})\n")
+                else:
+                    self.reply(200, f"Hello from demo backend {name} (127.0.0.1:{port})\n"
+                                    f"you asked for {self.path}\n")
+
+            do_HEAD = do_GET
+
+            def reply(self, status: int, text: str) -> None:
+                body = text.encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Served-By", name)
@@ -135,20 +353,17 @@ def serve(specs: list[str]) -> None:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            do_HEAD = do_GET
-
             def log_message(self, *a):
                 pass
         return Handler
 
-    servers = []
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])   # taken by sigwait below
     for spec in specs:
         name, port = spec.split(":")
         srv = ThreadingHTTPServer(("127.0.0.1", int(port)), handler_for(name, int(port)))
         srv.daemon_threads = True
-        servers.append(srv)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
-    signal.sigwait([signal.SIGTERM, signal.SIGINT])
+    signal.sigwait([signal.SIGTERM])
 
 
 if __name__ == "__main__":

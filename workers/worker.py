@@ -4,6 +4,14 @@ A worker owns slot `slot` of every listening address: the master opened one
 SO_REUSEPORT socket per (address, slot) and this worker polls only its own.
 It never returns to the master's code: it ends with os._exit().
 
+Signals: a worker stops only when its master tells it (SIGTERM drain,
+SIGQUIT fast stop; SIGUSR1 reopens the logs). Run in a terminal, a worker is
+in the terminal's foreground process group with its master, so Ctrl-C and
+Ctrl-Z reach it too: it ignores SIGINT and SIGTSTP (the master never sends
+them) and leaves the stop to the master, which tells every worker. A worker
+exiting on its own at Ctrl-C would look like a crash to the master, which
+would respawn it during the stop.
+
 Exit codes the master understands:
   0           normal exit (drained, or told to stop)
   BOOT_ERROR  the worker could not start (bad address, missing file...):
@@ -29,6 +37,10 @@ BOOT_ERROR = 3
 ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
 FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
 COUNTER_FLUSH_INTERVAL = 0.25   # seconds between copies of the counters to shm
+# What the master tells a worker (handled in the loop), and what a terminal
+# sends to its whole foreground process group (ignored: see the docstring).
+MASTER_TO_WORKER_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGTSTP)
 
 
 def set_title(title: str) -> None:
@@ -189,7 +201,7 @@ class Worker:
 
     def on_signals(self, signums: list[int]) -> None:
         for s in signums:
-            if s in (signal.SIGTERM, signal.SIGINT):
+            if s == signal.SIGTERM:
                 self.drain()
             elif s == signal.SIGQUIT:
                 self.ctx.access.flush()
@@ -238,7 +250,12 @@ class Worker:
         self.loop.call_later(COUNTER_FLUSH_INTERVAL, self.flush_counters)
 
     def run(self, ready_fd: int) -> None:
-        self.loop.watch_signals([signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1], self.on_signals)
+        self.loop.watch_signals(list(MASTER_TO_WORKER_SIGNALS), self.on_signals)
+        # The master forked us with its signals blocked; what it sent since
+        # (a SIGTERM of a stop that began meanwhile) was kept pending and is
+        # delivered now, to our own handlers.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [*MASTER_TO_WORKER_SIGNALS, *TERMINAL_SIGNALS,
+                                                    signal.SIGHUP, signal.SIGCHLD])
         if self.ctx.shared.table is not None:
             self.ctx.shared.apply()
             self.flush_counters()
@@ -263,7 +280,12 @@ def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_
     try:
         die_with_parent(parent_pid)
         set_title(f"farm: worker {slot} [gen {generation}]")
+        # Signals are still blocked (see Master.spawn) until run() has its
+        # handlers; setting SIG_IGN also discards a terminal signal pending
+        # since the fork.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reload is the master's job
+        for s in TERMINAL_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         drop_privileges(config.global_.user, config.global_.group)
         try:

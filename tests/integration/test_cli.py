@@ -1,15 +1,10 @@
-"""The farm command as a user runs it: check, demo."""
+"""The farm command as a user runs it: check (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
-import http.client
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-from tests.integration.backends import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FARM = [sys.executable, str(ROOT / "master.py")]
@@ -58,29 +53,3 @@ def test_shipped_configs_are_valid():
         r = subprocess.run(FARM + ["check", "-q", "-c", str(path)], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == 0, (path, r.stderr)
-
-
-def test_demo_serves_and_balances():
-    port = free_port()
-    p = subprocess.Popen(FARM + ["demo", "--port", str(port), "--workers", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        first = p.stderr.readline().decode()
-        assert f"http://127.0.0.1:{port}/" in first
-        seen = set()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(seen) < 3:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/")
-                r = c.getresponse()
-                body = r.read().decode()
-                c.close()
-                if r.status == 200:
-                    seen.add(body.split()[4])      # "Hello from demo backend sN ..."
-            except OSError:
-                time.sleep(0.1)
-        assert seen == {"s1", "s2", "s3"}
-    finally:
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(10) == 0
