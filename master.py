@@ -233,6 +233,7 @@ class Master:
                 self.loop.close_in_child()
                 keep = {0, 1, 2, ready_w, *logs.event_fds()}
                 keep.update(s.fileno() for socks in gen.listeners.values() for s in socks)
+                keep.update(gen.table.inherited_fds())
                 close_fds_except(keep)
             except BaseException:
                 os._exit(worker_mod.BOOT_ERROR)
@@ -322,6 +323,9 @@ class Master:
         delay = 0.0 if state.failures <= 1 else min(RESPAWN_MAX_DELAY, 0.1 * 2 ** (state.failures - 1))
         self.log.warning("worker_died", slot=proc.slot, worker_pid=proc.pid, status=how,
                          respawn_in=round(delay, 3))
+        # its connections and queued requests died with it: give their
+        # share of the global counts back before its replacement starts
+        self.current.table.forget_worker(proc.slot)
         if delay == 0:
             self.spawn(proc.slot, self.current)
         else:

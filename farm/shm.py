@@ -12,21 +12,33 @@ is a table of int64 cells viewed through memoryview.cast("q"):
               worker w writes only its column, the master only the carried
               one (totals carried over from earlier generations).
 
-One writer per cell, no locks: readers sum the columns of a row. An int64
-store is a single aligned 8-byte write on x86-64 and arm64, so a reader sees
-the old or the new value, never a torn one. Workers detect server-state
-changes by comparing the header's state version (bumped by the master after
-it wrote the rows) with the one they last applied.
+  gauges      one block per counter row of what must be one number for
+              all workers, changed with atomic operations (farm/atomics.py):
+              current connections and their maximum, queued requests and
+              their maximum, the queue's ticket counter; then, per worker,
+              that worker's part of the current numbers (so the master can
+              take a dead worker's share back) and the ticket of its oldest
+              queued request (so a freed slot goes to the oldest request of
+              all workers).
+
+Counters: one writer per cell, no locks: readers sum the columns of a row.
+An int64 store is a single aligned 8-byte write on x86-64 and arm64, so a
+reader sees the old or the new value, never a torn one. Workers detect
+server-state changes by comparing the header's state version (bumped by the
+master after it wrote the rows) with the one they last applied. Gauges:
+many writers, atomic read-modify-write (Table.cells).
 """
 
 from __future__ import annotations
 
 import array
 import mmap
+import os
 import time
 from dataclasses import dataclass
 
 from farm import model
+from farm.atomics import Cells
 
 MAGIC = 0x6661726D5348_01   # "farmSH" v1
 
@@ -109,6 +121,15 @@ MAXIMA = frozenset(("smax", "qmax", "lastsess", "rate_max", "req_rate_max", "con
                     "flushed_ms"))
 
 
+# gauges of a row, one for all workers (atomic): G_* from the row's gauge
+# base; then per worker w, W_* from gauge base + G_FIELDS + w * W_FIELDS
+G_CUR, G_MAX, G_QUEUE, G_QMAX, G_TAIL = range(5)
+G_FIELDS = 5
+W_CUR, W_QUEUE, W_HEAD = range(3)
+W_FIELDS = 3
+NO_TICKET = 1 << 62          # W_HEAD of a worker with nothing queued
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where each row lives, computed from a config (pure, no mapping)."""
@@ -138,8 +159,17 @@ class Layout:
         return self.workers + 1           # + the carried column
 
     def size(self) -> int:
-        cells = HEADER_SLOTS + len(self.servers) * SRV_FIELDS + len(self.rows) * self.columns * CNT_FIELDS
-        return cells * 8
+        return self.gauges_start() * 8 + len(self.rows) * self.gauge_stride * 8
+
+    @property
+    def gauge_stride(self) -> int:
+        return G_FIELDS + self.workers * W_FIELDS
+
+    def gauges_start(self) -> int:
+        return HEADER_SLOTS + len(self.servers) * SRV_FIELDS + len(self.rows) * self.columns * CNT_FIELDS
+
+    def gauge_base(self, row: int) -> int:
+        return self.gauges_start() + row * self.gauge_stride
 
     def srv_base(self, sidx: int) -> int:
         return HEADER_SLOTS + sidx * SRV_FIELDS
@@ -157,6 +187,11 @@ class Table:
         self.mm = mmap.mmap(-1, layout.size(), flags=mmap.MAP_SHARED,
                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self.q = memoryview(self.mm).cast("q")
+        self.cells = Cells(self.mm)       # atomic access to the same cells
+        # one eventfd per worker slot: how a worker that freed a server
+        # slot wakes the worker holding the oldest queued request
+        self.wakeups = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                        for _ in range(layout.workers)]
         q = self.q
         q[H_MAGIC] = MAGIC
         q[H_GENERATION] = generation
@@ -164,6 +199,10 @@ class Table:
         q[H_ROWS] = len(layout.rows)
         q[H_SERVERS] = len(layout.servers)
         q[H_START] = int(time.time())
+        for row in range(len(layout.rows)):
+            base = layout.gauge_base(row) + G_FIELDS
+            for w in range(layout.workers):
+                q[base + w * W_FIELDS + W_HEAD] = NO_TICKET
 
     @classmethod
     def create(cls, config: model.Config, generation: int) -> "Table":
@@ -259,7 +298,47 @@ class Table:
                         out[i] = v
                 else:
                     out[i] += v
+        # what all workers share is in the gauges, not in the columns
+        base = self.layout.gauge_base(row)
+        out[C_SCUR] = q[base + G_CUR]
+        out[C_QCUR] = q[base + G_QUEUE]
+        out[C_SMAX] = max(out[C_SMAX], q[base + G_MAX])
+        out[C_QMAX] = max(out[C_QMAX], q[base + G_QMAX])
         return dict(zip(CNT_NAMES, out))
+
+    # -- gauges ----------------------------------------------------------------
+
+    def gauge_base(self, key: tuple) -> int:
+        """Cell index of the G_* block of key's row."""
+        return self.layout.gauge_base(self.layout.rows[key])
+
+    def gauge_worker(self, key: tuple, worker: int) -> int:
+        """Cell index of worker's W_* block of key's row."""
+        return self.gauge_base(key) + G_FIELDS + worker * W_FIELDS
+
+    def gauges(self, key: tuple) -> dict:
+        """The live numbers of key's row: scur, smax, qcur, qmax."""
+        base = self.gauge_base(key)
+        q = self.q
+        return {"scur": q[base + G_CUR], "smax": q[base + G_MAX],
+                "qcur": q[base + G_QUEUE], "qmax": q[base + G_QMAX]}
+
+    def forget_worker(self, worker: int) -> None:
+        """Master, after worker died: take its part of every current number
+        back (its connections and queued requests died with it), and its
+        queue position. Its replacement starts from zero."""
+        cells = self.cells
+        q = self.q
+        lay = self.layout
+        for row in range(len(lay.rows)):
+            base = lay.gauge_base(row)
+            mine = base + G_FIELDS + worker * W_FIELDS
+            for g, w in ((G_CUR, W_CUR), (G_QUEUE, W_QUEUE)):
+                part = q[mine + w]
+                if part:
+                    cells.add(base + g, -part)
+                    q[mine + w] = 0
+            cells.store(mine + W_HEAD, NO_TICKET)
 
     # -- reload ----------------------------------------------------------------
 
@@ -278,6 +357,10 @@ class Table:
         for key in self.layout.rows:
             if key in old.layout.rows:
                 self.add_carried(key, old.read_row(key))
+                g = old.gauges(key)
+                base = self.gauge_base(key)
+                self.cells.raise_to(base + G_MAX, g["smax"])
+                self.cells.raise_to(base + G_QMAX, g["qmax"])
         self.bump_state_version()
 
     def add_carried(self, key: tuple, totals: dict) -> None:
@@ -294,6 +377,14 @@ class Table:
             else:
                 q[base + i] += v
 
+    def inherited_fds(self) -> list[int]:
+        """Descriptors the workers of this table must keep after fork."""
+        return list(self.wakeups)
+
     def close(self) -> None:
+        for fd in self.wakeups:
+            os.close(fd)
+        self.wakeups = []
+        self.cells.release()
         self.q.release()
         self.mm.close()

@@ -86,8 +86,6 @@ class H1Connection:
         self.to_floor = min(self.to_client, self.to_request, self.to_keepalive)
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
-        ctx.actconn += 1
-        fe.conns += 1
         loop.add(self.cfd, EPOLLIN, self.on_event)
         loop.set_timer(self.timer, loop.now + self.to_request)
 
@@ -542,7 +540,6 @@ class H1Connection:
         if self.own is not None:
             self.own.close(loop)
             self.own = None
-        self.fe.conns -= 1
         self.ctx.session_ended(self)
 
     # ------------------------------------------------------------ bad requests
@@ -588,5 +585,5 @@ class H1Connection:
         rec = dict(zip(HTTP_FIELDS, (
             self.src, self.src_port, self.accept_time + (self.req_start - self.t_accept),
             fe.name, fe.name, "<NOSRV>", waited, -1, -1, -1, waited, status, sent, "-", "-", term,
-            ctx.actconn, fe.conns, 0, 0, 0, False, 0, 0, "<BADREQ>")))
+            ctx.actconn, fe.g.value(), 0, 0, 0, False, 0, 0, "<BADREQ>")))
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))

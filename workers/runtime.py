@@ -2,16 +2,19 @@
 servers, the shared I/O buffer and the splice pipe pool.
 
 Everything here belongs to one worker process and is touched only by its
-loop. Limits that HAProxy applies per process (maxconn of a frontend or a
-server) are divided among the workers, since each worker is a process that
-cannot see the others' connections without locks: a server with maxconn 100
-and 4 workers gets at most 25 connections from each.
+loop, except the gauges: what HAProxy applies per process (a server's or a
+frontend's maxconn, the global maxconn, a server's current connections for
+leastconn, a backend's queue) is one number for all workers, kept in the
+shared-memory table and moved with atomic operations (Gauge). A server with
+maxconn 10 gets at most 10 connections from all workers together, and a
+freed slot goes to the oldest queued request of any worker (BackendRuntime:
+queue tickets, and an eventfd per worker to wake the one that holds the
+oldest).
 """
 
 from __future__ import annotations
 
 import array
-import dataclasses
 import fcntl
 import math
 import os
@@ -32,13 +35,6 @@ from workers.loop import Loop
 BUFFER_SIZE = 65536
 PIPE_SIZE = 262144          # bytes a splice pipe holds (fcntl F_SETPIPE_SZ)
 MAX_IDLE_PIPES = 64         # pipes kept for reuse; more are closed
-
-
-def per_worker(limit: int, workers: int) -> int:
-    """A per-process limit split across workers (0 = unlimited stays 0)."""
-    if limit <= 0:
-        return 0
-    return max(1, -(-limit // workers))
 
 
 class PipePool:
@@ -74,13 +70,64 @@ def new_counters() -> list[int]:
     return [0] * shm.CNT_FIELDS
 
 
+class Gauge:
+    """The live numbers of one stats row, one for all workers: current
+    connections (and their maximum), in farm/shm.py's gauges. take() and
+    give() move the shared count atomically and this worker's part of it
+    (which the master takes back if the worker dies)."""
+
+    __slots__ = ("cells", "q", "cur", "mine", "peak")
+
+    def __init__(self, table: "shm.Table", key: tuple, worker: int):
+        self.cells = table.cells
+        self.q = table.q
+        self.cur = table.gauge_base(key)               # G_CUR; G_MAX follows it
+        self.mine = table.gauge_worker(key, worker)     # W_CUR
+        self.peak = 0                                   # the largest value this worker saw
+
+    def take(self, limit: int = 0) -> bool:
+        """One more, if that stays within limit (0: no limit); False if not."""
+        n = self.cells.inc_below(self.cur, limit)
+        if not n:
+            return False
+        self.q[self.mine] += 1
+        if n > self.peak:
+            self.peak = n
+            self.cells.raise_to(self.cur + shm.G_MAX, n)
+        return True
+
+    def give(self) -> None:
+        self.cells.add(self.cur, -1)
+        self.q[self.mine] -= 1
+
+    def value(self) -> int:
+        return self.cells.load(self.cur)
+
+
+class SharedCounts:
+    """A backend's servers' current connections (backend server index ->
+    the count of all workers): the counts view the balancers read."""
+
+    __slots__ = ("cells", "cur")
+
+    def __init__(self, gauges: list[Gauge]):
+        self.cells = gauges[0].cells if gauges else None
+        self.cur = [g.cur for g in gauges]
+
+    def __getitem__(self, i: int) -> int:
+        return self.cells.load(self.cur[i])
+
+    def __len__(self) -> int:
+        return len(self.cur)
+
+
 class SharedStatePool(ServerPool):
     """A ServerPool that first applies server state changes the master wrote
     to shared memory (health, admin state, weights): one integer compare per
     pick, and a refresh only when the master's state version moved."""
 
-    def __init__(self, backend: model.Backend, shared: "SharedState"):
-        super().__init__(backend)
+    def __init__(self, backend: model.Backend, shared: "SharedState", counts: SharedCounts):
+        super().__init__(backend, counts)
         self.shared = shared
 
     def pick(self, key, avoid=()):
@@ -147,37 +194,34 @@ class SharedState:
         flushed_ms = int(time.monotonic() * 1000)
         for base, obj in self.rows:
             c = obj.c
-            conns = obj.conns
-            c[shm.C_SCUR] = conns
-            if conns > c[shm.C_SMAX]:
-                c[shm.C_SMAX] = conns
             if obj is self.ctx_row:
                 c[shm.C_DROPPED_LOGS] = obj.access.dropped
                 c[shm.C_FLUSHED_MS] = flushed_ms
-            q = getattr(obj, "queue", None)
-            if q is not None:
-                c[shm.C_QCUR] = len(q)
-                if c[shm.C_QCUR] > c[shm.C_QMAX]:
-                    c[shm.C_QMAX] = c[shm.C_QCUR]
             t.write_column(base, array.array("q", c))
 
 
 class ServerRuntime:
-    """A server as one worker sees it: this worker's connection count."""
+    """A server as one worker sees it: its counters, its shared gauge."""
 
-    __slots__ = ("cfg", "index", "backend", "conns", "name", "family", "sockaddr",
+    __slots__ = ("cfg", "index", "backend", "g", "maxconn", "name", "family", "sockaddr",
                  "c", "sidx", "shutdown_seq")
 
-    def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime"):
+    def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime", g: Gauge):
         self.cfg = cfg
         self.index = index
         self.backend = backend
         self.name = cfg.name
-        self.conns = 0
+        self.g = g
+        self.maxconn = cfg.maxconn
         self.c = new_counters()
         self.sidx = -1                # server state row in shm
         self.shutdown_seq = -1        # last `shutdown sessions server` seen
         self.family, self.sockaddr = resolve(cfg.address)
+
+    @property
+    def conns(self) -> int:
+        """Current connections of all workers (%sc)."""
+        return self.g.value()
 
 
 def resolve(addr: model.Address) -> tuple[int, tuple]:
@@ -190,26 +234,49 @@ def resolve(addr: model.Address) -> tuple[int, tuple]:
 
 
 class BackendRuntime:
-    """A backend: its servers, the balance pool, and the queue of sessions
-    waiting for a server slot (server maxconn reached)."""
+    """A backend: its servers, the balance pool, and the requests waiting
+    for a server slot (every usable server at its maxconn).
 
-    def __init__(self, cfg: model.Backend, workers: int, shared: SharedState):
+    The queue is one for all workers. A request that must wait takes a
+    ticket (the backend's ticket counter in shm) and waits in its worker's
+    local deque; each worker publishes the ticket of its oldest waiter.
+    A freed slot goes to the oldest ticket of all: the worker that freed it
+    serves its own waiter if it holds the oldest, else wakes the worker that
+    does (its eventfd). While anybody waits, new requests queue behind them
+    instead of taking a slot that just freed, so requests are served in
+    order of arrival, as HAProxy's queue does."""
+
+    def __init__(self, cfg: model.Backend, shared: "SharedState"):
         self.cfg = cfg
         self.name = cfg.name
-        # The pool enforces server maxconn: give it this worker's share.
-        per_worker_servers = tuple(dataclasses.replace(s, maxconn=per_worker(s.maxconn, workers))
-                                   for s in cfg.servers)
-        self.pool = SharedStatePool(dataclasses.replace(cfg, servers=per_worker_servers), shared)
-        self.servers = [ServerRuntime(s, i, self) for i, s in enumerate(cfg.servers)]
-        self.conns = 0
+        table = shared.table
+        worker = shared.worker
+        key = ("be", cfg.name)
+        self.g = Gauge(table, key, worker)
+        gauges = [Gauge(table, ("srv", cfg.name, s.name), worker) for s in cfg.servers]
+        self.pool = SharedStatePool(cfg, shared, SharedCounts(gauges))
+        self.servers = [ServerRuntime(s, i, self, gauges[i]) for i, s in enumerate(cfg.servers)]
         self.c = new_counters()
         shared.backends.append(self)
-        shared.register(("be", cfg.name), self)
+        shared.register(key, self)
         for srv in self.servers:
             shared.register(("srv", cfg.name, srv.name), srv)
-            if shared.table is not None:
-                srv.sidx = shared.table.server_row(cfg.name, srv.name)
-        self.queue: deque = deque()
+            srv.sidx = table.server_row(cfg.name, srv.name)
+        # the shared queue (see the class docstring)
+        self.limited = any(s.maxconn for s in cfg.servers)   # else nothing ever waits
+        self.cells = table.cells
+        self.q = table.q
+        base = self.g.cur
+        self.q_count = base + shm.G_QUEUE
+        self.q_max = base + shm.G_QMAX
+        self.q_tail = base + shm.G_TAIL
+        self.q_heads = [base + shm.G_FIELDS + w * shm.W_FIELDS + shm.W_HEAD
+                        for w in range(table.layout.workers)]
+        self.my_head = self.q_heads[worker]
+        self.my_count = base + shm.G_FIELDS + worker * shm.W_FIELDS + shm.W_QUEUE
+        self.worker = worker
+        self.wakeups = table.wakeups
+        self.waiting: deque = deque()        # (ticket, stream) of this worker, oldest first
         self.needs_source_key = cfg.balance.algorithm == "source"
         # HTTP: rules compiled once, balance key, persistence, error pages
         acls = rules.compile_acls(cfg.acl)
@@ -218,6 +285,15 @@ class BackendRuntime:
         self.key_of = balance_key(cfg.balance)
         self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
         self.errorfiles = read_errorfiles(cfg.errorfiles)
+
+    @property
+    def conns(self) -> int:
+        """Current requests/sessions of all workers in this backend (%bc)."""
+        return self.g.value()
+
+    def queued(self) -> int:
+        """Requests waiting for a slot, in all workers (%bq, qcur)."""
+        return self.cells.load(self.q_count)
 
     def retry_wait(self, index: int, retry_no: int, persistent: bool, timed_out: bool) -> float | None:
         """Retry number retry_no (1..retries) of a failed connection to server
@@ -232,38 +308,134 @@ class BackendRuntime:
             return None
         return retry.turnaround(cfg.timeouts.connect, timed_out)
 
-    def acquire(self, index: int) -> ServerRuntime:
+    def acquire(self, index: int) -> ServerRuntime | None:
+        """Take a slot of server index (its maxconn counted over all
+        workers); None if another worker took the last one first."""
         srv = self.servers[index]
-        srv.conns += 1
+        if not srv.g.take(srv.maxconn):
+            return None
         c = srv.c
         c[C_STOT] += 1
         c[C_LBTOT] += 1
         self.pool.acquired(index)
         return srv
 
+    def take_server(self, key, tried, forced: int | None) -> ServerRuntime | None:
+        """A server with one of its slots taken: forced (an index: a cookie's
+        or a same-server retry's choice), else the balance's pick for key,
+        away from the tried servers when redispatch allows. None when it is
+        (or every usable one is) at its maxconn: the request waits."""
+        if forced is not None:
+            return self.acquire(forced)
+        pool = self.pool
+        avoid = tried if self.cfg.redispatch else ()
+        for _ in range(4):   # another worker may take the picked slot first
+            idx = pool.pick(key, avoid)
+            if idx is None and avoid:
+                idx = pool.pick(key, ())   # every server tried: start over
+            if idx is None:
+                return None
+            srv = self.acquire(idx)
+            if srv is not None:
+                return srv
+        return None
+
     def release(self, srv: ServerRuntime) -> None:
-        """A connection to srv ended: free the slot and wake a queued session."""
-        srv.conns -= 1
+        """A connection to srv ended: free the slot, and hand it to the
+        oldest queued request of any worker."""
+        srv.g.give()
         self.pool.released(srv.index)
-        while self.queue:
-            waiter = self.queue.popleft()
-            if waiter.dequeued():
+        if self.limited and self.cells.load(self.q_count) > 0:
+            self.kick()
+
+    # -- the queue (see the class docstring) -----------------------------------
+
+    def must_wait(self) -> bool:
+        """Whether a new request must queue behind others already waiting."""
+        return self.limited and self.cells.load(self.q_count) > 0
+
+    def enqueue(self, stream) -> None:
+        """stream waits for a slot; it is told through stream.dequeued()."""
+        cells = self.cells
+        ticket = cells.add(self.q_tail, 1)
+        if not self.waiting:
+            cells.store(self.my_head, ticket)
+        self.waiting.append((ticket, stream))
+        self.q[self.my_count] += 1
+        n = cells.add(self.q_count, 1)
+        cells.raise_to(self.q_max, n)
+        # a slot freed between the failed pick and the count above saw
+        # nobody waiting: look again now that everybody can see this one
+        self.kick()
+
+    def leave_queue(self, stream) -> None:
+        """stream stops waiting (queue timeout, client gone)."""
+        waiting = self.waiting
+        for i, (_, s) in enumerate(waiting):
+            if s is stream:
+                del waiting[i]
                 break
+        else:
+            return
+        self._dequeued(i == 0)
+        if waiting:
+            self.kick()
+
+    def _dequeued(self, was_head: bool) -> None:
+        self.q[self.my_count] -= 1
+        self.cells.add(self.q_count, -1)
+        if was_head:
+            waiting = self.waiting
+            self.cells.store(self.my_head, waiting[0][0] if waiting else shm.NO_TICKET)
+
+    def oldest_worker(self) -> int:
+        """The worker holding the oldest queued request (-1: none)."""
+        load = self.cells.load
+        best, who = shm.NO_TICKET, -1
+        for w, cell in enumerate(self.q_heads):
+            t = load(cell)
+            if t < best:
+                best, who = t, w
+        return who
+
+    def kick(self) -> None:
+        """A slot may be free: serve the oldest waiter if it is ours, else
+        wake the worker that holds it."""
+        who = self.oldest_worker()
+        if who == self.worker:
+            self.serve_queue()
+        elif who >= 0:
+            try:
+                os.eventfd_write(self.wakeups[who], 1)
+            except OSError:
+                pass      # the counter is full: it is awake already
+
+    def serve_queue(self) -> None:
+        """Give free slots to this worker's waiters, oldest first, while
+        they hold the oldest tickets of all workers."""
+        waiting = self.waiting
+        while waiting and self.oldest_worker() == self.worker:
+            _, stream = waiting[0]
+            if not stream.dequeued():
+                return           # no slot free after all: it keeps its place
+            waiting.popleft()
+            self._dequeued(True)
 
 
 class FrontendRuntime:
-    """A frontend: this worker's listening sockets and connection count."""
+    """A frontend: this worker's listening sockets; its connections are
+    counted over all workers (g), against its maxconn."""
 
-    def __init__(self, cfg: model.Frontend, listeners: list[socket.socket], workers: int,
+    def __init__(self, cfg: model.Frontend, listeners: list[socket.socket],
                  global_maxconn: int, shared: SharedState):
         self.cfg = cfg
         self.name = cfg.name
         self.listeners = listeners
-        self.conns = 0
         self.c = new_counters()
-        shared.register(("fe", cfg.name), self)
-        limit = cfg.maxconn or global_maxconn
-        self.maxconn = per_worker(limit, workers)
+        key = ("fe", cfg.name)
+        shared.register(key, self)
+        self.g = Gauge(shared.table, key, shared.worker)
+        self.maxconn = cfg.maxconn or global_maxconn
         self.accepting = False
         self.default_backend: BackendRuntime | None = None
         self.session_class = None
@@ -294,31 +466,44 @@ class WorkerContext:
         self.pipes = PipePool()
         self.sessions: set = set()
         self.shared.sessions = self.sessions
-        self.actconn = 0
         self.draining = False
         self.access = AccessLog(config.log)
         self.shared.register(shm.PROCESS_ROW, self)
         self.shared.ctx_row = self
-        self.c = new_counters()     # the process row: actconn as scur, dropped logs
+        self.c = new_counters()     # the process row: dropped logs
+        self.g = Gauge(table, shm.PROCESS_ROW, slot)   # connections of all workers
         self.log_format = config.log.format
-        workers = config.global_.workers
-        self.maxconn = per_worker(config.global_.maxconn, workers)
-        self.backends = {b.name: BackendRuntime(b, workers, self.shared) for b in config.backends}
+        self.maxconn = config.global_.maxconn
+        self.backends = {b.name: BackendRuntime(b, self.shared) for b in config.backends}
         self.frontends: list[FrontendRuntime] = []
         self.conn_pool = None      # HTTP idle server connections (workers/server.py)
         loop.at_end_of_turn(self.access.flush)
 
     @property
-    def conns(self) -> int:
-        """Current connections of this worker (the process row's scur)."""
-        return self.actconn
+    def actconn(self) -> int:
+        """Current connections of all workers (%ac)."""
+        return self.g.value()
 
     def session_ended(self, session) -> None:
-        """Bookkeeping when any session ends; lets the worker resume accepting
-        on a frontend that maxconn had paused, or exit when draining."""
+        """Bookkeeping when any session ends: its connection is no longer
+        counted (taken by the worker's acceptor); lets the worker resume
+        accepting on a frontend that maxconn had paused, or exit when
+        draining."""
         self.sessions.discard(session)
-        self.actconn -= 1
+        session.fe.g.give()
+        self.g.give()
         self.on_session_end(session.fe)
+
+    def on_wakeup(self, events: int) -> None:
+        """Another worker freed a server slot that our oldest queued request
+        is owed (BackendRuntime.kick)."""
+        try:
+            os.eventfd_read(self.shared.table.wakeups[self.slot])
+        except OSError:
+            pass
+        for be in self.backends.values():
+            if be.waiting:
+                be.serve_queue()
 
     def on_session_end(self, fe) -> None:
         """Replaced by the worker; a no-op for contexts built in tests."""

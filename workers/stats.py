@@ -65,7 +65,7 @@ def stats_frontend(ctx, config: model.Config, listeners: list[socket.socket]) ->
     It needs no backend; its counters go to the shm row ("fe", "stats")."""
     cfg = model.Frontend(name=render.STATS_PROXY, binds=(config.stats.bind,), mode="http",
                          timeouts=model.Timeouts())
-    fe = FrontendRuntime(cfg, listeners, config.global_.workers, config.global_.maxconn, ctx.shared)
+    fe = FrontendRuntime(cfg, listeners, config.global_.maxconn, ctx.shared)
     fe.session_class = StatsSession
     return fe
 
@@ -252,8 +252,6 @@ class StatsSession:
         self.to_keepalive = t.http_keep_alive or self.to_request
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
-        ctx.actconn += 1
-        fe.conns += 1
         c = fe.c
         c[shm.C_STOT] += 1
         c[shm.C_CONN_TOT] += 1
@@ -534,5 +532,4 @@ class StatsSession:
         self.timer.release()
         self.loop.remove(self.cfd)
         self.csock.close()
-        self.fe.conns -= 1
         self.ctx.session_ended(self)

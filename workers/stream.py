@@ -129,7 +129,7 @@ class Stream:
             self.send_error(503, "SC")   # no backend for this request
             return
         self.be = be
-        be.conns += 1
+        be.g.take()
         if be.cfg.option_forwardfor and not fe.cfg.option_forwardfor:
             set_forwarded_proto(req)   # as above, before the backend's rules
         if be.req_rules is not no_rules:
@@ -185,27 +185,51 @@ class Stream:
     # ------------------------------------------------------------ the server
 
     def connect_server(self) -> None:
-        """Pick a server (cookie, balance) and get a connection to it."""
+        """Pick a server (cookie, balance) and get a connection to it; or
+        wait in the backend's queue while every usable server is full (and
+        behind the requests already waiting); or 503 when none is usable."""
         be = self.be
-        pool = be.pool
-        idx = self.forced_server
-        self.forced_server = None
-        if idx is None:
-            avoid = self.tried if be.cfg.redispatch else ()
-            idx = pool.pick(self.key, avoid)
-            if idx is None and avoid:
-                idx = pool.pick(self.key, ())
-        if idx is None:
-            if pool.any_up():
-                self.state = ST_QUEUED
-                self.t_queue = self.loop.now
-                be.queue.append(self)
-                return
-            self.send_error(503, "SC")
+        if be.must_wait():
+            self.wait_in_queue()
             return
-        if self.tried and idx not in self.tried:
+        srv = self.take_server()
+        if srv is None:
+            if be.pool.any_up():
+                self.wait_in_queue()
+            else:
+                self.send_error(503, "SC")
+            return
+        self.use_server(srv)
+
+    def take_server(self):
+        """The server for this request with one of its slots taken, or None
+        (BackendRuntime.take_server)."""
+        srv = self.be.take_server(self.key, self.tried, self.forced_server)
+        if srv is not None:
+            self.forced_server = None
+        return srv
+
+    def wait_in_queue(self) -> None:
+        self.state = ST_QUEUED
+        self.t_queue = self.loop.now
+        self.be.enqueue(self)   # may serve it at once (dequeued)
+
+    def dequeued(self) -> bool:
+        """The backend has a slot for the oldest waiter: take it. False if
+        there was none after all (it keeps waiting); True once served."""
+        if self.state != ST_QUEUED:
+            return True
+        srv = self.take_server()
+        if srv is None:
+            return False
+        self.use_server(srv)
+        self.finish_io()
+        return True
+
+    def use_server(self, srv) -> None:
+        """A slot of srv is ours: a pooled connection or a new one."""
+        if self.tried and srv.index not in self.tried:
             self.redispatched = True
-        srv = be.acquire(idx)
         self.srv = srv
         self.released = False
         self.t_connect = self.loop.now
@@ -215,7 +239,7 @@ class Stream:
         # an idle connection of the worker's pool, "always" every request;
         # "never" shares nothing between clients, but a client keeps its
         # own server connection for its next request (conn.own).
-        reuse = be.cfg.http_reuse
+        reuse = self.be.cfg.http_reuse
         if reuse == "always" or (reuse == "safe" and conn.requests > 1):
             sc = conn.ctx.conn_pool.take(srv)
         elif conn.own is not None:
@@ -257,14 +281,6 @@ class Stream:
 
     def server_connected(self) -> None:
         self.server_ready()
-
-    def dequeued(self) -> bool:
-        """The backend freed a server slot; False if this stream moved on."""
-        if self.state != ST_QUEUED:
-            return False
-        self.connect_server()
-        self.finish_io()
-        return True
 
     def server_connect_failed(self, timeout: bool = False) -> None:
         """A connection attempt failed (refused, reset, or timed out): retry
@@ -436,10 +452,7 @@ class Stream:
         """The stream's deadline() has passed: act on the phase."""
         st = self.state
         if st == ST_QUEUED:
-            try:
-                self.be.queue.remove(self)
-            except ValueError:
-                pass
+            self.be.leave_queue(self)
             self.send_error(503, "sQ")
         elif st == ST_CONNECTING:
             self.server_connect_failed(timeout=True)
@@ -503,10 +516,7 @@ class Stream:
         self.term = who + phase
         self.close = True
         if self.state == ST_QUEUED:
-            try:
-                self.be.queue.remove(self)
-            except ValueError:
-                pass
+            self.be.leave_queue(self)
         self.finish()
         self.drop_server_conn()
 
@@ -535,7 +545,7 @@ class Stream:
         self.log()
         self.release_server()
         if self.be is not None:
-            self.be.conns -= 1
+            self.be.g.give()
 
     def release_server(self) -> None:
         """Give the transaction's server slot back (once); wakes the queue."""
@@ -598,9 +608,9 @@ class Stream:
                 srv.name if srv is not None else "<NOSRV>",
                 int((self.t_head - t_start) * 1000), tw, tc, tr_srv, int((now - t_start) * 1000),
                 self.status, self.bytes_out, "-", "-", self.term + self.cc + self.cs,
-                conn.ctx.actconn, fe.conns, be.conns if be is not None else 0,
+                conn.ctx.actconn, fe.g.value(), be.conns if be is not None else 0,
                 srv.conns if srv is not None else 0, self.retries, self.redispatched,
-                0, len(be.queue) if be is not None else 0,
+                0, be.queued() if be is not None else 0,
                 b" ".join(self.request_line).decode("latin-1"))
 
 

@@ -106,9 +106,7 @@ class TcpSession:
         self.timer = self.loop.timer(self.on_timeout)
         self.key = caddr[0].encode() if self.be.needs_source_key else None
         ctx.sessions.add(self)
-        ctx.actconn += 1
-        fe.conns += 1
-        self.be.conns += 1
+        self.be.g.take()
         self.connect()
 
     # -- connecting ----------------------------------------------------------
@@ -116,23 +114,31 @@ class TcpSession:
     def connect(self) -> None:
         """Pick a server and start a non-blocking connect; queue or fail."""
         be = self.be
-        pool = be.pool
-        idx = self.retry_to
-        self.retry_to = None
-        if idx is None:
-            avoid = self.tried if be.cfg.redispatch else ()
-            idx = pool.pick(self.key, avoid)
-            if idx is None and avoid:
-                idx = pool.pick(self.key, ())   # every server tried: start over
-            if idx is None:
-                if pool.any_up():
-                    self.enqueue()
-                else:
-                    self.close("SC")
-                return
-        if self.tried and idx not in self.tried:
+        if be.must_wait():
+            self.enqueue()     # behind the sessions already waiting
+            return
+        srv = self.take_server()
+        if srv is None:
+            if be.pool.any_up():
+                self.enqueue()
+            else:
+                self.close("SC")
+            return
+        self.use_server(srv)
+
+    def take_server(self):
+        """A server with one of its slots taken, or None (all full)."""
+        srv = self.be.take_server(self.key, self.tried, self.retry_to)
+        if srv is not None:
+            self.retry_to = None
+        return srv
+
+    def use_server(self, srv) -> None:
+        """Connect to srv, whose slot is ours."""
+        be = self.be
+        if self.tried and srv.index not in self.tried:
             self.redispatched = True
-        self.srv = self.last_srv = srv = be.acquire(idx)
+        self.srv = self.last_srv = srv
         self.t_connect = self.loop.now
         addr = srv.sockaddr
         try:
@@ -160,14 +166,18 @@ class TcpSession:
     def enqueue(self) -> None:
         self.state = QUEUED
         self.t_queue = self.loop.now
-        self.be.queue.append(self)
         self.loop.set_timer(self.timer, self.loop.now + (self.be.cfg.timeouts.queue or INF))
+        self.be.enqueue(self)     # may serve it at once (dequeued)
 
     def dequeued(self) -> bool:
-        """Called by the backend when a server slot frees; False if gone."""
+        """The backend has a slot for the oldest waiter: take it. False if
+        there was none after all (it keeps waiting); True once served."""
         if self.state != QUEUED:
+            return True
+        srv = self.take_server()
+        if srv is None:
             return False
-        self.connect()
+        self.use_server(srv)
         return True
 
     def on_connect_event(self, events: int) -> None:
@@ -389,10 +399,7 @@ class TcpSession:
         if self.state == CLOSED:
             return
         if self.state == QUEUED:
-            try:
-                self.be.queue.remove(self)
-            except ValueError:
-                pass
+            self.be.leave_queue(self)
         self.state = CLOSED
         self.term = term
         self.timer.release()
@@ -406,8 +413,7 @@ class TcpSession:
                 d.pipe = None
         if self.srv is not None:
             self.be.release(self.srv)
-        self.be.conns -= 1
-        self.fe.conns -= 1
+        self.be.g.give()
         self.ctx.session_ended(self)
         counting.tcp_session(self)
         if self.ctx.access.enabled:
@@ -428,10 +434,10 @@ class TcpSession:
             "tw": tw, "tc": tc, "tt": ms(now - self.t0),
             "bytes_read": self.s2c.moved, "bytes_uploaded": self.c2s.moved,
             "termination_state": self.term,
-            "actconn": self.ctx.actconn + 1, "feconn": self.fe.conns + 1,
+            "actconn": self.ctx.actconn + 1, "feconn": self.fe.g.value() + 1,
             "beconn": self.be.conns + 1, "srv_conn": (srv.conns + 1) if srv is not None else 0,
             "retries": self.retries, "redispatched": self.redispatched,
-            "srv_queue": 0, "backend_queue": len(self.be.queue),
+            "srv_queue": 0, "backend_queue": self.be.queued(),
         }
         fmt = self.ctx.log_format
         self.ctx.access.write(json_line(rec) if fmt == "json" else tcplog_line(rec))

@@ -37,6 +37,8 @@ BOOT_ERROR = 3
 ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
 FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
 COUNTER_FLUSH_INTERVAL = 0.25   # seconds between copies of the counters to shm
+FULL_RECHECK = 0.02         # seconds between looks at a full frontend's count
+QUEUE_RECHECK = 0.1         # seconds between looks at queues this worker waits in
 # What the master tells a worker (handled in the loop), and what a terminal
 # sends to its whole foreground process group (ignored: see the docstring).
 MASTER_TO_WORKER_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
@@ -96,10 +98,10 @@ class Worker:
         self.log = logs.get_logger(proc="worker", slot=slot, gen=generation, pid=os.getpid())
         self.stopping = False
         self.paused_until_fds = False
-        workers = config.global_.workers
+        self.full_recheck: set = set()     # frontends paused by maxconn, rechecked soon
         for fe_cfg in config.frontends:
             mine = [sockets[a][slot] for a in fe_cfg.binds]
-            fe = FrontendRuntime(fe_cfg, mine, workers, config.global_.maxconn, self.ctx.shared)
+            fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
             if fe_cfg.default_backend:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
             fe.session_class = self.session_class(fe_cfg)
@@ -149,16 +151,31 @@ class Worker:
         session_class = fe.session_class
         nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+        fe_g = fe.g
+        ctx_g = ctx.g
+
         def on_ready(events: int) -> None:
             for _ in range(ACCEPT_BATCH):
-                if fe.conns >= fe.maxconn > 0 or ctx.actconn >= ctx.maxconn > 0:
-                    self.pause(fe)
+                # The connection is counted before it is accepted: maxconn
+                # (the frontend's, and global.maxconn) holds over all
+                # workers, atomically; a full one leaves clients in the
+                # kernel's backlog until a connection ends somewhere.
+                if not fe_g.take(fe.maxconn):
+                    self.pause_full(fe)
+                    return
+                if not ctx_g.take(ctx.maxconn):
+                    fe_g.give()
+                    self.pause_full(fe)
                     return
                 try:
                     csock, caddr = accept()
                 except BlockingIOError:
+                    fe_g.give()
+                    ctx_g.give()
                     return
                 except OSError as e:
+                    fe_g.give()
+                    ctx_g.give()
                     if is_fd_exhaustion(e):
                         self.out_of_fds()
                         return
@@ -171,7 +188,33 @@ class Worker:
                 except Exception:
                     self.log.error("session_failed", frontend=fe.name, error=traceback.format_exc())
                     csock.close()
+                    fe_g.give()
+                    ctx_g.give()
         return on_ready
+
+    def pause_full(self, fe: FrontendRuntime) -> None:
+        """maxconn reached: stop accepting on fe until connections end. Those
+        may end in another worker, so look again every FULL_RECHECK too."""
+        self.pause(fe)
+        if fe not in self.full_recheck:
+            self.full_recheck.add(fe)
+            self.loop.call_later(FULL_RECHECK, lambda: self.recheck_full(fe))
+
+    def recheck_full(self, fe: FrontendRuntime) -> None:
+        self.full_recheck.discard(fe)
+        if not fe.accepting and not self.maybe_resume(fe) and not self.stopping:
+            self.pause_full(fe)
+
+    def maybe_resume(self, fe: FrontendRuntime) -> bool:
+        """Accept on fe again if its maxconn and the global one allow."""
+        if self.paused_until_fds or self.stopping:
+            return False
+        ctx = self.ctx
+        if ((fe.maxconn == 0 or fe.g.value() < fe.maxconn)
+                and (ctx.maxconn == 0 or ctx.g.value() < ctx.maxconn)):
+            self.resume(fe)
+            return True
+        return False
 
     def out_of_fds(self) -> None:
         """EMFILE/ENFILE: accepting again at once would spin the CPU on the
@@ -193,9 +236,8 @@ class Worker:
             if not self.ctx.sessions:
                 self.loop.stop()
             return
-        if not fe.accepting and not self.paused_until_fds:
-            if (fe.maxconn == 0 or fe.conns < fe.maxconn) and (self.ctx.maxconn == 0 or self.ctx.actconn < self.ctx.maxconn):
-                self.resume(fe)
+        if not fe.accepting:
+            self.maybe_resume(fe)
 
     # -- stopping --------------------------------------------------------------
 
@@ -239,6 +281,14 @@ class Worker:
             sess.kill()
         self.loop.stop()
 
+    def recheck_queues(self) -> None:
+        """A safety net under the wakeups: every QUEUE_RECHECK, a worker with
+        queued requests offers them the slots that are free."""
+        for be in self.ctx.backends.values():
+            if be.waiting:
+                be.kick()
+        self.loop.call_later(QUEUE_RECHECK, self.recheck_queues)
+
     def flush_counters(self) -> None:
         """Every COUNTER_FLUSH_INTERVAL: publish counters, and apply server
         state changes even when no traffic calls for a pick (an admin
@@ -259,6 +309,8 @@ class Worker:
         if self.ctx.shared.table is not None:
             self.ctx.shared.apply()
             self.flush_counters()
+            self.loop.add(self.ctx.shared.table.wakeups[self.slot], EPOLLIN, self.ctx.on_wakeup)
+            self.loop.call_later(QUEUE_RECHECK, self.recheck_queues)
         self.start_accepting()
         # Everything built so far (config, compiled rules, balancers) lives
         # as long as the worker: keep it out of the cyclic GC's scans.

@@ -215,6 +215,29 @@ class Tail:
         with self.lock:
             return list(self.lines)
 
+    def wait_open(self, path, timeout: float = 10.0) -> None:
+        """Wait until farm logs has opened path (it starts slowly on a busy
+        machine; what is written before that, -n 0 skips)."""
+        import psutil
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if any(f.path == str(path) for f in psutil.Process(self.proc.pid).open_files()):
+                    return
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"farm logs did not open {path}")
+
+    def notice(self, timeout: float = 10.0) -> str:
+        """The first line farm logs writes to stderr (waited for)."""
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(self.proc.stderr.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        self.first_notice = got[0].decode() if got else ""
+        return self.first_notice
+
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -223,7 +246,7 @@ class Tail:
             self.proc.kill()
             rc = self.proc.wait()
         self.thread.join(2)
-        return rc, self.proc.stderr.read().decode()
+        return rc, getattr(self, "first_notice", "") + self.proc.stderr.read().decode()
 
 
 def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends):
@@ -232,7 +255,7 @@ def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends)
     get(port, "/name?id=before")                 # already in the file: -n 0 skips it
     wait_count(farm, 1)
     tail = Tail("--file", str(path), "-n", "0")
-    time.sleep(0.5)
+    tail.wait_open(path)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     ids = iter(range(10_000))
 
@@ -276,7 +299,7 @@ def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends)
 def test_farm_logs_follow_waits_for_a_missing_file(tmp_path):
     path = tmp_path / "later.log"
     tail = Tail("--file", str(path))
-    time.sleep(0.4)
+    assert "does not exist yet" in tail.notice()   # said once it has looked (however slow its start)
     assert tail.proc.poll() is None              # -f: a missing file is waited for
     line = ('127.0.0.1:1 [20/Nov/2026:22:19:17.568] fe be/s1 0/0/0/1/1 200 10 - - ---- '
             '1/1/0/0/0 0/0 "GET / HTTP/1.1"')

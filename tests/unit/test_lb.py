@@ -336,17 +336,18 @@ def test_leastconn_weight_change_and_avoid():
     assert a.pick(None) == 1
 
 
-def test_leastconn_heap_stays_bounded():
-    a = LeastConn([1, 2, 3])
-    rnd = random.Random(5)
-    for _ in range(20_000):
-        i = rnd.randrange(3)
-        if rnd.random() < 0.5:
-            a.acquired(i)
-        else:
-            a.released(i)
-        assert a.pick(None) is not None
-    assert len(a._heap) <= a._limit
+def test_leastconn_reads_counts_moved_by_others():
+    """With a counts view owned elsewhere (all workers' connections in shm),
+    picks follow it and acquired()/released() leave it alone."""
+    shared = [5, 0, 5]
+    a = LeastConn([1, 1, 1], counts=shared)
+    assert a.pick(None) == 1
+    a.acquired(1)
+    assert shared == [5, 0, 5]    # not the algorithm's to move
+    shared[1] = 9                 # another worker's connections
+    assert a.pick(None) in (0, 2)
+    shared[:] = [1, 1, 1]
+    assert sorted(a.pick(None) for _ in range(3)) == [0, 1, 2]   # round robin among equals
 
 
 # -- first -----------------------------------------------------------------

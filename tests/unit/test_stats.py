@@ -227,12 +227,15 @@ def test_counters_are_summed_over_workers_and_carried(mixed):
     write(t, ("fe", "www"), 0, stot=3, conn_tot=3, req_tot=20, hrsp_2xx=19, hrsp_4xx=1, scur=2,
           smax=2, bin=999, bout=5000, ereq=1, dreq=2, intercepted=0, denied_conn=4)
     write(t, ("fe", "www"), 1, stot=4, conn_tot=4, req_tot=30, hrsp_2xx=30, scur=1, smax=1)
+    # current connections are one shared number for all workers (gauges)
+    t.cells.store(t.gauge_base(key) + shm.G_CUR, 3)
+    t.cells.store(t.gauge_base(("fe", "www")) + shm.G_CUR, 3)
     rows = by_name(stats.snapshot(cfg, t, PROC))
     s1 = rows[("app", "s1")]
     assert s1["stot"] == 112 and s1["lbtot"] == 112
     assert s1["bin"] == 150 and s1["bout"] == 1700
     assert s1["hrsp_2xx"] == 101 and s1["hrsp_5xx"] == 1
-    assert s1["scur"] == 3 and s1["smax"] == 9           # gauges summed, maxima maxed
+    assert s1["scur"] == 3 and s1["smax"] == 9           # the gauge; maxima maxed
     assert s1["req_tot"] == 112 and s1["econ"] == 1
     assert s1["connect"] == 5 and s1["reuse"] == 2
     assert s1["qtime"] == 1 and s1["ctime"] == 2 and s1["rtime"] == 4 and s1["ttime"] == 30
@@ -444,8 +447,10 @@ def test_info_keys_are_haproxys():
 
 def test_info_values(mixed):
     cfg, t = mixed
-    write(t, ("fe", "www"), 0, scur=2, conn_tot=10, req_tot=15, bout=1234)
-    write(t, ("fe", "raw"), 1, scur=1, conn_tot=5, bout=100)
+    write(t, ("fe", "www"), 0, conn_tot=10, req_tot=15, bout=1234)
+    write(t, ("fe", "raw"), 1, conn_tot=5, bout=100)
+    t.cells.store(t.gauge_base(("fe", "www")) + shm.G_CUR, 2)    # current: shared gauges
+    t.cells.store(t.gauge_base(("fe", "raw")) + shm.G_CUR, 1)
     rows = stats.snapshot(cfg, t, PROC)
     pairs = stats.info(PROC, rows)
     assert [k for k, _ in pairs] == list(stats.INFO_KEYS)

@@ -3,16 +3,21 @@
 An Algorithm picks among a fixed list of n servers, known only by their
 index 0..n-1 (the order of the backend, or of one tier of it: see pool.py).
 It holds the state every algorithm needs: the weight and up flag of each
-server, its optional maxconn, and how many connections this worker has open
-to it. Subclasses keep whatever derived table they need and rebuild it in
+server, its optional maxconn, and how many connections are open to it.
+Subclasses keep whatever derived table they need and rebuild it in
 _update(), which runs only when the set of usable servers or a weight
 changes, never per pick.
+
+The connection counts are either the algorithm's own list (acquired() and
+released() move them), or a read-only view given as `counts` whose numbers
+somebody else moves: in farm's workers, the shared-memory count of all
+workers (workers/runtime.py), so that leastconn, random and first see every
+worker's connections, not only their own.
 
 A server is *usable* when it is up and its weight is above 0. Weight 0 means
 "drain": the server stays up (health, stats) but receives no new traffic.
 
-Everything here is pure logic: no I/O, no clock, no global state. Each worker
-process owns its own instances, so connection counts are this worker's.
+Everything here is pure logic: no I/O, no clock, no global state.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class Algorithm:
     names: a stable identity per server (its name). Only consistent hashing
         uses it, so that a server's ring points do not depend on its
         position in the config. Defaults to the index.
+    counts: a sequence whose item i is the current connection count of
+        server i, kept up to date by its owner; None (the default) for a
+        list of the algorithm's own, moved by acquired() and released().
     """
 
     #: the config name(s) this class serves; set by subclasses for messages
@@ -46,6 +54,7 @@ class Algorithm:
         hash_type: str = "map-based",
         maxconn: Sequence[int] | None = None,
         names: Sequence[str] | None = None,
+        counts: Sequence[int] | None = None,
     ) -> None:
         n = len(weights)
         ws = []
@@ -75,7 +84,8 @@ class Algorithm:
         self.up: list[bool] = [True] * n
         self.maxconn: list[int] = mc
         self.names: list[str] = nm
-        self.conns: list[int] = [0] * n
+        self.conns = [0] * n if counts is None else counts
+        self._own_counts = counts is None
         self.n_usable = 0
         self._setup()
         self._update()
@@ -114,14 +124,16 @@ class Algorithm:
             self._update()
 
     def acquired(self, index: int) -> None:
-        """A connection/request to this server started (in this worker)."""
-        self.conns[index] += 1
+        """A connection/request to this server started (counted here when
+        the counts are the algorithm's own)."""
+        if self._own_counts:
+            self.conns[index] += 1
 
     def released(self, index: int) -> None:
         """A connection/request to this server ended. An unmatched release
         is ignored rather than driving the count negative: one bookkeeping
         bug elsewhere must not make leastconn prefer a server forever."""
-        if self.conns[index] > 0:
+        if self._own_counts and self.conns[index] > 0:
             self.conns[index] -= 1
 
     # -- helpers for subclasses ------------------------------------------

@@ -15,12 +15,16 @@ maxconn is skipped as if avoided. pick() returns None both when nothing is
 usable and when everything usable is full or avoided; any_up() tells the
 two apart (503 versus queue).
 
-Connection counts are per worker: each worker has its own pool.
+Connection counts: a worker gives the pool a live view of the servers'
+counts in shared memory (all workers' connections, moved atomically by
+workers/runtime.py), so maxconn, leastconn, random and first hold across
+workers; without one (unit tests) the pool counts in lists of its own,
+through acquired() and released().
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from farm.model import Backend
 
@@ -36,7 +40,9 @@ class ServerPool:
     (maintenance); all others start up with their configured weights.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, counts: Sequence[int] | None = None) -> None:
+        """counts: the servers' current connection counts, indexed by
+        backend server index and kept by their owner; None to count here."""
         servers = backend.servers
         n = len(servers)
         self.name = backend.name
@@ -53,11 +59,14 @@ class ServerPool:
             make(backend.balance,
                  [servers[g].weight for g in ids[t]],
                  [servers[g].maxconn for g in ids[t]],
-                 [servers[g].name for g in ids[t]])
+                 [servers[g].name for g in ids[t]],
+                 None if counts is None else TierCounts(counts, ids[t]))
             for t in (0, 1))
         self._maxconn = [s.maxconn for s in servers]
-        self._full: set[int] = set()  # servers at their maxconn
-        self._nfull = [0, 0]          # ... per tier, for a cheap test in pick()
+        # per tier: (backend index, local index, maxconn) of the servers
+        # with a maxconn, whose counts pick() must look at
+        self._limited = tuple([(g, self._local[g], servers[g].maxconn) for g in ids[t]
+                               if servers[g].maxconn] for t in (0, 1))
         for g, s in enumerate(servers):
             if s.disabled:
                 self.set_up(g, False)
@@ -75,14 +84,18 @@ class ServerPool:
         algo = algos[t]
         if not algo.n_usable:
             return None
-        if not avoid and not self._nfull[t]:
+        limited = self._limited[t]
+        if not avoid and not limited:
             i = algo.pick(key)
         else:
             local, tier, n = self._local, self._tier, self.n
             blocked = {local[g] for g in avoid if 0 <= g < n and tier[g] == t}
-            if self._nfull[t]:
-                blocked.update(local[g] for g in self._full if tier[g] == t)
-            i = algo.pick(key, blocked)
+            if limited:
+                conns = algo.conns
+                for g, loc, m in limited:
+                    if conns[loc] >= m:
+                        blocked.add(loc)
+            i = algo.pick(key, blocked) if blocked else algo.pick(key)
         return None if i is None else self._ids[t][i]
 
     def set_up(self, index: int, up: bool) -> None:
@@ -94,33 +107,22 @@ class ServerPool:
         self._algos[self._tier[index]].set_weight(self._local[index], weight)
 
     def acquired(self, index: int) -> None:
-        """A connection/request to server index started (this worker)."""
-        t = self._tier[index]
-        algo = self._algos[t]
-        loc = self._local[index]
-        algo.acquired(loc)
-        m = self._maxconn[index]
-        if m and algo.conns[loc] >= m and index not in self._full:
-            self._full.add(index)
-            self._nfull[t] += 1
+        """A connection/request to server index started (counted here when
+        the pool has no counts view)."""
+        self._algos[self._tier[index]].acquired(self._local[index])
 
     def released(self, index: int) -> None:
         """A connection/request to server index ended."""
-        t = self._tier[index]
-        algo = self._algos[t]
-        loc = self._local[index]
-        algo.released(loc)
-        if index in self._full and algo.conns[loc] < self._maxconn[index]:
-            self._full.discard(index)
-            self._nfull[t] -= 1
+        self._algos[self._tier[index]].released(self._local[index])
 
     def conns(self, index: int) -> int:
-        """Current connections of this worker to server index."""
+        """Current connections to server index."""
         return self._algos[self._tier[index]].conns[self._local[index]]
 
     def full(self, index: int) -> bool:
         """True if server index has a maxconn and is at (or over) it."""
-        return index in self._full
+        m = self._maxconn[index]
+        return bool(m) and self.conns(index) >= m
 
     def is_up(self, index: int) -> bool:
         """True if server index is up (whatever its weight)."""
@@ -141,3 +143,20 @@ class ServerPool:
     def __repr__(self) -> str:
         a, b = self.up_count()
         return f"<ServerPool {self.name} servers={self.n} usable={a}+{b}bck>"
+
+
+class TierCounts:
+    """The counts of one tier's servers (local index -> count) read from a
+    backend-wide counts view (backend index -> count)."""
+
+    __slots__ = ("_src", "_ids")
+
+    def __init__(self, src: Sequence[int], ids: list[int]) -> None:
+        self._src = src
+        self._ids = ids
+
+    def __getitem__(self, i: int) -> int:
+        return self._src[self._ids[i]]
+
+    def __len__(self) -> int:
+        return len(self._ids)

@@ -1,7 +1,7 @@
 """balance random: power of two random choices.
 
 Draw two servers at random, each with probability weight / total weight, and
-take the one with the lower load. Load is conns / weight (this worker's
+take the one with the lower load. Load is conns / weight (all workers'
 connections), compared by cross-multiplying so it stays exact; on a tie
 (typically both idle) the first draw wins, so an idle backend is spread
 exactly by weight. Two choices are enough to avoid both the herd effect of
@@ -37,10 +37,11 @@ class RandomTwo(Algorithm):
         hash_type: str = "map-based",
         maxconn: Sequence[int] | None = None,
         names: Sequence[str] | None = None,
+        counts: Sequence[int] | None = None,
         rng: _random.Random | None = None,
     ) -> None:
         self._rng = rng if rng is not None else _random.Random()
-        super().__init__(weights, hash_type, maxconn, names)
+        super().__init__(weights, hash_type, maxconn, names, counts)
 
     def _setup(self) -> None:
         self._cum: list[int] = []     # cumulative weights of usable servers

@@ -41,12 +41,15 @@ def make(
     weights: Sequence[int],
     maxconn: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
+    counts: Sequence[int] | None = None,
 ) -> Algorithm:
     """Build the algorithm for balance over servers with these weights.
 
     maxconn: per-server limits (0 = unlimited) or None; names: stable
-    server names (used by consistent hashing) or None for the indices.
-    Raises KeyError for an unknown algorithm name (the loader prevents it).
+    server names (used by consistent hashing) or None for the indices;
+    counts: a live view of the servers' connection counts owned elsewhere
+    (Algorithm), or None. Raises KeyError for an unknown algorithm name
+    (the loader prevents it).
     """
     cls = ALGORITHMS[balance.algorithm]
-    return cls(weights, hash_type=balance.hash_type, maxconn=maxconn, names=names)
+    return cls(weights, hash_type=balance.hash_type, maxconn=maxconn, names=names, counts=counts)
