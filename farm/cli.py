@@ -60,26 +60,50 @@ def require_admin_socket(args, prog: str) -> str | None:
 
 
 def cmd_ctl(args) -> int:
+    """Send the command(s) and print the answers. Exit 0, 1 when an answer
+    is an error (farm/admincli.py decides: the server marks it), 2 when the
+    socket cannot be reached."""
+    from farm import admin, admincli
     path = require_admin_socket(args, "farm ctl")
     if not path:
         return 2
-    command = " ".join(args.command)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(args.timeout)
-            s.connect(path)
-            s.sendall(command.encode() + b"\n")
-            chunks = []
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-    except OSError as e:
-        print(f"farm ctl: {path}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    sys.stdout.write(b"".join(chunks).decode("utf-8", "replace"))
-    return 0
+    failed = False
+    # One connection per command: each answer then comes alone, its error
+    # mark (if any) at its very start.
+    for command in admin.split_commands(" ".join(args.command)):
+        if not command:
+            continue
+        try:
+            answer = ctl_ask(path, command, args.timeout)
+        except OSError as e:
+            print(f"farm ctl: {path}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        severity, text = admincli.unmark(answer)
+        if admincli.is_error(severity):
+            failed = True
+            sys.stderr.write(text.rstrip("\n") + "\n")
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def ctl_ask(path: str, command: str, timeout: float) -> str:
+    """One one-shot session: ask for error marks, run command, return its
+    answer (the mark included, the empty answer to the first command not)."""
+    escaped = command.replace("\\", "\\\\").replace(";", "\\;")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(b"set severity-output number;" + escaped.encode() + b"\n")
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return text[1:] if text.startswith("\n") else text
 
 
 # -- `farm logs` (issue 5, Logs): the work is in farm/logtail.py --
