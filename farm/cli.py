@@ -5,6 +5,8 @@
   farm ctl   CMD...       send a runtime API command to the admin socket
   farm logs  [-f] [...]   read, filter and follow the access log (farm/logtail.py)
   farm top   [-s SOCKET]  live terminal view over the admin socket (farm/top.py)
+  farm explain -c FILE 'GET / HTTP/1.1' [-H 'Name: v']...
+                          dry-run routing of one request (farm/explain.py)
   farm demo               farm in front of built-in demo backends
 """
 
@@ -120,6 +122,11 @@ def cmd_top(args) -> int:
 # -- end `farm top` --
 
 
+def cmd_explain(args) -> int:
+    from farm import explain      # imports workers/: only for this command
+    return explain.run(args)
+
+
 def cmd_demo(args) -> int:
     from farm import demo
     return demo.run(args)
@@ -158,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_arguments(sp)
     sp.set_defaults(func=cmd_top)
     # -- end `farm top` --
+    sp = with_config(sub.add_parser(
+        "explain", help="dry-run the routing of one request: ACLs, rules, backend, server",
+        description="Route one request through the config without sending it: each ACL "
+                    "evaluated with its values, the http_request rules that fire, the backend "
+                    "and why, and the server the balance algorithm picks. Exit 1 when the "
+                    "request would be refused."))
+    sp.add_argument("request", nargs="?",
+                    help="the request line, e.g. 'GET /api/users HTTP/1.1' (none for a tcp frontend)")
+    sp.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="a request header (repeat for more)")
+    sp.add_argument("--src", default="127.0.0.1", metavar="IP",
+                    help="the client's address (default 127.0.0.1)")
+    sp.add_argument("--frontend", metavar="NAME",
+                    help="the frontend that receives it (needed when there are several)")
+    sp.add_argument("-s", "--socket", metavar="PATH",
+                    help="a running farm's admin socket: use its live server states and connections")
+    sp.set_defaults(func=cmd_explain)
     sp = sub.add_parser("demo", help="run farm in front of built-in demo backends")
     sp.add_argument("--port", type=int, default=8080, help="port of the demo frontend (default 8080)")
     sp.add_argument("--workers", type=int, default=2)
