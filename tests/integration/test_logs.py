@@ -197,14 +197,42 @@ class Tail:
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "master.py"), "logs", "-f", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         self.lines: list[str] = []
+        self.err: list[str] = []
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread = threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
+                                       daemon=True)
         self.thread.start()
+        self.err_thread = threading.Thread(target=self._read, args=(self.proc.stderr, self.err),
+                                           daemon=True)
+        self.err_thread.start()
 
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
+    def _read(self, stream, into: list) -> None:
+        for raw in stream:
             with self.lock:
-                self.lines.append(raw.decode().rstrip("\n"))
+                into.append(raw.decode().rstrip("\n"))
+
+    def wait_open(self, path, timeout: float = 10.0) -> bool:
+        """True once the command has path open (it is reading it)."""
+        import psutil
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if any(f.path == str(path) for f in psutil.Process(self.proc.pid).open_files()):
+                    return True
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def wait_err(self, text: str, timeout: float = 10.0) -> bool:
+        """True once a line of stderr contains text (the command started)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if any(text in line for line in self.err):
+                    return True
+            time.sleep(0.05)
+        return False
 
     def wait(self, n: int, timeout: float = 10.0) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -224,7 +252,9 @@ class Tail:
             self.proc.kill()
             rc = self.proc.wait()
         self.thread.join(2)
-        return rc, self.proc.stderr.read().decode()
+        self.err_thread.join(2)
+        with self.lock:
+            return rc, "".join(line + "\n" for line in self.err)
 
 
 def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends):
@@ -233,7 +263,7 @@ def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends)
     get(port, "/name?id=before")                 # already in the file: -n 0 skips it
     wait_count(farm, 1)
     tail = Tail("--file", str(path), "-n", "0")
-    time.sleep(0.5)
+    assert tail.wait_open(path)                  # (the interpreter may take a second to start)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     ids = iter(range(10_000))
 
@@ -277,7 +307,7 @@ def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends)
 def test_farm_logs_follow_waits_for_a_missing_file(tmp_path):
     path = tmp_path / "later.log"
     tail = Tail("--file", str(path))
-    time.sleep(0.4)
+    assert tail.wait_err("does not exist yet")   # (the interpreter may take a second to start)
     assert tail.proc.poll() is None              # -f: a missing file is waited for
     line = ('127.0.0.1:1 [20/Nov/2026:22:19:17.568] fe be/s1 0/0/0/1/1 200 10 - - ---- '
             '1/1/0/0/0 0/0 "GET / HTTP/1.1"')
