@@ -10,7 +10,10 @@ Framing, as HAProxy 2.6 does it:
   "> " and the connection stays open until `quit` or the CLI timeout
   (`set timeout cli N`, default 10 s).
 
-Commands are parsed here; what they change goes through the Master
+The command list, `help`, the answer to an unknown command and the marks
+of error answers (`set severity-output`) are in farm/admincli.py; an answer
+is an error when its command raised CliError. Commands are parsed here;
+what they change goes through the Master
 (set_server_admin, set_server_weight, reload), the only writer of server
 state. The loop API used is the same as farm.health's (add/remove/modify,
 timers), so farm/ never imports workers/.

@@ -48,7 +48,8 @@ class Command:
 
 
 # Sorted by keywords, as HAProxy lists them. help, prompt and quit are
-# listed apart (ALWAYS), at the end of every listing.
+# listed apart (ALWAYS), at the end of every listing. A new command goes
+# here and in farm/admin.py (AdminServer.execute runs it).
 COMMANDS: tuple[Command, ...] = tuple(sorted((
     Command(("disable", "server"), "disable server <bk>/<srv>", "put a server in maintenance"),
     Command(("enable", "server"), "enable server <bk>/<srv>", "take a server out of maintenance"),
