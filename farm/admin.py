@@ -10,7 +10,10 @@ Framing, as HAProxy 2.6 does it:
   "> " and the connection stays open until `quit` or the CLI timeout
   (`set timeout cli N`, default 10 s).
 
-Commands are parsed here; what they change goes through the Master
+The command list, `help`, the answer to an unknown command and the marks
+of error answers (`set severity-output`) are in farm/admincli.py; an answer
+is an error when its command raised CliError. Commands are parsed here;
+what they change goes through the Master
 (set_server_admin, set_server_weight, reload), the only writer of server
 state. The loop API used is the same as farm.health's (add/remove/modify,
 timers), so farm/ never imports workers/.
@@ -23,42 +26,24 @@ import select
 import socket
 import time
 
-from farm import shm
+from farm import admincli, shm
 
 DEFAULT_CLI_TIMEOUT = 10.0
 MAX_LINE = 16384
 
-HELP = """\
-The following commands are valid at this level:
-  help                                    : this message
-  prompt                                  : toggle interactive mode with prompt
-  quit                                    : disconnect
-  set timeout cli <delay>                 : change this CLI session's timeout (seconds)
-  show info [typed|json]                  : report information about the running process
-  show stat [typed|json] [<iid> <type> <sid>] : report counters for each proxy and server
-  show servers state [<backend>]          : dump volatile server information
-  show backend                            : list backends
-  show sess                               : report current sessions (summary per proxy)
-  get weight <bk>/<srv>                   : report a server's current weight
-  set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight
-  set server <bk>/<srv> state <state>     : set a server's admin state (ready, drain, maint)
-  set server <bk>/<srv> weight <w>[%]     : change a server's weight
-  disable server <bk>/<srv>               : put a server in maintenance
-  enable server <bk>/<srv>                : take a server out of maintenance
-  shutdown sessions server <bk>/<srv>     : kill the sessions of a server
-  reload                                  : reload the configuration (answers Success=1 or 0)
-"""
-
-
 class CliError(Exception):
-    """A command's error answer (the text HAProxy would print)."""
+    """A command's error answer (the text HAProxy would print). Every
+    answer given through CliError is an error: marked as such for a session
+    that asked for it (`set severity-output`, see farm/admincli.py)."""
+
+    severity = admincli.LOG_ERR
 
 
 class Client:
     """One admin socket connection."""
 
     __slots__ = ("sock", "fd", "inbuf", "outbuf", "interactive", "timeout", "timer",
-                 "closing", "waiting")
+                 "closing", "waiting", "severity_output")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -70,6 +55,7 @@ class Client:
         self.timer = None
         self.closing = False
         self.waiting = False        # an answer is pending (reload)
+        self.severity_output = "none"   # set severity-output (admincli)
 
 
 class AdminServer:
@@ -169,21 +155,18 @@ class AdminServer:
                 if c.interactive:
                     c.outbuf += b"\n"
                 continue
-            if words[:3] == ["set", "timeout", "cli"] and len(words) == 4:
-                try:
-                    c.timeout = max(1.0, float(words[3]))
-                    answer = ""
-                except ValueError:
-                    answer = "Expects an integer value.\n"
-                c.outbuf += (answer + "\n").encode()
-                continue
             if words == ["reload"]:
                 self.start_reload(c)
                 return
             try:
-                answer = self.execute(words)
+                if words[:3] == ["set", "timeout", "cli"]:
+                    answer = self.set_cli_timeout(c, words[3:])
+                elif words[:2] == ["set", "severity-output"]:
+                    answer = self.set_severity_output(c, words[2:])
+                else:
+                    answer = self.execute(words)
             except CliError as e:
-                answer = str(e)
+                answer = admincli.mark(str(e), e.severity, c.severity_output)
             if answer and not answer.endswith("\n"):
                 answer += "\n"
             c.outbuf += (answer + "\n").encode()
@@ -199,8 +182,10 @@ class AdminServer:
             if c.fd not in self.clients:
                 return
             c.waiting = False
-            c.outbuf += (f"Success={1 if ok else 0}\n--\n" + "".join(m + "\n" for m in messages)
-                         + "\n").encode()
+            answer = f"Success={1 if ok else 0}\n--\n" + "".join(m + "\n" for m in messages)
+            if not ok:      # a failed reload is an error answer (farm ctl reload exits 1)
+                answer = admincli.mark(answer, admincli.LOG_ERR, c.severity_output)
+            c.outbuf += (answer + "\n").encode()
             if c.interactive:
                 c.outbuf += b"> "
             else:
@@ -243,10 +228,11 @@ class AdminServer:
     # -- commands ----------------------------------------------------------------
 
     def execute(self, words: list[str]) -> str:
-        """Run one command (not prompt/quit/reload) and return its answer."""
+        """Run one command (not prompt/quit/reload nor the session settings)
+        and return its answer; an error answer is raised as CliError."""
         m = self.master
-        if words == ["help"]:
-            return HELP
+        if words[:1] == ["help"]:
+            return admincli.usage(words[1:], help_asked=True)
         if words[:2] == ["show", "info"]:
             from farm import stats
             pairs = stats.info(self.proc_info(), self.rows())
@@ -263,33 +249,52 @@ class AdminServer:
             return "# name\n" + "".join(b.name + "\n" for b in m.config.backends)
         if words[:2] == ["show", "sess"]:
             return self.show_sess()
-        if words[:2] == ["get", "weight"] and len(words) == 3:
-            be, srv, sidx = self.server(words[2])
+        if words[:2] == ["get", "weight"]:
+            be, srv, sidx = self.server(arg(words, 2))
             t = m.table
             cur = round(t.srv_get(sidx, "eff_weight") / shm.WEIGHT_SCALE)
             return f"{cur} (initial {srv.weight})\n"
-        if words[:2] == ["set", "weight"] and len(words) == 4:
-            return self.set_weight(words[2], words[3])
-        if words[:2] == ["set", "server"] and len(words) == 5:
-            if words[3] == "state":
-                return self.set_state(words[2], words[4])
-            if words[3] == "weight":
-                return self.set_weight(words[2], words[4])
-            raise CliError("'set server <srv>' only supports 'state' and 'weight' here.\n")
-        if words[:2] == ["disable", "server"] and len(words) == 3:
-            return self.set_state(words[2], "maint")
-        if words[:2] == ["enable", "server"] and len(words) == 3:
-            return self.set_state(words[2], "ready")
-        if words[:3] == ["shutdown", "sessions", "server"] and len(words) == 4:
-            be, srv, sidx = self.server(words[3])
+        if words[:2] == ["set", "weight"]:
+            return self.set_weight(arg(words, 2), arg(words, 3))
+        if words[:2] == ["set", "server"]:
+            what = arg(words, 3)
+            if what == "state":
+                return self.set_state(arg(words, 2), arg(words, 4))
+            if what == "weight":
+                return self.set_weight(arg(words, 2), arg(words, 4))
+            self.server(arg(words, 2))      # a wrong server is reported first, as HAProxy does
+            raise CliError("usage: set server <backend>/<server> state | weight\n")
+        if words[:2] == ["disable", "server"]:
+            return self.set_state(arg(words, 2), "maint")
+        if words[:2] == ["enable", "server"]:
+            return self.set_state(arg(words, 2), "ready")
+        if words[:3] == ["shutdown", "sessions", "server"]:
+            be, srv, sidx = self.server(arg(words, 3))
             t = m.table
             t.srv_set(sidx, "shutdown_seq", t.srv_get(sidx, "shutdown_seq") + 1)
             t.bump_state_version()
             return ""
-        raise CliError("Unknown command. Please enter one of the following commands only:\n" + HELP)
+        raise CliError(admincli.usage(words))
+
+    def set_cli_timeout(self, c: Client, args: list[str]) -> str:
+        try:
+            seconds = float(args[0]) if len(args) == 1 else 0.0
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds < 2**31 / 1000:
+            raise CliError("Invalid timeout value.\n")
+        c.timeout = max(1.0, seconds)
+        return ""
+
+    def set_severity_output(self, c: Client, args: list[str]) -> str:
+        if len(args) != 1 or args[0] not in admincli.SEVERITY_MODES:
+            raise CliError("one of 'none', 'number', 'string' is a required argument\n")
+        c.severity_output = args[0]
+        return ""
 
     def server(self, ref: str):
-        """'backend/server' -> (Backend, Server, shm row), or CliError."""
+        """'backend/server' -> (Backend, Server, shm row), or CliError
+        (also for "": the argument is missing)."""
         be_name, sep, srv_name = ref.partition("/")
         if not sep:
             raise CliError("Require 'backend/server'.\n")
@@ -312,7 +317,7 @@ class AdminServer:
         except ValueError:
             raise CliError("Require <weight> or <weight%>.\n") from None
         if not 0 <= weight <= 256:
-            raise CliError("Weight must be between 0 and 256.\n")
+            raise CliError("Absolute weight can only be between 0 and 256 inclusive.\n")
         self.master.set_server_weight(be.name, srv.name, weight)
         return ""
 
@@ -373,6 +378,8 @@ class AdminServer:
                "srv_check_result srv_check_health srv_check_state srv_agent_state "
                "bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl "
                "srv_check_port srv_check_addr srv_agent_addr srv_agent_port"]
+        if args and m.config.backend(args[0]) is None:
+            raise CliError("Can't find backend.\n")
         for be in m.config.backends:
             if args and be.name != args[0]:
                 continue
@@ -420,6 +427,11 @@ def check_result(status: str, checked: bool) -> int:
     if status in ("", "INI"):
         return 1
     return 3 if status in PASSED_STATUSES else 2
+
+
+def arg(words: list[str], i: int) -> str:
+    """The i-th word, or "" when the command line is shorter."""
+    return words[i] if i < len(words) else ""
 
 
 def split_commands(line: str) -> list[str]:

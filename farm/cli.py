@@ -5,6 +5,8 @@
   farm ctl   CMD...       send a runtime API command to the admin socket
   farm logs  [-f] [...]   read, filter and follow the access log (farm/logtail.py)
   farm top   [-s SOCKET]  live terminal view over the admin socket (farm/top.py)
+  farm explain -c FILE 'GET / HTTP/1.1' [-H 'Name: v']...
+                          dry-run routing of one request (farm/explain.py)
   farm demo               farm in front of built-in demo backends
 """
 
@@ -82,26 +84,50 @@ def require_admin_socket(args, prog: str) -> str | None:
 
 
 def cmd_ctl(args) -> int:
+    """Send the command(s) and print the answers. Exit 0, 1 when an answer
+    is an error (farm/admincli.py decides: the server marks it), 2 when the
+    socket cannot be reached."""
+    from farm import admin, admincli
     path = require_admin_socket(args, "farm ctl")
     if not path:
         return 2
-    command = " ".join(args.command)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(args.timeout)
-            s.connect(path)
-            s.sendall(command.encode() + b"\n")
-            chunks = []
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-    except OSError as e:
-        print(f"farm ctl: {path}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    sys.stdout.write(b"".join(chunks).decode("utf-8", "replace"))
-    return 0
+    failed = False
+    # One connection per command: each answer then comes alone, its error
+    # mark (if any) at its very start.
+    for command in admin.split_commands(" ".join(args.command)):
+        if not command:
+            continue
+        try:
+            answer = ctl_ask(path, command, args.timeout)
+        except OSError as e:
+            print(f"farm ctl: {path}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        severity, text = admincli.unmark(answer)
+        if admincli.is_error(severity):
+            failed = True
+            sys.stderr.write(text.rstrip("\n") + "\n")
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def ctl_ask(path: str, command: str, timeout: float) -> str:
+    """One one-shot session: ask for error marks, run command, return its
+    answer (the mark included, the empty answer to the first command not)."""
+    escaped = command.replace("\\", "\\\\").replace(";", "\\;")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(b"set severity-output number;" + escaped.encode() + b"\n")
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return text[1:] if text.startswith("\n") else text
 
 
 # -- `farm logs` (issue 5, Logs): the work is in farm/logtail.py --
@@ -116,6 +142,11 @@ def cmd_top(args) -> int:
     from farm import top
     return top.run(args)
 # -- end `farm top` --
+
+
+def cmd_explain(args) -> int:
+    from farm import explain      # imports workers/: only for this command
+    return explain.run(args)
 
 
 def cmd_demo(args) -> int:
@@ -156,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_arguments(sp)
     sp.set_defaults(func=cmd_top)
     # -- end `farm top` --
+    sp = with_config(sub.add_parser(
+        "explain", help="dry-run the routing of one request: ACLs, rules, backend, server",
+        description="Route one request through the config without sending it: each ACL "
+                    "evaluated with its values, the http_request rules that fire, the backend "
+                    "and why, and the server the balance algorithm picks. Exit 1 when the "
+                    "request would be refused."))
+    sp.add_argument("request", nargs="?",
+                    help="the request line, e.g. 'GET /api/users HTTP/1.1' (none for a tcp frontend)")
+    sp.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="a request header (repeat for more)")
+    sp.add_argument("--src", default="127.0.0.1", metavar="IP",
+                    help="the client's address (default 127.0.0.1)")
+    sp.add_argument("--frontend", metavar="NAME",
+                    help="the frontend that receives it (needed when there are several)")
+    sp.add_argument("-s", "--socket", metavar="PATH",
+                    help="a running farm's admin socket: use its live server states and connections")
+    sp.set_defaults(func=cmd_explain)
     sp = sub.add_parser("demo", help="run farm in front of built-in demo backends")
     sp.add_argument("--port", type=int, default=8080, help="port of the demo frontend (default 8080)")
     sp.add_argument("--stats-port", type=int, default=None,

@@ -2,7 +2,7 @@
 
     farm logs [-f] [--file PATH] [-c CONFIG] [--status 5xx|404|4xx,5xx]
               [--backend NAME] [--server NAME] [--frontend NAME]
-              [--slow 500ms] [--json] [--lines N]
+              [--slow 500ms] [--json] [--lines N] [--summary]
 
 Three parts, usable on their own:
 
@@ -17,9 +17,12 @@ Three parts, usable on their own:
   workers still write to it before they reopen; a truncation: read again
   from the start), never returning a line twice.
 
+--summary counts the matching lines instead of printing them (status
+codes, per server, percentiles: farm/logsummary.py).
+
 Exit codes: 0; 1 when the file does not exist (or cannot be read) and -f
 is not given; 2 on a usage error (bad option value, no access-log file in the
-config).
+config, a --frontend/--backend/--server that the config does not have).
 """
 
 from __future__ import annotations
@@ -472,7 +475,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", metavar="NAME", help="only this server (NAME[,NAME...])")
     p.add_argument("--slow", type=slow, metavar="DURATION",
                    help="only requests/sessions whose total time (Ta, or Tt for TCP) is at least this: 500ms, 2s")
-    p.add_argument("--json", action="store_true", help="print the parsed records as JSON lines")
+    p.add_argument("--json", action="store_true",
+                   help="print the parsed records as JSON lines (with --summary: the summary as JSON)")
+    p.add_argument("--summary", action="store_true",
+                   help="count instead of printing: status codes, per server, percentiles of Tc/Tr/Ta "
+                        "(halog -st, -srv, -pct)")
     p.add_argument("-n", "--lines", type=count, metavar="N",
                    help=f"print only the last N matching lines already in the file "
                         f"(default: all; {DEFAULT_FOLLOW_LINES} with -f)")
@@ -508,17 +515,24 @@ class _Printer:
             self.out.flush()
 
 
-def _access_path(args) -> tuple[str | None, str]:
-    """(path, error message)."""
-    if args.file:
-        return args.file, ""
-    from farm import loader, logs
+def _load_config(args):
+    """(config or None, error message)."""
+    from farm import loader
     try:
-        cfg = loader.load(args.config)
+        return loader.load(args.config), ""
     except loader.ConfigErrors as e:
         return None, str(e)
     except OSError as e:
         return None, f"{args.config}: {e.strerror or e}"
+
+
+def _access_path(args, cfg, error: str) -> tuple[str | None, str]:
+    """(path, error message)."""
+    if args.file:
+        return args.file, ""
+    if cfg is None:
+        return None, error
+    from farm import logs
     target = logs.parse_target(cfg.log.access)
     if target.kind != "file":
         return None, (f"{args.config}: [log] access is {cfg.log.access!r}, not a file: "
@@ -526,13 +540,56 @@ def _access_path(args) -> tuple[str | None, str]:
     return target.path, ""
 
 
+# What a log line may name besides the config's proxies and servers.
+_LOCAL_SERVERS = ("<NOSRV>", "<STATS>")
+
+
+def unknown_names(cfg, args) -> list[str]:
+    """The --frontend/--backend/--server names that cfg does not have, as
+    messages. A request answered by its frontend is logged with the
+    frontend's name as backend (HAProxy's rule), so those count too."""
+    frontends = {f.name for f in cfg.frontends}
+    backends = {b.name for b in cfg.backends}
+    servers = {s.name for b in cfg.backends for s in b.servers}
+    out = []
+    for option, given, known, what in (
+            ("--frontend", args.frontend, frontends, "frontend"),
+            ("--backend", args.backend, backends | frontends, "backend"),
+            ("--server", args.server, servers | set(_LOCAL_SERVERS), "server")):
+        for name in sorted(_names(given) or ()):
+            if name not in known:
+                choices = ", ".join(sorted(known - set(_LOCAL_SERVERS))) or "none"
+                out.append(f"{option}: no {what} {name!r} in {args.config} (it has: {choices})")
+    return out
+
+
 def run(args) -> int:
-    path, error = _access_path(args)
+    if args.file:
+        # The log is named: the config only serves to check the names, if
+        # -c names one (the default config may not be the one that wrote
+        # this file) and it is valid.
+        from farm.cli import DEFAULT_CONFIG
+        given = args.config != DEFAULT_CONFIG and os.path.exists(args.config)
+        cfg, error = _load_config(args) if given else (None, "")
+    else:
+        cfg, error = _load_config(args)
+    if cfg is not None:
+        problems = unknown_names(cfg, args)
+        if problems:
+            for msg in problems:
+                print(f"farm logs: {msg}", file=sys.stderr)
+            return 2
+    path, error = _access_path(args, cfg, error)
     if path is None:
         print(f"farm logs: {error}", file=sys.stderr)
         return 2
+    if args.summary and args.follow:
+        print("farm logs: --summary reads the file once: it does not go with -f", file=sys.stderr)
+        return 2
     flt = Filter(status=args.status, frontend=args.frontend, backend=args.backend,
                  server=args.server, slow_ms=args.slow)
+    if args.summary:
+        return _summarize(path, args, flt)
     printer = _Printer(flt, args.json)
     try:
         return _run(path, args, printer)
@@ -544,6 +601,35 @@ def run(args) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+def _summarize(path: str, args, flt: Filter) -> int:
+    """--summary: the matching lines (the last --lines N of them if given)
+    counted by farm/logsummary.py and printed once."""
+    from farm.logsummary import Summary
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        print(f"farm logs: {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    summary = Summary()
+    try:
+        size = os.fstat(fd).st_size
+        if args.lines is not None:
+            selected = _last_matching(fd, size, args.lines, _Printer(flt, True))
+        else:
+            selected = read_lines(fd, 0, size)
+        for line in selected:
+            e = parse_line(_decode(line))
+            if e is None:
+                if line.strip():
+                    summary.count_unparsed()
+            elif flt.match(e):
+                summary.add(e)
+    finally:
+        os.close(fd)
+    sys.stdout.write(summary.render_json() if args.json else summary.render())
+    return 0
 
 
 def _notice(msg: str) -> None:

@@ -27,6 +27,12 @@ The transaction ("txn") the callables read, duck-typed:
   cache the parsed client address there. Without it everything still
   works: a per-worker dict keyed by the address text serves instead.
 
+Tracing (for `farm explain` only): compile_condition, compile_request_rules
+and compile_use_backend take an optional tracer; with one, every condition
+term, rule and use_backend entry is wrapped to report what it evaluated
+(see Tracer). Without one (the workers) the compiled code is exactly the
+untraced one: tracing costs nothing on the request path.
+
 Phases: compile for "request" (http_request rules, use_backend) or
 "response" (http_response rules). Like HAProxy, hdr()/fhdr()/hdr_cnt() read
 the request in the first and the response in the second; req.hdr() always
@@ -49,8 +55,8 @@ from farm.conditions import (
 )
 
 __all__ = [
-    "RuleError", "Verdict", "AclTable", "compile_acls", "compile_acl_spec",
-    "compile_condition", "compile_format", "compile_request_rules",
+    "RuleError", "Verdict", "AclTable", "Tracer", "acl_sample", "compile_acls",
+    "compile_acl_spec", "compile_condition", "compile_format", "compile_request_rules",
     "compile_response_rules", "compile_use_backend", "no_rules",
 ]
 
@@ -529,6 +535,30 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
     return _multi_matcher(values, spec)
 
 
+def acl_sample(spec: AclSpec, phase: str = "request") -> Callable[[object], list]:
+    """For tracing: txn -> the values an ACL line's fetch gives, the ones
+    its matcher tests (bytes or int; [] when the sample is absent). Uses
+    the same getters as compile_acl_spec."""
+    kind, base = spec.kind, spec.base
+    if kind == "bool":
+        return lambda txn: []
+    if kind == "ip":
+        return lambda txn: [txn.src]
+    if kind == "int":
+        iget = _int_getter(base, spec.arg, phase)
+
+        def int_values(txn) -> list:
+            v = iget(txn)
+            return [] if v is None else [v]
+        return int_values
+    if base in _SINGLE:
+        get = _SINGLE[base]
+        if base == "query":
+            return lambda txn: [get(txn)] if _query_found(txn) else []
+        return lambda txn: [get(txn)]
+    return _values_getter(base, spec.arg, phase)
+
+
 def _any_of(matchers: Sequence[Matcher]) -> Matcher:
     matchers = tuple(matchers)
     if len(matchers) == 1:
@@ -634,7 +664,49 @@ def _acl_view(acls, phase: str) -> Mapping[str, Matcher]:
     return compile_acls(acls).for_phase(phase)
 
 
-def compile_condition(cond, acls=None, phase: str = "request") -> Matcher:
+class Tracer:
+    """What a traced compilation reports, in evaluation order (farm explain
+    subclasses it). The defaults do nothing."""
+
+    def acl(self, label: str, negated: bool, samples: list, result: bool) -> None:
+        """A condition term was evaluated. label: the ACL name, or the
+        anonymous ACL's text in braces; negated: written with `!`;
+        samples: (AclSpec, values) per line of the ACL (values from
+        acl_sample; no lines when the ACLs were given as plain matchers);
+        result: the ACL's own result, before the `!`."""
+
+    def rule(self, rule: model.Rule, fired: bool, outcome) -> None:
+        """An http_request rule was considered: fired says whether its
+        condition held; outcome is what its action returned when it fired
+        (a Verdict, None for allow, or "continue")."""
+
+    def use_backend(self, entry: model.UseBackend, matched: bool) -> None:
+        """A use_backend entry's condition was evaluated."""
+
+
+def _traced_term(m: Matcher, label: str, negated: bool, specs, phase: str, tracer: Tracer) -> Matcher:
+    fetches = tuple((spec, acl_sample(spec, phase)) for spec in specs)
+
+    def traced(txn) -> bool:
+        result = m(txn)
+        tracer.acl(label, negated, [(spec, get(txn)) for spec, get in fetches], result)
+        return result
+    return traced
+
+
+def _acl_specs(name: str, acls) -> tuple:
+    """The parsed lines of a named ACL (user ones first, then predefined)."""
+    if isinstance(acls, AclTable) and name in acls.specs:
+        return acls.specs[name]
+    if isinstance(acls, Mapping) and name in acls:
+        return ()
+    if name in PREDEFINED_ACLS:
+        return (parse_acl(PREDEFINED_ACLS[name]),)
+    return ()
+
+
+def compile_condition(cond, acls=None, phase: str = "request",
+                      tracer: Tracer | None = None) -> Matcher:
     """An if/unless guard -> matcher(txn) -> bool.
 
     cond is a model.Condition (negate=True for `unless`), a CondSpec, a
@@ -642,7 +714,8 @@ def compile_condition(cond, acls=None, phase: str = "request") -> Matcher:
     returned (or a plain name -> matcher mapping, or a sequence of
     model.Acl). Named ACLs resolve at compile time: user ACLs first, then
     HAProxy's predefined ones. Raises RuleError for an unknown ACL,
-    ConditionError for a malformed condition.
+    ConditionError for a malformed condition. tracer: see Tracer (for
+    farm explain; None on the request path).
     """
     if cond is None:
         return _true
@@ -660,10 +733,16 @@ def compile_condition(cond, acls=None, phase: str = "request") -> Matcher:
         for term in group:
             if term.acl is not None:
                 m = compile_acl_spec(term.acl, phase)
+                if tracer is not None:
+                    m = _traced_term(m, "{ " + term.acl.text + " }", term.negate, (term.acl,),
+                                     phase, tracer)
             else:
                 m = table.get(term.name) or _predefined_acl(term.name)
                 if m is None:
                     raise RuleError(f"condition {spec.text!r}: unknown ACL {term.name!r}")
+                if tracer is not None:
+                    m = _traced_term(m, term.name, term.negate, _acl_specs(term.name, acls),
+                                     phase, tracer)
             terms.append(_negate(m) if term.negate else m)
         groups.append(_all_of(terms))
     matcher = _any_of(groups)
@@ -1046,15 +1125,29 @@ def _response_action(rule: model.Rule) -> Callable:
     raise RuleError(f"unknown http_response action {a!r}")
 
 
-def _compile_steps(rules, acls, phase: str, make_action: Callable) -> tuple:
+def _traced_step(rule: model.Rule, cond, act, tracer: Tracer) -> Callable:
+    """A rule as one step that reports whether it fired and what it did."""
+    def traced(txn):
+        fired = cond is None or cond(txn)
+        outcome = act(txn) if fired else _CONTINUE
+        tracer.rule(rule, fired, ("continue" if outcome is _CONTINUE else outcome) if fired else None)
+        return outcome
+    return traced
+
+
+def _compile_steps(rules, acls, phase: str, make_action: Callable, tracer: Tracer | None = None) -> tuple:
     steps = []
     for rule in rules:
         try:
-            cond = compile_condition(rule.cond, acls, phase) if rule.cond is not None else None
+            cond = (compile_condition(rule.cond, acls, phase, tracer)
+                    if rule.cond is not None else None)
             act = make_action(rule)
         except (ConditionError, KeyError, TypeError, ValueError) as e:
             what = f"missing param {e}" if isinstance(e, KeyError) else str(e)
             raise RuleError(f"{rule.action} rule (line {rule.line}): {what}") from None
+        if tracer is not None:
+            steps.append((None, _traced_step(rule, cond, act, tracer)))
+            continue
         if cond is _false:
             continue   # can never fire
         steps.append((None if cond is _true else cond, act))
@@ -1063,16 +1156,17 @@ def _compile_steps(rules, acls, phase: str, make_action: Callable) -> tuple:
     return tuple(steps)
 
 
-def compile_request_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[object], Verdict | None]:
+def compile_request_rules(rules: Sequence[model.Rule], acls=None,
+                          tracer: Tracer | None = None) -> Callable[[object], Verdict | None]:
     """http_request rules -> run(txn) -> Verdict | None.
 
     Rules run in order; each fires if its condition holds. allow stops the
     evaluation (None: go on to routing); deny, redirect and return stop it
     with a Verdict; the others edit txn.req and go on. None at the end:
-    forward the request. An empty list gives no_rules. acls: see
+    forward the request. An empty list gives no_rules. acls, tracer: see
     compile_condition. Raises RuleError naming the rule's line.
     """
-    steps = _compile_steps(rules, acls, "request", _request_action)
+    steps = _compile_steps(rules, acls, "request", _request_action, tracer)
     if not steps:
         return no_rules
     _CONT = _CONTINUE
@@ -1107,19 +1201,30 @@ def compile_response_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[
     return run
 
 
+def _traced_choice(entry: model.UseBackend, cond: Matcher, tracer: Tracer) -> Matcher:
+    def traced(txn) -> bool:
+        matched = cond(txn)
+        tracer.use_backend(entry, matched)
+        return matched
+    return traced
+
+
 def compile_use_backend(entries: Sequence[model.UseBackend], default: str | None,
-                        acls=None) -> Callable[[object], str | None]:
+                        acls=None, tracer: Tracer | None = None) -> Callable[[object], str | None]:
     """use_backend entries -> choose(txn) -> backend name.
 
     The first entry whose condition holds wins (an entry without a
     condition always holds); otherwise default (which may be None).
+    tracer: see compile_condition.
     """
     choices = []
     for entry in entries:
         try:
-            cond = compile_condition(entry.cond, acls, "request")
+            cond = compile_condition(entry.cond, acls, "request", tracer)
         except (ConditionError, RuleError) as e:
             raise RuleError(f"use_backend {entry.backend!r} (line {entry.line}): {e}") from None
+        if tracer is not None:
+            cond = _traced_choice(entry, cond, tracer)
         if cond is _false:
             continue
         if cond is _true:

@@ -36,6 +36,8 @@ from workers.tcp import TcpSession
 BOOT_ERROR = 3
 ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
 FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
+FD_REPORT_INTERVAL = 5.0    # seconds between two accept_still_paused lines
+FD_SETTLE = 1.0             # seconds of accepting without EMFILE that end the episode
 COUNTER_FLUSH_INTERVAL = 0.25   # seconds between copies of the counters to shm
 FULL_RECHECK = 0.02         # seconds between looks at a full frontend's count
 QUEUE_RECHECK = 0.1         # seconds between looks at queues this worker waits in
@@ -83,6 +85,18 @@ def drop_privileges(user: str | None, group: str | None) -> None:
     os.setuid(pw.pw_uid)
 
 
+class FdEpisode:
+    """A time out of file descriptors: when it started, when it was last
+    logged, the pauses since that line and in all."""
+
+    __slots__ = ("start", "reported", "unreported", "pauses")
+
+    def __init__(self, now: float):
+        self.start = self.reported = now
+        self.unreported = 0
+        self.pauses = 1
+
+
 class Worker:
     """One worker process: a loop, its frontends' sockets, its sessions."""
 
@@ -99,6 +113,7 @@ class Worker:
         self.stopping = False
         self.paused_until_fds = False
         self.full_recheck: set = set()     # frontends paused by maxconn, rechecked soon
+        self.fd_episode: FdEpisode | None = None   # out of descriptors since...
         for fe_cfg in config.frontends:
             mine = [sockets[a][slot] for a in fe_cfg.binds]
             fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
@@ -218,17 +233,36 @@ class Worker:
 
     def out_of_fds(self) -> None:
         """EMFILE/ENFILE: accepting again at once would spin the CPU on the
-        same error; stop all listeners for a moment instead."""
+        same error; stop all listeners for a moment instead. Logged once
+        (accept_paused), then at most one accept_still_paused per
+        FD_REPORT_INTERVAL while it lasts, then accept_resumed."""
         if self.paused_until_fds:
             return
         self.paused_until_fds = True
-        self.log.warning("accept_paused", reason="out of file descriptors", seconds=FD_EXHAUSTED_PAUSE)
+        now = self.loop.now
+        ep = self.fd_episode
+        if ep is None:
+            ep = self.fd_episode = FdEpisode(now)
+            self.log.warning("accept_paused", reason="out of file descriptors", seconds=FD_EXHAUSTED_PAUSE)
+        else:
+            ep.pauses += 1
+            ep.unreported += 1
+            if now - ep.reported >= FD_REPORT_INTERVAL:
+                self.log.warning("accept_still_paused", count=ep.unreported, for_s=round(now - ep.start, 1))
+                ep.reported, ep.unreported = now, 0
         for fe in self.ctx.frontends:
             self.pause(fe)
 
         def retry() -> None:
             self.paused_until_fds = False
             self.start_accepting()
+            self.loop.call_later(FD_SETTLE, lambda pauses=ep.pauses: settled(pauses))
+
+        def settled(pauses: int) -> None:
+            # no EMFILE for FD_SETTLE since that retry: the episode is over
+            if self.fd_episode is ep and ep.pauses == pauses and not self.paused_until_fds:
+                self.fd_episode = None
+                self.log.info("accept_resumed", pauses=pauses, for_s=round(self.loop.now - ep.start, 1))
         self.loop.call_later(FD_EXHAUSTED_PAUSE, retry)
 
     def on_session_end(self, fe: FrontendRuntime) -> None:

@@ -81,7 +81,7 @@ def test_one_shot_framing_and_answers(farm_factory, two, tmp_path):
     assert cli(sock, "get weight be/b;get weight be/a") == b"3 (initial 1)\n\n1 (initial 1)\n\n"
     assert cli(sock, "get weight be/zz") == b"No such server.\n\n"
     assert cli(sock, "get weight nope/zz") == b"No such backend.\n\n"
-    assert cli(sock, "frobnicate").startswith(b"Unknown command.")
+    assert cli(sock, "frobnicate").startswith(b"Unknown command, but maybe")
     assert cli(sock, "show backend") == b"# name\nbe\n\n"
     state = cli(sock, "show servers state").decode().splitlines()
     assert state[0] == "1" and state[1].startswith("# be_id be_name srv_id srv_name srv_addr")
@@ -187,10 +187,52 @@ def test_shutdown_sessions_server(farm_factory, tmp_path):
 def test_farm_ctl_talks_to_the_socket(farm_factory, two, tmp_path):
     sock = tmp_path / "admin.sock"
     farm = farm_factory(config(free_port(), sock, two))
-    out = subprocess.run([sys.executable, str(ROOT / "master.py"), "ctl", "-c", str(farm.config_path),
-                          "get", "weight", "be/a"], capture_output=True, text=True, timeout=10)
-    assert out.returncode == 0
-    assert out.stdout == "1 (initial 1)\n\n"
+
+    def ctl(*words):
+        return subprocess.run([sys.executable, str(ROOT / "master.py"), "ctl", "-c",
+                               str(farm.config_path), *words], capture_output=True, text=True,
+                              timeout=20)
+    out = ctl("get", "weight", "be/a")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "1 (initial 1)\n\n", "")
+    # every kind of error answer exits 1, its text on stderr
+    for words, text in [(["disable", "server", "be/zz"], "No such server."),
+                        (["get", "weight", "nope/a"], "No such backend."),
+                        (["show", "servers", "state", "nosuch"], "Can't find backend."),
+                        (["set", "weight", "be/a", "999"], "Absolute weight can only be"),
+                        (["set", "weight", "be/a"], "Require <weight> or <weight%>."),
+                        (["set", "server", "be/a", "state", "up"], "'set server <srv> state' expects"),
+                        (["set", "timeout", "cli", "soon"], "Invalid timeout value."),
+                        (["shwo", "stat"], "Unknown command, but maybe")]:
+        out = ctl(*words)
+        assert out.returncode == 1 and out.stderr.startswith(text), (words, out)
+        assert out.stdout == "" and "[3]" not in out.stderr
+    # several commands: the answers in order, 1 if any failed
+    out = ctl("get weight be/a; disable server be/zz; get weight be/b")
+    assert out.returncode == 1
+    assert out.stdout == "1 (initial 1)\n\n1 (initial 1)\n\n" and out.stderr == "No such server.\n"
+    out = ctl("reload")
+    assert out.returncode == 0 and out.stdout.startswith("Success=1\n--\n")
+    farm.config_path.write_text(farm.config_path.read_text().replace('mode = "http"', 'mode = "htp"'))
+    out = ctl("-s", str(sock), "reload")
+    assert out.returncode == 1 and out.stderr.startswith("Success=0\n--\n") and "htp" in out.stderr
+    out = ctl("-s", str(tmp_path / "nope.sock"), "show", "info")
+    assert out.returncode == 2 and "nope.sock" in out.stderr
+
+
+def test_error_answers_are_marked_for_who_asks(farm_factory, two, tmp_path):
+    sock = tmp_path / "admin.sock"
+    farm_factory(config(free_port(), sock, two))
+    assert cli(sock, "show servers state nosuch") == b"Can't find backend.\n\n"
+    assert cli(sock, "set severity-output number;get weight be/zz;get weight be/a") == (
+        b"\n[3]: No such server.\n\n1 (initial 1)\n\n")
+    assert cli(sock, "set severity-output string;relaod").startswith(
+        b"\n[err]: Unknown command, but maybe one of the following ones is a better match:\n"
+        b"  reload ")
+    assert cli(sock, "set severity-output loud") == (
+        b"one of 'none', 'number', 'string' is a required argument\n\n")
+    helped = cli(sock, "help show servers").decode().splitlines()
+    assert helped[0] == "The following commands are valid at this level:"
+    assert helped[1].startswith("  show servers state [<backend>]") and len(helped) == 6
 
 
 def test_show_info_and_stat_in_their_other_formats(farm_factory, two, tmp_path):

@@ -26,6 +26,7 @@ from tests.integration.backends import free_port
 from tests.integration.conftest import ROOT
 from tests.integration.http_backend import HttpBackend
 from tests.integration.load import Load
+from tests.integration.tools import debian_tool
 
 
 def config(port: int, servers: list, access: str = "@ACCESS@", fmt: str = "httplog",
@@ -196,14 +197,42 @@ class Tail:
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "master.py"), "logs", "-f", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         self.lines: list[str] = []
+        self.err: list[str] = []
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread = threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
+                                       daemon=True)
         self.thread.start()
+        self.err_thread = threading.Thread(target=self._read, args=(self.proc.stderr, self.err),
+                                           daemon=True)
+        self.err_thread.start()
 
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
+    def _read(self, stream, into: list) -> None:
+        for raw in stream:
             with self.lock:
-                self.lines.append(raw.decode().rstrip("\n"))
+                into.append(raw.decode().rstrip("\n"))
+
+    def wait_open(self, path, timeout: float = 10.0) -> bool:
+        """True once the command has path open (it is reading it)."""
+        import psutil
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if any(f.path == str(path) for f in psutil.Process(self.proc.pid).open_files()):
+                    return True
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def wait_err(self, text: str, timeout: float = 10.0) -> bool:
+        """True once a line of stderr contains text (the command started)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if any(text in line for line in self.err):
+                    return True
+            time.sleep(0.05)
+        return False
 
     def wait(self, n: int, timeout: float = 10.0) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -215,29 +244,6 @@ class Tail:
         with self.lock:
             return list(self.lines)
 
-    def wait_open(self, path, timeout: float = 10.0) -> None:
-        """Wait until farm logs has opened path (it starts slowly on a busy
-        machine; what is written before that, -n 0 skips)."""
-        import psutil
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if any(f.path == str(path) for f in psutil.Process(self.proc.pid).open_files()):
-                    return
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"farm logs did not open {path}")
-
-    def notice(self, timeout: float = 10.0) -> str:
-        """The first line farm logs writes to stderr (waited for)."""
-        got: list[bytes] = []
-        reader = threading.Thread(target=lambda: got.append(self.proc.stderr.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        self.first_notice = got[0].decode() if got else ""
-        return self.first_notice
-
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -246,7 +252,9 @@ class Tail:
             self.proc.kill()
             rc = self.proc.wait()
         self.thread.join(2)
-        return rc, getattr(self, "first_notice", "") + self.proc.stderr.read().decode()
+        self.err_thread.join(2)
+        with self.lock:
+            return rc, "".join(line + "\n" for line in self.err)
 
 
 def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends):
@@ -255,7 +263,7 @@ def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends)
     get(port, "/name?id=before")                 # already in the file: -n 0 skips it
     wait_count(farm, 1)
     tail = Tail("--file", str(path), "-n", "0")
-    tail.wait_open(path)
+    assert tail.wait_open(path)                  # (the interpreter may take a second to start)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     ids = iter(range(10_000))
 
@@ -299,7 +307,7 @@ def test_farm_logs_follows_across_rotations_exactly_once(farm_factory, backends)
 def test_farm_logs_follow_waits_for_a_missing_file(tmp_path):
     path = tmp_path / "later.log"
     tail = Tail("--file", str(path))
-    assert "does not exist yet" in tail.notice()   # said once it has looked (however slow its start)
+    assert tail.wait_err("does not exist yet")   # (the interpreter may take a second to start)
     assert tail.proc.poll() is None              # -f: a missing file is waited for
     line = ('127.0.0.1:1 [20/Nov/2026:22:19:17.568] fe be/s1 0/0/0/1/1 200 10 - - ---- '
             '1/1/0/0/0 0/0 "GET / HTTP/1.1"')
@@ -441,3 +449,85 @@ def test_unix_syslog_without_a_listener_drops_and_keeps_serving(farm_factory, ba
             pass
     rx.close()
     assert got and SYSLOG_3164.fullmatch(got[0].decode())
+
+
+# ------------------------------------------------------------------ farm logs --summary
+
+def test_farm_logs_summary_agrees_with_halog(farm_factory, backends, tmp_path):
+    """The same httplog file through `farm logs --summary --json` and the
+    real halog (-st, -srv, -pct): the same numbers."""
+    halog = debian_tool("halog", "haproxy")
+    if halog is None:
+        pytest.skip("halog (Debian's haproxy package) is not available")
+    port = free_port()
+    dead = free_port()                                   # nothing listens there
+    farm = farm_factory(config(port, backends).replace('default_backend = "be"', f'''\
+default_backend = "be"
+[frontends.fe.acl]
+dead = "path_beg /dead"
+[[frontends.fe.use_backend]]
+backend = "dead"
+if = "dead"
+[backends.dead]
+retries = 1
+[[backends.dead.servers]]
+name = "gone"
+address = "127.0.0.1:{dead}"
+'''))
+    paths = ([f"/slow?ms={ms}" for ms in (5, 10, 20, 40, 60, 80, 120)] + ["/name"] * 12
+             + ["/status/404"] * 3 + ["/status/500"] * 2 + ["/dead"] * 3)
+    statuses = collections.Counter(get(port, p) for p in paths)
+    assert statuses[503] == 3
+    lines = wait_count(farm, len(paths))
+    assert len(lines) == len(paths)
+    log = farm.access_path.read_bytes()
+
+    def run_halog(flag: str) -> list[list[str]]:
+        out = subprocess.run([halog, "-s", "-4", flag], input=log, capture_output=True, timeout=10)
+        return [l.split() for l in out.stdout.decode().splitlines() if l and not l.startswith("#")]
+
+    r = farm_logs("--file", str(farm.access_path), "--summary", "--json")
+    assert r.returncode == 0, r.stderr
+    mine = json.loads(r.stdout)
+    assert mine["requests"] == len(paths)
+    assert {int(k): v for k, v in mine["status_codes"].items()} == statuses
+    assert {int(s): int(n) for s, n in run_halog("-st")} == statuses
+    halog_srv = {f[0]: [float(x) if "." in x else int(x) for x in f[1:]] for f in run_halog("-srv")}
+    cols = ("1xx", "2xx", "3xx", "4xx", "5xx", "other", "tot_req", "req_ok", "pct_ok", "avg_ct", "avg_rt")
+    assert {name: [row[c] for c in cols] for name, row in mine["servers"].items()} == halog_srv
+    assert halog_srv["dead/gone"][7] == 0                 # the failed ones are not "ok"
+    assert any(row[10] > 0 for row in halog_srv.values())  # the slow requests weigh in
+    pct = {f[0]: f for f in run_halog("-pct")}
+    # halog: <pct> <count> <TR> <Tc> <Tr> <data>
+    assert int(pct["100.0"][1]) == mine["percentiles"]["requests"] == len(paths) - 3
+    for p in ("50.0", "75.0", "90.0", "95.0", "99.0", "99.9", "100.0"):
+        assert mine["percentiles"][p]["Tc"] == int(pct[p][3]), p
+        assert mine["percentiles"][p]["Tr"] == int(pct[p][4]), p
+    assert mine["percentiles"]["100.0"]["Tr"] >= 120
+    # the text form says the same
+    text = farm_logs("--file", str(farm.access_path), "--summary").stdout
+    assert "dead/gone" in text and "percentiles in ms" in text
+    # filters apply before counting
+    r = farm_logs("--file", str(farm.access_path), "--summary", "--json", "--status", "5xx")
+    assert json.loads(r.stdout)["status_codes"] == {"500": 2, "503": 3}
+    assert farm_logs("--file", str(farm.access_path), "--summary", "-f").returncode == 2
+
+
+def test_farm_logs_names_a_backend_the_config_lacks(farm_factory, backends):
+    farm, port = start(farm_factory, backends)
+    get(port, "/name")
+    wait_count(farm, 1)
+    c = str(farm.config_path)
+    r = farm_logs("-c", c, "--backend", "nosuch")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--backend: no backend 'nosuch'" in r.stderr and "it has: be, fe" in r.stderr
+    r = farm_logs("-c", c, "--server", "s1,s9")
+    assert r.returncode == 2 and "no server 's9'" in r.stderr and "'s1'" not in r.stderr
+    assert farm_logs("-c", c, "--frontend", "nope").returncode == 2
+    # the names it has (a frontend name is a backend name too, in a log line)
+    assert farm_logs("-c", c, "--backend", "be").returncode == 0
+    assert farm_logs("-c", c, "--backend", "fe", "--server", "<NOSRV>").returncode == 0
+    # --file with -c: checked as well; --file alone: no config to check against
+    assert farm_logs("--file", str(farm.access_path), "-c", c, "--backend", "nosuch").returncode == 2
+    r = farm_logs("--file", str(farm.access_path), "--backend", "nosuch")
+    assert r.returncode == 0 and r.stdout == ""

@@ -321,6 +321,8 @@ def test_server_maxconn_queues_then_times_out(farm_factory):
 
 
 def test_emfile_does_not_spin(farm_factory):
+    """Out of descriptors, a worker pauses accepting instead of spinning, and
+    says so once, then once per interval (not once per 0.1 s pause)."""
     echo = EchoServer()
     port = free_port()
 
@@ -334,18 +336,38 @@ def test_emfile_does_not_spin(farm_factory):
             clients.append(connect(port, timeout=1))
         except OSError:
             break
-    time.sleep(0.3)
+
+    def trickle(seconds: float) -> None:
+        """New clients keep coming (20 a second): each one the worker
+        accepts finds no descriptor left for its server connection."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                clients.append(connect(port, timeout=1))
+            except OSError:
+                pass
+            time.sleep(0.05)
+    trickle(0.3)
     cpu0 = sum(worker.cpu_times()[:2])
-    time.sleep(1.5)
+    trickle(1.5)
     cpu = sum(worker.cpu_times()[:2]) - cpu0
     assert cpu < 0.5, f"worker burnt {cpu:.2f}s of CPU in 1.5s while out of fds"
-    assert any(e.get("event") == "accept_paused" for e in farm.events())
+    first = farm.wait_event("accept_paused")
+    # past one report interval (5 s) of pauses every 0.1 s: one more line, not ~50
+    trickle(4.0)
+    farm.wait_event("accept_still_paused", timeout=3)
     for c in clients:
         c.close()
     time.sleep(0.5)
     with connect(port) as s:     # and it serves again once fds are back
         s.sendall(b"ok")
         assert s.recv(10) == b"ok"
+    resumed = farm.wait_event("accept_resumed")
+    lines = [e for e in farm.events() if e.get("event", "").startswith("accept_")]
+    assert [e["event"] for e in lines] == ["accept_paused", "accept_still_paused", "accept_resumed"], lines
+    still = lines[1]
+    assert 20 <= still["count"] <= 60 and still["for_s"] >= 5.0, still
+    assert resumed["pauses"] > still["count"] and first["seconds"] == 0.1
     echo.close()
 
 

@@ -883,3 +883,100 @@ def test_response_allow_stops():
 def test_response_rejects_request_only_actions():
     with pytest.raises(RuleError, match="unknown http_response action 'deny'"):
         compile_response_rules([R("deny")], {})
+
+
+# ---------------------------------------------------------------- tracing (farm explain)
+
+class Recorder(rules.Tracer):
+    def __init__(self):
+        self.events = []
+
+    def acl(self, label, negated, samples, result):
+        self.events.append(("acl", label, negated, [(s.text, v) for s, v in samples], result))
+
+    def rule(self, rule, fired, outcome):
+        self.events.append(("rule", rule.line, fired, outcome))
+
+    def use_backend(self, entry, matched):
+        self.events.append(("use_backend", entry.backend, matched))
+
+
+TRACE_ACLS = [Acl("api", ("path_beg /api/",)), Acl("internal", ("src 10.0.0.0/8", "src ::1")),
+              Acl("multi", ("hdr(x-a) -m found",))]
+TRACE_RULES = [
+    Rule("deny", (("status", 403),), Condition("{ path_beg /admin } !internal"), line=1),
+    Rule("set-header", (("name", "X-Seen"), ("value", "1")), None, line=2),
+    Rule("return", (("status", 200),), Condition("{ hdr(x-a) -i ping pong } || TRUE", negate=True),
+         line=3),
+]
+TRACE_ROUTES = [UseBackend("api", Condition("api"), line=4), UseBackend("all", None, line=5)]
+
+
+@pytest.mark.parametrize("target,src,headers", [
+    (b"/admin", "192.0.2.1", []), (b"/admin", "10.1.1.1", []), (b"/api/x", "::1", []),
+    (b"/x", "127.0.0.1", [(b"X-A", b"Ping"), (b"x-a", b"b,pong")]), (b"/x?q", "10.0.0.1", []),
+])
+def test_traced_compilation_decides_as_the_plain_one(target, src, headers):
+    plain, traced = Recorder(), Recorder()
+    results = []
+    for tracer in (None, traced):
+        acls = compile_acls(TRACE_ACLS)
+        t = Txn(target, headers=headers, src=src)
+        run = compile_request_rules(TRACE_RULES, acls, tracer=tracer)
+        choose = compile_use_backend(TRACE_ROUTES, "dflt", acls, tracer=tracer)
+        results.append((run(t), choose(t), t.req.headers))
+    assert results[0] == results[1]
+    assert plain.events == []
+
+
+def test_trace_reports_acl_values_rules_and_routes():
+    r = Recorder()
+    acls = compile_acls(TRACE_ACLS)
+    t = Txn(b"/admin", src="192.0.2.1", headers=[(b"X-A", b"1, 2")])
+    verdict = compile_request_rules(TRACE_RULES, acls, tracer=r)(t)
+    assert verdict == Verdict("deny", 403, [], None)
+    assert r.events == [
+        ("acl", "{ path_beg /admin }", False, [("path_beg /admin", [b"/admin"])], True),
+        ("acl", "internal", True, [("src 10.0.0.0/8", ["192.0.2.1"]), ("src ::1", ["192.0.2.1"])],
+         False),
+        ("rule", 1, True, Verdict("deny", 403, [], None)),
+    ]
+    r.events.clear()
+    t = Txn(b"/api/v1?x", headers=[(b"X-A", b"1, 2")])
+    assert compile_request_rules(TRACE_RULES, acls, tracer=r)(t) is None
+    assert [e[:3] for e in r.events if e[0] == "rule"] == [
+        ("rule", 1, False), ("rule", 2, True), ("rule", 3, False)]
+    assert ("rule", 2, True, "continue") in r.events
+    # hdr() values as the matcher sees them: split on commas; a predefined ACL has its line
+    assert ("acl", "{ hdr(x-a) -i ping pong }", False, [("hdr(x-a) -i ping pong", [b"1", b"2"])],
+            False) in r.events
+    assert ("acl", "TRUE", False, [("always_true", [])], True) in r.events
+    r.events.clear()
+    assert compile_use_backend(TRACE_ROUTES, "dflt", acls, tracer=r)(t) == "api"
+    assert r.events == [("acl", "api", False, [("path_beg /api/", [b"/api/v1"])], True),
+                        ("use_backend", "api", True)]
+    r.events.clear()
+    assert compile_use_backend(TRACE_ROUTES, "dflt", acls, tracer=r)(Txn(b"/")) == "all"
+    assert r.events[-2:] == [("use_backend", "api", False), ("use_backend", "all", True)]
+
+
+def test_acl_sample_gives_the_fetched_values():
+    def values(line, txn):
+        return rules.acl_sample(parse_acl(line))(txn)
+    t = Txn(b"/p?a=1&a=2", headers=[(b"Cookie", b"s=x; t=y")], src="10.0.0.1", dst_port=8080)
+    assert values("path_beg /", t) == [b"/p"]
+    assert values("query -m found", t) == [b"a=1&a=2"]
+    assert values("query -m found", Txn(b"/p")) == []       # no '?': no query sample
+    assert values("url_param(a) 1", t) == [b"1", b"2"]
+    assert values("cook(t) y", t) == [b"y"]
+    assert values("dst_port 80", t) == [8080]
+    assert values("src 10.0.0.0/8", t) == ["10.0.0.1"]
+    assert values("hdr_cnt(cookie) gt 0", t) == [1]
+    assert values("always_true", t) == []
+
+
+def test_without_a_tracer_nothing_is_wrapped():
+    acls = compile_acls(TRACE_ACLS)
+    assert compile_condition("api", acls) is acls["api"]
+    assert compile_request_rules([], acls) is rules.no_rules
+    assert compile_request_rules([], acls, tracer=Recorder()) is rules.no_rules
