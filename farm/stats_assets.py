@@ -205,8 +205,10 @@ JS = r"""
       .catch(function () { /* the next poll tries again */ });
   }
 
+  // The scale of a graph: 1, 2 or 5 x 10^k, with room above the highest value.
   function niceMax(v) {
     if (!(v > 0)) { return 1; }
+    v *= 1.1;
     var p = Math.pow(10, Math.floor(Math.log10(v))), m = v / p;
     return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
   }
@@ -283,7 +285,7 @@ JS = r"""
       return '<path class="s" fill="none" stroke="' + l[1] + '" stroke-width="1.5" ' +
         'vector-effect="non-scaling-stroke" d="' + l[0] + '"/>';
     }).join("");
-    $(".ymax", c).textContent = fmt(max);
+    $(".ymax", c).textContent = String(+max.toPrecision(2));
     $(".v", c).innerHTML = caption;
   }
 
