@@ -26,10 +26,18 @@ sampler starts again), the maxima are carried like smax. Frontends report
 rate (sessions), req_rate and conn_rate; backends and servers rate and the
 times. The process row gets the sums of the frontends' rates (show info's
 SessRate and ConnRate).
+
+Each sample also goes into the history ring of the table (shm.py,
+Table.hist_write) for every frontend and backend: session and request
+rates, the rates of responses by class, and the sessions timed in the
+sample with their response and total time sums. The stats page draws its
+graphs from it. The first sample of a sampler has no window yet and
+writes no history (a reload leaves no false dip at zero).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from farm import shm
@@ -41,11 +49,17 @@ AVG_HISTORY = 300        # samples (with sessions) kept per row
 _RATES = ((shm.C_STOT, shm.C_RATE, shm.C_RATE_MAX),
           (shm.C_REQ_TOT, shm.C_REQ_RATE, shm.C_REQ_RATE_MAX),
           (shm.C_CONN_TOT, shm.C_CONN_RATE, shm.C_CONN_RATE_MAX))
+# totals whose rates only go to the history (responses by class, in the
+# order of shm.HIST_FIELDS)
+_HIST_RATES = (shm.C_HRSP_1XX, shm.C_HRSP_2XX, shm.C_HRSP_3XX, shm.C_HRSP_4XX,
+               shm.C_HRSP_5XX, shm.C_HRSP_OTHER)
 # timed sessions, then (sum of a time, its average)
 _TIMES = ((shm.C_QTIME_SUM, shm.C_QTIME_AVG), (shm.C_CTIME_SUM, shm.C_CTIME_AVG),
           (shm.C_RTIME_SUM, shm.C_RTIME_AVG), (shm.C_TTIME_SUM, shm.C_TTIME_AVG))
-_READ = tuple(src for src, _, _ in _RATES) + (shm.C_TIMED,) + tuple(src for src, _ in _TIMES)
-_N_RATES = len(_RATES)
+_READ = (tuple(src for src, _, _ in _RATES) + _HIST_RATES + (shm.C_TIMED,)
+         + tuple(src for src, _ in _TIMES))
+_N_RATES = len(_RATES) + len(_HIST_RATES)      # rates computed per row
+_N_GAUGES = len(_RATES)                         # of which written as shm gauges
 
 
 class StatsSampler:
@@ -94,15 +108,19 @@ class StatsSampler:
         self.last_rates[col] = rates
         return rates, deltas
 
-    def sample(self) -> None:
+    def sample(self, time_ms: int | None = None) -> None:
         """Read every worker column, write each row's rates, maxima and
-        recent averages."""
+        recent averages, and append a sample to the history (stamped
+        time_ms, epoch milliseconds, now by default)."""
         t = self.table
         carried = t.layout.workers
         rates = {k: [0.0] * _N_RATES for k in self.keys}
         times = {k: [0] * (1 + len(_TIMES)) for k in self.keys}
+        windows = 0              # worker columns that gave rates
         for col in range(t.layout.workers):
             col_rates, col_times = self._column(col)
+            if col_rates:
+                windows += 1
             for k, rs in col_rates.items():
                 acc = rates[k]
                 for i, r in enumerate(rs):
@@ -125,6 +143,20 @@ class StatsSampler:
         for k, ds in times.items():
             if ds[0]:
                 self._average(k, ds)
+        if windows:
+            self._history(rates, times, int(time.time() * 1000) if time_ms is None else time_ms)
+
+    def _history(self, rates: dict, times: dict, time_ms: int) -> None:
+        """Append this sample to the table's history (shm.HIST_FIELDS)."""
+        scale = shm.HIST_RATE_SCALE
+        values = {}
+        for key in self.table.layout.hist_rows:
+            r = rates[key]
+            timed, _, _, rsum, tsum = times[key]
+            values[key] = ([int(r[0] * scale + 0.5), int(r[1] * scale + 0.5)]
+                           + [int(x * scale + 0.5) for x in r[_N_GAUGES:]]
+                           + [timed, rsum, tsum])
+        self.table.hist_write(time_ms, values)
 
     def _average(self, key: tuple, sample: list) -> None:
         """Add a sample with sessions to key's history; write the averages

@@ -11,6 +11,8 @@ is a table of int64 cells viewed through memoryview.cast("q"):
               of CNT_FIELDS cells per worker slot plus one "carried" column:
               worker w writes only its column, the master only the carried
               one (totals carried over from earlier generations).
+  history     per frontend and backend, the last HIST_SLOTS one-second
+              samples (rates, responses by class, times): master-written.
 
   gauges      one block per counter row of what must be one number for
               all workers, changed with atomic operations (farm/atomics.py):
@@ -27,6 +29,14 @@ reader sees the old or the new value, never a torn one. Workers detect
 server-state changes by comparing the header's state version (bumped by the
 master after it wrote the rows) with the one they last applied. Gauges:
 many writers, atomic read-modify-write (Table.cells).
+
+The history is a ring written by the master's sampler (farm/sampler.py)
+and drawn as graphs by the stats page. It lives here rather than in the
+master's memory because the page is served by the workers: reading shm
+costs a worker no round trip to the master (an admin socket call would
+block its event loop, and needs global.admin_socket), and the master stays
+the only writer. It is carried over a reload like the counters. See
+"history" below for how a reader gets a consistent window without a lock.
 """
 
 from __future__ import annotations
@@ -43,7 +53,8 @@ from farm.atomics import Cells
 MAGIC = 0x6661726D5348_01   # "farmSH" v1
 
 # header cells
-H_MAGIC, H_GENERATION, H_STATE_VERSION, H_WORKERS, H_ROWS, H_SERVERS, H_START = range(7)
+(H_MAGIC, H_GENERATION, H_STATE_VERSION, H_WORKERS, H_ROWS, H_SERVERS, H_START,
+ H_HIST_SEQ) = range(8)
 HEADER_SLOTS = 16
 
 # server state (master-written)
@@ -129,6 +140,17 @@ W_CUR, W_QUEUE, W_HEAD = range(3)
 W_FIELDS = 3
 NO_TICKET = 1 << 62          # W_HEAD of a worker with nothing queued
 
+# history ring (master-written, see Table.hist_write/hist_read): per frontend
+# and backend, HIST_SLOTS samples of these fields. Rates are per second x
+# HIST_RATE_SCALE; "timed" counts the sessions that ended in the sample and
+# rtime/ttime are the sums of their response and total times (ms), so a
+# reader averages them over any span.
+HIST_SLOTS = 600                  # 10 minutes at the master's 1 s sampling
+HIST_RATE_SCALE = 100
+HIST_FIELDS = ("sess", "req", "1xx", "2xx", "3xx", "4xx", "5xx", "other",
+               "timed", "rtime", "ttime")
+HIST_NFIELDS = len(HIST_FIELDS)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -138,6 +160,7 @@ class Layout:
     rows: dict            # ("fe", name) | ("be", name) | ("srv", be, srv) -> counter row
     servers: dict         # (be, srv) -> server state row
     server_keys: tuple    # server state row -> (be, srv)
+    hist_rows: dict       # ("fe", name) | ("be", name) -> history row
 
     @classmethod
     def of(cls, config: model.Config, workers: int) -> "Layout":
@@ -152,7 +175,8 @@ class Layout:
             for s in be.servers:
                 rows[("srv", be.name, s.name)] = len(rows)
                 servers[(be.name, s.name)] = len(servers)
-        return cls(workers, rows, servers, tuple(servers))
+        hist_rows = {k: i for i, k in enumerate(k for k in rows if k[0] in ("fe", "be"))}
+        return cls(workers, rows, servers, tuple(servers), hist_rows)
 
     @property
     def columns(self) -> int:
@@ -166,7 +190,8 @@ class Layout:
         return G_FIELDS + self.workers * W_FIELDS
 
     def gauges_start(self) -> int:
-        return HEADER_SLOTS + len(self.servers) * SRV_FIELDS + len(self.rows) * self.columns * CNT_FIELDS
+        """Offset of the gauges, after the history."""
+        return self.hist_base() + HIST_SLOTS * (1 + len(self.hist_rows) * HIST_NFIELDS)
 
     def gauge_base(self, row: int) -> int:
         return self.gauges_start() + row * self.gauge_stride
@@ -177,6 +202,15 @@ class Layout:
     def cnt_base(self, row: int, column: int) -> int:
         return (HEADER_SLOTS + len(self.servers) * SRV_FIELDS
                 + (row * self.columns + column) * CNT_FIELDS)
+
+    def hist_base(self) -> int:
+        """Offset of the history: HIST_SLOTS sample times (epoch ms), then
+        per history row and field a series of HIST_SLOTS cells."""
+        return self.cnt_base(len(self.rows), 0)
+
+    def hist_series(self, hrow: int, field: int) -> int:
+        """Offset of the series of one field of one history row."""
+        return self.hist_base() + HIST_SLOTS * (1 + hrow * HIST_NFIELDS + field)
 
 
 class Table:
@@ -340,6 +374,70 @@ class Table:
                     q[mine + w] = 0
             cells.store(mine + W_HEAD, NO_TICKET)
 
+    # -- history -----------------------------------------------------------------
+    #
+    # Sample number n (from 1) lives in slot n % HIST_SLOTS; the header's
+    # H_HIST_SEQ is the number of the latest complete sample. The master
+    # writes a sample's cells, then its time, then bumps H_HIST_SEQ. The next
+    # write goes to the slot of the oldest sample, so a reader leaves that
+    # one out, and after reading checks H_HIST_SEQ again to drop what more
+    # writes (a reader stalled for seconds) may have overwritten.
+
+    def hist_write(self, time_ms: int, values: dict) -> None:
+        """Master: append one sample. values: history row key -> HIST_NFIELDS
+        ints (a row left out gets zeros)."""
+        lay = self.layout
+        q = self.q
+        seq = q[H_HIST_SEQ] + 1
+        slot = seq % HIST_SLOTS
+        zeros = (0,) * HIST_NFIELDS
+        for key, hrow in lay.hist_rows.items():
+            base = lay.hist_series(hrow, 0) + slot
+            for i, v in enumerate(values.get(key, zeros)):
+                q[base + i * HIST_SLOTS] = v
+        q[lay.hist_base() + slot] = time_ms
+        q[H_HIST_SEQ] = seq
+
+    def hist_read(self, since: int = 0) -> tuple[int, list, dict]:
+        """(seq, times, series) of the samples after number `since` that the
+        ring still holds: times in epoch ms, oldest first; series maps each
+        history row key to {field name: list of ints} aligned with times."""
+        lay = self.layout
+        q = self.q
+        seq = q[H_HIST_SEQ]
+        first = max(since + 1, seq - HIST_SLOTS + 2, 1)
+
+        def window(base: int) -> list:
+            if first > seq:
+                return []
+            a, b = first % HIST_SLOTS, seq % HIST_SLOTS
+            if a <= b:
+                return q[base + a:base + b + 1].tolist()
+            return q[base + a:base + HIST_SLOTS].tolist() + q[base:base + b + 1].tolist()
+
+        times = window(lay.hist_base())
+        series = {key: {name: window(lay.hist_series(hrow, i)) for i, name in enumerate(HIST_FIELDS)}
+                  for key, hrow in lay.hist_rows.items()}
+        lost = q[H_HIST_SEQ] - HIST_SLOTS + 2 - first     # samples overwritten meanwhile
+        if lost > 0:
+            times = times[lost:]
+            series = {k: {f: v[lost:] for f, v in fs.items()} for k, fs in series.items()}
+        return seq, times, series
+
+    def hist_carry(self, old: "Table") -> None:
+        """Master, on reload: take over old's history (the rows of the same
+        name; a new row's past reads as zeros)."""
+        lay, olay = self.layout, old.layout
+        n = HIST_SLOTS * HIST_NFIELDS
+        self.q[H_HIST_SEQ] = old.q[H_HIST_SEQ]
+        nb, ob = lay.hist_base(), olay.hist_base()
+        self.q[nb:nb + HIST_SLOTS] = old.q[ob:ob + HIST_SLOTS]
+        for key, hrow in lay.hist_rows.items():
+            orow = olay.hist_rows.get(key)
+            if orow is not None:
+                nb, ob = lay.hist_series(hrow, 0), olay.hist_series(orow, 0)
+                self.q[nb:nb + n] = old.q[ob:ob + n]
+
     # -- reload ----------------------------------------------------------------
 
     def carry_from(self, old: "Table") -> None:
@@ -361,6 +459,7 @@ class Table:
                 base = self.gauge_base(key)
                 self.cells.raise_to(base + G_MAX, g["smax"])
                 self.cells.raise_to(base + G_QMAX, g["qmax"])
+        self.hist_carry(old)
         self.bump_state_version()
 
     def add_carried(self, key: tuple, totals: dict) -> None:

@@ -84,6 +84,9 @@ def tcp_session(s) -> None:
         ms = 1000.0
         q = (s.t_connect - s.t_queue) * ms if s.t_queue >= 0 else 0
         times = (int(q), int((s.t_connected - s.t_connect) * ms), 0, int((s.loop.now - s.t0) * ms))
+    if times is not None:         # the session's time on the frontend too (graphs only)
+        fe.c[C_TTIME_SUM] += times[3]
+        fe.c[C_TIMED] += 1
     be.c[C_STOT] += 1
     _ended(be.c, bytes_in, bytes_out, s.term, s.retries, s.redispatched, times, now)
     if srv is not None:
@@ -98,6 +101,10 @@ def http_txn(txn, fe, now_mono: float) -> None:
     fc[C_REQ_TOT] += 1
     fc[idx] += 1
     fc[C_BOUT] += txn.bytes_out
+    # the frontend's total time (Ta) of every request, local answers too:
+    # not a show-stat field, it feeds the stats page's graph (farm/sampler.py)
+    fc[C_TTIME_SUM] += int((now_mono - txn.t_start) * 1000.0)
+    fc[C_TIMED] += 1
     term = txn.term
     if txn.local and term[0] == "P":
         fc[C_DREQ] += 1          # denied by a rule

@@ -4,12 +4,16 @@ session on the worker's loop, rendering farm/stats.py from shared memory.
 Routes (uri is stats.uri, "/" by default; options follow HAProxy's stats
 URI syntax, ";opt" after the uri, also after a "?"):
 
-  GET {uri}                  HTML dashboard (auto refresh: stats.refresh)
+  GET {uri}                  HTML dashboard (auto refresh: stats.refresh;
+                             farm/stats_page.py)
   GET {uri};csv              `show stat` CSV (text/plain); ;typed for typed
   GET {uri};json             `show stat json`
+  GET {uri};history          the graphs' samples (JSON; ;since=N for those
+                             after sample N), from the shm history ring
   GET /metrics               Prometheus, HAProxy's native metric names
   POST {uri}                 admin action (stats.admin only): b=BACKEND,
-                             s=SERVER (repeatable), action=ready|drain|maint
+                             s=SERVER (repeatable),
+                             action=ready|drain|maint|shutdown
   other options: ;norefresh, ;up, ;no-maint, ;st=CODE (message banner)
 
 Errors: 401 (stats.auth set, credentials missing or wrong), 404 (unknown
@@ -18,8 +22,9 @@ body over 64 KiB), and the parser's 400/414/431/501/505.
 
 A worker cannot write server state (the master is the only writer), so an
 admin action is sent to the master's admin socket (global.admin_socket) as
-the runtime-API command `set server B/S state ready|drain|maint`, then the
-client is redirected (303) to the page with ";st=DONE" (or PART/ERRP/FAIL).
+the runtime-API command `set server B/S state ready|drain|maint` (or
+`shutdown sessions server B/S`), one per server, then the client is
+redirected (303) to the page with ";st=DONE" (or PART/ERRP/FAIL).
 
 The stats frontend counts like any frontend in its shm row ("fe", "stats"):
 sessions, bytes, requests, responses by class, intercepted requests.
@@ -38,6 +43,7 @@ from urllib.parse import parse_qs
 import farm
 from farm import logs, model, shm
 from farm import stats as render
+from farm import stats_page
 from workers import http1, linger
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
@@ -50,7 +56,7 @@ HIGH_WATER = 262144          # unsent bytes above which we stop reading the clie
 DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds once the worker drains
 ADMIN_TIMEOUT = 1.0          # total seconds an admin action may block the loop
 METRICS_PATH = "/metrics"
-ADMIN_ACTIONS = shm.ADMIN_NAMES          # ("ready", "drain", "maint")
+ADMIN_ACTIONS = tuple(a for a, _ in stats_page.BULK_ACTIONS)   # ready drain maint shutdown
 REALM = "farm statistics"
 
 _HRSP = (shm.C_HRSP_OTHER, shm.C_HRSP_1XX, shm.C_HRSP_2XX, shm.C_HRSP_3XX,
@@ -158,9 +164,9 @@ def check_auth(header: bytes | None, auth: tuple[str, str] | None) -> bool:
 def admin_targets(config: model.Config, form: dict) -> tuple[str, list[tuple[str, str]]] | None:
     """The (action, [(backend, server)...]) of an admin form, or None if a
     parameter is missing or names nothing that exists. b is a backend name
-    or "#iid"; s a server name or "#sid"; action ready|drain|maint. Only
-    names from the config come back, so nothing the client sends reaches
-    the admin socket verbatim."""
+    or "#iid"; s a server name or "#sid"; action ready|drain|maint|shutdown
+    (ADMIN_ACTIONS). Only names from the config come back, so nothing the
+    client sends reaches the admin socket verbatim."""
     action = (form.get("action") or [""])[0]
     b = (form.get("b") or [""])[0]
     names = form.get("s") or []
@@ -187,6 +193,13 @@ def admin_targets(config: model.Config, form: dict) -> tuple[str, list[tuple[str
             return None
         out.append((be.name, srv.name))
     return action, out
+
+
+def admin_line(action: str, backend: str, server: str) -> str:
+    """The runtime-API command of a page action on one server."""
+    if action == "shutdown":
+        return f"shutdown sessions server {backend}/{server}"
+    return f"set server {backend}/{server} state {action}"
 
 
 def admin_command(path: str, line: str, deadline: float) -> tuple[bool, str]:
@@ -420,10 +433,13 @@ class StatsSession:
         table = ctx.shared.table
         if table is None:
             return 503, [("Content-Type", "text/plain")], b"statistics unavailable\n"
+        nocache = ("Cache-Control", "no-cache")
+        if kind == "stats" and "history" in opts:     # polled by the page: no snapshot needed
+            data = stats_page.history_json(table, stats_page.history_since(opts))
+            return 200, [("Content-Type", "application/json"), nocache], data.encode()
         ctx.shared.flush()                 # this worker's own counters, fresh
         proc = proc_info(ctx)
         rows = render.snapshot(ctx.config, table, proc)
-        nocache = ("Cache-Control", "no-cache")
         if kind == "metrics":
             text = render.prometheus(rows, render.info(proc, rows))
             return 200, [("Content-Type", render.PROMETHEUS_CONTENT_TYPE), nocache], text.encode()
@@ -434,8 +450,8 @@ class StatsSession:
             text = render.csv(rows, typed="typed" in opts)
             return 200, [("Content-Type", "text/plain"), nocache], text.encode()
         refresh = 0 if "norefresh" in opts else scfg.refresh
-        page = render.html(rows, render.info(proc, rows), refresh, scfg.admin, scfg.uri,
-                           message=st)
+        page = stats_page.html(rows, render.info(proc, rows), refresh, scfg.admin, scfg.uri,
+                               message=st)
         return 200, [("Content-Type", "text/html; charset=utf-8"), nocache], page.encode()
 
     def admin_action(self, body: bytes) -> tuple[int, list, bytes]:
@@ -454,7 +470,7 @@ class StatsSession:
             deadline = time.monotonic() + ADMIN_TIMEOUT
             done = 0
             for be, srv in targets:
-                line = f"set server {be}/{srv} state {action}"
+                line = admin_line(action, be, srv)
                 ok, answer = admin_command(cfg.global_.admin_socket, line, deadline)
                 if ok:
                     done += 1

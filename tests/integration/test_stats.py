@@ -10,6 +10,7 @@ import csv as pycsv
 import http.client
 import io
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -252,7 +253,7 @@ def test_admin_actions_from_the_page(farm_factory, two, tmp_path):
     farm_factory(stats_config(port, sport, list(two), stats_extra="admin = true",
                               global_extra=f'admin_socket = "{sock}"'))
     page = request(sport, path="/")[2].decode()
-    assert '<button name="action" value="drain">' in page
+    assert '<option value="drain">' in page and 'class="sel" name="s" value="a"' in page
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     status, hdrs, _ = request(sport, "POST", "/", form, b"b=be&s=a&action=drain")
     assert status == 303 and hdrs["location"] == "/;st=DONE"
@@ -266,10 +267,42 @@ def test_admin_actions_from_the_page(farm_factory, two, tmp_path):
     assert rows[("be", "BACKEND")]["status"] == "DOWN"
     request(sport, "POST", "/", form, b"b=be&s=a&s=b&action=ready")
     assert csv_rows(sport)[("be", "a")]["status"] == "no check"
+    status, hdrs, _ = request(sport, "POST", "/", form, b"b=be&s=a&s=b&action=shutdown")
+    assert status == 303 and hdrs["location"] == "/;st=DONE"           # kill sessions
     status, hdrs, _ = request(sport, "POST", "/", form, b"b=be&s=zz&action=drain")
     assert status == 303 and hdrs["location"] == "/;st=ERRP"
     assert "Action not processed because of invalid parameters." in request(
         sport, path="/;st=ERRP")[2].decode()
+
+
+def history(sport: int, since: int = 0) -> dict:
+    status, hdrs, body = request(sport, path="/;history" + (f";since={since}" if since else ""))
+    assert status == 200 and hdrs["content-type"] == "application/json"
+    return json.loads(body)
+
+
+def test_history_of_the_graphs_follows_traffic_and_survives_a_reload(farm_factory, two):
+    port, sport = free_port(), free_port()
+    farm = farm_factory(stats_config(port, sport, list(two)))
+    wait_for(lambda: history(sport)["seq"] >= 1, 5, 0.1)     # the sampler's baseline is taken
+    n = 40
+    send(port, n)
+    # every timed session lands in one sample (counts, not rates, are exact)
+    d = wait_for(lambda: (lambda d: d if sum(d["be"]["be"]["timed"]) == n else None)(history(sport)),
+                 5, 0.2)
+    assert set(d["fe"]) == {"fe", "stats"} and set(d["be"]) == {"be"}
+    assert len(d["t"]) == d["seq"] and d["t"] == sorted(d["t"])
+    assert sum(d["fe"]["fe"]["timed"]) == n                  # the frontend's Ta, for its graph
+    assert max(d["fe"]["fe"]["req"]) > 0 and max(d["be"]["be"]["2xx"]) > 0
+    assert sum(d["be"]["be"]["rtime"]) <= sum(d["be"]["be"]["ttime"])
+    later = wait_for(lambda: (lambda x: x if x["seq"] > d["seq"] else None)(history(sport, d["seq"])), 3)
+    assert len(later["t"]) == later["seq"] - d["seq"] and later["t"][0] > d["t"][-1]
+    # a reload keeps the history: same samples, numbers going on
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done", 10)
+    after = wait_for(lambda: (lambda x: x if x["seq"] > later["seq"] else None)(history(sport)), 5)
+    assert after["t"][:len(d["t"])] == d["t"]
+    assert sum(after["be"]["be"]["timed"]) == n
 
 
 def test_prometheus_haproxy_exporter_reads_farm_csv(farm_factory, two, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from farm import loader, shm, stats
+from farm import loader, shm, stats, stats_page
 from workers import stats as wstats
 
 # HAProxy 2.6 captures (show stat, show info, promex names), outside the repo
@@ -552,7 +552,7 @@ def test_html_dashboard(mixed):
     t.srv_set(t.server_row("app", "s2"), "admin", shm.ADMIN_DRAIN)
     t.srv_set(t.server_row("app", "bk"), "health", 3)
     rows = stats.snapshot(cfg, t, PROC)
-    page = stats.html(rows, stats.info(PROC, rows), 5, False, "/")
+    page = stats_page.html(rows, stats.info(PROC, rows), 5, False, "/")
     assert page.startswith("<!DOCTYPE html>")
     assert '<meta http-equiv="refresh" content="5;url=/">' in page
     for name in ("www", "raw", "stats", "app", "db", "empty", "s1", "s2", "bk", "d1"):
@@ -564,13 +564,15 @@ def test_html_dashboard(mixed):
     assert "<form" not in page
     # self-contained: no external resource of any kind
     assert not re.search(r"(src=|<link|@import|https?://)", page)
-    admin = stats.html(rows, stats.info(PROC, rows), 0, True, "/stats")
+    admin = stats_page.html(rows, stats.info(PROC, rows), 0, True, "/stats")
     assert "http-equiv" not in admin
-    assert admin.count('<form method="post" action="/stats">') == 4
-    assert '<input type="hidden" name="b" value="app"><input type="hidden" name="s" value="s1">' in admin
-    for action in ("ready", "drain", "maint"):
-        assert f'<button name="action" value="{action}">' in admin
-    done = stats.html(rows, stats.info(PROC, rows), 0, True, "/stats", message="DONE")
+    # a form per backend with servers (HAProxy's bulk form): app and db
+    assert admin.count('<form method="post" action="/stats">') == 2
+    assert '<input type="hidden" name="b" value="app">' in admin
+    assert '<input type="checkbox" class="sel" name="s" value="s1">' in admin
+    for action in ("ready", "drain", "maint", "shutdown"):
+        assert f'<option value="{action}">' in admin
+    done = stats_page.html(rows, stats.info(PROC, rows), 0, True, "/stats", message="DONE")
     assert "Action processed successfully." in done
 
 
@@ -578,18 +580,18 @@ def test_html_escapes_names(mixed):
     cfg, t = mixed
     rows = stats.snapshot(cfg, t, PROC)
     rows[3]["svname"] = "<script>x</script>"
-    page = stats.html(rows, stats.info(PROC, rows), 0, True, "/")
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    page = stats_page.html(rows, stats.info(PROC, rows), 0, True, "/")
+    assert "<script>x" not in page and "&lt;script&gt;x" in page
 
 
 def test_human_formats():
-    assert stats.human_duration(42) == "42s"
-    assert stats.human_duration(312) == "5m12s"
-    assert stats.human_duration(2 * 3600 + 13 * 60 + 5) == "2h13m"
-    assert stats.human_duration(3 * 86400 + 4 * 3600) == "3d4h"
-    assert stats.human_duration(-1) == "-"
-    assert stats.status_class("DOWN 1/2") == "going" and stats.status_class("MAINT") == "maint"
-    assert stats.human_bytes(512) == "512 B" and stats.human_bytes(2048) == "2.0 KiB"
+    assert stats_page.human_duration(42) == "42s"
+    assert stats_page.human_duration(312) == "5m12s"
+    assert stats_page.human_duration(2 * 3600 + 13 * 60 + 5) == "2h13m"
+    assert stats_page.human_duration(3 * 86400 + 4 * 3600) == "3d4h"
+    assert stats_page.human_duration(-1) == "-"
+    assert stats_page.status_class("DOWN 1/2") == "going" and stats_page.status_class("MAINT") == "maint"
+    assert stats_page.human_bytes(512) == "512 B" and stats_page.human_bytes(2048) == "2.0 KiB"
 
 
 # -- workers/stats.py helpers ------------------------------------------------------------
@@ -635,7 +637,9 @@ def test_admin_targets(mixed):
     assert wstats.admin_targets(cfg, f(b="app", s=["s1", "bk"], action="maint")) == (
         "maint", [("app", "s1"), ("app", "bk")])
     assert wstats.admin_targets(cfg, f(b="#4", s="#2", action="ready")) == ("ready", [("app", "s2")])
-    assert wstats.admin_targets(cfg, f(b="app", s="s1", action="shutdown")) is None
+    assert wstats.admin_targets(cfg, f(b="app", s="s1", action="shutdown")) == (
+        "shutdown", [("app", "s1")])
+    assert wstats.admin_targets(cfg, f(b="app", s="s1", action="hdown")) is None
     assert wstats.admin_targets(cfg, f(b="app", s="zz", action="ready")) is None
     assert wstats.admin_targets(cfg, f(b="nope", s="s1", action="ready")) is None
     assert wstats.admin_targets(cfg, f(b="app\nshow info", s="s1", action="ready")) is None
@@ -690,5 +694,5 @@ def test_rates_come_from_the_samplers_cells(mixed):
     info = dict(stats.info(proc, rows))
     assert (info["SessRate"], info["MaxSessRate"], info["ConnRate"], info["MaxConnRate"]) == (
         "12", "40", "12", "41")
-    page = stats.html(rows, stats.info(proc, rows), 0, False, "/")
-    assert "Session rate cur / max" in page
+    page = stats_page.html(rows, stats.info(proc, rows), 0, False, "/")
+    assert '>Session rate</th>' in page and 'title="rate_max">max</th>' in page
