@@ -23,7 +23,7 @@ import select
 import socket
 import time
 
-from farm import shm
+from farm import resolve, shm
 
 DEFAULT_CLI_TIMEOUT = 10.0
 MAX_LINE = 16384
@@ -43,6 +43,7 @@ The following commands are valid at this level:
   set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight
   set server <bk>/<srv> state <state>     : set a server's admin state (ready, drain, maint)
   set server <bk>/<srv> weight <w>[%]     : change a server's weight
+  set server <bk>/<srv> addr <ip> [port <port>] : change a server's address
   disable server <bk>/<srv>               : put a server in maintenance
   enable server <bk>/<srv>                : take a server out of maintenance
   shutdown sessions server <bk>/<srv>     : kill the sessions of a server
@@ -270,12 +271,14 @@ class AdminServer:
             return f"{cur} (initial {srv.weight})\n"
         if words[:2] == ["set", "weight"] and len(words) == 4:
             return self.set_weight(words[2], words[3])
+        if words[:2] == ["set", "server"] and len(words) >= 4 and words[3] == "addr":
+            return self.set_addr(words[2], words[4:])
         if words[:2] == ["set", "server"] and len(words) == 5:
             if words[3] == "state":
                 return self.set_state(words[2], words[4])
             if words[3] == "weight":
                 return self.set_weight(words[2], words[4])
-            raise CliError("'set server <srv>' only supports 'state' and 'weight' here.\n")
+            raise CliError("'set server <srv>' only supports 'addr', 'state' and 'weight' here.\n")
         if words[:2] == ["disable", "server"] and len(words) == 3:
             return self.set_state(words[2], "maint")
         if words[:2] == ["enable", "server"] and len(words) == 3:
@@ -322,6 +325,38 @@ class AdminServer:
             raise CliError("'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n")
         self.master.set_server_admin(be.name, srv.name, shm.ADMIN_NAMES.index(state))
         return ""
+
+    def set_addr(self, ref: str, args: list[str]) -> str:
+        """`set server B/S addr IP [port N]`, answered in HAProxy 2.6's words
+        ("IP changed from 'A' to 'B', port changed from 'P' to 'Q' by 'stats
+        socket command'"). Only IP literals: farm resolves names when it
+        loads the config, never on the runtime API's behalf."""
+        be, srv, sidx = self.server(ref)
+        if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "port"):
+            raise CliError("set server <b>/<s> addr requires an address and optionally a port.\n")
+        by = " by 'stats socket command'\n"
+        family = resolve.literal_ip(args[0])
+        if family is None:
+            raise CliError(f"Invalid addr '{args[0]}'{by}")
+        _, current = self.master.table.address(sidx)
+        old_ip, old_port = (current[1][0], current[1][1]) if current else ("-", srv.address.port)
+        port = old_port
+        if len(args) == 3:
+            text = args[2]
+            if not (text.isascii() and text.isdigit() and len(text) <= 5):
+                raise CliError(f"problem converting port '{text}' to an int{by}")
+            port = int(text)
+            if not 1 <= port <= 65535:
+                raise CliError(f"port '{text}' is out of range 1..65535{by}")
+        address = resolve.lookup(args[0], port, family)
+        ip = address[1][0]
+        parts = ["no need to change the addr" if ip == old_ip else f"IP changed from '{old_ip}' to '{ip}'"]
+        if len(args) == 3:
+            parts.append("no need to change the port" if port == old_port
+                         else f"port changed from '{old_port}' to '{port}'")
+        if (ip, port) != (old_ip, old_port) or self.master.table.srv_get(sidx, "rmaint"):
+            self.master.set_server_addr(be.name, srv.name, address)
+        return ", ".join(parts) + by
 
     def rows(self) -> list[dict]:
         from farm import stats   # rendering lives with the stats page
@@ -378,16 +413,23 @@ class AdminServer:
                 continue
             for srv in be.servers:
                 st = t.srv_state(t.server_row(be.name, srv.name))
-                op = 2 if st["op_up"] else 0                  # SRV_ST_RUNNING / STOPPED
+                rmaint = bool(st["rmaint"])
+                op = 2 if st["op_up"] and not rmaint else 0   # SRV_ST_RUNNING / STOPPED
                 admin = {0: 0, 1: 8, 2: 1}[st["admin"]]       # SRV_ADMF_FDRAIN=8, FMAINT=1
-                check_state = 6 if st["has_check"] else 0
+                admin |= 0x20 if rmaint else 0                # SRV_ADMF_RMAINT
+                # CHK_ST_CONFIGURED|ENABLED, | PAUSED in resolution maintenance
+                check_state = (14 if rmaint else 6) if st["has_check"] else 0
                 status = shm.CHECK_STATUSES[st["check_status"]]
                 result = check_result(status, bool(st["has_check"]))
+                address = shm.state_address(st)
+                ip, port = address[1][:2] if address else ("-" if rmaint else srv.address.host,
+                                                           srv.address.port)
+                fqdn = "-" if resolve.literal_ip(srv.address.host) else srv.address.host
                 out.append(" ".join(str(x) for x in (
-                    be.id, be.name, srv.id, srv.name, srv.address.host, op, admin,
+                    be.id, be.name, srv.id, srv.name, ip, op, admin,
                     round(st["eff_weight"] / shm.WEIGHT_SCALE), srv.weight,
                     now - st["last_change"], HCHK_STATUS.get(status, 0), result, st["health"],
-                    check_state, 0, 0, 0, "-", srv.address.port, "-", 0,
+                    check_state, 0, 0, 0, fqdn, port, "-", 0,
                     m.config.backend(be.name).check.port or 0, "-", "-", 0)))
         return "\n".join(out) + "\n"
 
