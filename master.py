@@ -34,7 +34,8 @@ import time
 from dataclasses import dataclass, field
 
 import farm
-from farm import __release_date__, __version__, confdiff, handoff, loader, logs, model, sampler, shm
+from farm import (__release_date__, __version__, confdiff, handoff, loader, logs, model, resolve,
+                  sampler, shm)
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -167,6 +168,13 @@ def close_fds_except(keep: set[int]) -> None:
                 pass   # the fd of the listdir itself, already gone
 
 
+def configured_address(config: model.Config, key: tuple[str, str]) -> str | None:
+    """The address written in config for server key (backend, server), or None."""
+    be = config.backend(key[0])
+    srv = be.server(key[1]) if be is not None else None
+    return str(srv.address) if srv is not None else None
+
+
 def enable_migrate_req(log) -> None:
     """net.ipv4.tcp_migrate_req: when a reuseport socket closes, the kernel
     hands its queued connections to a sibling instead of resetting them."""
@@ -182,15 +190,21 @@ def enable_migrate_req(log) -> None:
 
 
 class Master:
-    def __init__(self, config_path: str, config: model.Config):
+    def __init__(self, config_path: str, config: model.Config,
+                 resolver: resolve.Resolver | None = None):
         self.config_path = config_path
+        self.log = logs.get_logger(proc="master", pid=os.getpid())
         self.loop = Loop()
         self.procs: dict[int, WorkerProc] = {}
         self.slots: dict[int, SlotState] = {}
-        self.current = Generation(1, config, shm.Table.create(config, 1), {})
         self.pending: Generation | None = None
         self.draining: dict[int, Generation] = {}
         self.admin_weights: dict[tuple[str, str], int] = {}
+        # (backend, server) -> (configured Address, (family, sockaddr)) set by
+        # `set server ... addr`: kept over reloads while the config's address
+        # for that server stays the same
+        self.admin_addrs: dict[tuple[str, str], tuple] = {}
+        self.current = Generation(1, config, self.new_table(config, 1, resolver or resolve.Resolver()), {})
         self.stopping = False
         self.exit_code = 0
         self.started = time.time()
@@ -202,7 +216,6 @@ class Master:
         self.code_stamp = handoff.code_fingerprint(code_roots())
         self.adopted: Generation | None = None    # workers of the image before an exec
         self.stats_sampler: sampler.StatsSampler | None = None
-        self.log = logs.get_logger(proc="master", pid=os.getpid())
 
     @property
     def config(self) -> model.Config:
@@ -371,21 +384,27 @@ class Master:
             return True
         if handoff.code_fingerprint(code_roots()) != self.code_stamp:
             return self.reexec(on_done, refused)
+        resolver = resolve.Resolver()
         try:
-            config = loader.load(self.config_path)
+            config = loader.load(self.config_path, resolver=resolver)
         except loader.ConfigErrors as e:
             for err in e.errors:
                 self.log.error("reload_config_error", error=str(err))
             self.log.error("reload_refused", errors=len(e.errors),
                            message="configuration invalid; keeping the running one")
             return refused([str(err) for err in e.errors])
+        number = self.current.number + 1
         try:
-            listeners, _ = reconcile_listeners(self.current.listeners, config)
+            table = self.new_table(config, number, resolver, self.current)
         except MasterError as e:
             self.log.error("reload_refused", message=str(e))
             return refused([str(e)])
-        number = self.current.number + 1
-        table = shm.Table.create(config, number)
+        try:
+            listeners, _ = reconcile_listeners(self.current.listeners, config)
+        except MasterError as e:
+            table.close()
+            self.log.error("reload_refused", message=str(e))
+            return refused([str(e)])
         table.carry_from(self.current.table)
         self.reapply_admin(config, table)
         gen = Generation(number, config, table, listeners)
@@ -430,6 +449,8 @@ class Master:
                         for p in self.procs.values()],
             "servers": state, "totals": totals,
             "admin_weights": {f"{be}/{srv}": w for (be, srv), w in self.admin_weights.items()},
+            "admin_addrs": {f"{be}/{srv}": [configured, *addr]
+                            for (be, srv), (configured, addr) in self.admin_addrs.items()},
         }
         path = handoff.write(data)
         for socks in self.current.listeners.values():
@@ -471,7 +492,12 @@ class Master:
             else:
                 self.orphan_listeners.extend(socks)   # closed once the old workers are gone
         number = data["generation"] + 1
-        self.current = Generation(number, self.config, shm.Table.create(self.config, number), {})
+        for name, entry in data.get("admin_addrs", {}).items():
+            be, _, srv = name.partition("/")
+            configured, family, sockaddr = entry
+            self.admin_addrs[(be, srv)] = (configured, (family, tuple(sockaddr)))
+        self.current = Generation(number, self.config,
+                                  self.new_table(self.config, number, resolve.Resolver()), {})
         self.current.listeners, _ = reconcile_listeners(inherited, self.config)
         for socks in inherited.values():
             for s in socks[self.config.global_.workers:]:
@@ -545,6 +571,7 @@ class Master:
             gen.ready_timer.cancel()
         self.current = gen
         gen.announced = True
+        self.forget_stale_addrs(gen.config)
         if old.health is not None:
             old.health.stop()
         gen.health = HealthChecker(self.loop, gen.table, gen.config, self.log)
@@ -614,6 +641,81 @@ class Master:
         old.table.close()
         self.log.info("generation_drained", gen=number)
 
+    # -- server addresses ----------------------------------------------------------
+
+    def new_table(self, config: model.Config, number: int, resolver: resolve.Resolver,
+                  previous: Generation | None = None) -> shm.Table:
+        """The shm table of generation `number`, with the address of every
+        server (resolved through `resolver`, which the loader filled). On a
+        reload (`previous`), a server whose configured address is unchanged
+        keeps an address the runtime API gave it, or the one it had when
+        its name no longer resolves. Raises MasterError naming backend and
+        server for a name that must resolve and does not."""
+        pinned = {key: addr for key, (configured, addr) in self.admin_addrs.items()
+                  if configured_address(config, key) == configured}
+
+        def earlier(backend: str, server: str):
+            if previous is None or previous.table is None:
+                return None
+            old_be = previous.config.backend(backend)
+            old_srv = old_be.server(server) if old_be is not None else None
+            new_srv = config.backend(backend).server(server)
+            sidx = previous.table.server_row(backend, server)
+            if old_srv is None or sidx is None or old_srv.address != new_srv.address:
+                return None
+            return previous.table.address(sidx)[1]
+        try:
+            addresses, notes = resolve.server_addresses(config, resolver, pinned, earlier)
+        except resolve.ResolveError as e:
+            raise MasterError(str(e)) from None
+        for note in notes:
+            self.log.warning("server_address", message=note)
+        return shm.Table.create(config, number, addresses)
+
+    def forget_stale_addrs(self, config: model.Config) -> None:
+        """After a reload: forget runtime addresses of servers that are gone
+        or whose configured address changed (the file wins again)."""
+        self.admin_addrs = {key: v for key, v in self.admin_addrs.items()
+                            if configured_address(config, key) == v[0]}
+
+    def restore_addr(self, backend: str, server: str, saved) -> None:
+        """An address set by the runtime API before a restart (the state
+        file's "addr"), applied while the config's address is the same."""
+        if not isinstance(saved, dict):
+            return
+        srv = self.config.backend(backend).server(server)
+        try:
+            family = resolve.literal_ip(saved["ip"])
+            if saved["config"] != str(srv.address) or family is None:
+                return
+            address = resolve.lookup(saved["ip"], int(saved["port"]), family)
+        except (KeyError, TypeError, ValueError, OSError, resolve.ResolveError):
+            return
+        self.set_server_addr(backend, server, address)
+
+    def set_server_addr(self, backend: str, server: str, address: tuple[int, tuple]) -> bool:
+        """`set server B/S addr IP [port N]`: workers connect new sessions to
+        `address` (family, sockaddr), health checks too; a server waiting in
+        resolution maintenance leaves it."""
+        srv = self.config.backend(backend).server(server) if self.config.backend(backend) else None
+        if srv is None:
+            return False
+        for gen in (self.current, self.pending):
+            t = gen.table if gen is not None else None
+            sidx = t.server_row(backend, server) if t is not None else None
+            if sidx is None:
+                continue
+            t.set_address(sidx, address)
+            if t.srv_get(sidx, "rmaint"):
+                t.srv_set(sidx, "rmaint", 0)
+                t.srv_set(sidx, "last_change", int(time.time()))
+            t.bump_state_version()
+        self.admin_addrs[(backend, server)] = (str(srv.address), address)
+        self.log.info("server_addr", backend=backend, server=server,
+                      address=shm.format_sockaddr(address[1]))
+        self.save_state()
+        return True
+
     # -- admin state -------------------------------------------------------------
 
     def set_server_admin(self, backend: str, server: str, state: int) -> bool:
@@ -657,6 +759,10 @@ class Master:
                 "health": st["health"],
                 "weight": self.admin_weights.get((be, srv)),
             }
+            if (be, srv) in self.admin_addrs:
+                configured, (family, sockaddr) = self.admin_addrs[(be, srv)]
+                servers[f"{be}/{srv}"]["addr"] = {"config": configured, "ip": sockaddr[0],
+                                                  "port": sockaddr[1]}
         tmp = f"{path}.tmp.{os.getpid()}"
         try:
             with open(tmp, "w") as f:
@@ -691,6 +797,7 @@ class Master:
                 self.admin_weights[(be, srv)] = st["weight"]
                 t.srv_set(sidx, "weight", st["weight"])
                 t.srv_set(sidx, "eff_weight", st["weight"] * shm.WEIGHT_SCALE)
+            self.restore_addr(be, srv, st.get("addr"))
             applied += 1
         t.bump_state_version()
         self.log.info("state_file_loaded", path=path, servers=applied)
@@ -818,14 +925,19 @@ class Master:
 
 def run(config_path: str) -> int:
     """`farm run -c FILE`: load, then run the master in the foreground."""
+    resolver = resolve.Resolver()
     try:
-        config = loader.load(config_path)
+        config = loader.load(config_path, resolver=resolver)
     except loader.ConfigErrors as e:
         print(str(e), file=sys.stderr)
         print(f"farm: {len(e.errors)} error(s) in {config_path}; not starting", file=sys.stderr)
         return 1
     logs.setup_events(config.log.events, config.log.level)
-    master = Master(config_path, config)
+    try:
+        master = Master(config_path, config, resolver)
+    except MasterError as e:
+        print(f"farm: {e}", file=sys.stderr)
+        return 1
     try:
         return master.run()
     except MasterError as e:

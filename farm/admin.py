@@ -26,7 +26,7 @@ import select
 import socket
 import time
 
-from farm import admincli, shm
+from farm import admincli, resolve, shm
 
 DEFAULT_CLI_TIMEOUT = 10.0
 MAX_LINE = 16384
@@ -262,8 +262,10 @@ class AdminServer:
                 return self.set_state(arg(words, 2), arg(words, 4))
             if what == "weight":
                 return self.set_weight(arg(words, 2), arg(words, 4))
+            if what == "addr":
+                return self.set_addr(arg(words, 2), words[4:])
             self.server(arg(words, 2))      # a wrong server is reported first, as HAProxy does
-            raise CliError("usage: set server <backend>/<server> state | weight\n")
+            raise CliError("'set server <srv>' only supports 'addr', 'state' and 'weight' here.\n")
         if words[:2] == ["disable", "server"]:
             return self.set_state(arg(words, 2), "maint")
         if words[:2] == ["enable", "server"]:
@@ -328,6 +330,38 @@ class AdminServer:
         self.master.set_server_admin(be.name, srv.name, shm.ADMIN_NAMES.index(state))
         return ""
 
+    def set_addr(self, ref: str, args: list[str]) -> str:
+        """`set server B/S addr IP [port N]`, answered in HAProxy 2.6's words
+        ("IP changed from 'A' to 'B', port changed from 'P' to 'Q' by 'stats
+        socket command'"). Only IP literals: farm resolves names when it
+        loads the config, never on the runtime API's behalf."""
+        be, srv, sidx = self.server(ref)
+        if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "port"):
+            raise CliError("set server <b>/<s> addr requires an address and optionally a port.\n")
+        by = " by 'stats socket command'\n"
+        family = resolve.literal_ip(args[0])
+        if family is None:
+            raise CliError(f"Invalid addr '{args[0]}'{by}")
+        _, current = self.master.table.address(sidx)
+        old_ip, old_port = (current[1][0], current[1][1]) if current else ("-", srv.address.port)
+        port = old_port
+        if len(args) == 3:
+            text = args[2]
+            if not (text.isascii() and text.isdigit() and len(text) <= 5):
+                raise CliError(f"problem converting port '{text}' to an int{by}")
+            port = int(text)
+            if not 1 <= port <= 65535:
+                raise CliError(f"port '{text}' is out of range 1..65535{by}")
+        address = resolve.lookup(args[0], port, family)
+        ip = address[1][0]
+        parts = ["no need to change the addr" if ip == old_ip else f"IP changed from '{old_ip}' to '{ip}'"]
+        if len(args) == 3:
+            parts.append("no need to change the port" if port == old_port
+                         else f"port changed from '{old_port}' to '{port}'")
+        if (ip, port) != (old_ip, old_port) or self.master.table.srv_get(sidx, "rmaint"):
+            self.master.set_server_addr(be.name, srv.name, address)
+        return ", ".join(parts) + by
+
     def rows(self) -> list[dict]:
         from farm import stats   # rendering lives with the stats page
         return stats.snapshot(self.master.config, self.master.table, self.proc_info())
@@ -385,16 +419,23 @@ class AdminServer:
                 continue
             for srv in be.servers:
                 st = t.srv_state(t.server_row(be.name, srv.name))
-                op = 2 if st["op_up"] else 0                  # SRV_ST_RUNNING / STOPPED
+                rmaint = bool(st["rmaint"])
+                op = 2 if st["op_up"] and not rmaint else 0   # SRV_ST_RUNNING / STOPPED
                 admin = {0: 0, 1: 8, 2: 1}[st["admin"]]       # SRV_ADMF_FDRAIN=8, FMAINT=1
-                check_state = 6 if st["has_check"] else 0
+                admin |= 0x20 if rmaint else 0                # SRV_ADMF_RMAINT
+                # CHK_ST_CONFIGURED|ENABLED, | PAUSED in resolution maintenance
+                check_state = (14 if rmaint else 6) if st["has_check"] else 0
                 status = shm.CHECK_STATUSES[st["check_status"]]
                 result = check_result(status, bool(st["has_check"]))
+                address = shm.state_address(st)
+                ip, port = address[1][:2] if address else ("-" if rmaint else srv.address.host,
+                                                           srv.address.port)
+                fqdn = "-" if resolve.literal_ip(srv.address.host) else srv.address.host
                 out.append(" ".join(str(x) for x in (
-                    be.id, be.name, srv.id, srv.name, srv.address.host, op, admin,
+                    be.id, be.name, srv.id, srv.name, ip, op, admin,
                     round(st["eff_weight"] / shm.WEIGHT_SCALE), srv.weight,
                     now - st["last_change"], HCHK_STATUS.get(status, 0), result, st["health"],
-                    check_state, 0, 0, 0, "-", srv.address.port, "-", 0,
+                    check_state, 0, 0, 0, fqdn, port, "-", 0,
                     m.config.backend(be.name).check.port or 0, "-", "-", 0)))
         return "\n".join(out) + "\n"
 

@@ -28,13 +28,19 @@ def cmd_run(args) -> int:
 
 
 def cmd_check(args) -> int:
+    """Validate as `farm run` would: server names are resolved too."""
+    from farm import resolve
     try:
-        cfg = loader.load(args.config)
+        cfg = loader.load(args.config, resolver=resolve.Resolver())
     except loader.ConfigErrors as e:
         for err in e.errors:
             print(err, file=sys.stderr)
         n = len(e.errors)
         print(f"{args.config}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    except Exception as e:    # a loader bug must still end in one line, not a traceback
+        print(f"{args.config}: cannot check: internal error {type(e).__name__}: {e} "
+              "(please report this)", file=sys.stderr)
         return 1
     if not args.quiet:
         print(loader.summary(cfg))

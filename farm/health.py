@@ -25,7 +25,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from farm import model, shm
+from farm import model, resolve, shm
 
 READ_LIMIT = 65536         # bytes of an HTTP check response that are looked at
 
@@ -126,9 +126,7 @@ class ServerCheck:
         c = self.check
         connect_to = backend.timeouts.connect or c.interval
         self.timeout = c.timeout or backend.timeouts.check or min(connect_to, c.interval)
-        port = c.port or server.address.port
-        self.target = None
-        self.port = port
+        self.resolved = None          # (family, sockaddr) when the table has no address
 
     # -- scheduling ------------------------------------------------------------
 
@@ -153,15 +151,37 @@ class ServerCheck:
 
     # -- the check -------------------------------------------------------------
 
+    def target(self) -> tuple[int, tuple] | None:
+        """Where to check now: the server's current address (shared memory:
+        the runtime API may have changed it), on the check port if one is
+        set; None while the server has no address (resolution maintenance)."""
+        _, address = self.table.address(self.sidx)
+        if address is None:
+            if self.table.srv_get(self.sidx, "rmaint"):
+                return None
+            if self.resolved is None:      # a table without addresses (tests)
+                a = self.server.address
+                self.resolved = resolve.lookup(a.host, a.port, a.family)
+            address = self.resolved
+        family, sockaddr = address
+        if self.check.port:
+            sockaddr = (sockaddr[0], self.check.port) + tuple(sockaddr[2:])
+        return family, sockaddr
+
     def begin(self) -> None:
         self.started = time.monotonic()
         try:
-            if self.target is None:
-                infos = socket.getaddrinfo(self.server.address.host, self.port,
-                                           type=socket.SOCK_STREAM)
-                self.target = (infos[0][0], infos[0][4])
-            family, sockaddr = self.target
+            target = self.target()
+            if target is None:
+                # HAProxy pauses the check of a server in resolution
+                # maintenance; look again after an interval
+                self.loop.set_timer(self.timer, self.loop.now + self.check.interval)
+                return
+            family, sockaddr = target
             sock = socket.socket(family, socket.SOCK_STREAM)
+        except resolve.ResolveError as e:
+            self.finish(CheckResult(False, "SOCKERR", info=str(e)))
+            return
         except OSError as e:
             self.finish(CheckResult(False, "SOCKERR", info=e.strerror or str(e)))
             return

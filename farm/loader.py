@@ -28,7 +28,16 @@ Schema decisions (the contract others rely on):
   redirect location/prefix, set-path, set-query) and replace-* replacements
   are checked through farm.conditions, looked up at call time;
 - refused: http_request/http_response/cookie in a tcp section, a tcp
-  frontend without default_backend, a config with nothing to listen on.
+  frontend without default_backend, a config with nothing to listen on;
+- bounded: every integer and duration has a ceiling farm can honour
+  (durations 2^31-1 ms as in HAProxy, workers 4 per core, maxconn 524288
+  per worker...); global.user and global.group must exist;
+- with a resolver (`farm check`, `farm run`, reloads), every server host
+  name is resolved and one that does not resolve is an error unless its
+  init_addr has "none"; servers inherit init_addr from [defaults];
+- never a traceback: absurd nesting, numbers Python will not convert and
+  wrong types at any level all become located messages; HAProxy habits get
+  a pointer (farm.confhints).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from farm import conditions, model, tomlpos
+from farm import conditions, confhints, model, resolve, tomlpos
 from farm.model import (
     Acl, Address, Backend, Balance, Check, Condition, Config, Cookie,
     Frontend, Global, LogConfig, Rule, Server, Stats, Timeouts, UseBackend,
@@ -94,10 +103,11 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)")
-_DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:us|ms|s|m|h|d))+")
+# re.ASCII: \d must not match other scripts' digits ("²" is not a number)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)", re.ASCII)
+_DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:us|ms|s|m|h|d))+", re.ASCII)
 _DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_RE = re.compile(r"(\d+)([kKmMgG]?)")
+_SIZE_RE = re.compile(r"(\d{1,15})([kKmMgG]?)", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 _BALANCE_RE = re.compile(r"([A-Za-z_-]+)(?:\(([^()]*)\))?((?:\s+\S+)*)\s*")
 _URI_OPTIONS = ("whole", "path-only")
@@ -106,13 +116,37 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 HTTP_REUSE = ("never", "safe", "always")
 
+# Ceilings: every number of the config is bounded by what farm can honour.
+# HAProxy keeps times as signed 32-bit milliseconds: 2^31-1 ms (24d20h31m23s)
+# is the longest timeout it accepts, and farm's too.
+MAX_DURATION_MS = 2 ** 31 - 1
+# A proxied connection holds two descriptors (client and server side) and
+# the kernel's default per-process ceiling (fs.nr_open) is 1048576: one
+# worker cannot hold more connections than this.
+MAXCONN_PER_WORKER = 1048576 // 2
+# workers: each is a single-threaded, CPU-bound event loop, so more
+# workers than cores only adds context switches, memory (a Python process
+# each) and shared-memory columns; a few per core leaves room for a
+# machine whose cores are shared, and catches a mistyped number.
+WORKERS_PER_CORE = 4
+MAX_INT32 = 2 ** 31 - 1        # counts HAProxy keeps in an int (error_limit...)
+
+
+def _number(value: int | float) -> str:
+    """A number for a message: huge integers shortened (str() of an int of
+    more than 4300 digits raises, and a message must stay readable)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"{'-' if value < 0 else ''}(a number of about {digits} digits)"
+    return str(value)
+
 
 def _describe(value: Any) -> str:
     """A short, user-facing description of a TOML value for messages."""
     if isinstance(value, bool):
         return f"boolean {'true' if value else 'false'}"
     if isinstance(value, int):
-        return f"integer {value}"
+        return f"integer {_number(value)}"
     if isinstance(value, float):
         return f"float {value}"
     if isinstance(value, str):
@@ -136,20 +170,25 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_range(value, lo, hi) -> None:
+def _check_range(value, lo, hi, why: str = "") -> None:
+    """Raise _Invalid unless lo <= value <= hi (None: no bound); `why`
+    follows the message (the reason for a ceiling)."""
+    why = f" ({why})" if why else ""
     if lo is not None and hi is not None and not lo <= value <= hi:
-        raise _Invalid(f"must be between {lo} and {hi}, got {value}")
+        raise _Invalid(f"must be between {lo} and {hi}{why}, got {_number(value)}")
     if lo is not None and value < lo:
-        raise _Invalid(f"must be at least {lo}, got {value}")
+        raise _Invalid(f"must be at least {lo}, got {_number(value)}")
     if hi is not None and value > hi:
-        raise _Invalid(f"must be at most {hi}, got {value}")
+        raise _Invalid(f"must be at most {hi}{why}, got {_number(value)}")
 
 
-def _int(lo: int | None = None, hi: int | None = None) -> Callable:
+def _int(lo: int | None = None, hi: int | None = None, why: str = "") -> Callable:
+    """An integer in lo..hi; every integer key has a ceiling (MAX_INT32 at
+    most) so that nothing farm cannot honour passes `farm check`."""
     def parse(value: Any) -> int:
         if not _is_int(value):
             raise _Invalid(f"expected an integer, got {_describe(value)}")
-        _check_range(value, lo, hi)
+        _check_range(value, lo, hi, why)
         return value
     return parse
 
@@ -247,31 +286,45 @@ def _status(lo: int = 100, hi: int = 599) -> Callable:
     return _int(lo, hi)
 
 
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: repr, long strings shortened."""
+    if isinstance(value, str) and len(value) > 60:
+        return repr(value[:57] + "...")
+    if _is_int(value):
+        return _number(value)
+    return repr(value)
+
+
 def parse_duration(value: Any, *, positive: bool = False) -> float:
     """A TOML duration -> float seconds.
 
     Accepts a non-negative integer (milliseconds, HAProxy style), a string
     of digits (milliseconds), or a string of number+unit parts with units
-    us, ms, s, m, h, d ("250ms", "1m30s", "1.5s"). With positive=True, 0 is
-    refused. Raises ValueError (a _Invalid) with a user-facing message.
+    us, ms, s, m, h, d ("250ms", "1m30s", "1.5s"), up to MAX_DURATION_MS
+    (HAProxy's ceiling). With positive=True, 0 is refused. Raises
+    ValueError (a _Invalid) with a user-facing message.
     """
     hint = "expected a duration like '250ms', '5s', '1m30s' or an integer of milliseconds"
     if _is_int(value):
-        seconds = value / 1000.0
         if value < 0:
-            raise _Invalid(f"invalid duration {value}: must not be negative")
+            raise _Invalid(f"invalid duration {_number(value)}: must not be negative")
+        seconds = value / 1000.0 if value.bit_length() < 64 else float("inf")
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            seconds = int(text) / 1000.0
+        if text.isascii() and text.isdigit():
+            # float() of the digits: int() refuses more than 4300 of them
+            seconds = float(text) / 1000.0
         elif _DURATION_RE.fullmatch(text):
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
         else:
-            raise _Invalid(f"invalid duration {value!r} ({hint})")
+            raise _Invalid(f"invalid duration {_shown(value)} ({hint})")
     else:
         raise _Invalid(f"{hint}, got {_describe(value)}")
+    if not seconds * 1000 <= MAX_DURATION_MS:
+        raise _Invalid(f"duration {_shown(value)} is too long: at most {MAX_DURATION_MS}ms "
+                       "(24d20h31m23s, HAProxy's limit)")
     if positive and seconds <= 0:
-        raise _Invalid(f"must be greater than 0, got {value!r}")
+        raise _Invalid(f"must be greater than 0, got {_shown(value)}")
     return seconds
 
 
@@ -288,13 +341,13 @@ def parse_size(value: Any) -> int:
     (powers of 1024; upper or lower case). Raises ValueError (_Invalid)."""
     if _is_int(value):
         if value < 0:
-            raise _Invalid(f"invalid size {value}: must not be negative")
+            raise _Invalid(f"invalid size {_number(value)}: must not be negative")
         return value
     if isinstance(value, str):
         m = _SIZE_RE.fullmatch(value.strip())
         if m:
             return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
-        raise _Invalid(f"invalid size {value!r} (expected e.g. '16k', '1m', '1g' or an integer of bytes)")
+        raise _Invalid(f"invalid size {_shown(value)} (expected e.g. '16k', '1m', '1g' or an integer of bytes)")
     raise _Invalid(f"expected a size like '16k' or an integer of bytes, got {_describe(value)}")
 
 
@@ -345,7 +398,7 @@ def parse_address(value: Any, *, bind: bool = False) -> Address:
 
 
 def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
         raise _Invalid(f"invalid port {text!r} in {whole!r} (expected 1..65535)")
     return int(text)
 
@@ -363,8 +416,27 @@ def _workers(value: Any) -> int:
         return _cpu_count()
     if not _is_int(value):
         raise _Invalid(f"expected an integer or 'auto', got {_describe(value)}")
-    _check_range(value, 1, None)
+    cores = os.cpu_count() or 1
+    _check_range(value, 1, WORKERS_PER_CORE * cores,
+                 f"{WORKERS_PER_CORE} per core; this machine has {cores}")
     return value
+
+
+def _init_addr(value: Any) -> tuple[str, ...]:
+    """HAProxy's init-addr: "libc", "none" or "libc,none" (methods tried in
+    order at start and reload) -> ("libc", "none")."""
+    text = _str(value)
+    methods = tuple(m.strip() for m in text.split(","))
+    for m in methods:
+        if m not in model.INIT_ADDR_METHODS:
+            hint = _suggest(m, model.INIT_ADDR_METHODS) or \
+                " (expected \"libc\", \"none\" or \"libc,none\"; farm has no state-file method 'last')"
+            raise _Invalid(f"unknown init_addr method {m!r}{hint}")
+    if len(set(methods)) != len(methods):
+        raise _Invalid(f"repeated method in init_addr {text!r}")
+    if methods[0] == "none" and len(methods) > 1:
+        raise _Invalid(f"'none' always succeeds: nothing after it is ever tried in {text!r}")
+    return methods
 
 
 def _cpu_count() -> int:
@@ -393,13 +465,13 @@ def _expect_status(value: Any) -> tuple[int, int]:
     """200, "200" or "200-399" -> (lo, hi) within 100..599."""
     if _is_int(value):
         lo = hi = value
-    elif isinstance(value, str) and re.fullmatch(r"\d{3}(-\d{3})?", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"\d{3}(-\d{3})?", value.strip(), re.ASCII):
         lo_s, _, hi_s = value.strip().partition("-")
         lo, hi = int(lo_s), int(hi_s or lo_s)
     else:
         raise _Invalid(f"expected a status like \"200\" or a range like \"200-399\", got {_describe(value)}")
     if not (100 <= lo <= hi <= 599):
-        raise _Invalid(f"invalid status range {value!r} (codes 100..599, low <= high)")
+        raise _Invalid(f"invalid status range {_shown(value)} (codes 100..599, low <= high)")
     return (lo, hi)
 
 
@@ -479,10 +551,12 @@ class _Bind:
 class _Ctx:
     """Error collection and positions for one load."""
 
-    def __init__(self, source: str, positions: dict, base_dir: str | None) -> None:
+    def __init__(self, source: str, positions: dict, base_dir: str | None,
+                 resolver: resolve.Resolver | None = None) -> None:
         self.source = source
         self.positions = positions
         self.base_dir = base_dir
+        self.resolver = resolver      # None: server names are not resolved
         self.errors: list[ConfigError] = []
         self.binds: list[_Bind] = []
         self.refs: list[_Ref] = []
@@ -493,8 +567,11 @@ class _Ctx:
     def error(self, path: tuple, message: str) -> None:
         self.errors.append(ConfigError(self.source, self.line(path), _format_path(path), message))
 
-    def unknown_key(self, path: tuple, key: str, valid) -> None:
-        self.error(path + (key,), f"unknown key {key!r}{_suggest(key, valid)}")
+    def unknown_key(self, path: tuple, key: str, valid, value: Any = None) -> None:
+        """Report `key` unknown in the table at `path`: with a pointer for an
+        HAProxy habit (farm.confhints) when there is one, else did-you-mean."""
+        hint = confhints.unknown_key(path, key, value, valid)
+        self.error(path + (key,), f"unknown key {key!r}" + (f": {hint}" if hint else _suggest(key, valid)))
 
     def require(self, path: tuple, table: Any, keys: tuple[str, ...]) -> bool:
         """Report each key of `keys` absent from `table`; True if none is."""
@@ -525,11 +602,12 @@ def _fields(ctx: _Ctx, path: tuple, table: Any, schema: dict, scope: _Scope | No
     Keys are parsed in schema order (so 'acl' precedes the rules).
     """
     if not isinstance(table, dict):
-        ctx.error(path, f"expected a table, got {_describe(table)}")
+        hint = confhints.not_a_table(path, table)
+        ctx.error(path, f"expected a table, got {_describe(table)}" + (f"; {hint}" if hint else ""))
         return {}
     for key in table:
         if key not in schema:
-            ctx.unknown_key(path, key, schema)
+            ctx.unknown_key(path, key, schema, table[key])
     out = {}
     for key, parser in schema.items():
         if key not in table:
@@ -543,7 +621,8 @@ def _fields(ctx: _Ctx, path: tuple, table: Any, schema: dict, scope: _Scope | No
         try:
             out[key] = parser(table[key])
         except _Invalid as e:
-            ctx.error(kpath, str(e))
+            hint = confhints.repeated_key_in_value(key, table[key])
+            ctx.error(kpath, str(e) + (f"; {hint}" if hint else ""))
     return out
 
 
@@ -586,7 +665,7 @@ _CHECK_SCHEMA = {
     "fall": _int(1, 1000),
     "port": _int(1, 65535),
     "observe": _bool,
-    "error_limit": _int(1, None),
+    "error_limit": _int(1, MAX_INT32),
 }
 
 
@@ -755,7 +834,7 @@ _RESPONSE_RULES = {
 def _one_of_int(value: Any, allowed: tuple[int, ...]) -> int:
     number = _int()(value)
     if number not in allowed:
-        raise _Invalid(f"must be one of {', '.join(map(str, allowed))}, got {number}")
+        raise _Invalid(f"must be one of {', '.join(map(str, allowed))}, got {_number(number)}")
     return number
 
 
@@ -838,11 +917,12 @@ _SERVER_SCHEMA = {
     "address": _server_address,
     "weight": _int(0, 256),
     "backup": _bool,
-    "maxconn": _int(0, None),
+    "maxconn": _int(0, MAX_INT32),
     "check": _bool,
     "cookie": _token,
     "disabled": _bool,
     "slowstart": _duration,
+    "init_addr": _init_addr,
 }
 
 
@@ -863,17 +943,72 @@ def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
                       f"duplicate server name {name!r} (first defined at line {seen[name]})")
         else:
             seen[name] = ctx.line(spath + ("name",))
+        fields.setdefault("init_addr", ())     # () = not set here: [defaults] or "libc"
         servers.append(Server(**fields, id=spath[-1] + 1, line=ctx.line(spath)))
     return tuple(servers)
 
 
+def _check_resolution(ctx: _Ctx, backends: list[Backend]) -> None:
+    """Resolve every server host name now (the `farm check` promise: what
+    passes here starts). A name that does not resolve is an error unless
+    the server's init_addr allows starting without an address ("none")."""
+    todo = [(be, s) for be in backends for s in be.servers
+            if resolve.literal_ip(s.address.host) is None and "libc" in s.init_addr]
+    ctx.resolver.prefetch((s.address.host, s.address.port, s.address.family) for _, s in todo)
+    for be, s in todo:
+        try:
+            ctx.resolver.resolve(s.address.host, s.address.port, s.address.family)
+        except resolve.ResolveError as e:
+            if "none" in s.init_addr:
+                continue        # starts in maintenance until `set server ... addr`
+            ctx.error(("backends", be.name, "servers", s.id - 1, "address"),
+                      f"cannot resolve {s.address.host!r} ({e}); init_addr = \"libc,none\" "
+                      "would start this server in maintenance instead")
+
+
+def _check_limits(ctx: _Ctx, global_: Global, defaults: dict, frontends: list[Frontend],
+                  backends: list[Backend]) -> None:
+    """maxconn values against what the configured workers can hold."""
+    ceiling = global_.workers * MAXCONN_PER_WORKER
+    why = f"{MAXCONN_PER_WORKER} per worker, {global_.workers} worker(s)"
+    found = [(("global", "maxconn"), global_.maxconn), (("defaults", "maxconn"), defaults.get("maxconn", 0))]
+    found += [(("frontends", fe.name, "maxconn"), fe.maxconn) for fe in frontends
+              if fe.maxconn != defaults.get("maxconn", 0)]     # else reported at [defaults]
+    found += [(("backends", be.name, "servers", s.id - 1, "maxconn"), s.maxconn)
+              for be in backends for s in be.servers]
+    for path, value in found:
+        if value > ceiling:
+            ctx.error(path, f"must be at most {ceiling} ({why}), got {_number(value)}")
+
+
 # ------------------------------------------------------------- sections
+
+def _system_user(value: Any) -> str:
+    """A user name that exists on this machine (workers switch to it)."""
+    import pwd
+    name = _str(value)
+    try:
+        pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        raise _Invalid(f"unknown user {name!r} (not in the passwd database of this machine)") from None
+    return name
+
+
+def _system_group(value: Any) -> str:
+    import grp
+    name = _str(value)
+    try:
+        grp.getgrnam(name)
+    except (KeyError, ValueError):
+        raise _Invalid(f"unknown group {name!r} (not in the group database of this machine)") from None
+    return name
+
 
 _GLOBAL_SCHEMA = {
     "workers": _workers,
-    "maxconn": _int(1, None),
-    "user": _str,
-    "group": _str,
+    "maxconn": _int(1, MAX_INT32),
+    "user": _system_user,
+    "group": _system_group,
     "admin_socket": _str,
     "hard_stop_after": _duration,
     "pidfile": _str,
@@ -919,7 +1054,7 @@ _DEFAULTS_SCHEMA = {
     "redispatch": _bool,
     "balance": _balance,
     "hash_type": _choice(model.HASH_TYPES, "hash type"),
-    "maxconn": _int(0, None),
+    "maxconn": _int(0, MAX_INT32),
     "timeout": _Nested(_timeouts),
     "option_forwardfor": _bool,
     "forwarded": _bool,
@@ -927,6 +1062,7 @@ _DEFAULTS_SCHEMA = {
     "max_header_size": _header_size,
     "errorfiles": _Nested(_errorfiles),
     "check": _Nested(_check),
+    "init_addr": _init_addr,
 }
 # 'acl' comes first: the rules and use_backend conditions need its names.
 _FRONTEND_SCHEMA = {
@@ -934,7 +1070,7 @@ _FRONTEND_SCHEMA = {
     "bind": _Nested(_binds),
     "mode": _choice(model.MODES, "mode"),
     "default_backend": _name,
-    "maxconn": _int(0, None),
+    "maxconn": _int(0, MAX_INT32),
     "timeout": _Nested(_timeouts),
     "http_request": _Nested(_rules(_REQUEST_RULES)),
     "http_response": _Nested(_rules(_RESPONSE_RULES)),
@@ -1089,7 +1225,9 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
             and "type" not in check and "type" not in table["check"]:
         ctx.error(path + ("check",), "missing required key 'type' (tcp or http)")
     cookie = own.get("cookie")
-    servers = own.get("servers", ())
+    init_addr = defaults.get("init_addr", ("libc",))
+    servers = tuple(s if s.init_addr else dataclasses.replace(s, init_addr=init_addr)
+                    for s in own.get("servers", ()))
     if cookie is not None:
         # Cookie persistence needs a value per server; HAProxy users expect
         # the server name when none is given.
@@ -1147,7 +1285,7 @@ def _cross_check(ctx: _Ctx, backends: list[Backend]) -> None:
 def _build(ctx: _Ctx, data: dict) -> Config:
     for key in data:
         if key not in _TOP_LEVEL:
-            ctx.unknown_key((), key, _TOP_LEVEL)
+            ctx.unknown_key((), key, _TOP_LEVEL, data[key])
     global_ = Global(**_fields(ctx, ("global",), data.get("global", {}), _GLOBAL_SCHEMA))
     log = LogConfig(**_fields(ctx, ("log",), data.get("log", {}), _LOG_SCHEMA))
     defaults = _fields(ctx, ("defaults",), data.get("defaults", {}), _DEFAULTS_SCHEMA)
@@ -1158,9 +1296,15 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
     if stats.bind is not None:
         ctx.binds.append(_Bind(stats.bind, ("stats", "bind"), "stats.bind"))
-    if not frontends and stats.bind is None:
+    if not frontends and stats.bind is None and isinstance(data.get("frontends", {}), dict) \
+            and isinstance(data.get("stats", {}), dict):
         ctx.error((), "nothing to listen on: define a [frontends.NAME] section (or stats.bind)")
+    if global_.group is not None and global_.user is None:
+        ctx.error(("global", "group"), "group is applied with user: set global.user too")
     _cross_check(ctx, backends)
+    _check_limits(ctx, global_, defaults, frontends, backends)
+    if ctx.resolver is not None:
+        _check_resolution(ctx, backends)
     return Config(ctx.source, global_, log, stats, tuple(frontends), tuple(backends))
 
 
@@ -1171,42 +1315,105 @@ _TOML_END = re.compile(r"\s*\(at end of document\)")
 
 
 def _syntax_error(source: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
-    """tomllib's "msg (at line N, column M)" -> a ConfigError at line N."""
+    """tomllib's "msg (at line N, column M)" -> a ConfigError at line N,
+    with a pointer when the line looks like an HAProxy habit."""
     message = str(exc)
     m = _TOML_POSITION.search(message)
+    hint = ""
     if m:
         line = int(m.group(1))
+        lines = text.split("\n")
+        hint = confhints.syntax(message[:m.start()], lines[line - 1] if line <= len(lines) else "")
         message = f"{message[:m.start()]} (column {m.group(2)})"
     elif _TOML_END.search(message):
         line = text.count("\n") + (0 if text.endswith("\n") else 1)
         message = _TOML_END.sub("", message) + " (at end of file)"
     else:
         line = 0
-    return ConfigError(source, line, "", f"TOML syntax error: {message}")
+    return ConfigError(source, line, "", f"TOML syntax error: {message}" + (f"; {hint}" if hint else ""))
 
 
-def load_text(text: str, source: str = "<string>", *, base_dir: str | None = None) -> Config:
+# Arrays and inline tables nested deeper than this are refused before
+# parsing: no farm key needs more than a few levels, and tomllib (a
+# recursive parser) would end in a RecursionError on a few thousand.
+MAX_NESTING = 64
+_NEST_TOKENS = re.compile(r'"""|\'\'\'|"|\'|#|[\[\]{}]')
+_BASIC_REST = re.compile(r'(?:[^"\\\n]|\\.)*"?')
+_HUGE_NUMBER = re.compile(r"[0-9A-Fa-f_]{4300,}")
+
+
+def _too_deep(text: str, limit: int = MAX_NESTING) -> int:
+    """The 1-based line where brackets and braces outside strings and
+    comments first nest deeper than `limit`, or 0. Approximate on strange
+    strings (it only has to find absurd nesting)."""
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        m = _NEST_TOKENS.search(text, i)
+        if m is None:
+            return 0
+        token, i = m.group(), m.end()
+        if token in ('"""', "'''"):
+            end = text.find(token, i)
+            i = n if end < 0 else end + 3
+        elif token == '"':
+            i = _BASIC_REST.match(text, i).end()
+        elif token in ("'", "#"):
+            end = text.find("\n" if token == "#" else "'", i)
+            i = n if end < 0 else end + (token == "'")
+        elif token in "[{":
+            depth += 1
+            if depth > limit:
+                return text.count("\n", 0, m.start()) + 1
+        else:
+            depth = max(0, depth - 1)
+    return 0
+
+
+def _parse_toml(text: str, source: str) -> dict:
+    """tomllib.loads, with every failure as ConfigErrors (never a traceback):
+    syntax errors, absurd nesting, numbers Python will not convert."""
+    line = _too_deep(text)
+    if line:
+        raise ConfigErrors([ConfigError(source, line, "", f"arrays or inline tables nested more "
+                                        f"than {MAX_NESTING} deep")])
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigErrors([_syntax_error(source, text, e)]) from None
+    except RecursionError:
+        raise ConfigErrors([ConfigError(source, 0, "", "TOML nested too deep to parse")]) from None
+    except ValueError as e:
+        # int() of more than 4300 digits (tomllib calls it as is)
+        m = _HUGE_NUMBER.search(text)
+        line = text.count("\n", 0, m.start()) + 1 if m else 0
+        raise ConfigErrors([ConfigError(source, line, "", f"number too large to read ({e})")]) from None
+
+
+def load_text(text: str, source: str = "<string>", *, base_dir: str | None = None,
+              resolver: resolve.Resolver | None = None) -> Config:
     """Parse and validate config `text`; `source` names it in messages.
 
     Relative errorfile paths are resolved against `base_dir` (None: as
-    written, i.e. against the current directory). Returns a Config or
-    raises ConfigErrors with every error, sorted by line.
+    written, i.e. against the current directory). With a `resolver`, every
+    server host name is resolved through it and a name that does not
+    resolve is an error (unless the server's init_addr has "none"); the
+    resolver keeps the answers for the master. Without one, names are only
+    checked for syntax (no I/O: what `farm ctl` and the tests use). Also
+    looks up global.user and global.group in the system's databases.
+    Returns a Config or raises ConfigErrors with every error, sorted by line.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigErrors([_syntax_error(source, text, e)]) from None
-    ctx = _Ctx(source, tomlpos.locate(text), base_dir)
+    data = _parse_toml(text, source)
+    ctx = _Ctx(source, tomlpos.locate(text), base_dir, resolver)
     config = _build(ctx, data)
     if ctx.errors:
         raise ConfigErrors(sorted(ctx.errors, key=lambda e: e.line))
     return config
 
 
-def load(path: str) -> Config:
-    """Read, parse and validate the config file at `path` (UTF-8 TOML).
-
-    An unreadable or non-UTF-8 file is reported as one ConfigError.
+def load(path: str, *, resolver: resolve.Resolver | None = None) -> Config:
+    """Read, parse and validate the config file at `path` (UTF-8 TOML);
+    `resolver` as in load_text (`farm check`, `farm run` and reloads pass
+    one). An unreadable or non-UTF-8 file is reported as one ConfigError.
     """
     try:
         with open(path, "rb") as f:
@@ -1217,7 +1424,7 @@ def load(path: str) -> Config:
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigErrors([ConfigError(path, line, "", "config is not valid UTF-8")]) from None
-    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)))
+    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)), resolver=resolver)
 
 
 def _plural(n: int, word: str) -> str:

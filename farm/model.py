@@ -36,6 +36,11 @@ BALANCE_WITH_ARG = ("url_param", "hdr")
 BALANCE_HTTP_ONLY = ("uri", "url_param", "hdr")
 HASHING_ALGORITHMS = ("source", "uri", "url_param", "hdr")
 CHECK_TYPES = ("tcp", "http")
+# How a server's host name becomes an address at start and reload
+# (HAProxy's init-addr methods, tried in order): "libc" asks the system
+# resolver, "none" starts the server without an address, in maintenance
+# until the runtime API sets one.
+INIT_ADDR_METHODS = ("libc", "none")
 COOKIE_MODES = ("insert", "rewrite", "prefix")
 
 
@@ -212,6 +217,7 @@ class Server:
     cookie: str | None = None        # value for cookie persistence; default = name
     disabled: bool = False           # starts in maintenance
     slowstart: float = 0.0
+    init_addr: tuple[str, ...] = ("libc",)   # see INIT_ADDR_METHODS; unused for an IP literal
     id: int = 0                      # 1-based position in its backend (HAProxy's sid)
     line: int = 0
 

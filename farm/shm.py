@@ -44,6 +44,7 @@ from __future__ import annotations
 import array
 import mmap
 import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -76,6 +77,14 @@ SRV_FIELDS_NAMES = (
     "up_since",       # epoch seconds of the last transition to up (slowstart)
     "has_check",      # 1 if the server is health-checked
     "shutdown_seq",   # bumped by `shutdown sessions server`: workers kill its sessions
+    # -- the address servers are connected to (farm/resolve.py, `set server
+    #    ... addr`); written by the master with set_address, read with address --
+    "rmaint",         # 1: no address (init_addr none): HAProxy's resolution maintenance
+    "addr_seq",       # odd while the master writes the cells below; bumped on each change
+    "addr_family",    # 0: not in the table (a worker resolves the name), AF_INET, AF_INET6
+    "addr_hi",        # the IP's bytes 0-7 (IPv6), big-endian, as a signed int64
+    "addr_lo",        # bytes 8-15 (IPv6) or the 4 bytes of an IPv4 address
+    "addr_port",
 )
 SRV_FIELDS = len(SRV_FIELDS_NAMES)
 S = {name: i for i, name in enumerate(SRV_FIELDS_NAMES)}
@@ -84,6 +93,7 @@ S = {name: i for i, name in enumerate(SRV_FIELDS_NAMES)}
 # slowstart ramp has steps even for a weight of 1; workers divide a
 # backend's weights by their gcd, so outside a ramp nothing grows.
 WEIGHT_SCALE = 16
+S_RMAINT, S_ADDR_SEQ = S["rmaint"], S["addr_seq"]
 
 ADMIN_READY, ADMIN_DRAIN, ADMIN_MAINT = 0, 1, 2
 ADMIN_NAMES = ("ready", "drain", "maint")
@@ -150,6 +160,51 @@ HIST_RATE_SCALE = 100
 HIST_FIELDS = ("sess", "req", "1xx", "2xx", "3xx", "4xx", "5xx", "other",
                "timed", "rtime", "ttime")
 HIST_NFIELDS = len(HIST_FIELDS)
+
+
+def pack_ip(family: int, host: str) -> tuple[int, int]:
+    """An IP literal -> the two int64 cells (hi, lo) that hold it."""
+    raw = socket.inet_pton(family, host.partition("%")[0])
+    if family == socket.AF_INET:
+        return 0, int.from_bytes(raw, "big")
+    return int.from_bytes(raw[:8], "big", signed=True), int.from_bytes(raw[8:], "big", signed=True)
+
+
+def unpack_ip(family: int, hi: int, lo: int) -> str:
+    if family == socket.AF_INET:
+        return socket.inet_ntop(family, lo.to_bytes(4, "big"))
+    raw = hi.to_bytes(8, "big", signed=True) + lo.to_bytes(8, "big", signed=True)
+    return socket.inet_ntop(family, raw)
+
+
+def literal_address(addr: model.Address) -> tuple[int, tuple] | None:
+    """(family, sockaddr) of an address whose host is an IP literal, else
+    None (a name, resolved elsewhere)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, addr.host)
+        except OSError:
+            continue
+        return family, ((addr.host, addr.port, 0, 0) if family == socket.AF_INET6
+                        else (addr.host, addr.port))
+    return None
+
+
+def state_address(st: dict) -> tuple[int, tuple] | None:
+    """The (family, sockaddr) held by a srv_state() dict, or None."""
+    family = st["addr_family"]
+    if family == 0:
+        return None
+    host = unpack_ip(family, st["addr_hi"], st["addr_lo"])
+    return family, ((host, st["addr_port"], 0, 0) if family == socket.AF_INET6
+                    else (host, st["addr_port"]))
+
+
+def format_sockaddr(sockaddr: tuple) -> str:
+    """("10.0.0.1", 80) -> "10.0.0.1:80"; an IPv6 one -> "[::1]:80"."""
+    if len(sockaddr) == 4:
+        return f"[{sockaddr[0]}]:{sockaddr[1]}"
+    return f"{sockaddr[0]}:{sockaddr[1]}"
 
 
 @dataclass(frozen=True)
@@ -239,9 +294,15 @@ class Table:
                 q[base + w * W_FIELDS + W_HEAD] = NO_TICKET
 
     @classmethod
-    def create(cls, config: model.Config, generation: int) -> "Table":
+    def create(cls, config: model.Config, generation: int, addresses: dict | None = None) -> "Table":
         """A new table for config with every server up at its weight, or in
-        maintenance when the config says disabled."""
+        maintenance when the config says disabled.
+
+        addresses maps (backend, server) to the (family, sockaddr) to
+        connect to, or to None for a server without one (it starts in
+        resolution maintenance). A server missing from it gets its address
+        when the config has an IP literal, else none in the table (the
+        workers then resolve the name themselves)."""
         t = cls(Layout.of(config, config.global_.workers), generation)
         now = int(time.time())
         for be in config.backends:
@@ -260,6 +321,12 @@ class Table:
                 q[base + S["check_duration"]] = -1
                 q[base + S["last_change"]] = now
                 q[base + S["has_check"]] = 1 if checked and s.check else 0
+                key = (be.name, s.name)
+                if addresses is not None and key in addresses:
+                    t.set_address(t.layout.servers[key], addresses[key])
+                    q[base + S_RMAINT] = 1 if addresses[key] is None else 0
+                else:
+                    t.set_address(t.layout.servers[key], literal_address(s.address))
         return t
 
     # -- header ----------------------------------------------------------------
@@ -296,9 +363,48 @@ class Table:
         base = self.layout.srv_base(sidx)
         q = self.q
         admin = q[base + 2]
-        up = q[base] == 1 and admin != ADMIN_MAINT
+        up = q[base] == 1 and admin != ADMIN_MAINT and q[base + S_RMAINT] == 0
         weight = 0 if admin == ADMIN_DRAIN else q[base + 3]
         return up, weight
+
+    # -- server addresses: a seqlock (one writer, the master) ---------------------
+
+    def set_address(self, sidx: int, address: tuple[int, tuple] | None) -> None:
+        """Master: write a server's (family, sockaddr), or None for "no
+        address". The sequence cell is odd while the cells change, so a
+        worker never applies half of an address."""
+        base = self.layout.srv_base(sidx)
+        q = self.q
+        q[base + S_ADDR_SEQ] += 1
+        if address is None:
+            family, hi, lo, port = 0, 0, 0, 0
+        else:
+            family, sockaddr = address
+            hi, lo = pack_ip(family, sockaddr[0])
+            port = sockaddr[1]
+        q[base + S["addr_family"]] = family
+        q[base + S["addr_hi"]] = hi
+        q[base + S["addr_lo"]] = lo
+        q[base + S["addr_port"]] = port
+        q[base + S_ADDR_SEQ] += 1
+
+    def address(self, sidx: int) -> tuple[int, tuple[int, tuple] | None]:
+        """(seq, address): address is (family, sockaddr), or None when the
+        table has none. An odd seq means the master was writing: the caller
+        keeps what it had and reads again later."""
+        base = self.layout.srv_base(sidx)
+        q = self.q
+        seq = q[base + S_ADDR_SEQ]
+        if seq & 1:
+            return seq, None
+        family = q[base + S["addr_family"]]
+        hi, lo, port = q[base + S["addr_hi"]], q[base + S["addr_lo"]], q[base + S["addr_port"]]
+        if q[base + S_ADDR_SEQ] != seq:
+            return seq | 1, None
+        if family == 0:
+            return seq, None
+        host = unpack_ip(family, hi, lo)
+        return seq, (family, (host, port, 0, 0) if family == socket.AF_INET6 else (host, port))
 
     # -- counters --------------------------------------------------------------
 

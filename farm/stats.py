@@ -186,6 +186,8 @@ def _server_status(st: dict, rise: int, fall: int) -> str:
     health = st["health"]
     if admin == shm.ADMIN_MAINT:
         return "MAINT"
+    if st["rmaint"]:
+        return "MAINT (resolution)"      # no address yet (init_addr none)
     if st["op_up"]:
         going_down = checked and health < rise + fall - 1
         if admin == shm.ADMIN_DRAIN:
@@ -293,7 +295,7 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
         cli_abrt=c["cli_abrt"], srv_abrt=c["srv_abrt"], lastsess=_lastsess(c, now),
         # averages of the last sessions, kept by the master (farm/sampler.py)
         qtime=c["qtime_avg"], ctime=c["ctime_avg"], rtime=c["rtime_avg"], ttime=c["ttime_avg"],
-        addr=str(s.address), mode=be.mode, wrew=0, connect=c["connect"], reuse=c["reuse"],
+        addr=_server_addr(st, s), mode=be.mode, wrew=0, connect=c["connect"], reuse=c["reuse"],
         srv_icur=0, qtime_max=0, ctime_max=0, rtime_max=0, ttime_max=0, eint=0,
         idle_conn_cur=0, safe_conn_cur=0, used_conn_cur=c["scur"], need_conn_est=c["scur"],
         uweight=st["weight"],
@@ -309,7 +311,7 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
             r["_last_check_duration"] = st["check_duration"]
         down_for = max(0, now - st["down_since"]) if st["down_since"] else 0
         r.update(chkfail=st["chkfail"], chkdown=st["chkdown"], downtime=st["downtime"] + down_for)
-        if admin != shm.ADMIN_MAINT:        # HAProxy pauses the check in maintenance
+        if admin != shm.ADMIN_MAINT and not st["rmaint"]:   # HAProxy pauses the check in maintenance
             r.update(check_status=code, check_desc=CHECK_DESC.get(code, code), last_chk="",
                      check_rise=rise, check_fall=fall, check_health=st["health"])
             if code in _L57_STATUSES:
@@ -330,10 +332,20 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
     return r
 
 
+def _server_addr(st: dict, s: model.Server) -> str:
+    """The addr column: the address connected to now (the runtime API may
+    have changed it); empty while there is none (resolution maintenance)."""
+    address = shm.state_address(st)
+    if address is not None:
+        return shm.format_sockaddr(address[1])
+    return "" if st["rmaint"] else str(s.address)
+
+
 def _usable(st: dict) -> bool:
     """HAProxy's srv_currently_usable(): up, not in maintenance, weight > 0
     (a draining server has an effective weight of 0)."""
-    return (st["op_up"] == 1 and st["admin"] == shm.ADMIN_READY and st["eff_weight"] > 0)
+    return (st["op_up"] == 1 and st["admin"] == shm.ADMIN_READY and not st["rmaint"]
+            and st["eff_weight"] > 0)
 
 
 def _backend_row(c: dict, config: model.Config, be: model.Backend, srows: list, sstates: list,

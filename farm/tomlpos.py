@@ -258,7 +258,11 @@ def locate(text: str) -> dict[tuple, int]:
     maps to its first [[header]], and each element (path + (index,)) to its
     own header. Elements of inline arrays are indexed the same way.
     """
-    return _Scanner(text).run()
+    scanner = _Scanner(text)
+    try:
+        return scanner.run()
+    except RecursionError:     # absurd nesting (the loader refuses it first)
+        return scanner.pos
 
 
 def line_of(positions: dict[tuple, int], path: tuple | list) -> int:

@@ -25,6 +25,7 @@ from urllib.parse import unquote_to_bytes
 
 from farm import model, shm
 from farm.logs import AccessLog
+from farm.resolve import ResolveError, lookup
 from farm.shm import C_LBTOT, C_STOT
 from workers import rules
 from workers.cookie import CookiePersistence
@@ -167,6 +168,8 @@ class SharedState:
         doomed = []
         for be in self.backends:
             for srv in be.servers:
+                if t.srv_get(srv.sidx, "addr_seq") != srv.addr_seq:
+                    self.apply_address(srv)
                 seq = t.srv_get(srv.sidx, "shutdown_seq")
                 if srv.shutdown_seq < 0:
                     srv.shutdown_seq = seq         # first look: nothing to do
@@ -186,6 +189,22 @@ class SharedState:
                 be.pool.set_up(srv.index, up)
                 be.pool.set_weight(srv.index, weight // g)
 
+    def apply_address(self, srv: "ServerRuntime") -> None:
+        """The master changed srv's address (`set server ... addr`): new
+        connections go to the new one, idle pooled ones to the old one close."""
+        seq, address = self.table.address(srv.sidx)
+        if seq & 1:
+            self.version = -1          # caught mid-write: read again at the next pick
+            return
+        srv.addr_seq = seq
+        if address is None or address == (srv.family, srv.sockaddr):
+            return
+        srv.family, srv.sockaddr = address
+        pool = getattr(self.ctx_row, "conn_pool", None)
+        if pool is not None:
+            for conn in list(pool.idle.get(srv, ())):
+                pool.discard(conn)
+
     def flush(self) -> None:
         """Write this worker's counters into its column (gauges refreshed)."""
         t = self.table
@@ -204,7 +223,7 @@ class ServerRuntime:
     """A server as one worker sees it: its counters, its shared gauge."""
 
     __slots__ = ("cfg", "index", "backend", "g", "maxconn", "name", "family", "sockaddr",
-                 "c", "sidx", "shutdown_seq")
+                 "c", "sidx", "shutdown_seq", "addr_seq")
 
     def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime", g: Gauge):
         self.cfg = cfg
@@ -216,7 +235,25 @@ class ServerRuntime:
         self.c = new_counters()
         self.sidx = -1                # server state row in shm
         self.shutdown_seq = -1        # last `shutdown sessions server` seen
-        self.family, self.sockaddr = resolve(cfg.address)
+        self.addr_seq = -1            # version of the address cells last applied
+        self.family, self.sockaddr = 0, None   # set by first_address()
+
+    def first_address(self, table: "shm.Table | None") -> None:
+        """Where to connect: the address the master put in shared memory
+        (resolved when the config was loaded); none for a server in
+        resolution maintenance; else (no table, or no address in it) the
+        name resolved here, once, at worker start: connect() on the hot
+        path never waits for DNS."""
+        if table is not None and self.sidx is not None and self.sidx >= 0:
+            seq, address = table.address(self.sidx)
+            if address is not None:
+                self.addr_seq = seq
+                self.family, self.sockaddr = address
+                return
+            if table.srv_get(self.sidx, "rmaint"):
+                self.addr_seq = seq
+                return
+        self.family, self.sockaddr = resolve(self.cfg.address, f"{self.backend.name}/{self.name}")
 
     @property
     def conns(self) -> int:
@@ -224,13 +261,17 @@ class ServerRuntime:
         return self.g.value()
 
 
-def resolve(addr: model.Address) -> tuple[int, tuple]:
-    """Resolve a server address once, at worker start (like HAProxy does at
-    startup): connect() on the hot path must never wait for DNS."""
-    infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM)
-    preferred = [i for i in infos if i[0] == addr.family] or infos
-    family, _, _, _, sockaddr = preferred[0]
-    return family, sockaddr
+class ServerAddressError(Exception):
+    """A server's name did not resolve in a worker; says which server."""
+
+
+def resolve(addr: model.Address, server: str = "") -> tuple[int, tuple]:
+    """addr -> (family, sockaddr), or ServerAddressError naming `server`
+    ("backend/server") and the name."""
+    try:
+        return lookup(addr.host, addr.port, addr.family)
+    except ResolveError as e:
+        raise ServerAddressError(f"server {server}: cannot resolve {addr.host!r} ({e})") from None
 
 
 class BackendRuntime:
@@ -262,6 +303,7 @@ class BackendRuntime:
         for srv in self.servers:
             shared.register(("srv", cfg.name, srv.name), srv)
             srv.sidx = table.server_row(cfg.name, srv.name)
+            srv.first_address(table)
         # the shared queue (see the class docstring)
         self.limited = any(s.maxconn for s in cfg.servers)   # else nothing ever waits
         self.cells = table.cells

@@ -1,5 +1,6 @@
 """farm.loader: TOML -> model.Config, and every error with file:line: path."""
 
+import os
 import socket
 import textwrap
 
@@ -138,13 +139,28 @@ API_BACKEND = T("""
 """)
 
 
+def existing_user_group() -> tuple[str, str]:
+    """A user and a group of this machine (the package creates 'farm' where
+    farm is installed; a checkout has none)."""
+    import grp
+    import pwd
+    pw = pwd.getpwuid(os.getuid())
+    return pw.pw_name, grp.getgrgid(pw.pw_gid).gr_name
+
+
+def design_example() -> str:
+    user, group = existing_user_group()
+    return DESIGN_EXAMPLE.replace('user = "farm"', f'user = "{user}"').replace(
+        'group = "farm"', f'group = "{group}"')
+
+
 def test_design_example_loads(monkeypatch, real_conditions):
     monkeypatch.setattr(loader, "_cpu_count", lambda: 4)
-    text = DESIGN_EXAMPLE + API_BACKEND
+    text = design_example() + API_BACKEND
     cfg = load_text(text, "farm.toml")
     assert cfg.source == "farm.toml"
     assert cfg.global_.workers == 4
-    assert cfg.global_.user == "farm" and cfg.global_.hard_stop_after == 30.0
+    assert cfg.global_.user == existing_user_group()[0] and cfg.global_.hard_stop_after == 30.0
     assert cfg.log.access == "/var/log/farm/access.log" and cfg.log.format == "json"
     assert cfg.stats.bind == Address("127.0.0.1", 8404)
     (www,) = cfg.frontends
@@ -168,7 +184,7 @@ def test_design_example_loads(monkeypatch, real_conditions):
 
 
 def test_design_example_without_api_backend_names_the_missing_backend():
-    err = one_error(DESIGN_EXAMPLE)
+    err = one_error(design_example())
     assert err.line == line_with(DESIGN_EXAMPLE, 'backend = "api"')
     assert err.path == "frontends.www.use_backend[0].backend"
     assert err.message == "unknown backend 'api' (did you mean 'app'?)"
@@ -619,7 +635,7 @@ def test_unknown_key_without_a_close_match_and_at_top_level():
     errs = errors_of(text)
     assert [(e.line, e.path, e.message) for e in errs] == [
         (11, "backends.app.check.zzzz", "unknown key 'zzzz'"),
-        (12, "frontend", "unknown key 'frontend' (did you mean 'frontends'?)"),
+        (12, "frontend", "unknown key 'frontend': sections are named tables: [frontends.NAME]"),
     ]
 
 
@@ -634,9 +650,10 @@ def test_unknown_server_key():
     ('[global]\nmaxconn = "abc"', "global.maxconn", "expected an integer, got string 'abc'"),
     ("[global]\nmaxconn = true", "global.maxconn", "expected an integer, got boolean true"),
     ("[global]\nmaxconn = 1.0", "global.maxconn", "expected an integer, got float 1.0"),
-    ("[global]\nmaxconn = 0", "global.maxconn", "must be at least 1, got 0"),
+    ("[global]\nmaxconn = 0", "global.maxconn", "must be between 1 and 2147483647, got 0"),
     ('[global]\nworkers = "many"', "global.workers", "expected an integer or 'auto', got string 'many'"),
-    ("[global]\nworkers = 0", "global.workers", "must be at least 1, got 0"),
+    ("[global]\nworkers = 0", "global.workers",
+     f"must be between 1 and {4 * os.cpu_count()} (4 per core; this machine has {os.cpu_count()}), got 0"),
     ("[global]\nuser = 1", "global.user", "expected a string, got integer 1"),
     ('[global]\nuser = ""', "global.user", "must not be empty"),
     ('[defaults]\nredispatch = "yes"', "defaults.redispatch",
@@ -1163,8 +1180,9 @@ def test_server_ids_are_positions_and_dropped_servers_keep_numbering():
 def test_toml_syntax_error_line():
     err = one_error(BASE + "[backends.x]\nbalance = roundrobin\n")
     assert (err.file, err.line, err.path) == ("t.toml", 10, "")
-    assert err.message == "TOML syntax error: Invalid value (column 11)"
-    assert str(err) == "t.toml:10: TOML syntax error: Invalid value (column 11)"
+    assert err.message == ('TOML syntax error: Invalid value (column 11); '
+                           'strings are quoted in TOML: balance = "roundrobin"')
+    assert str(err) == f"t.toml:10: {err.message}"
 
 
 def test_toml_duplicate_table_is_a_syntax_error():
@@ -1208,7 +1226,8 @@ def test_three_errors_are_all_reported_in_line_order():
     with pytest.raises(ConfigErrors) as info:
         load_text(text, "farm.toml")
     assert str(info.value) == "\n".join([
-        "farm.toml:2: global.workers: must be at least 1, got 0",
+        f"farm.toml:2: global.workers: must be between 1 and {4 * os.cpu_count()} (4 per core;"
+        f" this machine has {os.cpu_count()}), got 0",
         "farm.toml:9: backends.app.balanse: unknown key 'balanse' (did you mean 'balance'?)",
         "farm.toml:12: backends.app.servers[0].address: invalid port '99999' in '10.0.0.1:99999'"
         " (expected 1..65535)",
