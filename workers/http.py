@@ -249,7 +249,7 @@ class HttpSession:
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
         ctx.actconn += 1
-        fe.conns += 1
+        counting.opened(fe)
         loop.add(self.cfd, EPOLLIN, self.on_client)
         loop.set_timer(self.timer, loop.now + self.to_request)
 
@@ -390,7 +390,7 @@ class HttpSession:
             self.send_error(503, "SC")   # no backend for this request
             return
         txn.be = be
-        be.conns += 1
+        counting.opened(be)
         if be.cfg.option_forwardfor and not fe.cfg.option_forwardfor:
             set_forwarded_proto(req)   # as above, before the backend's rules
         if be.req_rules is not no_rules:
@@ -425,13 +425,14 @@ class HttpSession:
             value = f"for={node};proto=http" + (f";host={host}" if host else "")
             req.headers.append((b"Forwarded", value.encode("latin-1")))
 
-    def connect_server(self) -> None:
+    def connect_server(self, from_queue: bool = False) -> None:
         """Pick a server (cookie, balance) and get a connection to it."""
         txn = self.txn
         be = txn.be
         pool = be.pool
         idx = txn.forced_server
         txn.forced_server = None
+        balanced = idx is None and not from_queue
         if idx is None:
             avoid = txn.tried if be.cfg.redispatch else ()
             idx = pool.pick(txn.key, avoid)
@@ -441,14 +442,15 @@ class HttpSession:
             if pool.any_up():
                 self.state = S_QUEUED
                 txn.t_queue = self.loop.now
-                be.queue.append(self)
+                be.enqueue(self)
                 self.rearm()
                 return
             self.send_error(503, "SC")
             return
         if txn.tried and idx not in txn.tried:
             txn.redispatched = True
-        srv = be.acquire(idx)
+        previous = txn.srv if txn.retries else None     # a retry: the server that failed
+        srv = be.acquire(idx, balanced, previous)
         txn.srv = srv
         txn.released = False
         txn.t_connect = self.loop.now
@@ -502,7 +504,7 @@ class HttpSession:
         from the request parser at the end of this event."""
         txn = self.txn
         sc = self.sc
-        counting.connect_attempt(txn.be, txn.srv, ok=True, reused=sc.reused)
+        counting.connect_attempt(txn.be, txn.srv, reused=sc.reused)
         self.state = S_SERVER
         txn.t_connected = self.last_s = self.loop.now
         req = txn.req
@@ -546,7 +548,7 @@ class HttpSession:
         """The backend freed a server slot; False if this session moved on."""
         if self.state != S_QUEUED:
             return False
-        self.connect_server()
+        self.connect_server(from_queue=True)
         self.finish_io()
         return True
 
@@ -556,7 +558,7 @@ class HttpSession:
         on another server or the same one (BackendRuntime.retry_wait), or 503."""
         txn = self.txn
         srv = txn.srv
-        counting.connect_attempt(txn.be, srv, ok=False)
+        counting.connect_attempt(txn.be, srv)
         self.drop_server_conn()
         txn.tried += (srv.index,)
         self.release_server()
@@ -739,7 +741,7 @@ class HttpSession:
         self.log_txn(txn)
         self.release_server()
         if txn.be is not None:
-            txn.be.conns -= 1
+            counting.closed(txn.be)
         self.txn = None
 
     def finish_txn(self) -> None:
@@ -863,6 +865,7 @@ class HttpSession:
         if retry:
             self.drop_server_conn()
             txn.retries += 1
+            counting.retried(txn.be, txn.srv, txn.srv)
             # same server, but a fresh connection this time
             self.open_connection(txn.srv)
             return
@@ -1206,7 +1209,7 @@ class HttpSession:
         if self.own is not None:
             self.own.close(loop)
             self.own = None
-        self.fe.conns -= 1
+        counting.closed(self.fe)
         self.ctx.session_ended(self)
 
     # -------------------------------------------------------------------- log

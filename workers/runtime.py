@@ -22,8 +22,8 @@ from urllib.parse import unquote_to_bytes
 
 from farm import model, shm
 from farm.logs import AccessLog
-from farm.shm import C_LBTOT, C_STOT
-from workers import rules
+from farm.shm import C_QMAX
+from workers import counting, rules
 from workers.cookie import CookiePersistence
 from workers.lb import retry
 from workers.lb.pool import ServerPool
@@ -107,6 +107,7 @@ class SharedState:
         self.rows: list[tuple[int, object]] = []   # (column offset, runtime object)
         self.sessions: set | None = None           # the worker's sessions (for shutdown)
         self.ctx_row = None                        # the WorkerContext (process row)
+        self.started_ms = int(time.monotonic() * 1000)   # every counter is 0 now
 
     def register(self, key: tuple, obj) -> None:
         if self.table is not None:
@@ -140,26 +141,33 @@ class SharedState:
                 be.pool.set_weight(srv.index, weight // g)
 
     def flush(self) -> None:
-        """Write this worker's counters into its column (gauges refreshed)."""
+        """Write this worker's counters into its column (gauges refreshed).
+        The process row goes last: its flushed_ms tells the master's sampler
+        that the other rows of this flush are written."""
         t = self.table
         if t is None:
             return
-        flushed_ms = int(time.monotonic() * 1000)
+        process_base = None
         for base, obj in self.rows:
-            c = obj.c
-            conns = obj.conns
-            c[shm.C_SCUR] = conns
-            if conns > c[shm.C_SMAX]:
-                c[shm.C_SMAX] = conns
             if obj is self.ctx_row:
-                c[shm.C_DROPPED_LOGS] = obj.access.dropped
-                c[shm.C_FLUSHED_MS] = flushed_ms
+                process_base = base
+                continue
+            c = obj.c
+            c[shm.C_SCUR] = obj.conns
             q = getattr(obj, "queue", None)
             if q is not None:
                 c[shm.C_QCUR] = len(q)
-                if c[shm.C_QCUR] > c[shm.C_QMAX]:
-                    c[shm.C_QMAX] = c[shm.C_QCUR]
             t.write_column(base, array.array("q", c))
+        if process_base is not None:
+            ctx = self.ctx_row
+            c = ctx.c
+            c[shm.C_SCUR] = ctx.conns
+            if ctx.conns > c[shm.C_SMAX]:
+                c[shm.C_SMAX] = ctx.conns
+            c[shm.C_DROPPED_LOGS] = ctx.access.dropped
+            c[shm.C_FLUSHED_MS] = int(time.monotonic() * 1000)
+            c[shm.C_STARTED_MS] = self.started_ms
+            t.write_column(process_base, array.array("q", c))
 
 
 class ServerRuntime:
@@ -219,6 +227,15 @@ class BackendRuntime:
         self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
         self.errorfiles = read_errorfiles(cfg.errorfiles)
 
+    def enqueue(self, session) -> None:
+        """session waits for a server slot (every usable server is at its
+        maxconn); its dequeued() is called when one frees. Keeps the
+        queue's maximum (qmax) now: a queue shorter than a flush shows."""
+        q = self.queue
+        q.append(session)
+        if len(q) > self.c[C_QMAX]:
+            self.c[C_QMAX] = len(q)
+
     def retry_wait(self, index: int, retry_no: int, persistent: bool, timed_out: bool) -> float | None:
         """Retry number retry_no (1..retries) of a failed connection to server
         index: None to go to another server now, else the seconds to wait
@@ -232,18 +249,20 @@ class BackendRuntime:
             return None
         return retry.turnaround(cfg.timeouts.connect, timed_out)
 
-    def acquire(self, index: int) -> ServerRuntime:
+    def acquire(self, index: int, balanced: bool, previous: ServerRuntime | None) -> ServerRuntime:
+        """Take a slot on server index for one connection attempt, and count
+        it (workers/counting.py server_taken: balanced when the balance
+        algorithm chose it; previous, the server whose connection just
+        failed when this is a retry)."""
         srv = self.servers[index]
-        srv.conns += 1
-        c = srv.c
-        c[C_STOT] += 1
-        c[C_LBTOT] += 1
+        counting.opened(srv)
+        counting.server_taken(self, srv, balanced, previous)
         self.pool.acquired(index)
         return srv
 
     def release(self, srv: ServerRuntime) -> None:
         """A connection to srv ended: free the slot and wake a queued session."""
-        srv.conns -= 1
+        counting.closed(srv)
         self.pool.released(srv.index)
         while self.queue:
             waiter = self.queue.popleft()

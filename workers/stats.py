@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 import farm
 from farm import logs, model, shm
 from farm import stats as render
-from workers import http1, linger
+from workers import counting, http1, linger
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.runtime import FrontendRuntime
@@ -252,10 +252,8 @@ class StatsSession:
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
         ctx.actconn += 1
-        fe.conns += 1
-        c = fe.c
-        c[shm.C_STOT] += 1
-        c[shm.C_CONN_TOT] += 1
+        counting.opened(fe)
+        counting.connection(fe)
         loop.add(self.cfd, EPOLLIN, self.on_event)
         self.rearm()
 
@@ -533,5 +531,5 @@ class StatsSession:
         self.timer.release()
         self.loop.remove(self.cfd)
         self.csock.close()
-        self.fe.conns -= 1
+        counting.closed(self.fe)
         self.ctx.session_ended(self)

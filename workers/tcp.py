@@ -107,18 +107,19 @@ class TcpSession:
         self.key = caddr[0].encode() if self.be.needs_source_key else None
         ctx.sessions.add(self)
         ctx.actconn += 1
-        fe.conns += 1
-        self.be.conns += 1
+        counting.opened(fe)
+        counting.opened(self.be)
         self.connect()
 
     # -- connecting ----------------------------------------------------------
 
-    def connect(self) -> None:
+    def connect(self, from_queue: bool = False) -> None:
         """Pick a server and start a non-blocking connect; queue or fail."""
         be = self.be
         pool = be.pool
         idx = self.retry_to
         self.retry_to = None
+        balanced = idx is None and not from_queue
         if idx is None:
             avoid = self.tried if be.cfg.redispatch else ()
             idx = pool.pick(self.key, avoid)
@@ -132,7 +133,8 @@ class TcpSession:
                 return
         if self.tried and idx not in self.tried:
             self.redispatched = True
-        self.srv = self.last_srv = srv = be.acquire(idx)
+        previous = self.last_srv if self.retries else None   # a retry: the server that failed
+        self.srv = self.last_srv = srv = be.acquire(idx, balanced, previous)
         self.t_connect = self.loop.now
         addr = srv.sockaddr
         try:
@@ -160,14 +162,14 @@ class TcpSession:
     def enqueue(self) -> None:
         self.state = QUEUED
         self.t_queue = self.loop.now
-        self.be.queue.append(self)
+        self.be.enqueue(self)
         self.loop.set_timer(self.timer, self.loop.now + (self.be.cfg.timeouts.queue or INF))
 
     def dequeued(self) -> bool:
         """Called by the backend when a server slot frees; False if gone."""
         if self.state != QUEUED:
             return False
-        self.connect()
+        self.connect(from_queue=True)
         return True
 
     def on_connect_event(self, events: int) -> None:
@@ -181,7 +183,7 @@ class TcpSession:
         """Give the server slot back, then retry or give up (SC / sC)."""
         be = self.be
         idx = self.srv.index
-        counting.connect_attempt(be, self.srv, ok=False)
+        counting.connect_attempt(be, self.srv)
         self.drop_server_socket()
         self.tried.add(idx)
         be.release(self.srv)
@@ -210,7 +212,7 @@ class TcpSession:
             self.sfd = -1
 
     def connected(self) -> None:
-        counting.connect_attempt(self.be, self.srv, ok=True)
+        counting.connect_attempt(self.be, self.srv)
         loop = self.loop
         self.state = DATA
         self.t_connected = loop.now
@@ -406,8 +408,8 @@ class TcpSession:
                 d.pipe = None
         if self.srv is not None:
             self.be.release(self.srv)
-        self.be.conns -= 1
-        self.fe.conns -= 1
+        counting.closed(self.be)
+        counting.closed(self.fe)
         self.ctx.session_ended(self)
         counting.tcp_session(self)
         if self.ctx.access.enabled:
