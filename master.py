@@ -725,7 +725,9 @@ class Master:
         t = self.table
         if t.srv_get(sidx, "admin") != state:
             t.srv_set(sidx, "admin", state)
-            t.srv_set(sidx, "last_change", int(time.time()))
+            now = int(time.time())
+            t.srv_set(sidx, "last_change", now)
+            t.note_downtime(sidx, now)
             t.bump_state_version()
             self.log.info("server_admin", backend=backend, server=server, state=shm.ADMIN_NAMES[state])
             self.save_state()
@@ -798,6 +800,7 @@ class Master:
                 t.srv_set(sidx, "weight", st["weight"])
                 t.srv_set(sidx, "eff_weight", st["weight"] * shm.WEIGHT_SCALE)
             self.restore_addr(be, srv, st.get("addr"))
+            t.note_downtime(sidx, int(time.time()))
             applied += 1
         t.bump_state_version()
         self.log.info("state_file_loaded", path=path, servers=applied)

@@ -304,7 +304,9 @@ class ServerCheck:
         observed = self.observe()
         if observed is not None and result.ok:
             result = observed
-        if not result.ok:
+        if not result.ok and self.state.health > 0:
+            # HAProxy counts a failed check only when it takes health down
+            # (a server already fully down fails without counting)
             t.srv_set(sidx, "chkfail", t.srv_get(sidx, "chkfail") + 1)
         t.srv_set(sidx, "check_status", shm.CS.get(result.status, 0))
         t.srv_set(sidx, "check_code", result.code)
@@ -315,14 +317,10 @@ class ServerCheck:
             now = int(time.time())
             t.srv_set(sidx, "op_up", 1 if transition == "up" else 0)
             t.srv_set(sidx, "last_change", now)
+            t.note_downtime(sidx, now)
             if transition == "down":
                 t.srv_set(sidx, "chkdown", t.srv_get(sidx, "chkdown") + 1)
-                t.srv_set(sidx, "down_since", now)
             else:
-                since = t.srv_get(sidx, "down_since")
-                if since:
-                    t.srv_set(sidx, "downtime", t.srv_get(sidx, "downtime") + now - since)
-                t.srv_set(sidx, "down_since", 0)
                 t.srv_set(sidx, "up_since", now)
                 if self.server.slowstart > 0:
                     t.srv_set(sidx, "eff_weight", slowstart_weight(t.srv_get(sidx, "weight"), 0.0,

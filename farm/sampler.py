@@ -12,7 +12,10 @@ StatsSampler.sample() about once a second:
 - rates: for each worker, the counts added since the previous sample are
   divided by that worker's own time between the two flushes, so a rate is
   exact for the window it covers whatever the phase between the master's
-  sampling and the workers' flushes; the workers' rates are summed.
+  sampling and the workers' flushes; the workers' rates are summed. A
+  worker that started after the previous sample (or before the first one)
+  counted from zero since its start (shm "started_ms"): its first window
+  begins there, so the traffic of its first second is not lost.
 - times: the sums and session counts added since the previous sample are
   kept per row, for the last AVG_HISTORY samples that saw sessions; the
   average is taken over the most recent of them that hold AVG_SESSIONS
@@ -44,6 +47,7 @@ from farm import shm
 
 AVG_SESSIONS = 1024      # HAProxy's window for qtime/ctime/rtime/ttime
 AVG_HISTORY = 300        # samples (with sessions) kept per row
+MIN_FIRST_WINDOW_MS = 500  # a worker's first window, from its start, is at least this long
 
 # (total counted by workers, rate it gives, maximum of that rate)
 _RATES = ((shm.C_STOT, shm.C_RATE, shm.C_RATE_MAX),
@@ -60,6 +64,8 @@ _READ = (tuple(src for src, _, _ in _RATES) + _HIST_RATES + (shm.C_TIMED,)
          + tuple(src for src, _ in _TIMES))
 _N_RATES = len(_RATES) + len(_HIST_RATES)      # rates computed per row
 _N_GAUGES = len(_RATES)                         # of which written as shm gauges
+_ZEROS: dict = {}                    # baseline of a worker that just started: all 0
+_ZERO_TOTALS = (0,) * len(_READ)
 
 
 class StatsSampler:
@@ -72,7 +78,8 @@ class StatsSampler:
         self.table = table
         self.keys = [k for k in table.layout.rows if k != shm.PROCESS_ROW]
         self.frontends = [k for k in self.keys if k[0] == "fe"]
-        # column -> (flushed_ms, {row key: totals in _READ order})
+        # column -> (flushed_ms, {row key: totals in _READ order}); the
+        # totals are _ZEROS at a worker's start
         self.prev: dict[int, tuple[int, dict]] = {}
         # column -> {row key: rates} of its last window
         self.last_rates: dict[int, dict] = {}
@@ -81,14 +88,23 @@ class StatsSampler:
 
     def _column(self, col: int) -> tuple[dict, dict]:
         """(rates, time deltas) of worker column col since its previous
-        sampled flush. A worker that has not flushed again keeps its last
-        rates and adds no time; one that never flushed, or whose counts went
-        back (a worker respawned into the slot), gives nothing this time."""
+        sampled flush, or since the worker started when that was later. A
+        worker that has not flushed again keeps its last rates and adds no
+        time; one that never flushed, or whose counts went back without a
+        newer start (a worker respawned into the slot), gives nothing this
+        time."""
         t = self.table
         ms = t.read_cell(shm.PROCESS_ROW, col, shm.C_FLUSHED_MS)
-        prev = self.prev.get(col)
         if ms == 0:
             return {}, {}
+        prev = self.prev.get(col)
+        started = t.read_cell(shm.PROCESS_ROW, col, shm.C_STARTED_MS)
+        if started and (prev is None or started > prev[0]):
+            prev = (started, _ZEROS)      # a worker new since the last look
+            if ms - started < MIN_FIRST_WINDOW_MS:
+                # too short a window would overstate a burst as a rate:
+                # the next sample covers it from the start
+                return {}, {}
         if prev is not None and ms <= prev[0]:
             return self.last_rates.get(col, {}), {}
         totals = {k: tuple(t.read_cell(k, col, i) for i in _READ) for k in self.keys}
@@ -98,7 +114,7 @@ class StatsSampler:
         dt = (ms - prev[0]) / 1000.0
         rates, deltas = {}, {}
         for k, now in totals.items():
-            old = prev[1].get(k)
+            old = _ZERO_TOTALS if prev[1] is _ZEROS else prev[1].get(k)
             if old is None or any(n < o for n, o in zip(now, old)):
                 continue            # a new row, or counts that started again
             d = [n - o for n, o in zip(now, old)]

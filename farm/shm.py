@@ -109,6 +109,7 @@ CNT_NAMES = (
     "wretr", "wredis", "req_tot", "hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx",
     "hrsp_5xx", "hrsp_other", "cli_abrt", "srv_abrt", "lbtot", "qcur", "qmax",
     "qtime_sum", "ctime_sum", "rtime_sum", "ttime_sum", "timed", "lastsess",
+    "qtime_max", "ctime_max", "rtime_max", "ttime_max",
     "conn_tot", "reuse", "connect", "intercepted", "denied_conn", "dropped_logs",
     # per-second rates and their maxima, and the average times of the last
     # sessions (ms): written by the master's sampler (farm/sampler.py) into
@@ -117,8 +118,9 @@ CNT_NAMES = (
     "qtime_avg", "ctime_avg", "rtime_avg", "ttime_avg",
     # process row, worker columns: CLOCK_MONOTONIC ms of the worker's last
     # flush, so that the sampler divides each worker's counts by its own
-    # interval between flushes
-    "flushed_ms",
+    # interval between flushes, and of the worker's start (when its counts
+    # were all 0)
+    "flushed_ms", "started_ms",
 )
 CNT_FIELDS = len(CNT_NAMES)
 C = {name: i for i, name in enumerate(CNT_NAMES)}
@@ -127,19 +129,22 @@ C = {name: i for i, name in enumerate(CNT_NAMES)}
  C_WRETR, C_WREDIS, C_REQ_TOT, C_HRSP_1XX, C_HRSP_2XX, C_HRSP_3XX, C_HRSP_4XX,
  C_HRSP_5XX, C_HRSP_OTHER, C_CLI_ABRT, C_SRV_ABRT, C_LBTOT, C_QCUR, C_QMAX,
  C_QTIME_SUM, C_CTIME_SUM, C_RTIME_SUM, C_TTIME_SUM, C_TIMED, C_LASTSESS,
+ C_QTIME_MAX, C_CTIME_MAX, C_RTIME_MAX, C_TTIME_MAX,
  C_CONN_TOT, C_REUSE, C_CONNECT, C_INTERCEPTED, C_DENIED_CONN, C_DROPPED_LOGS,
  C_RATE, C_RATE_MAX, C_REQ_RATE, C_REQ_RATE_MAX, C_CONN_RATE, C_CONN_RATE_MAX,
  C_QTIME_AVG, C_CTIME_AVG, C_RTIME_AVG, C_TTIME_AVG,
- C_FLUSHED_MS) = range(CNT_FIELDS)
+ C_FLUSHED_MS, C_STARTED_MS) = range(CNT_FIELDS)
 # The process row: one column per worker for process-wide figures
 # (current connections of the worker, dropped access-log lines).
 PROCESS_ROW = ("proc", "process")
 # gauges are not summed into carried totals on reload, and maxima are maxed
-# (flushed_ms is both: a reader of a whole row gets the latest flush)
-GAUGES = frozenset(("scur", "qcur", "rate", "req_rate", "conn_rate", "flushed_ms",
+# (flushed_ms and started_ms are both: a reader of a whole row gets the
+# latest)
+GAUGES = frozenset(("scur", "qcur", "rate", "req_rate", "conn_rate", "flushed_ms", "started_ms",
                     "qtime_avg", "ctime_avg", "rtime_avg", "ttime_avg"))
 MAXIMA = frozenset(("smax", "qmax", "lastsess", "rate_max", "req_rate_max", "conn_rate_max",
-                    "flushed_ms"))
+                    "qtime_max", "ctime_max", "rtime_max", "ttime_max", "flushed_ms",
+                    "started_ms"))
 
 
 # gauges of a row, one for all workers (atomic): G_* from the row's gauge
@@ -308,7 +313,8 @@ class Table:
         for be in config.backends:
             checked = be.check.type is not None
             for s in be.servers:
-                base = t.layout.srv_base(t.layout.servers[(be.name, s.name)])
+                sidx = t.layout.servers[(be.name, s.name)]
+                base = t.layout.srv_base(sidx)
                 q = t.q
                 q[base + S["op_up"]] = 1
                 # HAProxy starts a checked server up "but will fall at the
@@ -327,6 +333,7 @@ class Table:
                     q[base + S_RMAINT] = 1 if addresses[key] is None else 0
                 else:
                     t.set_address(t.layout.servers[key], literal_address(s.address))
+                t.note_downtime(sidx, now)          # disabled: down from the start
         return t
 
     # -- header ----------------------------------------------------------------
@@ -353,6 +360,22 @@ class Table:
 
     def srv_set(self, sidx: int, field: str, value: int) -> None:
         self.q[self.layout.srv_base(sidx) + S[field]] = value
+
+    def note_downtime(self, sidx: int, now: int) -> None:
+        """Master: after changing a server's health or admin state, start or
+        stop its downtime clock. As in HAProxy, a server is down for its
+        downtime column both when its checks say so and while it is in
+        maintenance (down_since is the start of the current outage, 0 while
+        it serves; downtime sums the outages that ended)."""
+        base = self.layout.srv_base(sidx)
+        q = self.q
+        down = q[base + S["op_up"]] != 1 or q[base + S["admin"]] == ADMIN_MAINT
+        since = q[base + S["down_since"]]
+        if down and not since:
+            q[base + S["down_since"]] = now
+        elif not down and since:
+            q[base + S["downtime"]] += max(0, now - since)
+            q[base + S["down_since"]] = 0
 
     def srv_state(self, sidx: int) -> dict:
         base = self.layout.srv_base(sidx)

@@ -27,7 +27,7 @@ prints nothing. In particular:
     continuously sliding one;
   * qtime/ctime/rtime/ttime average the most recent samples (taken once a
     second) that hold 1024 sessions, not exactly HAProxy's last 1024; the
-    *_max columns are 0 (no maxima are recorded);
+    *_max columns are the largest times of single sessions;
   * a backend's chkdown is 0 and its downtime only covers the current
     outage (backend-level transitions are not recorded); its lastchg is the
     time since the most recent server change when it is DOWN, since the
@@ -117,6 +117,51 @@ STATIC_FIELDS = FIELD_NAMES.index("agg_check_status") + 1    # HAProxy's ST_F_TO
 _SSL_FIELDS = FIELD_NAMES[STATIC_FIELDS:STATIC_FIELDS + 3]
 _H2H1_FIELDS = FIELD_NAMES[STATIC_FIELDS + 3:]
 
+# -- how far farm's columns follow HAProxy's ------------------------------------------
+#
+# Every column is in exactly one of the groups below, which say how it
+# compares with HAProxy 2.6's for the same config and the same traffic
+# (HAProxy with nbthread 1, farm with workers = 1). The integration test
+# tests/integration/test_stats_vs_haproxy.py runs both side by side and
+# holds farm to it; docs/operations.md lists the same.
+#
+# SAME_AS_HAPROXY: counts, limits, states and names: equal to HAProxy's
+# (SAME_IN_TCP_ONLY: equal on the rows of TCP proxies, not compared on
+# HTTP ones, for the reason given).
+# CLOSE_TO_HAPROXY: times and rates, which depend on when sessions ran and
+# when the stats were read: averages and maxima of times (ms), ages (s),
+# and rate maxima, compared with a tolerance.
+# NOT_COMPARED: what farm reports differently on purpose, with the reason.
+SAME_IN_TCP_ONLY = {
+    "bin": "HAProxy counts the bytes of its internal HTTP representation (HTX), farm the "
+           "bytes on the wire (which HAProxy reports in h1_bytes_in and h1_bytes_out)",
+    "bout": "as bin",
+}
+NOT_COMPARED = {
+    "rate": "the current rate: HAProxy's slides continuously, farm's is the last sampled second",
+    "req_rate": "as rate",
+    "conn_rate": "as rate",
+    "last_chk": "farm keeps the check's status and code, not its text (empty)",
+    "srv_icur": "HAProxy's idle server connections; farm's pool is per worker and not reported (0)",
+    "src_ilim": "as srv_icur",
+    "idle_conn_cur": "as srv_icur",
+    "safe_conn_cur": "as srv_icur",
+    "need_conn_est": "HAProxy's estimate of the connections a server needs; farm reports scur",
+    "h1_open_connections": "HAProxy's HTTP/1 multiplexer counters: not measured by farm (0)",
+    "h1_open_streams": "as h1_open_connections",
+    "h1_total_connections": "as h1_open_connections",
+    "h1_total_streams": "as h1_open_connections",
+    "h1_bytes_in": "as h1_open_connections",
+    "h1_bytes_out": "as h1_open_connections",
+    "h1_spliced_bytes_in": "as h1_open_connections",
+    "h1_spliced_bytes_out": "as h1_open_connections",
+}
+CLOSE_TO_HAPROXY = ("qtime", "ctime", "rtime", "ttime", "qtime_max", "ctime_max", "rtime_max",
+                    "ttime_max", "lastchg", "downtime", "lastsess", "check_duration",
+                    "rate_max", "req_rate_max", "conn_rate_max")
+SAME_AS_HAPROXY = tuple(n for n in FIELD_NAMES if n not in CLOSE_TO_HAPROXY
+                        and n not in NOT_COMPARED and n not in SAME_IN_TCP_ONLY)
+
 # `show stat` header: "# " + every name followed by a comma, "-" after the static fields
 CSV_HEADER = "# " + "".join(
     n + "," + ("-," if i + 1 == STATIC_FIELDS else "") for i, n in enumerate(FIELD_NAMES))
@@ -143,15 +188,18 @@ _CHECKED_STATUSES = frozenset(CHECK_DESC) - {"", "UNK", "INI"}
 
 def proxy_ids(config: model.Config) -> dict:
     """HAProxy-style unique proxy ids (the iid column): the frontends in
-    config order from 1, then the stats listener, then the backends.
-    Keys: ("fe", name) and ("be", name)."""
+    config order, then the stats listener, then the backends, from 1; from
+    2 when there is an admin socket, since HAProxy gives id 1 to the
+    internal proxy of its stats socket (so the same config numbers its
+    proxies as HAProxy does). Keys: ("fe", name) and ("be", name)."""
+    first = 2 if config.global_.admin_socket else 1
     ids = {}
     for fe in config.frontends:
-        ids[("fe", fe.name)] = len(ids) + 1
+        ids[("fe", fe.name)] = len(ids) + first
     if config.stats.bind is not None:
-        ids[("fe", STATS_PROXY)] = len(ids) + 1
+        ids[("fe", STATS_PROXY)] = len(ids) + first
     for be in config.backends:
-        ids[("be", be.name)] = len(ids) + 1
+        ids[("be", be.name)] = len(ids) + first
     return ids
 
 
@@ -296,7 +344,8 @@ def _server_row(c: dict, st: dict, be: model.Backend, s: model.Server, iid: int,
         # averages of the last sessions, kept by the master (farm/sampler.py)
         qtime=c["qtime_avg"], ctime=c["ctime_avg"], rtime=c["rtime_avg"], ttime=c["ttime_avg"],
         addr=_server_addr(st, s), mode=be.mode, wrew=0, connect=c["connect"], reuse=c["reuse"],
-        srv_icur=0, qtime_max=0, ctime_max=0, rtime_max=0, ttime_max=0, eint=0,
+        srv_icur=0, qtime_max=c["qtime_max"], ctime_max=c["ctime_max"], rtime_max=c["rtime_max"],
+        ttime_max=c["ttime_max"], eint=0,
         idle_conn_cur=0, safe_conn_cur=0, used_conn_cur=c["scur"], need_conn_est=c["scur"],
         uweight=st["weight"],
     )
@@ -377,7 +426,8 @@ def _backend_row(c: dict, config: model.Config, be: model.Backend, srows: list, 
         # averages of the last sessions, kept by the master (farm/sampler.py)
         qtime=c["qtime_avg"], ctime=c["ctime_avg"], rtime=c["rtime_avg"], ttime=c["ttime_avg"],
         mode=be.mode, algo=be.balance.algorithm, wrew=0, connect=c["connect"], reuse=c["reuse"],
-        qtime_max=0, ctime_max=0, rtime_max=0, ttime_max=0, eint=0,
+        qtime_max=c["qtime_max"], ctime_max=c["ctime_max"], rtime_max=c["rtime_max"],
+        ttime_max=c["ttime_max"], eint=0,
         uweight=sum(st["weight"] for st in tier),
         agg_server_status=0, agg_server_check_status=0, agg_check_status=0,
     )

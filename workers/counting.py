@@ -2,10 +2,23 @@
 
 Counters are plain lists on the runtime objects (frontend, backend,
 server); the worker copies them to shared memory every 0.25 s, so counting
-costs list increments, not mmap writes. Everything is counted once, when a
-TCP session or an HTTP transaction ends, except connections (at accept) and
-connection errors (per failed attempt). Times are summed in milliseconds
-with `timed` the number of timed sessions; `lastsess` is an epoch second.
+costs list increments, not mmap writes. Every count happens at the event
+that HAProxy 2.6 counts it at, so that `show stat` reads the same for the
+same traffic (tests/integration/test_stats_vs_haproxy.py holds the two side
+by side):
+
+- current sessions (scur, smax) and queues (qcur, qmax) are not counted
+  here: they are one number for all workers, the shared gauges moved by
+  workers/runtime.py (Gauge, BackendRuntime.enqueue) the moment they change;
+- a server taken for a connection attempt: server_taken() (the server's
+  stot, lbtot when the balance algorithm chose it, the retry or the
+  redispatch that led there, lastsess of the server and the backend);
+- connection attempts (connect, reuse): connect_attempt();
+- everything else once, when a TCP session or an HTTP transaction ends:
+  bytes, responses by class, denials, errors, aborts, times.
+
+Times are summed in milliseconds with `timed` the number of timed sessions,
+and their maxima kept; `lastsess` is the epoch second of the last attempt.
 The conventions are HAProxy's show stat fields.
 """
 
@@ -13,16 +26,20 @@ from __future__ import annotations
 
 import time
 
-from farm.shm import (C_BIN, C_BOUT, C_CLI_ABRT, C_CONN_TOT, C_CONNECT, C_CTIME_SUM, C_DREQ,
-                      C_ECON, C_EREQ, C_ERESP, C_HRSP_1XX, C_HRSP_OTHER, C_LASTSESS,
-                      C_QTIME_SUM, C_REQ_TOT, C_REUSE, C_RTIME_SUM, C_SRV_ABRT, C_STOT,
-                      C_TIMED, C_TTIME_SUM, C_WREDIS, C_WRETR)
+from farm.shm import (C_BIN, C_BOUT, C_CLI_ABRT, C_CONN_TOT, C_CONNECT, C_CTIME_MAX, C_CTIME_SUM,
+                      C_DREQ, C_ECON, C_EREQ, C_ERESP, C_HRSP_1XX, C_HRSP_OTHER, C_INTERCEPTED,
+                      C_LASTSESS, C_LBTOT, C_QTIME_MAX, C_QTIME_SUM, C_REQ_TOT, C_REUSE,
+                      C_RTIME_MAX, C_RTIME_SUM, C_SRV_ABRT, C_STOT, C_TIMED, C_TTIME_MAX,
+                      C_TTIME_SUM, C_WREDIS, C_WRETR)
 
 
 def status_index(status: int) -> int:
     """The hrsp_Nxx counter of a status."""
     k = status // 100
     return C_HRSP_1XX + k - 1 if 1 <= k <= 5 else C_HRSP_OTHER
+
+
+# -- events -------------------------------------------------------------------------
 
 
 def connection(fe) -> None:
@@ -32,27 +49,73 @@ def connection(fe) -> None:
     c[C_CONN_TOT] += 1
 
 
-def connect_attempt(be, srv, ok: bool, reused: bool = False) -> None:
-    """A connection to a server was attempted (new) or taken from the pool."""
+def server_taken(be, srv, balanced: bool, previous) -> None:
+    """Server srv of backend be was taken for a connection attempt (as
+    HAProxy counts its assign_server() and connect_server()).
+
+    srv's stot counts every attempt. lbtot (server and backend) counts the
+    choices of the balance algorithm: balanced is False when something
+    else chose srv (a cookie, a retry bound to the same server, the queue
+    giving a freed slot to a waiting session), and a balanced choice of the
+    server that just failed is not counted either. previous is the server
+    whose connection failed just before (a retry), else None: the failure
+    is counted on it as a retry (wretr) when srv is the same server, as a
+    redispatch (wredis) when it is another one."""
+    srv.c[C_STOT] += 1
+    now = int(time.time())
+    srv.c[C_LASTSESS] = now          # lastsess: the last attempt, as HAProxy's
+    be.c[C_LASTSESS] = now
+    if balanced and srv is not previous:
+        srv.c[C_LBTOT] += 1
+        be.c[C_LBTOT] += 1
+    if previous is not None:
+        retried(be, previous, srv)
+
+
+def retried(be, failed, srv) -> None:
+    """The request whose connection to server `failed` did not work is sent
+    to srv: a retry (wretr) when srv is failed, a redispatch (wredis) when
+    it is another server; counted on the failed server and its backend."""
+    i = C_WRETR if srv is failed else C_WREDIS
+    failed.c[i] += 1
+    be.c[i] += 1
+
+
+def connect_attempt(be, srv, reused: bool = False) -> None:
+    """A connection to srv was opened (successful or not: connect), or one
+    of its idle connections was taken from the pool (reuse). A failed
+    attempt is not a connection error yet: econ counts the sessions that
+    gave up (see _connection_error)."""
     if reused:
         srv.c[C_REUSE] += 1
         be.c[C_REUSE] += 1
         return
     srv.c[C_CONNECT] += 1
     be.c[C_CONNECT] += 1
-    if not ok:
-        srv.c[C_ECON] += 1
-        be.c[C_ECON] += 1
 
 
-def _ended(c: list, bytes_in: int, bytes_out: int, term: str, retries: int, redispatched: bool,
-           times: tuple | None, now: int) -> None:
+# -- at the end of a session -----------------------------------------------------------
+
+
+def _connection_error(term: str, be, srv) -> None:
+    """econ, as HAProxy counts it: once per session that got no server
+    connection in the end: its retries spent (SC/sC: on the backend and on
+    the server tried last), no usable server (SC without a server), or a
+    queue timeout (sQ: the backend)."""
+    if term[0] in "Ss":
+        second = term[1]
+        if second == "C":
+            be.c[C_ECON] += 1
+            if srv is not None:
+                srv.c[C_ECON] += 1
+        elif second == "Q":
+            be.c[C_ECON] += 1
+
+
+def _ended(c: list, bytes_in: int, bytes_out: int, term: str, times: tuple | None) -> None:
+    """What a backend or server counts of a session that ended."""
     c[C_BIN] += bytes_in
     c[C_BOUT] += bytes_out
-    if retries:
-        c[C_WRETR] += retries
-    if redispatched:
-        c[C_WREDIS] += 1
     first = term[0]
     if first == "C" or first == "c":
         c[C_CLI_ABRT] += 1
@@ -65,12 +128,18 @@ def _ended(c: list, bytes_in: int, bytes_out: int, term: str, retries: int, redi
         c[C_RTIME_SUM] += resp
         c[C_TTIME_SUM] += total
         c[C_TIMED] += 1
-    c[C_LASTSESS] = now
+        if q > c[C_QTIME_MAX]:
+            c[C_QTIME_MAX] = q
+        if conn > c[C_CTIME_MAX]:
+            c[C_CTIME_MAX] = conn
+        if resp > c[C_RTIME_MAX]:
+            c[C_RTIME_MAX] = resp
+        if total > c[C_TTIME_MAX]:
+            c[C_TTIME_MAX] = total
 
 
 def tcp_session(s) -> None:
     """A TCP session ended (workers/tcp.py TcpSession, at close)."""
-    now = int(time.time())
     bytes_in, bytes_out = s.c2s.moved, s.s2c.moved
     fe = s.fe
     fe.c[C_BIN] += bytes_in
@@ -88,14 +157,21 @@ def tcp_session(s) -> None:
         fe.c[C_TTIME_SUM] += times[3]
         fe.c[C_TIMED] += 1
     be.c[C_STOT] += 1
-    _ended(be.c, bytes_in, bytes_out, s.term, s.retries, s.redispatched, times, now)
+    _connection_error(s.term, be, s.last_srv)
+    _ended(be.c, bytes_in, bytes_out, s.term, times)
     if srv is not None:
-        _ended(srv.c, bytes_in, bytes_out, s.term, s.retries, s.redispatched, times, now)
+        _ended(srv.c, bytes_in, bytes_out, s.term, times)
 
 
 def http_txn(txn, fe, now_mono: float) -> None:
-    """An HTTP transaction ended (a workers/stream.py Stream, when it is logged)."""
-    now = int(time.time())
+    """An HTTP transaction ended (a workers/stream.py Stream, when it is logged).
+
+    HAProxy's rules: a request denied by a rule (term PR) counts dreq on
+    the frontend, and on the backend when a backend's rule denied it; a
+    redirect or return answered by a rule is intercepted (frontend); a
+    response that went wrong on the server side before its headers (SH,
+    sH: farm answers 502/504) counts eresp on the server and backend; a
+    server's own status, whatever it is, is just its hrsp class."""
     idx = status_index(txn.status) if txn.status else C_HRSP_OTHER
     fc = fe.c
     fc[C_REQ_TOT] += 1
@@ -106,9 +182,14 @@ def http_txn(txn, fe, now_mono: float) -> None:
     fc[C_TTIME_SUM] += int((now_mono - txn.t_start) * 1000.0)
     fc[C_TIMED] += 1
     term = txn.term
-    if txn.local and term[0] == "P":
-        fc[C_DREQ] += 1          # denied by a rule
     be = txn.be
+    if txn.local:
+        if term == "PR":
+            fc[C_DREQ] += 1
+            if be is not None:
+                be.c[C_DREQ] += 1
+        elif term == "--":
+            fc[C_INTERCEPTED] += 1
     if be is None:
         return
     times = None
@@ -122,16 +203,18 @@ def http_txn(txn, fe, now_mono: float) -> None:
     bc[C_STOT] += 1
     bc[C_REQ_TOT] += 1
     bc[idx] += 1
-    _ended(bc, txn.bytes_in, txn.bytes_out, term, txn.retries, txn.redispatched, times, now)
     srv = txn.srv
+    _connection_error(term, be, srv)
+    if term[1] == "H" and term[0] in "Ss":
+        bc[C_ERESP] += 1
+        if srv is not None:
+            srv.c[C_ERESP] += 1
+    _ended(bc, txn.bytes_in, txn.bytes_out, term, times)
     if srv is not None and not txn.local:
         sc = srv.c
         sc[C_REQ_TOT] += 1
         sc[idx] += 1
-        if txn.status == 502 or term[:2] in ("SH", "sH"):
-            sc[C_ERESP] += 1
-            bc[C_ERESP] += 1
-        _ended(sc, txn.bytes_in, txn.bytes_out, term, txn.retries, txn.redispatched, times, now)
+        _ended(sc, txn.bytes_in, txn.bytes_out, term, times)
 
 
 def bad_request(fe, status: int, bytes_out: int) -> None:

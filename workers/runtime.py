@@ -26,8 +26,7 @@ from urllib.parse import unquote_to_bytes
 from farm import model, shm
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
-from farm.shm import C_LBTOT, C_STOT
-from workers import rules
+from workers import counting, rules
 from workers.cookie import CookiePersistence
 from workers.lb import retry
 from workers.lb.pool import ServerPool
@@ -97,6 +96,21 @@ class Gauge:
             self.cells.raise_to(self.cur + shm.G_MAX, n)
         return True
 
+    def reserve(self, limit: int = 0) -> int:
+        """take() without counting a maximum yet: the new value (for
+        confirm()), or 0 when limit forbids it. For a slot taken before we
+        know it is used (the acceptor, before accept())."""
+        n = self.cells.inc_below(self.cur, limit)
+        if n:
+            self.q[self.mine] += 1
+        return n
+
+    def confirm(self, n: int) -> None:
+        """The slot reserve() returned n for is used: count it in the maximum."""
+        if n > self.peak:
+            self.peak = n
+            self.cells.raise_to(self.cur + shm.G_MAX, n)
+
     def give(self) -> None:
         self.cells.add(self.cur, -1)
         self.q[self.mine] -= 1
@@ -155,6 +169,7 @@ class SharedState:
         self.rows: list[tuple[int, object]] = []   # (column offset, runtime object)
         self.sessions: set | None = None           # the worker's sessions (for shutdown)
         self.ctx_row = None                        # the WorkerContext (process row)
+        self.started_ms = int(time.monotonic() * 1000)   # every counter is 0 now
 
     def register(self, key: tuple, obj) -> None:
         if self.table is not None:
@@ -206,17 +221,25 @@ class SharedState:
                 pool.discard(conn)
 
     def flush(self) -> None:
-        """Write this worker's counters into its column (gauges refreshed)."""
+        """Write this worker's counters into its column (gauges refreshed).
+        The process row goes last: its flushed_ms tells the master's sampler
+        that the other rows of this flush are written."""
         t = self.table
         if t is None:
             return
-        flushed_ms = int(time.monotonic() * 1000)
+        process_base = None
         for base, obj in self.rows:
-            c = obj.c
             if obj is self.ctx_row:
-                c[shm.C_DROPPED_LOGS] = obj.access.dropped
-                c[shm.C_FLUSHED_MS] = flushed_ms
-            t.write_column(base, array.array("q", c))
+                process_base = base
+                continue
+            t.write_column(base, array.array("q", obj.c))
+        if process_base is not None:
+            ctx = self.ctx_row
+            c = ctx.c
+            c[shm.C_DROPPED_LOGS] = ctx.access.dropped
+            c[shm.C_FLUSHED_MS] = int(time.monotonic() * 1000)
+            c[shm.C_STARTED_MS] = self.started_ms
+            t.write_column(process_base, array.array("q", c))
 
 
 class ServerRuntime:
@@ -350,25 +373,31 @@ class BackendRuntime:
             return None
         return retry.turnaround(cfg.timeouts.connect, timed_out)
 
-    def acquire(self, index: int) -> ServerRuntime | None:
+    def acquire(self, index: int, balanced: bool = False,
+                previous: ServerRuntime | None = None) -> ServerRuntime | None:
         """Take a slot of server index (its maxconn counted over all
-        workers); None if another worker took the last one first."""
+        workers) for one connection attempt and count it
+        (workers/counting.py server_taken: balanced when the balance
+        algorithm chose it; previous, the server whose connection just
+        failed when this is a retry); None if another worker took the last
+        slot first."""
         srv = self.servers[index]
         if not srv.g.take(srv.maxconn):
             return None
-        c = srv.c
-        c[C_STOT] += 1
-        c[C_LBTOT] += 1
+        counting.server_taken(self, srv, balanced, previous)
         self.pool.acquired(index)
         return srv
 
-    def take_server(self, key, tried, forced: int | None) -> ServerRuntime | None:
+    def take_server(self, key, tried, forced: int | None, from_queue: bool,
+                    previous: ServerRuntime | None) -> ServerRuntime | None:
         """A server with one of its slots taken: forced (an index: a cookie's
         or a same-server retry's choice), else the balance's pick for key,
         away from the tried servers when redispatch allows. None when it is
-        (or every usable one is) at its maxconn: the request waits."""
+        (or every usable one is) at its maxconn: the request waits.
+        from_queue: a queued request taking a freed slot (not a balance
+        choice for lbtot); previous: the server that just failed (a retry)."""
         if forced is not None:
-            return self.acquire(forced)
+            return self.acquire(forced, False, previous)
         pool = self.pool
         avoid = tried if self.cfg.redispatch else ()
         for _ in range(4):   # another worker may take the picked slot first
@@ -377,7 +406,7 @@ class BackendRuntime:
                 idx = pool.pick(key, ())   # every server tried: start over
             if idx is None:
                 return None
-            srv = self.acquire(idx)
+            srv = self.acquire(idx, not from_queue, previous)
             if srv is not None:
                 return srv
         return None

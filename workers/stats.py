@@ -44,7 +44,7 @@ import farm
 from farm import logs, model, shm
 from farm import stats as render
 from farm import stats_page
-from workers import http1, linger
+from workers import counting, http1, linger
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.runtime import FrontendRuntime
@@ -265,9 +265,7 @@ class StatsSession:
         self.to_keepalive = t.http_keep_alive or self.to_request
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
-        c = fe.c
-        c[shm.C_STOT] += 1
-        c[shm.C_CONN_TOT] += 1
+        counting.connection(fe)
         loop.add(self.cfd, EPOLLIN, self.on_event)
         self.rearm()
 

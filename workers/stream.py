@@ -201,10 +201,12 @@ class Stream:
             return
         self.use_server(srv)
 
-    def take_server(self):
+    def take_server(self, from_queue: bool = False):
         """The server for this request with one of its slots taken, or None
-        (BackendRuntime.take_server)."""
-        srv = self.be.take_server(self.key, self.tried, self.forced_server)
+        (BackendRuntime.take_server); a retry names the server that failed
+        (counting.server_taken)."""
+        previous = self.srv if self.retries else None
+        srv = self.be.take_server(self.key, self.tried, self.forced_server, from_queue, previous)
         if srv is not None:
             self.forced_server = None
         return srv
@@ -219,7 +221,7 @@ class Stream:
         there was none after all (it keeps waiting); True once served."""
         if self.state != ST_QUEUED:
             return True
-        srv = self.take_server()
+        srv = self.take_server(from_queue=True)
         if srv is None:
             return False
         self.use_server(srv)
@@ -268,7 +270,7 @@ class Stream:
         """A server connection is usable: queue the head; the body follows
         from the client connection (wants_request_body)."""
         sc = self.sc
-        counting.connect_attempt(self.be, self.srv, ok=True, reused=sc.reused)
+        counting.connect_attempt(self.be, self.srv, reused=sc.reused)
         self.state = ST_SERVER
         self.t_connected = self.last_s = self.loop.now
         try:
@@ -287,7 +289,7 @@ class Stream:
         on another server or the same one (BackendRuntime.retry_wait), or 503."""
         srv = self.srv
         be = self.be
-        counting.connect_attempt(be, srv, ok=False)
+        counting.connect_attempt(be, srv)
         self.drop_server_conn()
         self.tried += (srv.index,)
         self.release_server()
@@ -383,6 +385,7 @@ class Stream:
         if retry:
             self.drop_server_conn()
             self.retries += 1
+            counting.retried(self.be, self.srv, self.srv)
             # same server, but a fresh connection this time
             self.open_connection(self.srv)
             return

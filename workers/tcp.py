@@ -126,9 +126,11 @@ class TcpSession:
             return
         self.use_server(srv)
 
-    def take_server(self):
-        """A server with one of its slots taken, or None (all full)."""
-        srv = self.be.take_server(self.key, self.tried, self.retry_to)
+    def take_server(self, from_queue: bool = False):
+        """A server with one of its slots taken, or None (all full); a retry
+        names the server that failed (counting.server_taken)."""
+        previous = self.last_srv if self.retries else None
+        srv = self.be.take_server(self.key, self.tried, self.retry_to, from_queue, previous)
         if srv is not None:
             self.retry_to = None
         return srv
@@ -174,7 +176,7 @@ class TcpSession:
         there was none after all (it keeps waiting); True once served."""
         if self.state != QUEUED:
             return True
-        srv = self.take_server()
+        srv = self.take_server(from_queue=True)
         if srv is None:
             return False
         self.use_server(srv)
@@ -191,7 +193,7 @@ class TcpSession:
         """Give the server slot back, then retry or give up (SC / sC)."""
         be = self.be
         idx = self.srv.index
-        counting.connect_attempt(be, self.srv, ok=False)
+        counting.connect_attempt(be, self.srv)
         self.drop_server_socket()
         self.tried.add(idx)
         be.release(self.srv)
@@ -220,7 +222,7 @@ class TcpSession:
             self.sfd = -1
 
     def connected(self) -> None:
-        counting.connect_attempt(self.be, self.srv, ok=True)
+        counting.connect_attempt(self.be, self.srv)
         loop = self.loop
         self.state = DATA
         self.t_connected = loop.now

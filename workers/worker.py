@@ -175,10 +175,12 @@ class Worker:
                 # (the frontend's, and global.maxconn) holds over all
                 # workers, atomically; a full one leaves clients in the
                 # kernel's backlog until a connection ends somewhere.
-                if not fe_g.take(fe.maxconn):
+                n_fe = fe_g.reserve(fe.maxconn)
+                if not n_fe:
                     self.pause_full(fe)
                     return
-                if not ctx_g.take(ctx.maxconn):
+                n_all = ctx_g.reserve(ctx.maxconn)
+                if not n_all:
                     fe_g.give()
                     self.pause_full(fe)
                     return
@@ -195,6 +197,8 @@ class Worker:
                         self.out_of_fds()
                         return
                     continue  # ECONNABORTED and friends: that client is gone
+                fe_g.confirm(n_fe)
+                ctx_g.confirm(n_all)
                 csock.setblocking(False)
                 csock.setsockopt(*nodelay)
                 counting.connection(fe)

@@ -109,6 +109,10 @@ def test_exporter_scrapes_farm_through_the_admin_socket(farm_factory, three, tmp
     assert m['haproxy_frontend_http_requests_total{frontend="fe"}'] == 10
     assert m['haproxy_frontend_current_sessions{frontend="fe"}'] == 0
     assert m['haproxy_backend_sessions_total{backend="be"}'] == 10
+    # lbtot: the balance algorithm chose a for each, on the backend's row too
+    assert m['haproxy_server_server_selected_total{backend="be",server="a"}'] == 10
+    assert m['haproxy_backend_server_selected_total{backend="be"}'] == 10
+    assert m['haproxy_backend_max_sessions{backend="be"}'] == 1
     assert m['haproxy_server_check_duration_seconds{backend="be",server="a"}'] >= 0
 
     # state changes through the socket show in the next scrape

@@ -1,8 +1,11 @@
-"""HAProxy's integer health state machine (farm.health.HealthState)."""
+"""HAProxy's integer health state machine (farm.health.HealthState), and
+what a check result writes to the shared table (ServerCheck.apply)."""
 
-from farm import model
-from farm.health import CheckResult, HealthState, slowstart_weight
+from farm import model, shm
+from farm.health import CheckResult, HealthState, ServerCheck, slowstart_weight
+from farm.loader import load_text
 from farm.shm import WEIGHT_SCALE
+from workers.loop import Loop
 
 
 def test_starts_up_and_falls_at_the_first_failure_like_haproxy():
@@ -60,3 +63,46 @@ def test_slowstart_ramp():
     assert slowstart_weight(10, 10.0, 10.0) == 10 * WEIGHT_SCALE
     assert slowstart_weight(1, 0.5, 10.0) == 1           # weight 1 still ramps in steps
     assert slowstart_weight(0, 5.0, 10.0) == 0
+
+
+CHECKED = """
+[global]
+workers = 1
+[defaults]
+mode = "tcp"
+[frontends.fe]
+bind = "127.0.0.1:1"
+default_backend = "be"
+[backends.be]
+[backends.be.check]
+type = "tcp"
+rise = 2
+fall = 2
+[[backends.be.servers]]
+name = "s1"
+address = "127.0.0.1:2"
+"""
+
+
+def test_failed_checks_count_only_while_they_take_health_down():
+    """HAProxy's chkfail: a failure of a server already fully down is not
+    counted again; chkdown counts the transitions; downtime the outage."""
+    cfg = load_text(CHECKED)
+    t = shm.Table.create(cfg, 1)
+    be = cfg.backends[0]
+    chk = ServerCheck(Loop(), t, be, be.servers[0], lambda *a: None)
+    fail, ok = CheckResult(False, "L4CON"), CheckResult(True, "L4OK")
+    for _ in range(5):
+        chk.apply(fail)                 # health 2 -> 1: down at once (starts at rise)
+    st = t.srv_state(chk.sidx)
+    assert (st["chkfail"], st["chkdown"], st["op_up"]) == (1, 1, 0)
+    assert st["down_since"] > 0
+    t.srv_set(chk.sidx, "down_since", st["down_since"] - 7)     # down for 7 s
+    chk.apply(ok)
+    chk.apply(ok)                       # up again, health 3
+    st = t.srv_state(chk.sidx)
+    assert st["op_up"] == 1 and st["down_since"] == 0 and st["downtime"] >= 7
+    for _ in range(5):
+        chk.apply(fail)                 # 3 -> 2 -> 1 (down) -> not counted
+    st = t.srv_state(chk.sidx)
+    assert (st["chkfail"], st["chkdown"]) == (3, 2)

@@ -34,15 +34,17 @@ def sampled_table():
     return t, StatsSampler(t)
 
 
-def publish(t, worker, flushed_ms, counts, times=None):
+def publish(t, worker, flushed_ms, counts, times=None, started_ms=0):
     """What a worker's flush does: its column of every row, and its flush
-    time in the process row. counts: {row key: (stot, req_tot, conn_tot)};
-    times: {row key: (timed, qtime_sum, ctime_sum, rtime_sum, ttime_sum)}."""
+    time (and its start, unknown when 0) in the process row. counts: {row
+    key: (stot, req_tot, conn_tot)}; times: {row key: (timed, qtime_sum,
+    ctime_sum, rtime_sum, ttime_sum)}."""
     times = times or {}
     for key in t.layout.rows:
         vals = [0] * shm.CNT_FIELDS
         if key == shm.PROCESS_ROW:
             vals[shm.C_FLUSHED_MS] = flushed_ms
+            vals[shm.C_STARTED_MS] = started_ms
         else:
             vals[shm.C_STOT], vals[shm.C_REQ_TOT], vals[shm.C_CONN_TOT] = counts.get(key, (0, 0, 0))
             (vals[shm.C_TIMED], vals[shm.C_QTIME_SUM], vals[shm.C_CTIME_SUM], vals[shm.C_RTIME_SUM],
@@ -189,3 +191,33 @@ def test_a_worker_without_a_new_flush_adds_no_time_twice():
     publish(t, 1, 3_000, {}, {BE: (2, 0, 0, 20, 20)})   # worker 0 did not flush
     r.sample()
     assert averages(t, BE)[2] == 40            # (100 + 10 + 10) / 3
+
+
+def test_a_new_worker_counts_from_its_start():
+    """The traffic of a worker's first second is not lost: its counts
+    started at zero when it started."""
+    t, r = sampled_table()
+    publish(t, 0, 1_800, {FE: (80, 80, 80)}, {BE: (4, 0, 4, 40, 80)}, started_ms=1_000)
+    r.sample()
+    fe = t.read_row(FE)
+    assert (fe["rate"], fe["rate_max"]) == (100, 100)       # 80 in 0.8 s
+    assert averages(t, BE) == (0, 1, 10, 20)
+
+
+def test_a_short_first_window_waits_for_the_next_sample():
+    t, r = sampled_table()
+    publish(t, 0, 1_200, {FE: (50, 50, 50)}, started_ms=1_000)
+    r.sample()
+    assert t.read_row(FE)["rate_max"] == 0        # 0.2 s would say 250/s
+    publish(t, 0, 2_000, {FE: (100, 100, 100)}, started_ms=1_000)
+    r.sample()
+    assert t.read_row(FE)["rate_max"] == 100      # 100 in 1 s
+
+
+def test_a_worker_started_since_the_last_sample_counts_from_its_start():
+    t, r = sampled_table()
+    publish(t, 0, 2_000, {FE: (1000, 1000, 1000)}, started_ms=1_000)
+    r.sample()
+    publish(t, 0, 4_000, {FE: (30, 30, 30)}, started_ms=3_000)    # respawned at 3 s
+    r.sample()
+    assert t.read_row(FE)["rate"] == 30

@@ -75,3 +75,21 @@ def test_confdiff_describes_a_reload():
                     + '[backends.extra]\n[[backends.extra.servers]]\nname="x"\naddress="127.0.0.1:9"\n')
     assert confdiff.describe(old, new) == [
         "+backend extra", "fe +bind 127.0.0.1:5", "fe -bind 127.0.0.1:1", "be/s1 weight 10\u219220"]
+
+
+def test_downtime_runs_while_down_or_in_maintenance():
+    t = shm.Table.create(load_text(CFG), 1)
+    s1, s2 = t.server_row("be", "s1"), t.server_row("be", "s2")
+    assert t.srv_get(s2, "down_since") > 0          # disabled: down from the start
+    assert t.srv_get(s1, "down_since") == 0
+    t.srv_set(s1, "admin", shm.ADMIN_MAINT)
+    t.note_downtime(s1, 1_000)
+    assert t.srv_get(s1, "down_since") == 1_000
+    t.srv_set(s1, "op_up", 0)                       # and its checks fail meanwhile
+    t.note_downtime(s1, 1_010)
+    t.srv_set(s1, "admin", shm.ADMIN_READY)         # out of maintenance, still down
+    t.note_downtime(s1, 1_020)
+    assert t.srv_get(s1, "down_since") == 1_000 and t.srv_get(s1, "downtime") == 0
+    t.srv_set(s1, "op_up", 1)
+    t.note_downtime(s1, 1_030)
+    assert t.srv_get(s1, "down_since") == 0 and t.srv_get(s1, "downtime") == 30

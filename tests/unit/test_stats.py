@@ -40,6 +40,7 @@ REFERENCE_LIKE = """
 [global]
 workers = 2
 maxconn = 9984
+admin_socket = "/run/farm/admin.sock"
 [stats]
 bind = "127.0.0.1:27404"
 uri = "/stats"
@@ -179,9 +180,9 @@ def test_rows_in_haproxy_order(mixed):
 
 @needs_reference
 def test_matches_the_haproxy_capture_field_by_field():
-    """Same config as the capture, settled state: every field equals
-    HAProxy's but the proxy ids (HAProxy starts at 2), ages, and the
-    server's connection need estimate."""
+    """Same config as the capture (its stats socket included), settled
+    state: every field equals HAProxy's but ages and the server's
+    connection need estimate."""
     cfg, t = make(REFERENCE_LIKE)
     settle(t, cfg)
     for s in ("web1", "web2"):
@@ -196,7 +197,7 @@ def test_matches_the_haproxy_capture_field_by_field():
         for name, x, y in zip(header, a, b):
             if x != y:
                 diffs.add(name)
-    assert diffs <= {"iid", "lastchg", "need_conn_est"}, diffs
+    assert diffs <= {"lastchg", "need_conn_est"}, diffs
     t.close()
 
 
@@ -217,9 +218,10 @@ def test_counters_are_summed_over_workers_and_carried(mixed):
     key = ("srv", "app", "s1")
     write(t, key, 0, stot=5, bin=100, bout=1000, hrsp_2xx=4, hrsp_5xx=1, smax=3, scur=1, lbtot=5,
           econ=1, req_tot=5, connect=5, reuse=2, qtime_sum=10, ctime_sum=20, rtime_sum=40,
-          ttime_sum=100, timed=5, lastsess=NOW - 7)
+          ttime_sum=100, timed=5, lastsess=NOW - 7, qtime_max=4, ctime_max=9, rtime_max=30,
+          ttime_max=60)
     write(t, key, 1, stot=7, bin=50, bout=700, hrsp_2xx=7, smax=2, scur=2, lbtot=7, req_tot=7,
-          timed=5, ttime_sum=200, lastsess=NOW - 30)
+          timed=5, ttime_sum=200, lastsess=NOW - 30, ttime_max=80)
     # carried column: totals of earlier generations, and what the master's
     # sampler writes (farm/sampler.py: the recent averages)
     write(t, key, 2, stot=100, hrsp_2xx=90, smax=9, lbtot=100, req_tot=100,
@@ -239,6 +241,7 @@ def test_counters_are_summed_over_workers_and_carried(mixed):
     assert s1["req_tot"] == 112 and s1["econ"] == 1
     assert s1["connect"] == 5 and s1["reuse"] == 2
     assert s1["qtime"] == 1 and s1["ctime"] == 2 and s1["rtime"] == 4 and s1["ttime"] == 30
+    assert (s1["qtime_max"], s1["ctime_max"], s1["rtime_max"], s1["ttime_max"]) == (4, 9, 30, 80)
     assert s1["lastsess"] == 7
     assert s1["slim"] == 10                               # server maxconn
     assert s1["used_conn_cur"] == 3
@@ -264,6 +267,19 @@ def test_row_kinds_and_ids(mixed):
     assert rows[("app", "s1")]["type"] == 2
     assert rows[("app", "s1")]["pid"] == 1
     assert stats.proxy_ids(cfg)[("be", "db")] == 5
+    # with an admin socket, HAProxy's stats socket proxy has id 1
+    with_socket = loader.load_text(MIXED.replace("[global]\n", '[global]\nadmin_socket = "/tmp/x.sock"\n'))
+    assert stats.proxy_ids(with_socket)[("fe", "www")] == 2
+    assert stats.proxy_ids(with_socket)[("be", "db")] == 6
+
+
+def test_the_compared_columns_cover_every_column_once():
+    """farm/stats.py's list of how each column compares with HAProxy's
+    (docs/operations.md prints it): every column in exactly one group."""
+    groups = [set(stats.SAME_AS_HAPROXY), set(stats.SAME_IN_TCP_ONLY), set(stats.CLOSE_TO_HAPROXY),
+              set(stats.NOT_COMPARED)]
+    assert sum(len(g) for g in groups) == len(stats.FIELD_NAMES)
+    assert set().union(*groups) == set(stats.FIELD_NAMES)
 
 
 def test_http_only_fields_are_empty_in_tcp(mixed):
