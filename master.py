@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 
 import farm
-from farm import (__release_date__, __version__, confdiff, handoff, loader, logs, model, resolve,
-                  sampler, shm)
+from farm import (__release_date__, __version__, build, confdiff, handoff, loader, logs, model,
+                  resolve, sampler, shm)
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -903,7 +903,14 @@ class Master:
         self.loop.watch_signals(MASTER_SIGNALS, self.on_signals)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])   # blocked across a re-exec
         self.reap()          # an adopted worker may have exited during the exec
-        self.log.info("farm_starting", config=self.config_path, workers=self.config.global_.workers)
+        described = build.describe()
+        self.log.info("farm_starting", config=self.config_path, workers=self.config.global_.workers,
+                      build=described)
+        if described != "compiled":
+            # said once: farm works pure, but slower (docs/building.md)
+            self.log.warning("running_pure", build=described,
+                             message="per-request modules run as pure Python (slower); "
+                                     "see docs/building.md")
         for slot in range(self.config.global_.workers):
             self.spawn(slot, self.current)
         self.current.health = HealthChecker(self.loop, self.table, self.config, self.log)

@@ -6,3 +6,8 @@ loader, logging, the CLI. It never imports workers/ (see DESIGN.md).
 
 __version__ = "0.1.0"
 __release_date__ = "2026/11/20"
+
+# Compiled or pure: decided before any per-request module is imported.
+from farm import build as _build  # noqa: E402
+
+_build.install()

@@ -26,7 +26,7 @@ import select
 import socket
 import time
 
-from farm import admincli, resolve, shm
+from farm import admincli, build, resolve, shm
 
 DEFAULT_CLI_TIMEOUT = 10.0
 MAX_LINE = 16384
@@ -374,7 +374,7 @@ class AdminServer:
         return {
             "pid": os.getpid(), "start_time": m.started, "workers": cfg.global_.workers,
             "maxconn": cfg.global_.maxconn, "node": cfg.global_.node or socket.gethostname(),
-            "version": m.version, "release_date": m.release_date,
+            "version": m.version, "release_date": m.release_date, "build": build.describe(),
             "stopping": 1 if m.stopping else 0,
             "dropped_logs": process["dropped_logs"],
             "listeners": sum(len(s) for s in m.current.listeners.values()),

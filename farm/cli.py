@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 
-from farm import __version__, loader
+from farm import __version__, build, loader
 
 DEFAULT_CONFIG = os.environ.get("FARM_CONFIG", "/etc/farm/farm.toml")
 
@@ -162,7 +162,8 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="farm", description="farm: a TCP/HTTP load balancer and reverse proxy")
-    p.add_argument("--version", action="version", version=f"farm {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"farm {__version__} ({build.describe()})")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
 

@@ -598,6 +598,7 @@ def info(proc: dict, rows: list[dict]) -> list[tuple[str, str]]:
 
     proc (built by the caller): pid, start_time (epoch), workers, maxconn,
     node, version, release_date, stopping, dropped_logs, listeners; optional:
+    build (farm/build.py describe()),
     now, process_num, ulimit_n, maxsock, tasks, run_queue, idle_pct, jobs,
     pipes_used, pipes_free, max_pipes, and the process rates sess_rate,
     max_sess_rate, conn_rate, max_conn_rate (see process_rates()).
@@ -630,7 +631,10 @@ def info(proc: dict, rows: list[dict]) -> list[tuple[str, str]]:
         "ConnRate": int(proc.get("conn_rate", 0)), "MaxConnRate": int(proc.get("max_conn_rate", 0)),
         "SessRate": int(proc.get("sess_rate", 0)), "MaxSessRate": int(proc.get("max_sess_rate", 0)),
         "TotalBytesOut": sum(r["bout"] or 0 for r in fe),
-        "Build info": version, "Start_time_sec": start,
+        # HAProxy puts its version here; farm adds which build runs
+        # (compiled or pure, farm/build.py)
+        "Build info": f"{version} {proc['build']}" if proc.get("build") else version,
+        "Start_time_sec": start,
     }
     return [(k, str(values.get(k, 0))) for k in INFO_KEYS]
 

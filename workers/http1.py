@@ -412,9 +412,6 @@ def _check_field(name, value):
     return name, value
 
 
-_new = object.__new__
-
-
 class Request(_Message):
     """A request head. Mutable: rules rewrite it before serialize_request_head().
 
@@ -772,7 +769,7 @@ def _build_request(buf, start, end, max_headers):
     elif method == b"CONNECT":
         raise HttpError(400, "CONNECT needs an authority-form target (host:port)")
 
-    r = _new(Request)
+    r = Request.__new__(Request)
     r.method = method
     r._target = target
     r._path = None
@@ -868,7 +865,7 @@ def _build_response(buf, start, end, max_headers):
         lnames = list(map(bytes.lower, map(_name_of, hs)))
         sp = _SPECIAL.intersection(lnames)
 
-    r = _new(Response)
+    r = Response.__new__(Response)
     r.status = int(code)
     r.reason = reason
     r.version = version

@@ -45,7 +45,7 @@ M_CONNECTING, M_HTTP, M_TUNNEL = range(3)
 class ServerConn:
     """A connection to a server: attached to a stream, or idle in the pool."""
 
-    __slots__ = ("t", "fd", "srv", "rp", "reused", "idle_since", "on_idle", "stream",
+    __slots__ = ("t", "fd", "srv", "rp", "reused", "idle_since", "on_idle", "pool", "stream",
                  "wq", "out", "eof", "mode", "shut_after_flush")
 
     def __init__(self, t: PlainTransport, srv, max_head: int):
@@ -56,6 +56,7 @@ class ServerConn:
         self.reused = False
         self.idle_since = 0.0
         self.on_idle = None
+        self.pool = None                # the ConnPool it idles in
         self.stream = None
         self.wq: list[bytes] = []       # queued for the server this event
         self.out = b""                  # not yet taken by the socket
@@ -101,6 +102,12 @@ class ServerConn:
         self.t.close()
         self.stream = None
         self.on_idle = None    # breaks the conn <-> callback cycle: freed at once
+        self.pool = None
+
+    def idle_event(self, events: int) -> None:
+        """Idle in the pool and readable: the server closed it (or sent
+        something unsolicited, which makes it unusable too)."""
+        self.pool.discard(self)
 
     # ------------------------------------------------------------------ writing
 
@@ -285,7 +292,8 @@ class ConnPool:
             return
         conn.idle_since = self.loop.now
         if conn.on_idle is None:
-            conn.on_idle = lambda ev, c=conn: self.discard(c)
+            conn.pool = self
+            conn.on_idle = conn.idle_event     # bound once, not per give
         loop = self.loop
         loop.handlers[conn.fd] = conn.on_idle
         loop.modify(conn.fd, EPOLLIN)

@@ -41,7 +41,7 @@ import time
 from urllib.parse import parse_qs
 
 import farm
-from farm import logs, model, shm
+from farm import build, logs, model, shm
 from farm import stats as render
 from farm import stats_page
 from workers import counting, http1, linger
@@ -98,6 +98,7 @@ def proc_info(ctx) -> dict:
         "maxconn": cfg.global_.maxconn,
         "node": cfg.global_.node or socket.gethostname(),
         "version": farm.__version__,
+        "build": build.describe(),
         "release_date": release_date(),
         "stopping": 1 if ctx.draining else 0,
         # dropped access-log lines of all the workers (the process row)

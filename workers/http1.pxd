@@ -1,0 +1,50 @@
+# Types of workers/http1.py for its compiled build (Cython pure mode: the .py
+# is the source; farm/build.py, docs/building.md).
+cimport cython
+
+cdef class _Message:
+    cdef public bytes raw
+    cdef public tuple _base
+    cpdef _keep_raw(self, bytes raw)
+    cpdef appended(self)
+
+cdef class Request(_Message):
+    cdef public bytes method, _target, _path, _query, _prefix, version
+    cdef public list headers
+    cdef public object content_length, upgrade, host, body_mode
+    cdef public bint chunked, keep_alive, expect_continue
+    cdef public Py_ssize_t hop
+
+cdef class Response(_Message):
+    cdef public object status
+    cdef public bytes reason, version
+    cdef public list headers
+    cdef public object content_length, upgrade, body_mode
+    cdef public bint chunked, keep_alive
+    cdef public Py_ssize_t hop
+
+cdef class _Parser:
+    cdef public bytes _buf
+    cdef public Py_ssize_t _pos, _scan, _checked, _empty, _state, _cstate, _after_end, _remaining
+    cdef public Py_ssize_t max_head, max_headers
+    cdef public bint _eof
+    cdef public object _error, _pending_error, message, body_mode
+
+cdef class RequestParser(_Parser):
+    @cython.locals(n=Py_ssize_t, req=Request)
+    cpdef whole_request(self, bytes data)
+
+cdef class ResponseParser(_Parser):
+    cdef public list _expected
+    @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response)
+    cpdef whole_response(self, bytes data)
+
+@cython.locals(eol=Py_ssize_t, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request, hs=list, lnames=list)
+cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers)
+
+@cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list)
+cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers)
+
+cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*)
+
+cpdef bytes _append_fields(bytes raw, list extra)

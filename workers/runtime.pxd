@@ -1,0 +1,46 @@
+# Types of workers/runtime.py for its compiled build (Cython pure mode: the
+# .py is the source; farm/build.py, docs/building.md). WorkerContext and
+# SharedState stay ordinary classes: the worker replaces methods of the
+# context at start, which an extension type does not allow.
+
+cdef class Gauge:
+    cdef public object cells, q
+    cdef public Py_ssize_t cur, mine
+    cdef public long long peak
+    cpdef bint take(self, long long limit=*) except -1
+    cpdef long long reserve(self, long long limit=*) except -1
+    cpdef confirm(self, long long n)
+    cpdef give(self)
+    cpdef long long value(self) except? -1
+
+cdef class SharedCounts:
+    cdef public object cells
+    cdef public list cur
+
+cdef class ServerRuntime:
+    cdef public object cfg, backend, name, family, sockaddr
+    cdef public Gauge g
+    cdef public Py_ssize_t index, sidx
+    cdef public long long maxconn, shutdown_seq, addr_seq
+    cdef public list c
+
+cdef class BackendRuntime:
+    cdef public object cfg, name, pool, cells, q, wakeups, waiting, req_rules, resp_rules
+    cdef public object key_of, cookie, errorfiles
+    cdef public Gauge g
+    cdef public list servers, c, q_heads
+    cdef public bint limited, needs_source_key
+    cdef public Py_ssize_t q_count, q_max, q_tail, my_head, my_count, worker
+    cpdef ServerRuntime acquire(self, Py_ssize_t index, bint balanced=*, ServerRuntime previous=*)
+    cpdef ServerRuntime take_server(self, key, tried, forced, bint from_queue, ServerRuntime previous)
+    cpdef release(self, ServerRuntime srv)
+    cpdef bint must_wait(self) except -1
+    cpdef long long queued(self) except? -1
+
+cdef class FrontendRuntime:
+    cdef public object cfg, name, listeners, default_backend, session_class, routes_by_l4
+    cdef public object req_rules, resp_rules, choose_backend, fixed_backend, errorfiles, xff_name
+    cdef public Gauge g
+    cdef public list c
+    cdef public long long maxconn
+    cdef public bint accepting

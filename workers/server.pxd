@@ -1,0 +1,31 @@
+# Types of workers/server.py for its compiled build (Cython pure mode: the
+# .py is the source; farm/build.py, docs/building.md).
+from workers.http1 cimport ResponseParser
+from workers.transport cimport PlainTransport
+
+cdef class ServerConn:
+    cdef public PlainTransport t
+    cdef public int fd, mode
+    cdef public object srv, on_idle, pool, stream
+    cdef public ResponseParser rp
+    cdef public bint reused, eof, shut_after_flush
+    cdef public double idle_since
+    cdef public list wq
+    cdef public bytes out
+    cpdef attach(self, stream, loop, int mask)
+    cpdef begin(self, req)
+    cpdef close(self, loop)
+    cpdef Py_ssize_t flush(self) except -1
+    cpdef bint write(self) except -1
+    cpdef discard_output(self)
+    cpdef int mask(self, bint readable)
+    cpdef bint take_whole(self, bytes data) except -1
+    cpdef pump(self)
+    cpdef bint reusable(self)
+
+cdef class ConnPool:
+    cdef public object loop
+    cdef public dict idle
+    cdef public bint sweeping
+    cpdef take(self, srv)
+    cpdef give(self, ServerConn conn)

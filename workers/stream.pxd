@@ -1,0 +1,48 @@
+# Types of workers/stream.py for its compiled build (Cython pure mode: the
+# .py is the source; farm/build.py, docs/building.md). The client
+# connection stays untyped (conn): HTTP/1.1 and HTTP/2 connections alike.
+from workers.http1 cimport Request, Response
+from workers.loop cimport Loop
+from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
+from workers.server cimport ServerConn
+
+cdef class Stream:
+    cdef public object conn, resp, src, src_port, _rules_src, key, forced_server
+    cdef public object term, cc, cs, request_line, tried, t_retry
+    cdef public Loop loop
+    cdef public FrontendRuntime fe
+    cdef public BackendRuntime be
+    cdef public ServerRuntime srv
+    cdef public ServerConn sc
+    cdef public Request req
+    cdef public int state, status
+    cdef public double t_start, t_head, t_queue, t_connect, t_connected, t_resp, last_s, to_tunnel
+    cdef public long long bytes_out, bytes_in, retries
+    cdef public bint redispatched, close, resp_started, req_done, local, released
+    cpdef start(self)
+    cpdef prepare_request(self, BackendRuntime be)
+    cpdef request_data(self, bytes data)
+    cpdef request_end(self)
+    cpdef bint wants_request_body(self) except -1
+    cpdef bint server_room(self) except -1
+    cpdef connect_server(self)
+    cpdef take_server(self, bint from_queue=*)
+    cpdef use_server(self, ServerRuntime srv)
+    cpdef open_connection(self, ServerRuntime srv)
+    cpdef server_ready(self)
+    cpdef server_connected(self)
+    cpdef bint awaiting_response(self) except -1
+    cpdef bint server_readable(self) except -1
+    cpdef server_whole(self, Response resp, bytes body)
+    cpdef server_data(self, bytes data)
+    cpdef server_head(self, Response resp)
+    cpdef server_end(self)
+    cpdef double deadline(self) except? -1
+    cpdef reply_locally(self, int status, bytes data, term)
+    cpdef end(self)
+    cpdef finish(self)
+    cpdef release_server(self)
+    cpdef drop_server_conn(self)
+    cpdef finish_io(self)
+    cpdef log(self)
+    cpdef tuple log_record(self, double now)

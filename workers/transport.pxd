@@ -1,0 +1,10 @@
+# Types of workers/transport.py for its compiled build (Cython pure mode:
+# the .py is the source; farm/build.py, docs/building.md).
+
+cdef class PlainTransport:
+    cdef public object sock
+    cdef public int fd
+    cpdef recv(self)
+    cpdef Py_ssize_t send(self, data) except -1
+    cpdef shutdown_write(self)
+    cpdef close(self)
