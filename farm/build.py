@@ -33,6 +33,7 @@ COMPILED = (
     "workers.http1",
     "workers.loop",
     "workers.transport",
+    "workers.clientconn",
     "workers.h1conn",
     "workers.stream",
     "workers.server",

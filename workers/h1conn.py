@@ -29,6 +29,7 @@ import time
 
 from farm.logs import HTTP_FIELDS, httplog_line, json_http_line
 from workers import counting, http1, linger
+from workers.clientconn import ClientConn
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
@@ -41,16 +42,16 @@ DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker 
 C_REQ, C_STREAM, C_TUNNEL, C_CLOSING, C_LINGER, C_CLOSED = range(6)
 
 
-class H1Connection:
-    """An HTTP/1.1 client connection and the streams it carries."""
+class H1Connection(ClientConn):
+    """An HTTP/1.1 client connection and the streams it carries
+    (the ClientConn interface of workers/clientconn.py)."""
 
     # Slots: an idle keep-alive connection costs its object, so no
     # per-instance dict (about 1 KiB less per connection).
-    __slots__ = ("_dst_port", "accept_time", "c_eof", "c_unwanted", "src", "src_port", "t",
-                 "cfd", "ctx", "discarding", "fe", "last_c", "loop", "need_pump", "out_c", "own",
-                 "req_bytes", "req_start", "requests", "rp", "shut_c_after_flush", "state",
-                 "stream", "t_accept", "timer", "to_client", "to_floor", "to_keepalive",
-                 "to_request", "wq_c", "src_bytes", "__weakref__")
+    __slots__ = ("c_eof", "c_unwanted", "cfd", "discarding", "need_pump", "out_c",
+                 "req_bytes", "req_start", "rp", "shut_c_after_flush", "state",
+                 "stream", "timer", "to_client", "to_floor", "to_keepalive",
+                 "to_request", "wq_c", "__weakref__")
 
     def __init__(self, ctx, fe, t: PlainTransport, caddr: tuple):
         self.ctx = ctx
@@ -93,11 +94,6 @@ class H1Connection:
     def accepted(cls, ctx, fe, csock, caddr: tuple) -> "H1Connection":
         """The session class interface of workers/worker.py."""
         return cls(ctx, fe, PlainTransport(csock), caddr)
-
-    def dst_port(self) -> int:
-        if self._dst_port is None:
-            self._dst_port = self.t.local_port()
-        return self._dst_port
 
     # ------------------------------------------------------------------ reading
 

@@ -1,10 +1,10 @@
 # Types of workers/runtime.py for its compiled build (Cython pure mode: the
-# .py is the source; farm/build.py, docs/building.md). WorkerContext and
-# SharedState stay ordinary classes: the worker replaces methods of the
-# context at start, which an extension type does not allow.
+# .py is the source; farm/build.py, docs/building.md).
+from workers.loop cimport Loop
 
 cdef class Gauge:
-    cdef public object cells, q
+    cdef public object cells
+    cdef long long[:] q
     cdef public Py_ssize_t cur, mine
     cdef public long long peak
     cpdef bint take(self, long long limit=*) except -1
@@ -29,8 +29,11 @@ cdef class BackendRuntime:
     cdef public object key_of, cookie, errorfiles
     cdef public Gauge g
     cdef public list servers, c, q_heads
-    cdef public bint limited, needs_source_key
+    cdef public bint limited, needs_source_key, forwardfor, forwarded
     cdef public Py_ssize_t q_count, q_max, q_tail, my_head, my_count, worker
+    cdef public double to_server, to_queue, to_connect, to_tunnel
+    cdef public long long retries
+    cdef public int reuse
     cpdef ServerRuntime acquire(self, Py_ssize_t index, bint balanced=*, ServerRuntime previous=*)
     cpdef ServerRuntime take_server(self, key, tried, forced, bint from_queue, ServerRuntime previous)
     cpdef release(self, ServerRuntime srv)
@@ -42,5 +45,17 @@ cdef class FrontendRuntime:
     cdef public object req_rules, resp_rules, choose_backend, fixed_backend, errorfiles, xff_name
     cdef public Gauge g
     cdef public list c
-    cdef public long long maxconn
-    cdef public bint accepting
+    cdef public long long maxconn, max_head
+    cdef public bint accepting, forwardfor, forwarded
+    cdef public double to_tunnel
+
+cdef class WorkerContext:
+    cdef public Loop loop
+    cdef public object shared, config, buf, view, pipes, access, log_format, conn_pool
+    cdef public object on_session_end, out_of_fds
+    cdef public set sessions
+    cdef public dict backends
+    cdef public list frontends, c
+    cdef public Gauge g
+    cdef public long long slot, generation, maxconn
+    cdef public bint draining

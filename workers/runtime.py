@@ -32,6 +32,10 @@ from workers.lb import retry
 from workers.lb.pool import ServerPool
 from workers.loop import Loop
 
+INF = float("inf")
+# http-reuse (HAProxy's): what a request may take from the idle pool
+REUSE_NEVER, REUSE_SAFE, REUSE_ALWAYS = range(3)
+REUSE = {"never": REUSE_NEVER, "safe": REUSE_SAFE, "always": REUSE_ALWAYS}
 BUFFER_SIZE = 65536
 PIPE_SIZE = 262144          # bytes a splice pipe holds (fcntl F_SETPIPE_SZ)
 MAX_IDLE_PIPES = 64         # pipes kept for reuse; more are closed
@@ -343,6 +347,16 @@ class BackendRuntime:
         self.wakeups = table.wakeups
         self.waiting: deque = deque()        # (ticket, stream) of this worker, oldest first
         self.needs_source_key = cfg.balance.algorithm == "source"
+        # what the per-request path reads, out of the config once
+        t = cfg.timeouts
+        self.to_server = t.server or INF
+        self.to_queue = t.queue or INF
+        self.to_connect = t.connect or INF
+        self.to_tunnel = t.tunnel or 0.0
+        self.retries = cfg.retries
+        self.reuse = REUSE[cfg.http_reuse]
+        self.forwardfor = cfg.option_forwardfor
+        self.forwarded = cfg.forwarded
         # HTTP: rules compiled once, balance key, persistence, error pages
         acls = rules.compile_acls(cfg.acl)
         self.req_rules = rules.compile_request_rules(cfg.http_request, acls)
@@ -507,6 +521,11 @@ class FrontendRuntime:
         shared.register(key, self)
         self.g = Gauge(shared.table, key, shared.worker)
         self.maxconn = cfg.maxconn or global_maxconn
+        # what the per-request path reads, out of the config once
+        self.forwardfor = cfg.option_forwardfor
+        self.forwarded = cfg.forwarded
+        self.max_head = cfg.max_header_size
+        self.to_tunnel = cfg.timeouts.tunnel or 0.0
         self.accepting = False
         self.default_backend: BackendRuntime | None = None
         self.session_class = None
@@ -548,6 +567,10 @@ class WorkerContext:
         self.backends = {b.name: BackendRuntime(b, self.shared) for b in config.backends}
         self.frontends: list[FrontendRuntime] = []
         self.conn_pool = None      # HTTP idle server connections (workers/server.py)
+        # set by the worker: resume accepting (or exit when draining) when a
+        # session ends; pause accepting when out of descriptors
+        self.on_session_end = _no_session_hook
+        self.out_of_fds = _no_fd_hook
         loop.at_end_of_turn(self.access.flush)
 
     @property
@@ -576,12 +599,14 @@ class WorkerContext:
             if be.waiting:
                 be.serve_queue()
 
-    def on_session_end(self, fe) -> None:
-        """Replaced by the worker; a no-op for contexts built in tests."""
 
-    def out_of_fds(self) -> None:
-        """Replaced by the worker: pause accepting for a moment."""
 
+def _no_session_hook(fe) -> None:
+    """WorkerContext.on_session_end of a context without a worker (tests)."""
+
+
+def _no_fd_hook() -> None:
+    """WorkerContext.out_of_fds of a context without a worker (tests)."""
 
 
 def read_errorfiles(entries: tuple[tuple[int, str], ...]) -> dict[int, bytes]:

@@ -1,10 +1,10 @@
 # Types of workers/server.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
 from workers.http1 cimport ResponseParser
-from workers.transport cimport PlainTransport
+from workers.transport cimport Transport
 
 cdef class ServerConn:
-    cdef public PlainTransport t
+    cdef public Transport t
     cdef public int fd, mode
     cdef public object srv, on_idle, pool, stream
     cdef public ResponseParser rp

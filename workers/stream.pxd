@@ -1,13 +1,16 @@
 # Types of workers/stream.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md). The client
-# connection stays untyped (conn): HTTP/1.1 and HTTP/2 connections alike.
+# connection is typed by its interface (workers/clientconn.py): HTTP/1.1
+# and HTTP/2 connections alike.
+from workers.clientconn cimport ClientConn
 from workers.http1 cimport Request, Response
 from workers.loop cimport Loop
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
 from workers.server cimport ServerConn
 
 cdef class Stream:
-    cdef public object conn, resp, src, src_port, _rules_src, key, forced_server
+    cdef public ClientConn conn
+    cdef public object resp, src, src_port, _rules_src, key, forced_server
     cdef public object term, cc, cs, request_line, tried, t_retry
     cdef public Loop loop
     cdef public FrontendRuntime fe

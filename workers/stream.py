@@ -36,6 +36,7 @@ from farm.logs import httplog_values, json_http_values
 from workers import counting, http1
 from workers.http1 import Request, Response
 from workers.rules import no_rules
+from workers.runtime import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
 from workers.server import ServerConn, connect_error_is_fatal
 from workers.loop import EPOLLIN, EPOLLOUT
 
@@ -111,7 +112,7 @@ class Stream:
         """The request head arrived: rules, backend, server."""
         fe = self.fe
         req = self.req
-        if fe.cfg.option_forwardfor:
+        if fe.forwardfor:
             # Replace what the client claims (it could lie), before the rules,
             # so that a set-header X-Forwarded-Proto of the user's wins.
             set_forwarded_proto(req)
@@ -130,7 +131,7 @@ class Stream:
             return
         self.be = be
         be.g.take()
-        if be.cfg.option_forwardfor and not fe.cfg.option_forwardfor:
+        if be.forwardfor and not fe.forwardfor:
             set_forwarded_proto(req)   # as above, before the backend's rules
         if be.req_rules is not no_rules:
             verdict = be.req_rules(self)
@@ -155,9 +156,9 @@ class Stream:
         elif req.version == b"HTTP/1.0":
             req.headers.append((b"Connection", b"keep-alive"))
         fe = self.fe
-        if fe.cfg.option_forwardfor or be.cfg.option_forwardfor:
+        if fe.forwardfor or be.forwardfor:
             req.headers.append((fe.xff_name, self.conn.src_bytes))
-        if fe.cfg.forwarded or be.cfg.forwarded:
+        if fe.forwarded or be.forwarded:
             src = self.src
             node = f'"[{src}]"' if ":" in src else src
             host = req.host.decode("latin-1") if req.host else None
@@ -241,8 +242,8 @@ class Stream:
         # an idle connection of the worker's pool, "always" every request;
         # "never" shares nothing between clients, but a client keeps its
         # own server connection for its next request (conn.own).
-        reuse = self.be.cfg.http_reuse
-        if reuse == "always" or (reuse == "safe" and conn.requests > 1):
+        reuse = self.be.reuse
+        if reuse == REUSE_ALWAYS or (reuse == REUSE_SAFE and conn.requests > 1):
             sc = conn.ctx.conn_pool.take(srv)
         elif conn.own is not None:
             sc = conn.take_own(srv)
@@ -254,7 +255,7 @@ class Stream:
         self.open_connection(srv)
 
     def open_connection(self, srv) -> None:
-        sc, err = ServerConn.connect(srv, self.fe.cfg.max_header_size, self.conn.ctx)
+        sc, err = ServerConn.connect(srv, self.fe.max_head, self.conn.ctx)
         if sc is None:
             self.release_server()
             self.send_error(503, "RC")
@@ -293,7 +294,7 @@ class Stream:
         self.drop_server_conn()
         self.tried += (srv.index,)
         self.release_server()
-        if self.retries >= be.cfg.retries:
+        if self.retries >= be.retries:
             self.send_error(503, "sC" if timeout else "SC")
             return
         self.retries += 1
@@ -361,7 +362,7 @@ class Stream:
         if sc is not None:
             if (self.resp is not None and self.resp.keep_alive and self.req_done
                     and sc.reusable()):
-                if self.be.cfg.http_reuse == "never":
+                if self.be.reuse == REUSE_NEVER:
                     self.conn.keep_own(sc)
                 else:
                     self.conn.ctx.conn_pool.give(sc)
@@ -412,8 +413,7 @@ class Stream:
         if rest:
             self.bytes_out += len(rest)
             self.conn.tunnel_data(self, rest)
-        be_t = self.be.cfg.timeouts
-        self.to_tunnel = be_t.tunnel or self.fe.cfg.timeouts.tunnel
+        self.to_tunnel = self.be.to_tunnel or self.fe.to_tunnel
 
     def server_tunnel_data(self, data: bytes) -> None:
         if data:
@@ -438,17 +438,17 @@ class Stream:
         its own (client inactivity)."""
         st = self.state
         if st == ST_SERVER:
-            return self.last_s + (self.be.cfg.timeouts.server or INF)
+            return self.last_s + self.be.to_server
         if st == ST_QUEUED:
-            return self.t_queue + (self.be.cfg.timeouts.queue or INF)
+            return self.t_queue + self.be.to_queue
         if st == ST_CONNECTING:
-            return self.t_connect + (self.be.cfg.timeouts.connect or INF)
+            return self.t_connect + self.be.to_connect
         if st == ST_TURNAROUND:
             return self.t_retry
         if st == ST_TUNNEL:
             if self.to_tunnel:
                 return max(self.conn.last_c, self.last_s) + self.to_tunnel
-            return self.last_s + (self.be.cfg.timeouts.server or INF)
+            return self.last_s + self.be.to_server
         return INF
 
     def on_timeout(self, now: float) -> None:

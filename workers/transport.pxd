@@ -1,10 +1,16 @@
 # Types of workers/transport.py for its compiled build (Cython pure mode:
 # the .py is the source; farm/build.py, docs/building.md).
 
-cdef class PlainTransport:
+cdef class Transport:
     cdef public object sock
     cdef public int fd
     cpdef recv(self)
     cpdef Py_ssize_t send(self, data) except -1
     cpdef shutdown_write(self)
     cpdef close(self)
+    cpdef local_port(self)
+
+cdef class PlainTransport(Transport):
+    cpdef recv(self)
+    cpdef Py_ssize_t send(self, data) except -1
+    cpdef shutdown_write(self)
