@@ -125,6 +125,15 @@ class Peer:
             f.depends_on, f.stream_weight, f.exclusive = priority
         return self.send(_sid(f.serialize(), sid))
 
+    def headers_split(self, sid, fields, end_stream=True, size=16384):
+        """A header block too large for one frame: HEADERS + CONTINUATION."""
+        block = self.block(fields)
+        rest = block[size:]
+        self.headers(sid, raw_block=block[:size], end_stream=end_stream, end_headers=not rest)
+        while rest:
+            self.continuation(sid, raw_block=rest[:size], end_headers=len(rest) <= size)
+            rest = rest[size:]
+
     def continuation(self, sid, fields=None, end_headers=True, raw_block=None):
         f = _on_stream(ContinuationFrame, sid)
         f.data = raw_block if raw_block is not None else self.block(fields)
