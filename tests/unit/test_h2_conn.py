@@ -305,12 +305,25 @@ def test_receive_window_reopens_only_when_consumed():
     p.conn.acknowledge_received_data(1, 20000)
     p.send(b"")
     assert not stream_updates(p, 1)                 # under half a window: not yet
-    p.conn.acknowledge_received_data(1, 13000)      # half the window: credit goes back
+    p.conn.acknowledge_received_data(1, 12768)      # half the window: credit goes back
     p.send(b"")
-    assert stream_updates(p, 1) == [33000]
-    for _ in range(4):
+    assert stream_updates(p, 1) == [32768]
+    for _ in range(3):
         p.data(1, b"x" * 16384, end_stream=False)
+    p.data(1, b"x" * 16383, end_stream=False)      # the window is whole again
     assert not p.rst_codes(1)
+
+
+def test_acknowledging_too_much_never_opens_past_the_window():
+    p = Peer(app=False)
+    p.handshake()
+    p.headers(1, common_headers(method=b"POST"), end_stream=False)
+    for size in (16384, 16384, 7232):
+        p.data(1, b"x" * size, end_stream=False)
+    p.conn.acknowledge_received_data(1, 10 ** 9)
+    p.send(b"")
+    assert stream_updates(p, 1) == [40000]
+    assert sum(stream_updates(p, 0)) == (1 << 20) - 65535     # only the initial one
 
 
 def test_connection_window_is_enforced():

@@ -24,7 +24,10 @@ stream (RST_STREAM queued, ``StreamReset`` with ``remote`` False); a
 connection error queues GOAWAY, returns ``ConnectionTerminated`` and the
 connection is dead (later calls do nothing): flush ``data_to_send()`` and
 close. ``done`` tells when the connection can be closed after a graceful
-GOAWAY (sent or received) once its last stream ended.
+GOAWAY (sent or received) once its last stream ended; a GOAWAY received
+with an error code means the peer is closing: end everything. Times come
+from ``clock`` (default time.monotonic; the connection layer can pass its
+loop's clock); they only serve the flood budgets and ``stalled_since``.
 
 Flow control. Sending: ``send_data()`` sends what the peer's windows
 allow now (``max_send(sid)`` tells how much) and returns the number of
@@ -40,7 +43,9 @@ window was consumed. That is the backpressure from the server side to
 the client.
 
 Streams. A request opens a stream; it ends when both sides sent
-END_STREAM, or on a reset. After the graceful ``goaway()`` (or
+END_STREAM, or on a reset. A server that answers before the request body
+is over (an error, a 413) ends its side, then ``reset_stream(sid,
+NO_ERROR)`` tells the client to stop sending (RFC 9113 section 8.1). After the graceful ``goaway()`` (or
 ``start_graceful_shutdown()``, which first announces 2**31-1 and sends
 the real last stream id after a PING round trip, so requests already in
 flight are not lost), new streams above the last id are ignored (the
@@ -90,6 +95,7 @@ Errors and limits (``H2Config``; each has a unit test):
 """
 
 import time
+from collections import OrderedDict
 
 from workers.h2.errors import (
     CANCEL, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, NO_ERROR,
@@ -230,7 +236,7 @@ class H2Connection:
         self._out = []
         self._events = []
         self.streams = {}                   # id -> _Stream, open streams only
-        self._closed = {}                   # id -> _C_*, recently closed
+        self._closed = OrderedDict()        # id -> _C_*, recently closed, oldest first
         self._highest_remote = 0            # highest stream id opened by the peer
         self._next_local = 1 if client else 2
         # until our SETTINGS are acknowledged the peer may use the defaults
@@ -310,6 +316,12 @@ class H2Connection:
     @property
     def open_streams(self) -> int:
         return len(self.streams)
+
+    @property
+    def settings_acked(self) -> bool:
+        """The peer acknowledged our SETTINGS (a connection layer may give
+        it a few seconds, then goaway(SETTINGS_TIMEOUT))."""
+        return not self._settings_unacked
 
     def can_open_stream(self) -> bool:
         """Client role: whether send_request() may open a stream now (no
@@ -763,7 +775,7 @@ class H2Connection:
         closed = self._closed
         closed[sid] = how
         if len(closed) > self.config.max_closed_streams:
-            del closed[next(iter(closed))]
+            closed.popitem(False)
 
     def _close_stream(self, st, how):
         del self.streams[st.id]
@@ -796,6 +808,10 @@ class H2Connection:
         """n bytes of the connection window were consumed (read by the
         caller, or dropped): send WINDOW_UPDATE once half the window is."""
         unacked = self._recv_unacked + n
+        if unacked + self._recv_window > self.config.connection_window:
+            # more than was received (a caller's mistake): never open the
+            # window past what we advertised
+            unacked = self.config.connection_window - self._recv_window
         if unacked >= self.config.connection_window >> 1:
             self._out.append(window_update_frame(0, unacked))
             self._recv_window += unacked
@@ -827,6 +843,8 @@ class H2Connection:
         st = self.streams.get(stream_id)
         if st is not None and st.recv_open:
             unacked = st.unacked + n
+            if unacked + st.recv_window > self._recv_initial:
+                unacked = self._recv_initial - st.recv_window
             if unacked >= self._recv_initial >> 1:
                 self._out.append(window_update_frame(stream_id, unacked))
                 st.recv_window += unacked

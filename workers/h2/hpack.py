@@ -74,6 +74,7 @@ _STATIC_BY_NAME = {}
 for _i, _f in enumerate(STATIC_TABLE, 1):
     _STATIC_BY_FIELD.setdefault(_f, _i)
     _STATIC_BY_NAME.setdefault(_f[0], _i)
+_STATIC_FIELDS_NEG = {f: -i for f, i in _STATIC_BY_FIELD.items()}
 
 # Values that differ from one message to the next: indexing them would
 # evict entries that are reused.
@@ -461,7 +462,9 @@ class Encoder:
         self._table = deque()            # (name, value, insertion number), newest first
         self._size = 0
         self._inserted = 0               # insertion number of the next entry
-        self._by_field = {}              # (name, value) -> insertion number
+        # (name, value) -> insertion number, or -index for the static table
+        # (one lookup per field finds either)
+        self._by_field = dict(_STATIC_FIELDS_NEG)
         self._by_name = {}               # name -> insertion number
         self._pending_updates = []
         self.huffman = huffman
@@ -518,13 +521,14 @@ class Encoder:
             self._pending_updates = []
         by_field = self._by_field
         for field in fields:
-            i = _STATIC_BY_FIELD.get(field)
+            i = by_field.get(field)
             if i is None:
-                seq = by_field.get(field)
-                if seq is None:
-                    self._literal(field, append)
-                    continue
-                i = self._inserted - seq + _STATIC_LEN
+                self._literal(field, append)
+                continue
+            if i >= 0:
+                i = self._inserted - i + _STATIC_LEN
+            else:
+                i = -i
             append(_INDEXED[i] if i < 256 else encode_integer(i, 7, 0x80))
         return b"".join(out)
 

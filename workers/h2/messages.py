@@ -313,17 +313,16 @@ def to_request(ev) -> Request:
     """The http1.Request for a RequestReceived event (see the module
     docstring). The request is keep-alive (the connection goes on)."""
     fields = ev.headers
-    hs = fields[ev.regular:] if ev.regular else list(fields)
+    hs = fields[ev.regular:]
     authority = ev.authority
     if ev.host is None:
         hs.insert(0, (b"host", authority))
-    if len(hs) > 1:
-        cookies = [i for i, (k, _) in enumerate(hs) if k == b"cookie"]
-        if len(cookies) > 1:
-            joined = b"; ".join([hs[i][1] for i in cookies])
-            first = cookies[0]
-            hs = [h for i, h in enumerate(hs) if i == first or h[0] != b"cookie"]
-            hs[first] = (b"cookie", joined)
+    names = list(map(_name_of, hs))
+    if names.count(b"cookie") > 1:
+        first = names.index(b"cookie")
+        joined = b"; ".join([v for k, v in hs if k == b"cookie"])
+        hs = [h for i, h in enumerate(hs) if i == first or h[0] != b"cookie"]
+        hs[first] = (b"cookie", joined)
     method = ev.method
     req = Request(method, authority if method == b"CONNECT" else ev.path, b"HTTP/2.0")
     req.headers = hs
@@ -332,17 +331,19 @@ def to_request(ev) -> Request:
     cl = ev.content_length
     req.content_length = cl
     if ev.end_stream:
-        req.body_mode = BODY_NONE
+        pass                            # BODY_NONE, the constructor's default
     elif cl is not None:
-        req.body_mode = BODY_LENGTH if cl else BODY_NONE
+        if cl:
+            req.body_mode = BODY_LENGTH
     elif method != b"CONNECT":
         # unknown length: HTTP/1.1 servers get it chunked
         req.body_mode = BODY_CHUNKED
         req.chunked = True
         hs.append((b"transfer-encoding", b"chunked"))
-    for k, v in hs:
-        if k == b"expect" and v.lower() == b"100-continue":
-            req.expect_continue = True
+    if b"expect" in names:
+        for k, v in hs:
+            if k == b"expect" and v.lower() == b"100-continue":
+                req.expect_continue = True
     return req
 
 
@@ -362,14 +363,20 @@ def h1_last_chunk(trailers=None) -> bytes:
 def response_fields(resp: Response) -> list:
     """The HTTP/2 field list of an http1.Response (a copy: resp is left
     as is)."""
-    hs = resp.headers[:]
-    strip_hop_by_hop(hs)
-    out = [(b":status", b"%d" % resp.status)]
-    for k, v in hs:
-        lk = k.lower()
-        if lk != b"transfer-encoding":
-            out.append((lk, v))
+    hs = resp.headers
+    lnames = list(map(bytes.lower, map(_name_of, hs)))
+    if not _DROPPED.isdisjoint(lnames):
+        hs = hs[:]
+        strip_hop_by_hop(hs)
+        hs = [h for h in hs if h[0].lower() != b"transfer-encoding"]
+        lnames = list(map(bytes.lower, map(_name_of, hs)))
+    out = list(zip(lnames, map(_value_of, hs)))
+    out.insert(0, (b":status", _STATUS.get(resp.status) or b"%d" % resp.status))
     return out
+
+
+_STATUS = {code: b"%d" % code for code in REASONS}
+_DROPPED = http1.HOP_BY_HOP | {b"transfer-encoding"}
 
 
 def trailer_fields(fields) -> list:
