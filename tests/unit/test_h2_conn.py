@@ -778,6 +778,15 @@ def test_graceful_shutdown_waits_for_a_ping_round_trip():
     assert c.done
 
 
+def test_goaway_during_a_graceful_shutdown():
+    p = Peer(app=False)
+    p.handshake()
+    p.conn.start_graceful_shutdown()
+    assert not p.conn.done
+    p.conn.goaway()                     # e.g. the drain timer ran out
+    assert p.conn.done
+
+
 def test_peer_goaway():
     p = Peer(app=False)
     p.handshake()

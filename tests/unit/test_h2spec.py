@@ -78,9 +78,7 @@ The "hpack" group (the decoder alone) is covered by test_h2_hpack.py.
 """
 
 import pytest
-from hyperframe.frame import (
-    DataFrame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame,
-)
+from hyperframe.frame import GoAwayFrame, PingFrame, SettingsFrame
 
 from tests.unit.h2_helpers import Peer, common_headers
 from workers.h2.errors import (
@@ -88,7 +86,6 @@ from workers.h2.errors import (
     STREAM_CLOSED,
 )
 from workers.h2.events import PingAckReceived, StreamReset
-from workers.h2.frames import PREFACE
 
 DUMMY = b"x" * 4000                     # h2spec's MaxHeaderLen default
 HS = 4                                  # SETTINGS_INITIAL_WINDOW_SIZE

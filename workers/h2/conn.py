@@ -162,11 +162,11 @@ class H2Config:
                  header_table_size: int = DEFAULT_TABLE_SIZE,
                  encoder_table_size: int = DEFAULT_TABLE_SIZE,
                  max_header_list_size: int = 65536, max_header_fields: int = 100,
-                 max_header_block: int = None, max_header_frames: int = 16,
+                 max_header_block=None, max_header_frames: int = 16,
                  rapid_reset_budget: int = 100, ping_budget: int = 100,
                  settings_budget: int = 100, empty_frame_budget: int = 100,
                  flood_window: float = 10.0, max_pending_control: int = 100,
-                 max_closed_streams: int = None):
+                 max_closed_streams=None):
         self.max_concurrent_streams = max_concurrent_streams
         self.initial_window_size = initial_window_size      # our streams' receive window
         self.connection_window = max(connection_window, DEFAULT_WINDOW)
@@ -224,7 +224,7 @@ class H2Connection:
                  "_flood_t0", "_flood", "_pending_control", "stalled_since",
                  "peer_goaway_last", "_seen")
 
-    def __init__(self, client: bool = False, config: H2Config = None, clock=time.monotonic):
+    def __init__(self, client: bool = False, config=None, clock=time.monotonic):
         cfg = self.config = config or _DEFAULT_CONFIG
         self.client = client
         self._clock = clock
@@ -729,7 +729,6 @@ class H2Connection:
         data = parse_ping(sid, payload)
         if flags & FLAG_ACK:
             if self._shutdown == 1 and data == _SHUTDOWN_PING:
-                self._shutdown = 2
                 self.goaway()
             self._events.append(PingAckReceived(data))
             return
@@ -990,7 +989,7 @@ class H2Connection:
         """Send a PING (8 bytes); the answer comes as PingAckReceived."""
         self._out.append(ping_frame(data))
 
-    def goaway(self, error_code: int = NO_ERROR, last_stream_id: int = None,
+    def goaway(self, error_code: int = NO_ERROR, last_stream_id=None,
                reason: str = "") -> None:
         """Send GOAWAY. With NO_ERROR (graceful) streams up to
         last_stream_id (default: the last one the peer opened) finish and
@@ -1002,6 +1001,7 @@ class H2Connection:
             last_stream_id = self._highest_remote
         self._goaway_sent = True
         self._goaway_last = min(last_stream_id, self._goaway_last)
+        self._shutdown = 2              # (a graceful shutdown's PING no longer matters)
         self._out.append(goaway_frame(last_stream_id, error_code,
                                       reason.encode("ascii", "replace")[:256]))
         if error_code != NO_ERROR:

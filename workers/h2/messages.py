@@ -75,7 +75,7 @@ from operator import itemgetter, methodcaller
 
 from workers import http1
 from workers.h2.errors import MalformedMessage
-from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, REASONS, Request, Response,
+from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, REASONS, Request, Response,
                            strip_hop_by_hop)
 
 __all__ = ["check_request", "check_response", "check_trailers", "to_request",
@@ -175,7 +175,7 @@ def _special_fields(sp, names, values, what):
     return None
 
 
-def check_request(fields: list, seen: set = None) -> tuple:
+def check_request(fields: list, seen=None) -> tuple:
     """Check a request's header list (see the module docstring). Returns
     (method, scheme, path, authority, host, content_length, regular):
     absent pseudo-header fields, host and content-length are None.
