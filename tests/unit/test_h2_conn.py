@@ -32,6 +32,12 @@ from workers.h2.events import (
 from workers.h2.frames import PREFACE
 
 
+@pytest.fixture(params=[False, True], ids=["whole", "bytewise"])
+def split(request):
+    """Every crafted input is fed whole, then again byte by byte."""
+    return request.param
+
+
 # --------------------------------------------------------------------------
 # in-memory plumbing between our connection and h2's
 
@@ -284,8 +290,8 @@ def stream_updates(p, sid):
     return [f.window_increment for f in p.of_type(WindowUpdateFrame) if f.stream_id == sid]
 
 
-def test_receive_window_reopens_only_when_consumed():
-    p = Peer(app=False)
+def test_receive_window_reopens_only_when_consumed(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST"), end_stream=False)
     for _ in range(3):
@@ -297,7 +303,7 @@ def test_receive_window_reopens_only_when_consumed():
     assert p.rst_codes(1) == [FLOW_CONTROL_ERROR] and not stream_updates(p, 1)
     assert StreamReset(1, FLOW_CONTROL_ERROR, False, "DATA over the stream window") in p.events
 
-    p = Peer(app=False)
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST"), end_stream=False)
     p.data(1, b"x" * 16384, end_stream=False)
@@ -314,8 +320,8 @@ def test_receive_window_reopens_only_when_consumed():
     assert not p.rst_codes(1)
 
 
-def test_acknowledging_too_much_never_opens_past_the_window():
-    p = Peer(app=False)
+def test_acknowledging_too_much_never_opens_past_the_window(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST"), end_stream=False)
     for size in (16384, 16384, 7232):
@@ -326,9 +332,9 @@ def test_acknowledging_too_much_never_opens_past_the_window():
     assert sum(stream_updates(p, 0)) == (1 << 20) - 65535     # only the initial one
 
 
-def test_connection_window_is_enforced():
+def test_connection_window_is_enforced(split):
     cfg = H2Config(connection_window=65535, initial_window_size=2 ** 20)
-    p = Peer(config=cfg, app=False)
+    p = Peer(split=split, config=cfg, app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST"), end_stream=False)
     p.headers(3, common_headers(method=b"POST"), end_stream=False)
@@ -340,9 +346,9 @@ def test_connection_window_is_enforced():
     assert p.connection_error(FLOW_CONTROL_ERROR)
 
 
-def test_data_on_reset_stream_gives_connection_window_back():
+def test_data_on_reset_stream_gives_connection_window_back(split):
     cfg = H2Config(connection_window=65535)
-    p = Peer(config=cfg, app=False)
+    p = Peer(split=split, config=cfg, app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST"), end_stream=False)
     p.conn.reset_stream(1, CANCEL)
@@ -353,9 +359,9 @@ def test_data_on_reset_stream_gives_connection_window_back():
                if f.stream_id == 0) >= 10 * 16384 - 65535
 
 
-def test_send_data_respects_windows_and_frame_size():
+def test_send_data_respects_windows_and_frame_size(split):
     clock = FakeClock()
-    p = Peer(app=False, clock=clock)
+    p = Peer(split=split, app=False, clock=clock)
     p.handshake({4: 20000})
     p.headers(1)
     c = p.conn
@@ -378,8 +384,8 @@ def test_send_data_respects_windows_and_frame_size():
     assert 1 not in c.streams
 
 
-def test_empty_end_stream_needs_no_window():
-    p = Peer(app=False)
+def test_empty_end_stream_needs_no_window(split):
+    p = Peer(split=split, app=False)
     p.handshake({4: 0})
     p.headers(1)
     p.conn.send_headers(1, [(b":status", b"204")])
@@ -388,8 +394,8 @@ def test_empty_end_stream_needs_no_window():
     assert "END_STREAM" in p.data_frames(1)[-1].flags and not p.conn.streams
 
 
-def test_negative_window_after_settings():
-    p = Peer(app=False)
+def test_negative_window_after_settings(split):
+    p = Peer(split=split, app=False)
     p.handshake({4: 100})
     p.headers(1)
     p.conn.send_headers(1, [(b":status", b"200")])
@@ -403,8 +409,8 @@ def test_negative_window_after_settings():
 # --------------------------------------------------------------------------
 # sending
 
-def test_large_header_block_uses_continuation():
-    p = Peer(app=False)
+def test_large_header_block_uses_continuation(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1)
     big = [(b":status", b"200")] + [(b"x-%d" % i, b"v" * 1000) for i in range(40)]
@@ -424,8 +430,8 @@ def test_large_header_block_uses_continuation():
     assert resp and resp[0].headers == big
 
 
-def test_interim_responses_and_trailers():
-    p = Peer(app=False)
+def test_interim_responses_and_trailers(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1)
     c = p.conn
@@ -439,8 +445,8 @@ def test_interim_responses_and_trailers():
     assert not c.streams
 
 
-def test_programming_errors():
-    p = Peer(app=False)
+def test_programming_errors(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1)
     c = p.conn
@@ -455,8 +461,8 @@ def test_programming_errors():
     assert c.send_data(1, b"more") == 0 and not c.send_headers(1, [(b":status", b"200")])
 
 
-def test_sending_on_a_stream_the_peer_reset():
-    p = Peer(app=False)
+def test_sending_on_a_stream_the_peer_reset(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, end_stream=False)
     p.rst(1, CANCEL)
@@ -471,8 +477,8 @@ def test_sending_on_a_stream_the_peer_reset():
 # --------------------------------------------------------------------------
 # limits and attacks
 
-def test_max_concurrent_streams():
-    p = Peer(config=H2Config(max_concurrent_streams=2), app=False)
+def test_max_concurrent_streams(split):
+    p = Peer(split=split, config=H2Config(max_concurrent_streams=2), app=False)
     p.handshake()
     assert p.frames[0].settings[3] == 2             # advertised
     p.headers(1)
@@ -490,9 +496,9 @@ def test_max_concurrent_streams():
     [(b"x-big", b"v" * 70000)],
     [(b"x-%d" % i, b"v") for i in range(101)],
 ], ids=["bytes", "fields"])
-def test_header_list_too_large_gets_431(extra):
+def test_header_list_too_large_gets_431(extra, split):
     cfg = H2Config(max_header_block=1 << 20)
-    p = Peer(config=cfg, app=False)
+    p = Peer(split=split, config=cfg, app=False)
     p.handshake()
     p.headers_split(1, common_headers() + extra, end_stream=False)
     assert not p.conn.closed
@@ -508,8 +514,8 @@ def test_header_list_too_large_gets_431(extra):
     assert [e.stream_id for e in p.events if type(e) is RequestReceived] == [3]
 
 
-def test_hpack_bomb_of_references():
-    p = Peer(app=False)
+def test_hpack_bomb_of_references(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     value = b"x" * 3000
     p.headers(1, common_headers() + [(b"x-bomb", value)])
@@ -521,17 +527,17 @@ def test_hpack_bomb_of_references():
     assert [e.stream_id for e in p.events if type(e) is RequestReceived] == [1]
 
 
-def test_hpack_table_size_over_our_setting():
-    p = Peer(config=H2Config(header_table_size=1024), app=False)
+def test_hpack_table_size_over_our_setting(split):
+    p = Peer(split=split, config=H2Config(header_table_size=1024), app=False)
     p.handshake()                   # our SETTINGS are acknowledged
     p.headers(1, raw_block=b"\x3f\xe2\x07" + p.enc.encode(common_headers()))  # 1058 > 1024
     assert p.connection_error(COMPRESSION_ERROR)
 
 
-def test_rapid_reset():
+def test_rapid_reset(split):
     clock = FakeClock()
     cfg = H2Config(rapid_reset_budget=20, flood_window=10)
-    p = Peer(config=cfg, clock=clock, app=False)
+    p = Peer(split=split, config=cfg, clock=clock, app=False)
     p.handshake()
     block = p.enc.encode(common_headers())
     sid = 1
@@ -547,10 +553,10 @@ def test_rapid_reset():
     assert len([e for e in p.events if type(e) is RequestReceived]) == 21
 
 
-def test_rapid_reset_budget_is_per_window_and_spares_answered_streams():
+def test_rapid_reset_budget_is_per_window_and_spares_answered_streams(split):
     clock = FakeClock()
     cfg = H2Config(rapid_reset_budget=20, flood_window=10)
-    p = Peer(config=cfg, clock=clock, app=False)
+    p = Peer(split=split, config=cfg, clock=clock, app=False)
     p.handshake()
     block = p.enc.encode(common_headers())
     sid = 1
@@ -569,17 +575,17 @@ def test_rapid_reset_budget_is_per_window_and_spares_answered_streams():
     assert not p.conn.closed
 
 
-def test_stream_errors_count_as_resets():
+def test_stream_errors_count_as_resets(split):
     cfg = H2Config(rapid_reset_budget=10)
-    p = Peer(config=cfg, clock=FakeClock(), app=False)
+    p = Peer(split=split, config=cfg, clock=FakeClock(), app=False)
     p.handshake()
     for i in range(11):
         p.headers(1 + 2 * i, common_headers() + [(b"Bad", b"1")])
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_continuation_flood_frames():
-    p = Peer(app=False)
+def test_continuation_flood_frames(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, end_headers=False)
     for _ in range(15):
@@ -589,22 +595,22 @@ def test_continuation_flood_frames():
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_continuation_flood_bytes():
+def test_continuation_flood_bytes(split):
     cfg = H2Config(max_header_block=20000)
-    p = Peer(config=cfg, app=False)
+    p = Peer(split=split, config=cfg, app=False)
     p.handshake()
     p.headers(1, raw_block=b"\0" * 16000, end_headers=False)
     p.continuation(1, raw_block=b"\0" * 5000, end_headers=False)
     assert p.connection_error(ENHANCE_YOUR_CALM)
-    p = Peer(config=H2Config(max_header_block=10000), app=False)
+    p = Peer(split=split, config=H2Config(max_header_block=10000), app=False)
     p.handshake()
     p.headers(1, raw_block=b"\0" * 12000, end_headers=False)     # in the HEADERS alone
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_settings_flood():
+def test_settings_flood(split):
     clock = FakeClock()
-    p = Peer(config=H2Config(settings_budget=10), clock=clock, app=False)
+    p = Peer(split=split, config=H2Config(settings_budget=10), clock=clock, app=False)
     p.handshake()                           # one SETTINGS counted
     for _ in range(9):
         p.settings({3: 100})
@@ -613,9 +619,9 @@ def test_settings_flood():
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_ping_flood():
+def test_ping_flood(split):
     clock = FakeClock()
-    p = Peer(config=H2Config(ping_budget=10), clock=clock, app=False)
+    p = Peer(split=split, config=H2Config(ping_budget=10), clock=clock, app=False)
     p.handshake()
     for _ in range(10):
         p.ping()
@@ -627,10 +633,10 @@ def test_ping_flood():
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_unread_acks_flood():
+def test_unread_acks_flood(split):
     """A peer that sends PINGs and SETTINGS but never reads the answers:
     answers pile up between two data_to_send() calls."""
-    p = Peer(config=H2Config(max_pending_control=50, ping_budget=10 ** 6), app=False)
+    p = Peer(split=split, config=H2Config(max_pending_control=50, ping_budget=10 ** 6), app=False)
     p.handshake()
     ping = bytes.fromhex("000008060000000000") + b"\0" * 8
     p.send(ping * 50)
@@ -639,8 +645,8 @@ def test_unread_acks_flood():
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_empty_data_flood():
-    p = Peer(config=H2Config(empty_frame_budget=10), clock=FakeClock(), app=False)
+def test_empty_data_flood(split):
+    p = Peer(split=split, config=H2Config(empty_frame_budget=10), clock=FakeClock(), app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST"), end_stream=False)
     for _ in range(10):
@@ -650,15 +656,15 @@ def test_empty_data_flood():
     assert p.connection_error(ENHANCE_YOUR_CALM)
 
 
-def test_too_large_frame_refused_from_its_header():
-    p = Peer(app=False)
+def test_too_large_frame_refused_from_its_header(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.send(bytes.fromhex("004e20000100000001"))     # DATA of 20000 bytes, header only
     assert p.connection_error(FRAME_SIZE_ERROR)
 
 
-def test_larger_frames_when_advertised():
-    p = Peer(config=H2Config(max_frame_size=65536, initial_window_size=2 ** 20,
+def test_larger_frames_when_advertised(split):
+    p = Peer(split=split, config=H2Config(max_frame_size=65536, initial_window_size=2 ** 20,
                              connection_window=2 ** 21), app=False)
     p.handshake()
     assert p.frames[0].settings[5] == 65536
@@ -681,8 +687,8 @@ def test_invalid_preface_byte_by_byte_and_first_frame():
     assert p.connection_error(PROTOCOL_ERROR)
 
 
-def test_frames_on_closed_streams():
-    p = Peer(app=False)
+def test_frames_on_closed_streams(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, end_stream=False)
     p.conn.reset_stream(1, CANCEL)
@@ -700,23 +706,23 @@ def test_frames_on_closed_streams():
     assert p.connection_error(STREAM_CLOSED)
 
 
-def test_even_and_idle_streams():
-    p = Peer(app=False)
+def test_even_and_idle_streams(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.window_update(2, 1)
     assert p.connection_error(PROTOCOL_ERROR)
 
 
-def test_self_dependency_on_existing_stream():
-    p = Peer(app=False)
+def test_self_dependency_on_existing_stream(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, end_stream=False)
     p.headers(1, [(b"x", b"1")], priority=(1, 16, False))
     assert p.rst_codes(1) == [PROTOCOL_ERROR] and not p.conn.closed
 
 
-def test_content_length_checks():
-    p = Peer(app=False)
+def test_content_length_checks(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1, common_headers(method=b"POST") + [(b"content-length", b"5")])
     assert p.rst_codes(1) == [PROTOCOL_ERROR]            # END_STREAM on HEADERS
@@ -734,8 +740,8 @@ def test_content_length_checks():
 # --------------------------------------------------------------------------
 # GOAWAY
 
-def test_goaway_graceful():
-    p = Peer(app=False)
+def test_goaway_graceful(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1)
     p.headers(3, end_stream=False)
@@ -754,8 +760,8 @@ def test_goaway_graceful():
     assert c.done and not c.closed
 
 
-def test_graceful_shutdown_waits_for_a_ping_round_trip():
-    p = Peer(app=False)
+def test_graceful_shutdown_waits_for_a_ping_round_trip(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1)
     c = p.conn
@@ -778,8 +784,8 @@ def test_graceful_shutdown_waits_for_a_ping_round_trip():
     assert c.done
 
 
-def test_goaway_during_a_graceful_shutdown():
-    p = Peer(app=False)
+def test_goaway_during_a_graceful_shutdown(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.conn.start_graceful_shutdown()
     assert not p.conn.done
@@ -787,8 +793,8 @@ def test_goaway_during_a_graceful_shutdown():
     assert p.conn.done
 
 
-def test_peer_goaway():
-    p = Peer(app=False)
+def test_peer_goaway(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.headers(1)
     p.goaway(1, 0, b"bye")
@@ -798,8 +804,8 @@ def test_peer_goaway():
     assert p.conn.done
 
 
-def test_goaway_with_error_closes():
-    p = Peer(app=False)
+def test_goaway_with_error_closes(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.conn.goaway(ENHANCE_YOUR_CALM, reason="bye")
     assert p.conn.closed and p.conn.done
@@ -888,8 +894,8 @@ def test_client_response_checks():
     assert parse_frames(cli.data_to_send())[-1].error_code == PROTOCOL_ERROR
 
 
-def test_ping_round_trip_and_acks():
-    p = Peer(app=False)
+def test_ping_round_trip_and_acks(split):
+    p = Peer(split=split, app=False)
     p.handshake()
     p.conn.ping(b"abcdefgh")
     p.send(b"")
