@@ -21,11 +21,14 @@ table stays in step with the peer's and the connection can go on.
 
 HPACK bombs are bounded here: the dynamic table never exceeds the size we
 advertised (``max_table_size``; a size update above it is an error); the
-decoded list is bounded by ``max_header_list_size`` (fields past it are
-decoded but not kept, so one-byte references to a large table entry
-cannot inflate memory); a Huffman string decodes to at most 8/5 of its
-encoded length (the shortest code is 5 bits) and a literal longer than the
-list limit is refused before it is decoded; integers are limited to 2**32.
+decoded list is checked against ``max_header_list_size`` and one-byte
+references to a large table entry cannot inflate memory (fields past the
+limit are not kept, and a block made only of one-byte indexes, decoded
+without a loop, holds references to existing entries, at most one per
+byte of the block, which the connection bounds); a Huffman string decodes
+to at most 8/5 of its encoded length (the shortest code is 5 bits) and a
+literal longer than the list limit is refused before it is decoded;
+integers are limited to 2**32.
 
 Encoder::
 
@@ -48,8 +51,6 @@ Huffman decoding walks a byte-at-a-time state machine: the states are the
 byte) gives the next state and the 0-2 symbols completed on the way. The
 table (257 x 256 entries) is derived once from tables.HUFFMAN_CODES.
 """
-
-from collections import deque
 
 from workers.h2.errors import HeaderListTooLarge, HPACKError
 from workers.h2.tables import HUFFMAN_CODES, STATIC_TABLE
@@ -74,7 +75,6 @@ _STATIC_BY_NAME = {}
 for _i, _f in enumerate(STATIC_TABLE, 1):
     _STATIC_BY_FIELD.setdefault(_f, _i)
     _STATIC_BY_NAME.setdefault(_f[0], _i)
-_STATIC_FIELDS_NEG = {f: -i for f, i in _STATIC_BY_FIELD.items()}
 
 # Values that differ from one message to the next: indexing them would
 # evict entries that are reused.
@@ -254,7 +254,9 @@ class Decoder:
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE,
                  max_header_list_size: int = 65536, max_fields: int = 100):
-        self._table = deque()            # newest first: index 62 is _table[0]
+        # newest first: index 62 is _table[0] (a list: at most a few hundred
+        # entries, and an empty list costs far less than an empty deque)
+        self._table = []
         self._size = 0
         # the table size the peer set with its last update; what it may set
         self.max_table_size = max_table_size
@@ -292,7 +294,7 @@ class Decoder:
         while total > limit:
             n, v = table.pop()
             total -= len(n) + len(v) + _ENTRY_OVERHEAD
-        table.appendleft((name, value))
+        table.insert(0, (name, value))
         self._size = total
         if size > self._max_entry:
             self._max_entry = size
@@ -330,7 +332,7 @@ class Decoder:
             # every field is a one-byte index (a warm connection): no loop
             lut = self._lut
             if lut is None:
-                lut = self._lut = _STATIC_LUT + list(self._table)
+                lut = self._lut = _STATIC_LUT + self._table
             try:
                 fields = [lut[i] for i in block.translate(_LOW7)]
             except IndexError:
@@ -459,12 +461,10 @@ class Encoder:
         # connection); the peer's SETTINGS can only lower the table size
         self._cap = max_table_size
         self.max_table_size = min(max_table_size, DEFAULT_TABLE_SIZE)
-        self._table = deque()            # (name, value, insertion number), newest first
+        self._table = []                 # (name, value, insertion number), newest first
         self._size = 0
         self._inserted = 0               # insertion number of the next entry
-        # (name, value) -> insertion number, or -index for the static table
-        # (one lookup per field finds either)
-        self._by_field = dict(_STATIC_FIELDS_NEG)
+        self._by_field = {}              # (name, value) -> insertion number
         self._by_name = {}               # name -> insertion number
         self._pending_updates = []
         self.huffman = huffman
@@ -506,7 +506,7 @@ class Encoder:
         self._evict(self.max_table_size - size)
         seq = self._inserted
         self._inserted = seq + 1
-        self._table.appendleft((name, value, seq))
+        self._table.insert(0, (name, value, seq))
         self._size += size
         self._by_field[(name, value)] = seq
         self._by_name[name] = seq
@@ -520,15 +520,15 @@ class Encoder:
                 append(encode_integer(size, 5, 0x20))
             self._pending_updates = []
         by_field = self._by_field
+        static = _STATIC_BY_FIELD
         for field in fields:
-            i = by_field.get(field)
+            i = static.get(field)
             if i is None:
-                self._literal(field, append)
-                continue
-            if i >= 0:
+                i = by_field.get(field)
+                if i is None:
+                    self._literal(field, append)
+                    continue
                 i = self._inserted - i + _STATIC_LEN
-            else:
-                i = -i
             append(_INDEXED[i] if i < 256 else encode_integer(i, 7, 0x80))
         return b"".join(out)
 
