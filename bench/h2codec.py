@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import h2  # noqa: E402
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
 import h2.events  # noqa: E402
@@ -150,7 +151,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     n = args.number
     print("HTTP/2 codec, microseconds per request (GET with 8 fields in, "
-          "200 + 5 fields + 64-byte body out), best of %d runs of %d" % (args.repeat, n))
+          "200 + 5 fields + 64-byte body out), best of %d runs of %d; h2 %s, Python %s"
+          % (args.repeat, n, h2.__version__, sys.version.split()[0]))
     print("%-16s %10s %10s %8s" % ("scenario", "farm", "h2", "h2/farm"))
     for name, cold in (("warm", False), ("cold", True)):
         handshake, reqs = client_bytes(n, cold)
