@@ -23,7 +23,7 @@ import time
 from collections import deque
 from urllib.parse import unquote_to_bytes
 
-from farm import model, shm
+from farm import model, shm, tlsconf
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
 from workers import counting, rules
@@ -548,6 +548,7 @@ class WorkerContext:
         self.backends = {b.name: BackendRuntime(b, self.shared) for b in config.backends}
         self.frontends: list[FrontendRuntime] = []
         self.conn_pool = None      # HTTP idle server connections (workers/server.py)
+        self.tls = tlsconf.EMPTY   # the SSL contexts the master made (farm/tlsconf.py TlsSet)
         loop.at_end_of_turn(self.access.flush)
 
     @property

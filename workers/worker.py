@@ -101,12 +101,14 @@ class Worker:
     """One worker process: a loop, its frontends' sockets, its sessions."""
 
     def __init__(self, config: model.Config, slot: int, generation: int,
-                 sockets: dict[model.Address, list[socket.socket]], table=None):
+                 sockets: dict[model.Address, list[socket.socket]], table=None, tls=None):
         self.config = config
         self.slot = slot
         self.generation = generation
         self.loop = Loop()
         self.ctx = WorkerContext(self.loop, config, slot, generation, table)
+        if tls is not None:
+            self.ctx.tls = tls          # made by the master before the fork (farm/tlsconf.py)
         self.ctx.on_session_end = self.on_session_end
         self.ctx.out_of_fds = self.out_of_fds
         self.log = logs.get_logger(proc="worker", slot=slot, gen=generation, pid=os.getpid())
@@ -115,7 +117,7 @@ class Worker:
         self.full_recheck: set = set()     # frontends paused by maxconn, rechecked soon
         self.fd_episode: FdEpisode | None = None   # out of descriptors since...
         for fe_cfg in config.frontends:
-            mine = [sockets[a][slot] for a in fe_cfg.binds]
+            mine = [sockets[b.address][slot] for b in fe_cfg.binds]
             fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
             if fe_cfg.default_backend:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
@@ -364,7 +366,7 @@ class Worker:
 
 
 def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_fd: int,
-         parent_pid: int, config_path: str, table=None) -> None:
+         parent_pid: int, config_path: str, table=None, tls=None) -> None:
     """Run a worker in a freshly forked child. Never returns."""
     code = 0
     try:
@@ -379,7 +381,7 @@ def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         drop_privileges(config.global_.user, config.global_.group)
         try:
-            worker = Worker(config, slot, generation, sockets, table)
+            worker = Worker(config, slot, generation, sockets, table, tls)
         except Exception as e:
             logs.get_logger(proc="worker", slot=slot).error(
                 "worker_boot_failed", error=f"{type(e).__name__}: {e}")
