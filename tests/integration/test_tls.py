@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -500,3 +501,24 @@ def test_30_reloads_under_https_load_fail_no_request(farm_factory, backend, pki)
     assert load.failures == [], load.failures[:5]
     assert load.ok > 300
     assert not log_lines(farm, "SSL handshake failure")
+
+
+def test_https_example_works_once_pointed_at_a_certificate(farm_factory, backend, pki, tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "config/examples/https.toml").read_text()
+    http, https = free_port(), free_port()
+    text = (text.replace("/etc/farm/certs/site.pem", str(pki["www"].pem))
+            .replace('"0.0.0.0:80"', f'"127.0.0.1:{http}"')
+            .replace('"0.0.0.0:443"', f'"127.0.0.1:{https}"')
+            .replace("127.0.0.1:8000", backend.address))
+    cfg = tmp_path / "https.toml"
+    cfg.write_text(text)
+    check = subprocess.run([sys.executable, str(root / "master.py"), "check", "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    farm_factory(text)
+    r = curl(https, "www.example.com", "/headers", pki, args=["-D", "-"])
+    assert r.stdout.endswith("200") and "Strict-Transport-Security: max-age=63072000" in r.stdout
+    assert backend.requests[-1].header("X-Forwarded-Proto") == "https"
+    r = curl(http, "www.example.com", "/", scheme="http", args=["-D", "-"])
+    assert r.stdout.endswith("301") and "Strict-Transport-Security" not in r.stdout
