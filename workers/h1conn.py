@@ -121,7 +121,9 @@ class H1Connection:
             return
         loop = self.loop
         if not done:
-            loop.modify(self.cfd, EPOLLOUT if t.wants_write else EPOLLIN)
+            mask = EPOLLOUT if t.wants_write else EPOLLIN
+            if loop.masks.get(self.cfd) != mask:
+                loop.modify(self.cfd, mask)
             return
         self.state = C_REQ
         self.last_c = self.req_start = loop.now
