@@ -633,6 +633,7 @@ class H1Connection:
         waited = int((now - self.req_start) * 1000)
         rec = dict(zip(HTTP_FIELDS, (
             self.src, self.src_port, self.accept_time + (self.req_start - self.t_accept),
-            fe.name + "~" if self.t.secure else fe.name, fe.name, "<NOSRV>", waited, -1, -1, -1, waited, status, sent, "-", "-", term,
+            fe.name + "~" if self.t.secure else fe.name,     # HAProxy's %ft: "~" on TLS
+            fe.name, "<NOSRV>", waited, -1, -1, -1, waited, status, sent, "-", "-", term,
             ctx.actconn, fe.g.value(), 0, 0, 0, False, 0, 0, "<BADREQ>")))
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))
