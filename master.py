@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import farm
 from farm import (__release_date__, __version__, build, confdiff, handoff, loader, logs, model,
-                  resolve, sampler, shm)
+                  resolve, sampler, shm, tlsconf)
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -94,6 +94,7 @@ class Generation:
     config: model.Config
     table: shm.Table
     listeners: dict                        # Address -> [socket per slot]
+    tls: tlsconf.TlsSet = field(default_factory=lambda: tlsconf.EMPTY)   # SSL contexts, made before fork
     health: HealthChecker | None = None
     carried: dict = field(default_factory=dict)   # old totals added at carry time
     announced: bool = False
@@ -204,7 +205,9 @@ class Master:
         # `set server ... addr`: kept over reloads while the config's address
         # for that server stays the same
         self.admin_addrs: dict[tuple[str, str], tuple] = {}
-        self.current = Generation(1, config, self.new_table(config, 1, resolver or resolve.Resolver()), {})
+        self.tls_store = tlsconf.TlsStore()
+        self.current = Generation(1, config, self.new_table(config, 1, resolver or resolve.Resolver()), {},
+                                  self.build_tls(config))
         self.stopping = False
         self.exit_code = 0
         self.started = time.time()
@@ -251,7 +254,7 @@ class Master:
             except BaseException:
                 os._exit(worker_mod.BOOT_ERROR)
             worker_mod.main(gen.config, slot, gen.number, gen.listeners,
-                            ready_w, self.parent_pid, self.config_path, gen.table)
+                            ready_w, self.parent_pid, self.config_path, gen.table, gen.tls)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         os.close(ready_w)
         proc = WorkerProc(pid, slot, gen.number, time.monotonic(), ready_r)
@@ -366,6 +369,7 @@ class Master:
         on_done(ok, messages) is called once the reload has finished (new
         workers ready) or failed."""
         def refused(messages: list[str]) -> bool:
+            self.tls_store.retain(self.current.tls, self.pending.tls if self.pending else None)
             sd_notify("READY=1")
             if on_done is not None:
                 on_done(False, messages)
@@ -385,14 +389,22 @@ class Master:
         if handoff.code_fingerprint(code_roots()) != self.code_stamp:
             return self.reexec(on_done, refused)
         resolver = resolve.Resolver()
+        warnings: list[loader.ConfigError] = []
         try:
-            config = loader.load(self.config_path, resolver=resolver)
+            config = loader.load(self.config_path, resolver=resolver, tls_files=True, warnings=warnings)
         except loader.ConfigErrors as e:
             for err in e.errors:
                 self.log.error("reload_config_error", error=str(err))
             self.log.error("reload_refused", errors=len(e.errors),
                            message="configuration invalid; keeping the running one")
             return refused([str(err) for err in e.errors])
+        for w in warnings:
+            self.log.warning("reload_config_warning", warning=str(w))
+        try:
+            tls = self.build_tls(config)
+        except MasterError as e:
+            self.log.error("reload_refused", message=str(e))
+            return refused([str(e)])
         number = self.current.number + 1
         try:
             table = self.new_table(config, number, resolver, self.current)
@@ -407,7 +419,7 @@ class Master:
             return refused([str(e)])
         table.carry_from(self.current.table)
         self.reapply_admin(config, table)
-        gen = Generation(number, config, table, listeners)
+        gen = Generation(number, config, table, listeners, tls)
         gen.carried = {key: self.current.table.read_row(key) for key in table.layout.rows
                        if key in self.current.table.layout.rows}
         if on_done is not None:
@@ -497,7 +509,8 @@ class Master:
             configured, family, sockaddr = entry
             self.admin_addrs[(be, srv)] = (configured, (family, tuple(sockaddr)))
         self.current = Generation(number, self.config,
-                                  self.new_table(self.config, number, resolve.Resolver()), {})
+                                  self.new_table(self.config, number, resolve.Resolver()), {},
+                                  self.build_tls(self.config))
         self.current.listeners, _ = reconcile_listeners(inherited, self.config)
         for socks in inherited.values():
             for s in socks[self.config.global_.workers:]:
@@ -571,6 +584,7 @@ class Master:
             gen.ready_timer.cancel()
         self.current = gen
         gen.announced = True
+        self.tls_store.retain(gen.tls)
         self.forget_stale_addrs(gen.config)
         if old.health is not None:
             old.health.stop()
@@ -605,6 +619,7 @@ class Master:
             p.stopping = True
         self.signal_workers(signal.SIGKILL, gen.number)
         close_unused(gen.listeners, self.current.listeners)
+        self.tls_store.retain(self.current.tls)
         gen.table.close()    # our mapping only: the killed workers had their own
         sd_notify("READY=1")
         for cb in gen.on_done:
@@ -640,6 +655,18 @@ class Master:
         self.current.carried = {}
         old.table.close()
         self.log.info("generation_drained", gen=number)
+
+    # -- TLS ---------------------------------------------------------------------
+
+    def build_tls(self, config: model.Config) -> tlsconf.TlsSet:
+        """The SSL contexts of config, made here so that every worker forks
+        with the same ones (shared session-ticket keys); a frontend whose
+        certificate files and TLS settings did not change keeps its
+        contexts (farm/tlsconf.py). Raises MasterError naming the file."""
+        try:
+            return self.tls_store.build(config)
+        except tlsconf.TlsError as e:
+            raise MasterError(str(e)) from None
 
     # -- server addresses ----------------------------------------------------------
 
@@ -936,13 +963,16 @@ class Master:
 def run(config_path: str) -> int:
     """`farm run -c FILE`: load, then run the master in the foreground."""
     resolver = resolve.Resolver()
+    warnings: list[loader.ConfigError] = []
     try:
-        config = loader.load(config_path, resolver=resolver)
+        config = loader.load(config_path, resolver=resolver, tls_files=True, warnings=warnings)
     except loader.ConfigErrors as e:
         print(str(e), file=sys.stderr)
         print(f"farm: {len(e.errors)} error(s) in {config_path}; not starting", file=sys.stderr)
         return 1
     logs.setup_events(config.log.events, config.log.level)
+    for w in warnings:
+        logs.get_logger(proc="master", pid=os.getpid()).warning("config_warning", warning=str(w))
     try:
         master = Master(config_path, config, resolver)
     except MasterError as e:

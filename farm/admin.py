@@ -249,6 +249,8 @@ class AdminServer:
             return "# name\n" + "".join(b.name + "\n" for b in m.config.backends)
         if words[:2] == ["show", "sess"]:
             return self.show_sess()
+        if words[:3] == ["show", "ssl", "cert"]:
+            return self.show_ssl_cert(words[3:])
         if words[:2] == ["get", "weight"]:
             be, srv, sidx = self.server(arg(words, 2))
             t = m.table
@@ -438,6 +440,20 @@ class AdminServer:
                     check_state, 0, 0, 0, fqdn, port, "-", 0,
                     m.config.backend(be.name).check.port or 0, "-", "-", 0)))
         return "\n".join(out) + "\n"
+
+    def show_ssl_cert(self, args: list[str]) -> str:
+        """`show ssl cert [FILE]` as HAProxy 2.6 answers it: the certificate
+        files in use (each once), or one file's details. FILE is the path as
+        farm loaded it (absolute). HAProxy's "*FILE" names an uncommitted
+        transaction; farm has none (certificates change on reload)."""
+        certs = self.master.current.tls.certificates()
+        if not args:
+            paths = list(dict.fromkeys(c.path for _, c in certs))
+            return "# filename\n" + "".join(p + "\n" for p in paths)
+        cert = self.master.current.tls.cert(args[0])
+        if cert is None:
+            raise CliError("Can't display the certificate: Not found or the certificate is a bundle!\n")
+        return cert.describe()
 
     def show_sess(self) -> str:
         """A summary (sessions live in the workers, which the master does not

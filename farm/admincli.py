@@ -67,6 +67,8 @@ COMMANDS: tuple[Command, ...] = tuple(sorted((
     Command(("show", "servers", "state"), "show servers state [<backend>]",
             "dump volatile server information (all or for a single backend)"),
     Command(("show", "sess"), "show sess", "report current sessions (summary per proxy)"),
+    Command(("show", "ssl", "cert"), "show ssl cert [<certfile>]",
+            "display the SSL certificates used in memory, or the details of a file"),
     Command(("show", "stat"), "show stat [typed|json] [<iid> <type> <sid>]",
             "report counters for each proxy and server"),
     Command(("shutdown", "sessions", "server"), "shutdown sessions server <bk>/<srv>",

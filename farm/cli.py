@@ -28,11 +28,16 @@ def cmd_run(args) -> int:
 
 
 def cmd_check(args) -> int:
-    """Validate as `farm run` would: server names are resolved too."""
+    """Validate as `farm run` would: server names are resolved, and TLS
+    certificates, keys and CA files read and checked, too. Warnings (an
+    expired certificate) are printed and do not fail the check."""
     from farm import resolve
+    warnings: list[loader.ConfigError] = []
     try:
-        cfg = loader.load(args.config, resolver=resolve.Resolver())
+        cfg = loader.load(args.config, resolver=resolve.Resolver(), tls_files=True, warnings=warnings)
     except loader.ConfigErrors as e:
+        for w in warnings:
+            print(w.as_warning(), file=sys.stderr)
         for err in e.errors:
             print(err, file=sys.stderr)
         n = len(e.errors)
@@ -42,6 +47,8 @@ def cmd_check(args) -> int:
         print(f"{args.config}: cannot check: internal error {type(e).__name__}: {e} "
               "(please report this)", file=sys.stderr)
         return 1
+    for w in warnings:
+        print(w.as_warning(), file=sys.stderr)
     if not args.quiet:
         print(loader.summary(cfg))
     return 0

@@ -116,9 +116,10 @@ class _Fetch:
 
     base is the canonical sample fetch that workers/rules.py implements
     ("hdr", "req.cook", ...); kind is the type of sample it yields ("str",
-    "int", "ip" or "bool"); arg says what goes between the parentheses
-    ("" none, "header", "cookie", "param"); method is the match method the
-    keyword implies.
+    "int", "ip", "bool" or "bin"); arg says what goes between the
+    parentheses ("" none, "header", "cookie", "param", or "dn": an optional
+    DN entry name such as CN); method is the match method the keyword
+    implies.
     """
 
     base: str
@@ -128,14 +129,16 @@ class _Fetch:
 
 
 # Match methods per sample kind. "found" works on all but bool.
-MATCH_METHODS = ("str", "beg", "end", "sub", "reg", "dom", "dir", "len", "found", "int", "ip")
+MATCH_METHODS = ("str", "beg", "end", "sub", "reg", "dom", "dir", "len", "found", "int", "ip",
+                 "bin")
 _METHODS_FOR_KIND = {
     "str": ("str", "beg", "end", "sub", "reg", "dom", "dir", "len", "found"),
     "int": ("int", "found"),
     "ip": ("ip", "found"),
     "bool": (),
+    "bin": ("bin", "found"),        # binary samples match hex patterns (HAProxy's -m bin)
 }
-_DEFAULT_METHOD = {"str": "str", "int": "int", "ip": "ip", "bool": "bool"}
+_DEFAULT_METHOD = {"str": "str", "int": "int", "ip": "ip", "bool": "bool", "bin": "bin"}
 _SUFFIXES = ("beg", "end", "sub", "reg", "dom", "dir", "len")
 
 
@@ -179,6 +182,20 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("status", "status", "int")
     add("always_true", "always_true", "bool")
     add("always_false", "always_false", "bool")
+    # TLS of the client connection (HAProxy's ssl_fc* and ssl_c_*): absent
+    # (no match) on a plain connection, except the booleans, false there.
+    add("ssl_fc", "ssl_fc", "bool")
+    add("ssl_fc_sni", "ssl_fc_sni", "str", derive=True)
+    add("ssl_fc_protocol", "ssl_fc_protocol", "str")
+    add("ssl_fc_cipher", "ssl_fc_cipher", "str")
+    add("ssl_fc_alpn", "ssl_fc_alpn", "str")
+    add("ssl_fc_session_reused", "ssl_fc_session_reused", "bool")
+    add("ssl_c_used", "ssl_c_used", "bool")
+    add("ssl_c_verify", "ssl_c_verify", "int")
+    add("ssl_c_s_dn", "ssl_c_s_dn", "str", "dn")
+    add("ssl_c_i_dn", "ssl_c_i_dn", "str", "dn")
+    add("ssl_c_serial", "ssl_c_serial", "bin")
+    add("ssl_c_sha1", "ssl_c_sha1", "bin")
     return table
 
 
@@ -209,6 +226,8 @@ PREDEFINED_ACLS: dict[str, str] = {
 }
 
 _FETCH_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)(?:\((.*)\))?", re.S)
+_DN_ENTRY_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+(?:\.\d+)+")   # CN, emailAddress, 2.5.4.3
+_HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ACL_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _INT_OPS = ("eq", "ge", "gt", "le", "lt")
@@ -334,6 +353,16 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
         if arg is not None:
             raise ConditionError(f"{name} takes no argument")
         return name, info, None
+    if info.arg == "dn":
+        # ssl_c_s_dn / ssl_c_i_dn: the whole DN, or one entry (the last
+        # one of that name); HAProxy's occurrence and format are not here
+        if arg is None:
+            return name, info, None
+        if "," in arg:
+            raise ConditionError(f"{name}({arg}): only the entry name is supported, e.g. {name}(CN)")
+        if not _DN_ENTRY_RE.fullmatch(arg):
+            raise ConditionError(f"{name}({arg}): invalid DN entry name (e.g. CN, O, emailAddress)")
+        return name, info, arg
     what = {"header": "a header name", "cookie": "a cookie name", "param": "a parameter name"}[info.arg]
     if not arg:
         raise ConditionError(f"{name} needs {what}: {name}(NAME)")
@@ -350,7 +379,8 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
 
 
 _NEGATIVE_NUMBER = re.compile(r"-\d+")
-_KIND_NAME = {"str": "string", "int": "integer", "ip": "address", "bool": "boolean"}
+_KIND_NAME = {"str": "string", "int": "integer", "ip": "address", "bool": "boolean",
+              "bin": "binary"}
 
 
 def _parse_acl_words(words: list[str], text: str) -> AclSpec:
@@ -411,6 +441,12 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
     if method == "ip":
         return AclSpec(text, fetch, info.base, arg, kind, method, icase,
                        networks=_parse_networks(values))
+    if method == "bin":
+        for v in values:
+            if not _HEX_RE.fullmatch(v):
+                raise ConditionError(f"{fetch}: {v!r} is not hexadecimal (binary samples match "
+                                     "hex patterns, e.g. 5A3F...)")
+        return AclSpec(text, fetch, info.base, arg, kind, method, icase, values=tuple(values))
     for v in values:
         if method == "reg":
             _compile_regex(v, icase)
@@ -594,7 +630,7 @@ class Sample:
 
 # Fetches usable as values in %[...]: the non-derived keywords.
 _SAMPLE_FETCHES = {name for name, f in FETCHES.items() if f.method == _DEFAULT_METHOD[f.kind]}
-_CONVERTERS = ("lower", "upper")
+_CONVERTERS = ("lower", "upper", "hex")
 # HAProxy's short log-format variables that have a meaning here.
 _SHORT_VARS = {"ci": Sample("src", None), "cp": Sample("src_port", None),
                "fp": Sample("dst_port", None)}
@@ -620,7 +656,7 @@ def _parse_sample(expr: str) -> Sample:
         raise ConditionError(f"%[{expr}]: {name!r} is an ACL keyword, not a sample fetch "
                              f"(use {FETCHES[name].base!r})")
     name, info, arg = _parse_fetch_word(head)
-    if info.kind == "bool":
+    if info.kind == "bool" and info.base.startswith("always_"):
         raise ConditionError(f"%[{expr}]: {name!r} has no value to insert")
     convs = []
     for conv in parts[1:]:
@@ -637,10 +673,12 @@ def parse_format(text: str) -> tuple[FormatPart, ...]:
     set-query) into literal str parts and Sample parts.
 
     Supported: `%[fetch]`, `%[fetch(arg)]` with optional `,lower`/`,upper`
-    converters, for the fetches of FETCHES that are not derived ACL
+    /`,hex` converters, for the fetches of FETCHES that are not derived ACL
     keywords (path, url, query, method, req.ver, src, src_port, dst_port,
     status, hdr/req.hdr/res.hdr, fhdr..., hdr_cnt..., req.cook/cook,
-    url_param/urlp); `%ci` `%cp` `%fp`; `%%` for a literal '%'. Any other
+    url_param/urlp, the ssl_fc* and ssl_c_* ones: booleans insert 1 or 0,
+    binary ones their raw bytes, hex-encoded by ,hex); `%ci` `%cp` `%fp`;
+    `%%` for a literal '%'. Any other
     '%' is kept literally. Adjacent literals are merged. Raises
     ConditionError for an unclosed `%[` or an unknown fetch/converter.
     """

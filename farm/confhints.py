@@ -94,6 +94,9 @@ def unknown_key(path: tuple, key: str, value: Any, valid) -> str:
             return f"timeouts are per backend: [backends.{be}.timeout] (connect, server, queue...)"
         if key in ("addr", "ip", "host", "hostname"):
             return 'a server has one address = "host:port" (the checks use it too)'
+        if key in ("ssl", "verify", "ca_file", "ca-file", "sni", "crt"):
+            return (f"TLS to a server is tls = true here; verify, ca, sni, cert go in "
+                    f"[backends.{be}.tls]")
     if section in ("frontend", "backend", "defaults") and key in _CHECK_KEYS:
         table = "[defaults.check]" if section == "defaults" else f"[backends.{be}.check]"
         return f"health check settings go in {table}: {_CHECK_KEYS[key]}"
@@ -111,6 +114,9 @@ def unknown_key(path: tuple, key: str, value: Any, valid) -> str:
         if key in ("server", "servers"):
             return ("servers belong to a backend: [[backends.NAME.servers]], with "
                     'default_backend = "NAME" here')
+        if key in ("ssl", "crt", "alpn", "certificates", "ssl_min_ver", "ciphers"):
+            return ("TLS settings go in [frontends.NAME.tls] (certificates = [...], alpn...); "
+                    'a TLS bind is bind = { address = "0.0.0.0:443", tls = true }')
     if section == "defaults":
         if key in ("connect", "client", "server", "queue", "tunnel", "http_request",
                    "http_keep_alive"):

@@ -507,7 +507,7 @@ def explain(cfg: model.Config, frontend: str | None, request: str | None, header
     (unknown or ambiguous frontend, no request line for an HTTP frontend)."""
     fe = _frontend(cfg, frontend)
     explainer = Explainer(cfg, states, socket_path)
-    dst_port = fe.binds[0].port if fe.binds else 0
+    dst_port = fe.binds[0].address.port if fe.binds else 0
     if fe.mode == "tcp":
         return explainer.explain_tcp(fe, ExplainTxn(None, src, 0, dst_port))
     if not request:

@@ -54,8 +54,8 @@ from typing import Any, Callable
 
 from farm import conditions, confhints, model, resolve, tomlpos
 from farm.model import (
-    Acl, Address, Backend, Balance, Check, Condition, Config, Cookie,
-    Frontend, Global, LogConfig, Rule, Server, Stats, Timeouts, UseBackend,
+    Acl, Address, Backend, BackendTls, Balance, Bind, Check, Condition, Config, Cookie,
+    Frontend, FrontendTls, Global, LogConfig, Rule, Server, Stats, Timeouts, UseBackend,
 )
 
 __all__ = [
@@ -79,6 +79,12 @@ class ConfigError:
         where = f"{self.file}:{self.line}" if self.line else self.file
         what = f"{self.path}: {self.message}" if self.path else self.message
         return f"{where}: {what}"
+
+    def as_warning(self) -> str:
+        """The same place and message, marked as a warning."""
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        what = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{where}: warning: {what}"
 
 
 class ConfigErrors(Exception):
@@ -552,12 +558,14 @@ class _Ctx:
     """Error collection and positions for one load."""
 
     def __init__(self, source: str, positions: dict, base_dir: str | None,
-                 resolver: resolve.Resolver | None = None) -> None:
+                 resolver: resolve.Resolver | None = None, tls_files: bool = False) -> None:
         self.source = source
         self.positions = positions
         self.base_dir = base_dir
         self.resolver = resolver      # None: server names are not resolved
+        self.tls_files = tls_files    # read and check certificate, key and CA files
         self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigError] = []
         self.binds: list[_Bind] = []
         self.refs: list[_Ref] = []
 
@@ -566,6 +574,11 @@ class _Ctx:
 
     def error(self, path: tuple, message: str) -> None:
         self.errors.append(ConfigError(self.source, self.line(path), _format_path(path), message))
+
+    def warning(self, path: tuple, message: str) -> None:
+        """Something that works but is probably not what was meant (an
+        expired certificate): reported by `farm check`, never fatal."""
+        self.warnings.append(ConfigError(self.source, self.line(path), _format_path(path), message))
 
     def unknown_key(self, path: tuple, key: str, valid, value: Any = None) -> None:
         """Report `key` unknown in the table at `path`: with a pointer for an
@@ -666,6 +679,7 @@ _CHECK_SCHEMA = {
     "port": _int(1, 65535),
     "observe": _bool,
     "error_limit": _int(1, MAX_INT32),
+    "tls": _bool,
 }
 
 
@@ -892,24 +906,244 @@ def _rules(actions: dict) -> Callable:
 
 # ---------------------------------------------------- binds and servers
 
-def _binds(ctx, path, value, scope) -> tuple[tuple[Address, tuple], ...] | _Skip:
-    """bind: "addr" or ["addr", ...] -> ((Address, path), ...)."""
-    if isinstance(value, str):
+_BIND_SCHEMA = {
+    "address": _bind_address,
+    "tls": _bool,
+    "name": _name,
+}
+# HAProxy bind options that have a place in the table form but no
+# implementation yet.
+_BIND_NOT_YET = {"accept_proxy": "the PROXY protocol on binds",
+                 "transparent": "transparent binding"}
+
+
+def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
+    """bind: "addr", a table { address = "addr", tls = true, name = "NAME" },
+    or an array of either -> ((Bind, path), ...). Names are "" here (the
+    frontend numbers them)."""
+    if isinstance(value, (str, dict)):
         items = [(path, value)]
     elif isinstance(value, list):
         items = [(path + (i,), v) for i, v in enumerate(value)]
         if not items:
             ctx.error(path, "needs at least one address")
     else:
-        ctx.error(path, f"expected a string or an array of strings, got {_describe(value)}")
+        ctx.error(path, "expected an address string, a table { address = \"...\", tls = true } "
+                        f"or an array of them, got {_describe(value)}")
         return _SKIP
     out = []
-    for ipath, text in items:
+    for ipath, item in items:
+        if isinstance(item, dict):
+            for key, what in _BIND_NOT_YET.items():
+                if key in item:
+                    ctx.error(ipath + (key,), f"{key}: {what} is not supported yet")
+            fields = _fields(ctx, ipath, {k: v for k, v in item.items() if k not in _BIND_NOT_YET},
+                             _BIND_SCHEMA)
+            if ctx.require(ipath, item, ("address",)) and "address" in fields:
+                out.append((Bind(fields["address"], fields.get("tls", False),
+                                 fields.get("name", "")), ipath))
+            continue
         try:
-            out.append((_bind_address(text), ipath))
+            out.append((Bind(_bind_address(item)), ipath))
         except _Invalid as e:
             ctx.error(ipath, str(e))
     return tuple(out)
+
+
+# ------------------------------------------------------------------ TLS
+
+def _tls_path(ctx: _Ctx, path: tuple, value: Any, what: str) -> str | None:
+    """A file or directory path of a TLS table, absolute (relative ones are
+    against the config's directory); checked for existence when the
+    loader reads TLS files. None (reported) when unusable."""
+    try:
+        text = _str(value)
+    except _Invalid as e:
+        ctx.error(path, str(e))
+        return None
+    full = text
+    if ctx.base_dir is not None and not os.path.isabs(text):
+        full = os.path.normpath(os.path.join(ctx.base_dir, text))
+    return full
+
+
+def _alpn(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise _Invalid(f"expected an array of protocol names, got {_describe(value)}")
+    out = []
+    for v in value:
+        text = _str(v)
+        if not text.isascii() or not text.isprintable() or len(text) > 255:
+            raise _Invalid(f"invalid ALPN protocol name {text!r}")
+        out.append(text)
+    return tuple(out)
+
+
+def _ciphers(value: Any) -> str:
+    from farm import tlsconf
+    text = _str(value)
+    try:
+        tlsconf.check_ciphers(text)
+    except tlsconf.TlsError as e:
+        raise _Invalid(str(e)) from None
+    return text
+
+
+def _ciphersuites(value: Any) -> str:
+    from farm import tlsconf
+    text = _str(value)
+    try:
+        tlsconf.check_ciphersuites(text)
+    except tlsconf.TlsError as e:
+        raise _Invalid(str(e)) from None
+    return text
+
+
+def _sni(value: Any) -> tuple[str, bool]:
+    """A backend's sni: a fixed host name, or a sample fetch such as
+    req.hdr(host) (what has parentheses or is a fetch name) -> (text,
+    is_fetch)."""
+    text = _str(value).strip()
+    if "(" in text or text.split(",")[0] in conditions.FETCHES:
+        messages = conditions.check_format("%[" + text + "]")
+        if messages:
+            raise _Invalid("; ".join(messages))
+        return text, True
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        raise _Invalid(f"an IP address is not a server name (SNI): {text!r}")
+    if not _HOSTNAME_RE.fullmatch(text):
+        raise _Invalid(f"expected a host name or a fetch such as req.hdr(host), got {text!r}")
+    return text, False
+
+
+_FRONTEND_TLS_SCHEMA = {
+    "certificates": lambda v: v,          # checked by _frontend_tls (paths, files)
+    "alpn": _alpn,
+    "min_version": _choice(model.TLS_VERSIONS, "TLS version"),
+    "ciphers": _ciphers,
+    "ciphersuites": _ciphersuites,
+    "client_ca": lambda v: v,
+    "verify": _choice(model.CLIENT_VERIFY, "verify mode"),
+    "session_tickets": _bool,
+}
+
+
+def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
+    """[frontends.NAME.tls] -> FrontendTls; with ctx.tls_files, every
+    certificate and the client CA are read and checked (errors at their
+    key, an expired certificate as a warning)."""
+    fields = _fields(ctx, path, value, _FRONTEND_TLS_SCHEMA)
+    if not isinstance(value, dict):
+        return _SKIP
+    ok = ctx.require(path, value, ("certificates",))
+    certs: list[str] = []
+    raw = fields.get("certificates")
+    if raw is not None:
+        cpath = path + ("certificates",)
+        items = [(cpath, raw)] if isinstance(raw, str) else \
+            [(cpath + (i,), v) for i, v in enumerate(raw)] if isinstance(raw, list) else None
+        if items is None:
+            ctx.error(cpath, f"expected an array of certificate files or directories, got {_describe(raw)}")
+            ok = False
+        elif not items:
+            ctx.error(cpath, "needs at least one certificate file or directory")
+            ok = False
+        for ipath, item in items or ():
+            full = _tls_path(ctx, ipath, item, "certificate")
+            if full is None:
+                ok = False
+                continue
+            certs.append(full)
+            if ctx.tls_files:
+                _check_certificates(ctx, ipath, full)
+    for version in ("TLSv1.0", "TLSv1.1"):
+        if fields.get("min_version") == version:
+            ctx.warning(path + ("min_version",), f"{version} is obsolete (RFC 8996); OpenSSL also "
+                        "needs '@SECLEVEL=0' in ciphers to offer it")
+    if "h2" in fields.get("alpn", ()):
+        ctx.error(path + ("alpn",), "h2 (HTTP/2) is not supported yet: offer \"http/1.1\"")
+    verify = fields.get("verify", "none")
+    client_ca = None
+    if "client_ca" in value:
+        client_ca = _tls_path(ctx, path + ("client_ca",), value["client_ca"], "CA file")
+        if client_ca is not None and ctx.tls_files:
+            _check_ca(ctx, path + ("client_ca",), client_ca)
+    if verify != "none" and "client_ca" not in value:
+        ctx.error(path + ("verify",), f'verify = "{verify}" needs client_ca (the CA file that '
+                  "signs the client certificates)")
+    if not ok:
+        return _SKIP
+    fields["certificates"] = tuple(certs)
+    fields["client_ca"] = client_ca
+    return FrontendTls(**fields)
+
+
+def _check_certificates(ctx: _Ctx, path: tuple, full: str) -> None:
+    from farm import tlsconf
+    try:
+        files = tlsconf.certificate_files(full)
+    except tlsconf.TlsError as e:
+        ctx.error(path, str(e))
+        return
+    for f in files:
+        try:
+            _, warnings = tlsconf.check_certificate(f)
+        except tlsconf.TlsError as e:
+            ctx.error(path, str(e))
+            continue
+        for w in warnings:
+            ctx.warning(path, w)
+
+
+def _check_ca(ctx: _Ctx, path: tuple, full: str) -> None:
+    from farm import tlsconf
+    try:
+        tlsconf.read_ca(full)
+    except tlsconf.TlsError as e:
+        ctx.error(path, str(e))
+
+
+_BACKEND_TLS_SCHEMA = {
+    "verify": _choice(model.SERVER_VERIFY, "verify mode"),
+    "ca": lambda v: v,
+    "sni": _sni,
+    "alpn": _alpn,
+    "min_version": _choice(model.TLS_VERSIONS, "TLS version"),
+    "cert": lambda v: v,
+    "key": lambda v: v,
+}
+
+
+def _backend_tls(ctx, path, value, scope) -> BackendTls | _Skip:
+    """[backends.NAME.tls] -> BackendTls (files checked with ctx.tls_files)."""
+    fields = _fields(ctx, path, value, _BACKEND_TLS_SCHEMA)
+    if not isinstance(value, dict):
+        return _SKIP
+    for key, what in (("ca", "CA file"), ("cert", "certificate"), ("key", "private key")):
+        if key in value:
+            fields[key] = _tls_path(ctx, path + (key,), value[key], what)
+    if fields.get("ca") and ctx.tls_files:
+        _check_ca(ctx, path + ("ca",), fields["ca"])
+    if "key" in value and "cert" not in value:
+        ctx.error(path + ("key",), "key goes with cert (the client certificate)")
+    if fields.get("cert") and ctx.tls_files:
+        from farm import tlsconf
+        try:
+            _, warnings = tlsconf.check_certificate(fields["cert"], key_path=fields.get("key"))
+        except tlsconf.TlsError as e:
+            ctx.error(path + ("cert",), str(e))
+        else:
+            for w in warnings:
+                ctx.warning(path + ("cert",), w)
+    if "sni" in fields:
+        fields["sni"], fields["sni_fetch"] = fields["sni"]
+    return BackendTls(**{k: v for k, v in fields.items() if v is not None})
 
 
 _SERVER_SCHEMA = {
@@ -923,6 +1157,7 @@ _SERVER_SCHEMA = {
     "disabled": _bool,
     "slowstart": _duration,
     "init_addr": _init_addr,
+    "tls": _bool,
 }
 
 
@@ -1080,6 +1315,7 @@ _FRONTEND_SCHEMA = {
     "xff_header": _token,
     "max_header_size": _header_size,
     "errorfiles": _Nested(_errorfiles),
+    "tls": _Nested(_frontend_tls),
 }
 _BACKEND_SCHEMA = {
     "acl": _Nested(_acls),
@@ -1097,6 +1333,7 @@ _BACKEND_SCHEMA = {
     "forwarded": _bool,
     "http_reuse": _choice(HTTP_REUSE, "http_reuse value"),
     "errorfiles": _Nested(_errorfiles),
+    "tls": _Nested(_backend_tls),
     "servers": _Nested(_servers),
 }
 _TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends")
@@ -1133,15 +1370,15 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
     _check_name(ctx, path, name, "frontend")
     own = _fields(ctx, path, table, _FRONTEND_SCHEMA, _Scope())
     ctx.require(path, table, ("bind",))
-    binds = own.get("bind", ())
-    for address, bpath in binds:
-        ctx.binds.append(_Bind(address, bpath, f"frontend {name!r}"))
+    binds = _number_binds(ctx, own.get("bind", ()))
+    for bind, bpath in binds:
+        ctx.binds.append(_Bind(bind.address, bpath, f"frontend {name!r}"))
     mode = _inherit(own, defaults, "mode", "http")
     _need_http(ctx, path, mode, own, ("http_request", "http_response"))
     use_backend = own.get("use_backend", ())
     frontend = Frontend(
         name=name,
-        binds=tuple(a for a, _ in binds),
+        binds=tuple(b for b, _ in binds),
         mode=mode,
         default_backend=own.get("default_backend"),
         maxconn=_inherit(own, defaults, "maxconn", 0),
@@ -1155,9 +1392,11 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         xff_header=own.get("xff_header", "X-Forwarded-For"),
         max_header_size=_inherit(own, defaults, "max_header_size", 16384),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
+        tls=own.get("tls"),
         id=index + 1,
         line=ctx.line(path),
     )
+    _check_frontend_tls(ctx, path, frontend, binds, table)
     if "default_backend" in own:
         ctx.refs.append(_Ref(frontend, path + ("default_backend",), own["default_backend"]))
     elif mode == "tcp" and "default_backend" not in (table if isinstance(table, dict) else {}):
@@ -1167,6 +1406,37 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
     if mode == "tcp":
         _need_layer4(ctx, path, frontend, use_backend)
     return frontend
+
+
+def _number_binds(ctx: _Ctx, binds) -> tuple[tuple[Bind, tuple], ...]:
+    """Name each unnamed bind by its 1-based position in the frontend
+    (HAProxy's listener id, what its logs show); names must be unique."""
+    out = []
+    seen: dict[str, tuple] = {}
+    for i, (bind, bpath) in enumerate(binds):
+        if not bind.name:
+            bind = dataclasses.replace(bind, name=str(i + 1))
+        if bind.name in seen:
+            ctx.error(bpath + ("name",), f"bind name {bind.name!r} is already used by another bind "
+                      f"of this frontend (line {ctx.line(seen[bind.name])})")
+        seen.setdefault(bind.name, bpath)
+        out.append((bind, bpath))
+    return tuple(out)
+
+
+def _check_frontend_tls(ctx: _Ctx, path: tuple, fe: Frontend, binds, table: Any) -> None:
+    """tls binds need a [tls] table with certificates; TLS in tcp mode is
+    not there yet; a [tls] table without a tls bind does nothing."""
+    tls_binds = [bpath for b, bpath in binds if b.tls]
+    has_table = isinstance(table, dict) and "tls" in table
+    if tls_binds and not has_table:
+        ctx.error(tls_binds[0], f"a tls bind needs certificates: add [frontends.{fe.name}.tls] "
+                  "with certificates = [\"/path/to/cert.pem\"]")
+    if tls_binds and fe.mode == "tcp":
+        ctx.error(tls_binds[0], "TLS on a tcp frontend is not supported yet (mode http only)")
+    if has_table and not tls_binds and binds:
+        ctx.warning(path + ("tls",), "no bind of this frontend has tls = true: these settings "
+                    "are unused")
 
 
 # Fetches a TCP session can answer: it has a client address and a frontend
@@ -1249,9 +1519,24 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
         forwarded=_inherit(own, defaults, "forwarded", False),
         http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
+        tls=own.get("tls", BackendTls()),
         id=index + 1,
         line=ctx.line(path),
     )
+
+
+def _not_yet_server_tls(ctx: _Ctx, backends: list[Backend]) -> None:
+    """TLS to servers is modelled (server tls, [backends.NAME.tls],
+    check.tls) but the data plane does not speak it yet: refuse it rather
+    than send in clear what the config says goes encrypted."""
+    for be in backends:
+        for s in be.servers:
+            if s.tls:
+                ctx.error(("backends", be.name, "servers", s.id - 1, "tls"),
+                          "TLS to servers is not supported yet")
+        if be.check.tls:
+            ctx.error(("backends", be.name, "check", "tls"),
+                      "health checks over TLS are not supported yet")
 
 
 def _sections(ctx: _Ctx, data: dict, key: str) -> list[tuple[str, Any]]:
@@ -1302,6 +1587,7 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     if global_.group is not None and global_.user is None:
         ctx.error(("global", "group"), "group is applied with user: set global.user too")
     _cross_check(ctx, backends)
+    _not_yet_server_tls(ctx, backends)
     _check_limits(ctx, global_, defaults, frontends, backends)
     if ctx.resolver is not None:
         _check_resolution(ctx, backends)
@@ -1390,7 +1676,8 @@ def _parse_toml(text: str, source: str) -> dict:
 
 
 def load_text(text: str, source: str = "<string>", *, base_dir: str | None = None,
-              resolver: resolve.Resolver | None = None) -> Config:
+              resolver: resolve.Resolver | None = None, tls_files: bool = False,
+              warnings: list[ConfigError] | None = None) -> Config:
     """Parse and validate config `text`; `source` names it in messages.
 
     Relative errorfile paths are resolved against `base_dir` (None: as
@@ -1400,20 +1687,28 @@ def load_text(text: str, source: str = "<string>", *, base_dir: str | None = Non
     resolver keeps the answers for the master. Without one, names are only
     checked for syntax (no I/O: what `farm ctl` and the tests use). Also
     looks up global.user and global.group in the system's databases.
+    With tls_files (`farm check`, `farm run`, reloads), every certificate,
+    key and CA file of the TLS tables is read and checked (farm.tlsconf):
+    unreadable, not PEM, a key that does not match. Warnings (an expired
+    certificate) are appended to `warnings` when given, sorted by line.
     Returns a Config or raises ConfigErrors with every error, sorted by line.
     """
     data = _parse_toml(text, source)
-    ctx = _Ctx(source, tomlpos.locate(text), base_dir, resolver)
+    ctx = _Ctx(source, tomlpos.locate(text), base_dir, resolver, tls_files)
     config = _build(ctx, data)
+    if warnings is not None:
+        warnings.extend(sorted(ctx.warnings, key=lambda e: e.line))
     if ctx.errors:
         raise ConfigErrors(sorted(ctx.errors, key=lambda e: e.line))
     return config
 
 
-def load(path: str, *, resolver: resolve.Resolver | None = None) -> Config:
+def load(path: str, *, resolver: resolve.Resolver | None = None, tls_files: bool = False,
+         warnings: list[ConfigError] | None = None) -> Config:
     """Read, parse and validate the config file at `path` (UTF-8 TOML);
-    `resolver` as in load_text (`farm check`, `farm run` and reloads pass
-    one). An unreadable or non-UTF-8 file is reported as one ConfigError.
+    `resolver`, `tls_files` and `warnings` as in load_text (`farm check`,
+    `farm run` and reloads pass them). An unreadable or non-UTF-8 file is
+    reported as one ConfigError.
     """
     try:
         with open(path, "rb") as f:
@@ -1424,7 +1719,8 @@ def load(path: str, *, resolver: resolve.Resolver | None = None) -> Config:
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigErrors([ConfigError(path, line, "", "config is not valid UTF-8")]) from None
-    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)), resolver=resolver)
+    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)), resolver=resolver,
+                     tls_files=tls_files, warnings=warnings)
 
 
 def _plural(n: int, word: str) -> str:

@@ -594,6 +594,19 @@ def tcplog_line(r: dict) -> str:
         r["srv_queue"], r["backend_queue"])
 
 
+def connection_error_line(fmt: str, client_ip: str, client_port: int, accept_time: float,
+                          frontend: str, bind: str, message: str) -> str:
+    """A connection that failed before any request (a TLS handshake), as
+    HAProxy logs it: "%ci:%cp [%t] <frontend>/<bind>: <message>" (the
+    same line in httplog and tcplog); in JSON the same fields, named."""
+    if fmt == "json":
+        return json.dumps({"client_ip": client_ip, "client_port": client_port,
+                           "accept_date": iso_date(accept_time), "frontend": frontend,
+                           "bind": bind, "message": message}, separators=(",", ":"))
+    return "%s:%d [%s] %s/%s: %s" % (client_ip, client_port, haproxy_date(accept_time),
+                                     frontend, bind, message)
+
+
 def json_line(r: dict) -> str:
     """The JSON access-log line: the same fields as the text formats."""
     out = dict(r)

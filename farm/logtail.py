@@ -111,6 +111,14 @@ class Entry:
         return f"Entry({self.format}, {self.fields!r})"
 
 
+def _frontend_name(value):
+    """The frontend of a log line without HAProxy's "~" (%ft marks TLS
+    connections with it): www~ is frontend www."""
+    if isinstance(value, str) and value.endswith("~"):
+        return value[:-1]
+    return value
+
+
 def _as_int(value) -> int | None:
     if isinstance(value, bool):
         return None
@@ -236,7 +244,7 @@ class Filter:
             st = e.status
             if st is None or not any(lo <= st <= hi for lo, hi in self.status):
                 return False
-        if self.frontend is not None and f.get("frontend") not in self.frontend:
+        if self.frontend is not None and _frontend_name(f.get("frontend")) not in self.frontend:
             return False
         if self.backend is not None and f.get("backend") not in self.backend:
             return False

@@ -42,6 +42,18 @@ CHECK_TYPES = ("tcp", "http")
 # until the runtime API sets one.
 INIT_ADDR_METHODS = ("libc", "none")
 COOKIE_MODES = ("insert", "rewrite", "prefix")
+# -- TLS (issue 14) --
+# Protocol versions as HAProxy's ssl-min-ver and ssl_fc_protocol spell them.
+TLS_VERSIONS = ("TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+CLIENT_VERIFY = ("none", "optional", "required")    # client certificates on a bind
+SERVER_VERIFY = ("none", "required")                # a server's certificate
+# TLS 1.2 and below: ECDHE key exchange and AEAD ciphers only (OpenSSL
+# syntax). TLS 1.3 suites: None keeps OpenSSL's default, which is already
+# AEAD only (TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256,
+# TLS_AES_128_GCM_SHA256).
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+DEFAULT_ALPN = ("http/1.1",)
+# -- end TLS --
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,65 @@ class Address:
         if self.family == socket.AF_INET6:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """One listening address of a frontend and how it listens.
+
+    name is HAProxy's bind name as the logs show it ("<frontend>/<name>");
+    the loader sets it to the bind's 1-based position in its frontend
+    (HAProxy's listener id) unless the config names it. Room is left for
+    HAProxy's other bind options (accept_proxy, transparent) as fields.
+    """
+
+    address: Address
+    tls: bool = False
+    name: str = ""
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
+@dataclass(frozen=True)
+class FrontendTls:
+    """[frontends.NAME.tls]: TLS termination on the frontend's tls binds.
+
+    certificates are absolute paths of PEM files (certificate, chain and
+    key; a key may also sit in FILE.key) or directories of them, in the
+    config's order: SNI picks among them, the first is the default.
+    ciphersuites None = OpenSSL's TLS 1.3 default. client_ca is required
+    when verify is not "none".
+    """
+
+    certificates: tuple[str, ...]
+    alpn: tuple[str, ...] = DEFAULT_ALPN
+    min_version: str = "TLSv1.2"           # see TLS_VERSIONS
+    ciphers: str = DEFAULT_CIPHERS
+    ciphersuites: str | None = None
+    client_ca: str | None = None
+    verify: str = "none"                   # see CLIENT_VERIFY
+    session_tickets: bool = True
+
+
+@dataclass(frozen=True)
+class BackendTls:
+    """[backends.NAME.tls]: TLS to the backend's servers with tls = true.
+
+    ca None = the system's trust store. sni is a fixed host name, or a
+    sample fetch (sni_fetch True) evaluated per connection, such as
+    req.hdr(host); None sends no SNI. cert (and key, unless the key is in
+    cert's file) is a client certificate for mutual TLS.
+    """
+
+    verify: str = "required"               # see SERVER_VERIFY
+    ca: str | None = None
+    sni: str | None = None
+    sni_fetch: bool = False
+    alpn: tuple[str, ...] = ()
+    min_version: str = "TLSv1.2"
+    cert: str | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +263,7 @@ class Check:
     port: int | None = None
     observe: bool = False            # passive health from live traffic
     error_limit: int = 10            # consecutive live errors counted as a failed check
+    tls: bool | None = None          # None: TLS for a tls server unless port is set (Backend.check_tls)
 
 
 @dataclass(frozen=True)
@@ -218,6 +290,7 @@ class Server:
     disabled: bool = False           # starts in maintenance
     slowstart: float = 0.0
     init_addr: tuple[str, ...] = ("libc",)   # see INIT_ADDR_METHODS; unused for an IP literal
+    tls: bool = False                # speak TLS to it ([backends.NAME.tls] settings)
     id: int = 0                      # 1-based position in its backend (HAProxy's sid)
     line: int = 0
 
@@ -240,6 +313,7 @@ class Backend:
     forwarded: bool = False
     http_reuse: str = "safe"         # "never" | "safe" | "always"
     errorfiles: tuple[tuple[int, str], ...] = ()
+    tls: BackendTls = field(default_factory=BackendTls)
     id: int = 0                      # 1-based (HAProxy's iid)
     line: int = 0
 
@@ -249,11 +323,18 @@ class Backend:
                 return s
         return None
 
+    def check_tls(self, server: Server) -> bool:
+        """Whether server's health checks speak TLS: check.tls when set,
+        else yes for a tls server checked on its own port (no check.port)."""
+        if self.check.tls is not None:
+            return self.check.tls
+        return server.tls and self.check.port is None
+
 
 @dataclass(frozen=True)
 class Frontend:
     name: str
-    binds: tuple[Address, ...]
+    binds: tuple[Bind, ...]
     mode: str = "http"
     default_backend: str | None = None
     maxconn: int = 0                 # 0 = global maxconn
@@ -267,6 +348,7 @@ class Frontend:
     xff_header: str = "X-Forwarded-For"
     max_header_size: int = 16384
     errorfiles: tuple[tuple[int, str], ...] = ()
+    tls: FrontendTls | None = None   # settings of the tls binds; None without any
     id: int = 0
     line: int = 0
 
@@ -298,8 +380,8 @@ class Config:
         """Every listening address, frontends first, then stats; no repeats."""
         seen: dict[Address, None] = {}
         for fe in self.frontends:
-            for a in fe.binds:
-                seen.setdefault(a, None)
+            for b in fe.binds:
+                seen.setdefault(b.address, None)
         if self.stats.bind is not None:
             seen.setdefault(self.stats.bind, None)
         return tuple(seen)

@@ -881,10 +881,24 @@ def _int_value(v: str):
         return None
 
 
-def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
+CERT_EXPIRY_METRIC = "farm_ssl_cert_expiry_days"
+
+
+def cert_rows(certs, now: float | None = None) -> list[dict]:
+    """One dict per (frontend, certificate) of a TlsSet's certificates()
+    (farm/tlsconf.py; read duck-typed): frontend, file, names, not_after
+    (as OpenSSL prints it) and days left (a float, negative once expired)."""
+    now = time.time() if now is None else now
+    return [{"frontend": fe, "file": c.path, "names": ", ".join(c.names), "not_after": c.not_after,
+             "days": c.days_left(now)} for fe, c in certs]
+
+
+def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[dict] = ()) -> str:
     """Prometheus text exposition (0.0.4) with the names, types and labels of
     HAProxy's built-in exporter: haproxy_process_*, haproxy_frontend_*,
-    haproxy_backend_*, haproxy_server_*."""
+    haproxy_backend_*, haproxy_server_*; then farm's own families:
+    farm_ssl_cert_expiry_days{proxy,file} (gauge) for each certificate of
+    `certs` (cert_rows)."""
     out: list[str] = []
     inf = dict(info_pairs)
 
@@ -1013,4 +1027,11 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]]) -> str:
             else:
                 samples.append(f"{prefix}{name}{_labels(base)} {_num(value(r, field))}\n")
         family(prefix, metric, samples)
+    if certs:
+        out.append(f"# HELP {CERT_EXPIRY_METRIC} Days until the certificate's notAfter date "
+                   "(negative once expired)\n"
+                   f"# TYPE {CERT_EXPIRY_METRIC} gauge\n")
+        for c in certs:
+            labels = _labels((("proxy", c["frontend"]), ("file", c["file"])))
+            out.append(f"{CERT_EXPIRY_METRIC}{labels} {round(c['days'], 3)!r}\n")
     return "".join(out)

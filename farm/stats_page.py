@@ -171,13 +171,15 @@ def _group_head(groups: list[tuple[str, tuple]]) -> tuple[str, str]:
 
 
 def html(rows: list[dict], info_pairs: list[tuple[str, str]], refresh: float, admin: bool,
-         uri: str, message: str | None = None) -> str:
+         uri: str, message: str | None = None, certs: list[dict] = ()) -> str:
     """The dashboard: process summary, one section per frontend and one per
     backend (its servers then the BACKEND total), whole rows coloured by
     state, refresh every `refresh` seconds (0: none), a form per backend
     with a checkbox per server when `admin`. `message` is an
     ADMIN_MESSAGES code to show as a banner; `uri` is the stats uri (the
-    page's own address, of the admin form and of the history)."""
+    page's own address, of the admin form and of the history). `certs`
+    (farm.stats.cert_rows) adds a table of the TLS certificates and the
+    days each has left."""
     inf = dict(info_pairs)
     refresh_s = max(1, int(round(refresh))) if refresh and refresh > 0 else 0
     out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -230,8 +232,30 @@ def html(rows: list[dict], info_pairs: list[tuple[str, str]], refresh: float, ad
         elif r["type"] == TYPE_BACKEND:
             out.append(_backend_section(r, group, admin, uri))
             group = []
+    if certs:
+        out.append(_certificates_section(certs))
     out.append(f"</main><script>{JS}</script></body></html>\n")
     return "".join(out)
+
+
+CERT_SOON_DAYS = 14          # a certificate this close to its end is shown as going down
+
+
+def _certificates_section(certs: list[dict]) -> str:
+    """The TLS certificates, with the days each has left: expired rows
+    are shown DOWN, those within CERT_SOON_DAYS as going down."""
+    rows = []
+    for c in certs:
+        days = c["days"]
+        state = "down" if days < 0 else "going-down" if days < CERT_SOON_DAYS else "up"
+        rows.append(f'<tr class="r-{state}"><td class="l">{_e(c["frontend"])}</td>'
+                    f'<td class="l">{_e(c["file"])}</td><td class="l">{_e(c["names"])}</td>'
+                    f'<td class="l">{_e(c["not_after"])}</td><td>{days:.1f}</td></tr>')
+    return ('<section class="certs" id="certificates"><h2><span class="nm">TLS certificates</span>'
+            '<small>days left until notAfter</small></h2><div class="tbl"><table><thead><tr>'
+            '<th class="l">Frontend</th><th class="l">File</th><th class="l">Names</th>'
+            '<th class="l">Expires</th><th>Days left</th></tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table></div></section>")
 
 
 def _section_open(kind: str, r: dict) -> str:

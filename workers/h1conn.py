@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import time
 
-from farm.logs import HTTP_FIELDS, httplog_line, json_http_line
+from farm.logs import HTTP_FIELDS, connection_error_line, httplog_line, json_http_line
 from workers import counting, http1, linger
 from workers.clientconn import ClientConn
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
 from workers.stream import HIGH_WATER, INF, ST_SERVER, ST_TUNNEL, Stream
-from workers.transport import PlainTransport
+from workers.transport import SSL_TIMEOUT, HandshakeError, PlainTransport
 
 DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker closes it
 
-# connection states
-C_REQ, C_STREAM, C_TUNNEL, C_CLOSING, C_LINGER, C_CLOSED = range(6)
+# connection states (C_HANDSHAKE: a TLS transport's handshake, before any request)
+C_REQ, C_STREAM, C_TUNNEL, C_CLOSING, C_LINGER, C_CLOSED, C_HANDSHAKE = range(7)
 
 
 class H1Connection(ClientConn):
@@ -87,6 +87,15 @@ class H1Connection(ClientConn):
         self.to_floor = min(self.to_client, self.to_request, self.to_keepalive)
         self.timer = loop.timer(self.on_timeout)
         ctx.sessions.add(self)
+        if self.t.secure and not self.t.established:
+            # TLS: the handshake first, bounded by timeout client (as
+            # HAProxy bounds it); tried at once, the ClientHello is
+            # usually there already
+            self.state = C_HANDSHAKE
+            loop.add(self.cfd, EPOLLIN, self.on_handshake)
+            loop.set_timer(self.timer, loop.now + self.to_client)
+            self.on_handshake(EPOLLIN)
+            return
         loop.add(self.cfd, EPOLLIN, self.on_event)
         loop.set_timer(self.timer, loop.now + self.to_request)
 
@@ -95,12 +104,47 @@ class H1Connection(ClientConn):
         """The session class interface of workers/worker.py."""
         return cls(ctx, fe, PlainTransport(csock), caddr)
 
+    # ---------------------------------------------------------- TLS handshake
+
+    def on_handshake(self, events: int) -> None:
+        """Advance the TLS handshake; once done, wait for the first request
+        (and read at once what came with the handshake's last flight)."""
+        t = self.t
+        try:
+            done = t.handshake()
+        except HandshakeError as e:
+            self.handshake_failed(str(e))
+            return
+        loop = self.loop
+        if not done:
+            mask = EPOLLOUT if t.wants_write else EPOLLIN
+            if loop.masks.get(self.cfd) != mask:
+                loop.modify(self.cfd, mask)
+            return
+        self.state = C_REQ
+        self.last_c = self.req_start = loop.now
+        loop.watch(self.cfd, EPOLLIN, self.on_event)
+        loop.set_timer(self.timer, loop.now + self.to_request)
+        self.on_event(EPOLLIN)
+
+    def handshake_failed(self, message: str) -> None:
+        """Log the failure as HAProxy does ("<frontend>/<bind>: <message>")
+        and close; no request was made, nothing else is logged."""
+        ctx = self.ctx
+        if ctx.access.enabled:
+            ctx.access.write(connection_error_line(ctx.log_format, self.src, self.src_port,
+                                                   self.accept_time, self.fe.name,
+                                                   self.t.bind_name, message))
+        self.close_session()
+
     # ------------------------------------------------------------------ reading
 
     def on_event(self, events: int) -> None:
         if events & EPOLLOUT and self.out_c:
             if not self.write_client():
                 return
+        if events & EPOLLOUT and self.t.wants_write:
+            events |= EPOLLIN       # TLS: a read that had to write first, retried
         if events & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.client_readable():
             self.c_unwanted = True   # paused (see update_masks): leave epoll now
         elif events & (EPOLLIN | EPOLLHUP | EPOLLERR):
@@ -371,7 +415,8 @@ class H1Connection(ClientConn):
 
     def update_masks(self) -> None:
         loop = self.loop
-        cmask = (EPOLLIN if self.client_readable() else 0) | (EPOLLOUT if self.out_c else 0)
+        cmask = (EPOLLIN if self.client_readable() else 0) | (
+            EPOLLOUT if self.out_c or self.t.wants_write else 0)
         cur = loop.masks.get(self.cfd)
         if cmask == 0 and not self.c_unwanted and cur == EPOLLIN:
             # Lazy pause: while its request is served, a client almost never
@@ -426,6 +471,10 @@ class H1Connection(ClientConn):
         now = self.loop.now
         st = self.state
         stream = self.stream
+        if st == C_HANDSHAKE:
+            if now >= self.t_accept + self.to_client:
+                self.handshake_failed(SSL_TIMEOUT)
+            return
         if st == C_REQ:
             if self.ctx.draining and not self.req_bytes:
                 self.close_session()     # drained: nothing started, close silently
@@ -580,6 +629,7 @@ class H1Connection(ClientConn):
         waited = int((now - self.req_start) * 1000)
         rec = dict(zip(HTTP_FIELDS, (
             self.src, self.src_port, self.accept_time + (self.req_start - self.t_accept),
-            fe.name, fe.name, "<NOSRV>", waited, -1, -1, -1, waited, status, sent, "-", "-", term,
+            fe.name + "~" if self.t.secure else fe.name,     # HAProxy's %ft: "~" on TLS
+            fe.name, "<NOSRV>", waited, -1, -1, -1, waited, status, sent, "-", "-", term,
             ctx.actconn, fe.g.value(), 0, 0, 0, False, 0, 0, "<BADREQ>")))
         ctx.access.write(json_http_line(rec) if ctx.log_format == "json" else httplog_line(rec))

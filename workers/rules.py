@@ -23,6 +23,10 @@ The transaction ("txn") the callables read, duck-typed:
   txn.src_port, txn.dst_port (int).
 - txn.resp (http_response rules; may be missing or None before): status
   (int), reason (bytes), headers and the same helpers.
+- txn.conn.t (optional): the client connection's transport, which the
+  ssl_fc* / ssl_c_* fetches read when its `secure` is true
+  (workers/transport.py TlsTransport); without it they see a plain
+  connection.
 - Optionally txn._rules_src (initialise it to None): the src matchers
   cache the parsed client address there. Without it everything still
   works: a per-worker dict keyed by the address text serves instead.
@@ -302,12 +306,84 @@ def _resp_status(txn) -> int | None:
     return None if resp is None else resp.status
 
 
+# ------------------------------------------------------------ TLS fetches
+
+def _tls(txn):
+    """The TLS transport of the transaction's client connection, or None
+    (a plain connection, or a txn without one, as farm explain's)."""
+    t = getattr(getattr(txn, "conn", None), "t", None)
+    return t if t is not None and t.secure else None
+
+
+def _tls_text(read: Callable) -> Callable[[object], bytes | None]:
+    """A TLS string fact (read(transport) -> str | None) as bytes, None
+    when absent (a plain connection, no SNI, no client certificate...)."""
+    def get(txn) -> bytes | None:
+        t = _tls(txn)
+        if t is None:
+            return None
+        v = read(t)
+        return None if v is None else v.encode("utf-8", "replace")
+    return get
+
+
+def _tls_string_getter(base: str, arg: str | None) -> Callable[[object], bytes | None]:
+    if base == "ssl_c_s_dn":
+        return _tls_text(lambda t: t.subject_dn(arg))
+    if base == "ssl_c_i_dn":
+        return _tls_text(lambda t: t.issuer_dn(arg))
+    return _tls_text(_TLS_STRINGS[base])
+
+
+_TLS_STRINGS = {
+    "ssl_fc_sni": attrgetter("sni"),
+    "ssl_fc_protocol": attrgetter("protocol"),
+    "ssl_fc_cipher": attrgetter("cipher"),
+    "ssl_fc_alpn": attrgetter("alpn"),
+    "ssl_c_s_dn": None,      # with an optional entry argument: _tls_string_getter
+    "ssl_c_i_dn": None,
+}
+
+
+def _tls_binary(name: str) -> Callable[[object], bytes | None]:
+    read = attrgetter(name)
+
+    def get(txn) -> bytes | None:
+        t = _tls(txn)
+        return None if t is None else read(t)
+    return get
+
+
+_TLS_BINARY = {"ssl_c_serial": _tls_binary("serial"), "ssl_c_sha1": _tls_binary("sha1")}
+
+
+def _tls_flag(read: Callable) -> Matcher:
+    def flag(txn) -> bool:
+        t = _tls(txn)
+        return t is not None and bool(read(t))
+    return flag
+
+
+_TLS_BOOLS: dict[str, Matcher] = {
+    "ssl_fc": lambda txn: _tls(txn) is not None,
+    "ssl_fc_session_reused": _tls_flag(attrgetter("session_reused")),
+    "ssl_c_used": _tls_flag(attrgetter("client_cert")),
+}
+
+
+def _ssl_c_verify(txn) -> int | None:
+    t = _tls(txn)
+    return None if t is None else t.verify_result
+
+
 def _int_getter(base: str, arg: str | None, phase: str) -> Callable[[object], int | None]:
     """Integer fetches -> txn -> int, or None when the sample is absent."""
     if base in ("src_port", "dst_port"):
         return attrgetter(base)
     if base == "status":
         return _resp_status
+    if base == "ssl_c_verify":
+        return _ssl_c_verify
     name = (arg or "").encode("latin-1")
     if base in ("hdr_cnt", "req.hdr_cnt", "res.hdr_cnt"):
         values = _header_values(_header_source(base, phase), name, True)
@@ -505,7 +581,25 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
     """
     kind, method, base = spec.kind, spec.method, spec.base
     if kind == "bool":
+        if base in _TLS_BOOLS:
+            return _TLS_BOOLS[base]
         return _true if base == "always_true" else _false
+    if kind == "bin":
+        bget = _TLS_BINARY[base]
+        if method == "found":
+            return lambda txn: bget(txn) is not None
+        wanted = frozenset(bytes.fromhex(v) for v in spec.values)
+        return lambda txn: bget(txn) in wanted
+    if base in _TLS_STRINGS:
+        sget = _tls_string_getter(base, spec.arg)
+        if method == "found":
+            return lambda txn: sget(txn) is not None
+        stest = _str_test(spec)
+
+        def tls_match(txn) -> bool:
+            v = sget(txn)
+            return v is not None and stest(v)
+        return tls_match
     if kind == "ip":
         return _true if method == "found" else _ip_matcher(spec.networks)
     if kind == "int":
@@ -541,7 +635,17 @@ def acl_sample(spec: AclSpec, phase: str = "request") -> Callable[[object], list
     the same getters as compile_acl_spec."""
     kind, base = spec.kind, spec.base
     if kind == "bool":
+        if base in _TLS_BOOLS:
+            flag = _TLS_BOOLS[base]
+            return lambda txn: [flag(txn)]
         return lambda txn: []
+    if kind == "bin" or base in _TLS_STRINGS:
+        get = _TLS_BINARY[base] if kind == "bin" else _tls_string_getter(base, spec.arg)
+
+        def present(txn) -> list:
+            v = get(txn)
+            return [] if v is None else [v.hex().upper().encode() if kind == "bin" else v]
+        return present
     if kind == "ip":
         return lambda txn: [txn.src]
     if kind == "int":
@@ -786,10 +890,19 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
     base = sample.fetch
     if base in _SINGLE:
         get = _SINGLE[base]
+    elif base in _TLS_BOOLS:
+        flag = _TLS_BOOLS[base]
+        get = lambda txn: b"1" if flag(txn) else b"0"   # noqa: E731
+    elif base in _TLS_STRINGS or base in _TLS_BINARY:
+        tget = _TLS_BINARY[base] if base in _TLS_BINARY else _tls_string_getter(base, sample.arg)
+
+        def get(txn) -> bytes:
+            v = tget(txn)
+            return b"" if v is None else v
     elif base == "src":
         get = lambda txn: txn.src.encode("latin-1")   # noqa: E731
     elif base in ("src_port", "dst_port", "status", "hdr_cnt", "req.hdr_cnt",
-                  "res.hdr_cnt", "req.cook_cnt"):
+                  "res.hdr_cnt", "req.cook_cnt", "ssl_c_verify"):
         iget = _int_getter(base, sample.arg, phase)
 
         def get(txn) -> bytes:
@@ -813,6 +926,8 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
 def _convert(get: Callable, conv: str) -> Callable[[object], bytes]:
     if conv == "lower":
         return lambda txn: get(txn).lower()
+    if conv == "hex":
+        return lambda txn: get(txn).hex().upper().encode("ascii")
     return lambda txn: get(txn).upper()
 
 

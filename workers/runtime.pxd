@@ -52,7 +52,7 @@ cdef class FrontendRuntime:
 cdef class WorkerContext:
     cdef public Loop loop
     cdef public object shared, config, buf, view, pipes, access, log_format, conn_pool
-    cdef public object on_session_end, out_of_fds
+    cdef public object on_session_end, out_of_fds, tls
     cdef public set sessions
     cdef public dict backends
     cdef public list frontends, c

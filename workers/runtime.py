@@ -23,7 +23,7 @@ import time
 from collections import deque
 from urllib.parse import unquote_to_bytes
 
-from farm import model, shm
+from farm import model, shm, tlsconf
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
 from workers import counting, rules
@@ -571,6 +571,7 @@ class WorkerContext:
         # session ends; pause accepting when out of descriptors
         self.on_session_end = _no_session_hook
         self.out_of_fds = _no_fd_hook
+        self.tls = tlsconf.EMPTY   # the SSL contexts the master made (farm/tlsconf.py TlsSet)
         loop.at_end_of_turn(self.access.flush)
 
     @property

@@ -69,7 +69,7 @@ S_REQ, S_LINGER, S_CLOSED = range(3)
 def stats_frontend(ctx, config: model.Config, listeners: list[socket.socket]) -> FrontendRuntime:
     """A FrontendRuntime for stats.bind whose sessions are StatsSessions.
     It needs no backend; its counters go to the shm row ("fe", "stats")."""
-    cfg = model.Frontend(name=render.STATS_PROXY, binds=(config.stats.bind,), mode="http",
+    cfg = model.Frontend(name=render.STATS_PROXY, binds=(model.Bind(config.stats.bind),), mode="http",
                          timeouts=model.Timeouts())
     fe = FrontendRuntime(cfg, listeners, config.global_.maxconn, ctx.shared)
     fe.session_class = StatsSession
@@ -439,8 +439,9 @@ class StatsSession:
         ctx.shared.flush()                 # this worker's own counters, fresh
         proc = proc_info(ctx)
         rows = render.snapshot(ctx.config, table, proc)
+        certs = render.cert_rows(ctx.tls.certificates())
         if kind == "metrics":
-            text = render.prometheus(rows, render.info(proc, rows))
+            text = render.prometheus(rows, render.info(proc, rows), certs)
             return 200, [("Content-Type", render.PROMETHEUS_CONTENT_TYPE), nocache], text.encode()
         rows = render.filter_rows(rows, up="up" in opts, no_maint="no-maint" in opts)
         if "json" in opts:
@@ -450,7 +451,7 @@ class StatsSession:
             return 200, [("Content-Type", "text/plain"), nocache], text.encode()
         refresh = 0 if "norefresh" in opts else scfg.refresh
         page = stats_page.html(rows, render.info(proc, rows), refresh, scfg.admin, scfg.uri,
-                               message=st)
+                               message=st, certs=certs)
         return 200, [("Content-Type", "text/html; charset=utf-8"), nocache], page.encode()
 
     def admin_action(self, body: bytes) -> tuple[int, list, bytes]:

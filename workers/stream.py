@@ -50,6 +50,7 @@ _PHASE = {ST_RULES: "R", ST_QUEUED: "Q", ST_CONNECTING: "C", ST_SERVER: "H", ST_
           ST_DONE: "L", ST_TURNAROUND: "C"}
 
 XFP_HTTP = (b"X-Forwarded-Proto", b"http")
+XFP_HTTPS = (b"X-Forwarded-Proto", b"https")
 
 
 class Stream:
@@ -115,7 +116,7 @@ class Stream:
         if fe.forwardfor:
             # Replace what the client claims (it could lie), before the rules,
             # so that a set-header X-Forwarded-Proto of the user's wins.
-            set_forwarded_proto(req)
+            set_forwarded_proto(req, self.conn.t.secure)
         # (`is not no_rules`: an empty rule list is not even called)
         if fe.req_rules is not no_rules:
             verdict = fe.req_rules(self)
@@ -132,7 +133,7 @@ class Stream:
         self.be = be
         be.g.take()
         if be.forwardfor and not fe.forwardfor:
-            set_forwarded_proto(req)   # as above, before the backend's rules
+            set_forwarded_proto(req, self.conn.t.secure)   # as above, before the backend's rules
         if be.req_rules is not no_rules:
             verdict = be.req_rules(self)
             if verdict is not None:
@@ -162,7 +163,8 @@ class Stream:
             src = self.src
             node = f'"[{src}]"' if ":" in src else src
             host = req.host.decode("latin-1") if req.host else None
-            value = f"for={node};proto=http" + (f";host={host}" if host else "")
+            proto = "https" if self.conn.t.secure else "http"
+            value = f"for={node};proto={proto}" + (f";host={host}" if host else "")
             req.headers.append((b"Forwarded", value.encode("latin-1")))
 
     def request_data(self, data: bytes) -> None:
@@ -607,7 +609,8 @@ class Stream:
             if t_queue < 0 and t_connect < 0:
                 tw = -1
         return (self.src, self.src_port, conn.accept_time + (t_start - conn.t_accept),
-                fe.name, be.name if be is not None else fe.name,
+                fe.name + "~" if conn.t.secure else fe.name,   # HAProxy's %ft: "~" on TLS
+                be.name if be is not None else fe.name,
                 srv.name if srv is not None else "<NOSRV>",
                 int((self.t_head - t_start) * 1000), tw, tc, tr_srv, int((now - t_start) * 1000),
                 self.status, self.bytes_out, "-", "-", self.term + self.cc + self.cs,
@@ -620,9 +623,10 @@ class Stream:
 HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
 
 
-def set_forwarded_proto(req: Request) -> None:
-    """X-Forwarded-Proto: http, replacing whatever the client sent (a
-    constant field: no validation, and no list rebuild in the usual case)."""
+def set_forwarded_proto(req: Request, secure: bool = False) -> None:
+    """X-Forwarded-Proto: http (https on a TLS connection), replacing
+    whatever the client sent (a constant field: no validation, and no list
+    rebuild in the usual case)."""
     if req.get(b"x-forwarded-proto") is not None:
         req.remove(b"x-forwarded-proto")
-    req.headers.append(XFP_HTTP)
+    req.headers.append(XFP_HTTPS if secure else XFP_HTTP)

@@ -2,8 +2,10 @@
 # the .py is the source; farm/build.py, docs/building.md).
 
 cdef class Transport:
-    cdef public object sock
+    cdef public object sock, bind_name
     cdef public int fd
+    cdef public bint wants_write, secure, established
+    cpdef bint handshake(self) except -1
     cpdef recv(self)
     cpdef Py_ssize_t send(self, data) except -1
     cpdef shutdown_write(self)

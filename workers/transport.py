@@ -17,12 +17,22 @@ Conventions of every transport:
   what was not taken and offers it again later, the same bytes first.
 - wants_write is True when the transport itself needs EPOLLOUT to make
   progress (TLS: a record half written); a plain socket never does.
+- secure says whether the connection is TLS (what ssl_fc reads).
+
+A TLS transport adds a handshake step before any of that: handshake()
+returns True once done, False while it waits (wants_write says for which
+event), and raises HandshakeError, whose text is HAProxy's log message
+for the failure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import ssl
+
+from farm.tlsconf import dn_oneline
 
 RECV_SIZE = 65536
 
@@ -32,14 +42,19 @@ class Transport:
     the plain and the TLS transports, so that the layers above call either
     through one interface."""
 
-    __slots__ = ("sock", "fd")
-
-    wants_write = False
-    secure = False          # what ssl_fc reads: not a TLS connection
+    __slots__ = ("sock", "fd", "wants_write", "secure", "established", "bind_name")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.fd = sock.fileno()
+        self.wants_write = False
+        self.secure = False         # what ssl_fc reads: TLS or not
+        self.established = True     # the handshake is done (a plain one has none)
+        self.bind_name = ""         # the listener it came through, for a log line
+
+    def handshake(self) -> bool:
+        """Advance the handshake (TLS); True once done."""
+        return True
 
     def recv(self) -> bytes | None:
         raise NotImplementedError
@@ -82,3 +97,177 @@ class PlainTransport(Transport):
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+# HAProxy's messages for connections that failed before a request
+# (conn_err_code_str), as its logs print them after "<frontend>/<bind>: ".
+SSL_EMPTY = "Connection closed during SSL handshake"
+SSL_ABORT = "Connection error during SSL handshake"
+SSL_TIMEOUT = "Timeout during SSL handshake"
+SSL_CRT_FAIL = "SSL client certificate not trusted"
+SSL_HANDSHAKE = "SSL handshake failure"
+
+
+class HandshakeError(Exception):
+    """The TLS handshake failed; str() is HAProxy's message for why."""
+
+
+class TlsTransport(Transport):
+    """A server-side TLS connection over a non-blocking socket, with the
+    context the master made (farm/tlsconf.py): the same calls as
+    PlainTransport once handshake() has returned True.
+
+    - recv() returns the plaintext available now. OpenSSL reads one record
+      at a time from the socket (no read-ahead), and anything decrypted
+      but not returned yet (SSLSocket.pending()) is drained before
+      returning, so nothing waits inside OpenSSL for an epoll event that
+      will not come: what is not returned is still in the kernel, where
+      level-triggered epoll sees it.
+    - send() returns 0 while OpenSSL wants to write (the caller keeps its
+      bytes and offers the same ones again, with more appended perhaps:
+      Python sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, and OpenSSL goes on
+      from what it had already taken).
+    - a peer closing without close_notify (a ragged EOF) reads as EOF.
+    - renegotiation is refused by the context (OP_NO_RENEGOTIATION; TLS
+      1.3 has none).
+    - shutdown_write() sends close_notify, then the TCP FIN.
+
+    The TLS facts the fetches read (sni, protocol, cipher, alpn,
+    session_reused, the client certificate) are computed when asked.
+    bind_name is the listener it was accepted on, for the log.
+    """
+
+    __slots__ = ("_cert",)
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, bind_name: str = ""):
+        Transport.__init__(self, context.wrap_socket(sock, server_side=True,
+                                                     do_handshake_on_connect=False,
+                                                     suppress_ragged_eofs=True))
+        self.secure = True
+        self.established = False
+        self.bind_name = bind_name
+        self._cert = None
+
+    def handshake(self) -> bool:
+        """Advance the handshake: True once done, False while waiting for
+        the socket (EPOLLOUT if wants_write, else EPOLLIN). Raises
+        HandshakeError."""
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.wants_write = False
+            return False
+        except ssl.SSLWantWriteError:
+            self.wants_write = True
+            return False
+        except ssl.SSLCertVerificationError:
+            raise HandshakeError(SSL_CRT_FAIL) from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            raise HandshakeError(SSL_EMPTY) from None
+        except ssl.SSLError:
+            raise HandshakeError(SSL_HANDSHAKE) from None
+        except OSError:
+            raise HandshakeError(SSL_ABORT) from None
+        self.established = True
+        self.wants_write = False
+        return True
+
+    def recv(self) -> bytes | None:
+        sock = self.sock
+        try:
+            data = sock.recv(RECV_SIZE)
+            if data and sock.pending():
+                parts = [data]
+                while sock.pending():
+                    parts.append(sock.recv(sock.pending()))
+                data = b"".join(parts)
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLWantWriteError:
+            self.wants_write = True      # a key update to answer: retried on EPOLLOUT
+            return None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return b""
+        self.wants_write = False
+        return data
+
+    def send(self, data: bytes) -> int:
+        try:
+            return self.sock.send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return 0
+
+    def shutdown_write(self) -> None:
+        """close_notify, then FIN; errors mean the peer is gone already."""
+        try:
+            self.sock._sslobj.shutdown()
+        except (OSError, ValueError, AttributeError):
+            pass        # SSLWantReadError: ours is sent, the peer's not read yet
+        try:
+            # the base class: SSLSocket.shutdown would drop the TLS layer
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        except OSError:
+            pass
+
+    # -- what the ssl_fc* / ssl_c_* fetches read -------------------------------
+
+    @property
+    def sni(self) -> str | None:
+        """The server name the client asked for (set by the SNI callback)."""
+        return getattr(self.sock, "farm_sni", None)
+
+    @property
+    def protocol(self) -> str | None:
+        return self.sock.version()
+
+    @property
+    def cipher(self) -> str | None:
+        c = self.sock.cipher()
+        return c[0] if c else None
+
+    @property
+    def alpn(self) -> str | None:
+        return self.sock.selected_alpn_protocol()
+
+    @property
+    def session_reused(self) -> bool:
+        return self.sock.session_reused
+
+    def _peer(self) -> tuple[dict, bytes]:
+        if self._cert is None:
+            der = self.sock.getpeercert(binary_form=True) or b""
+            self._cert = ((self.sock.getpeercert() or {}) if der else {}, der)
+        return self._cert
+
+    @property
+    def client_cert(self) -> bool:
+        """Whether the client presented a certificate (ssl_c_used)."""
+        return bool(self._peer()[1])
+
+    @property
+    def verify_result(self) -> int:
+        """X509 verify result of the client certificate (ssl_c_verify): a
+        certificate that fails verification fails the handshake (verify
+        optional or required), so a connection that got this far has 0."""
+        return 0
+
+    def subject_dn(self, entry: str | None = None) -> str | None:
+        cert = self._peer()[0]
+        return dn_oneline(cert["subject"], entry) if cert else None
+
+    def issuer_dn(self, entry: str | None = None) -> str | None:
+        cert = self._peer()[0]
+        return dn_oneline(cert["issuer"], entry) if cert else None
+
+    @property
+    def serial(self) -> bytes | None:
+        cert = self._peer()[0]
+        if not cert:
+            return None
+        text = cert.get("serialNumber", "")
+        return bytes.fromhex(text if len(text) % 2 == 0 else "0" + text)
+
+    @property
+    def sha1(self) -> bytes | None:
+        der = self._peer()[1]
+        return hashlib.sha1(der).digest() if der else None

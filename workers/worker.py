@@ -101,12 +101,14 @@ class Worker:
     """One worker process: a loop, its frontends' sockets, its sessions."""
 
     def __init__(self, config: model.Config, slot: int, generation: int,
-                 sockets: dict[model.Address, list[socket.socket]], table=None):
+                 sockets: dict[model.Address, list[socket.socket]], table=None, tls=None):
         self.config = config
         self.slot = slot
         self.generation = generation
         self.loop = Loop()
         self.ctx = WorkerContext(self.loop, config, slot, generation, table)
+        if tls is not None:
+            self.ctx.tls = tls          # made by the master before the fork (farm/tlsconf.py)
         self.ctx.on_session_end = self.on_session_end
         self.ctx.out_of_fds = self.out_of_fds
         self.log = logs.get_logger(proc="worker", slot=slot, gen=generation, pid=os.getpid())
@@ -114,12 +116,16 @@ class Worker:
         self.paused_until_fds = False
         self.full_recheck: set = set()     # frontends paused by maxconn, rechecked soon
         self.fd_episode: FdEpisode | None = None   # out of descriptors since...
+        self.tls_sessions: dict[int, object] = {}  # listening fd of a tls bind -> its session class
         for fe_cfg in config.frontends:
-            mine = [sockets[a][slot] for a in fe_cfg.binds]
+            mine = [sockets[b.address][slot] for b in fe_cfg.binds]
             fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
             if fe_cfg.default_backend:
                 fe.default_backend = self.ctx.backends[fe_cfg.default_backend]
             fe.session_class = self.session_class(fe_cfg)
+            for bind, lsock in zip(fe_cfg.binds, mine):
+                if bind.tls:
+                    self.tls_sessions[lsock.fileno()] = self.tls_session_class(fe_cfg, bind)
             if fe_cfg.mode == "tcp" and fe_cfg.use_backend:
                 fe.routes_by_l4 = layer4_router(fe, self.ctx.backends)
             self.ctx.frontends.append(fe)
@@ -139,6 +145,19 @@ class Worker:
             return TcpSession
         from workers.h1conn import H1Connection
         return H1Connection.accepted
+
+    def tls_session_class(self, fe_cfg: model.Frontend, bind: model.Bind):
+        """The session class of a tls bind (HTTP): the connection gets a TLS
+        transport over the frontend's default context, which the master
+        made before the fork (its SNI callback picks the certificate)."""
+        from workers.h1conn import H1Connection
+        from workers.transport import TlsTransport
+        context = self.ctx.tls.frontends[fe_cfg.name].default
+        name = bind.name
+
+        def accepted(ctx, fe, csock, caddr):
+            return H1Connection(ctx, fe, TlsTransport(csock, context, name), caddr)
+        return accepted
 
     # -- accepting -------------------------------------------------------------
 
@@ -163,7 +182,7 @@ class Worker:
     def acceptor(self, fe: FrontendRuntime, lsock: socket.socket):
         ctx = self.ctx
         accept = lsock.accept
-        session_class = fe.session_class
+        session_class = self.tls_sessions.get(lsock.fileno(), fe.session_class)
         nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         fe_g = fe.g
@@ -364,7 +383,7 @@ class Worker:
 
 
 def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_fd: int,
-         parent_pid: int, config_path: str, table=None) -> None:
+         parent_pid: int, config_path: str, table=None, tls=None) -> None:
     """Run a worker in a freshly forked child. Never returns."""
     code = 0
     try:
@@ -379,7 +398,7 @@ def main(config: model.Config, slot: int, generation: int, sockets: dict, ready_
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         drop_privileges(config.global_.user, config.global_.group)
         try:
-            worker = Worker(config, slot, generation, sockets, table)
+            worker = Worker(config, slot, generation, sockets, table, tls)
         except Exception as e:
             logs.get_logger(proc="worker", slot=slot).error(
                 "worker_boot_failed", error=f"{type(e).__name__}: {e}")

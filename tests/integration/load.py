@@ -7,15 +7,24 @@ targets 127.0.0.1."""
 from __future__ import annotations
 
 import http.client
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
 
 
 class Load:
+    """With tls (an ssl.SSLContext for the client side), the same load over
+    HTTPS to `host` (a name the certificate has; the connection goes to
+    127.0.0.1 whatever the name: see connect)."""
+
     def __init__(self, port: int, keepalive: int = 4, newconn: int = 2,
-                 seconds: float = 5.0, max_requests: int = 200_000):
+                 seconds: float = 5.0, max_requests: int = 200_000,
+                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
         self.port = port
+        self.tls = tls
+        self.host = host
         self.seconds = seconds
         self.max_requests = max_requests
         self.ok = 0
@@ -62,11 +71,20 @@ class Load:
             self.record(None, f"{type(e).__name__}: {e}")
             return False
 
+    def connect(self) -> http.client.HTTPConnection:
+        if self.tls is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=10, context=self.tls)
+        # the name is the certificate's (SNI, verification), the address 127.0.0.1
+        conn._create_connection = lambda addr, timeout, source: socket.create_connection(
+            ("127.0.0.1", addr[1]), timeout, source)
+        return conn
+
     def keepalive_loop(self) -> None:
         conn = None
         while not self.done():
             if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn = self.connect()
             if not self.one(conn):
                 conn.close()
                 conn = None
@@ -75,6 +93,6 @@ class Load:
 
     def newconn_loop(self) -> None:
         while not self.done():
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn = self.connect()
             self.one(conn)
             conn.close()

@@ -164,7 +164,7 @@ def test_design_example_loads(monkeypatch, real_conditions):
     assert cfg.log.access == "/var/log/farm/access.log" and cfg.log.format == "json"
     assert cfg.stats.bind == Address("127.0.0.1", 8404)
     (www,) = cfg.frontends
-    assert www.binds == (Address("0.0.0.0", 80), Address("::", 80, socket.AF_INET6))
+    assert tuple(b.address for b in www.binds) == (Address("0.0.0.0", 80), Address("::", 80, socket.AF_INET6))
     assert www.id == 1 and www.line == line_with(text, "[frontends.www]")
     assert [a.name for a in www.acl] == ["api", "internal"]
     assert www.acl[1].lines == ("src 10.0.0.0/8 127.0.0.0/8",)
@@ -298,7 +298,7 @@ def test_full_config(real_conditions):
     assert cfg.stats == model.Stats(Address("::1", 8404, socket.AF_INET6), "/stats", 5.0,
                                     ("admin", "s3:cret"), True)
     www, db_fe = cfg.frontends
-    assert www.binds == (Address("0.0.0.0", 8080), Address("0.0.0.0", 8081))
+    assert tuple(b.address for b in www.binds) == (Address("0.0.0.0", 8080), Address("0.0.0.0", 8081))
     assert (www.maxconn, www.max_header_size, www.option_forwardfor, www.forwarded) == (
         2000, 32768, True, True)
     assert www.xff_header == "X-Real-IP" and www.default_backend is None
@@ -566,7 +566,7 @@ def test_bad_sizes(value, message):
 ])
 def test_bind_addresses(bind, address):
     cfg = load_text(BASE.replace("127.0.0.1:8080", bind))
-    assert cfg.frontends[0].binds == (address,)
+    assert tuple(b.address for b in cfg.frontends[0].binds) == (address,)
     assert address.sockaddr()[:2] == (address.host, address.port)
 
 
@@ -607,7 +607,8 @@ def test_bind_list_errors_point_at_each_element():
     text = BASE.replace('bind = "127.0.0.1:8080"', "bind = []")
     assert one_error(text).message == "needs at least one address"
     text = BASE.replace('bind = "127.0.0.1:8080"', "bind = 80")
-    assert one_error(text).message == "expected a string or an array of strings, got integer 80"
+    assert one_error(text).message == ('expected an address string, a table { address = "...", '
+                                       'tls = true } or an array of them, got integer 80')
 
 
 # ------------------------------------------------------- unknown keys, types
