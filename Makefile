@@ -46,19 +46,23 @@ clean:
 	find farm workers -name '*.so' -delete
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# Debian package (packaging/README.md): dist/farm_VERSION_all.deb, checked by
+# Debian package (packaging/README.md): dist/farm_VERSION_ARCH.deb with the
+# compiled modules (Cython 3 from PyPI in a throwaway venv), checked by
 # lintian; deb-test installs it here and runs it the way farm.service does.
+# FARM_PURE_BUILD=1: a package without the compiled per-request modules,
+# tested as such.
 .PHONY: deb deb-test deb-test-systemd
+DEB_TEST_ARGS := $(if $(FARM_PURE_BUILD),--pure)
 deb:
 	./packaging/build-deb
 
 deb-test: deb
-	/usr/bin/python3 scripts/deb-test
+	/usr/bin/python3 scripts/deb-test $(DEB_TEST_ARGS)
 
 # The same test under a real systemd: a Debian container booted with
 # systemd-nspawn (about a minute the first time, then seconds).
 deb-test-systemd: deb
-	scripts/deb-test-systemd
+	scripts/deb-test-systemd $(DEB_TEST_ARGS)
 
 # Side by side with HAProxy and nginx (bench/README.md); under 10 minutes.
 # BENCH_ARGS="--quick" (about 2 minutes) or scenario names: bench/run --list.
