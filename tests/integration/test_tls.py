@@ -152,8 +152,10 @@ def test_alpn_versions_and_renegotiation(farm_factory, backend, pki):
     port = free_port()
     farm = farm_factory(config(backend, port, [pki["www"].pem]))
     out = s_client(port, "-servername", "www.example.com", "-alpn", "h2,http/1.1", data=REQUEST)
+    assert "ALPN protocol: h2" in out           # the default alpn: h2 first
+    out = s_client(port, "-servername", "www.example.com", "-alpn", "http/1.1", data=REQUEST)
     assert "ALPN protocol: http/1.1" in out
-    assert "No ALPN negotiated" in s_client(port, "-alpn", "h2", data=REQUEST)
+    assert "No ALPN negotiated" in s_client(port, "-alpn", "spdy/3", data=REQUEST)
     assert "New, TLSv1.2, Cipher is ECDHE-ECDSA-" in s_client(port, "-tls1_2", data=REQUEST)
     for old in ("-tls1", "-tls1_1"):
         out = s_client(port, old, "-cipher", "DEFAULT:@SECLEVEL=0")
