@@ -475,3 +475,26 @@ def test_graceful_reload_goaway_lets_streams_finish(farm_factory, backend):
     data = b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1)
     assert data == b"s1"
     c.close()
+
+
+def test_h2_example_works_once_pointed_at_a_certificate(farm_factory, backend, pki, tmp_path):
+    from pathlib import Path
+    import sys
+    root = Path(__file__).resolve().parents[2]
+    http, https = free_port(), free_port()
+    text = ((root / "config/examples/h2.toml").read_text()
+            .replace("/etc/farm/certs/site.pem", str(pki["www"].pem))
+            .replace('"0.0.0.0:80"', f'"127.0.0.1:{http}"')
+            .replace('"0.0.0.0:443"', f'"127.0.0.1:{https}"')
+            .replace("127.0.0.1:8000", backend.address)
+            .replace('workers = "auto"', "workers = 1"))
+    cfg = tmp_path / "h2.toml"
+    cfg.write_text(text)
+    check = subprocess.run([sys.executable, str(root / "master.py"), "check", "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    farm_factory(text)
+    r = curl(f"https://localhost:{https}/name", "--http2", pki=pki)
+    assert r.stdout == b"s1\n2 200", r
+    r = curl(f"http://127.0.0.1:{http}/admin", "--http2-prior-knowledge")
+    assert r.stdout.endswith(b"\n2 403"), r
