@@ -18,7 +18,9 @@ side could take it, and a timer for the stream's own timeouts (queue,
 connect, server). The connection keeps the client's timeouts: client
 (while the client owes us bytes or window), http_request before the
 first stream, http_keep_alive between streams; an idle connection gets a
-GOAWAY and is closed. Protocol errors and floods end in the codec
+GOAWAY and is closed; a client that does not acknowledge our SETTINGS
+within SETTINGS_WAIT (at most timeout client) gets GOAWAY
+SETTINGS_TIMEOUT. Protocol errors and floods end in the codec
 (GOAWAY or RST_STREAM, H2Config limits); a connection error aborts the
 streams still open (logged, "CD" or "PD").
 
@@ -35,7 +37,7 @@ from workers import counting, linger
 from workers.clientconn import ClientConn
 from workers.h2.conn import H2Config
 from workers.h2.conn import H2Connection as H2Codec
-from workers.h2.errors import NO_ERROR, REFUSED_STREAM
+from workers.h2.errors import NO_ERROR, REFUSED_STREAM, SETTINGS_TIMEOUT
 from workers.h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged,
                                RequestReceived, StreamReset, TrailersReceived, WindowUpdated)
 from workers.h2.frames import PREFACE
@@ -44,7 +46,7 @@ from workers.h2.relay import Dechunker, split_response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.stream import HIGH_WATER, INF, ST_DONE, ST_SERVER, ST_TUNNEL, Stream
 
-DRAIN_GRACE = 0.5            # seconds an idle connection lives once the worker drains
+SETTINGS_WAIT = 10.0         # seconds (at most timeout client) for the client to ack our SETTINGS
 
 # connection states
 C_OPEN, C_CLOSING, C_LINGER, C_CLOSED = range(4)
@@ -535,6 +537,8 @@ class H2Connection(ClientConn):
             when = self.t_accept + self.to_request
         else:
             when = self.idle_since + self.to_keepalive
+        if not self.h2.settings_acked:
+            when = min(when, self.t_accept + min(SETTINGS_WAIT, self.to_client))
         if when != INF:
             self.loop.set_timer(self.timer, when)
         else:
@@ -545,6 +549,15 @@ class H2Connection(ClientConn):
         st = self.state
         if st == C_LINGER or st == C_CLOSED:
             self.close_session()
+            return
+        if (not self.h2.settings_acked
+                and now >= self.t_accept + min(SETTINGS_WAIT, self.to_client)):
+            # a peer that does not acknowledge our limits (RFC 9113 6.5.3)
+            self.h2.goaway(SETTINGS_TIMEOUT, reason="SETTINGS not acknowledged")
+            for st in list(self.active.values()):
+                self.stream_reset(st, "c")
+            self.state = C_CLOSING
+            self.finish_io()
             return
         if self.active:
             if ((self.out_c or self.waiting_body or self.h2.stalled_since is not None)

@@ -242,14 +242,17 @@ class H2Client:
     """A raw HTTP/2 client over a socket: frames built by hyperframe, header
     blocks by hpack."""
 
-    def __init__(self, port: int, settings=None):
+    def __init__(self, port: int, settings=None, ack: bool = True):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.enc = Encoder()
         self.buf = b""
         f = SettingsFrame(0)
         for k, v in (settings or {}).items():
             f.settings[k] = v
-        self.sock.sendall(PREFACE + f.serialize())
+        # the server's SETTINGS are the first thing it sends: acknowledged
+        # at once (ack=False: a client that never does)
+        self.sock.sendall(PREFACE + f.serialize()
+                          + (SettingsFrame(0, flags=["ACK"]).serialize() if ack else b""))
 
     def headers(self, sid: int, path: str = "/name", end: bool = True, extra=(),
                 method: str = "GET", authority: str = "localhost") -> bytes:
@@ -461,6 +464,37 @@ def test_zero_window_stall_times_out(farm_factory, backend):
     assert lines and " 200 " in lines[0], lines
 
 
+def test_first_frame_not_settings_and_frames_on_closed_streams(farm_factory, backend):
+    port = free_port()
+    farm_factory(config(backend, port))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(PREFACE + PingFrame(0).serialize())          # the first frame must be SETTINGS
+    c = H2Client.__new__(H2Client)
+    c.sock, c.buf = s, b""
+    g = goaway_of(c.frames(3))
+    assert g is not None and g.error_code == 1             # PROTOCOL_ERROR
+    # DATA on a stream that ended both ways: STREAM_CLOSED, the connection ends
+    c = H2Client(port)
+    c.send(c.headers(1))
+    c.frames(3, until=lambda fs: any(isinstance(f, DataFrame) and "END_STREAM" in f.flags
+                                      for f in fs))
+    c.send(DataFrame(1, data=b"late").serialize())
+    g = goaway_of(c.frames(3))
+    assert g is not None and g.error_code == 5 and g.last_stream_id == 1
+    assert len(backend.requests) == 1
+
+
+def test_settings_never_acknowledged(farm_factory, backend):
+    port = free_port()
+    farm_factory(config(backend, port, timeout='client = "1s"'))
+    c = H2Client(port, ack=False)
+    t0 = time.monotonic()
+    frames = c.frames(5)
+    g = goaway_of(frames)
+    assert g is not None and g.error_code == 4           # SETTINGS_TIMEOUT
+    assert 0.8 < time.monotonic() - t0 < 4 and frames[-1] in ("EOF", "RESET")
+
+
 def test_graceful_reload_goaway_lets_streams_finish(farm_factory, backend):
     port = free_port()
     farm = farm_factory(config(backend, port))
@@ -498,3 +532,23 @@ def test_h2_example_works_once_pointed_at_a_certificate(farm_factory, backend, p
     assert r.stdout == b"s1\n2 200", r
     r = curl(f"http://127.0.0.1:{http}/admin", "--http2-prior-knowledge")
     assert r.stdout.endswith(b"\n2 403"), r
+
+
+def test_chromium_headless_over_tls_speaks_h2(farm_factory, backend, pki, tmp_path):
+    chromium = debian_tool("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installable here")
+    port, tport = free_port(), free_port()
+    farm = farm_factory(config(backend, port, tport, pki["www"].pem))
+    # the test CA is not in the browser's store: certificate errors are
+    # ignored (what is tested is the protocol, ALPN h2, not the PKI)
+    p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--no-first-run",
+                        "--disable-background-networking", "--ignore-certificate-errors",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                        f"https://localhost:{tport}/name"],
+                       capture_output=True, text=True, timeout=60)
+    assert "s1" in p.stdout, (p.stdout[-500:], p.stderr[-1500:])
+    lines = wait_lines(farm, 1)
+    assert any(f'"GET https://localhost:{tport}/name HTTP/2.0"' in line and " 200 " in line
+               for line in lines), lines
