@@ -143,6 +143,10 @@ class H2Connection(ClientConn):
         loop.watch(self.cfd, EPOLLIN, self.on_event)
         if first:
             self.take(first)
+        elif t.secure:
+            # just after the TLS handshake: the preface may be there already
+            self.on_event(EPOLLIN)
+            return
         self.finish_io()
 
     @classmethod
