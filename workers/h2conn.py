@@ -76,8 +76,8 @@ class _H2Stream:
     either direction, and the Stream doing the transaction."""
 
     __slots__ = ("sid", "stream", "head", "out", "out_len", "ended", "fin", "dechunk",
-                 "req_in", "req_end", "req_sent", "chunked", "trailers", "body_go", "timer",
-                 "head_only")
+                 "req_in", "req_end", "req_sent", "chunked", "trailers", "resp_trailers",
+                 "timer", "head_only")
 
     def __init__(self, sid: int, stream: Stream | None):
         self.sid = sid
@@ -93,7 +93,7 @@ class _H2Stream:
         self.req_sent = False     # ... and the stream was told (request_end)
         self.chunked = False      # the request body goes chunked to the server
         self.trailers = None      # request trailers (chunked to the server)
-        self.body_go = False      # the server side takes the body now
+        self.resp_trailers = None  # a chunked response's trailers (a last HEADERS frame)
         self.timer = None
         self.head_only = False    # HEAD: no DATA whatever the server says
 
@@ -288,9 +288,9 @@ class H2Connection(ClientConn):
         return st is None or st.out_len < HIGH_WATER
 
     def body_wanted(self, stream) -> None:
+        """The server side takes the request body now (pump() moves it)."""
         st = self.by_stream.get(stream)
         if st is not None:
-            st.body_go = True
             self.touched[st] = None
 
     def response_head(self, stream, resp) -> None:
@@ -337,9 +337,7 @@ class H2Connection(ClientConn):
             return
         st.ended = True
         if st.dechunk is not None and st.dechunk.trailers:
-            st.trailers = st.dechunk.trailers
-        else:
-            st.trailers = None
+            st.resp_trailers = st.dechunk.trailers
         # the request body (if any) will not be read now: give the window back
         for _, n in st.req_in:
             self.h2.acknowledge_received_data(st.sid, n)
@@ -436,7 +434,7 @@ class H2Connection(ClientConn):
             if sc is not None and sc.wq:
                 stream.bytes_in += sc.flush()
         if st.head is not None:
-            end = st.ended and not st.out and not st.trailers
+            end = st.ended and not st.out and not st.resp_trailers
             if not h2.send_headers(sid, st.head, end):
                 self.forget(st)
                 return
@@ -445,7 +443,7 @@ class H2Connection(ClientConn):
                 st.fin = True
         if st.out:
             data = b"".join(st.out) if len(st.out) > 1 else st.out[0]
-            last = st.ended and not st.trailers
+            last = st.ended and not st.resp_trailers
             n = h2.send_data(sid, data, last)
             if n < len(data):
                 if h2.max_send(sid) == 0 and sid not in h2.streams:
@@ -460,8 +458,8 @@ class H2Connection(ClientConn):
                 if last:
                     st.fin = True
         if st.ended and not st.fin and not st.out:
-            if st.trailers:
-                h2.send_headers(sid, st.trailers, True)
+            if st.resp_trailers:
+                h2.send_headers(sid, st.resp_trailers, True)
             else:
                 h2.end_stream(sid)
             st.fin = True

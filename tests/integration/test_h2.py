@@ -149,6 +149,25 @@ def test_large_and_chunked_responses_with_flow_control(farm_factory, backend):
     assert r.stdout[:-6] == direct
 
 
+def test_chunked_response_trailers_become_headers(farm_factory, backend):
+    from hpack import Decoder
+    port = free_port()
+    farm_factory(config(backend, port))
+    c = H2Client(port)
+    c.send(c.headers(1, "/chunked?n=3"))
+    frames = c.frames(3, until=lambda fs: any(getattr(f, "flags", ()) and "END_STREAM" in f.flags
+                                               for f in fs if not isinstance(f, str)))
+    heads = [f for f in frames if isinstance(f, HeadersFrame)]
+    dec = Decoder()
+    first = dict(dec.decode(heads[0].data))
+    assert first[":status"] == "200" and "transfer-encoding" not in first
+    trailers = dict(dec.decode(heads[-1].data))
+    assert len(heads) == 2 and "END_STREAM" in heads[-1].flags
+    body = b"".join(f.data for f in frames if isinstance(f, DataFrame))
+    assert trailers == {"x-checksum": str(len(body))}
+    assert b"\r\n" not in body or not body.startswith(b"1")    # no chunk framing left
+
+
 def test_nghttp_many_streams_one_connection(farm_factory, backend):
     nghttp = debian_tool("nghttp", "nghttp2-client")
     port = free_port()
