@@ -324,7 +324,7 @@ class H2Connection(ClientConn):
         st = self.by_stream.get(stream)
         if st is None:
             return
-        status, fields, body = split_response(data)
+        _, fields, body = split_response(data)
         st.head = fields
         st.dechunk = None
         st.out = [body] if body and not st.head_only else []

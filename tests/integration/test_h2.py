@@ -10,16 +10,17 @@ says what happened)."""
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from hpack import Encoder
+from hpack import Decoder, Encoder
 from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
-                              PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+                              PingFrame, RstStreamFrame, SettingsFrame)
 
 from tests.integration.backends import free_port, pattern
 from tests.integration.http_backend import HttpBackend
@@ -150,7 +151,6 @@ def test_large_and_chunked_responses_with_flow_control(farm_factory, backend):
 
 
 def test_chunked_response_trailers_become_headers(farm_factory, backend):
-    from hpack import Decoder
     port = free_port()
     farm_factory(config(backend, port))
     c = H2Client(port)
@@ -412,7 +412,6 @@ def test_header_list_too_large_431(farm_factory, backend):
     # 150 fields (max_header_fields is 100): decoded fine, then refused
     c.send(c.headers(1, extra=[(f"x-f{i}", "v") for i in range(150)]))
     frames = c.frames(3, until=lambda fs: any(isinstance(f, HeadersFrame) for f in fs))
-    from hpack import Decoder
     h = next(f for f in frames if isinstance(f, HeadersFrame))
     assert dict(Decoder().decode(h.data))[":status"] == "431"
     assert not backend.requests
@@ -531,8 +530,6 @@ def test_graceful_reload_goaway_lets_streams_finish(farm_factory, backend):
 
 
 def test_h2_example_works_once_pointed_at_a_certificate(farm_factory, backend, pki, tmp_path):
-    from pathlib import Path
-    import sys
     root = Path(__file__).resolve().parents[2]
     http, https = free_port(), free_port()
     text = ((root / "config/examples/h2.toml").read_text()
