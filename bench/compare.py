@@ -59,6 +59,7 @@ class Scenario:
     conns: int = 64
     metric: str = "rps"              # rps | mbps
     server_maxconn: int = 0          # kind "queue": the one slow server's maxconn
+    streams: int = 1                 # h2: concurrent streams per connection (h2load -m)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -79,7 +80,12 @@ SCENARIOS = {s.name: s for s in [
              kind="fixed", conns=32),
     Scenario("maxconn", 9, "server maxconn 4, 10 ms backend, 64 clients, 2 processes: "
              "peak at the server, queue order", kind="queue", processes=2, server_maxconn=4),
+    Scenario("h2_ka", 10, "HTTP/2 over TLS (ALPN h2), h2load -c 10 -m 10, small responses, 1 process",
+             kind="h2", conns=10, streams=10),
+    Scenario("h2_many", 11, "HTTP/2 over TLS, 10 connections x 100 concurrent streams, 1 process",
+             kind="h2", conns=10, streams=100),
 ]}
+H2_TARGETS = ["farm", "haproxy"]     # nginx proxies HTTP/2 too, but the issue compares these
 
 # The maxconn scenario's backend: bench/slow_backend.py answers after this.
 SLOW_DELAY_MS = 10
@@ -123,8 +129,25 @@ class Bench:
             return configs.Spec(port=port, servers=[("127.0.0.1", self.slow_port)],
                                 workdir=self.workdir, processes=sc.processes,
                                 extra={"server_maxconn": sc.server_maxconn})
-        return configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
+        spec = configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
                             processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access)
+        if sc.kind == "h2":
+            spec.tls_port = proxies.free_port()
+            spec.cert = self.certificate()
+        return spec
+
+    def certificate(self) -> str:
+        """A self-signed ECDSA P-256 certificate and its key in one PEM
+        (what both farm and HAProxy read), made once per run."""
+        pem = Path(self.workdir) / "bench-cert.pem"
+        if not pem.exists():
+            key, crt = Path(self.workdir) / "k.pem", Path(self.workdir) / "c.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                            str(crt), "-subj", "/CN=localhost", "-days", "2"],
+                           check=True, capture_output=True)
+            pem.write_bytes(crt.read_bytes() + key.read_bytes())
+        return str(pem)
 
     def start_slow_backend(self) -> None:
         """bench/slow_backend.py on a free port, once per run."""
@@ -174,6 +197,8 @@ class Bench:
             time.sleep(0.05)
 
     def targets(self, sc: Scenario) -> list[str]:
+        if sc.kind == "h2":
+            return list(H2_TARGETS)
         names = ["direct"] + PROXIES
         if sc.mode == "tcp" and not self.stream:
             names.remove("nginx")
@@ -191,7 +216,9 @@ class Bench:
 
     def start(self, sc: Scenario, name: str) -> proxies.Proc:
         p = proxies.make(name, self.workdir)
-        p.start(self.spec(sc, proxies.free_port(), name), probe_path=sc.path)
+        spec = self.spec(sc, proxies.free_port(), name)
+        p.spec_tls_port = spec.tls_port
+        p.start(spec, probe_path=sc.path)
         if p.config_text:
             self.configs_used[f"{sc.name}/{name}{Path(p.config_path).suffix}"] = p.config_text
         return p
@@ -317,6 +344,51 @@ class Bench:
                 t["sustained"] = bool(got and got >= 0.95 * rate)
         return out
 
+    def run_h2(self, sc: Scenario) -> dict:
+        """h2load over TLS (ALPN h2) against farm and HAProxy, interleaved
+        round after round; CPU per request and RSS as for the wrk runs."""
+        a = self.args
+        out: dict = {"targets": {}}
+        procs: dict[str, proxies.Proc] = {}
+        try:
+            for n in self.targets(sc):
+                try:
+                    p = procs[n] = self.start(sc, n)
+                    p.url = f"https://127.0.0.1:{p.spec_tls_port}/"
+                except Exception as e:          # noqa: BLE001
+                    log(f"  {n}: failed to start: {e}")
+                    out["targets"][n] = {"error": f"start: {e}", "runs": []}
+            for p in procs.values():
+                load.h2load(p.url, a.warmup, sc.conns, sc.streams)
+            for rnd in range(a.rounds):
+                for n, p in procs.items():
+                    t = out["targets"].setdefault(n, {"runs": []})
+                    cpu0 = p.cpu_seconds()
+                    try:
+                        r = load.h2load(p.url, a.duration, sc.conns, sc.streams)
+                    except Exception as e:      # noqa: BLE001
+                        t.setdefault("failures", []).append(str(e))
+                        log(f"  [{sc.name}] round {rnd + 1} {n}: {e}")
+                        continue
+                    r["cpu_s"] = p.cpu_seconds() - cpu0
+                    r["cpu_us_per_req"] = r["cpu_s"] / r["requests"] * 1e6 if r["requests"] else None
+                    r["rss_mib_after"] = round(p.rss_bytes() / 2**20, 1)
+                    t["runs"].append(r)
+                    log(f"  [{sc.name}] round {rnd + 1}/{a.rounds} {n:8} {r['rps']:10,.0f} req/s"
+                        f"  cpu {r['cpu_us_per_req'] or 0:7.1f} us/req  rss {r['rss_mib_after']:.0f} MiB"
+                        + ("" if r["protocol_h2"] else "  NOT h2!")
+                        + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
+        finally:
+            for p in procs.values():
+                p.stop()
+        for t in out["targets"].values():
+            runs = t["runs"]
+            t["median"] = {k: median([r.get(k) for r in runs])
+                           for k in ("rps", "cpu_us_per_req", "rss_mib_after")}
+            t["spread"] = {k: spread([r.get(k) for r in runs]) for k in ("rps", "cpu_us_per_req")}
+            t["errors"] = sum(r["errors"] for r in runs)
+        return out
+
     def run_idle(self, sc: Scenario) -> dict:
         a = self.args
         out: dict = {"targets": {}, "connections": a.idle_conns}
@@ -393,6 +465,8 @@ class Bench:
             elif sc.kind == "queue":
                 self.start_slow_backend()
                 res = self.run_load(sc)
+            elif sc.kind == "h2":
+                res = self.run_h2(sc)
             elif sc.kind == "idle":
                 res = self.run_idle(sc)
             else:                         # latency and cpu share one set of fixed-rate runs
@@ -475,6 +549,10 @@ def rows(results: dict) -> list[dict]:
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             if name == "close":     # at saturation; shows pauses (GC...) under connection churn
                 add(name, "p99 ms (saturated)", "lat_p99_ms", "{:,.1f}", "lower")
+        elif name in ("h2_ka", "h2_many"):
+            add(name, "req/s", "rps", "{:,.0f}", "higher")
+            add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
+            add(name, "RSS MiB (loaded)", "rss_mib_after", "{:,.0f}", "lower")
         elif name == "tcp1m":
             add(name, "MB/s", "mbps", "{:,.0f}", "higher")
             add(name, "CPU us/MiB", "cpu_us_per_req", "{:,.0f}", "lower")
@@ -653,7 +731,10 @@ def main(argv=None) -> int:
     a.rounds = a.rounds or (2 if a.quick else 3)
     a.duration = a.duration or (2 if a.quick else 5)
     a.idle_rounds = a.idle_rounds or (1 if a.quick else 2)
-    for tool in (proxies.HAPROXY, proxies.NGINX, load.WRK):
+    tools = [proxies.HAPROXY, proxies.NGINX, load.WRK]
+    if any(SCENARIOS[n].kind == "h2" for n in names):
+        tools.append(load.H2LOAD)
+    for tool in tools:
         if not os.access(tool, os.X_OK):
             sys.exit(f"{tool} is missing: run bench/run (it installs haproxy, nginx-light and wrk)")
     nofile = raise_nofile()

@@ -64,6 +64,8 @@ class Spec:
     rules: bool = False                # ACLs, use_backend, set-header, X-Forwarded-For
     rule_features: tuple = RULE_FEATURES   # farm only: which parts of the rule set
     access_log: str | None = None      # a file path, or None for no access log
+    tls_port: int = 0                  # also listen here with TLS, ALPN h2 (HTTP/2 scenarios)
+    cert: str = ""                     # PEM (certificate + key) of that TLS listener
     extra: dict = field(default_factory=dict)
 
 
@@ -142,13 +144,20 @@ if = "api"
 backend = "static"
 if = "static"
 """)
+    if s.tls_port:
+        out.append(f'\n[frontends.fe.tls]\ncertificates = ["{s.cert}"]\nalpn = ["h2", "http/1.1"]\n')
     for be in backends:
         out.append(f'\n[backends.{be}]\nbalance = "roundrobin"\n')
         for i, (host, port) in enumerate(s.servers, 1):
             out.append(f'[[backends.{be}.servers]]\nname = "s{i}"\naddress = "{host}:{port}"\n')
             if s.extra.get("server_maxconn"):
                 out.append(f'maxconn = {s.extra["server_maxconn"]}\n')
-    return "".join(out)
+    text = "".join(out)
+    if s.tls_port:
+        text = text.replace(f'bind = "127.0.0.1:{s.port}"',
+                            f'bind = ["127.0.0.1:{s.port}", '
+                            f'{{ address = "127.0.0.1:{s.tls_port}", tls = true }}]', 1)
+    return text
 
 
 # -- HAProxy ------------------------------------------------------------------
@@ -193,6 +202,8 @@ defaults
 frontend fe
     bind 127.0.0.1:{s.port}
 """)
+    if s.tls_port:
+        out.append(f"    bind 127.0.0.1:{s.tls_port} ssl crt {s.cert} alpn h2,http/1.1\n")
     backends = ["app"]
     if s.rules:
         backends += ["api", "static"]

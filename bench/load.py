@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -165,3 +166,28 @@ class IdleClient:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, 9)
             self.proc.wait(5)
+
+
+H2LOAD = "/usr/bin/h2load"       # nghttp2-client
+
+
+def h2load(url: str, seconds: float, clients: int, streams: int, timeout: float = 60) -> dict:
+    """Run h2load once (one thread) for `seconds` on url with `clients`
+    connections and `streams` concurrent streams each; its counters as a
+    dict: requests (succeeded), errors (failed + errored + non-2xx), rps,
+    mbps (of the whole traffic h2load counts)."""
+    cmd = [H2LOAD, "-t1", f"-c{clients}", f"-m{streams}", f"-D{max(1, round(seconds))}", url]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout)
+    out = p.stdout
+    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s", out)
+    r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored", out)
+    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not (m and r and st):
+        raise RuntimeError(f"h2load gave no result (exit {p.returncode}): {out[-800:]} {p.stderr[-800:]}")
+    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[m.group(5)]
+    ok = int(r.group(4))
+    errors = int(r.group(5)) + int(r.group(6)) + int(st.group(3)) + int(st.group(4))
+    return {"requests": ok, "errors": errors, "rps": float(m.group(3)),
+            "mbps": float(m.group(4)) * scale,
+            "protocol_h2": "Application protocol: h2" in out}

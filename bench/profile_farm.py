@@ -6,7 +6,7 @@ nothing in farm (the profiler is wrapped around Worker.run in this process
 before the master forks).
 
     bench/run must have run once (it installs wrk and nginx); then:
-    .venv/bin/python bench/profile_farm.py [ka1|close|rules] [--seconds 5] [--top 25]
+    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many] [--seconds 5] [--top 25]
 
 Only 127.0.0.1, bounded in time. cProfile roughly doubles the cost of each
 Python call, so read the shares, not the absolute times.
@@ -53,7 +53,7 @@ def worker_main(cfg_path: str, prof_path: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules"])
+    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
@@ -95,8 +95,12 @@ def main() -> int:
             if time.monotonic() > deadline or farm.poll() is not None:
                 sys.exit("farm did not start: " + Path(f"{workdir}/farm.stderr").read_text()[-2000:])
             time.sleep(0.1)
-        script = load.write_script(f"{workdir}/p.lua", sc.headers)
-        r = load.wrk(port, sc.path, a.seconds, sc.conns, script)
+        if sc.kind == "h2":
+            # cleartext HTTP/2 (prior knowledge): the HTTP/2 layer without TLS
+            r = load.h2load(f"http://127.0.0.1:{port}{sc.path}", a.seconds, sc.conns, sc.streams)
+        else:
+            script = load.write_script(f"{workdir}/p.lua", sc.headers)
+            r = load.wrk(port, sc.path, a.seconds, sc.conns, script)
         print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
         os.kill(farm.pid, signal.SIGTERM)
         farm.wait(20)

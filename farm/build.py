@@ -43,6 +43,12 @@ COMPILED = (
     "workers.lb.pool",
     "workers.lb.roundrobin",
     "workers.lb.leastconn",
+    "workers.h2.frames",
+    "workers.h2.hpack",
+    "workers.h2.messages",
+    "workers.h2.conn",
+    "workers.h2.relay",
+    "workers.h2conn",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

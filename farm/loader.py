@@ -1066,8 +1066,6 @@ def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
         if fields.get("min_version") == version:
             ctx.warning(path + ("min_version",), f"{version} is obsolete (RFC 8996); OpenSSL also "
                         "needs '@SECLEVEL=0' in ciphers to offer it")
-    if "h2" in fields.get("alpn", ()):
-        ctx.error(path + ("alpn",), "h2 (HTTP/2) is not supported yet: offer \"http/1.1\"")
     verify = fields.get("verify", "none")
     client_ca = None
     if "client_ca" in value:

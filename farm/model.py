@@ -52,7 +52,7 @@ SERVER_VERIFY = ("none", "required")                # a server's certificate
 # AEAD only (TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256,
 # TLS_AES_128_GCM_SHA256).
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-DEFAULT_ALPN = ("http/1.1",)
+DEFAULT_ALPN = ("h2", "http/1.1")
 # -- end TLS --
 
 

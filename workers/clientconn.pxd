@@ -16,9 +16,10 @@ cdef class ClientConn:
     cpdef response_data(self, stream, bytes data)
     cpdef local_reply(self, stream, bytes data)
     cpdef stream_ended(self, stream)
-    cpdef bint client_room(self) except -1
+    cpdef bint client_room(self, stream) except -1
     cpdef body_wanted(self, stream)
     cpdef finish_io(self)
+    cpdef stream_io(self, stream)
     cpdef start_tunnel(self, stream)
     cpdef tunnel_data(self, stream, bytes data)
     cpdef take_own(self, srv)

@@ -10,10 +10,12 @@ interface, which each client connection implements:
   local_reply(stream, data)     a whole response made by the proxy (an
                                 error page, a rule's answer), HTTP/1.1 bytes
   stream_ended(stream)          the transaction is over (logged, released)
-  client_room()                 False while the client's queue is full
-                                (the stream stops reading its server)
+  client_room(stream)           False while the client's queue for stream is
+                                full (the stream stops reading its server)
   body_wanted(stream)           the server side takes the request body now
   finish_io()                   end of an event: flush, masks, timers
+  stream_io(stream)             the same, at the end of an event of stream's
+                                server side (HTTP/2 looks at that stream)
   start_tunnel(stream)          101 / CONNECT 2xx: raw bytes from now on
   tunnel_data(stream, data)     tunnel bytes for the client (b"": the end)
   take_own(srv) / keep_own(sc)  the connection's private idle server
@@ -53,7 +55,7 @@ class ClientConn:
     def stream_ended(self, stream) -> None:
         raise NotImplementedError
 
-    def client_room(self) -> bool:
+    def client_room(self, stream) -> bool:
         raise NotImplementedError
 
     def body_wanted(self, stream) -> None:
@@ -61,6 +63,9 @@ class ClientConn:
 
     def finish_io(self) -> None:
         raise NotImplementedError
+
+    def stream_io(self, stream) -> None:
+        self.finish_io()
 
     def start_tunnel(self, stream) -> None:
         raise NotImplementedError

@@ -30,6 +30,7 @@ import time
 from farm.logs import HTTP_FIELDS, connection_error_line, httplog_line, json_http_line
 from workers import counting, http1, linger
 from workers.clientconn import ClientConn
+from workers.h2conn import H2Connection, is_preface
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
@@ -123,9 +124,22 @@ class H1Connection(ClientConn):
             return
         self.state = C_REQ
         self.last_c = self.req_start = loop.now
+        if getattr(t, "alpn", None) == "h2":
+            loop.watch(self.cfd, EPOLLIN, self.on_event)
+            self.to_h2(b"")
+            return
         loop.watch(self.cfd, EPOLLIN, self.on_event)
         loop.set_timer(self.timer, loop.now + self.to_request)
         self.on_event(EPOLLIN)
+
+    def to_h2(self, first: bytes) -> None:
+        """The client speaks HTTP/2 (ALPN h2, or the connection preface
+        in first): workers/h2conn.py takes the connection over, this
+        object steps aside (the session stays counted, under the new one)."""
+        self.state = C_CLOSED
+        self.timer.release()
+        self.ctx.sessions.discard(self)
+        H2Connection.from_h1(self, first)
 
     def handshake_failed(self, message: str) -> None:
         """Log the failure as HAProxy does ("<frontend>/<bind>: <message>")
@@ -162,6 +176,10 @@ class H1Connection(ClientConn):
                     self.stream.client_tunnel_data(data)
                 elif self.state == C_REQ and data and self.take_whole_request(data, now):
                     pass
+                elif (self.requests == 0 and not self.req_bytes and self.state == C_REQ
+                      and data[:3] == b"PRI" and is_preface(data)):
+                    self.to_h2(data)     # HTTP/2 with prior knowledge
+                    return
                 else:
                     if not data:
                         self.c_eof = True
@@ -251,7 +269,7 @@ class H1Connection(ClientConn):
 
     # ------------------------------------------------ what the stream calls
 
-    def client_room(self) -> bool:
+    def client_room(self, stream) -> bool:
         return len(self.out_c) < HIGH_WATER
 
     def body_wanted(self, stream: Stream) -> None:

@@ -822,7 +822,11 @@ def _build_request(buf, start, end, max_headers):
                 # RFC 9110 7.8: Upgrade only counts when listed in Connection,
                 # and is ignored in HTTP/1.0
                 ups = [hs[i][1] for i, ln in enumerate(lnames) if ln == b"upgrade"]
-                r.upgrade = ups[0] if len(ups) == 1 else b", ".join(ups)
+                up = ups[0] if len(ups) == 1 else b", ".join(ups)
+                # h2c (RFC 7540 3.2, removed by RFC 9113) is not offered:
+                # not an upgrade, so Upgrade and HTTP2-Settings are stripped
+                if up.strip(b" \t").lower() != b"h2c":
+                    r.upgrade = up
         else:
             r.keep_alive = b"keep-alive" in toks and b"close" not in toks
     else:
@@ -1590,7 +1594,10 @@ def serialize_request_head(req) -> bytes:
     """Request line + fields + empty line, from req.method/target/version/
     headers as they are now. Raises ValueError if a CR or LF would be
     injected. Hop-by-hop fields are *not* touched: call strip_hop_by_hop()."""
-    return _serialize(b"%s %s %s" % (req.method, req._target, req.version), req.headers)
+    version = req.version
+    if version == b"HTTP/2.0":
+        version = b"HTTP/1.1"       # an HTTP/2 request goes to an HTTP/1.1 server
+    return _serialize(b"%s %s %s" % (req.method, req._target, version), req.headers)
 
 
 def serialize_response_head(resp) -> bytes:

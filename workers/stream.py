@@ -13,8 +13,8 @@ client: it calls its connection for that, through these methods:
   conn.response_data(stream, data)   response body bytes (as received)
   conn.local_reply(stream, data)     a whole response made by the proxy
   conn.stream_ended(stream)          the transaction is over (logged)
-  conn.client_room()                 False while the client's queue is full
-  conn.finish_io()                   end of an event: flush, masks, timers
+  conn.client_room(stream)           False while the client's queue is full
+  conn.stream_io(stream)             end of an event of the stream's: flush, masks, timers
   conn.tunnel_data(stream, data)     tunnel bytes for the client (b"": EOF)
 
 and it reads conn.fe, conn.ctx, conn.loop, conn.src, conn.src_port,
@@ -321,7 +321,7 @@ class Stream:
         if sc is None or sc.eof:
             return False
         if self.state == ST_SERVER or self.state == ST_TUNNEL:
-            return self.conn.client_room()
+            return self.conn.client_room(self)
         return False
 
     # ----------------------------------------------------------- the response
@@ -568,7 +568,7 @@ class Stream:
             sc.close(self.loop)
 
     def finish_io(self) -> None:
-        self.conn.finish_io()
+        self.conn.stream_io(self)
 
     # -------------------------------------------------------------------- log
 

@@ -179,7 +179,7 @@ def test_to_request_get():
     assert req.host == b"example.com" and req.get(b"host") == b"example.com"
     assert req.keep_alive and req.body_mode == http1.BODY_NONE and not req.chunked
     # what stream.py and the log use works on it
-    assert http1.serialize_request_head(req).startswith(b"GET /a?b=1 HTTP/2.0\r\nhost:")
+    assert http1.serialize_request_head(req).startswith(b"GET /a?b=1 HTTP/1.1\r\nhost:")
     assert http1.forwarding_strip(req) == 0
 
 

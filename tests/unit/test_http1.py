@@ -319,9 +319,9 @@ def test_request_pause_resume_and_errors():
         p.resume()
     with pytest.raises(RuntimeError):
         p.switch_to_tunnel()
-    p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+    p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
            b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
-    assert p.next_event().upgrade == b"h2c"
+    assert p.next_event().upgrade == b"websocket"
     assert p.next_event() is END_OF_MESSAGE
     assert p.next_event() is PAUSED
     assert p.next_event() is PAUSED

@@ -56,7 +56,7 @@ def test_bind_strings_and_tables_with_default_names():
                         Bind(Address("127.0.0.1", 443), True, "2"),
                         Bind(Address("127.0.0.1", 8443), True, "alt"))
     assert fe.tls == model.FrontendTls(certificates=("/etc/farm/site.pem",))
-    assert fe.tls.alpn == ("http/1.1",) and fe.tls.min_version == "TLSv1.2"
+    assert fe.tls.alpn == ("h2", "http/1.1") and fe.tls.min_version == "TLSv1.2"
     assert fe.tls.session_tickets and fe.tls.verify == "none"
     assert [str(a) for a in cfg.all_binds()] == ["127.0.0.1:80", "127.0.0.1:443", "127.0.0.1:8443"]
 
@@ -115,7 +115,6 @@ def test_tls_table_without_tls_bind_is_a_warning():
      "unknown TLS version 'TLSv1.4'"),
     ('certificates = ["a"]\nverify = "sometimes"', "frontends.www.tls.verify", "unknown verify mode"),
     ('certificates = ["a"]\nverify = "required"', "frontends.www.tls.verify", "needs client_ca"),
-    ('certificates = ["a"]\nalpn = ["h2", "http/1.1"]', "frontends.www.tls.alpn", "h2 (HTTP/2)"),
     ('certificates = ["a"]\nciphers = "NOT-A-CIPHER"', "frontends.www.tls.ciphers",
      "OpenSSL accepts no cipher"),
     ('certificates = ["a"]\nciphersuites = "TLS_NOPE"', "frontends.www.tls.ciphersuites",
