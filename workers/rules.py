@@ -54,7 +54,7 @@ from typing import Callable, Mapping, Sequence
 
 from farm import model
 from farm.conditions import (
-    PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample,
+    PP_TLV_NAMES, PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample,
     parse_acl, parse_condition, parse_format, parse_replacement,
 )
 
@@ -328,6 +328,8 @@ def _tls_text(read: Callable) -> Callable[[object], bytes | None]:
 
 
 def _tls_string_getter(base: str, arg: str | None) -> Callable[[object], bytes | None]:
+    if base.startswith("fc_pp_"):
+        return _pp_getter(base, arg)
     if base == "ssl_c_s_dn":
         return _tls_text(lambda t: t.subject_dn(arg))
     if base == "ssl_c_i_dn":
@@ -342,7 +344,46 @@ _TLS_STRINGS = {
     "ssl_fc_alpn": attrgetter("alpn"),
     "ssl_c_s_dn": None,      # with an optional entry argument: _tls_string_getter
     "ssl_c_i_dn": None,
+    # not TLS but the same kind of connection fact, absent when not there:
+    # the PROXY header's TLVs (_pp_getter)
+    "fc_pp_authority": None,
+    "fc_pp_unique_id": None,
+    "fc_pp_tlv": None,
 }
+
+
+def _pp_getter(base: str, arg: str | None) -> Callable[[object], bytes | None]:
+    """fc_pp_* -> txn -> the TLV's value from the client connection's PROXY
+    header (txn.conn.t.proxy, workers/proxyproto.py), None when absent.
+    fc_pp_tlv(N) gives the last TLV of type N; an SSL sub-TLV name gives
+    that text from the SSL TLV."""
+    if base == "fc_pp_authority":
+        wanted = 0x02
+    elif base == "fc_pp_unique_id":
+        wanted = 0x05
+    else:
+        wanted = PP_TLV_NAMES.get(arg) if arg in PP_TLV_NAMES else int(arg)
+
+    def get(txn) -> bytes | None:
+        t = getattr(getattr(txn, "conn", None), "t", None)
+        pp = getattr(t, "proxy", None)
+        if pp is None:
+            return None
+        if 0x21 <= wanted <= 0x25:
+            ssl = pp.ssl
+            if ssl is None:
+                return None
+            v = getattr(ssl, _SSL_SUB[wanted])
+            return None if v is None else v.encode("utf-8", "replace")
+        found = None
+        for typ, value in pp.tlvs:
+            if typ == wanted:
+                found = value
+        return found
+    return get
+
+
+_SSL_SUB = {0x21: "version", 0x22: "cn", 0x23: "cipher", 0x24: "sig_alg", 0x25: "key_alg"}
 
 
 def _tls_binary(name: str) -> Callable[[object], bytes | None]:

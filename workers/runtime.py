@@ -677,6 +677,11 @@ def layer4_router(fe: "FrontendRuntime", backends: dict):
     default = fe.default_backend
 
     def route(csock: socket.socket, caddr: tuple) -> "BackendRuntime":
-        name = choose(Layer4Txn(caddr, csock.getsockname()[1]))
+        pp = getattr(caddr, "proxy", None)     # a PROXY header's destination port wins
+        if pp is not None and pp.dst_port is not None:
+            dst_port = pp.dst_port
+        else:
+            dst_port = csock.getsockname()[1]
+        name = choose(Layer4Txn(caddr, dst_port))
         return backends.get(name, default) if name else default
     return route
