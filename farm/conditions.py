@@ -177,6 +177,7 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("url_param", "url_param", "str", "param")
     add("urlp", "url_param", "str", "param")
     add("src", "src", "ip")
+    add("dst", "dst", "ip")
     add("src_port", "src_port", "int")
     add("dst_port", "dst_port", "int")
     add("status", "status", "int")

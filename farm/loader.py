@@ -1474,7 +1474,7 @@ def _check_frontend_tls(ctx: _Ctx, path: tuple, fe: Frontend, binds, table: Any)
 
 # Fetches a TCP session can answer: it has a client address and a frontend
 # port, no request. (HAProxy: layer-4 samples for tcp-request/use_backend.)
-LAYER4_FETCHES = frozenset(("src", "src_port", "dst_port", "always_true", "always_false"))
+LAYER4_FETCHES = frozenset(("src", "src_port", "dst", "dst_port", "always_true", "always_false"))
 
 
 def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
@@ -1490,7 +1490,7 @@ def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
                 continue       # already reported by check_acl
             if fetch:
                 ctx.error(path + ("acl", acl.name), f"fetch {fetch!r} needs mode http "
-                          "(a tcp frontend can use src, src_port and dst_port)")
+                          "(a tcp frontend can use src, src_port, dst and dst_port)")
     named = {a.name for a in fe.acl}
     for ub, upath in use_backend:
         if ub.cond is None:
@@ -1509,7 +1509,7 @@ def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
                     fetch = None
                 if fetch:
                     ctx.error(upath, f"fetch {fetch!r} needs mode http "
-                              "(a tcp frontend can use src, src_port and dst_port)")
+                              "(a tcp frontend can use src, src_port, dst and dst_port)")
 
 
 def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Backend:

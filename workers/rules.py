@@ -20,7 +20,8 @@ The transaction ("txn") the callables read, duck-typed:
   replace-header edits the headers list in place (same positions and
   spellings), so the message must not keep a separate copy of values.
 - txn.src (client IP as text, "127.0.0.1", "::1", "::ffff:10.0.0.1"),
-  txn.src_port, txn.dst_port (int).
+  txn.src_port, txn.dst_port (int); optionally txn.dst (the local IP the
+  client connected to, as text; without it dst is absent).
 - txn.resp (http_response rules; may be missing or None before): status
   (int), reason (bytes), headers and the same helpers.
 - txn.conn.t (optional): the client connection's transport, which the
@@ -160,7 +161,21 @@ def _client_key(txn) -> tuple[int | None, int | None]:
     return key
 
 
-def _ip_matcher(networks) -> Matcher:
+def _dst_key(txn) -> tuple[int | None, int | None]:
+    """The parsed local address (dst) of the transaction's connection;
+    (None, None) for a txn without one (farm explain's)."""
+    text = getattr(txn, "dst", None)
+    if text is None:
+        return None, None
+    key = _client_cache.get(text)
+    if key is None:
+        if len(_client_cache) >= _CLIENT_CACHE_MAX:
+            _client_cache.clear()
+        key = _client_cache[text] = _parse_client(text)
+    return key
+
+
+def _ip_matcher(networks, base: str = "src") -> Matcher:
     # Group networks by mask: a match is then one AND and one set lookup
     # per distinct prefix length, however many networks there are.
     by_mask: dict[int, dict[int, set[int]]] = {4: {}, 6: {}}
@@ -170,6 +185,12 @@ def _ip_matcher(networks) -> Matcher:
         by_mask[net.version].setdefault(mask, set()).add(int(net.network_address))
     g4 = tuple((m, frozenset(s)) for m, s in by_mask[4].items())
     g6 = tuple((m, frozenset(s)) for m, s in by_mask[6].items())
+    if base == "dst":
+        def match_dst(txn) -> bool:
+            v4, v6 = _dst_key(txn)
+            return ((v4 is not None and any(v4 & m in nets for m, nets in g4))
+                    or (v6 is not None and any(v6 & m in nets for m, nets in g6)))
+        return match_dst
 
     def match(txn) -> bool:
         key = getattr(txn, "_rules_src", None)   # inlined cache hit: saves a call
@@ -642,6 +663,10 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
             return v is not None and stest(v)
         return tls_match
     if kind == "ip":
+        if base == "dst":
+            if method == "found":
+                return lambda txn: getattr(txn, "dst", None) is not None
+            return _ip_matcher(spec.networks, "dst")
         return _true if method == "found" else _ip_matcher(spec.networks)
     if kind == "int":
         get = _int_getter(base, spec.arg, phase)
@@ -688,6 +713,8 @@ def acl_sample(spec: AclSpec, phase: str = "request") -> Callable[[object], list
             return [] if v is None else [v.hex().upper().encode() if kind == "bin" else v]
         return present
     if kind == "ip":
+        if base == "dst":
+            return lambda txn: [] if getattr(txn, "dst", None) is None else [txn.dst]
         return lambda txn: [txn.src]
     if kind == "int":
         iget = _int_getter(base, spec.arg, phase)
@@ -942,6 +969,8 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
             return b"" if v is None else v
     elif base == "src":
         get = lambda txn: txn.src.encode("latin-1")   # noqa: E731
+    elif base == "dst":
+        get = lambda txn: (getattr(txn, "dst", None) or "").encode("latin-1")   # noqa: E731
     elif base in ("src_port", "dst_port", "status", "hdr_cnt", "req.hdr_cnt",
                   "res.hdr_cnt", "req.cook_cnt", "ssl_c_verify"):
         iget = _int_getter(base, sample.arg, phase)

@@ -107,6 +107,10 @@ class Stream:
     def dst_port(self) -> int:
         return self.conn.dst_port()
 
+    @property
+    def dst(self) -> str | None:
+        return self.conn.dst()
+
     # ------------------------------------------------------------- the request
 
     def start(self) -> None:

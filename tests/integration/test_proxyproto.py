@@ -143,7 +143,7 @@ option_forwardfor = true
 [[frontends.fe.http_request]]
 action = "set-header"
 name = "X-PP"
-value = "%[src]:%[src_port]|%[dst_port]|%[fc_pp_authority]|%[fc_pp_unique_id]|%[fc_pp_tlv(SSL_CN)]"
+value = "%[src]:%[src_port]|%[dst]:%[dst_port]|%[fc_pp_authority]|%[fc_pp_unique_id]|%[fc_pp_tlv(SSL_CN)]"
 """))
     v1 = b"PROXY TCP4 203.0.113.7 192.0.2.10 40001 8443\r\n"
     # the header and the request split over two segments: read incrementally
@@ -155,7 +155,7 @@ value = "%[src]:%[src_port]|%[dst_port]|%[fc_pp_authority]|%[fc_pp_unique_id]|%[
         s.sendall(v1[20:] + b"GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert read_all(s).startswith(b"HTTP/1.1 200")
     assert header_of(backend, "X-Forwarded-For") == "203.0.113.7"
-    assert header_of(backend, "X-PP") == "203.0.113.7:40001|8443|||"
+    assert header_of(backend, "X-PP") == "203.0.113.7:40001|192.0.2.10:8443|||"
 
     ssl_info = pp.SslInfo(pp.PP2_CLIENT_SSL | pp.PP2_CLIENT_CERT_CONN, 0, "TLSv1.3", "alice")
     v2 = pp.build_v2("2001:db8::7", 50000, "2001:db8::1", 443, [
@@ -163,7 +163,7 @@ value = "%[src]:%[src_port]|%[dst_port]|%[fc_pp_authority]|%[fc_pp_unique_id]|%[
         (pp.PP2_TYPE_SSL, pp.ssl_tlv(ssl_info)[3:])], with_crc=True)
     assert request(port, v2, "/two").startswith(b"HTTP/1.1 200")
     assert header_of(backend, "X-Forwarded-For") == "2001:db8::7"
-    assert header_of(backend, "X-PP") == "2001:db8::7:50000|443|www.example.com|uid-1|alice"
+    assert header_of(backend, "X-PP") == "2001:db8::7:50000|2001:db8::1:443|www.example.com|uid-1|alice"
 
     # LOCAL (v2) and UNKNOWN (v1): the socket's own addresses
     assert request(port, pp.build_v2(None, None, None, None, local=True), "/three",

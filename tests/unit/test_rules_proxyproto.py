@@ -73,3 +73,16 @@ def test_log_format_values():
 def test_bad_arguments(text):
     with pytest.raises(ConditionError):
         parse_acl(text)
+
+
+def test_dst_fetch():
+    x = Txn()
+    assert not matches("dst -m found", x)            # a txn without dst (farm explain's)
+    assert not matches("dst 0.0.0.0/0", x)
+    x.dst = "192.0.2.10"
+    assert matches("dst 192.0.2.0/24", x) and not matches("dst 10.0.0.0/8", x)
+    assert matches("dst ::ffff:192.0.2.10", x)       # either spelling of an IPv4 address
+    assert matches("dst -m found", x)
+    x.dst = "2001:db8::1"
+    assert matches("dst 2001:db8::/32", x)
+    assert compile_format("%[dst]:%[dst_port]")(x) == b"2001:db8::1:80"
