@@ -28,8 +28,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+import traceback
 
-from farm.logs import connection_error_line
+from farm.logs import connection_error_line, get_logger
 from workers import proxyproto
 from workers.loop import EPOLLIN
 from workers.proxyproto import NEED_MORE, ProxyError, ProxyHeader
@@ -157,10 +158,12 @@ class ProxyHeaderWait:
         try:
             self.inner(self.ctx, self.fe, self.sock, caddr)
         except Exception:
-            # as the acceptor does for a session that cannot start
+            # as the acceptor does for a session that cannot start (not
+            # raised: from __init__, the acceptor would release it twice)
+            get_logger(proc="worker").error("session_failed", frontend=self.fe.name,
+                                            error=traceback.format_exc())
             self.sock.close()
             self.ctx.session_ended(self)
-            raise
 
     def on_timeout(self) -> None:
         if not self.done:

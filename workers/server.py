@@ -92,6 +92,9 @@ class ServerConn:
         if not header:
             return True
         try:
+            # no Nagle before the header: the request that follows it must
+            # not wait for the header's ACK
+            self.t.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return os.write(self.fd, header) == len(header)
         except OSError:
             return False

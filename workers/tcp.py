@@ -200,6 +200,9 @@ class TcpSession:
         header = ppsend.client_header(cfg, caddr[0], caddr[1], self.csock,
                                       getattr(caddr, "proxy", None))
         try:
+            # no Nagle before the header: the client's first bytes must not
+            # wait for the header's ACK
+            self.ssock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return os.write(self.sfd, header) == len(header)
         except OSError:
             return False

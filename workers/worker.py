@@ -116,7 +116,8 @@ class Worker:
         self.paused_until_fds = False
         self.full_recheck: set = set()     # frontends paused by maxconn, rechecked soon
         self.fd_episode: FdEpisode | None = None   # out of descriptors since...
-        self.tls_sessions: dict[int, object] = {}  # listening fd of a tls or accept_proxy bind -> its session class
+        # listening fd of a tls or accept_proxy bind -> its session class
+        self.tls_sessions: dict[int, object] = {}
         for fe_cfg in config.frontends:
             mine = [sockets[b.address][slot] for b in fe_cfg.binds]
             fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
