@@ -21,6 +21,7 @@ import http.client
 import os
 import pwd
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -215,6 +216,32 @@ def test_proxy_trusted_refuses_other_sources(farm_factory, backend):
     assert '"client_ip":"198.51.100.9"' in lines[0]
     assert f'"client_ip":"{CLIENT_B}"' in lines[1]
     assert '"message":"PROXY protocol header from a source outside proxy_trusted"' in lines[1]
+
+
+def test_refused_connections_give_their_maxconn_slot_back(farm_factory, backend):
+    port = free_port()
+    farm_factory(http_config(port, backend.address, frontend="maxconn = 1"))
+    for _ in range(5):
+        assert request(port) == b""                               # no header: refused
+    header = b"PROXY TCP4 192.0.2.3 192.0.2.1 3333 80\r\n"
+    assert request(port, header).startswith(b"HTTP/1.1 200")     # the one slot is free
+
+
+def test_a_header_pending_across_a_reload_is_served(farm_factory, backend):
+    port = free_port()
+    farm = farm_factory(http_config(port, backend.address, frontend="option_forwardfor = true"))
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"PROXY TCP4 198.51.100.1 ")
+        time.sleep(0.2)
+        farm.signal(signal.SIGHUP)
+        farm.wait_event("reload_done")
+        s.sendall(b"192.0.2.1 1000 80\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_all(s)
+    # the old worker, draining, finishes it and closes (Connection: close)
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
+    assert header_of(backend, "X-Forwarded-For") == "198.51.100.1"
 
 
 def test_header_timeout_is_timeout_client(farm_factory, backend):
