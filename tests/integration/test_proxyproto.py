@@ -354,6 +354,51 @@ value = "%[fc_pp_unique_id]"
     assert line.startswith(f"{CLIENT_A}:{cport} [")
 
 
+def test_haproxy_tls_terminator_sends_authority_and_ssl_tlvs(farm_factory, backend, haproxy_bin,
+                                                             tmp_path):
+    """HAProxy terminates TLS and sends v2 with the authority (SNI), SSL and
+    CRC32C TLVs (proxy-v2-options): farm checks the checksum and its
+    fetches read what a real sender wrote."""
+    ca = CA(tmp_path / "pki")
+    site = ca.issue("www", "www.example.com")
+    port = free_port()
+    farm_factory(http_config(port, backend.address, frontend="""
+[[frontends.fe.http_request]]
+action = "set-header"
+name = "X-TLS"
+value = "%[fc_pp_authority]|%[fc_pp_tlv(SSL_VERSION)]|%[fc_pp_tlv(SSL_CIPHER)]|%[src]"
+"""))
+    hport = free_port()
+    hap = Haproxy(haproxy_bin, tmp_path, f"""
+        global
+            stats socket @SOCK@ level admin
+        defaults
+            mode tcp
+            timeout connect 2s
+            timeout client 5s
+            timeout server 5s
+        frontend tls
+            bind 127.0.0.1:{hport} ssl crt {site.pem}
+            default_backend farm
+        backend farm
+            server farm 127.0.0.1:{port} send-proxy-v2 proxy-v2-options authority,ssl,ssl-cipher,crc32c
+        """)
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca.cert))
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        with socket.socket() as raw:
+            raw.settimeout(5)
+            raw.bind((CLIENT_B, 0))
+            raw.connect(("127.0.0.1", hport))
+            with ctx.wrap_socket(raw, server_hostname="www.example.com") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n")
+                cipher = s.cipher()[0]
+                assert read_all(s).startswith(b"HTTP/1.1 200")
+    finally:
+        hap.stop()
+    assert header_of(backend, "X-TLS") == f"www.example.com|TLSv1.3|{cipher}|{CLIENT_B}"
+
+
 # ------------------------------------------------------------------ sending
 
 HAPROXY_ACCEPT = """
