@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.backends import EchoServer, free_port
+from tests.integration.backends import EchoServer, TagServer, free_port
 from tests.integration.haproxy_peer import Haproxy, cli, haproxy_binary
 from tests.integration.http_backend import NGINX, HttpBackend
 from tests.tlscerts import CA
@@ -295,6 +295,43 @@ def test_tcp_mode_accepts_the_header(farm_factory):
         assert read_all(s) == b""
     lines = wait_for(lambda: len(farm.access_lines()) >= 2 and farm.access_lines(), what="2 lines")
     assert lines[1].endswith("fe/1: Received something which does not look like a PROXY protocol header")
+
+
+def test_tcp_use_backend_routes_on_the_headers_addresses(farm_factory):
+    a, b = TagServer("a"), TagServer("b")
+    port = free_port()
+    farm_factory(f"""
+[global]
+workers = 1
+[log]
+events = "@EVENTS@"
+[defaults]
+mode = "tcp"
+[frontends.fe]
+bind = {{ address = "127.0.0.1:{port}", accept_proxy = true }}
+default_backend = "a"
+[[frontends.fe.use_backend]]
+backend = "b"
+if = "{{ dst 192.0.2.99 }} {{ dst_port 5432 }} {{ src 198.51.100.0/24 }}"
+[backends.a]
+[[backends.a.servers]]
+name = "s1"
+address = "{a.address}"
+[backends.b]
+[[backends.b.servers]]
+name = "s2"
+address = "{b.address}"
+""")
+
+    def tag(header: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(header)
+            return read_all(s)
+    assert tag(b"PROXY TCP4 198.51.100.4 192.0.2.99 1000 5432\r\n") == b"b"
+    assert tag(pp.build_v2("198.51.100.4", 1000, "192.0.2.99", 5432)) == b"b"
+    assert tag(b"PROXY TCP4 198.51.100.4 192.0.2.98 1000 5432\r\n") == b"a"    # another dst
+    assert tag(b"PROXY TCP4 198.51.100.4 192.0.2.99 1000 5433\r\n") == b"a"    # another port
+    assert tag(b"PROXY TCP4 203.0.113.4 192.0.2.99 1000 5432\r\n") == b"a"     # another src
 
 
 def test_curl_haproxy_protocol(farm_factory, backend):
