@@ -177,6 +177,7 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("url_param", "url_param", "str", "param")
     add("urlp", "url_param", "str", "param")
     add("src", "src", "ip")
+    add("dst", "dst", "ip")
     add("src_port", "src_port", "int")
     add("dst_port", "dst_port", "int")
     add("status", "status", "int")
@@ -196,8 +197,18 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("ssl_c_i_dn", "ssl_c_i_dn", "str", "dn")
     add("ssl_c_serial", "ssl_c_serial", "bin")
     add("ssl_c_sha1", "ssl_c_sha1", "bin")
+    # The PROXY header the client connection started with (accept_proxy
+    # binds): its TLVs, absent without a header or without that TLV.
+    add("fc_pp_authority", "fc_pp_authority", "str")
+    add("fc_pp_unique_id", "fc_pp_unique_id", "str")
+    add("fc_pp_tlv", "fc_pp_tlv", "str", "tlv")
     return table
 
+
+# fc_pp_tlv's names (HAProxy's) -> the TLV type, or the SSL sub-TLV (0x2N)
+PP_TLV_NAMES = {"ALPN": 0x01, "AUTHORITY": 0x02, "CRC32C": 0x03, "NOOP": 0x04, "UNIQUE_ID": 0x05,
+                "SSL": 0x20, "SSL_VERSION": 0x21, "SSL_CN": 0x22, "SSL_CIPHER": 0x23,
+                "SSL_SIG_ALG": 0x24, "SSL_KEY_ALG": 0x25, "NETNS": 0x30}
 
 # ACL keyword -> meaning. Read-only by convention.
 FETCHES: dict[str, _Fetch] = _build_fetches()
@@ -363,6 +374,18 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
         if not _DN_ENTRY_RE.fullmatch(arg):
             raise ConditionError(f"{name}({arg}): invalid DN entry name (e.g. CN, O, emailAddress)")
         return name, info, arg
+    if info.arg == "tlv":
+        # fc_pp_tlv: a TLV type by HAProxy's name or number (0-255)
+        if arg is not None and arg.upper() in PP_TLV_NAMES:
+            return name, info, arg.upper()
+        try:
+            number = int(arg or "", 0)          # 225 or 0xE1
+        except ValueError:
+            number = -1
+        if 0 <= number <= 255:
+            return name, info, str(number)
+        raise ConditionError(f"{name}({arg or ''}): expected a TLV type, a number 0-255 or one of "
+                             f"{', '.join(PP_TLV_NAMES)}")
     what = {"header": "a header name", "cookie": "a cookie name", "param": "a parameter name"}[info.arg]
     if not arg:
         raise ConditionError(f"{name} needs {what}: {name}(NAME)")

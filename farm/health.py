@@ -41,6 +41,11 @@ REASONS = {
 }
 
 
+# A PROXY protocol v2 header with the LOCAL command and no address: what a
+# health check sends to a server that expects the protocol.
+PROXY_V2_LOCAL = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+
+
 @dataclass
 class CheckResult:
     ok: bool
@@ -127,6 +132,7 @@ class ServerCheck:
         connect_to = backend.timeouts.connect or c.interval
         self.timeout = c.timeout or backend.timeouts.check or min(connect_to, c.interval)
         self.resolved = None          # (family, sockaddr) when the table has no address
+        self.send_proxy = backend.check_send_proxy(server)   # "v1" | "v2" | None
 
     # -- scheduling ------------------------------------------------------------
 
@@ -202,12 +208,19 @@ class ServerCheck:
             if err:
                 self.finish(CheckResult(False, "L4CON", info=os.strerror(err)))
                 return
+            first = self.proxy_header() if self.send_proxy else b""
             if self.check.type != "http":
+                if first:
+                    try:
+                        self.sock.send(first)
+                    except OSError as e:
+                        self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
+                        return
                 self.finish(CheckResult(True, "L4OK"))
                 return
             self.phase = "response"
             try:
-                self.sock.send(self.http_request())
+                self.sock.send(first + self.http_request())
             except OSError as e:
                 self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
                 return
@@ -223,6 +236,20 @@ class ServerCheck:
         self.buf += data
         if not data or len(self.buf) >= READ_LIMIT or self.response_complete():
             self.finish(self.evaluate())
+
+    def proxy_header(self) -> bytes:
+        """The PROXY header a check sends first (check.send_proxy, or the
+        server's send_proxy): the specification's advice for health
+        checks, v2 LOCAL (no addresses: "this connection is the proxy's
+        own"), v1 a TCP line with the check connection's own addresses.
+        (The same bytes workers/proxyproto.py builds: farm/ does not
+        import workers/.)"""
+        if self.send_proxy == "v2":
+            return PROXY_V2_LOCAL
+        src = self.sock.getsockname()
+        dst = self.sock.getpeername()
+        family = "TCP6" if self.sock.family == socket.AF_INET6 else "TCP4"
+        return f"PROXY {family} {src[0]} {dst[0]} {src[1]} {dst[1]}\r\n".encode("ascii")
 
     def http_request(self) -> bytes:
         c = self.check

@@ -680,6 +680,7 @@ _CHECK_SCHEMA = {
     "observe": _bool,
     "error_limit": _int(1, MAX_INT32),
     "tls": _bool,
+    "send_proxy": _bool,
 }
 
 
@@ -910,11 +911,11 @@ _BIND_SCHEMA = {
     "address": _bind_address,
     "tls": _bool,
     "name": _name,
+    "accept_proxy": _bool,
 }
 # HAProxy bind options that have a place in the table form but no
 # implementation yet.
-_BIND_NOT_YET = {"accept_proxy": "the PROXY protocol on binds",
-                 "transparent": "transparent binding"}
+_BIND_NOT_YET = {"transparent": "transparent binding"}
 
 
 def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
@@ -941,7 +942,7 @@ def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
                              _BIND_SCHEMA)
             if ctx.require(ipath, item, ("address",)) and "address" in fields:
                 out.append((Bind(fields["address"], fields.get("tls", False),
-                                 fields.get("name", "")), ipath))
+                                 fields.get("name", ""), fields.get("accept_proxy", False)), ipath))
             continue
         try:
             out.append((Bind(_bind_address(item)), ipath))
@@ -1156,7 +1157,31 @@ _SERVER_SCHEMA = {
     "slowstart": _duration,
     "init_addr": _init_addr,
     "tls": _bool,
+    "send_proxy": _choice(model.SEND_PROXY_VERSIONS, "PROXY protocol version"),
+    "send_proxy_tlvs": lambda v: _str_list(v, _choice(model.SEND_PROXY_TLVS, "PROXY v2 TLV")),
 }
+
+
+def _str_list(value: Any, item: Callable[[Any], Any]) -> tuple:
+    """An array whose every element passes item(); the first bad one is named."""
+    if not isinstance(value, list):
+        raise _Invalid(f"expected an array, got {_describe(value)}")
+    out = []
+    for i, v in enumerate(value):
+        try:
+            out.append(item(v))
+        except _Invalid as e:
+            raise _Invalid(f"element {i + 1}: {e}") from None
+    return tuple(out)
+
+
+def _cidr(value: Any):
+    """An address or network ("10.0.0.0/8", "::1") -> an ipaddress network."""
+    text = _str(value)
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise _Invalid(f"{text!r} is not an IP address or CIDR network") from None
 
 
 def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
@@ -1177,6 +1202,9 @@ def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
         else:
             seen[name] = ctx.line(spath + ("name",))
         fields.setdefault("init_addr", ())     # () = not set here: [defaults] or "libc"
+        if fields.get("send_proxy_tlvs") and fields.get("send_proxy") != "v2":
+            ctx.error(spath + ("send_proxy_tlvs",), 'TLVs exist in PROXY protocol v2 only: '
+                      'set send_proxy = "v2"')
         servers.append(Server(**fields, id=spath[-1] + 1, line=ctx.line(spath)))
     return tuple(servers)
 
@@ -1314,6 +1342,7 @@ _FRONTEND_SCHEMA = {
     "max_header_size": _header_size,
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_frontend_tls),
+    "proxy_trusted": lambda v: _str_list(v, _cidr),
 }
 _BACKEND_SCHEMA = {
     "acl": _Nested(_acls),
@@ -1391,10 +1420,14 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         max_header_size=_inherit(own, defaults, "max_header_size", 16384),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls"),
+        proxy_trusted=own.get("proxy_trusted", ()),
         id=index + 1,
         line=ctx.line(path),
     )
     _check_frontend_tls(ctx, path, frontend, binds, table)
+    if "proxy_trusted" in own and not any(b.accept_proxy for b in frontend.binds):
+        ctx.warning(path + ("proxy_trusted",), "no bind of this frontend has accept_proxy = true: "
+                    "proxy_trusted does nothing")
     if "default_backend" in own:
         ctx.refs.append(_Ref(frontend, path + ("default_backend",), own["default_backend"]))
     elif mode == "tcp" and "default_backend" not in (table if isinstance(table, dict) else {}):
@@ -1439,7 +1472,7 @@ def _check_frontend_tls(ctx: _Ctx, path: tuple, fe: Frontend, binds, table: Any)
 
 # Fetches a TCP session can answer: it has a client address and a frontend
 # port, no request. (HAProxy: layer-4 samples for tcp-request/use_backend.)
-LAYER4_FETCHES = frozenset(("src", "src_port", "dst_port", "always_true", "always_false"))
+LAYER4_FETCHES = frozenset(("src", "src_port", "dst", "dst_port", "always_true", "always_false"))
 
 
 def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
@@ -1455,7 +1488,7 @@ def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
                 continue       # already reported by check_acl
             if fetch:
                 ctx.error(path + ("acl", acl.name), f"fetch {fetch!r} needs mode http "
-                          "(a tcp frontend can use src, src_port and dst_port)")
+                          "(a tcp frontend can use src, src_port, dst and dst_port)")
     named = {a.name for a in fe.acl}
     for ub, upath in use_backend:
         if ub.cond is None:
@@ -1474,7 +1507,7 @@ def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
                     fetch = None
                 if fetch:
                     ctx.error(upath, f"fetch {fetch!r} needs mode http "
-                              "(a tcp frontend can use src, src_port and dst_port)")
+                              "(a tcp frontend can use src, src_port, dst and dst_port)")
 
 
 def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Backend:

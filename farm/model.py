@@ -36,6 +36,12 @@ BALANCE_WITH_ARG = ("url_param", "hdr")
 BALANCE_HTTP_ONLY = ("uri", "url_param", "hdr")
 HASHING_ALGORITHMS = ("source", "uri", "url_param", "hdr")
 CHECK_TYPES = ("tcp", "http")
+# PROXY protocol to servers: the versions, and the v2 TLVs a server may get
+# (HAProxy's proxy-v2-options): authority (the client's SNI, or the one
+# received), unique_id (the one received), ssl (how the client spoke TLS),
+# ssl_cn (with ssl: the client certificate's CN), crc32c (a checksum)
+SEND_PROXY_VERSIONS = ("v1", "v2")
+SEND_PROXY_TLVS = ("authority", "unique_id", "ssl", "ssl_cn", "crc32c")
 # How a server's host name becomes an address at start and reload
 # (HAProxy's init-addr methods, tried in order): "libc" asks the system
 # resolver, "none" starts the server without an address, in maintenance
@@ -82,13 +88,15 @@ class Bind:
 
     name is HAProxy's bind name as the logs show it ("<frontend>/<name>");
     the loader sets it to the bind's 1-based position in its frontend
-    (HAProxy's listener id) unless the config names it. Room is left for
-    HAProxy's other bind options (accept_proxy, transparent) as fields.
+    (HAProxy's listener id) unless the config names it. accept_proxy:
+    every connection starts with a PROXY protocol header (v1 or v2),
+    whose addresses replace the socket's (HAProxy's accept-proxy).
     """
 
     address: Address
     tls: bool = False
     name: str = ""
+    accept_proxy: bool = False
 
     def __str__(self) -> str:
         return str(self.address)
@@ -264,6 +272,7 @@ class Check:
     observe: bool = False            # passive health from live traffic
     error_limit: int = 10            # consecutive live errors counted as a failed check
     tls: bool | None = None          # None: TLS for a tls server unless port is set (Backend.check_tls)
+    send_proxy: bool | None = None   # None: as the server's send_proxy unless port is set (Backend.check_send_proxy)
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,8 @@ class Server:
     slowstart: float = 0.0
     init_addr: tuple[str, ...] = ("libc",)   # see INIT_ADDR_METHODS; unused for an IP literal
     tls: bool = False                # speak TLS to it ([backends.NAME.tls] settings)
+    send_proxy: str | None = None    # "v1" | "v2": a PROXY header first on each connection
+    send_proxy_tlvs: tuple[str, ...] = ()   # v2 TLVs to add (SEND_PROXY_TLVS)
     id: int = 0                      # 1-based position in its backend (HAProxy's sid)
     line: int = 0
 
@@ -330,6 +341,16 @@ class Backend:
             return self.check.tls
         return server.tls and self.check.port is None
 
+    def check_send_proxy(self, server: Server) -> str | None:
+        """The PROXY protocol version server's health checks send, or None:
+        with check.send_proxy = true the server's version (v1 if it sends
+        none), false none; unset, HAProxy's default: the server's own
+        send_proxy when checks go to its own port (no check.port)."""
+        sp = self.check.send_proxy
+        if sp is None:
+            return server.send_proxy if self.check.port is None else None
+        return (server.send_proxy or "v1") if sp else None
+
 
 @dataclass(frozen=True)
 class Frontend:
@@ -349,6 +370,7 @@ class Frontend:
     max_header_size: int = 16384
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: FrontendTls | None = None   # settings of the tls binds; None without any
+    proxy_trusted: tuple = ()        # ipaddress networks allowed to send a PROXY header; () = any
     id: int = 0
     line: int = 0
 

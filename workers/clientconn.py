@@ -21,6 +21,7 @@ interface, which each client connection implements:
   take_own(srv) / keep_own(sc)  the connection's private idle server
                                 connection (http-reuse never)
   dst_port()                    the local port the client connected to
+  dst()                         the local address it connected to (text)
 
 and these attributes: ctx (the worker's context), loop, fe (the
 frontend's runtime), t (the transport), src, src_port, src_bytes (the
@@ -78,6 +79,17 @@ class ClientConn:
 
     def keep_own(self, sc) -> None:
         raise NotImplementedError
+
+    def dst(self) -> str | None:
+        """The local address the client connected to: a PROXY header's
+        destination (workers/ppaccept.py), else the socket's."""
+        pp = self.t.proxy
+        if pp is not None and pp.dst is not None:
+            return pp.dst
+        try:
+            return self.t.sock.getsockname()[0]
+        except OSError:
+            return None
 
     def dst_port(self) -> int:
         if self._dst_port is None:

@@ -64,6 +64,11 @@ class H1Connection(ClientConn):
         self.src_port = caddr[1]
         self.src_bytes = caddr[0].encode()   # X-Forwarded-For, once per connection
         self._dst_port = None
+        pp = getattr(caddr, "proxy", None)    # a PROXY header came first (workers/ppaccept.py)
+        if pp is not None:
+            t.proxy = pp
+            if pp.dst_port is not None:
+                self._dst_port = pp.dst_port
         self.rp = http1.RequestParser(fe.cfg.max_header_size)
         self.state = C_REQ
         self.stream: Stream | None = None

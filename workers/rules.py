@@ -20,7 +20,8 @@ The transaction ("txn") the callables read, duck-typed:
   replace-header edits the headers list in place (same positions and
   spellings), so the message must not keep a separate copy of values.
 - txn.src (client IP as text, "127.0.0.1", "::1", "::ffff:10.0.0.1"),
-  txn.src_port, txn.dst_port (int).
+  txn.src_port, txn.dst_port (int); optionally txn.dst (the local IP the
+  client connected to, as text; without it dst is absent).
 - txn.resp (http_response rules; may be missing or None before): status
   (int), reason (bytes), headers and the same helpers.
 - txn.conn.t (optional): the client connection's transport, which the
@@ -54,7 +55,7 @@ from typing import Callable, Mapping, Sequence
 
 from farm import model
 from farm.conditions import (
-    PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample,
+    PP_TLV_NAMES, PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample,
     parse_acl, parse_condition, parse_format, parse_replacement,
 )
 
@@ -160,7 +161,21 @@ def _client_key(txn) -> tuple[int | None, int | None]:
     return key
 
 
-def _ip_matcher(networks) -> Matcher:
+def _dst_key(txn) -> tuple[int | None, int | None]:
+    """The parsed local address (dst) of the transaction's connection;
+    (None, None) for a txn without one (farm explain's)."""
+    text = getattr(txn, "dst", None)
+    if text is None:
+        return None, None
+    key = _client_cache.get(text)
+    if key is None:
+        if len(_client_cache) >= _CLIENT_CACHE_MAX:
+            _client_cache.clear()
+        key = _client_cache[text] = _parse_client(text)
+    return key
+
+
+def _ip_matcher(networks, base: str = "src") -> Matcher:
     # Group networks by mask: a match is then one AND and one set lookup
     # per distinct prefix length, however many networks there are.
     by_mask: dict[int, dict[int, set[int]]] = {4: {}, 6: {}}
@@ -170,6 +185,12 @@ def _ip_matcher(networks) -> Matcher:
         by_mask[net.version].setdefault(mask, set()).add(int(net.network_address))
     g4 = tuple((m, frozenset(s)) for m, s in by_mask[4].items())
     g6 = tuple((m, frozenset(s)) for m, s in by_mask[6].items())
+    if base == "dst":
+        def match_dst(txn) -> bool:
+            v4, v6 = _dst_key(txn)
+            return ((v4 is not None and any(v4 & m in nets for m, nets in g4))
+                    or (v6 is not None and any(v6 & m in nets for m, nets in g6)))
+        return match_dst
 
     def match(txn) -> bool:
         key = getattr(txn, "_rules_src", None)   # inlined cache hit: saves a call
@@ -328,6 +349,8 @@ def _tls_text(read: Callable) -> Callable[[object], bytes | None]:
 
 
 def _tls_string_getter(base: str, arg: str | None) -> Callable[[object], bytes | None]:
+    if base.startswith("fc_pp_"):
+        return _pp_getter(base, arg)
     if base == "ssl_c_s_dn":
         return _tls_text(lambda t: t.subject_dn(arg))
     if base == "ssl_c_i_dn":
@@ -342,7 +365,46 @@ _TLS_STRINGS = {
     "ssl_fc_alpn": attrgetter("alpn"),
     "ssl_c_s_dn": None,      # with an optional entry argument: _tls_string_getter
     "ssl_c_i_dn": None,
+    # not TLS but the same kind of connection fact, absent when not there:
+    # the PROXY header's TLVs (_pp_getter)
+    "fc_pp_authority": None,
+    "fc_pp_unique_id": None,
+    "fc_pp_tlv": None,
 }
+
+
+def _pp_getter(base: str, arg: str | None) -> Callable[[object], bytes | None]:
+    """fc_pp_* -> txn -> the TLV's value from the client connection's PROXY
+    header (txn.conn.t.proxy, workers/proxyproto.py), None when absent.
+    fc_pp_tlv(N) gives the last TLV of type N; an SSL sub-TLV name gives
+    that text from the SSL TLV."""
+    if base == "fc_pp_authority":
+        wanted = 0x02
+    elif base == "fc_pp_unique_id":
+        wanted = 0x05
+    else:
+        wanted = PP_TLV_NAMES.get(arg) if arg in PP_TLV_NAMES else int(arg)
+
+    def get(txn) -> bytes | None:
+        t = getattr(getattr(txn, "conn", None), "t", None)
+        pp = getattr(t, "proxy", None)
+        if pp is None:
+            return None
+        if 0x21 <= wanted <= 0x25:
+            ssl = pp.ssl
+            if ssl is None:
+                return None
+            v = getattr(ssl, _SSL_SUB[wanted])
+            return None if v is None else v.encode("utf-8", "replace")
+        found = None
+        for typ, value in pp.tlvs:
+            if typ == wanted:
+                found = value
+        return found
+    return get
+
+
+_SSL_SUB = {0x21: "version", 0x22: "cn", 0x23: "cipher", 0x24: "sig_alg", 0x25: "key_alg"}
 
 
 def _tls_binary(name: str) -> Callable[[object], bytes | None]:
@@ -601,6 +663,10 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
             return v is not None and stest(v)
         return tls_match
     if kind == "ip":
+        if base == "dst":
+            if method == "found":
+                return lambda txn: getattr(txn, "dst", None) is not None
+            return _ip_matcher(spec.networks, "dst")
         return _true if method == "found" else _ip_matcher(spec.networks)
     if kind == "int":
         get = _int_getter(base, spec.arg, phase)
@@ -647,6 +713,8 @@ def acl_sample(spec: AclSpec, phase: str = "request") -> Callable[[object], list
             return [] if v is None else [v.hex().upper().encode() if kind == "bin" else v]
         return present
     if kind == "ip":
+        if base == "dst":
+            return lambda txn: [] if getattr(txn, "dst", None) is None else [txn.dst]
         return lambda txn: [txn.src]
     if kind == "int":
         iget = _int_getter(base, spec.arg, phase)
@@ -901,6 +969,8 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
             return b"" if v is None else v
     elif base == "src":
         get = lambda txn: txn.src.encode("latin-1")   # noqa: E731
+    elif base == "dst":
+        get = lambda txn: (getattr(txn, "dst", None) or "").encode("latin-1")   # noqa: E731
     elif base in ("src_port", "dst_port", "status", "hdr_cnt", "req.hdr_cnt",
                   "res.hdr_cnt", "req.cook_cnt", "ssl_c_verify"):
         iget = _int_getter(base, sample.arg, phase)

@@ -660,14 +660,15 @@ def session_server(sess) -> "ServerRuntime | None":
 
 class Layer4Txn:
     """What a TCP session's use_backend conditions can read (the loader
-    allows only src, src_port and dst_port in tcp frontends)."""
+    allows only src, src_port, dst and dst_port in tcp frontends)."""
 
-    __slots__ = ("src", "src_port", "dst_port", "req", "resp", "_rules_src")
+    __slots__ = ("src", "src_port", "dst", "dst_port", "req", "resp", "_rules_src")
 
-    def __init__(self, caddr: tuple, dst_port: int):
+    def __init__(self, caddr: tuple, dst: tuple):
         self.src = caddr[0]
         self.src_port = caddr[1]
-        self.dst_port = dst_port
+        self.dst = dst[0]
+        self.dst_port = dst[1]
         self.req = self.resp = self._rules_src = None
 
 
@@ -677,6 +678,11 @@ def layer4_router(fe: "FrontendRuntime", backends: dict):
     default = fe.default_backend
 
     def route(csock: socket.socket, caddr: tuple) -> "BackendRuntime":
-        name = choose(Layer4Txn(caddr, csock.getsockname()[1]))
+        pp = getattr(caddr, "proxy", None)     # a PROXY header's destination wins
+        if pp is not None and pp.dst is not None:
+            dst = (pp.dst, pp.dst_port)
+        else:
+            dst = csock.getsockname()
+        name = choose(Layer4Txn(caddr, dst))
         return backends.get(name, default) if name else default
     return route

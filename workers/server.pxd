@@ -11,7 +11,8 @@ cdef class ServerConn:
     cdef public bint reused, eof, shut_after_flush
     cdef public double idle_since
     cdef public list wq
-    cdef public bytes out
+    cdef public bytes out, proxy_header
+    cpdef bint send_proxy_header(self) except -1
     cpdef attach(self, stream, loop, int mask)
     cpdef begin(self, req)
     cpdef close(self, loop)

@@ -28,6 +28,7 @@ the way HAProxy's `http-reuse safe` does (the stream decides when).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 from workers import http1
@@ -46,7 +47,7 @@ class ServerConn:
     """A connection to a server: attached to a stream, or idle in the pool."""
 
     __slots__ = ("t", "fd", "srv", "rp", "reused", "idle_since", "on_idle", "pool", "stream",
-                 "wq", "out", "eof", "mode", "shut_after_flush")
+                 "wq", "out", "eof", "mode", "shut_after_flush", "proxy_header")
 
     def __init__(self, t: PlainTransport, srv, max_head: int):
         self.t = t
@@ -63,6 +64,9 @@ class ServerConn:
         self.eof = False                # the server's EOF was read
         self.mode = M_CONNECTING
         self.shut_after_flush = False   # tunnel: the client's EOF, to pass on
+        # the PROXY header sent first (workers/ppsend.py); a connection that
+        # has one is private to its client connection, never pooled
+        self.proxy_header = b""
 
     @classmethod
     def connect(cls, srv, max_head: int, ctx) -> tuple["ServerConn | None", int]:
@@ -78,6 +82,22 @@ class ServerConn:
         sock.setblocking(False)
         err = sock.connect_ex(srv.sockaddr)
         return cls(PlainTransport(sock), srv, max_head), err
+
+    def send_proxy_header(self) -> bool:
+        """Just connected: write the PROXY header, if any, on the socket
+        itself (before any TLS). It is a few hundred bytes into an empty
+        send buffer, so it goes at once (the specification counts on it);
+        False if it could not, which fails the connection."""
+        header = self.proxy_header
+        if not header:
+            return True
+        try:
+            # no Nagle before the header: the request that follows it must
+            # not wait for the header's ACK
+            self.t.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return os.write(self.fd, header) == len(header)
+        except OSError:
+            return False
 
     def attach(self, stream, loop, mask: int) -> None:
         """Serve stream from now on; the fd waits for mask."""
@@ -163,7 +183,7 @@ class ServerConn:
                 # send into a socket that is not.
                 return
             sock = self.t.sock
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or not self.send_proxy_header():
                 stream.server_connect_failed()
             else:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

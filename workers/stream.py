@@ -33,7 +33,7 @@ transaction, second: in which phase):
 from __future__ import annotations
 
 from farm.logs import httplog_values, json_http_values
-from workers import counting, http1
+from workers import counting, http1, ppsend
 from workers.http1 import Request, Response
 from workers.rules import no_rules
 from workers.runtime import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
@@ -106,6 +106,10 @@ class Stream:
     @property
     def dst_port(self) -> int:
         return self.conn.dst_port()
+
+    @property
+    def dst(self) -> str | None:
+        return self.conn.dst()
 
     # ------------------------------------------------------------- the request
 
@@ -245,7 +249,8 @@ class Stream:
         # "never" shares nothing between clients, but a client keeps its
         # own server connection for its next request (conn.own).
         reuse = self.be.reuse
-        if reuse == REUSE_ALWAYS or (reuse == REUSE_SAFE and conn.requests > 1):
+        private = srv.cfg.send_proxy is not None   # PROXY header: the client's own (ppsend)
+        if not private and (reuse == REUSE_ALWAYS or (reuse == REUSE_SAFE and conn.requests > 1)):
             sc = conn.ctx.conn_pool.take(srv)
         elif conn.own is not None:
             sc = conn.take_own(srv)
@@ -263,6 +268,11 @@ class Stream:
             self.send_error(503, "RC")
             return
         self.sc = sc
+        if srv.cfg.send_proxy is not None:
+            conn = self.conn
+            t = conn.t
+            sc.proxy_header = ppsend.client_header(srv.cfg, self.src, self.src_port, t.sock,
+                                                   t.proxy, t if t.secure else None)
         sc.attach(self, self.loop, EPOLLOUT)
         self.state = ST_CONNECTING
         self.t_connect = self.loop.now
@@ -364,7 +374,7 @@ class Stream:
         if sc is not None:
             if (self.resp is not None and self.resp.keep_alive and self.req_done
                     and sc.reusable()):
-                if self.be.reuse == REUSE_NEVER:
+                if self.be.reuse == REUSE_NEVER or sc.proxy_header:
                     self.conn.keep_own(sc)
                 else:
                     self.conn.ctx.conn_pool.give(sc)

@@ -24,7 +24,7 @@ import socket
 import time
 
 from farm.logs import json_line, tcplog_line
-from workers import counting
+from workers import counting, ppsend
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 
 # Bytes a direction moves by recv/send before switching to splice: below
@@ -184,10 +184,28 @@ class TcpSession:
 
     def on_connect_event(self, events: int) -> None:
         err = self.ssock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
+        if err or not self.send_proxy_header():
             self.connect_failed()
         else:
             self.connected()
+
+    def send_proxy_header(self) -> bool:
+        """Just connected: a server with send_proxy gets the PROXY header
+        first (workers/ppsend.py), written at once into the empty send
+        buffer; False if it could not be, which fails the connection."""
+        cfg = self.srv.cfg
+        if cfg.send_proxy is None:
+            return True
+        caddr = self.caddr
+        header = ppsend.client_header(cfg, caddr[0], caddr[1], self.csock,
+                                      getattr(caddr, "proxy", None))
+        try:
+            # no Nagle before the header: the client's first bytes must not
+            # wait for the header's ACK
+            self.ssock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return os.write(self.sfd, header) == len(header)
+        except OSError:
+            return False
 
     def connect_failed(self, timeout: bool = False) -> None:
         """Give the server slot back, then retry or give up (SC / sC)."""

@@ -2,7 +2,7 @@
 # the .py is the source; farm/build.py, docs/building.md).
 
 cdef class Transport:
-    cdef public object sock, bind_name
+    cdef public object sock, bind_name, proxy
     cdef public int fd
     cdef public bint wants_write, secure, established
     cpdef bint handshake(self) except -1

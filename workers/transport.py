@@ -18,6 +18,9 @@ Conventions of every transport:
 - wants_write is True when the transport itself needs EPOLLOUT to make
   progress (TLS: a record half written); a plain socket never does.
 - secure says whether the connection is TLS (what ssl_fc reads).
+- proxy is the PROXY protocol header the connection started with
+  (workers/proxyproto.py ProxyHeader; what the fc_pp_* fetches read), or
+  None.
 
 A TLS transport adds a handshake step before any of that: handshake()
 returns True once done, False while it waits (wants_write says for which
@@ -42,7 +45,7 @@ class Transport:
     the plain and the TLS transports, so that the layers above call either
     through one interface."""
 
-    __slots__ = ("sock", "fd", "wants_write", "secure", "established", "bind_name")
+    __slots__ = ("sock", "fd", "wants_write", "secure", "established", "bind_name", "proxy")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -51,6 +54,7 @@ class Transport:
         self.secure = False         # what ssl_fc reads: TLS or not
         self.established = True     # the handshake is done (a plain one has none)
         self.bind_name = ""         # the listener it came through, for a log line
+        self.proxy = None           # the PROXY header received first (workers/ppaccept.py)
 
     def handshake(self) -> bool:
         """Advance the handshake (TLS); True once done."""

@@ -28,7 +28,7 @@ import sys
 import traceback
 
 from farm import logs, model
-from workers import counting
+from workers import counting, ppaccept
 from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
 from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
@@ -116,7 +116,8 @@ class Worker:
         self.paused_until_fds = False
         self.full_recheck: set = set()     # frontends paused by maxconn, rechecked soon
         self.fd_episode: FdEpisode | None = None   # out of descriptors since...
-        self.tls_sessions: dict[int, object] = {}  # listening fd of a tls bind -> its session class
+        # listening fd of a tls or accept_proxy bind -> its session class
+        self.tls_sessions: dict[int, object] = {}
         for fe_cfg in config.frontends:
             mine = [sockets[b.address][slot] for b in fe_cfg.binds]
             fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
@@ -126,6 +127,11 @@ class Worker:
             for bind, lsock in zip(fe_cfg.binds, mine):
                 if bind.tls:
                     self.tls_sessions[lsock.fileno()] = self.tls_session_class(fe_cfg, bind)
+                if bind.accept_proxy:
+                    # the PROXY header first, then the session the bind makes
+                    fd = lsock.fileno()
+                    self.tls_sessions[fd] = ppaccept.session_class(
+                        self.tls_sessions.get(fd, fe.session_class), fe_cfg, bind)
             if fe_cfg.mode == "tcp" and fe_cfg.use_backend:
                 fe.routes_by_l4 = layer4_router(fe, self.ctx.backends)
             self.ctx.frontends.append(fe)

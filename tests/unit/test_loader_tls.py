@@ -68,13 +68,13 @@ def test_one_table_alone_is_a_bind():
 
 def test_bind_table_errors():
     text = https(bind='[{ tls = true }, { address = "127.0.0.1:1", tls = "yes", port = 1 },'
-                      ' { address = "127.0.0.1:2", accept_proxy = true }]')
+                      ' { address = "127.0.0.1:2", accept_proxy = 1 }]')
     got = {(e.path, e.message) for e in errors(text)}
     assert ("frontends.www.bind[0]", "missing required key 'address'") in got
     assert ("frontends.www.bind[1].tls", "expected a boolean (true or false), got string 'yes'") in got
     assert any(p == "frontends.www.bind[1].port" and m.startswith("unknown key 'port'") for p, m in got)
     assert ("frontends.www.bind[2].accept_proxy",
-            "accept_proxy: the PROXY protocol on binds is not supported yet") in got
+            "expected a boolean (true or false), got integer 1") in got
 
 
 def test_duplicate_bind_names():
