@@ -342,6 +342,7 @@ class Frontend:
     acl: tuple[Acl, ...] = ()
     http_request: tuple[Rule, ...] = ()
     http_response: tuple[Rule, ...] = ()
+    tcp_request: tuple[Rule, ...] = ()    # each with an "on" param: connection | content
     use_backend: tuple[UseBackend, ...] = ()
     option_forwardfor: bool = False
     forwarded: bool = False
@@ -354,6 +355,28 @@ class Frontend:
 
 
 @dataclass(frozen=True)
+class StickTable:
+    """A [tables.NAME] section (farm/tables.py maps it in shared memory).
+
+    type is one of STICK_KEY_TYPES; key_len the width of string and binary
+    keys; size the number of entries; expire_ms 0 for never; store the
+    data types as (name, period ms; 0 for what is not a rate). Two equal
+    definitions (line aside) share one table over a reload.
+    """
+
+    name: str
+    type: str = "ip"
+    key_len: int = 32
+    size: int = 0
+    expire_ms: int = 0
+    store: tuple[tuple[str, int], ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+STICK_KEY_TYPES = ("ip", "ipv6", "integer", "string", "binary")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole validated configuration (one generation)."""
 
@@ -363,6 +386,13 @@ class Config:
     stats: Stats = field(default_factory=Stats)
     frontends: tuple[Frontend, ...] = ()
     backends: tuple[Backend, ...] = ()
+    tables: tuple[StickTable, ...] = ()
+
+    def table(self, name: str) -> StickTable | None:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        return None
 
     def backend(self, name: str) -> Backend | None:
         for b in self.backends:
