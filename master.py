@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import farm
 from farm import (__release_date__, __version__, build, confdiff, handoff, loader, logs, model,
-                  resolve, sampler, shm, tlsconf)
+                  resolve, sampler, shm, tables, tlsconf)
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -206,8 +206,10 @@ class Master:
         # for that server stays the same
         self.admin_addrs: dict[tuple[str, str], tuple] = {}
         self.tls_store = tlsconf.TlsStore()
+        self.sticks = tables.TableSet()          # the stick tables, kept over reloads
         self.current = Generation(1, config, self.new_table(config, 1, resolver or resolve.Resolver()), {},
                                   self.build_tls(config))
+        self.sticks.adopt(self.current.table.sticks)
         self.stopping = False
         self.exit_code = 0
         self.started = time.time()
@@ -342,6 +344,8 @@ class Master:
         # its connections and queued requests died with it: give their
         # share of the global counts back before its replacement starts
         self.current.table.forget_worker(proc.slot)
+        for t in self.current.table.sticks.values():
+            t.forget_worker(proc.slot)
         if delay == 0:
             self.spawn(proc.slot, self.current)
         else:
@@ -585,6 +589,7 @@ class Master:
         self.current = gen
         gen.announced = True
         self.tls_store.retain(gen.tls)
+        self.sticks.adopt(gen.table.sticks)
         self.forget_stale_addrs(gen.config)
         if old.health is not None:
             old.health.stop()
@@ -620,6 +625,7 @@ class Master:
         self.signal_workers(signal.SIGKILL, gen.number)
         close_unused(gen.listeners, self.current.listeners)
         self.tls_store.retain(self.current.tls)
+        self.sticks.discard(gen.table.sticks)
         gen.table.close()    # our mapping only: the killed workers had their own
         sd_notify("READY=1")
         for cb in gen.on_done:
@@ -697,7 +703,9 @@ class Master:
             raise MasterError(str(e)) from None
         for note in notes:
             self.log.warning("server_address", message=note)
-        return shm.Table.create(config, number, addresses)
+        table = shm.Table.create(config, number, addresses)
+        table.sticks = self.sticks.build(config.tables, config.global_.workers)
+        return table
 
     def forget_stale_addrs(self, config: model.Config) -> None:
         """After a reload: forget runtime addresses of servers that are gone
@@ -907,6 +915,8 @@ class Master:
         if self.stats_sampler is None or self.stats_sampler.table is not self.table:
             self.stats_sampler = sampler.StatsSampler(self.table)
         self.stats_sampler.sample()
+        for t in self.table.sticks.values():
+            t.sweep()                  # expired stick-table entries
         self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
 
     def run(self) -> int:

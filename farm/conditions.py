@@ -241,6 +241,9 @@ _STICK_ARGS = ("ctr", "table?", "sc0", "sc1", "sc2")
 
 # ACL keyword -> meaning. Read-only by convention.
 FETCHES: dict[str, _Fetch] = _build_fetches()
+# the canonical names of the stick-counter fetches and table_* converters
+STICK_BASES = frozenset({f.base for f in FETCHES.values() if f.arg in _STICK_ARGS}
+                        | set(TABLE_CONVERTERS))
 
 # HAProxy's predefined ACLs (section 7.4) that make sense here. A user ACL
 # of the same name takes precedence, as in HAProxy.
@@ -469,7 +472,7 @@ def split_converters(expr: str) -> list[str]:
 
 def stick_table_of(spec: "AclSpec") -> str | None:
     """The table an ACL's stick fetch names explicitly, else None."""
-    if spec.key is not None or spec.base.startswith("src_"):
+    if spec.key is not None or (spec.base in STICK_BASES and spec.base.startswith("src_")):
         return spec.arg
     if spec.base.startswith("sc_") and spec.arg and "," in spec.arg:
         return spec.arg.split(",", 1)[1]
@@ -477,7 +480,7 @@ def stick_table_of(spec: "AclSpec") -> str | None:
 
 
 def is_stick_fetch(base: str) -> bool:
-    return base.startswith(("sc_", "src_")) or base in TABLE_CONVERTERS
+    return base in STICK_BASES
 
 
 def _parse_table_converter(word: str, text: str) -> tuple[str, str, "Sample"]:
@@ -593,6 +596,8 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
 
 
 def _spec_table(base: str, arg: str | None) -> str | None:
+    if base not in STICK_BASES:
+        return None
     if base.startswith("src_"):
         return arg
     if base.startswith("sc_") and arg and "," in arg:

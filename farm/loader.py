@@ -1756,7 +1756,8 @@ def _check_one_spec(ctx: _Ctx, path: tuple, spec, names: list, default) -> None:
     table = conditions.stick_table_of(spec)
     if table is not None and table not in names:
         ctx.error(path, f"{spec.fetch}: unknown table {table!r}{_suggest(table, names)}")
-    elif table is None and spec.base.startswith("src_") and default is None:
+    elif table is None and conditions.is_stick_fetch(spec.base) and spec.base.startswith("src_") \
+            and default is None:
         ctx.error(path, f"{spec.fetch} needs a table name: {spec.fetch}(NAME)"
                   + ("" if names else " (no [tables.NAME] is defined)"))
 

@@ -829,3 +829,122 @@ class TableSet:
         for t in tables.values():
             if id(t) not in keep:
                 t.close()
+
+
+# -- the runtime API (farm/admin.py): show / clear / set table ----------------------
+
+# the order in which HAProxy prints an entry's data
+SHOW_ORDER = ("server_id", "gpt0", "gpc0", "gpc0_rate", "conn_cnt", "conn_rate", "conn_cur",
+              "sess_cnt", "sess_rate", "http_req_cnt", "http_req_rate", "http_err_cnt",
+              "http_err_rate", "bytes_in_cnt", "bytes_in_rate", "bytes_out_cnt",
+              "bytes_out_rate", "gpc1", "gpc1_rate")
+_OPS = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "le": lambda a, b: a <= b,
+        "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "gt": lambda a, b: a > b}
+
+
+def table_header(t: StickTable) -> str:
+    return (f"# table: {t.name}, type: {t.type}, size:{t.size}, used:{t.used}, "
+            f"memory:{t.nbytes}\n")
+
+
+def entry_line(t: StickTable, e: int, now: int) -> str:
+    """One entry as `show table` prints it (the address is the entry's
+    offset in the table's mapping)."""
+    exp = t.expires_in(e, now)
+    parts = [f"0x{t.base(e) * 8:x}: key={format_key(t.type, t.key_of(e))} use={t.held(e)} "
+             f"exp={0 if exp is None else exp}"]
+    for name in SHOW_ORDER:
+        if name in t.off:
+            v = t.get(e, name, now)
+            parts.append(f"{name}({t.period[name]})={v}" if t.period[name] else f"{name}={v}")
+    return " ".join(parts) + "\n"
+
+
+def _parse_filters(t: StickTable, args: list[str]) -> tuple[list, bytes | None]:
+    """show/clear table arguments after the name -> ([(type, op, value)], key)."""
+    filters, key, i = [], None, 0
+    while i < len(args):
+        w = args[i]
+        if w == "key":
+            if i + 1 >= len(args):
+                raise TableError("Key value expected\n")
+            key = parse_key(t.type, t.key_len, args[i + 1]) if t else None
+            i += 2
+            continue
+        if w.startswith("data."):
+            n = len(filters) + 1
+            name = w[5:]
+            if name not in DATA_TYPES:
+                raise TableError(f"Filter entry #{n}: Unknown data type\n")
+            if i + 1 >= len(args) or args[i + 1] not in _OPS:
+                raise TableError(f'Filter entry #{n}: Require and operator among "eq", "ne", '
+                                 '"le", "ge", "lt", "gt"\n')
+            if i + 2 >= len(args) or not re.fullmatch(r"-?\d+", args[i + 2]):
+                raise TableError(f"Filter entry #{n}: Require a valid integer value to compare against\n")
+            if name not in t.off:
+                raise TableError(f"Filter entry #{n}: Data type not stored in this table\n")
+            filters.append((name, _OPS[args[i + 1]], int(args[i + 2])))
+            i += 3
+            continue
+        raise TableError("Optional argument only supports \"data.<store_data_type>\" "
+                         "<operator> <value> and key <key>\n")
+    return filters, key
+
+
+def _selected(t: StickTable, filters: list, key: bytes | None, now: int):
+    if key is not None:
+        e = t.lookup(key, now)
+        candidates = [e] if e >= 0 else []
+    else:
+        candidates = [e for e in t.entries() if not t._expired(e, now)]
+    for e in candidates:
+        if all(op(t.get(e, name, now), v) for name, op, v in filters):
+            yield e
+
+
+def cli(sticks: dict, words: list[str]) -> str:
+    """`show table [NAME [data.TYPE OP VALUE]... [key K]]`, `clear table
+    NAME [data.TYPE OP VALUE]... | [key K]` and `set table NAME key K
+    data.TYPE VALUE...` with HAProxy's answers; errors raise TableError
+    (the text HAProxy prints)."""
+    verb, args = words[0], words[2:]
+    now = now_ms()
+    if verb == "show" and not args:
+        return "".join(table_header(t) for t in sticks.values())
+    if not args:
+        if verb == "clear":
+            raise TableError('Required arguments: <table> "data.<store_data_type>" <operator> '
+                             "<value> or <table> key <key>\n")
+        raise TableError("Required arguments: <table> key <key> [data.<store_data_type> <value>]*\n")
+    t = sticks.get(args[0])
+    if t is None:
+        raise TableError("No such table\n")
+    if verb == "show":
+        filters, key = _parse_filters(t, args[1:])
+        return table_header(t) + "".join(entry_line(t, e, now) for e in _selected(t, filters, key, now))
+    if verb == "clear":
+        filters, key = _parse_filters(t, args[1:])
+        for e in list(_selected(t, filters, key, now)):
+            t.remove(e)
+        return ""
+    # set table NAME key K data.TYPE V ...
+    if len(args) < 3 or args[1] != "key":
+        raise TableError("Key value expected\n")
+    key = parse_key(t.type, t.key_len, args[2])
+    rest = args[3:]
+    updates = []
+    for i in range(0, len(rest), 2):
+        w = rest[i]
+        if not w.startswith("data.") or w[5:] not in DATA_TYPES:
+            raise TableError("Unknown data type\n")
+        if w[5:] not in t.off:
+            raise TableError("Data type not stored in this table\n")
+        if i + 1 >= len(rest) or not re.fullmatch(r"-?\d+", rest[i + 1]):
+            raise TableError("Require a valid integer value to store\n")
+        updates.append((w[5:], int(rest[i + 1])))
+    e = t.get_or_create(key, -1, now)
+    if e < 0:
+        raise TableError("Unable to allocate a new entry\n")
+    for name, v in updates:
+        t.set(e, name, v, now)
+    return ""

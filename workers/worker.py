@@ -28,7 +28,9 @@ import sys
 import traceback
 
 from farm import logs, model
-from workers import counting
+from farm.shm import C_DENIED_CONN
+from workers import counting, rules
+from workers import tables as sticks
 from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
 from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
@@ -106,6 +108,8 @@ class Worker:
         self.slot = slot
         self.generation = generation
         self.loop = Loop()
+        # stick tables first: the rules compiled below look them up
+        sticks.install(getattr(table, "sticks", None) or {}, slot)
         self.ctx = WorkerContext(self.loop, config, slot, generation, table)
         if tls is not None:
             self.ctx.tls = tls          # made by the master before the fork (farm/tlsconf.py)
@@ -126,6 +130,15 @@ class Worker:
             for bind, lsock in zip(fe_cfg.binds, mine):
                 if bind.tls:
                     self.tls_sessions[lsock.fileno()] = self.tls_session_class(fe_cfg, bind)
+            if fe_cfg.tcp_request:
+                # tcp_request rules run on every accepted connection first
+                tcp_rules = rules.compile_tcp_rules(fe_cfg.tcp_request, rules.compile_acls(fe_cfg.acl))
+                fe.session_class = sticks.connection_gate(tcp_rules, fe.session_class, self.ctx.conn_stk)
+                for bind, lsock in zip(fe_cfg.binds, mine):
+                    if bind.tls:
+                        fd = lsock.fileno()
+                        self.tls_sessions[fd] = sticks.connection_gate(
+                            tcp_rules, self.tls_sessions[fd], self.ctx.conn_stk)
             if fe_cfg.mode == "tcp" and fe_cfg.use_backend:
                 fe.routes_by_l4 = layer4_router(fe, self.ctx.backends)
             self.ctx.frontends.append(fe)
@@ -222,7 +235,10 @@ class Worker:
                 csock.setsockopt(*nodelay)
                 counting.connection(fe)
                 try:
-                    session_class(ctx, fe, csock, caddr)
+                    if session_class(ctx, fe, csock, caddr) is sticks.REJECTED:
+                        fe.c[C_DENIED_CONN] += 1    # tcp_request reject: closed
+                        fe_g.give()
+                        ctx_g.give()
                 except Exception:
                     self.log.error("session_failed", frontend=fe.name, error=traceback.format_exc())
                     csock.close()
