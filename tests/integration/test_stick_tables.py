@@ -158,9 +158,9 @@ key = "req.hdr(x-key)"
 def test_runtime_commands(farm_factory, tmp_path):
     """show table (list, one table, data filters, key), set table (a new
     entry, data of an existing one), clear table (a key, a filter, all),
-    and HAProxy's error answers."""
+    HAProxy's error answers, and the Prometheus families."""
     backend = HttpBackend("s1")
-    port, sock = free_port(), tmp_path / "admin.sock"
+    port, sock, stats_port = free_port(), tmp_path / "admin.sock", free_port()
     farm_factory(config(port, sock, backend, """
 [tables.per_ip]
 type = "ip"
@@ -173,6 +173,9 @@ type = "string"
 size = 10
 store = ["gpt0"]
 
+[stats]
+bind = "127.0.0.1:@STATS@"
+
 [[frontends.fe.http_request]]
 action = "track-sc0"
 key = "src"
@@ -181,7 +184,7 @@ table = "per_ip"
 [[frontends.fe.http_request]]
 action = "deny"
 if = "{ sc_get_gpc0(0) gt 0 }"
-""", workers=1))
+""".replace("@STATS@", str(stats_port)), workers=1))
     request(port)
     listing = show(sock)
     assert re.search(r"^# table: per_ip, type: ip, size:100, used:1, memory:\d+$", listing, re.M)
@@ -210,6 +213,11 @@ if = "{ sc_get_gpc0(0) gt 0 }"
     assert cli(sock, "show table per_ip data.foo gt 1") == b"Filter entry #1: Unknown data type\n\n"
     assert cli(sock, "show table per_ip key") == b"Key value expected\n\n"
     assert cli(sock, "set table per_ip key not-an-ip data.gpc0 1").startswith(b"invalid key")
+    # Prometheus: size and entries per table
+    metrics = request(stats_port, "/metrics")[2].decode()
+    assert 'haproxy_sticktable_size{name="per_ip",type="ip"} 100' in metrics
+    assert 'haproxy_sticktable_used{name="per_ip",type="ip"} 1' in metrics
+    assert 'haproxy_sticktable_used{name="names",type="string"} 0' in metrics
 
 
 def test_tables_survive_a_reload_and_a_worker_crash(farm_factory, tmp_path):
