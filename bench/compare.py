@@ -55,6 +55,7 @@ class Scenario:
     headers: dict = field(default_factory=dict)
     rules: bool = False
     access_log: bool = False
+    ratelimit: bool = False
     conns: int = 64
     metric: str = "rps"              # rps | mbps
 
@@ -75,6 +76,8 @@ SCENARIOS = {s.name: s for s in [
              conns=32),
     Scenario("cpu", 8, "CPU per request (user+sys of all the proxy's processes), 1 process",
              kind="fixed", conns=32),
+    Scenario("ratelimit", 9, "HTTP keep-alive + per-source request rate limit (stick table), 1 process",
+             ratelimit=True),
 ]}
 
 
@@ -111,7 +114,8 @@ class Bench:
     def spec(self, sc: Scenario, port: int, tag: str) -> configs.Spec:
         access = f"{self.workdir}/{tag}-{port}-access.log" if sc.access_log else None
         return configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
-                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access)
+                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access,
+                            ratelimit=sc.ratelimit)
 
     def targets(self, sc: Scenario) -> list[str]:
         names = ["direct"] + PROXIES
@@ -377,7 +381,7 @@ def rows(results: dict) -> list[dict]:
 
     for name in results:
         res = results[name]
-        if name in ("ka1", "ka2", "close", "rules"):
+        if name in ("ka1", "ka2", "close", "rules", "ratelimit"):
             add(name, "req/s", "rps", "{:,.0f}", "higher")
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             if name == "close":     # at saturation; shows pauses (GC...) under connection churn
@@ -513,7 +517,7 @@ def show_configs(name: str) -> None:
     sc = SCENARIOS[name]
     spec = configs.Spec(port=8000, servers=[("127.0.0.1", 8001), ("127.0.0.1", 8002)],
                         workdir="/dev/shm/farm-bench-XXXX", processes=sc.processes, mode=sc.mode,
-                        rules=sc.rules,
+                        rules=sc.rules, ratelimit=sc.ratelimit,
                         access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None)
     for title, text in (("farm.toml", configs.farm_config(spec)),
                         ("haproxy.cfg", configs.haproxy_config(spec)),

@@ -43,6 +43,8 @@ COMPILED = (
     "workers.lb.pool",
     "workers.lb.roundrobin",
     "workers.lb.leastconn",
+    "farm.tables",
+    "workers.tables",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

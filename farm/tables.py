@@ -122,6 +122,9 @@ def parse_store(item: str) -> tuple[str, int]:
     return name, 0
 
 
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
 def key_width(type_: str, length: int) -> int:
     """Bytes of a key of this type in an entry."""
     return {"ip": 4, "ipv6": 16, "integer": 8}.get(type_, length)
@@ -134,6 +137,11 @@ def encode_key(type_: str, length: int, value) -> bytes | None:
     if type_ == "ip" or type_ == "ipv6":
         if isinstance(value, bytes):
             value = value.decode("latin-1")
+        try:                                   # the usual case, fast: a dotted IPv4
+            raw = socket.inet_pton(socket.AF_INET, value)
+            return raw if type_ == "ip" else _V4_MAPPED + raw
+        except (OSError, TypeError):
+            pass
         try:
             ip = ipaddress.ip_address(str(value).partition("%")[0])
         except ValueError:
@@ -230,6 +238,10 @@ def rate_read(c0: int, c1: int, now_ms: int, period: int) -> int:
     return cur
 
 
+_PID = [os.getpid()]          # this process's pid (the owner written into locks)
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
 def now_ms() -> int:
     """The tables' clock: CLOCK_MONOTONIC in ms, the same in every process."""
     return time.monotonic_ns() // 1_000_000
@@ -300,6 +312,10 @@ class StickTable:
         self.o_err_cnt, self.o_err_rate = o("http_err_cnt", -1), o("http_err_rate", -1)
         self.o_bin_cnt, self.o_bin_rate = o("bytes_in_cnt", -1), o("bytes_in_rate", -1)
         self.o_bout_cnt, self.o_bout_rate = o("bytes_out_cnt", -1), o("bytes_out_rate", -1)
+        self.p_conn_rate = self.period.get("conn_rate", 0)
+        self.p_req_rate = self.period.get("http_req_rate", 0)
+        self.counts_bytes = any(n.startswith("bytes_") for n in self.off)
+        self.counts_errors = "http_err_cnt" in self.off or "http_err_rate" in self.off
         self.pid = os.getpid()
 
     # -- sizes and bookkeeping ------------------------------------------------
@@ -326,7 +342,7 @@ class StickTable:
 
     def _lock(self, cell: int) -> None:
         cells = self.cells
-        pid = os.getpid()
+        pid = _PID[0]
         if cells.cas(cell, 0, pid):
             return
         spins = 0
@@ -427,6 +443,68 @@ class StickTable:
         q[base + E_BUCKET] = 0
         self._free(new)
         return e
+
+    def track(self, key: bytes, slot: int, now: int, request: bool) -> int:
+        """The hot path of track-sc: the entry of key (created when
+        missing), held for worker slot, with conn_cnt, conn_cur and
+        conn_rate counted, and the HTTP request too when request is true.
+        -1 when the table is full of entries in use. (get_or_create plus
+        on_track and on_request in one call.)"""
+        bucket = hash(key) & self.mask
+        lock = HEADER_CELLS + 2 * bucket
+        cells = self.cells
+        q = self.q
+        e = -1
+        if not cells.cas(lock, 0, _PID[0]):
+            self._lock(lock)
+        try:
+            e1 = q[lock + 1]
+            b, w, stride, at, koff = self.b, self.kwidth, self.stride, self.entries_at, self.key_off
+            while e1:
+                base = at + (e1 - 1) * stride
+                o = (base + koff) * 8
+                if b[o:o + w] == key:
+                    e = e1 - 1
+                    exp = q[base + E_EXPIRE]
+                    if exp != 0 and exp <= now and self.held(e) == 0:
+                        self._zero_data(e)
+                    cells.add(base + E_HELD + slot, 1)
+                    break
+                e1 = q[base + E_NEXT]
+        finally:
+            cells.store(lock, 0)
+        if e < 0:
+            e = self.get_or_create(key, slot, now)
+            if e < 0:
+                return -1
+            base = at + e * stride
+        if self.o_conn_cnt >= 0:
+            cells.add(base + self.o_conn_cnt, 1)
+        if self.o_conn_cur >= 0:
+            cells.add(base + self.o_conn_cur, 1)
+        if self.o_conn_rate >= 0:
+            self._rate_add(base + self.o_conn_rate, self.p_conn_rate, 1, now)
+        if request:
+            if self.o_req_cnt >= 0:
+                cells.add(base + self.o_req_cnt, 1)
+            if self.o_req_rate >= 0:
+                self._rate_add(base + self.o_req_rate, self.p_req_rate, 1, now)
+        return e
+
+    def untrack(self, e: int, slot: int, now: int) -> None:
+        """A session of worker slot stops tracking e: conn_cur given back,
+        the reference dropped, the entry touched (on_untrack + release)."""
+        base = self.entries_at + e * self.stride
+        cells = self.cells
+        if self.o_conn_cur >= 0:
+            c = base + self.o_conn_cur
+            if cells.add(c, -1) < 0:
+                cells.add(c, 1)
+        cells.add(base + E_HELD + slot, -1)
+        q = self.q
+        q[base + E_TOUCH] = now
+        if self.expire:
+            q[base + E_EXPIRE] = now + self.expire
 
     def _hold(self, e: int, slot: int, now: int) -> None:
         base = self.base(e)
@@ -564,10 +642,11 @@ class StickTable:
         off = self.off.get(name)
         if off is None:
             return None
-        c = self.base(e) + off
+        c = self.entries_at + e * self.stride + off
         period = self.period[name]
         if period:
-            return rate_read(self.q[c], self.q[c + 1], now_ms() if now is None else now, period)
+            q = self.q
+            return rate_read(q[c], q[c + 1], now_ms() if now is None else now, period)
         return self.q[c]
 
     def add(self, e: int, name: str, d: int, now: int | None = None) -> int | None:

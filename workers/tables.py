@@ -57,15 +57,15 @@ class Trackers:
             return self.parent.sc[n]
         return t
 
-    def track(self, n: int, table, key: bytes | None, now: int) -> None:
-        """Start tracking key in table as counter n (when n is free)."""
+    def track(self, n: int, table, key: bytes | None, now: int, request: bool = False) -> None:
+        """Start tracking key in table as counter n (when n is free);
+        request: count an HTTP request on it too."""
         if key is None or self.get(n) is not None:
             return
-        e = table.get_or_create(key, SLOT[0], now)
+        e = table.track(key, SLOT[0], now, request)
         if e < 0:
             return        # the table is full of entries in use
         self.sc[n] = (table, e)
-        table.on_track(e, now)
         if self.conn:
             table.on_session(e, now)
 
@@ -81,18 +81,16 @@ class Trackers:
                     seen.append(t)
         return seen
 
-    def release(self) -> None:
+    def release(self, now: int = 0) -> None:
         """The holder ends: give back what its own counters hold."""
-        now = now_ms()
+        now = now or now_ms()
         slot = SLOT[0]
         sc = self.sc
         for n in range(3):
             t = sc[n]
             if t is not None:
                 sc[n] = None
-                table, e = t
-                table.on_untrack(e)
-                table.release(e, slot, now)
+                t[0].untrack(t[1], slot, now)
 
 
 # -- tracking from rules -------------------------------------------------------
@@ -100,6 +98,15 @@ class Trackers:
 def key_encoder(table_name: str, get_sample):
     """txn -> the key bytes of the sample get_sample(txn) for table_name's
     type, or None (no such table, or no usable sample)."""
+    known = TABLES.get(table_name)        # install() ran before the rules were compiled
+    if known is not None:
+        type_, key_len = known.type, known.key_len
+
+        def key_of_known(txn):
+            v = get_sample(txn)
+            return known, (None if v is None else encode_key(type_, key_len, v))
+        return key_of_known
+
     def key(txn):
         table = TABLES.get(table_name)
         if table is None:
@@ -112,7 +119,10 @@ def key_encoder(table_name: str, get_sample):
 
 
 def _trackers_of(txn, create: bool) -> "Trackers | None":
-    stk = getattr(txn, "stk", None)
+    try:
+        stk = txn.stk
+    except AttributeError:
+        stk = None
     if stk is None and create:
         stk = Trackers()
         try:
@@ -133,11 +143,7 @@ def track_action(n: int, key, http: bool):
         stk = _trackers_of(txn, True)
         if stk is None or stk.get(n) is not None:
             return None
-        now = now_ms()
-        stk.track(n, table, k, now)
-        t = stk.sc[n]
-        if http and t is not None:
-            t[0].on_request(t[1], now)
+        stk.track(n, table, k, now_ms(), http)
         return None
     return track
 
@@ -262,16 +268,25 @@ def stream_finished(stream) -> None:
     it or its connection tracks, then its own counters are released."""
     stk = stream.stk
     stream.stk = None
-    status = stream.status
-    err = 400 <= status < 500
+    err = 400 <= stream.status < 500
     now = now_ms()
-    bin_, bout = stream.bytes_in, stream.bytes_out
+    if stk.parent is None and stk.sc[1] is None and stk.sc[2] is None:
+        t = stk.sc[0]              # the usual case: one counter, the stream's own
+        if t is not None:
+            table, e = t
+            if err and table.counts_errors:
+                table.on_error(e, now)
+            if table.counts_bytes:
+                table.on_bytes(e, stream.bytes_in, stream.bytes_out, now)
+            stk.sc[0] = None
+            table.untrack(e, SLOT[0], now)
+        return
     for table, e in stk.each():
-        if err:
+        if err and table.counts_errors:
             table.on_error(e, now)
-        if bin_ or bout:
-            table.on_bytes(e, bin_, bout, now)
-    stk.release()
+        if table.counts_bytes:
+            table.on_bytes(e, stream.bytes_in, stream.bytes_out, now)
+    stk.release(now)
 
 
 def connection_ended(session, stk: "Trackers") -> None:
