@@ -1369,6 +1369,10 @@ _BACKEND_SCHEMA = {
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_backend_tls),
     "servers": _Nested(_servers),
+    "stick_on": _key_sample,
+    "stick_match": _key_sample,
+    "stick_store_request": _key_sample,
+    "stick_table": _name,
 }
 _TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables")
 
@@ -1527,7 +1531,8 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
     _check_name(ctx, path, name, "backend")
     own = _fields(ctx, path, table, _BACKEND_SCHEMA, _Scope())
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie", "stick_on",
+                                      "stick_match", "stick_store_request"))
     algorithm, arg, options = _inherit(own, defaults, "balance", ("roundrobin", None, ()))
     if mode == "tcp" and algorithm in model.BALANCE_HTTP_ONLY:
         where = path + ("balance",) if "balance" in own else path
@@ -1563,9 +1568,26 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
         http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls", BackendTls()),
+        stick=_stick(ctx, path, own),
         id=index + 1,
         line=ctx.line(path),
     )
+
+
+def _stick(ctx: _Ctx, path: tuple, own: dict) -> model.Stick | None:
+    """stick_on (= stick_match + stick_store_request), stick_match,
+    stick_store_request, stick_table -> model.Stick; the table is checked
+    (and defaulted) with the others in _check_stick_refs."""
+    on, match, store = own.get("stick_on"), own.get("stick_match"), own.get("stick_store_request")
+    if on is None and match is None and store is None:
+        if "stick_table" in own:
+            ctx.error(path + ("stick_table",), "stick_table needs stick_on, stick_match or "
+                      "stick_store_request")
+        return None
+    if on is not None and (match is not None or store is not None):
+        ctx.error(path + ("stick_on",), "stick_on is stick_match and stick_store_request "
+                  "together: use it alone")
+    return model.Stick(own.get("stick_table", ""), on or match, on or store)
 
 
 def _not_yet_server_tls(ctx: _Ctx, backends: list[Backend]) -> None:
@@ -1709,6 +1731,23 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
                     _check_cond_tables(ctx, path, r.cond.text, sec.acl, names, default)
             return tuple(fixed)
         changes = {}
+        stick = getattr(sec, "stick", None)
+        if stick is not None:
+            spath = base + ("stick_table",)
+            if not stick.table:
+                if default is None:
+                    ctx.error(base, "stick_on/stick_match/stick_store_request need stick_table ("
+                              + ("no [tables.NAME] is defined)" if not names
+                                 else "there are several tables)"))
+                else:
+                    changes["stick"] = stick = dataclasses.replace(stick, table=default)
+            if stick.table and stick.table not in names:
+                ctx.error(spath, f"unknown table {stick.table!r}{_suggest(stick.table, names)}")
+            elif stick.table:
+                t = next(t for t in tables if t.name == stick.table)
+                if "server_id" not in dict(t.store):
+                    ctx.error(spath, f"table {stick.table!r} must store server_id for persistence "
+                              "(store = [\"server_id\", ...])")
         for key in ("http_request", "http_response", "tcp_request"):
             rules = getattr(sec, key, ())
             if rules:

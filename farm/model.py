@@ -296,6 +296,19 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Stick:
+    """Persistence on a stick table (HAProxy's stick on / stick match /
+    stick store-request): match is the fetch whose value is looked up
+    (None: no lookup), store the fetch whose value is stored with the
+    chosen server (None: no store), table the table's name (its store has
+    server_id)."""
+
+    table: str
+    match: str | None = None
+    store: str | None = None
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str
     mode: str = "http"
@@ -314,6 +327,7 @@ class Backend:
     http_reuse: str = "safe"         # "never" | "safe" | "always"
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: BackendTls = field(default_factory=BackendTls)
+    stick: Stick | None = None       # stick-table persistence (stick on / match / store-request)
     id: int = 0                      # 1-based (HAProxy's iid)
     line: int = 0
 

@@ -954,6 +954,13 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
     return get
 
 
+def key_getter(expr: str) -> Callable[[object], bytes | None]:
+    """A tracking or persistence key ("src", "req.hdr(x-api-key)") -> txn
+    -> its bytes, or None when the sample is absent or empty."""
+    get = _sample_getter(parse_key_sample(expr), "request")
+    return lambda txn: get(txn) or None
+
+
 def _convert(get: Callable, conv: str) -> Callable[[object], bytes]:
     if conv == "lower":
         return lambda txn: get(txn).lower()
@@ -1243,8 +1250,7 @@ def _stick_action(rule: model.Rule, http: bool) -> Callable | None:
     p = dict(rule.params)
     a = rule.action
     if a.startswith("track-sc"):
-        sample = _sample_getter(parse_key_sample(str(p["key"])), "request")
-        key = sticks.key_encoder(str(p["table"]), lambda txn: sample(txn) or None)
+        key = sticks.key_encoder(str(p["table"]), key_getter(str(p["key"])))
         act = sticks.track_action(int(a[-1]), key, http)
     elif a in ("sc-inc-gpc0", "sc-inc-gpc1"):
         act = sticks.gpc_action(int(p.get("sc", 0)), int(a[-1]))

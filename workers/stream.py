@@ -150,6 +150,10 @@ class Stream:
         if be.cookie is not None:
             be.cookie.on_request(self)
         self.key = be.key_of(self) if be.key_of is not None else None
+        if tables.BACKEND_STICK:
+            stick = tables.BACKEND_STICK.get(be.name)
+            if stick is not None:       # stick on / match / store-request (workers/tables.py)
+                stick.on_request(self)
         self.connect_server()
 
     def prepare_request(self, be) -> None:

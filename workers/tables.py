@@ -44,12 +44,13 @@ class Trackers:
     """Stick counters sc0..sc2 of a connection or a stream: per counter,
     (table, entry) or None."""
 
-    __slots__ = ("sc", "parent", "conn")
+    __slots__ = ("sc", "parent", "conn", "store")
 
     def __init__(self, parent: "Trackers | None" = None, conn: bool = False):
         self.sc = [None, None, None]
         self.parent = parent
         self.conn = conn
+        self.store = None       # [(table, key)]: persistence to store when the stream ends
 
     def get(self, n: int):
         t = self.sc[n]
@@ -270,6 +271,12 @@ def stream_finished(stream) -> None:
     stream.stk = None
     err = 400 <= stream.status < 500
     now = now_ms()
+    if stk.store is not None and stream.srv is not None:
+        sid = stream.srv.index + 1
+        for table, key in stk.store:
+            e = table.get_or_create(key, -1, now)
+            if e >= 0:
+                table.set(e, "server_id", sid, now)
     if stk.parent is None and stk.sc[1] is None and stk.sc[2] is None:
         t = stk.sc[0]              # the usual case: one counter, the stream's own
         if t is not None:
@@ -298,6 +305,52 @@ def connection_ended(session, stk: "Trackers") -> None:
         for table, e in stk.each():
             table.on_bytes(e, c2s.moved, session.s2c.moved, now)
     stk.release()
+
+
+# -- persistence (stick on / stick match / stick store-request) -------------------
+
+BACKEND_STICK: dict = {}     # backend name -> Persistence (filled by the worker)
+
+
+class Persistence:
+    """A backend's stick-table persistence: before the balance picks a
+    server, the match key's entry names one (server_id: its position in the
+    backend, from 1) and it is used when it is up; when the request ends,
+    the store key's entry gets the server that served it."""
+
+    __slots__ = ("table_name", "pool", "nservers", "match", "store")
+
+    def __init__(self, table_name: str, backend, match, store):
+        self.table_name = table_name
+        self.pool = backend.pool
+        self.nservers = len(backend.servers)
+        self.match = match          # txn -> key sample bytes or None; or None
+        self.store = store
+
+    def on_request(self, stream) -> None:
+        table = TABLES.get(self.table_name)
+        if table is None:
+            return
+        if self.match is not None and stream.forced_server is None:
+            v = self.match(stream)
+            k = encode_key(table.type, table.key_len, v) if v is not None else None
+            if k is not None:
+                e = table.lookup(k)
+                if e >= 0:
+                    idx = (table.get(e, "server_id") or 0) - 1
+                    if 0 <= idx < self.nservers and self.pool.is_up(idx):
+                        stream.forced_server = idx
+                    table.touch(e)
+        if self.store is not None:
+            v = self.store(stream)
+            k = encode_key(table.type, table.key_len, v) if v is not None else None
+            if k is not None:
+                stk = stream.stk
+                if stk is None:
+                    stk = stream.stk = Trackers()
+                if stk.store is None:
+                    stk.store = []
+                stk.store.append((table, k))
 
 
 class ConnTxn:

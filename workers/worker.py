@@ -149,6 +149,14 @@ class Worker:
             self.ctx.frontends.append(
                 stats_frontend(self.ctx, config, [sockets[config.stats.bind][slot]]))
         # -- end stats listener --
+        sticks.BACKEND_STICK.clear()
+        for be_cfg in config.backends:
+            if be_cfg.stick is not None:
+                st = be_cfg.stick
+                sticks.BACKEND_STICK[be_cfg.name] = sticks.Persistence(
+                    st.table, self.ctx.backends[be_cfg.name],
+                    rules.key_getter(st.match) if st.match else None,
+                    rules.key_getter(st.store) if st.store else None)
         if any(fe.mode == "http" for fe in config.frontends):
             from workers.server import ConnPool
             self.ctx.conn_pool = ConnPool(self.loop)

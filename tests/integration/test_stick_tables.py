@@ -418,3 +418,39 @@ if = "{ path_beg /tarpit }"
     assert request(port, "/tarpit")[0] == 500
     assert time.monotonic() - t0 >= 0.3
     assert request(port)[0] == 200
+
+
+def test_stick_on_persistence_survives_a_reload(farm_factory, tmp_path):
+    """stick_on = "src": every request of a client goes to the server its
+    first one got (round robin would alternate), the table says which
+    (server_id), a reload keeps it; when that server goes into maintenance
+    the client moves and the table follows."""
+    s1, s2 = HttpBackend("s1"), HttpBackend("s2")
+    port, sock = free_port(), tmp_path / "admin.sock"
+    text = config(port, sock, s1, """
+[[backends.be.servers]]
+name = "s2"
+address = "@S2@"
+
+[tables.persist]
+type = "ip"
+size = 100
+expire = "30m"
+store = ["server_id"]
+""", workers=2).replace('default_backend = "be"\n', 'default_backend = "be"\n', 1)
+    text = text.replace("[backends.be]\n", '[backends.be]\nstick_on = "src"\nstick_table = "persist"\n')
+    farm = farm_factory(text.replace("@S2@", s2.address))
+    first = request(port, "/name")[2]
+    assert [request(port, "/name")[2] for _ in range(10)] == [first] * 10
+    sid = {b"s1": 1, b"s2": 2}[first]
+    assert entries(show(sock, "persist"))["127.0.0.1"]["server_id"] == sid
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done")
+    assert [request(port, "/name")[2] for _ in range(6)] == [first] * 6
+    cli(sock, f"disable server be/{first.decode()}")
+    other = b"s2" if first == b"s1" else b"s1"
+    deadline = time.monotonic() + 5
+    while request(port, "/name")[2] != other:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert entries(show(sock, "persist"))["127.0.0.1"]["server_id"] == 3 - sid
