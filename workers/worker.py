@@ -131,8 +131,11 @@ class Worker:
                 if bind.tls:
                     self.tls_sessions[lsock.fileno()] = self.tls_session_class(fe_cfg, bind)
             if fe_cfg.tcp_request:
-                # tcp_request rules run on every accepted connection first
-                tcp_rules = rules.compile_tcp_rules(fe_cfg.tcp_request, rules.compile_acls(fe_cfg.acl))
+                # tcp_request rules run on every accepted connection first:
+                # the "connection" ones, then the "content" ones (HAProxy's
+                # order), each set in file order
+                ordered = sorted(fe_cfg.tcp_request, key=lambda r: r.param("on") != "connection")
+                tcp_rules = rules.compile_tcp_rules(ordered, rules.compile_acls(fe_cfg.acl))
                 fe.session_class = sticks.connection_gate(tcp_rules, fe.session_class, self.ctx.conn_stk)
                 for bind, lsock in zip(fe_cfg.binds, mine):
                     if bind.tls:

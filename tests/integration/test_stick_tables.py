@@ -454,3 +454,42 @@ store = ["server_id"]
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert entries(show(sock, "persist"))["127.0.0.1"]["server_id"] == 3 - sid
+
+
+def test_tcp_mode_tracks_connections_and_bytes(farm_factory, tmp_path):
+    """tcp_request rules in a TCP frontend: a connection cap per source
+    (connection rules run before content rules, whatever the file order),
+    and the bytes of a closed session counted on its entry."""
+    from tests.integration.backends import EchoServer
+    echo = EchoServer()
+    port, sock = free_port(), tmp_path / "admin.sock"
+    text = config(port, sock, echo, """
+[tables.tcp]
+type = "ip"
+size = 10
+store = ["conn_cur", "conn_cnt", "bytes_in_cnt", "bytes_out_cnt"]
+
+[[frontends.fe.tcp_request]]
+on = "content"
+action = "reject"
+if = "{ sc2_conn_cur gt 1 }"
+
+[[frontends.fe.tcp_request]]
+on = "connection"                         # connection rules run before content ones
+action = "track-sc2"
+key = "src"
+""", workers=1).replace('mode = "http"', 'mode = "tcp"')
+    farm_factory(text)
+    a = socket.create_connection(("127.0.0.1", port), timeout=5)
+    a.sendall(b"hello")
+    assert a.recv(5) == b"hello"
+    b = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert b.recv(5) == b""                    # the second one at once is refused
+    b.close()
+    a.close()
+    deadline = time.monotonic() + 5
+    while entries(show(sock, "tcp"))["127.0.0.1"]["conn_cur"] != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    e = entries(show(sock, "tcp"))["127.0.0.1"]
+    assert (e["conn_cnt"], e["bytes_in_cnt"], e["bytes_out_cnt"]) == (2, 5, 5)
