@@ -141,10 +141,19 @@ def track_action(n: int, key, http: bool):
         table, k = key(txn)
         if k is None:
             return None
-        stk = _trackers_of(txn, True)
-        if stk is None or stk.get(n) is not None:
+        try:
+            stk = txn.stk
+        except AttributeError:          # a txn that cannot track (farm explain)
             return None
-        stk.track(n, table, k, now_ms(), http)
+        if stk is None:
+            stk = txn.stk = Trackers()
+        elif stk.get(n) is not None:
+            return None
+        e = table.track(k, SLOT[0], now_ms(), http)
+        if e >= 0:
+            stk.sc[n] = (table, e)
+            if stk.conn:
+                table.on_session(e, now_ms())
         return None
     return track
 
