@@ -418,6 +418,7 @@ class Master:
         try:
             listeners, _ = reconcile_listeners(self.current.listeners, config)
         except MasterError as e:
+            self.sticks.discard(table.sticks)
             table.close()
             self.log.error("reload_refused", message=str(e))
             return refused([str(e)])
