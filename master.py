@@ -314,8 +314,21 @@ class Master:
                 proc.ready_fd = -1
             self.on_worker_exit(proc, os.waitstatus_to_exitcode(status))
 
+    def forget_stick_refs(self, proc: WorkerProc) -> None:
+        """A worker exited: the stick-table entries its sessions still held
+        (a crash, or a drain cut short by hard_stop_after) are released,
+        unless a live worker uses the same E_HELD cell (farm/tables.py
+        held_index: same slot, same generation parity)."""
+        tables_now = self.sticks.tables
+        if not tables_now or any(p.slot == proc.slot and (p.generation ^ proc.generation) & 1 == 0
+                                 for p in self.procs.values()):
+            return
+        for t in tables_now.values():
+            t.forget_worker(tables.held_index(proc.slot, proc.generation, t.workers))
+
     def on_worker_exit(self, proc: WorkerProc, code: int) -> None:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        self.forget_stick_refs(proc)
         if self.stopping or proc.stopping:
             self.log.info("worker_exited", slot=proc.slot, worker_pid=proc.pid, gen=proc.generation,
                           status=how)
@@ -344,8 +357,6 @@ class Master:
         # its connections and queued requests died with it: give their
         # share of the global counts back before its replacement starts
         self.current.table.forget_worker(proc.slot)
-        for t in self.current.table.sticks.values():
-            t.forget_worker(proc.slot)
         if delay == 0:
             self.spawn(proc.slot, self.current)
         else:

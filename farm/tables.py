@@ -24,7 +24,8 @@ Layout: int64 cells (farm/atomics.py for the atomic ones)
                E_BUCKET  bucket + 1 while in use, 0 while free
                E_TOUCH   last update (monotonic ms): the oldest is evicted
                E_EXPIRE  when it expires (monotonic ms, 0 = never)
-               E_HELD..  per worker slot, how many of its sessions track it
+               E_HELD..  per holder (held_index()), how many of its sessions
+                         track it
                key       fixed width, ceil(key width / 8) cells
                data      one cell per counter, two per rate
 
@@ -253,6 +254,15 @@ def now_ms() -> int:
  H_HAND, H_WORKERS) = range(10)
 HEADER_CELLS = 16
 E_NEXT, E_BUCKET, E_TOUCH, E_EXPIRE, E_HELD = range(5)
+
+
+def held_index(slot: int, generation: int, workers: int) -> int:
+    """The E_HELD cell of the worker of slot in generation: one per slot
+    and generation parity, so that the workers of a generation draining
+    after a reload and those of the new one (which share a table kept
+    over the reload) never share a cell, and the master can take back the
+    references of a worker that died holding some (forget_worker)."""
+    return slot + workers * (generation & 1)
 EVICT_SCAN = 64
 LOCK_SPINS = 200                   # CAS tries before yielding the CPU
 LOCK_STALE = 0.5                   # seconds of waiting before checking the holder is alive
@@ -262,7 +272,8 @@ class StickTable:
     """One stick table mapped in shared memory.
 
     defn is a farm.model.StickTable (name, type, key_len, size, expire_ms,
-    store); workers is the number of worker slots (one E_HELD cell each).
+    store); workers is the number of worker slots (two E_HELD cells each:
+    see held_index).
     The master creates it before forking; every method works in any
     process that inherited the mapping. Entry handles are ints (entry
     indices)."""
@@ -277,7 +288,8 @@ class StickTable:
         self.workers = workers
         self.kwidth = key_width(defn.type, defn.key_len)
         kcells = (self.kwidth + 7) // 8
-        self.key_off = E_HELD + workers
+        self.holders = 2 * workers
+        self.key_off = E_HELD + self.holders
         off = self.key_off + kcells
         self.off: dict[str, int] = {}
         self.period: dict[str, int] = {}
@@ -333,7 +345,7 @@ class StickTable:
 
     def held(self, e: int) -> int:
         b = self.base(e) + E_HELD
-        return sum(self.q[b:b + self.workers])
+        return sum(self.q[b:b + self.holders])
 
     def bucket_of(self, key: bytes) -> int:
         return hash(key) & self.mask
@@ -427,7 +439,7 @@ class StickTable:
         self._zero_data(new)
         q[base + E_BUCKET] = bucket + 1
         b0 = base + E_HELD
-        q[b0:b0 + self.workers] = _zeros(self.workers)
+        q[b0:b0 + self.holders] = _zeros(self.holders)
         self._lock(lock)
         try:
             e = self._find(bucket, key)
@@ -800,8 +812,9 @@ class StickTable:
         return removed
 
     def forget_worker(self, slot: int) -> None:
-        """Master, after worker slot died: its sessions are gone, so are
-        their references and their part of conn_cur."""
+        """Master, after the worker holding E_HELD cell `slot` (held_index)
+        died: its sessions are gone, so are their references and their part
+        of conn_cur."""
         q = self.q
         for e in self.entries():
             c = self.base(e) + E_HELD + slot

@@ -25,18 +25,20 @@ gives conn_cur back.
 from __future__ import annotations
 
 from farm.conditions import STICK_SUFFIXES, TABLE_CONVERTERS
-from farm.tables import encode_key, now_ms
+from farm.tables import encode_key, held_index, now_ms
 
 TABLES: dict = {}          # name -> farm.tables.StickTable (install())
-SLOT = [0]                 # this worker's slot (its E_HELD cell)
+SLOT = [0]                 # this worker's E_HELD cell (farm.tables.held_index)
 DEFAULT = [None]           # the table used when a fetch names none (a single table)
 
 
-def install(tables: dict, slot: int) -> None:
-    """The worker's stick tables (name -> StickTable) and its slot."""
+def install(tables: dict, slot: int, generation: int = 0) -> None:
+    """The worker's stick tables (name -> StickTable), its slot and
+    generation (which give its E_HELD cell: farm.tables.held_index)."""
     TABLES.clear()
     TABLES.update(tables)
-    SLOT[0] = slot
+    workers = next(iter(tables.values())).workers if tables else 0
+    SLOT[0] = held_index(slot, generation, workers)
     DEFAULT[0] = next(iter(tables)) if len(tables) == 1 else None
 
 

@@ -109,7 +109,7 @@ class Worker:
         self.generation = generation
         self.loop = Loop()
         # stick tables first: the rules compiled below look them up
-        sticks.install(getattr(table, "sticks", None) or {}, slot)
+        sticks.install(getattr(table, "sticks", None) or {}, slot, generation)
         self.ctx = WorkerContext(self.loop, config, slot, generation, table)
         if tls is not None:
             self.ctx.tls = tls          # made by the master before the fork (farm/tlsconf.py)

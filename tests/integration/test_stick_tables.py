@@ -493,3 +493,38 @@ key = "src"
         time.sleep(0.05)
     e = entries(show(sock, "tcp"))["127.0.0.1"]
     assert (e["conn_cnt"], e["bytes_in_cnt"], e["bytes_out_cnt"]) == (2, 5, 5)
+
+
+def test_a_drain_cut_short_gives_its_entries_back(farm_factory, tmp_path):
+    """A reload while a tracked connection waits on a slow server: the old
+    worker stops at hard_stop_after with the connection still open, and
+    its reference and conn_cur are given back (by its own close, or by the
+    master when it dies first); the table, kept over the reload, goes on
+    counting for the new workers."""
+    backend = HttpBackend("s1")
+    port, sock = free_port(), tmp_path / "admin.sock"
+    farm = farm_factory(config(port, sock, backend, """
+[tables.conns]
+type = "ip"
+size = 10
+store = ["conn_cur", "conn_cnt"]
+
+[[frontends.fe.tcp_request]]
+on = "connection"
+action = "track-sc0"
+key = "src"
+""", workers=1))
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /slow?ms=8000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 5
+    while entries(show(sock, "conns")).get("127.0.0.1", {}).get("conn_cur") != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done")
+    farm.wait_event("generation_drained", timeout=10)      # hard_stop_after = 2s
+    e = entries(show(sock, "conns"))["127.0.0.1"]
+    assert (e["conn_cur"], e["use"]) == (0, 0)
+    assert request(port)[0] == 200
+    assert entries(show(sock, "conns"))["127.0.0.1"]["conn_cnt"] == 2
+    s.close()
