@@ -329,6 +329,7 @@ class StickTable:
         self.counts_bytes = any(n.startswith("bytes_") for n in self.off)
         self.counts_errors = "http_err_cnt" in self.off or "http_err_rate" in self.off
         self.pid = os.getpid()
+        self._sweep_at = 0          # where the next sweep() starts
 
     # -- sizes and bookkeeping ------------------------------------------------
 
@@ -798,7 +799,7 @@ class StickTable:
         limit = min(self.size, q[H_ALLOC])
         if not limit:
             return 0
-        start = getattr(self, "_sweep_at", 0) % limit
+        start = self._sweep_at % limit
         removed = 0
         for k in range(min(budget, limit)):
             e = (start + k) % limit

@@ -954,9 +954,12 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
     return get
 
 
-def key_getter(expr: str) -> Callable[[object], bytes | None]:
+def key_getter(expr: str) -> Callable[[object], bytes | str | None]:
     """A tracking or persistence key ("src", "req.hdr(x-api-key)") -> txn
-    -> its bytes, or None when the sample is absent or empty."""
+    -> its bytes (src: the address as text), or None when the sample is
+    absent or empty (farm.tables.encode_key takes either)."""
+    if expr.strip() == "src":
+        return attrgetter("src")       # the address as text: what the ip tables encode fastest
     get = _sample_getter(parse_key_sample(expr), "request")
     return lambda txn: get(txn) or None
 
