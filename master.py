@@ -320,7 +320,7 @@ class Master:
         unless a live worker uses the same E_HELD cell (farm/tables.py
         held_index: same slot, same generation parity)."""
         tables_now = self.sticks.tables
-        if not tables_now or any(p.slot == proc.slot and (p.generation ^ proc.generation) & 1 == 0
+        if self.stopping or not tables_now or any(p.slot == proc.slot and (p.generation ^ proc.generation) & 1 == 0
                                  for p in self.procs.values()):
             return
         for t in tables_now.values():
