@@ -57,6 +57,9 @@ class Scenario:
     access_log: bool = False
     conns: int = 64
     metric: str = "rps"              # rps | mbps
+    tls: str | None = None           # "ec" | "rsa": HTTPS on the proxy's bind with that key
+    keys: tuple = ("ec",)            # handshake scenarios: the key types measured
+    reuse: bool = False              # handshake scenarios: resumed sessions
 
 
 SCENARIOS = {s.name: s for s in [
@@ -75,6 +78,14 @@ SCENARIOS = {s.name: s for s in [
              conns=32),
     Scenario("cpu", 8, "CPU per request (user+sys of all the proxy's processes), 1 process",
              kind="fixed", conns=32),
+    # TLS on the client side (farm and HAProxy, the same certificate files)
+    Scenario("tls_new", 9, "HTTPS, a new full TLS handshake per request (openssl s_time -new), 1 process",
+             kind="handshake", tls="ec", keys=("ec", "rsa")),
+    Scenario("tls_ka", 10, "HTTPS keep-alive, small responses, 1 process", tls="ec"),
+    Scenario("tls_bulk", 11, "HTTPS, 1 MiB responses (throughput), 1 process",
+             tls="ec", path="/1m", conns=8, metric="mbps"),
+    Scenario("tls_resume", 12, "HTTPS, a resumed TLS session per request (openssl s_time -reuse), 1 process",
+             kind="handshake", tls="ec", reuse=True),
 ]}
 
 
@@ -106,14 +117,23 @@ class Bench:
         self.results: dict = {}
         self.configs_used: dict[str, str] = {}
         self.stream = configs.have_nginx_stream()
+        self.certs: dict[str, str] | None = None     # TLS scenarios: key type -> PEM
 
     # -- helpers --
-    def spec(self, sc: Scenario, port: int, tag: str) -> configs.Spec:
+    def spec(self, sc: Scenario, port: int, tag: str, key: str | None = None) -> configs.Spec:
         access = f"{self.workdir}/{tag}-{port}-access.log" if sc.access_log else None
+        tls = None
+        if sc.tls:
+            if self.certs is None:
+                self.certs = configs.make_certificates(self.workdir)
+            tls = self.certs[key or sc.tls]
         return configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
-                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access)
+                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access,
+                            tls=tls)
 
     def targets(self, sc: Scenario) -> list[str]:
+        if sc.tls:
+            return ["farm", "haproxy"]     # the backend speaks plain HTTP: no direct
         names = ["direct"] + PROXIES
         if sc.mode == "tcp" and not self.stream:
             names.remove("nginx")
@@ -121,9 +141,9 @@ class Bench:
             names.remove("direct")
         return names
 
-    def start(self, sc: Scenario, name: str) -> proxies.Proc:
+    def start(self, sc: Scenario, name: str, key: str | None = None) -> proxies.Proc:
         p = proxies.make(name, self.workdir)
-        p.start(self.spec(sc, proxies.free_port(), name), probe_path=sc.path)
+        p.start(self.spec(sc, proxies.free_port(), name, key), probe_path=sc.path)
         if p.config_text:
             self.configs_used[f"{sc.name}/{name}{Path(p.config_path).suffix}"] = p.config_text
         return p
@@ -134,7 +154,8 @@ class Bench:
     def one_load(self, sc: Scenario, p: proxies.Proc, seconds: float, script: str) -> dict:
         cpu0 = p.cpu_seconds() if p.name != "direct" else None
         pids0 = set(p.pids())
-        r = load.wrk(p.port, sc.path, seconds, sc.conns, script)
+        r = load.wrk(p.port, sc.path, seconds, sc.conns, script,
+                     scheme="https" if sc.tls else "http")
         if cpu0 is not None:
             pids1 = set(p.pids())
             r["cpu_s"] = p.cpu_seconds() - cpu0
@@ -173,8 +194,9 @@ class Bench:
                     log(f"  {n}: failed to start: {e}")
                     out["targets"][n] = {"error": f"start: {e}", "runs": []}
             script = self.script(sc, rate)
+            scheme = "https" if sc.tls else "http"
             for n, p in procs.items():           # warm-up, not measured
-                load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
+                load.wrk(p.port, sc.path, a.warmup, sc.conns, script, scheme=scheme)
             for rnd in range(a.rounds):
                 for n in list(procs):
                     p = procs[n]
@@ -185,7 +207,7 @@ class Bench:
                         self.record_death(sc, t, p, rnd, "between runs")
                         try:
                             procs[n] = p = self.start(sc, n)
-                            load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
+                            load.wrk(p.port, sc.path, a.warmup, sc.conns, script, scheme=scheme)
                         except Exception as e:  # noqa: BLE001
                             t.setdefault("failures", []).append(f"restart: {e}")
                             del procs[n]
@@ -228,6 +250,51 @@ class Bench:
             for n, t in out["targets"].items():
                 got = t["median"]["rps"]
                 t["sustained"] = bool(got and got >= 0.95 * rate)
+        return out
+
+    def run_handshakes(self, sc: Scenario) -> dict:
+        """TLS handshakes per second (and proxy CPU per handshake), per key
+        type of sc.keys: farm and HAProxy side by side, interleaved rounds,
+        openssl s_time as the client (load.s_time)."""
+        a = self.args
+        out: dict = {"targets": {}, "keys": list(sc.keys)}
+        for key in sc.keys:
+            procs: dict[str, proxies.Proc] = {}
+            try:
+                for n in self.targets(sc):
+                    try:
+                        procs[n] = self.start(sc, n, key)
+                    except Exception as e:      # noqa: BLE001 (reported, the others go on)
+                        log(f"  {n}: failed to start: {e}")
+                        out["targets"].setdefault(n, {"runs": []})["error"] = f"start: {e}"
+                for p in procs.values():        # warm-up, not measured
+                    load.s_time(p.port, a.warmup, sc.reuse)
+                for rnd in range(a.rounds):
+                    for n, p in procs.items():
+                        t = out["targets"].setdefault(n, {"runs": []})
+                        cpu0 = p.cpu_seconds()
+                        try:
+                            r = load.s_time(p.port, a.duration, sc.reuse)
+                        except Exception as e:  # noqa: BLE001
+                            t.setdefault("failures", []).append(str(e))
+                            continue
+                        cpu = p.cpu_seconds() - cpu0
+                        r["key"] = key
+                        r["cpu_us_per_hs"] = cpu / r["connections"] * 1e6 if r["connections"] else None
+                        t["runs"].append(r)
+                        log(f"  [{sc.name}] {key} round {rnd + 1}/{a.rounds} {n:8} {r['hps']:10,.0f} handshakes/s"
+                            f"  cpu {r['cpu_us_per_hs'] or 0:7.0f} us/handshake")
+            finally:
+                for p in procs.values():
+                    p.stop()
+        for n, t in out["targets"].items():
+            t["median"], t["spread"] = {}, {}
+            for key in sc.keys:
+                runs = [r for r in t["runs"] if r["key"] == key]
+                for m in ("hps", "cpu_us_per_hs"):
+                    t["median"][f"{m}_{key}"] = median([r.get(m) for r in runs])
+                    t["spread"][f"{m}_{key}"] = spread([r.get(m) for r in runs])
+            t["errors"] = 0
         return out
 
     def run_idle(self, sc: Scenario) -> dict:
@@ -303,6 +370,8 @@ class Bench:
             t0 = time.monotonic()
             if sc.kind == "load":
                 res = self.run_load(sc)
+            elif sc.kind == "handshake":
+                res = self.run_handshakes(sc)
             elif sc.kind == "idle":
                 res = self.run_idle(sc)
             else:                         # latency and cpu share one set of fixed-rate runs
@@ -382,9 +451,17 @@ def rows(results: dict) -> list[dict]:
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             if name == "close":     # at saturation; shows pauses (GC...) under connection churn
                 add(name, "p99 ms (saturated)", "lat_p99_ms", "{:,.1f}", "lower")
-        elif name == "tcp1m":
+        elif name in ("tcp1m", "tls_bulk"):
             add(name, "MB/s", "mbps", "{:,.0f}", "higher")
             add(name, "CPU us/MiB", "cpu_us_per_req", "{:,.0f}", "lower")
+        elif name == "tls_ka":
+            add(name, "req/s", "rps", "{:,.0f}", "higher")
+            add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
+        elif name in ("tls_new", "tls_resume"):
+            for key in res.get("keys", ["ec"]):
+                label = {"ec": "ECDSA P-256", "rsa": "RSA 2048"}.get(key, key)
+                add(name, f"handshakes/s {label}", f"hps_{key}", "{:,.0f}", "higher")
+                add(name, f"CPU us/hs {label}", f"cpu_us_per_hs_{key}", "{:,.0f}", "lower")
         elif name == "idle":
             add(name, f"KiB/conn ({res['connections']:,})", "kib_per_conn", "{:,.2f}", "lower")
         elif name == "latency":

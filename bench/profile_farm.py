@@ -6,7 +6,7 @@ nothing in farm (the profiler is wrapped around Worker.run in this process
 before the master forks).
 
     bench/run must have run once (it installs wrk and nginx); then:
-    .venv/bin/python bench/profile_farm.py [ka1|close|rules] [--seconds 5] [--top 25]
+    .venv/bin/python bench/profile_farm.py [ka1|close|rules|tls_ka|tls_bulk] [--seconds 5] [--top 25]
 
 Only 127.0.0.1, bounded in time. cProfile roughly doubles the cost of each
 Python call, so read the shares, not the absolute times.
@@ -53,7 +53,7 @@ def worker_main(cfg_path: str, prof_path: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules"])
+    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "tls_ka", "tls_bulk"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
@@ -78,8 +78,9 @@ def main() -> int:
     try:
         port = proxies.free_port()
         access = f"{workdir}/access.log" if sc.access_log else None
+        tls = configs.make_certificates(workdir)[sc.tls] if sc.tls else None
         spec = configs.Spec(port=port, servers=backend.servers(), workdir=workdir, mode=sc.mode,
-                            rules=sc.rules, access_log=access)
+                            rules=sc.rules, access_log=access, tls=tls)
         cfg = f"{workdir}/farm.toml"
         Path(cfg).write_text(configs.farm_config(spec))
         prof = f"{workdir}/worker.prof"
@@ -88,7 +89,7 @@ def main() -> int:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if proxies.http_get(port, sc.path).startswith(b"HTTP/1.1 200"):
+                if proxies.http_get(port, sc.path, tls=bool(tls)).startswith(b"HTTP/1.1 200"):
                     break
             except OSError:
                 pass
@@ -96,7 +97,7 @@ def main() -> int:
                 sys.exit("farm did not start: " + Path(f"{workdir}/farm.stderr").read_text()[-2000:])
             time.sleep(0.1)
         script = load.write_script(f"{workdir}/p.lua", sc.headers)
-        r = load.wrk(port, sc.path, a.seconds, sc.conns, script)
+        r = load.wrk(port, sc.path, a.seconds, sc.conns, script, scheme="https" if tls else "http")
         print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
         os.kill(farm.pid, signal.SIGTERM)
         farm.wait(20)
