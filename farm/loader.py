@@ -1145,6 +1145,9 @@ def _backend_tls(ctx, path, value, scope) -> BackendTls | _Skip:
         fields["cert"] = fields.pop("certificate")
     if "sni" in fields:
         fields["sni"], fields["sni_fetch"] = fields["sni"]
+    if "h2" in fields.get("alpn", ()):
+        # a server that picks h2 would get HTTP/1.1 bytes
+        ctx.error(path + ("alpn",), 'h2 to servers is not supported yet: offer "http/1.1"')
     return BackendTls(**{k: v for k, v in fields.items() if v is not None})
 
 

@@ -158,6 +158,8 @@ def test_backend_tls_and_server_keys():
     assert e.path == "backends.app.tls.sni"
     (e,) = errors(text.replace('verify = "none"', 'verify = "optional"'))
     assert e.path == "backends.app.tls.verify"
+    (e,) = errors(text.replace('alpn = ["http/1.1"]', 'alpn = ["h2", "http/1.1"]'))
+    assert e.path == "backends.app.tls.alpn" and "h2" in e.message
 
 
 def test_server_tls_and_check_tls_load():
