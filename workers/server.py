@@ -204,7 +204,8 @@ class ServerConn:
                 stream.last_s = stream.loop.now
                 if self.want_session and data:
                     # TLS 1.3: the server's ticket came before these bytes
-                    self.want_session = not self.srv.tls.keep_session(self.t)
+                    self.srv.tls.keep_session(self.t, True)
+                    self.want_session = False
                 if self.mode == M_TUNNEL:
                     if not data:
                         self.eof = True

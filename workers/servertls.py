@@ -69,12 +69,17 @@ class ServerTls:
         return ServerTlsTransport(sock, self.contexts.context(server_name), server_name,
                                   self.sessions.get(server_name))
 
-    def keep_session(self, t: ServerTlsTransport) -> bool:
+    def keep_session(self, t: ServerTlsTransport, data_read: bool = False) -> bool:
         """Keep t's session for the next connection, once the server has
-        sent one; True once done (nothing more to keep from t)."""
+        sent one; True once done (nothing more to keep from t). With
+        data_read (application data has been read), this is the last try:
+        a TLS 1.3 server sends its tickets right after the handshake,
+        before any data, so one that has not sent any by then sends none."""
         sess = t.new_session()
         if sess is not None:
             self.sessions[t.server_name] = sess
+        elif data_read:
+            t.session_taken = True
         return t.session_taken
 
     def failed(self, ctx, src: str, src_port: int, accept_time: float, srv, why: str) -> None:

@@ -378,6 +378,11 @@ class TcpSession:
 
     def on_server(self, events: int) -> None:
         self.on_socket(events, self.s2c, self.c2s)
+        stls = self.stls
+        if stls is not None and not stls.session_taken:
+            # TLS 1.3: the server's ticket comes after the handshake, before
+            # its data: kept as soon as it is there, for the next session
+            self.srv.tls.keep_session(stls, self.s2c.moved > 0)
 
     def on_socket(self, events: int, reading: Direction, writing: Direction) -> None:
         """Events on one socket: it is the source of `reading` and the
