@@ -576,6 +576,7 @@ class BackendContexts:
     def __init__(self, name: str, tls: model.BackendTls, ca: bytes | None, cert: CertFile | None):
         self.name = name
         self.settings = tls
+        self.certs = [cert.info] if cert is not None else []    # the client certificate
         self.named = client_context(tls, ca, cert, check_hostname=True)
         self.unnamed = self.named if tls.verify == "none" else \
             client_context(tls, ca, cert, check_hostname=False)
@@ -617,8 +618,11 @@ class TlsSet:
     backends: dict[str, BackendContexts] = field(default_factory=dict)   # TLS to servers
 
     def certificates(self) -> list[tuple[str, CertInfo]]:
-        """(frontend, certificate) pairs in config order."""
-        return [(name, c) for name, fc in self.frontends.items() for c in fc.certs]
+        """(proxy, certificate) pairs in config order: the frontends'
+        certificates, then the backends' client certificates (mutual TLS
+        to servers), for `show ssl cert`, the stats page and Prometheus."""
+        return [(name, c) for name, fc in self.frontends.items() for c in fc.certs] + \
+            [(name, c) for name, bc in self.backends.items() for c in bc.certs]
 
     def cert(self, path: str) -> CertInfo | None:
         for _, c in self.certificates():

@@ -161,3 +161,29 @@ def test_failure_reason():
     assert tlsconf.failure_reason(e) == "certificate verify failed: self-signed certificate"
     assert tlsconf.failure_reason(ConnectionResetError(104, "Connection reset by peer")) == \
         "Connection reset by peer"
+
+
+def test_store_builds_backend_contexts_and_lists_client_certificates(pki):
+    from farm import loader
+    text = f"""
+[frontends.www]
+bind = "127.0.0.1:8080"
+default_backend = "app"
+[backends.app.tls]
+ca = "{pki['ca'].cert}"
+certificate = "{pki['farm'].crt}"
+key = "{pki['farm'].key}"
+[[backends.app.servers]]
+name = "s1"
+address = "127.0.0.1:8443"
+tls = true
+[backends.plain]
+[[backends.plain.servers]]
+name = "p1"
+address = "127.0.0.1:8000"
+"""
+    tls_set = tlsconf.TlsStore().build(loader.load_text(text, tls_files=True))
+    assert list(tls_set.backends) == ["app"]
+    assert tls_set.backends["app"].named.check_hostname
+    assert not tls_set.backends["app"].unnamed.check_hostname
+    assert [(proxy, c.path) for proxy, c in tls_set.certificates()] == [("app", str(pki["farm"].crt))]
