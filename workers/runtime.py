@@ -221,8 +221,7 @@ class SharedState:
         srv.family, srv.sockaddr = address
         pool = getattr(self.ctx_row, "conn_pool", None)
         if pool is not None:
-            for conn in list(pool.idle.get(srv, ())):
-                pool.discard(conn)
+            pool.discard_server(srv)
 
     def flush(self) -> None:
         """Write this worker's counters into its column (gauges refreshed).

@@ -374,6 +374,14 @@ class ConnPool:
             conns.remove(conn)
         conn.close(self.loop)
 
+    def discard_server(self, srv) -> None:
+        """Close every idle connection to srv (its address changed), under
+        whichever key it is pooled (the server, or (server, TLS name))."""
+        for key in list(self.idle):
+            if key is srv or (key.__class__ is tuple and key[0] is srv):
+                for conn in list(self.idle[key]):
+                    self.discard(conn)
+
     def sweep(self) -> None:
         limit = self.loop.now - POOL_IDLE_TIMEOUT
         left = 0

@@ -187,3 +187,37 @@ address = "127.0.0.1:8000"
     assert tls_set.backends["app"].named.check_hostname
     assert not tls_set.backends["app"].unnamed.check_hostname
     assert [(proxy, c.path) for proxy, c in tls_set.certificates()] == [("app", str(pki["farm"].crt))]
+
+
+def test_pool_keeps_tls_names_apart_and_forgets_a_moved_server():
+    from workers.loop import Loop
+    from workers.server import ConnPool, ServerConn
+    from workers.transport import PlainTransport
+
+    class Srv:                     # a server as the pool sees it: a hashable identity
+        pass
+    srv, other = Srv(), Srv()
+    loop = Loop()
+    pool = ConnPool(loop)
+    socks = []
+
+    def conn(key):
+        a, b = socket.socketpair()
+        socks.append(b)
+        c = ServerConn(PlainTransport(a), srv if key is None or key is srv else key[0], 1024,
+                       key, None if key is None or key is srv else key[1])
+        loop.add(c.fd, 0, lambda ev: None)
+        return c
+    a1, a2, b1, o1 = conn((srv, "a.internal")), conn((srv, "a.internal")), conn((srv, "b.internal")), \
+        conn((other, "a.internal"))
+    for c in (a1, a2, b1, o1):
+        pool.give(c)
+    assert pool.take((srv, "b.internal")) is b1
+    assert pool.take((srv, "b.internal")) is None
+    assert pool.take(srv) is None                      # a fetched name is never taken without it
+    pool.give(b1)
+    pool.discard_server(srv)                           # set server ... addr: all of srv's go
+    assert pool.take((srv, "a.internal")) is None and pool.take((srv, "b.internal")) is None
+    assert pool.take((other, "a.internal")) is o1
+    for s in socks:
+        s.close()
