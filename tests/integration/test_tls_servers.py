@@ -220,6 +220,25 @@ def test_wrong_certificate_is_refused_and_logged(farm_factory, nginx_factory, pk
     assert len(req) == 1 and " 503 " in req[0] and " SC-- " in req[0], req
 
 
+def test_refused_server_is_retried_on_another(farm_factory, nginx_factory, pki):
+    good, bad = nginx_factory(pki["app"]), nginx_factory(pki["rogue"])
+    port = free_port()
+    cfg = config(port, bad.address, f'ca = "{pki["ca"].cert}"\nsni = "app.internal"') + f"""
+[[backends.app.servers]]
+name = "s2"
+address = "{good.address}"
+tls = true
+"""
+    farm = farm_factory(cfg.replace('http_reuse = "safe"', 'http_reuse = "safe"\nretries = 1'))
+    for _ in range(4):                  # round robin: every other request meets s1 first
+        assert get(port, close=True)[0] == 200
+    time.sleep(0.3)
+    lines = farm.access_lines()
+    assert sum("app/s1: SSL handshake failure" in line for line in lines) >= 2, lines
+    served = [line for line in lines if '"GET / HTTP/1.1"' in line]
+    assert len(served) == 4 and all(" app/s2 " in line and " 200 " in line for line in served), served
+
+
 def test_name_mismatch_is_refused(farm_factory, nginx_factory, pki):
     n = nginx_factory(pki["app"])
     port = free_port()
@@ -469,6 +488,25 @@ def test_tcp_mode_tls_termination(farm_factory, pki):
         time.sleep(0.3)
         line = farm.access_lines()[-1]
         assert "t~ b/s1" in line and " -- " in line, line
+    finally:
+        echo.close()
+
+
+def test_tcp_mode_failed_client_handshake_is_one_line(farm_factory, pki):
+    echo = PlainEcho()
+    port = free_port()
+    try:
+        farm = farm_factory(tcp_config(port, echo.address, front_tls=f'certificates = ["{pki["front"].pem}"]'))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")      # not TLS
+            s.settimeout(5)
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+        time.sleep(0.3)
+        lines = farm.access_lines()
+        assert len(lines) == 1 and lines[0].endswith("t/1: SSL handshake failure"), lines
     finally:
         echo.close()
 
