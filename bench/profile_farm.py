@@ -6,7 +6,7 @@ nothing in farm (the profiler is wrapped around Worker.run in this process
 before the master forks).
 
     bench/run must have run once (it installs wrk and nginx); then:
-    .venv/bin/python bench/profile_farm.py [ka1|close|rules|tls_ka|tls_bulk] [--seconds 5] [--top 25]
+    .venv/bin/python bench/profile_farm.py [ka1|close|rules|tls_ka|tls_bulk|tls_new|tls_resume] [--seconds 5] [--top 25]
 
 Only 127.0.0.1, bounded in time. cProfile roughly doubles the cost of each
 Python call, so read the shares, not the absolute times.
@@ -53,7 +53,7 @@ def worker_main(cfg_path: str, prof_path: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "tls_ka", "tls_bulk"])
+    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "tls_ka", "tls_bulk", "tls_new", "tls_resume"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
@@ -97,8 +97,12 @@ def main() -> int:
                 sys.exit("farm did not start: " + Path(f"{workdir}/farm.stderr").read_text()[-2000:])
             time.sleep(0.1)
         script = load.write_script(f"{workdir}/p.lua", sc.headers)
-        r = load.wrk(port, sc.path, a.seconds, sc.conns, script, scheme="https" if tls else "http")
-        print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
+        if sc.kind == "handshake":
+            r = load.s_time(port, a.seconds, sc.reuse)
+            print(f"{a.scenario}: {r['hps']:,.0f} handshakes/s under cProfile")
+        else:
+            r = load.wrk(port, sc.path, a.seconds, sc.conns, script, scheme="https" if tls else "http")
+            print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
         os.kill(farm.pid, signal.SIGTERM)
         farm.wait(20)
         profs = [p for p in Path(workdir).glob("worker.prof.*")]
