@@ -88,8 +88,17 @@ class OptionalBuildExt(build_ext):
         self.built.append(ext.name)
 
 
+def extensions() -> list:
+    # FARM_NO_EXTENSIONS: the Makefile's `pip install -e`, which would
+    # otherwise compile everything once in a temporary directory before
+    # `make build` compiles it again in place.
+    if os.environ.get("FARM_NO_EXTENSIONS"):
+        return []
+    return [Extension("farm._atomics", ["farm/_atomics.c"], extra_compile_args=["-O2"]),
+            *cython_extensions()]
+
+
 setup(
-    ext_modules=[Extension("farm._atomics", ["farm/_atomics.c"], extra_compile_args=["-O2"]),
-                 *cython_extensions()],
+    ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
 )

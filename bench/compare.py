@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Scenario:
     access_log: bool = False
     conns: int = 64
     metric: str = "rps"              # rps | mbps
+    server_maxconn: int = 0          # kind "queue": the one slow server's maxconn
     tls: str | None = None           # "ec" | "rsa": HTTPS on the proxy's bind with that key
     keys: tuple = ("ec",)            # handshake scenarios: the key types measured
     reuse: bool = False              # handshake scenarios: resumed sessions
@@ -78,15 +80,20 @@ SCENARIOS = {s.name: s for s in [
              conns=32),
     Scenario("cpu", 8, "CPU per request (user+sys of all the proxy's processes), 1 process",
              kind="fixed", conns=32),
+    Scenario("maxconn", 9, "server maxconn 4, 10 ms backend, 64 clients, 2 processes: "
+             "peak at the server, queue order", kind="queue", processes=2, server_maxconn=4),
     # TLS on the client side (farm and HAProxy, the same certificate files)
-    Scenario("tls_new", 9, "HTTPS, a new full TLS handshake per request (openssl s_time -new), 1 process",
+    Scenario("tls_new", 10, "HTTPS, a new full TLS handshake per request (openssl s_time -new), 1 process",
              kind="handshake", tls="ec", keys=("ec", "rsa")),
-    Scenario("tls_ka", 10, "HTTPS keep-alive, small responses, 1 process", tls="ec"),
-    Scenario("tls_bulk", 11, "HTTPS, 1 MiB responses (throughput), 1 process",
+    Scenario("tls_ka", 11, "HTTPS keep-alive, small responses, 1 process", tls="ec"),
+    Scenario("tls_bulk", 12, "HTTPS, 1 MiB responses (throughput), 1 process",
              tls="ec", path="/1m", conns=8, metric="mbps"),
-    Scenario("tls_resume", 12, "HTTPS, a resumed TLS session per request (openssl s_time -reuse), 1 process",
+    Scenario("tls_resume", 13, "HTTPS, a resumed TLS session per request (openssl s_time -reuse), 1 process",
              kind="handshake", tls="ec", reuse=True),
 ]}
+
+# The maxconn scenario's backend: bench/slow_backend.py answers after this.
+SLOW_DELAY_MS = 10
 
 
 def log(msg: str) -> None:
@@ -117,11 +124,17 @@ class Bench:
         self.results: dict = {}
         self.configs_used: dict[str, str] = {}
         self.stream = configs.have_nginx_stream()
+        self.slow: subprocess.Popen | None = None     # the maxconn scenario's backend
+        self.slow_port = 0
         self.certs: dict[str, str] | None = None     # TLS scenarios: key type -> PEM
 
     # -- helpers --
     def spec(self, sc: Scenario, port: int, tag: str, key: str | None = None) -> configs.Spec:
         access = f"{self.workdir}/{tag}-{port}-access.log" if sc.access_log else None
+        if sc.kind == "queue":
+            return configs.Spec(port=port, servers=[("127.0.0.1", self.slow_port)],
+                                workdir=self.workdir, processes=sc.processes,
+                                extra={"server_maxconn": sc.server_maxconn})
         tls = None
         if sc.tls:
             if self.certs is None:
@@ -131,6 +144,53 @@ class Bench:
                             processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access,
                             tls=tls)
 
+    def start_slow_backend(self) -> None:
+        """bench/slow_backend.py on a free port, once per run."""
+        if self.slow is not None:
+            return
+        self.slow_port = proxies.free_port()
+        self.slow = subprocess.Popen([sys.executable, str(ROOT / "bench" / "slow_backend.py"),
+                                      str(self.slow_port), str(SLOW_DELAY_MS)],
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while self.slow_counts() is None:
+            if time.monotonic() > deadline or self.slow.poll() is not None:
+                raise RuntimeError("bench/slow_backend.py did not start")
+            time.sleep(0.05)
+
+    def slow_counts(self) -> tuple[int, int] | None:
+        """(the most requests the slow backend held at once since the last
+        call, the number it holds now)."""
+        import http.client
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.slow_port, timeout=5)
+            c.request("GET", "/_peak")
+            peak, now = c.getresponse().read().split()
+            return int(peak), int(now)
+        except (OSError, ValueError):
+            return None
+
+    def slow_peak(self) -> int | None:
+        counts = self.slow_counts()
+        return counts[0] if counts else None
+
+    def slow_settle(self) -> None:
+        """Wait (10 s at most) until the slow backend has held no request for
+        half a second: the requests of the last run's closed connections
+        (still in the server's socket buffers, read one by one) would count
+        in the next run's peak."""
+        deadline = time.monotonic() + 10
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            counts = self.slow_counts()
+            if counts is None:
+                return
+            if counts != (0, 0):
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= 0.5:
+                return
+            time.sleep(0.05)
+
     def targets(self, sc: Scenario) -> list[str]:
         if sc.tls:
             return ["farm", "haproxy"]     # the backend speaks plain HTTP: no direct
@@ -138,6 +198,14 @@ class Bench:
         if sc.mode == "tcp" and not self.stream:
             names.remove("nginx")
         if sc.kind == "idle":
+            names.remove("direct")
+        if sc.kind == "queue":
+            # nginx's open-source upstream has max_conns but no queue: above
+            # the limit it answers 502, so it has nothing to compare here.
+            # Nor has direct (the server with 64 clients and no limit), and
+            # the connections it leaves in the slow server's accept queue
+            # would be served during the next target's run.
+            names.remove("nginx")
             names.remove("direct")
         return names
 
@@ -154,8 +222,21 @@ class Bench:
     def one_load(self, sc: Scenario, p: proxies.Proc, seconds: float, script: str) -> dict:
         cpu0 = p.cpu_seconds() if p.name != "direct" else None
         pids0 = set(p.pids())
+        peak: list = []
+        if sc.kind == "queue":
+            # The peak is read just before wrk stops: when wrk closes its
+            # connections, the proxy gives up the requests they were waiting
+            # for while the server still sleeps on them, which is an abort,
+            # not a maxconn excess.
+            self.slow_settle()
+            self.slow_peak()                    # start counting afresh
+            timer = threading.Timer(max(0.5, round(seconds) - 0.3), lambda: peak.append(self.slow_peak()))
+            timer.start()
         r = load.wrk(p.port, sc.path, seconds, sc.conns, script,
                      scheme="https" if sc.tls else "http")
+        if sc.kind == "queue":
+            timer.join()
+            r["server_peak"] = peak[0] if peak else None
         if cpu0 is not None:
             pids1 = set(p.pids())
             r["cpu_s"] = p.cpu_seconds() - cpu0
@@ -245,6 +326,12 @@ class Bench:
                             "lat_p999_ms")}
             t["spread"] = {k: spread([r.get(k) for r in runs]) for k in ("rps", "mbps", "cpu_us_per_req")}
             t["errors"] = sum(r["errors"] for r in runs)
+            if sc.kind == "queue":
+                # the highest over the rounds, not a median: one excess is a fault
+                peaks = [r["server_peak"] for r in runs if r.get("server_peak") is not None]
+                t["median"]["server_peak"] = max(peaks) if peaks else None
+                if t["median"]["lat_p99_ms"] is not None and t["median"]["lat_p50_ms"] is not None:
+                    t["median"]["queue_spread_ms"] = t["median"]["lat_p99_ms"] - t["median"]["lat_p50_ms"]
         if rate:
             out["rate"] = rate
             for n, t in out["targets"].items():
@@ -370,6 +457,9 @@ class Bench:
             t0 = time.monotonic()
             if sc.kind == "load":
                 res = self.run_load(sc)
+            elif sc.kind == "queue":
+                self.start_slow_backend()
+                res = self.run_load(sc)
             elif sc.kind == "handshake":
                 res = self.run_handshakes(sc)
             elif sc.kind == "idle":
@@ -385,6 +475,9 @@ class Bench:
         return {"meta": meta, "scenarios": self.results}
 
     def close(self) -> None:
+        if self.slow is not None:
+            self.slow.kill()
+            self.slow.wait()
         self.backend.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -454,6 +547,11 @@ def rows(results: dict) -> list[dict]:
         elif name in ("tcp1m", "tls_bulk"):
             add(name, "MB/s", "mbps", "{:,.0f}", "higher")
             add(name, "CPU us/MiB", "cpu_us_per_req", "{:,.0f}", "lower")
+        elif name == "maxconn":
+            add(name, "req/s", "rps", "{:,.0f}", "higher")
+            add(name, "server peak (max)", "server_peak", "{:,.0f}", "lower",
+                note=f"at most {SCENARIOS[name].server_maxconn} is right")
+            add(name, "p99 - p50 ms", "queue_spread_ms", "{:,.1f}", "lower")
         elif name == "tls_ka":
             add(name, "req/s", "rps", "{:,.0f}", "higher")
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
@@ -588,13 +686,17 @@ def raise_nofile(want: int = 200000) -> int:
 
 def show_configs(name: str) -> None:
     sc = SCENARIOS[name]
-    spec = configs.Spec(port=8000, servers=[("127.0.0.1", 8001), ("127.0.0.1", 8002)],
+    queue = sc.kind == "queue"         # one slow server with a maxconn (Bench.spec)
+    spec = configs.Spec(port=8000, servers=[("127.0.0.1", 8001)] + ([] if queue else [("127.0.0.1", 8002)]),
+                        extra={"server_maxconn": sc.server_maxconn} if queue else {},
                         workdir="/dev/shm/farm-bench-XXXX", processes=sc.processes, mode=sc.mode,
                         rules=sc.rules,
-                        access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None)
-    for title, text in (("farm.toml", configs.farm_config(spec)),
-                        ("haproxy.cfg", configs.haproxy_config(spec)),
-                        ("nginx.conf", configs.nginx_config(spec, "nginx-proxy"))):
+                        access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None,
+                        tls=f"/dev/shm/farm-bench-XXXX/bench-{sc.tls}.pem" if sc.tls else None)
+    files = [("farm.toml", configs.farm_config(spec)), ("haproxy.cfg", configs.haproxy_config(spec))]
+    if not sc.tls:                     # the TLS scenarios compare farm and HAProxy
+        files.append(("nginx.conf", configs.nginx_config(spec, "nginx-proxy")))
+    for title, text in files:
         print(f"# ---- {title} ({name}) ----\n{text}")
 
 

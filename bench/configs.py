@@ -170,6 +170,8 @@ if = "static"
         out.append(f'\n[backends.{be}]\nbalance = "roundrobin"\n')
         for i, (host, port) in enumerate(s.servers, 1):
             out.append(f'[[backends.{be}.servers]]\nname = "s{i}"\naddress = "{host}:{port}"\n')
+            if s.extra.get("server_maxconn"):
+                out.append(f'maxconn = {s.extra["server_maxconn"]}\n')
     return "".join(out)
 
 
@@ -235,7 +237,8 @@ frontend fe
     for be in backends:
         out.append(f"\nbackend {be}\n    balance roundrobin\n")
         for i, (host, port) in enumerate(s.servers, 1):
-            out.append(f"    server s{i} {host}:{port}\n")
+            maxconn = f" maxconn {s.extra['server_maxconn']}" if s.extra.get("server_maxconn") else ""
+            out.append(f"    server s{i} {host}:{port}{maxconn}\n")
     return "".join(out)
 
 

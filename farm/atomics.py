@@ -28,52 +28,56 @@ from __future__ import annotations
 
 import multiprocessing
 
+
+class LockedCells:
+    """Same API as farm._atomics.Cells, serialized by a process-shared lock
+    (the fallback where the C module is not built)."""
+
+    def __init__(self, buffer) -> None:
+        self._q = memoryview(buffer).cast("B").cast("q")
+        self._lock = multiprocessing.Lock()
+        self.size = len(self._q)
+
+    def load(self, i: int) -> int:
+        return self._q[i]
+
+    def store(self, i: int, v: int) -> None:
+        with self._lock:
+            self._q[i] = v
+
+    def add(self, i: int, d: int) -> int:
+        with self._lock:
+            v = self._q[i] + d
+            self._q[i] = v
+            return v
+
+    def cas(self, i: int, expected: int, new: int) -> bool:
+        with self._lock:
+            if self._q[i] != expected:
+                return False
+            self._q[i] = new
+            return True
+
+    def inc_below(self, i: int, limit: int) -> int:
+        with self._lock:
+            v = self._q[i]
+            if 0 < limit <= v:
+                return 0
+            self._q[i] = v + 1
+            return v + 1
+
+    def raise_to(self, i: int, v: int) -> None:
+        with self._lock:
+            if self._q[i] < v:
+                self._q[i] = v
+
+    def release(self) -> None:
+        self._q.release()
+
+
 try:
     from farm._atomics import Cells
     COMPILED = True
 except ImportError:         # no compiler where farm was installed: a lock instead
     COMPILED = False
-
-    class Cells:  # type: ignore[no-redef]
-        """Same API as farm._atomics.Cells, serialized by a process-shared lock."""
-
-        def __init__(self, buffer) -> None:
-            self._q = memoryview(buffer).cast("B").cast("q")
-            self._lock = multiprocessing.Lock()
-            self.size = len(self._q)
-
-        def load(self, i: int) -> int:
-            return self._q[i]
-
-        def store(self, i: int, v: int) -> None:
-            with self._lock:
-                self._q[i] = v
-
-        def add(self, i: int, d: int) -> int:
-            with self._lock:
-                v = self._q[i] + d
-                self._q[i] = v
-                return v
-
-        def cas(self, i: int, expected: int, new: int) -> bool:
-            with self._lock:
-                if self._q[i] != expected:
-                    return False
-                self._q[i] = new
-                return True
-
-        def inc_below(self, i: int, limit: int) -> int:
-            with self._lock:
-                v = self._q[i]
-                if 0 < limit <= v:
-                    return 0
-                self._q[i] = v + 1
-                return v + 1
-
-        def raise_to(self, i: int, v: int) -> None:
-            with self._lock:
-                if self._q[i] < v:
-                    self._q[i] = v
-
-        def release(self) -> None:
-            self._q.release()
+    Cells = LockedCells  # type: ignore[misc, assignment]
