@@ -276,6 +276,27 @@ def test_verify_none_and_the_system_store(farm_factory, nginx_factory, pki):
     assert get(port)[0] == 503
 
 
+def test_reload_reads_the_backend_tls_files_again(farm_factory, nginx_factory, pki, tmp_path):
+    import signal
+    n = nginx_factory(pki["app"])
+    ca = tmp_path / "trusted.pem"
+    ca.write_bytes((pki["rogue"].crt.parent / "rogue-ca.pem").read_bytes())   # the wrong CA
+    port = free_port()
+    farm = farm_factory(config(port, n.address, f'ca = "{ca}"\nsni = "app.internal"'))
+    assert get(port)[0] == 503
+    ca.write_bytes(pki["ca"].cert.read_bytes())                                # fixed on disk
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done")
+    status, body = get(port)
+    assert status == 200 and fields(body)["sni"] == "app.internal"
+    ca.write_text("not a CA file\n")                                          # broken: refused
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_refused")
+    errors = [e["error"] for e in farm.events() if e.get("event") == "reload_config_error"]
+    assert any("backends.app.tls.ca" in e and str(ca) in e for e in errors), errors
+    assert get(port)[0] == 200                                                  # unchanged
+
+
 def test_mutual_tls(farm_factory, nginx_factory, pki):
     n = nginx_factory(pki["app"], client_ca=pki["ca"].cert)
     port = free_port()
