@@ -19,9 +19,16 @@ why to the access log, in the shape of HAProxy's connection errors:
 
 from __future__ import annotations
 
+import re
+
 from farm.logs import connection_error_line
 from workers.rules import compile_format
 from workers.transport import SSL_HANDSHAKE, ServerTlsTransport
+
+
+# What SNI may carry (RFC 6066: a DNS host name, ASCII): anything else a
+# Host header holds is not sent (and could not be encoded).
+_HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")
 
 
 class ServerTls:
@@ -50,7 +57,8 @@ class ServerTls:
     def name_of(self, stream) -> str | None:
         """The server name to send for stream's request: the fetch's value
         without a port (a Host header's "example.com:8443"), lowercased;
-        None when it is empty or an IP address (no SNI then)."""
+        None when it is empty, an IP address or not a host name (no SNI
+        then: verification checks the chain only)."""
         if self.fetch is None:
             return self.fixed_name
         value = self.fetch if self.fetch.__class__ is bytes else self.fetch(stream)
@@ -59,8 +67,8 @@ class ServerTls:
             return None                      # an IPv6 literal
         name = name.rsplit(":", 1)[0] if ":" in name else name
         name = name.rstrip(".")
-        if not name or name.replace(".", "").isdigit():
-            return None
+        if not name or name.replace(".", "").isdigit() or not _HOSTNAME.fullmatch(name):
+            return None                      # an IPv4 address, or not a host name at all
         return name
 
     def wrap(self, sock, server_name: str | None) -> ServerTlsTransport:

@@ -151,6 +151,8 @@ def test_sni_from_a_fetch():
     assert name(b"10.0.0.1:443") is None
     assert name(b"[2001:db8::1]:443") is None
     assert name(b"") is None
+    assert name(b"bad host") is None and name("héllo.example".encode("latin-1")) is None
+    assert name(b"a_b.example-1.com") == "a_b.example-1.com"
     fixed = ServerTls(SimpleNamespace(settings=model.BackendTls(sni="api.internal")))
     assert fixed.fetch is None and fixed.name_of(None) == "api.internal"
 
