@@ -502,7 +502,7 @@ class Master:
                     os.set_inheritable(s.fileno(), False)
             if self.config.global_.admin_socket:
                 self.admin = AdminServer(self.loop, self, self.config.global_.admin_socket)
-            self.current.health = HealthChecker(self.loop, self.table, self.config, self.log)
+            self.current.health = HealthChecker(self.loop, self.table, self.config, self.log, self.current.tls)
             self.current.health.start()
             self.log.error("reexec_failed", error=e.strerror or str(e))
             return refused([f"cannot execute the new code: {e.strerror or e}"])
@@ -605,7 +605,7 @@ class Master:
         self.forget_stale_addrs(gen.config)
         if old.health is not None:
             old.health.stop()
-        gen.health = HealthChecker(self.loop, gen.table, gen.config, self.log)
+        gen.health = HealthChecker(self.loop, gen.table, gen.config, self.log, gen.tls)
         gen.health.start()
         self.draining[old.number] = old
         for p in self.workers_of(old.number):
@@ -962,7 +962,7 @@ class Master:
                                      "see docs/building.md")
         for slot in range(self.config.global_.workers):
             self.spawn(slot, self.current)
-        self.current.health = HealthChecker(self.loop, self.table, self.config, self.log)
+        self.current.health = HealthChecker(self.loop, self.table, self.config, self.log, self.current.tls)
         self.current.health.start()
         self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
         self.loop.run()

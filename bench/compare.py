@@ -61,6 +61,9 @@ class Scenario:
     metric: str = "rps"              # rps | mbps
     server_maxconn: int = 0          # kind "queue": the one slow server's maxconn
     streams: int = 1                 # h2: concurrent streams per connection (h2load -m)
+    tls: str | None = None           # "ec" | "rsa": HTTPS on the proxy's bind with that key
+    keys: tuple = ("ec",)            # handshake scenarios: the key types measured
+    reuse: bool = False              # handshake scenarios: resumed sessions
 
 
 SCENARIOS = {s.name: s for s in [
@@ -81,11 +84,19 @@ SCENARIOS = {s.name: s for s in [
              kind="fixed", conns=32),
     Scenario("maxconn", 9, "server maxconn 4, 10 ms backend, 64 clients, 2 processes: "
              "peak at the server, queue order", kind="queue", processes=2, server_maxconn=4),
-    Scenario("h2_ka", 10, "HTTP/2 over TLS (ALPN h2), h2load -c 10 -m 10, small responses, 1 process",
+    # TLS on the client side (farm and HAProxy, the same certificate files)
+    Scenario("tls_new", 10, "HTTPS, a new full TLS handshake per request (openssl s_time -new), 1 process",
+             kind="handshake", tls="ec", keys=("ec", "rsa")),
+    Scenario("tls_ka", 11, "HTTPS keep-alive, small responses, 1 process", tls="ec"),
+    Scenario("tls_bulk", 12, "HTTPS, 1 MiB responses (throughput), 1 process",
+             tls="ec", path="/1m", conns=8, metric="mbps"),
+    Scenario("tls_resume", 13, "HTTPS, a resumed TLS session per request (openssl s_time -reuse), 1 process",
+             kind="handshake", tls="ec", reuse=True),
+    Scenario("h2_ka", 14, "HTTP/2 over TLS (ALPN h2), h2load -c 10 -m 10, small responses, 1 process",
              kind="h2", conns=10, streams=10),
-    Scenario("h2_many", 11, "HTTP/2 over TLS, 10 connections x 100 concurrent streams, 1 process",
+    Scenario("h2_many", 15, "HTTP/2 over TLS, 10 connections x 100 concurrent streams, 1 process",
              kind="h2", conns=10, streams=100),
-    Scenario("ratelimit", 12, "HTTP keep-alive + per-source request rate limit (stick table), 1 process",
+    Scenario("ratelimit", 16, "HTTP keep-alive + per-source request rate limit (stick table), 1 process",
              ratelimit=True),
 ]}
 H2_TARGETS = ["farm", "haproxy"]     # nginx proxies HTTP/2 too, but the issue compares these
@@ -124,17 +135,23 @@ class Bench:
         self.stream = configs.have_nginx_stream()
         self.slow: subprocess.Popen | None = None     # the maxconn scenario's backend
         self.slow_port = 0
+        self.certs: dict[str, str] | None = None     # TLS scenarios: key type -> PEM
 
     # -- helpers --
-    def spec(self, sc: Scenario, port: int, tag: str) -> configs.Spec:
+    def spec(self, sc: Scenario, port: int, tag: str, key: str | None = None) -> configs.Spec:
         access = f"{self.workdir}/{tag}-{port}-access.log" if sc.access_log else None
         if sc.kind == "queue":
             return configs.Spec(port=port, servers=[("127.0.0.1", self.slow_port)],
                                 workdir=self.workdir, processes=sc.processes,
                                 extra={"server_maxconn": sc.server_maxconn})
+        tls = None
+        if sc.tls:
+            if self.certs is None:
+                self.certs = configs.make_certificates(self.workdir)
+            tls = self.certs[key or sc.tls]
         spec = configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
                             processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access,
-                            ratelimit=sc.ratelimit)
+                            ratelimit=sc.ratelimit, tls=tls)
         if sc.kind == "h2":
             spec.tls_port = proxies.free_port()
             spec.cert = self.certificate()
@@ -203,6 +220,8 @@ class Bench:
     def targets(self, sc: Scenario) -> list[str]:
         if sc.kind == "h2":
             return list(H2_TARGETS)
+        if sc.tls:
+            return ["farm", "haproxy"]     # the backend speaks plain HTTP: no direct
         names = ["direct"] + PROXIES
         if sc.mode == "tcp" and not self.stream:
             names.remove("nginx")
@@ -218,9 +237,9 @@ class Bench:
             names.remove("direct")
         return names
 
-    def start(self, sc: Scenario, name: str) -> proxies.Proc:
+    def start(self, sc: Scenario, name: str, key: str | None = None) -> proxies.Proc:
         p = proxies.make(name, self.workdir)
-        spec = self.spec(sc, proxies.free_port(), name)
+        spec = self.spec(sc, proxies.free_port(), name, key)
         p.spec_tls_port = spec.tls_port
         p.start(spec, probe_path=sc.path)
         if p.config_text:
@@ -243,7 +262,8 @@ class Bench:
             self.slow_peak()                    # start counting afresh
             timer = threading.Timer(max(0.5, round(seconds) - 0.3), lambda: peak.append(self.slow_peak()))
             timer.start()
-        r = load.wrk(p.port, sc.path, seconds, sc.conns, script)
+        r = load.wrk(p.port, sc.path, seconds, sc.conns, script,
+                     scheme="https" if sc.tls else "http")
         if sc.kind == "queue":
             timer.join()
             r["server_peak"] = peak[0] if peak else None
@@ -285,8 +305,9 @@ class Bench:
                     log(f"  {n}: failed to start: {e}")
                     out["targets"][n] = {"error": f"start: {e}", "runs": []}
             script = self.script(sc, rate)
+            scheme = "https" if sc.tls else "http"
             for n, p in procs.items():           # warm-up, not measured
-                load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
+                load.wrk(p.port, sc.path, a.warmup, sc.conns, script, scheme=scheme)
             for rnd in range(a.rounds):
                 for n in list(procs):
                     p = procs[n]
@@ -297,7 +318,7 @@ class Bench:
                         self.record_death(sc, t, p, rnd, "between runs")
                         try:
                             procs[n] = p = self.start(sc, n)
-                            load.wrk(p.port, sc.path, a.warmup, sc.conns, script)
+                            load.wrk(p.port, sc.path, a.warmup, sc.conns, script, scheme=scheme)
                         except Exception as e:  # noqa: BLE001
                             t.setdefault("failures", []).append(f"restart: {e}")
                             del procs[n]
@@ -391,6 +412,50 @@ class Bench:
                            for k in ("rps", "cpu_us_per_req", "rss_mib_after")}
             t["spread"] = {k: spread([r.get(k) for r in runs]) for k in ("rps", "cpu_us_per_req")}
             t["errors"] = sum(r["errors"] for r in runs)
+
+    def run_handshakes(self, sc: Scenario) -> dict:
+        """TLS handshakes per second (and proxy CPU per handshake), per key
+        type of sc.keys: farm and HAProxy side by side, interleaved rounds,
+        openssl s_time as the client (load.s_time)."""
+        a = self.args
+        out: dict = {"targets": {}, "keys": list(sc.keys)}
+        for key in sc.keys:
+            procs: dict[str, proxies.Proc] = {}
+            try:
+                for n in self.targets(sc):
+                    try:
+                        procs[n] = self.start(sc, n, key)
+                    except Exception as e:      # noqa: BLE001 (reported, the others go on)
+                        log(f"  {n}: failed to start: {e}")
+                        out["targets"].setdefault(n, {"runs": []})["error"] = f"start: {e}"
+                for p in procs.values():        # warm-up, not measured
+                    load.s_time(p.port, a.warmup, sc.reuse)
+                for rnd in range(a.rounds):
+                    for n, p in procs.items():
+                        t = out["targets"].setdefault(n, {"runs": []})
+                        cpu0 = p.cpu_seconds()
+                        try:
+                            r = load.s_time(p.port, a.duration, sc.reuse)
+                        except Exception as e:  # noqa: BLE001
+                            t.setdefault("failures", []).append(str(e))
+                            continue
+                        cpu = p.cpu_seconds() - cpu0
+                        r["key"] = key
+                        r["cpu_us_per_hs"] = cpu / r["connections"] * 1e6 if r["connections"] else None
+                        t["runs"].append(r)
+                        log(f"  [{sc.name}] {key} round {rnd + 1}/{a.rounds} {n:8} {r['hps']:10,.0f} handshakes/s"
+                            f"  cpu {r['cpu_us_per_hs'] or 0:7.0f} us/handshake")
+            finally:
+                for p in procs.values():
+                    p.stop()
+        for n, t in out["targets"].items():
+            t["median"], t["spread"] = {}, {}
+            for key in sc.keys:
+                runs = [r for r in t["runs"] if r["key"] == key]
+                for m in ("hps", "cpu_us_per_hs"):
+                    t["median"][f"{m}_{key}"] = median([r.get(m) for r in runs])
+                    t["spread"][f"{m}_{key}"] = spread([r.get(m) for r in runs])
+            t["errors"] = 0
         return out
 
     def run_idle(self, sc: Scenario) -> dict:
@@ -471,6 +536,8 @@ class Bench:
                 res = self.run_load(sc)
             elif sc.kind == "h2":
                 res = self.run_h2(sc)
+            elif sc.kind == "handshake":
+                res = self.run_handshakes(sc)
             elif sc.kind == "idle":
                 res = self.run_idle(sc)
             else:                         # latency and cpu share one set of fixed-rate runs
@@ -557,7 +624,7 @@ def rows(results: dict) -> list[dict]:
             add(name, "req/s", "rps", "{:,.0f}", "higher")
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             add(name, "RSS MiB (loaded)", "rss_mib_after", "{:,.0f}", "lower")
-        elif name == "tcp1m":
+        elif name in ("tcp1m", "tls_bulk"):
             add(name, "MB/s", "mbps", "{:,.0f}", "higher")
             add(name, "CPU us/MiB", "cpu_us_per_req", "{:,.0f}", "lower")
         elif name == "maxconn":
@@ -565,6 +632,14 @@ def rows(results: dict) -> list[dict]:
             add(name, "server peak (max)", "server_peak", "{:,.0f}", "lower",
                 note=f"at most {SCENARIOS[name].server_maxconn} is right")
             add(name, "p99 - p50 ms", "queue_spread_ms", "{:,.1f}", "lower")
+        elif name == "tls_ka":
+            add(name, "req/s", "rps", "{:,.0f}", "higher")
+            add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
+        elif name in ("tls_new", "tls_resume"):
+            for key in res.get("keys", ["ec"]):
+                label = {"ec": "ECDSA P-256", "rsa": "RSA 2048"}.get(key, key)
+                add(name, f"handshakes/s {label}", f"hps_{key}", "{:,.0f}", "higher")
+                add(name, f"CPU us/hs {label}", f"cpu_us_per_hs_{key}", "{:,.0f}", "lower")
         elif name == "idle":
             add(name, f"KiB/conn ({res['connections']:,})", "kib_per_conn", "{:,.2f}", "lower")
         elif name == "latency":
@@ -696,10 +771,12 @@ def show_configs(name: str) -> None:
                         extra={"server_maxconn": sc.server_maxconn} if queue else {},
                         workdir="/dev/shm/farm-bench-XXXX", processes=sc.processes, mode=sc.mode,
                         rules=sc.rules, ratelimit=sc.ratelimit,
-                        access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None)
-    for title, text in (("farm.toml", configs.farm_config(spec)),
-                        ("haproxy.cfg", configs.haproxy_config(spec)),
-                        ("nginx.conf", configs.nginx_config(spec, "nginx-proxy"))):
+                        access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None,
+                        tls=f"/dev/shm/farm-bench-XXXX/bench-{sc.tls}.pem" if sc.tls else None)
+    files = [("farm.toml", configs.farm_config(spec)), ("haproxy.cfg", configs.haproxy_config(spec))]
+    if not sc.tls:                     # the TLS scenarios compare farm and HAProxy
+        files.append(("nginx.conf", configs.nginx_config(spec, "nginx-proxy")))
+    for title, text in files:
         print(f"# ---- {title} ({name}) ----\n{text}")
 
 

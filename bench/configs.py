@@ -73,6 +73,7 @@ class Spec:
     tls_port: int = 0                  # also listen here with TLS, ALPN h2 (HTTP/2 scenarios)
     cert: str = ""                     # PEM (certificate + key) of that TLS listener
     ratelimit: bool = False            # track-sc0 src + deny 429 above RATE_LIMIT
+    tls: str | None = None             # a PEM (certificate + key): the bind speaks TLS
     extra: dict = field(default_factory=dict)
 
 
@@ -81,6 +82,26 @@ def set_fd_budget(nofile: int) -> None:
     global FD_BUDGET, MAXCONN
     FD_BUDGET = min(nofile, 200000)
     MAXCONN = (FD_BUDGET - 1000) // 2
+
+
+def make_certificates(workdir: str) -> dict[str, str]:
+    """Self-signed certificates for the TLS scenarios, one per key type
+    ("ec": ECDSA P-256, "rsa": RSA 2048): kind -> PEM path (certificate
+    then key), the same file for every proxy."""
+    import subprocess
+    out = {}
+    for kind, alg in (("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                      ("rsa", ["-newkey", "rsa:2048"])):
+        crt, key = f"{workdir}/bench-{kind}.crt", f"{workdir}/bench-{kind}.key"
+        subprocess.run(["openssl", "req", "-x509", "-nodes", *alg, "-keyout", key, "-out", crt,
+                        "-days", "30", "-subj", "/CN=bench.local",
+                        "-addext", "subjectAltName=DNS:bench.local"],
+                       check=True, capture_output=True, timeout=60)
+        pem = f"{workdir}/bench-{kind}.pem"
+        with open(pem, "wb") as f:
+            f.write(open(crt, "rb").read() + open(key, "rb").read())
+        out[kind] = pem
+    return out
 
 
 def have_nginx_stream() -> bool:
@@ -118,9 +139,12 @@ http_request = "{TIMEOUT_HTTP_REQUEST}"
 http_keep_alive = "{TIMEOUT_KEEP_ALIVE}"
 
 [frontends.fe]
-bind = "127.0.0.1:{s.port}"
+bind = {f'{{ address = "127.0.0.1:{s.port}", tls = true }}' if s.tls else f'"127.0.0.1:{s.port}"'}
 default_backend = "app"
 """)
+    if s.tls:
+        # farm's defaults: TLS 1.2 at least, ECDHE + AEAD ciphers, tickets on
+        out.append(f'\n[frontends.fe.tls]\ncertificates = ["{s.tls}"]\n')
     backends = ["app"]
     on = set(s.rule_features) if s.rules else set()
     if "forwardfor" in on:
@@ -223,9 +247,14 @@ defaults
         out[0] += f"    maxpipes {HAPROXY_MAXPIPES}\n"
     if log:
         out.append("    log global\n    option {}\n".format("httplog" if s.mode == "http" else "tcplog"))
+    ssl = f" ssl crt {s.tls} alpn http/1.1" if s.tls else ""
+    if s.tls:
+        # the same protocol floor and TLS 1.2 ciphers as farm's defaults
+        out[0] += ("    ssl-default-bind-options ssl-min-ver TLSv1.2\n"
+                   "    ssl-default-bind-ciphers ECDHE+AESGCM:ECDHE+CHACHA20\n")
     out.append(f"""
 frontend fe
-    bind 127.0.0.1:{s.port}
+    bind 127.0.0.1:{s.port}{ssl}
 """)
     if s.tls_port:
         out.append(f"    bind 127.0.0.1:{s.tls_port} ssl crt {s.cert} alpn h2,http/1.1\n")

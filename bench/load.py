@@ -77,9 +77,9 @@ def write_script(path: str, headers: dict[str, str] | None = None, rate: float =
 
 
 def wrk(port: int, path: str, seconds: float, conns: int, script: str,
-        timeout: float = 5.0) -> dict:
+        timeout: float = 5.0, scheme: str = "http") -> dict:
     """Run wrk once; its counters as a dict (plus the wall time)."""
-    url = f"http://127.0.0.1:{port}{path}"
+    url = f"{scheme}://127.0.0.1:{port}{path}"
     cmd = [WRK, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout:g}s",
            "-s", script, url]
     t0 = time.monotonic()
@@ -191,3 +191,29 @@ def h2load(url: str, seconds: float, clients: int, streams: int, timeout: float 
     return {"requests": ok, "errors": errors, "rps": float(m.group(3)),
             "mbps": float(m.group(4)) * scale,
             "protocol_h2": "Application protocol: h2" in out}
+
+
+def s_time(port: int, seconds: float, reuse: bool = False, clients: int = 2) -> dict:
+    """TLS handshakes per second with `openssl s_time` (OpenSSL's own
+    client, in C): `clients` processes side by side, each opening new
+    connections for `seconds`, each sending GET / and reading the answer
+    (-www): full handshakes (-new), or resumed ones (-reuse: the session
+    of the first connection, again and again). Returns {"connections",
+    "seconds", "hps"} summed over the clients."""
+    mode = "-reuse" if reuse else "-new"
+    cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", mode, "-time",
+           str(max(1, round(seconds))), "-www", "/"]
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(clients)]
+    total = 0
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 60)
+        # "N connections in T real seconds, B bytes read per connection"
+        m = re.findall(r"(\d+) connections in \d+ real seconds", out)
+        if not m:
+            raise RuntimeError(f"openssl s_time gave no result: {out[-400:]}")
+        total += int(m[-1])
+    # wall time of the whole (s_time prints whole seconds only)
+    real = time.monotonic() - t0
+    return {"connections": total, "seconds": real, "hps": total / real if real else 0.0}

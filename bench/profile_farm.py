@@ -6,7 +6,7 @@ nothing in farm (the profiler is wrapped around Worker.run in this process
 before the master forks).
 
     bench/run must have run once (it installs wrk and nginx); then:
-    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many|ratelimit] [--seconds 5] [--top 25]
+    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many|ratelimit|tls_ka|tls_bulk|tls_new|tls_resume] [--seconds 5] [--top 25]
 
 Only 127.0.0.1, bounded in time. cProfile roughly doubles the cost of each
 Python call, so read the shares, not the absolute times.
@@ -53,7 +53,7 @@ def worker_main(cfg_path: str, prof_path: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many", "ratelimit"])
+    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many", "ratelimit", "tls_ka", "tls_bulk", "tls_new", "tls_resume"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
@@ -78,8 +78,9 @@ def main() -> int:
     try:
         port = proxies.free_port()
         access = f"{workdir}/access.log" if sc.access_log else None
+        tls = configs.make_certificates(workdir)[sc.tls] if sc.tls else None
         spec = configs.Spec(port=port, servers=backend.servers(), workdir=workdir, mode=sc.mode,
-                            rules=sc.rules, access_log=access, ratelimit=sc.ratelimit)
+                            rules=sc.rules, access_log=access, ratelimit=sc.ratelimit, tls=tls)
         cfg = f"{workdir}/farm.toml"
         Path(cfg).write_text(configs.farm_config(spec))
         prof = f"{workdir}/worker.prof"
@@ -88,7 +89,7 @@ def main() -> int:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if proxies.http_get(port, sc.path).startswith(b"HTTP/1.1 200"):
+                if proxies.http_get(port, sc.path, tls=bool(tls)).startswith(b"HTTP/1.1 200"):
                     break
             except OSError:
                 pass
@@ -98,10 +99,14 @@ def main() -> int:
         if sc.kind == "h2":
             # cleartext HTTP/2 (prior knowledge): the HTTP/2 layer without TLS
             r = load.h2load(f"http://127.0.0.1:{port}{sc.path}", a.seconds, sc.conns, sc.streams)
+            print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
+        elif sc.kind == "handshake":
+            r = load.s_time(port, a.seconds, sc.reuse)
+            print(f"{a.scenario}: {r['hps']:,.0f} handshakes/s under cProfile")
         else:
             script = load.write_script(f"{workdir}/p.lua", sc.headers)
-            r = load.wrk(port, sc.path, a.seconds, sc.conns, script)
-        print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
+            r = load.wrk(port, sc.path, a.seconds, sc.conns, script, scheme="https" if tls else "http")
+            print(f"{a.scenario}: {r['rps']:,.0f} req/s under cProfile, {r['errors']} errors")
         os.kill(farm.pid, signal.SIGTERM)
         farm.wait(20)
         profs = [p for p in Path(workdir).glob("worker.prof.*")]

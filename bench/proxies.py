@@ -33,9 +33,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(port: int, path: str = "/", timeout: float = 1.0) -> bytes:
-    """One HTTP/1.1 GET over a fresh connection; the status line (or b'')."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+def http_get(port: int, path: str = "/", timeout: float = 1.0, tls: bool = False) -> bytes:
+    """One HTTP/1.1 GET over a fresh connection (HTTPS with tls, the
+    certificate not checked); the status line (or b'')."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        s = raw
+        if tls:
+            import ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(raw)
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while b"\r\n" not in data:
@@ -67,6 +75,7 @@ class Proc:
 
     def start(self, spec: configs.Spec, probe_path: str = "/") -> None:
         self.port = spec.port
+        self.tls = bool(spec.tls)
         self.write_config(spec)
         err = open(Path(self.workdir) / f"{self.name}-{self.port}.stderr", "ab")
         out = self.stdout_target()
@@ -88,7 +97,7 @@ class Proc:
                                    f"see {self.workdir}/{self.name}-{self.port}.stderr:\n"
                                    + self.stderr_tail())
             try:
-                status = http_get(self.port, path)
+                status = http_get(self.port, path, tls=getattr(self, "tls", False))
                 if status.startswith(b"HTTP/1.1 200"):
                     return
                 last = status.decode(errors="replace")

@@ -479,7 +479,7 @@ class AdminServer:
 # HAProxy's numbering of check statuses (enum healthcheck_status) and
 # results (CHK_RES_*), as `show servers state` and state files carry them.
 HCHK_STATUS = {"": 0, "INI": 1, "SOCKERR": 5, "L4OK": 6, "L4TOUT": 7, "L4CON": 8, "L6OK": 9,
-               "L7TOUT": 12, "L7RSP": 13, "L7OK": 15, "L7STS": 17}
+               "L6TOUT": 10, "L6RSP": 11, "L7TOUT": 12, "L7RSP": 13, "L7OK": 15, "L7STS": 17}
 PASSED_STATUSES = ("L4OK", "L6OK", "L7OK")
 
 

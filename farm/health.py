@@ -22,10 +22,11 @@ import os
 import random
 import select
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 
-from farm import model, resolve, shm
+from farm import model, resolve, shm, tlsconf
 
 READ_LIMIT = 65536         # bytes of an HTTP check response that are looked at
 
@@ -33,6 +34,9 @@ REASONS = {
     "L4OK": "Layer4 check passed",
     "L4TOUT": "Layer4 timeout",
     "L4CON": "Layer4 connection problem",
+    "L6OK": "Layer6 check passed",
+    "L6TOUT": "Layer6 timeout",
+    "L6RSP": "Layer6 invalid response",
     "L7OK": "Layer7 check passed",
     "L7STS": "Layer7 wrong status",
     "L7RSP": "Layer7 invalid response",
@@ -107,10 +111,18 @@ class HealthState:
 
 
 class ServerCheck:
-    """Runs the checks of one server on the master loop."""
+    """Runs the checks of one server on the master loop.
+
+    Over TLS (Backend.check_tls: a tls server checked on its own port, or
+    check.tls), the connect is followed by a handshake with the backend's
+    client context (`tls`, tlsconf.BackendContexts: same verification, SNI
+    and client certificate as the traffic): a failed handshake is HAProxy's
+    L6RSP ("Layer6 invalid response", with why), a handshake that does not
+    end in time L6TOUT, and a tcp check that completes it L6OK.
+    """
 
     def __init__(self, loop, table: shm.Table, backend: model.Backend, server: model.Server,
-                 on_transition):
+                 on_transition, tls: tlsconf.BackendContexts | None = None):
         self.loop = loop
         self.table = table
         self.backend = backend
@@ -133,6 +145,8 @@ class ServerCheck:
         self.timeout = c.timeout or backend.timeouts.check or min(connect_to, c.interval)
         self.resolved = None          # (family, sockaddr) when the table has no address
         self.send_proxy = backend.check_send_proxy(server)   # "v1" | "v2" | None
+        self.tls = tls if backend.check_tls(server) else None
+        self.tls_session = None       # resumed by the next check
 
     # -- scheduling ------------------------------------------------------------
 
@@ -152,8 +166,13 @@ class ServerCheck:
         if self.sock is None:
             self.begin()
         else:
-            self.finish(CheckResult(False, "L4TOUT" if self.phase == "connect" else "L7TOUT"
-                                    if self.check.type == "http" else "L4TOUT"))
+            if self.phase == "handshake":
+                status = "L6TOUT"
+            elif self.phase == "connect":
+                status = "L4TOUT"
+            else:
+                status = "L7TOUT" if self.check.type == "http" else "L4TOUT"
+            self.finish(CheckResult(False, status))
 
     # -- the check -------------------------------------------------------------
 
@@ -208,31 +227,33 @@ class ServerCheck:
             if err:
                 self.finish(CheckResult(False, "L4CON", info=os.strerror(err)))
                 return
-            first = self.proxy_header() if self.send_proxy else b""
-            if self.check.type != "http":
-                if first:
-                    try:
-                        self.sock.send(first)
-                    except OSError as e:
-                        self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
-                        return
-                self.finish(CheckResult(True, "L4OK"))
+            if self.send_proxy:
+                # the PROXY header first: before TLS, before any request
+                try:
+                    self.sock.send(self.proxy_header())
+                except OSError as e:
+                    self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
+                    return
+            if self.tls is not None:
+                self.start_tls()
                 return
-            self.phase = "response"
-            try:
-                self.sock.send(first + self.http_request())
-            except OSError as e:
-                self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
-                return
-            self.loop.modify(self.fd, select.EPOLLIN)
+            self.connected()
+            return
+        if self.phase == "handshake":
+            self.handshake()
             return
         try:
             data = self.sock.recv(16384)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            data = b""
         except OSError as e:
             self.finish(CheckResult(False, "L7RSP", info=e.strerror or str(e)))
             return
+        if data and self.tls is not None:
+            while self.sock.pending():      # decrypted, not in the kernel: epoll cannot tell
+                data += self.sock.recv(self.sock.pending())
         self.buf += data
         if not data or len(self.buf) >= READ_LIMIT or self.response_complete():
             self.finish(self.evaluate())
@@ -250,6 +271,59 @@ class ServerCheck:
         dst = self.sock.getpeername()
         family = "TCP6" if self.sock.family == socket.AF_INET6 else "TCP4"
         return f"PROXY {family} {src[0]} {dst[0]} {src[1]} {dst[1]}\r\n".encode("ascii")
+
+    def connected(self) -> None:
+        """The connection is up (TLS: the handshake done): a tcp check has
+        passed; an http check sends its request."""
+        if self.check.type != "http":
+            self.finish(CheckResult(True, "L6OK" if self.tls is not None else "L4OK"))
+            return
+        self.phase = "response"
+        try:
+            # one send: the request is small, the socket's buffer empty
+            self.sock.send(self.http_request())
+        except OSError as e:
+            self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
+            return
+        self.loop.modify(self.fd, select.EPOLLIN)
+
+    def start_tls(self) -> None:
+        name = self.tls.settings.sni if not self.tls.settings.sni_fetch else None
+        if self.tls.settings.sni_fetch and self.check.host:
+            name = self.check.host          # what a request's Host would say
+        try:
+            self.sock = self.tls.context(name).wrap_socket(
+                self.sock, server_hostname=name, do_handshake_on_connect=False,
+                suppress_ragged_eofs=True, session=self.tls_session)
+        except (OSError, ValueError) as e:
+            self.finish(CheckResult(False, "L6RSP", info=tlsconf.failure_reason(e)))
+            return
+        self.phase = "handshake"
+        self.handshake()
+
+    def handshake(self) -> None:
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.loop.modify(self.fd, select.EPOLLIN)
+            return
+        except ssl.SSLWantWriteError:
+            self.loop.modify(self.fd, select.EPOLLOUT)
+            return
+        except OSError as e:
+            self.finish(CheckResult(False, "L6RSP", info=tlsconf.failure_reason(e)))
+            return
+        self.keep_session()
+        self.connected()
+
+    def keep_session(self) -> None:
+        """Keep the TLS session for the next check, once it can be resumed."""
+        try:
+            sess = self.sock.session
+            if sess is not None and (sess.has_ticket or self.sock.version() != "TLSv1.3"):
+                self.tls_session = sess
+        except (AttributeError, ValueError, OSError):
+            pass
 
     def http_request(self) -> bytes:
         c = self.check
@@ -303,6 +377,8 @@ class ServerCheck:
 
     def finish(self, result: CheckResult) -> None:
         result.duration_ms = int((time.monotonic() - self.started) * 1000)
+        if self.tls is not None and self.phase == "response":
+            self.keep_session()          # TLS 1.3: the ticket came with the response
         self.close_socket()
         self.apply(result)
         if not self.stopped:
@@ -391,7 +467,8 @@ def transition_message(backend: model.Backend, server: model.Server, transition:
 class HealthChecker:
     """All the server checks of one configuration generation."""
 
-    def __init__(self, loop, table: shm.Table, config: model.Config, log):
+    def __init__(self, loop, table: shm.Table, config: model.Config, log,
+                 tls: tlsconf.TlsSet | None = None):
         self.loop = loop
         self.table = table
         self.config = config
@@ -404,7 +481,8 @@ class HealthChecker:
                 continue
             for s in be.servers:
                 if s.check:
-                    self.checks.append(ServerCheck(loop, table, be, s, self.on_transition))
+                    contexts = tls.backends.get(be.name) if tls is not None else None
+                    self.checks.append(ServerCheck(loop, table, be, s, self.on_transition, contexts))
 
     def start(self) -> None:
         for c in self.checks:

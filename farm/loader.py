@@ -1147,7 +1147,7 @@ _BACKEND_TLS_SCHEMA = {
     "sni": _sni,
     "alpn": _alpn,
     "min_version": _choice(model.TLS_VERSIONS, "TLS version"),
-    "cert": lambda v: v,
+    "certificate": lambda v: v,
     "key": lambda v: v,
 }
 
@@ -1157,24 +1157,29 @@ def _backend_tls(ctx, path, value, scope) -> BackendTls | _Skip:
     fields = _fields(ctx, path, value, _BACKEND_TLS_SCHEMA)
     if not isinstance(value, dict):
         return _SKIP
-    for key, what in (("ca", "CA file"), ("cert", "certificate"), ("key", "private key")):
+    for key, what in (("ca", "CA file"), ("certificate", "certificate"), ("key", "private key")):
         if key in value:
             fields[key] = _tls_path(ctx, path + (key,), value[key], what)
     if fields.get("ca") and ctx.tls_files:
         _check_ca(ctx, path + ("ca",), fields["ca"])
-    if "key" in value and "cert" not in value:
-        ctx.error(path + ("key",), "key goes with cert (the client certificate)")
-    if fields.get("cert") and ctx.tls_files:
+    if "key" in value and "certificate" not in value:
+        ctx.error(path + ("key",), "key goes with certificate (the client certificate)")
+    if fields.get("certificate") and ctx.tls_files:
         from farm import tlsconf
         try:
-            _, warnings = tlsconf.check_certificate(fields["cert"], key_path=fields.get("key"))
+            _, warnings = tlsconf.check_certificate(fields["certificate"], key_path=fields.get("key"))
         except tlsconf.TlsError as e:
-            ctx.error(path + ("cert",), str(e))
+            ctx.error(path + ("certificate",), str(e))
         else:
             for w in warnings:
-                ctx.warning(path + ("cert",), w)
+                ctx.warning(path + ("certificate",), w)
+    if "certificate" in fields:
+        fields["cert"] = fields.pop("certificate")
     if "sni" in fields:
         fields["sni"], fields["sni_fetch"] = fields["sni"]
+    if "h2" in fields.get("alpn", ()):
+        # a server that picks h2 would get HTTP/1.1 bytes
+        ctx.error(path + ("alpn",), 'h2 to servers is not supported yet: offer "http/1.1"')
     return BackendTls(**{k: v for k, v in fields.items() if v is not None})
 
 
@@ -1495,15 +1500,13 @@ def _number_binds(ctx: _Ctx, binds) -> tuple[tuple[Bind, tuple], ...]:
 
 
 def _check_frontend_tls(ctx: _Ctx, path: tuple, fe: Frontend, binds, table: Any) -> None:
-    """tls binds need a [tls] table with certificates; TLS in tcp mode is
-    not there yet; a [tls] table without a tls bind does nothing."""
+    """tls binds need a [tls] table with certificates; a [tls] table
+    without a tls bind does nothing."""
     tls_binds = [bpath for b, bpath in binds if b.tls]
     has_table = isinstance(table, dict) and "tls" in table
     if tls_binds and not has_table:
         ctx.error(tls_binds[0], f"a tls bind needs certificates: add [frontends.{fe.name}.tls] "
                   "with certificates = [\"/path/to/cert.pem\"]")
-    if tls_binds and fe.mode == "tcp":
-        ctx.error(tls_binds[0], "TLS on a tcp frontend is not supported yet (mode http only)")
     if has_table and not tls_binds and binds:
         ctx.warning(path + ("tls",), "no bind of this frontend has tls = true: these settings "
                     "are unused")
@@ -1621,18 +1624,19 @@ def _stick(ctx: _Ctx, path: tuple, own: dict) -> model.Stick | None:
     return model.Stick(own.get("stick_table", ""), on or match, on or store)
 
 
-def _not_yet_server_tls(ctx: _Ctx, backends: list[Backend]) -> None:
-    """TLS to servers is modelled (server tls, [backends.NAME.tls],
-    check.tls) but the data plane does not speak it yet: refuse it rather
-    than send in clear what the config says goes encrypted."""
+def _check_server_tls(ctx: _Ctx, backends: list[Backend], tables: dict) -> None:
+    """[backends.NAME.tls] settings without any tls server (nor TLS check)
+    do nothing: say so. A fetch as sni needs an HTTP request to read."""
     for be in backends:
-        for s in be.servers:
-            if s.tls:
-                ctx.error(("backends", be.name, "servers", s.id - 1, "tls"),
-                          "TLS to servers is not supported yet")
-        if be.check.tls:
-            ctx.error(("backends", be.name, "check", "tls"),
-                      "health checks over TLS are not supported yet")
+        table = tables.get(be.name)
+        has_table = isinstance(table, dict) and "tls" in table
+        uses_tls = any(s.tls or be.check_tls(s) for s in be.servers)
+        if has_table and not uses_tls and be.servers:
+            ctx.warning(("backends", be.name, "tls"), "no server of this backend has tls = true "
+                        "(nor check.tls): these settings are not used")
+        if be.tls.sni_fetch and be.mode == "tcp" and any(s.tls for s in be.servers):
+            ctx.error(("backends", be.name, "tls", "sni"), "a fetch as sni needs an HTTP request "
+                      "(mode http); a tcp backend takes a fixed name")
 
 
 def _sections(ctx: _Ctx, data: dict, key: str) -> list[tuple[str, Any]]:
@@ -1867,7 +1871,8 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     if global_.group is not None and global_.user is None:
         ctx.error(("global", "group"), "group is applied with user: set global.user too")
     _cross_check(ctx, backends)
-    _not_yet_server_tls(ctx, backends)
+    raw_backends = data.get("backends")
+    _check_server_tls(ctx, backends, raw_backends if isinstance(raw_backends, dict) else {})
     _check_limits(ctx, global_, defaults, frontends, backends)
     if ctx.resolver is not None:
         _check_resolution(ctx, backends)

@@ -100,7 +100,7 @@ ADMIN_NAMES = ("ready", "drain", "maint")
 
 # HAProxy's check status codes (show stat check_status)
 CHECK_STATUSES = ("", "INI", "L4OK", "L4TOUT", "L4CON", "L7OK", "L7STS", "L7RSP",
-                  "L7TOUT", "SOCKERR", "L6OK")
+                  "L7TOUT", "SOCKERR", "L6OK", "L6TOUT", "L6RSP")
 CS = {name: i for i, name in enumerate(CHECK_STATUSES)}
 
 # per-worker counters (HAProxy's show stat names where there is one)

@@ -46,7 +46,7 @@ import re
 import ssl
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from farm import model
 
@@ -54,6 +54,7 @@ __all__ = [
     "TlsError", "CertInfo", "CertFile", "SniIndex", "FrontendContexts", "TlsSet",
     "TlsStore", "certificate_files", "read_certificate", "check_certificate",
     "read_ca", "check_ciphers", "check_ciphersuites", "dn_oneline", "server_context",
+    "BackendContexts", "client_context", "failure_reason",
 ]
 
 EXPIRY_WARNING_DAYS = 0        # `farm check` warns for certificates expired (or not yet valid)
@@ -531,6 +532,80 @@ def server_context(tls: model.FrontendTls, cert: CertFile, client_ca: bytes | No
     return ctx
 
 
+# --------------------------------------------------- TLS to servers
+
+def client_context(tls: model.BackendTls, ca: bytes | None, cert: CertFile | None,
+                   check_hostname: bool) -> ssl.SSLContext:
+    """A client-side context for a backend's tls servers (and their TLS
+    health checks). verify "required" checks the chain against ca (None:
+    the system's store) and, with check_hostname, the name sent as SNI
+    against the certificate (as HAProxy does when sni is set and
+    verifyhost is not); "none" checks nothing. cert is the client
+    certificate for mutual TLS. Raises TlsError."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = _VERSIONS[tls.min_version]
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
+    if tls.verify == "none":
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.check_hostname = check_hostname
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if ca is not None:
+            ctx.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+        else:
+            ctx.set_default_verify_paths()
+    if tls.alpn:
+        ctx.set_alpn_protocols(list(tls.alpn))
+    if cert is not None:
+        with _bytes_path(cert.pem + cert.key) as p:
+            try:
+                ctx.load_cert_chain(p, password=_no_password)
+            except ssl.SSLError as e:
+                raise TlsError(f"certificate {cert.info.path}: cannot load ({_reason(e)})") from None
+    return ctx
+
+
+class BackendContexts:
+    """The client contexts of one backend's tls servers: `named` verifies
+    the server's certificate against the SNI name sent, `unnamed` (no SNI)
+    the chain only; they are the same object with verify "none". A TLS
+    session can only be resumed through the context that made it, so a
+    connection's name decides its context and the session cache slot."""
+
+    def __init__(self, name: str, tls: model.BackendTls, ca: bytes | None, cert: CertFile | None):
+        self.name = name
+        self.settings = tls
+        self.certs = [cert.info] if cert is not None else []    # the client certificate
+        self.named = client_context(tls, ca, cert, check_hostname=True)
+        self.unnamed = self.named if tls.verify == "none" else \
+            client_context(tls, ca, cert, check_hostname=False)
+
+    def context(self, server_name: str | None) -> ssl.SSLContext:
+        return self.named if server_name else self.unnamed
+
+
+def failure_reason(e: Exception) -> str:
+    """Why a handshake with a server failed, in a few words for a log line
+    or a check's info: the certificate verification message ("certificate
+    verify failed: self-signed certificate", "Hostname mismatch..."), else
+    OpenSSL's reason ("tlsv1 alert unknown ca"), else the OS error."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        detail = e.verify_message or _reason(e)
+        return f"certificate verify failed: {detail}"
+    if isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return "connection closed during the handshake"
+    if isinstance(e, ssl.SSLError):
+        return _reason(e)
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return str(e)
+
+
+def _backend_uses_tls(be: model.Backend) -> bool:
+    return any(s.tls or be.check_tls(s) for s in be.servers)
+
+
 # ------------------------------------------------------ one generation
 
 @dataclass
@@ -540,10 +615,14 @@ class TlsSet:
 
     frontends: dict[str, FrontendContexts]
     keys: dict[str, bytes]                 # frontend -> fingerprint (TlsStore)
+    backends: dict[str, BackendContexts] = field(default_factory=dict)   # TLS to servers
 
     def certificates(self) -> list[tuple[str, CertInfo]]:
-        """(frontend, certificate) pairs in config order."""
-        return [(name, c) for name, fc in self.frontends.items() for c in fc.certs]
+        """(proxy, certificate) pairs in config order: the frontends'
+        certificates, then the backends' client certificates (mutual TLS
+        to servers), for `show ssl cert`, the stats page and Prometheus."""
+        return [(name, c) for name, fc in self.frontends.items() for c in fc.certs] + \
+            [(name, c) for name, bc in self.backends.items() for c in bc.certs]
 
     def cert(self, path: str) -> CertInfo | None:
         for _, c in self.certificates():
@@ -594,7 +673,17 @@ class TlsStore:
             out[fe.name] = fc
             keys[fe.name] = key
         self.kept.update(made)
-        return TlsSet(out, keys)
+        backends: dict[str, BackendContexts] = {}
+        for be in config.backends:
+            if not _backend_uses_tls(be):
+                continue
+            t = be.tls
+            ca = read_ca(t.ca) if t.ca and t.verify != "none" else None
+            cert = read_certificate(t.cert, t.key) if t.cert else None
+            # made again on every load: client contexts hold no state that
+            # must outlive a reload (each worker keeps its own sessions)
+            backends[be.name] = BackendContexts(be.name, t, ca, cert)
+        return TlsSet(out, keys, backends)
 
     def retain(self, *sets: TlsSet) -> None:
         """Forget the contexts that none of `sets` uses (after a reload)."""

@@ -345,12 +345,13 @@ class H1Connection(ClientConn):
         else:
             self.shut_c_after_flush = True
 
-    def take_own(self, srv) -> ServerConn | None:
+    def take_own(self, key) -> ServerConn | None:
         """This client's private idle connection (http-reuse never), if it
-        goes to srv; one to another server is closed."""
+        goes where key says (ServerConn.pool_key: the server, or the server
+        and a TLS server name); one to another server is closed."""
         own = self.own
         self.own = None
-        if own.srv is srv:
+        if own.pool_key == key:
             own.reused = True
             return own
         own.close(self.loop)

@@ -18,7 +18,7 @@ cdef class SharedCounts:
     cdef public list cur
 
 cdef class ServerRuntime:
-    cdef public object cfg, backend, name, family, sockaddr
+    cdef public object cfg, backend, name, family, sockaddr, tls
     cdef public Gauge g
     cdef public Py_ssize_t index, sidx
     cdef public long long maxconn, shutdown_seq, addr_seq

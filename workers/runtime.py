@@ -222,8 +222,7 @@ class SharedState:
         srv.family, srv.sockaddr = address
         pool = getattr(self.ctx_row, "conn_pool", None)
         if pool is not None:
-            for conn in list(pool.idle.get(srv, ())):
-                pool.discard(conn)
+            pool.discard_server(srv)
 
     def flush(self) -> None:
         """Write this worker's counters into its column (gauges refreshed).
@@ -251,7 +250,7 @@ class ServerRuntime:
     """A server as one worker sees it: its counters, its shared gauge."""
 
     __slots__ = ("cfg", "index", "backend", "g", "maxconn", "name", "family", "sockaddr",
-                 "c", "sidx", "shutdown_seq", "addr_seq")
+                 "c", "sidx", "shutdown_seq", "addr_seq", "tls")
 
     def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime", g: Gauge):
         self.cfg = cfg
@@ -265,6 +264,7 @@ class ServerRuntime:
         self.shutdown_seq = -1        # last `shutdown sessions server` seen
         self.addr_seq = -1            # version of the address cells last applied
         self.family, self.sockaddr = 0, None   # set by first_address()
+        self.tls = None               # workers/servertls.py ServerTls of a tls server
 
     def first_address(self, table: "shm.Table | None") -> None:
         """Where to connect: the address the master put in shared memory

@@ -6,9 +6,9 @@ from workers.transport cimport Transport
 cdef class ServerConn:
     cdef public Transport t
     cdef public int fd, mode
-    cdef public object srv, on_idle, pool, stream
+    cdef public object srv, on_idle, pool, stream, pool_key, sni
     cdef public ResponseParser rp
-    cdef public bint reused, eof, shut_after_flush
+    cdef public bint reused, eof, shut_after_flush, want_session
     cdef public double idle_since
     cdef public list wq
     cdef public bytes out, proxy_header
@@ -28,5 +28,5 @@ cdef class ConnPool:
     cdef public object loop
     cdef public dict idle
     cdef public bint sweeping
-    cpdef take(self, srv)
+    cpdef take(self, key)
     cpdef give(self, ServerConn conn)

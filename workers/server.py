@@ -34,22 +34,23 @@ import socket
 from workers import http1
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, TUNNEL, Data, HttpError, Response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
-from workers.transport import PlainTransport
+from workers.transport import HandshakeError, PlainTransport
 
 POOL_MAX_IDLE = 256          # idle connections kept per server (per worker)
 POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
 
-# ServerConn.mode
-M_CONNECTING, M_HTTP, M_TUNNEL = range(3)
+# ServerConn.mode (M_HANDSHAKE: TLS to the server, after the TCP connect)
+M_CONNECTING, M_HTTP, M_TUNNEL, M_HANDSHAKE = range(4)
 
 
 class ServerConn:
     """A connection to a server: attached to a stream, or idle in the pool."""
 
     __slots__ = ("t", "fd", "srv", "rp", "reused", "idle_since", "on_idle", "pool", "stream",
-                 "wq", "out", "eof", "mode", "shut_after_flush", "proxy_header")
+                 "wq", "out", "eof", "mode", "shut_after_flush", "proxy_header", "pool_key", "sni",
+                 "want_session")
 
-    def __init__(self, t: PlainTransport, srv, max_head: int):
+    def __init__(self, t: PlainTransport, srv, max_head: int, pool_key=None, sni=None):
         self.t = t
         self.fd = t.fd
         self.srv = srv
@@ -67,11 +68,20 @@ class ServerConn:
         # the PROXY header sent first (workers/ppsend.py); a connection that
         # has one is private to its client connection, never pooled
         self.proxy_header = b""
+        # TLS to the server (srv.tls): the name sent as SNI; idle, the
+        # connection pools under pool_key (the server, or (server, name)
+        # when the name comes from each request); want_session until the
+        # server's TLS session is kept for the next connection
+        self.pool_key = srv if pool_key is None else pool_key
+        self.sni = sni
+        self.want_session = False
 
     @classmethod
-    def connect(cls, srv, max_head: int, ctx) -> tuple["ServerConn | None", int]:
-        """Start a non-blocking connect to srv. Returns (conn, errno): errno
-        0 or EINPROGRESS when under way; (None, 0) when no socket could be
+    def connect(cls, srv, max_head: int, ctx, pool_key=None,
+                sni=None) -> tuple["ServerConn | None", int]:
+        """Start a non-blocking connect to srv (TLS follows for a tls
+        server, sending sni). Returns (conn, errno): errno 0 or
+        EINPROGRESS when under way; (None, 0) when no socket could be
         made (out of descriptors: the worker is told)."""
         try:
             sock = socket.socket(srv.family, socket.SOCK_STREAM)
@@ -81,7 +91,7 @@ class ServerConn:
             return None, 0
         sock.setblocking(False)
         err = sock.connect_ex(srv.sockaddr)
-        return cls(PlainTransport(sock), srv, max_head), err
+        return cls(PlainTransport(sock), srv, max_head, pool_key, sni), err
 
     def send_proxy_header(self) -> bool:
         """Just connected: write the PROXY header, if any, on the socket
@@ -169,7 +179,8 @@ class ServerConn:
         self.wq.clear()
 
     def mask(self, readable: bool) -> int:
-        return (EPOLLIN if readable and not self.eof else 0) | (EPOLLOUT if self.out else 0)
+        return (EPOLLIN if readable and not self.eof else 0) | (
+            EPOLLOUT if self.out or self.t.wants_write else 0)
 
     # ------------------------------------------------------------------ reading
 
@@ -187,10 +198,20 @@ class ServerConn:
                 stream.server_connect_failed()
             else:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.srv.tls is not None:
+                    self.start_tls(stream)
+                    stream.finish_io()
+                    return
                 stream.loop.modify(self.fd, EPOLLIN)
                 stream.server_connected()
             stream.finish_io()
             return
+        if self.mode == M_HANDSHAKE:
+            self.tls_step(stream)
+            stream.finish_io()
+            return
+        if events & EPOLLOUT and self.t.wants_write:
+            events |= EPOLLIN       # TLS: a read that had to write first, retried
         if events & EPOLLOUT and self.out:
             if not self.write():
                 stream.finish_io()
@@ -202,6 +223,10 @@ class ServerConn:
                 data = b""          # a reset: handled like an EOF, by phase
             if data is not None:
                 stream.last_s = stream.loop.now
+                if self.want_session and data:
+                    # TLS 1.3: the server's ticket came before these bytes
+                    self.srv.tls.keep_session(self.t, True)
+                    self.want_session = False
                 if self.mode == M_TUNNEL:
                     if not data:
                         self.eof = True
@@ -214,6 +239,44 @@ class ServerConn:
                     self.rp.feed(data)
                     self.pump()
         stream.finish_io()
+
+    # ------------------------------------------------------------- TLS
+
+    def start_tls(self, stream) -> None:
+        """The TCP connect to a tls server completed: start the handshake
+        (sending self.sni, resuming this worker's session of the server)."""
+        tls = self.srv.tls
+        try:
+            self.t = tls.wrap(self.t.sock, self.sni)
+        except (OSError, ValueError) as e:
+            self.tls_failed(stream, str(e))
+            return
+        self.mode = M_HANDSHAKE
+        self.tls_step(stream)
+
+    def tls_step(self, stream) -> None:
+        """Advance the handshake; once done, the request can go (the
+        connection is "connected" for the stream from then on)."""
+        t = self.t
+        try:
+            done = t.handshake()
+        except HandshakeError as e:
+            self.tls_failed(stream, str(e))
+            return
+        if not done:
+            stream.loop.modify(self.fd, EPOLLOUT if t.wants_write else EPOLLIN)
+            return
+        self.mode = M_HTTP
+        self.want_session = not self.srv.tls.keep_session(t)
+        stream.loop.modify(self.fd, EPOLLIN)
+        stream.server_connected()
+
+    def tls_failed(self, stream, why: str) -> None:
+        """The handshake failed: a failed connection attempt (the stream
+        retries, or answers 503 SC), logged with why."""
+        self.srv.tls.failed(stream.conn.ctx, stream.src, stream.src_port,
+                            stream.conn.accept_time, self.srv, why)
+        stream.server_connect_failed()
 
     def take_whole(self, data: bytes) -> bool:
         """The common case straight through: data is the whole response
@@ -292,11 +355,13 @@ class ConnPool:
 
     def __init__(self, loop):
         self.loop = loop
-        self.idle: dict = {}            # ServerRuntime -> list[ServerConn]
+        self.idle: dict = {}            # ServerConn.pool_key -> list[ServerConn]
         self.sweeping = False
 
-    def take(self, srv) -> ServerConn | None:
-        conns = self.idle.get(srv)
+    def take(self, key) -> ServerConn | None:
+        """An idle connection pooled under key (ServerConn.pool_key: the
+        server, or (server, TLS server name)), or None."""
+        conns = self.idle.get(key)
         if conns:
             conn = conns.pop()
             conn.reused = True
@@ -306,7 +371,7 @@ class ConnPool:
     def give(self, conn: ServerConn) -> None:
         """Park a connection whose response ended cleanly and is keep-alive."""
         conn.stream = None
-        conns = self.idle.setdefault(conn.srv, [])
+        conns = self.idle.setdefault(conn.pool_key, [])
         if len(conns) >= POOL_MAX_IDLE:
             conn.close(self.loop)
             return
@@ -325,10 +390,18 @@ class ConnPool:
     def discard(self, conn: ServerConn) -> None:
         """An idle connection is readable: the server closed it (or sent
         something unsolicited, which makes it unusable too)."""
-        conns = self.idle.get(conn.srv)
+        conns = self.idle.get(conn.pool_key)
         if conns and conn in conns:
             conns.remove(conn)
         conn.close(self.loop)
+
+    def discard_server(self, srv) -> None:
+        """Close every idle connection to srv (its address changed), under
+        whichever key it is pooled (the server, or (server, TLS name))."""
+        for key in list(self.idle):
+            if key is srv or (key.__class__ is tuple and key[0] is srv):
+                for conn in list(self.idle[key]):
+                    self.discard(conn)
 
     def sweep(self) -> None:
         limit = self.loop.now - POOL_IDLE_TIMEOUT

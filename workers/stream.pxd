@@ -31,7 +31,7 @@ cdef class Stream:
     cpdef connect_server(self)
     cpdef take_server(self, bint from_queue=*)
     cpdef use_server(self, ServerRuntime srv)
-    cpdef open_connection(self, ServerRuntime srv)
+    cpdef open_connection(self, ServerRuntime srv, key=*)
     cpdef server_ready(self)
     cpdef server_connected(self)
     cpdef bint awaiting_response(self) except -1

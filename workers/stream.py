@@ -260,20 +260,30 @@ class Stream:
         # "never" shares nothing between clients, but a client keeps its
         # own server connection for its next request (conn.own).
         reuse = self.be.reuse
+        key = srv
+        tls = srv.tls
+        if tls is not None and tls.fetch is not None:
+            # SNI from the request: a connection serves its own name only
+            key = (srv, tls.name_of(self))
         private = srv.cfg.send_proxy is not None   # PROXY header: the client's own (ppsend)
         if not private and (reuse == REUSE_ALWAYS or (reuse == REUSE_SAFE and conn.requests > 1)):
-            sc = conn.ctx.conn_pool.take(srv)
+            sc = conn.ctx.conn_pool.take(key)
         elif conn.own is not None:
-            sc = conn.take_own(srv)
+            sc = conn.take_own(key)
         if sc is not None:
             self.sc = sc
             sc.attach(self, self.loop, EPOLLIN)
             self.server_ready()
             return
-        self.open_connection(srv)
+        self.open_connection(srv, key)
 
-    def open_connection(self, srv) -> None:
-        sc, err = ServerConn.connect(srv, self.fe.max_head, self.conn.ctx)
+    def open_connection(self, srv, key=None) -> None:
+        """A new connection to srv (pooled under key later: see use_server)."""
+        sni = None
+        tls = srv.tls
+        if tls is not None:
+            sni = key[1] if key.__class__ is tuple else tls.fixed_name
+        sc, err = ServerConn.connect(srv, self.fe.max_head, self.conn.ctx, key, sni)
         if sc is None:
             self.release_server()
             self.send_error(503, "RC")
@@ -411,7 +421,7 @@ class Stream:
             self.retries += 1
             counting.retried(self.be, self.srv, self.srv)
             # same server, but a fresh connection this time
-            self.open_connection(self.srv)
+            self.open_connection(self.srv, sc.pool_key)
             return
         self.server_failed("server closed the connection", "SH", 502)
 

@@ -12,6 +12,10 @@ failure), then relays both directions until both have ended:
   everything read before it has been delivered;
 - timeouts: connect, queue, client and server inactivity, or tunnel when set
   (HAProxy: once established, timeout tunnel supersedes client and server).
+- TLS on either side (a tls bind: the client's handshake first, within
+  timeout client; a tls server: its handshake after the connect, within
+  timeout connect): that side is a TlsEnd, with a plain socket's calls,
+  and the relay never splices through it (the bytes are encrypted).
 
 One access-log line (tcplog or JSON) is written when the session ends.
 """
@@ -23,9 +27,12 @@ import os
 import socket
 import time
 
-from farm.logs import json_line, tcplog_line
+import ssl
+
+from farm.logs import connection_error_line, json_line, tcplog_line
 from workers import counting, ppsend
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+from workers.transport import SSL_TIMEOUT, HandshakeError
 
 # Bytes a direction moves by recv/send before switching to splice: below
 # it, recv/send costs less per call; above it, splice saves copying through
@@ -40,6 +47,54 @@ INF = float("inf")
 # that just refused, BackendRuntime.retry_wait) belongs to the connection phase
 # and ends with explicit terms (SC, sC, or the caller's).
 QUEUED, CONNECTING, DATA, CLOSED, TURNAROUND = "Q", "C", "D", "-", "T"
+HANDSHAKE = "H"         # a tls bind: the client's TLS handshake, before anything else
+
+
+class TlsEnd:
+    """One TLS side of the relay (an ssl.SSLSocket whose handshake is
+    done) with the calls the relay makes on a plain socket: recv_into and
+    send raise BlockingIOError while OpenSSL waits for the socket,
+    recv_into returns 0 at the peer's end (close_notify or a ragged EOF),
+    shutdown(SHUT_WR) sends close_notify then the FIN. A record is never
+    left half read: recv_into is given a buffer larger than a record
+    (16 KiB), so what is not read yet is still in the kernel, where epoll
+    sees it. The relay offers the same bytes again after a BlockingIOError
+    from send, as OpenSSL wants."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, sslsock: ssl.SSLSocket):
+        self.s = sslsock
+
+    def fileno(self) -> int:
+        return self.s.fileno()
+
+    def recv_into(self, buf) -> int:
+        try:
+            return self.s.recv_into(buf)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return 0
+
+    def send(self, data) -> int:
+        try:
+            return self.s.send(data)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+
+    def shutdown(self, how: int) -> None:
+        try:
+            self.s._sslobj.shutdown()
+        except (OSError, ValueError, AttributeError):
+            pass        # ours is sent (or the peer is gone); theirs is not awaited
+        socket.socket.shutdown(self.s, how)
+
+    def setsockopt(self, *args) -> None:
+        self.s.setsockopt(*args)
+
+    def close(self) -> None:
+        self.s.close()
 
 
 class Direction:
@@ -72,7 +127,9 @@ class PeerError(Exception):
 class TcpSession:
     """A layer-4 session: client socket <-> one server socket."""
 
-    def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple):
+    def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple, ctls=None):
+        """ctls: the client's TlsTransport on a tls bind (csock is then
+        its ssl.SSLSocket, handshake not done yet)."""
         self.ctx = ctx
         self.loop = ctx.loop
         self.fe = fe
@@ -105,9 +162,81 @@ class TcpSession:
         self.t_connected = -1.0
         self.timer = self.loop.timer(self.on_timeout)
         self.key = caddr[0].encode() if self.be.needs_source_key else None
+        self.ctls = ctls
+        self.stls = None           # the server's ServerTlsTransport (a tls server)
+        self.splice_ok = ctls is None
+        self.silent = False        # a failed client handshake: no tcplog line
         ctx.sessions.add(self)
         self.be.g.take()
+        if ctls is not None:
+            self.state = HANDSHAKE
+            self.loop.add(self.cfd, EPOLLIN, self.on_client_handshake)
+            self.loop.set_timer(self.timer, self.t0 + self.to_client)
+            self.on_client_handshake(EPOLLIN)
+            return
         self.connect()
+
+    # -- TLS -------------------------------------------------------------------
+
+    def on_client_handshake(self, events: int) -> None:
+        """The client's TLS handshake (a tls bind); once done, connect."""
+        t = self.ctls
+        try:
+            done = t.handshake()
+        except HandshakeError as e:
+            self.client_handshake_failed(str(e))
+            return
+        if not done:
+            self.loop.modify(self.cfd, EPOLLOUT if t.wants_write else EPOLLIN)
+            return
+        self.loop.remove(self.cfd)          # added again, for the relay, once connected
+        self.csock = TlsEnd(t.sock)
+        self.c2s.src = self.s2c.dst = self.csock
+        self.state = CONNECTING
+        self.connect()
+
+    def client_handshake_failed(self, message: str) -> None:
+        """Logged as HAProxy does ("<frontend>/<bind>: <message>"), without
+        a tcplog line: no session began."""
+        ctx = self.ctx
+        if ctx.access.enabled:
+            ctx.access.write(connection_error_line(ctx.log_format, self.caddr[0], self.caddr[1],
+                                                   self.accept_time, self.fe.name,
+                                                   self.ctls.bind_name, message))
+        self.silent = True
+        self.close("CR")
+
+    def start_server_tls(self) -> None:
+        """The connect to a tls server completed: its handshake, still
+        within timeout connect (the state stays CONNECTING)."""
+        tls = self.srv.tls
+        try:
+            self.stls = tls.wrap(self.ssock, tls.fixed_name)
+        except (OSError, ValueError) as e:
+            self.server_handshake_failed(str(e))
+            return
+        self.ssock = self.stls.sock
+        self.splice_ok = False
+        self.loop.handlers[self.sfd] = self.on_server_handshake
+        self.on_server_handshake(EPOLLOUT)
+
+    def on_server_handshake(self, events: int) -> None:
+        t = self.stls
+        try:
+            done = t.handshake()
+        except HandshakeError as e:
+            self.server_handshake_failed(str(e))
+            return
+        if not done:
+            self.loop.modify(self.sfd, EPOLLOUT if t.wants_write else EPOLLIN)
+            return
+        self.srv.tls.keep_session(t)
+        self.ssock = TlsEnd(t.sock)
+        self.connected()
+
+    def server_handshake_failed(self, why: str) -> None:
+        self.srv.tls.failed(self.ctx, self.caddr[0], self.caddr[1], self.accept_time, self.srv, why)
+        self.connect_failed()
 
     # -- connecting ----------------------------------------------------------
 
@@ -186,6 +315,8 @@ class TcpSession:
         err = self.ssock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err or not self.send_proxy_header():
             self.connect_failed()
+        elif self.srv.tls is not None:
+            self.start_server_tls()
         else:
             self.connected()
 
@@ -233,6 +364,10 @@ class TcpSession:
         self.loop.set_timer(self.timer, now + wait)
 
     def drop_server_socket(self) -> None:
+        if self.stls is not None:
+            if self.stls.established and not self.stls.session_taken:
+                self.srv.tls.keep_session(self.stls)   # TLS 1.3: the ticket came with the data
+            self.stls = None
         if self.ssock is not None:
             self.loop.remove(self.sfd)
             self.ssock.close()
@@ -261,6 +396,11 @@ class TcpSession:
 
     def on_server(self, events: int) -> None:
         self.on_socket(events, self.s2c, self.c2s)
+        stls = self.stls
+        if stls is not None and not stls.session_taken:
+            # TLS 1.3: the server's ticket comes after the handshake, before
+            # its data: kept as soon as it is there, for the next session
+            self.srv.tls.keep_session(stls, self.s2c.moved > 0)
 
     def on_socket(self, events: int, reading: Direction, writing: Direction) -> None:
         """Events on one socket: it is the source of `reading` and the
@@ -315,7 +455,7 @@ class TcpSession:
             d.pending = bytes(ctx.view[sent:n])
         else:
             self.touch(dst_side)
-            if d.moved >= SPLICE_AFTER:
+            if d.moved >= SPLICE_AFTER and self.splice_ok:
                 d.pipe = ctx.pipes.get()    # a bulk flow: splice from now on
 
     def drain_pipe(self, d: Direction, dst_side: str) -> None:
@@ -340,7 +480,7 @@ class TcpSession:
                 raise PeerError(dst_side)
             d.pending = d.pending[sent:]
             self.touch(dst_side)
-            if not d.pending and d.moved >= SPLICE_AFTER and d.pipe is None:
+            if not d.pending and d.moved >= SPLICE_AFTER and d.pipe is None and self.splice_ok:
                 d.pipe = self.ctx.pipes.get()
         elif d.piped:
             self.drain_pipe(d, dst_side)
@@ -389,7 +529,9 @@ class TcpSession:
 
     def on_timeout(self) -> None:
         now = self.loop.now
-        if self.state == CONNECTING:
+        if self.state == HANDSHAKE:
+            self.client_handshake_failed(SSL_TIMEOUT)
+        elif self.state == CONNECTING:
             self.connect_failed(timeout=True)
         elif self.state == TURNAROUND:
             self.connect()
@@ -435,6 +577,8 @@ class TcpSession:
             self.be.release(self.srv)
         self.be.g.give()
         self.ctx.session_ended(self)
+        if self.silent:
+            return
         counting.tcp_session(self)
         if self.ctx.access.enabled:
             self.log()
@@ -449,7 +593,8 @@ class TcpSession:
         rec = {
             "client_ip": self.caddr[0], "client_port": self.caddr[1],
             "accept_time": self.accept_time,
-            "frontend": self.fe.name, "backend": self.be.name,
+            "frontend": self.fe.name + "~" if self.ctls is not None else self.fe.name,   # %ft
+            "backend": self.be.name,
             "server": named.name if named is not None else "<NOSRV>",
             "tw": tw, "tc": tc, "tt": ms(now - self.t0),
             "bytes_read": self.s2c.moved, "bytes_uploaded": self.c2s.moved,

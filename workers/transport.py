@@ -35,7 +35,7 @@ import os
 import socket
 import ssl
 
-from farm.tlsconf import dn_oneline
+from farm.tlsconf import dn_oneline, failure_reason
 
 RECV_SIZE = 65536
 
@@ -275,3 +275,59 @@ class TlsTransport(Transport):
     def sha1(self) -> bytes | None:
         der = self._peer()[1]
         return hashlib.sha1(der).digest() if der else None
+
+
+class ServerTlsTransport(TlsTransport):
+    """A client-side TLS connection to a server (TLS to servers), over a
+    socket whose TCP connect has completed: the same calls as TlsTransport.
+
+    server_name is sent as SNI (None: none) and, with verify "required",
+    checked against the certificate (the context says). session is a TLS
+    session of an earlier connection to the same server to resume (None:
+    a full handshake). A failed handshake raises HandshakeError whose
+    text says why ("certificate verify failed: ..."), for the log.
+    The session to keep for the next connection (new_session()) is ready
+    once the server has sent its ticket: right after the handshake in TLS
+    1.2, with the first response bytes in TLS 1.3.
+    """
+
+    __slots__ = ("server_name", "session_taken")
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext,
+                 server_name: str | None = None, session=None):
+        Transport.__init__(self, context.wrap_socket(sock, server_side=False,
+                                                     server_hostname=server_name,
+                                                     do_handshake_on_connect=False,
+                                                     suppress_ragged_eofs=True,
+                                                     session=session))
+        self.secure = True
+        self.established = False
+        self.server_name = server_name
+        self.session_taken = False
+        self._cert = None
+
+    def handshake(self) -> bool:
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.wants_write = False
+            return False
+        except ssl.SSLWantWriteError:
+            self.wants_write = True
+            return False
+        except OSError as e:      # SSLError (verification too) is an OSError
+            raise HandshakeError(failure_reason(e)) from None
+        self.established = True
+        self.wants_write = False
+        return True
+
+    def new_session(self):
+        """The session to resume next time, once (None until the server
+        sent one, and after it was taken)."""
+        if self.session_taken:
+            return None
+        sess = self.sock.session
+        if sess is None or not (sess.has_ticket or self.sock.version() != "TLSv1.3"):
+            return None
+        self.session_taken = True
+        return sess

@@ -113,6 +113,9 @@ class Worker:
         self.ctx = WorkerContext(self.loop, config, slot, generation, table)
         if tls is not None:
             self.ctx.tls = tls          # made by the master before the fork (farm/tlsconf.py)
+        if self.ctx.tls.backends:
+            from workers import servertls
+            servertls.attach(self.ctx.backends, self.ctx.tls)   # TLS to servers
         self.ctx.on_session_end = self.on_session_end
         self.ctx.out_of_fds = self.out_of_fds
         self.log = logs.get_logger(proc="worker", slot=slot, gen=generation, pid=os.getpid())
@@ -179,13 +182,18 @@ class Worker:
         return H1Connection.accepted
 
     def tls_session_class(self, fe_cfg: model.Frontend, bind: model.Bind):
-        """The session class of a tls bind (HTTP): the connection gets a TLS
+        """The session class of a tls bind: the connection gets a TLS
         transport over the frontend's default context, which the master
         made before the fork (its SNI callback picks the certificate)."""
         from workers.h1conn import H1Connection
         from workers.transport import TlsTransport
         context = self.ctx.tls.frontends[fe_cfg.name].default
         name = bind.name
+        if fe_cfg.mode == "tcp":
+            def accepted_tcp(ctx, fe, csock, caddr):
+                t = TlsTransport(csock, context, name)
+                return TcpSession(ctx, fe, t.sock, caddr, t)
+            return accepted_tcp
 
         def accepted(ctx, fe, csock, caddr):
             return H1Connection(ctx, fe, TlsTransport(csock, context, name), caddr)

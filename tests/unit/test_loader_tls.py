@@ -95,8 +95,8 @@ def test_tls_bind_needs_certificates_and_http():
     assert "[frontends.www.tls]" in e.message
     text = https().replace('default_backend = "app"', 'default_backend = "app"\nmode = "tcp"')
     text = text.replace("[backends.app]", '[backends.app]\nmode = "tcp"')
-    (e,) = errors(text)
-    assert e.path == "frontends.www.bind[1]" and "not supported yet" in e.message
+    fe = load_text(text).frontends[0]           # TLS termination in tcp mode
+    assert fe.mode == "tcp" and fe.binds[1].tls and fe.tls is not None
 
 
 def test_tls_table_without_tls_bind_is_a_warning():
@@ -157,17 +157,26 @@ def test_backend_tls_and_server_keys():
     assert e.path == "backends.app.tls.sni"
     (e,) = errors(text.replace('verify = "none"', 'verify = "optional"'))
     assert e.path == "backends.app.tls.verify"
+    (e,) = errors(text.replace('alpn = ["http/1.1"]', 'alpn = ["h2", "http/1.1"]'))
+    assert e.path == "backends.app.tls.alpn" and "h2" in e.message
 
 
-def test_server_tls_and_check_tls_are_refused_until_implemented():
+def test_server_tls_and_check_tls_load():
     text = BACKEND.replace('address = "127.0.0.1:9000"', 'address = "127.0.0.1:9000"\ntls = true') \
+        + '\n[backends.app.check]\ntype = "tcp"\n' \
         + '\n[frontends.www]\nbind = "127.0.0.1:80"\ndefault_backend = "app"\n'
-    (e,) = errors(text)
-    assert e.path == "backends.app.servers[0].tls" and "not supported yet" in e.message
-    text2 = BACKEND + '\n[backends.app.check]\ntype = "tcp"\ntls = true\n' \
+    be = load_text(text).backends[0]
+    assert be.servers[0].tls and be.check_tls(be.servers[0])
+    assert be.tls == model.BackendTls()
+
+
+def test_backend_tls_table_without_tls_server_is_a_warning():
+    text = BACKEND + '\n[backends.app.tls]\nverify = "none"\n' \
         '\n[frontends.www]\nbind = "127.0.0.1:80"\ndefault_backend = "app"\n'
-    (e,) = errors(text2)
-    assert e.path == "backends.app.check.tls"
+    warnings: list = []
+    load_text(text, warnings=warnings)
+    (w,) = warnings
+    assert w.path == "backends.app.tls" and "no server of this backend has tls = true" in w.message
 
 
 def test_check_tls_default_follows_the_server():
@@ -225,7 +234,7 @@ def test_directory_of_certificates_and_backend_files(pki, tmp_path):
     text = https(f'certificates = ["{pki["dir"]}"]') + T(f"""
         [backends.app.tls]
         ca = "{pki['ca'].cert}"
-        cert = "{pki['good'].crt}"
+        certificate = "{pki['good'].crt}"
         key = "{pki['expired'].key}"
         """)
     path = tmp_path / "farm.toml"
@@ -235,4 +244,4 @@ def test_directory_of_certificates_and_backend_files(pki, tmp_path):
     paths = [err.path for err in e.value.errors]
     # the CA's own file in the directory has no key; the client key does not match
     assert "frontends.www.tls.certificates[0]" in paths
-    assert "backends.app.tls.cert" in paths
+    assert "backends.app.tls.certificate" in paths
