@@ -32,10 +32,10 @@ from workers.cookie import CookiePersistence
 from workers.lb import retry
 from workers.lb.pool import ServerPool
 from workers.loop import Loop
+from workers.server import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
 
 INF = float("inf")
 # http-reuse (HAProxy's): what a request may take from the idle pool
-REUSE_NEVER, REUSE_SAFE, REUSE_ALWAYS = range(3)
 REUSE = {"never": REUSE_NEVER, "safe": REUSE_SAFE, "always": REUSE_ALWAYS}
 BUFFER_SIZE = 65536
 PIPE_SIZE = 262144          # bytes a splice pipe holds (fcntl F_SETPIPE_SZ)

@@ -36,8 +36,7 @@ from farm.logs import httplog_values, json_http_values
 from workers import counting, http1, ppsend, tables
 from workers.http1 import Request, Response
 from workers.rules import no_rules
-from workers.runtime import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
-from workers.server import ServerConn, connect_error_is_fatal
+from workers.server import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn, connect_error_is_fatal
 from workers.loop import EPOLLIN, EPOLLOUT
 
 INF = float("inf")
