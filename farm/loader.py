@@ -912,10 +912,8 @@ _BIND_SCHEMA = {
     "tls": _bool,
     "name": _name,
     "accept_proxy": _bool,
+    "transparent": _bool,
 }
-# HAProxy bind options that have a place in the table form but no
-# implementation yet.
-_BIND_NOT_YET = {"transparent": "transparent binding"}
 
 
 def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
@@ -935,14 +933,11 @@ def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
     out = []
     for ipath, item in items:
         if isinstance(item, dict):
-            for key, what in _BIND_NOT_YET.items():
-                if key in item:
-                    ctx.error(ipath + (key,), f"{key}: {what} is not supported yet")
-            fields = _fields(ctx, ipath, {k: v for k, v in item.items() if k not in _BIND_NOT_YET},
-                             _BIND_SCHEMA)
+            fields = _fields(ctx, ipath, item, _BIND_SCHEMA)
             if ctx.require(ipath, item, ("address",)) and "address" in fields:
                 out.append((Bind(fields["address"], fields.get("tls", False),
-                                 fields.get("name", ""), fields.get("accept_proxy", False)), ipath))
+                                 fields.get("name", ""), fields.get("accept_proxy", False),
+                                 fields.get("transparent", False)), ipath))
             continue
         try:
             out.append((Bind(_bind_address(item)), ipath))
