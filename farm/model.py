@@ -376,6 +376,8 @@ class Frontend:
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: FrontendTls | None = None   # settings of the tls binds; None without any
     proxy_trusted: tuple = ()        # ipaddress networks allowed to send a PROXY header; () = any
+    monitor_uri: str | None = None   # answered by farm: 200, or 503 (draining, monitor_fail)
+    monitor_fail: Condition | None = None
     id: int = 0
     line: int = 0
 
