@@ -6,6 +6,7 @@ never reaches a server and is never written to the access log."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 
@@ -142,3 +143,14 @@ def test_monitor_uri_stays_200_across_a_reload(farm_factory, backend):
         stop.set()
         t.join()
     assert statuses and set(statuses) == {200}
+
+
+def test_monitor_uri_over_http2(farm_factory, backend):
+    """The same answer to an HTTP/2 client (cleartext prior knowledge)."""
+    port = free_port()
+    farm_factory(config(port, backend.address))
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                        "-w", "%{http_version} %{http_code}", f"http://127.0.0.1:{port}/healthz"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.stdout == "2 200", r.stderr
+    assert backend.paths() == []
