@@ -95,3 +95,13 @@ def test_without_transparent_a_foreign_address_is_refused_with_a_hint(pair, farm
     assert farm.proc.wait(10) != 0
     out = farm.output()
     assert f"cannot bind {VIP}:8080" in out and "transparent = true" in out, out
+
+
+def test_transparent_bind_ipv6(pair, farm_factory):
+    client, node = pair
+    client.ip("-6", "addr", "add", "2001:db8::1/64", "dev", "c0", "nodad")
+    farm_factory(config(True).replace(f'"{VIP}:8080"', '"[2001:db8::100]:8080"'),
+                 preexec=node.enter)
+    node.ip("-6", "addr", "add", "2001:db8::100/64", "dev", "n0", "nodad")
+    r = curl(client, "http://[2001:db8::100]:8080/name")
+    assert (r.returncode, r.stdout) == (0, "b1"), r.stderr
