@@ -4,10 +4,11 @@ and key path."""
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from farm.loader import ConfigErrors, load_text
+from farm.loader import ConfigErrors, load, load_text
 from farm.model import Address
 
 
@@ -90,3 +91,12 @@ def test_monitor_uri_needs_http_and_monitor_fail_needs_monitor_uri():
     load_text(config('"127.0.0.1:80"', 'monitor_fail = "{ nbsrv(app) lt 1 }"\n'), warnings=warnings)
     assert [(w.path, "does nothing" in w.message) for w in warnings] == [
         ("frontends.www.monitor_fail", True)]
+
+
+@pytest.mark.parametrize("node", ["lb1", "lb2"])
+def test_the_ha_examples_load(node):
+    path = Path(__file__).resolve().parents[2] / "config" / "examples" / "ha" / f"farm-{node}.toml"
+    cfg = load(str(path))
+    fe = cfg.frontend("www")
+    assert cfg.transparent_binds() == {Address("10.0.0.100", 80)}
+    assert fe.monitor_uri == "/healthz" and fe.monitor_fail.text == "{ nbsrv(app) lt 1 }"
