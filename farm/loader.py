@@ -265,7 +265,7 @@ def _monitor_uri(value: Any) -> str:
     """monitor_uri: a request target compared as is ("/healthz")."""
     text = _path(value)
     if any(c in text for c in " \t") or not text.isascii():
-        raise _Invalid(f"must be a URI path without spaces, got {text!r}")
+        raise _Invalid(f"must be a URI path (ASCII, without spaces), got {text!r}")
     return text
 
 
