@@ -24,6 +24,7 @@ Signals (handlers only record; the loop acts):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -102,20 +103,51 @@ class Generation:
     on_done: list = field(default_factory=list)   # reload callbacks (admin `reload`)
 
 
-def open_listener(addr: model.Address, backlog: int) -> socket.socket:
-    """A non-blocking SO_REUSEPORT listening socket bound to addr."""
+# Binding to an address the node does not hold (yet): Linux's option
+# numbers, which Python's socket module does not all name.
+IP_FREEBIND = 15
+IP_TRANSPARENT = 19
+IPV6_TRANSPARENT = 75
+IPV6_FREEBIND = 78
+
+
+def make_foreign(s: socket.socket, family: int) -> None:
+    """Let s bind an address that is not (yet) local: IP_FREEBIND always
+    (no privilege needed), IP_TRANSPARENT too where the process may
+    (CAP_NET_ADMIN), as HAProxy's `transparent` does. Raises OSError when
+    not even IP_FREEBIND is available."""
+    if family == socket.AF_INET6:
+        level, freebind, transparent = socket.IPPROTO_IPV6, IPV6_FREEBIND, IPV6_TRANSPARENT
+    else:
+        level, freebind, transparent = socket.IPPROTO_IP, IP_FREEBIND, IP_TRANSPARENT
+    s.setsockopt(level, freebind, 1)
+    try:
+        s.setsockopt(level, transparent, 1)
+    except PermissionError:
+        pass   # freebind alone is enough to listen on a virtual address
+
+
+def open_listener(addr: model.Address, backlog: int, transparent: bool = False) -> socket.socket:
+    """A non-blocking SO_REUSEPORT listening socket bound to addr; with
+    transparent, bound even if addr is not one of this node's addresses."""
     s = socket.socket(addr.family, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if addr.family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if transparent:
+            make_foreign(s, addr.family)
         s.bind(addr.sockaddr())
         s.listen(backlog)
         s.setblocking(False)
     except OSError as e:
         s.close()
-        raise MasterError(f"cannot bind {addr}: {e.strerror or e}") from None
+        hint = ""
+        if e.errno == errno.EADDRNOTAVAIL and not transparent:
+            hint = (" (not an address of this node; a bind with transparent = true, or the"
+                    " sysctl net.ipv4.ip_nonlocal_bind = 1, listens on it before it arrives)")
+        raise MasterError(f"cannot bind {addr}: {e.strerror or e}{hint}") from None
     return s
 
 
@@ -128,11 +160,12 @@ def reconcile_listeners(current: dict, config: model.Config) -> tuple[dict, list
     backlog = max(128, min(config.global_.maxconn, 65535))
     out: dict = {}
     opened: list = []
+    transparent = config.transparent_binds()
     try:
         for addr in config.all_binds():
             socks = list(current.get(addr, ()))[:workers]
             while len(socks) < workers:
-                s = open_listener(addr, backlog)
+                s = open_listener(addr, backlog, addr in transparent)
                 opened.append(s)
                 socks.append(s)
             out[addr] = socks

@@ -42,7 +42,7 @@ from typing import Union
 __all__ = [
     "ConditionError", "AclSpec", "Term", "CondSpec", "Sample",
     "parse_acl", "parse_condition", "check_acl", "check_condition",
-    "referenced_acls", "parse_format", "check_format", "parse_replacement",
+    "referenced_acls", "backends_fetched", "parse_format", "check_format", "parse_replacement",
     "check_replacement", "tokenize", "PREDEFINED_ACLS", "FETCHES",
     "MATCH_METHODS",
 ]
@@ -202,6 +202,10 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("fc_pp_authority", "fc_pp_authority", "str")
     add("fc_pp_unique_id", "fc_pp_unique_id", "str")
     add("fc_pp_tlv", "fc_pp_tlv", "str", "tlv")
+    # The usable servers of a backend (HAProxy's nbsrv: up, weight above 0,
+    # not in maintenance; the backup ones when no active one is), e.g.
+    # monitor_fail = "nbsrv(app) lt 1".
+    add("nbsrv", "nbsrv", "int", "backend")
     # stick counters (HAProxy's sc_*(N[,table]), sc0_*..sc2_*([table]),
     # src_*([table])); the table_* converters are parsed in _parse_acl_words
     for sfx, (_, op) in STICK_SUFFIXES.items():
@@ -437,7 +441,8 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
             return name, info, str(number)
         raise ConditionError(f"{name}({arg or ''}): expected a TLV type, a number 0-255 or one of "
                              f"{', '.join(PP_TLV_NAMES)}")
-    what = {"header": "a header name", "cookie": "a cookie name", "param": "a parameter name"}[info.arg]
+    what = {"header": "a header name", "cookie": "a cookie name", "param": "a parameter name",
+            "backend": "a backend name"}[info.arg]
     if not arg:
         raise ConditionError(f"{name} needs {what}: {name}(NAME)")
     if "," in arg:
@@ -772,6 +777,23 @@ def check_condition(text: str, acl_names: set[str]) -> list[str]:
                 known = set(acl_names) | set(PREDEFINED_ACLS)
                 errors.append(f"unknown ACL {term.name!r}{_suggest(term.name, known)}")
     return errors
+
+
+def backends_fetched(text: str, acl_line: bool = False) -> set[str]:
+    """The backend names that fetches take as argument (nbsrv(NAME)) in a
+    condition's anonymous ACLs, or in an ACL line (acl_line), for the
+    loader's check that they exist; an empty set when text does not parse."""
+    try:
+        if acl_line:
+            specs = [parse_acl(text)]
+        else:
+            specs = [t.acl for g in parse_condition(text).groups for t in g if t.acl is not None]
+    except ConditionError:
+        return set()
+    # (a spec's fetch may not be in FETCHES: a stick-table lookup such as
+    # "req.hdr(x-api-key),table_http_req_rate(api)")
+    return {s.arg for s in specs
+            if s.arg and getattr(FETCHES.get(s.fetch), "arg", None) == "backend"}
 
 
 def referenced_acls(cond) -> set[str]:

@@ -261,6 +261,14 @@ def _path(value: Any) -> str:
     return text
 
 
+def _monitor_uri(value: Any) -> str:
+    """monitor_uri: a request target compared as is ("/healthz")."""
+    text = _path(value)
+    if any(c in text for c in " \t") or not text.isascii():
+        raise _Invalid(f"must be a URI path (ASCII, without spaces), got {text!r}")
+    return text
+
+
 def _regex(value: Any) -> str:
     text = _any_str(value)
     try:
@@ -538,9 +546,10 @@ class _Scope:
 
 @dataclass
 class _Ref:
-    """A frontend's reference to a backend, for the cross-reference pass."""
+    """A frontend's reference to a backend, for the cross-reference pass
+    (frontend None: a fetch's, nbsrv(NAME), whatever the modes)."""
 
-    frontend: Frontend
+    frontend: Frontend | None
     path: tuple
     backend: str
 
@@ -773,6 +782,7 @@ def _acls(ctx, path, value, scope) -> tuple[Acl, ...] | _Skip:
                 continue
             for message in conditions.check_acl(text):
                 ctx.error(lpath, message)
+            _fetched_backends(ctx, lpath, text, acl_line=True)
             good.append(text)
         acls.append(Acl(name, tuple(good)))
     return tuple(acls)
@@ -792,8 +802,29 @@ def _condition(ctx: _Ctx, path: tuple, table: dict, scope: _Scope) -> Condition 
             return None
         for message in conditions.check_condition(text, set(scope.acl_names)):
             ctx.error(path + (key,), message)
+        _fetched_backends(ctx, path + (key,), text)
         return Condition(text, negate)
     return None
+
+
+def _monitor_fail(ctx, path, value, scope) -> Condition | _Skip:
+    """monitor_fail: a condition (HAProxy's `monitor fail if COND`)."""
+    try:
+        text = _str(value)
+    except _Invalid as e:
+        ctx.error(path, str(e))
+        return _SKIP
+    for message in conditions.check_condition(text, set(scope.acl_names)):
+        ctx.error(path, message)
+    _fetched_backends(ctx, path, text)
+    return Condition(text)
+
+
+def _fetched_backends(ctx: _Ctx, path: tuple, text: str, acl_line: bool = False) -> None:
+    """Remember the backends that fetches name (nbsrv(NAME)) in a condition
+    or an ACL line, for the check that they exist."""
+    for name in sorted(conditions.backends_fetched(text, acl_line)):
+        ctx.refs.append(_Ref(None, path, name))
 
 
 def _use_backends(ctx, path, value, scope) -> tuple[tuple[UseBackend, tuple], ...]:
@@ -945,10 +976,8 @@ _BIND_SCHEMA = {
     "tls": _bool,
     "name": _name,
     "accept_proxy": _bool,
+    "transparent": _bool,
 }
-# HAProxy bind options that have a place in the table form but no
-# implementation yet.
-_BIND_NOT_YET = {"transparent": "transparent binding"}
 
 
 def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
@@ -968,14 +997,11 @@ def _binds(ctx, path, value, scope) -> tuple[tuple[Bind, tuple], ...] | _Skip:
     out = []
     for ipath, item in items:
         if isinstance(item, dict):
-            for key, what in _BIND_NOT_YET.items():
-                if key in item:
-                    ctx.error(ipath + (key,), f"{key}: {what} is not supported yet")
-            fields = _fields(ctx, ipath, {k: v for k, v in item.items() if k not in _BIND_NOT_YET},
-                             _BIND_SCHEMA)
+            fields = _fields(ctx, ipath, item, _BIND_SCHEMA)
             if ctx.require(ipath, item, ("address",)) and "address" in fields:
                 out.append((Bind(fields["address"], fields.get("tls", False),
-                                 fields.get("name", ""), fields.get("accept_proxy", False)), ipath))
+                                 fields.get("name", ""), fields.get("accept_proxy", False),
+                                 fields.get("transparent", False)), ipath))
             continue
         try:
             out.append((Bind(_bind_address(item)), ipath))
@@ -1382,6 +1408,8 @@ _FRONTEND_SCHEMA = {
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_frontend_tls),
     "proxy_trusted": lambda v: _str_list(v, _cidr),
+    "monitor_uri": _monitor_uri,
+    "monitor_fail": _Nested(_monitor_fail),
 }
 _BACKEND_SCHEMA = {
     "acl": _Nested(_acls),
@@ -1444,7 +1472,9 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
     for bind, bpath in binds:
         ctx.binds.append(_Bind(bind.address, bpath, f"frontend {name!r}"))
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "monitor_uri"))
+    if "monitor_fail" in own and "monitor_uri" not in own:
+        ctx.warning(path + ("monitor_fail",), "without monitor_uri, monitor_fail does nothing")
     use_backend = own.get("use_backend", ())
     frontend = Frontend(
         name=name,
@@ -1465,6 +1495,8 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls"),
         proxy_trusted=own.get("proxy_trusted", ()),
+        monitor_uri=own.get("monitor_uri"),
+        monitor_fail=own.get("monitor_fail"),
         id=index + 1,
         line=ctx.line(path),
     )
@@ -1656,7 +1688,7 @@ def _cross_check(ctx: _Ctx, backends: list[Backend]) -> None:
         backend, fe = by_name.get(ref.backend), ref.frontend
         if backend is None:
             ctx.error(ref.path, f"unknown backend {ref.backend!r}{_suggest(ref.backend, by_name)}")
-        elif backend.mode != fe.mode:
+        elif fe is not None and backend.mode != fe.mode:
             ctx.error(ref.path, f"backend {backend.name!r} is mode {backend.mode} but frontend"
                                 f" {fe.name!r} is mode {fe.mode} (http and tcp cannot be mixed)")
     first: dict[Address, _Bind] = {}

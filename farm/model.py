@@ -91,12 +91,17 @@ class Bind:
     (HAProxy's listener id) unless the config names it. accept_proxy:
     every connection starts with a PROXY protocol header (v1 or v2),
     whose addresses replace the socket's (HAProxy's accept-proxy).
+    transparent: the socket binds even where the address is not (yet) the
+    node's own, as the backup node of an HA pair does with the virtual
+    address (IP_FREEBIND, plus IP_TRANSPARENT where permitted: HAProxy's
+    transparent).
     """
 
     address: Address
     tls: bool = False
     name: str = ""
     accept_proxy: bool = False
+    transparent: bool = False
 
     def __str__(self) -> str:
         return str(self.address)
@@ -386,6 +391,8 @@ class Frontend:
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: FrontendTls | None = None   # settings of the tls binds; None without any
     proxy_trusted: tuple = ()        # ipaddress networks allowed to send a PROXY header; () = any
+    monitor_uri: str | None = None   # answered by farm: 200, or 503 (draining, monitor_fail)
+    monitor_fail: Condition | None = None
     id: int = 0
     line: int = 0
 
@@ -451,3 +458,7 @@ class Config:
         if self.stats.bind is not None:
             seen.setdefault(self.stats.bind, None)
         return tuple(seen)
+
+    def transparent_binds(self) -> frozenset[Address]:
+        """The listening addresses that some bind marks transparent."""
+        return frozenset(b.address for fe in self.frontends for b in fe.binds if b.transparent)

@@ -449,6 +449,8 @@ def _int_getter(base: str, arg: str | None, phase: str) -> Callable[[object], in
         return _resp_status
     if base == "ssl_c_verify":
         return _ssl_c_verify
+    if base == "nbsrv":
+        return _nbsrv_getter(arg or "")
     name = (arg or "").encode("latin-1")
     if base in ("hdr_cnt", "req.hdr_cnt", "res.hdr_cnt"):
         values = _header_values(_header_source(base, phase), name, True)
@@ -460,6 +462,23 @@ def _int_getter(base: str, arg: str | None, phase: str) -> Callable[[object], in
     def count(txn) -> int:
         return len(values(txn))
     return count
+
+
+def _nbsrv_getter(backend: str) -> Callable[[object], int | None]:
+    """nbsrv(BACKEND): the backend's usable servers as this worker sees
+    the shared state now (up, weight above 0, not in maintenance), the
+    backup ones when no active one is (HAProxy's count). Absent (None)
+    outside a worker (farm explain has no server state)."""
+    def nbsrv(txn) -> int | None:
+        conn = getattr(txn, "conn", None)
+        be = conn.ctx.backends.get(backend) if conn is not None else None
+        if be is None:
+            return None
+        pool = be.pool
+        pool.any_up()                 # brings the worker's view up to date
+        active, backup = pool.up_count()
+        return active or backup
+    return nbsrv
 
 
 # ------------------------------------------------------------ pattern tests

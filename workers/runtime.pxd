@@ -43,6 +43,7 @@ cdef class BackendRuntime:
 cdef class FrontendRuntime:
     cdef public object cfg, name, listeners, default_backend, session_class, routes_by_l4
     cdef public object req_rules, resp_rules, choose_backend, fixed_backend, errorfiles, xff_name
+    cdef public object monitor_uri, monitor_fail
     cdef public Gauge g
     cdef public list c
     cdef public long long maxconn, max_head

@@ -535,6 +535,10 @@ class FrontendRuntime:
         self.req_rules = rules.compile_request_rules(cfg.http_request, acls)
         self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
         self.choose_backend = rules.compile_use_backend(cfg.use_backend, cfg.default_backend, acls)
+        # monitor_uri: answered by the stream itself (Stream.monitor_reply)
+        self.monitor_uri = cfg.monitor_uri.encode("latin-1") if cfg.monitor_uri else None
+        self.monitor_fail = (rules.compile_condition(cfg.monitor_fail, acls)
+                             if cfg.monitor_fail is not None else None)
         # no use_backend entry: the backend is known without asking the rules
         self.fixed_backend = cfg.default_backend if not cfg.use_backend else None
         self.errorfiles = read_errorfiles(cfg.errorfiles)

@@ -21,8 +21,9 @@ cdef class Stream:
     cdef public int state, status
     cdef public double t_start, t_head, t_queue, t_connect, t_connected, t_resp, last_s, to_tunnel
     cdef public long long bytes_out, bytes_in, retries
-    cdef public bint redispatched, close, resp_started, req_done, local, released
+    cdef public bint redispatched, close, resp_started, req_done, local, released, unlogged
     cpdef start(self)
+    cpdef monitor_reply(self)
     cpdef prepare_request(self, BackendRuntime be)
     cpdef request_data(self, bytes data)
     cpdef request_end(self)

@@ -62,7 +62,8 @@ class Stream:
                  "t_connected", "t_resp", "t_retry", "last_s", "status", "bytes_out",
                  "bytes_in", "retries", "redispatched", "term", "cc", "cs", "request_line",
                  "close", "tried", "key", "forced_server", "resp_started", "req_done",
-                 "local", "released", "to_tunnel", "stk")
+                 "local", "released", "to_tunnel", "stk",
+                 "unlogged")
 
     def __init__(self, conn, req: Request, t_start: float, req_done: bool):
         self.conn = conn
@@ -103,6 +104,7 @@ class Stream:
         self.released = True        # no server slot held yet
         self.to_tunnel = 0.0
         self.stk = None             # stick counters (workers/tables.py Trackers)
+        self.unlogged = False       # counted but kept out of the access log (monitor_uri)
 
     @property
     def dst_port(self) -> int:
@@ -118,6 +120,9 @@ class Stream:
         """The request head arrived: rules, backend, server."""
         fe = self.fe
         req = self.req
+        if fe.monitor_uri is not None and req._target == fe.monitor_uri:
+            self.monitor_reply()
+            return
         if fe.forwardfor:
             # Replace what the client claims (it could lie), before the rules,
             # so that a set-header X-Forwarded-Proto of the user's wins.
@@ -531,6 +536,21 @@ class Stream:
         data = http1.make_response(verdict.status, headers=headers, body=verdict.body)
         self.reply_locally(verdict.status, data, "PR" if verdict.kind == "deny" else "--")
 
+    def monitor_reply(self) -> None:
+        """The frontend's monitor_uri (HAProxy's monitor-uri), for a load
+        balancer or keepalived in front: 200 while farm serves, 503 while
+        this worker drains (reload, stop) or while the frontend's
+        monitor_fail condition holds. No rule, no server, no access-log
+        line."""
+        fe = self.fe
+        req = self.req
+        failing = self.conn.ctx.draining or (fe.monitor_fail is not None and fe.monitor_fail(self))
+        status = 503 if failing else 200
+        if failing or req.content_length or req.chunked or req.version == b"HTTP/1.0":
+            self.close = True   # a body is not read; HTTP/1.0 gets no keep-alive here
+        self.unlogged = True
+        self.reply_locally(status, http1.error_response(status, self.close), "--")
+
     def send_error(self, status: int, term: str) -> None:
         """Answer status with the proxy's (or the configured) error page."""
         be = self.be
@@ -625,7 +645,7 @@ class Stream:
         ctx = conn.ctx
         now = self.loop.now
         counting.http_txn(self, self.fe, now)
-        if not ctx.access.enabled:
+        if not ctx.access.enabled or self.unlogged:
             return
         rec = self.log_record(now)
         ctx.access.write(json_http_values(rec) if ctx.log_format == "json" else httplog_values(rec))

@@ -367,3 +367,12 @@ def test_replacement_errors():
     assert check_replacement(r"/\1", "^/foo/(.*)") == []
     assert check_replacement(r"/\2", "^/foo/(.*)") == [r"replacement refers to \2 but the regex has 1 group"]
     assert check_replacement("x", "(")[0].startswith("bad regex '('")
+
+
+def test_backends_fetched_names_nbsrv_backends_and_skips_table_lookups():
+    """The loader checks the backends that nbsrv() names; a stick-table
+    lookup in the same condition is not a fetch of FETCHES and is skipped."""
+    from farm.conditions import backends_fetched
+    assert backends_fetched("{ nbsrv(app) lt 1 }") == {"app"}
+    assert backends_fetched("{ req.hdr(x-api-key),table_http_req_rate(api) gt 10 }") == set()
+    assert backends_fetched("nbsrv(web) lt 2", acl_line=True) == {"web"}
