@@ -23,6 +23,7 @@ cdef class Stream:
     cdef public long long bytes_out, bytes_in, retries
     cdef public bint redispatched, close, resp_started, req_done, local, released
     cpdef start(self)
+    cpdef bint acme_challenge(self) except -1
     cpdef prepare_request(self, BackendRuntime be)
     cpdef request_data(self, bytes data)
     cpdef request_end(self)
