@@ -661,17 +661,18 @@ class Master:
 
     # -- TLS ---------------------------------------------------------------------
 
-    def spawn_helper(self, fn) -> int:
+    def spawn_helper(self, fn, keep: tuple[int, ...] = ()) -> int:
         """Fork a helper child (the ACME client, farm/acmerun.py) that runs
         fn() and exits with its result; its pid. It keeps only the standard
-        and event-log descriptors, and takes the default signal handlers."""
+        and event-log descriptors and `keep`, and takes the default signal
+        handlers."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 self.loop.close_in_child()
-                close_fds_except({0, 1, 2, *logs.event_fds()})
+                close_fds_except({0, 1, 2, *logs.event_fds(), *keep})
                 for s in MASTER_SIGNALS:
                     signal.signal(s, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())

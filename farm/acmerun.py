@@ -102,6 +102,10 @@ def prepare(config: model.Config) -> dict[str, list[str]]:
     return out
 
 
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -162,19 +166,20 @@ class JobState:
 class Scheduler:
     """The master's side: when each job runs, one child at a time.
 
-    spawn(fn) forks a child that runs fn() and exits with its result (0:
-    a certificate was written), returning the child's pid; call_later and
+    spawn(fn, keep) forks a child that runs fn() and exits with its result
+    (0: a certificate was written), keeping the descriptors `keep` open,
+    and returns the child's pid; call_later and
     the clock come from the master's loop; on_installed() is called after a
     child wrote a certificate (the master reloads)."""
 
-    spawn: Callable[[Callable[[], int]], int]
+    spawn: Callable[..., int]
     call_later: Callable
     log: object
     on_installed: Callable[[], None]
     clock: Callable[[], float] = time.time
     jobs: list[Job] = field(default_factory=list)
     states: dict[tuple[str, str], JobState] = field(default_factory=dict)
-    running: tuple[int, Job] | None = None
+    running: tuple[int, Job, int] | None = None     # pid, job, read end of its error pipe
     timer: object = None
     stopped: bool = False
 
@@ -212,21 +217,35 @@ class Scheduler:
             if st.next_try <= now:
                 self.log.info("acme_order_started", frontend=job.frontend, acme=job.account.name,
                               domains=",".join(job.domains))
-                pid = self.spawn(lambda job=job: self.child(job))
-                self.running = (pid, job)
+                r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+                try:
+                    pid = self.spawn(lambda job=job: self.child(job, w), (w,))
+                except OSError as e:
+                    os.close(r)
+                    self.log.error("acme_order_failed", frontend=job.frontend, error=f"fork: {e}")
+                    st.next_try = now + BACKOFF_BASE
+                    break
+                finally:
+                    os.close(w)
+                self.running = (pid, job, r)
                 return
             # not due: a recheck (the file may have changed)
             if not st.failures:
                 st.next_try = due_at(job, now)
         self.schedule()
 
-    def child(self, job: Job) -> int:
-        """Runs in the forked child: 0 when the certificate was written."""
+    def child(self, job: Job, error_fd: int) -> int:
+        """Runs in the forked child: 0 when the certificate was written;
+        else the reason is logged and written to error_fd for the master."""
         try:
             obtain(job, challenges.BOARD or challenges.create(), self.log.bind(proc="acme", pid=os.getpid()))
         except (acme.AcmeError, OSError, ValueError) as e:
-            self.log.error("acme_order_failed", frontend=job.frontend, acme=job.account.name,
-                           error=str(e) or type(e).__name__)
+            reason = str(e) or type(e).__name__
+            self.log.error("acme_order_failed", frontend=job.frontend, acme=job.account.name, error=reason)
+            try:
+                os.write(error_fd, reason.encode("utf-8", "replace")[:4000])
+            except OSError:
+                pass
             return 1
         return 0
 
@@ -234,8 +253,13 @@ class Scheduler:
         """A child exited: True if it was ours."""
         if self.running is None or self.running[0] != pid:
             return False
-        job = self.running[1]
+        _, job, error_fd = self.running
         self.running = None
+        try:
+            reason = os.read(error_fd, 4096).decode("utf-8", "replace")
+        except OSError:
+            reason = ""
+        os.close(error_fd)
         st = self.states.get((job.account.name, job.frontend))
         if code == 0:
             if st is not None:
@@ -248,12 +272,45 @@ class Scheduler:
             st.failures += 1
             delay = acme.backoff_delay(st.failures, BACKOFF_BASE)
             st.next_try = self.clock() + delay
-            st.last_error = f"exit code {code}"
+            st.last_error = reason or f"the ACME client exited with code {code}"
             self.log.warning("acme_backoff", frontend=job.frontend, acme=job.account.name,
-                             failures=st.failures, retry_in=delay,
+                             failures=st.failures, retry_in=delay, error=st.last_error,
                              message=f"keeping the current certificate; next attempt in {delay:.0f}s")
         self.schedule()
         return True
+
+    def status(self) -> str:
+        """`acme status`: one tab-separated line per certificate: frontend,
+        acme section, state (running, scheduled, failed), the certificate's
+        expiry, when the next order is due, and the last error."""
+        now = self.clock()
+        lines = ["# frontend\tacme\tstate\texpires (UTC)\tscheduled (UTC)\tlast error\n"]
+        for job in self.jobs:
+            st = self.states.get((job.account.name, job.frontend), JobState())
+            if self.running is not None and self.running[1] == job:
+                state = "running"
+            else:
+                state = "failed" if st.failures else "scheduled"
+            try:
+                expires = _utc(acme.certificate_dates(_read(job.path))[1])
+            except (OSError, ValueError):
+                expires = "-"
+            scheduled = _utc(max(now, st.next_try)) if state != "running" else "-"
+            lines.append(f"{job.frontend}\t{job.account.name}\t{state}\t{expires}\t{scheduled}\t"
+                         f"{st.last_error or '-'}\n")
+        return "".join(lines)
+
+    def renew(self, frontend: str) -> bool:
+        """`acme renew FRONTEND`: order its certificate now (after the
+        running order, if any). False when no frontend of that name gets
+        its certificate from ACME."""
+        for job in self.jobs:
+            if job.frontend == frontend:
+                st = self.states.setdefault((job.account.name, job.frontend), JobState())
+                st.next_try = self.clock()
+                self.schedule()
+                return True
+        return False
 
     def stop(self) -> int | None:
         """No more orders; the pid of a running child (to be signalled)."""
@@ -262,3 +319,4 @@ class Scheduler:
             self.timer.cancel()
             self.timer = None
         return self.running[0] if self.running else None
+

@@ -251,6 +251,12 @@ class AdminServer:
             return self.show_sess()
         if words[:3] == ["show", "ssl", "cert"]:
             return self.show_ssl_cert(words[3:])
+        if words[:2] == ["acme", "status"]:
+            return m.acme.status()
+        if words[:2] == ["acme", "renew"]:
+            if not m.acme.renew(arg(words, 2)):
+                raise CliError(f"No ACME certificate for frontend '{arg(words, 2)}'.\n")
+            return f"Renewing the certificate of frontend '{arg(words, 2)}'.\n"
         if words[:2] == ["get", "weight"]:
             be, srv, sidx = self.server(arg(words, 2))
             t = m.table

@@ -119,11 +119,13 @@ def backend():
 
 
 def farm_config(backend, http: int, https: int, directory: str, ca: Path, storage: Path,
-                workers: int = 2) -> str:
+                workers: int = 2, domains: tuple[str, ...] = (DOMAIN, f"www.{DOMAIN}")) -> str:
+    names = ", ".join(f'"{d}"' for d in domains)
     return f"""
 [global]
 workers = {workers}
 hard_stop_after = "3s"
+admin_socket = "{storage.parent / 'admin.sock'}"
 [log]
 events = "@EVENTS@"
 access = "@ACCESS@"
@@ -133,7 +135,7 @@ bind = ["127.0.0.1:{http}", {{ address = "127.0.0.1:{https}", tls = true }}]
 default_backend = "app"
 [frontends.www.tls]
 acme = "pebble"
-domains = ["{DOMAIN}", "www.{DOMAIN}"]
+domains = [{names}]
 [backends.app]
 [[backends.app.servers]]
 name = "s1"
@@ -144,6 +146,27 @@ directory_ca = "{ca}"
 contact = "mailto:ops@example.com"
 storage = "{storage}"
 """
+
+
+def cli(farm, line: str) -> str:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(farm.tmp / "admin.sock"))
+        s.sendall(line.encode() + b"\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out.decode()
+
+
+def served_serial(port: int, host: str) -> str:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), 5) as s, \
+            ctx.wrap_socket(s, server_hostname=host) as t:
+        der = t.getpeercert(binary_form=True)
+    return subprocess.run(["openssl", "x509", "-noout", "-serial"], input=ssl.DER_cert_to_PEM_cert(der),
+                          capture_output=True, text=True, check=True).stdout
 
 
 def curl(port: int, host: str, root: Path | None, path: str = "/", scheme: str = "https"):
@@ -197,6 +220,25 @@ def test_issuance_with_http01_on_two_workers(tmp_path, farm_factory, backend):
         # a token that is not ours goes on to the rules and the server
         r = curl(http, DOMAIN, None, "/.well-known/acme-challenge/nottours", scheme="http")
         assert r.stdout.endswith("\n200") and "s1" in r.stdout
+        # acme status: scheduled for renewal, a third of 5 years before it expires
+        (head, row) = cli(farm, "acme status").strip().split("\n")
+        assert head.startswith("# frontend\tacme\tstate")
+        fields = row.split("\t")
+        assert fields[:3] == ["www", "pebble", "scheduled"] and fields[5] == "-"
+        assert fields[3] > fields[4] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # acme renew: a new certificate, served without a restart, with a
+        # connection opened before it still working after
+        before = served_serial(https, DOMAIN)
+        with socket.create_connection(("127.0.0.1", http), 5) as kept:
+            assert cli(farm, "acme renew www") == "Renewing the certificate of frontend 'www'.\n\n"
+            farm.wait_event("acme_certificate_installed", timeout=60, count=2, frontend="www")
+            farm.wait_event("reload_done", timeout=30, count=2)
+            kept.sendall(f"GET / HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n".encode())
+            assert kept.recv(100).startswith(b"HTTP/1.1 200")
+        assert served_serial(https, DOMAIN) != before
+        r = curl(https, DOMAIN, root)
+        assert r.returncode == 0 and r.stdout.endswith("\n200"), r.stderr
+        assert cli(farm, "acme renew nope").startswith("No ACME certificate for frontend 'nope'.")
     finally:
         pebble.stop()
 
@@ -217,3 +259,38 @@ def test_pebble_down_keeps_the_self_signed_certificate_and_backs_off(tmp_path, f
     r = curl(https, DOMAIN, None)
     assert r.stdout.endswith("\n200")
     assert not (tmp_path / "acme" / "www.pem").exists()
+    row = cli(farm, "acme status").strip().split("\n")[1].split("\t")
+    assert row[:4] == ["www", "pebble", "failed", "-"] and "Connection refused" in row[5]
+
+
+def test_reload_in_the_middle_of_an_order(tmp_path, farm_factory, backend):
+    http, https = free_port(), free_port()
+    pebble = Pebble(tmp_path, http).start()
+    try:
+        farm = farm_factory(farm_config(backend, http, https, pebble.directory, pebble.ca.cert,
+                                        tmp_path / "acme", domains=(DOMAIN,)))
+        farm.wait_event("acme_order_started", timeout=10)
+        farm.signal(signal.SIGHUP)       # the order goes on in its own process
+        farm.wait_event("acme_certificate_installed", timeout=60, frontend="www")
+        farm.wait_event("reload_done", timeout=30, count=2)
+        r = curl(https, DOMAIN, pebble.root())
+        assert r.returncode == 0 and r.stdout.endswith("\n200"), r.stderr
+        assert len([e for e in farm.events() if e.get("event") == "acme_order_started"]) == 1
+    finally:
+        pebble.stop()
+
+
+def test_failed_validation_says_why_and_keeps_the_certificate(tmp_path, farm_factory, backend):
+    http, https = free_port(), free_port()
+    pebble = Pebble(tmp_path, free_port()).start()     # validates on a port where nothing listens
+    try:
+        farm = farm_factory(farm_config(backend, http, https, pebble.directory, pebble.ca.cert,
+                                        tmp_path / "acme", domains=(DOMAIN,), workers=1))
+        failed = farm.wait_event("acme_order_failed", timeout=60, frontend="www")
+        assert failed["error"].startswith(f"authorization of {DOMAIN} is invalid: "), failed
+        assert "connection refused" in failed["error"].lower()
+        farm.wait_event("acme_backoff", timeout=10, frontend="www")
+        assert "waiting for ACME" in served_issuer(https, DOMAIN)
+        assert not (tmp_path / "acme" / "www.pem").exists()
+    finally:
+        pebble.stop()

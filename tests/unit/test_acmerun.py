@@ -117,7 +117,7 @@ def test_scheduler_backs_off_and_reloads_on_success(tmp_path):
     now = [1000.0]
     timers, spawned, installed = [], [], []
     log = Log()
-    sched = acmerun.Scheduler(spawn=lambda fn: spawned.append(fn) or 100 + len(spawned),
+    sched = acmerun.Scheduler(spawn=lambda fn, keep: spawned.append(fn) or 100 + len(spawned),
                               call_later=lambda d, fn: timers.append(FakeTimer(d, fn)) or timers[-1],
                               log=log, on_installed=lambda: installed.append(1), clock=lambda: now[0])
     sched.configure(config(tmp_path))
@@ -125,7 +125,10 @@ def test_scheduler_backs_off_and_reloads_on_success(tmp_path):
     timers[-1].fn()
     assert len(spawned) == 1 and sched.running[0] == 101
     assert not sched.reaped(999, 0)                     # not ours
+    assert "\tle\trunning\t-\t-\t-\n" in sched.status()
     assert sched.reaped(101, 1)
+    assert sched.status().splitlines()[1].split("\t") == [
+        "www", "le", "failed", "-", "1970-01-01T00:17:40Z", "the ACME client exited with code 1"]
     assert log.lines[-1][0] == "acme_backoff" and log.lines[-1][1]["retry_in"] == acmerun.BACKOFF_BASE
     assert timers[-1].delay == acmerun.BACKOFF_BASE and not installed
     now[0] += acmerun.BACKOFF_BASE
@@ -139,4 +142,7 @@ def test_scheduler_backs_off_and_reloads_on_success(tmp_path):
     timers[-1].fn()
     assert sched.reaped(103, 0)
     assert installed == [1] and sched.states[("le", "www")].failures == 0
+    # acme renew: now
+    assert not sched.renew("nope")
+    assert sched.renew("www") and timers[-1].delay == 0
     assert sched.stop() is None and timers[-1].cancelled
