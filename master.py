@@ -860,6 +860,9 @@ class Master:
     # -- stopping --------------------------------------------------------------
 
     def stop(self, graceful: bool) -> None:
+        acme_pid = self.acme.stop()
+        if acme_pid is not None:
+            os.kill(acme_pid, signal.SIGTERM)     # an order half done is redone at the next start
         if not graceful:
             self.stopping = True
             self.signal_workers(signal.SIGQUIT)
@@ -875,9 +878,6 @@ class Master:
         self.signal_workers(signal.SIGTERM)
         if self.current.health is not None:
             self.current.health.stop()
-        acme_pid = self.acme.stop()
-        if acme_pid is not None:
-            os.kill(acme_pid, signal.SIGTERM)     # an order half done is redone at the next start
         self.save_state()
         # Our copies of the listening sockets go too: once the workers have
         # closed theirs, new clients are refused instead of queued forever.
