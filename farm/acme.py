@@ -213,13 +213,11 @@ def certificate_names(pem: bytes) -> set[str]:
 
 # -------------------------------------------------------- scheduling
 
-def renewal_due(not_before: float, not_after: float, now: float,
-                renew_before: float | None = None) -> float:
+def renewal_due(not_before: float, not_after: float, renew_before: float | None = None) -> float:
     """When a certificate valid from not_before to not_after should be
     renewed (epoch seconds): renew_before seconds before it expires, by
     default when a third of its lifetime is left (60 days into a 90-day
-    certificate). `now` is unused but for clarity at call sites."""
-    del now
+    certificate)."""
     if renew_before is None:
         renew_before = (not_after - not_before) / 3.0
     return not_after - renew_before
@@ -394,7 +392,7 @@ class AcmeClient:
                 withdraw(token)
         order = self._poll(order_url, "order", ("ready", "valid", "processing"), ("pending",))
         if order["status"] == "ready":
-            resp = self.post(order["finalize"], {"csr": b64u(make_csr(domains, cert_key))}, "finalize")
+            self.post(order["finalize"], {"csr": b64u(make_csr(domains, cert_key))}, "finalize")
         order = self._poll(order_url, "order", ("valid",), ("ready", "processing"))
         cert_url = order.get("certificate")
         if not isinstance(cert_url, str):

@@ -122,7 +122,7 @@ def due_at(job: Job, now: float) -> float:
         return now
     if not set(job.domains) <= names:
         return now
-    return acme.renewal_due(start, end, now, job.account.renew_before)
+    return acme.renewal_due(start, end, job.account.renew_before)
 
 
 def obtain(job: Job, board: challenges.Board, log) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 
 import pytest
@@ -133,7 +134,7 @@ class TinyAcme:
         if path.endswith("/http"):
             a = self.authzs[path[:-5]]
             token = a["challenges"][1]["token"]
-            thumb = base64.urlsafe_b64encode(__import__("hashlib").sha256(json.dumps(
+            thumb = base64.urlsafe_b64encode(hashlib.sha256(json.dumps(
                 jwk, sort_keys=True, separators=(",", ":")).encode()).digest()).rstrip(b"=").decode()
             ok = self.served.get(token) == f"{token}.{thumb}" and not self.fail_challenge
             a["status"] = "valid" if ok else "invalid"
@@ -289,6 +290,6 @@ def test_not_a_directory():
 
 def test_renewal_and_backoff():
     # default: a third of the lifetime left
-    assert acme.renewal_due(0, 90 * 86400, 0) == 60 * 86400
-    assert acme.renewal_due(0, 90 * 86400, 0, renew_before=7 * 86400) == 83 * 86400
+    assert acme.renewal_due(0, 90 * 86400) == 60 * 86400
+    assert acme.renewal_due(0, 90 * 86400, renew_before=7 * 86400) == 83 * 86400
     assert [acme.backoff_delay(n, base=10, cap=100) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
