@@ -29,6 +29,7 @@ from farm.acmehttp import Https
 
 RECHECK = 3600.0              # look at every certificate's due date at least this often
 BACKOFF_BASE = 60.0           # first retry after a failure; doubles up to a day
+MIN_RENEWAL = 3600.0          # never order a certificate again sooner after one was issued
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,14 @@ class JobState:
     failures: int = 0
     next_try: float = 0.0          # epoch seconds
     last_error: str = ""
+    hold_until: float = 0.0        # no new order before (MIN_RENEWAL after the last issued)
+
+    def plan(self, job: Job, now: float) -> None:
+        """next_try from the certificate on disk, unless failures hold it back:
+        a renew_before longer than the certificate's lifetime must not make
+        farm order one after the other."""
+        if not self.failures:
+            self.next_try = max(due_at(job, now), self.hold_until)
 
 
 @dataclass
@@ -191,8 +200,7 @@ class Scheduler:
         for job in self.jobs:
             key = (job.account.name, job.frontend)
             st = self.states.get(key) or JobState()
-            if not st.failures:
-                st.next_try = due_at(job, now)
+            st.plan(job, now)
             keep[key] = st
         self.states = keep
         self.schedule()
@@ -229,9 +237,7 @@ class Scheduler:
                     os.close(w)
                 self.running = (pid, job, r)
                 return
-            # not due: a recheck (the file may have changed)
-            if not st.failures:
-                st.next_try = due_at(job, now)
+            st.plan(job, now)          # not due: a recheck (the file may have changed)
         self.schedule()
 
     def child(self, job: Job, error_fd: int) -> int:
@@ -264,7 +270,8 @@ class Scheduler:
         if code == 0:
             if st is not None:
                 st.failures, st.last_error = 0, ""
-                st.next_try = due_at(job, self.clock())
+                st.hold_until = self.clock() + MIN_RENEWAL
+                st.plan(job, self.clock())
             self.log.info("acme_certificate_installed", frontend=job.frontend, acme=job.account.name,
                           path=job.path)
             self.on_installed()
@@ -307,7 +314,7 @@ class Scheduler:
         for job in self.jobs:
             if job.frontend == frontend:
                 st = self.states.setdefault((job.account.name, job.frontend), JobState())
-                st.next_try = self.clock()
+                st.next_try = st.hold_until = self.clock()
                 self.schedule()
                 return True
         return False

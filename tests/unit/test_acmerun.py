@@ -142,6 +142,11 @@ def test_scheduler_backs_off_and_reloads_on_success(tmp_path):
     timers[-1].fn()
     assert sched.reaped(103, 0)
     assert installed == [1] and sched.states[("le", "www")].failures == 0
+    # issued, but (here) still due: not ordered again before MIN_RENEWAL,
+    # nor after the reload that installs it
+    assert timers[-1].delay == acmerun.MIN_RENEWAL
+    sched.configure(config(tmp_path))
+    assert timers[-1].delay == acmerun.MIN_RENEWAL
     # acme renew: now
     assert not sched.renew("nope")
     assert sched.renew("www") and timers[-1].delay == 0
