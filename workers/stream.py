@@ -155,8 +155,11 @@ class Stream:
     def acme_challenge(self) -> bool:
         """Answer an ACME server's HTTP-01 request for a token the master's
         ACME client is proving (farm/challenges.py), before any rule and
-        never from a server. False (the request goes on) for other paths
-        and for tokens that are not ours."""
+        never from a server (a GET, as RFC 8555 section 8.3 validates).
+        False (the request goes on) for other methods and paths and for
+        tokens that are not ours."""
+        if self.req.method != b"GET":
+            return False
         body = challenges.answer(self.req.path)
         if body is None:
             return False
