@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test unit integration setup build clean
+.PHONY: run test test-slow unit integration setup build clean
 
 # Cython 3 compiles the per-request modules (farm/build.py, docs/building.md);
 # it is a build tool, not a dependency: farm runs pure without it.
@@ -26,12 +26,18 @@ setup: build
 run: setup
 	$(VENV)/bin/farm demo
 
-# The whole suite on the compiled build, then the unit tests again on the
-# pure-Python import of the same modules (FARM_PURE=1).
+# The suite on the compiled build, then the unit tests again on the
+# pure-Python import of the same modules (FARM_PURE=1). Tests marked slow
+# (long scenarios: network namespaces, external servers, many reloads) run
+# in `make test-slow`, which CI runs after `make test`.
 test: setup
 	./scripts/setup-system --test
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 	FARM_PURE=1 $(PY) -m pytest -q tests/unit
+
+test-slow: setup
+	./scripts/setup-system --test
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS) tests || [ $$? -eq 5 ]   # 5: none marked
 
 unit: setup
 	$(PY) -m pytest -q tests/unit

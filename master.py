@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 
 import farm
-from farm import (__release_date__, __version__, acmerun, build, confdiff, handoff, loader, logs, model,
-                  resolve, sampler, shm, tlsconf)
+from farm import (__release_date__, __version__, acmerun, build, confdiff, handoff, loader, logs,
+                  model, resolve, sampler, shm, tables, tlsconf)
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -206,8 +206,10 @@ class Master:
         # for that server stays the same
         self.admin_addrs: dict[tuple[str, str], tuple] = {}
         self.tls_store = tlsconf.TlsStore()
+        self.sticks = tables.TableSet()          # the stick tables, kept over reloads
         self.current = Generation(1, config, self.new_table(config, 1, resolver or resolve.Resolver()), {},
                                   self.build_tls(config))
+        self.sticks.adopt(self.current.table.sticks)
         self.stopping = False
         self.exit_code = 0
         self.started = time.time()
@@ -314,8 +316,21 @@ class Master:
                 proc.ready_fd = -1
             self.on_worker_exit(proc, os.waitstatus_to_exitcode(status))
 
+    def forget_stick_refs(self, proc: WorkerProc) -> None:
+        """A worker exited: the stick-table entries its sessions still held
+        (a crash, or a drain cut short by hard_stop_after) are released,
+        unless a live worker uses the same E_HELD cell (farm/tables.py
+        held_index: same slot, same generation parity)."""
+        tables_now = self.sticks.tables
+        if self.stopping or not tables_now or any(p.slot == proc.slot and (p.generation ^ proc.generation) & 1 == 0
+                                 for p in self.procs.values()):
+            return
+        for t in tables_now.values():
+            t.forget_worker(tables.held_index(proc.slot, proc.generation, t.workers))
+
     def on_worker_exit(self, proc: WorkerProc, code: int) -> None:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        self.forget_stick_refs(proc)
         if self.stopping or proc.stopping:
             self.log.info("worker_exited", slot=proc.slot, worker_pid=proc.pid, gen=proc.generation,
                           status=how)
@@ -416,6 +431,7 @@ class Master:
         try:
             listeners, _ = reconcile_listeners(self.current.listeners, config)
         except MasterError as e:
+            self.sticks.discard(table.sticks)
             table.close()
             self.log.error("reload_refused", message=str(e))
             return refused([str(e)])
@@ -587,6 +603,7 @@ class Master:
         self.current = gen
         gen.announced = True
         self.tls_store.retain(gen.tls)
+        self.sticks.adopt(gen.table.sticks)
         self.forget_stale_addrs(gen.config)
         self.acme.configure(gen.config)
         if old.health is not None:
@@ -623,6 +640,7 @@ class Master:
         self.signal_workers(signal.SIGKILL, gen.number)
         close_unused(gen.listeners, self.current.listeners)
         self.tls_store.retain(self.current.tls)
+        self.sticks.discard(gen.table.sticks)
         gen.table.close()    # our mapping only: the killed workers had their own
         sd_notify("READY=1")
         for cb in gen.on_done:
@@ -722,7 +740,9 @@ class Master:
             raise MasterError(str(e)) from None
         for note in notes:
             self.log.warning("server_address", message=note)
-        return shm.Table.create(config, number, addresses)
+        table = shm.Table.create(config, number, addresses)
+        table.sticks = self.sticks.build(config.tables, config.global_.workers)
+        return table
 
     def forget_stale_addrs(self, config: model.Config) -> None:
         """After a reload: forget runtime addresses of servers that are gone
@@ -935,6 +955,8 @@ class Master:
         if self.stats_sampler is None or self.stats_sampler.table is not self.table:
             self.stats_sampler = sampler.StatsSampler(self.table)
         self.stats_sampler.sample()
+        for t in self.table.sticks.values():
+            t.sweep()                  # expired stick-table entries
         self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
 
     def run(self) -> int:

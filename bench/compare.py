@@ -56,6 +56,7 @@ class Scenario:
     headers: dict = field(default_factory=dict)
     rules: bool = False
     access_log: bool = False
+    ratelimit: bool = False
     conns: int = 64
     metric: str = "rps"              # rps | mbps
     server_maxconn: int = 0          # kind "queue": the one slow server's maxconn
@@ -84,6 +85,8 @@ SCENARIOS = {s.name: s for s in [
              kind="h2", conns=10, streams=10),
     Scenario("h2_many", 11, "HTTP/2 over TLS, 10 connections x 100 concurrent streams, 1 process",
              kind="h2", conns=10, streams=100),
+    Scenario("ratelimit", 12, "HTTP keep-alive + per-source request rate limit (stick table), 1 process",
+             ratelimit=True),
 ]}
 H2_TARGETS = ["farm", "haproxy"]     # nginx proxies HTTP/2 too, but the issue compares these
 
@@ -130,7 +133,8 @@ class Bench:
                                 workdir=self.workdir, processes=sc.processes,
                                 extra={"server_maxconn": sc.server_maxconn})
         spec = configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
-                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access)
+                            processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access,
+                            ratelimit=sc.ratelimit)
         if sc.kind == "h2":
             spec.tls_port = proxies.free_port()
             spec.cert = self.certificate()
@@ -544,7 +548,7 @@ def rows(results: dict) -> list[dict]:
 
     for name in results:
         res = results[name]
-        if name in ("ka1", "ka2", "close", "rules"):
+        if name in ("ka1", "ka2", "close", "rules", "ratelimit"):
             add(name, "req/s", "rps", "{:,.0f}", "higher")
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             if name == "close":     # at saturation; shows pauses (GC...) under connection churn
@@ -691,7 +695,7 @@ def show_configs(name: str) -> None:
     spec = configs.Spec(port=8000, servers=[("127.0.0.1", 8001)] + ([] if queue else [("127.0.0.1", 8002)]),
                         extra={"server_maxconn": sc.server_maxconn} if queue else {},
                         workdir="/dev/shm/farm-bench-XXXX", processes=sc.processes, mode=sc.mode,
-                        rules=sc.rules,
+                        rules=sc.rules, ratelimit=sc.ratelimit,
                         access_log="/dev/shm/farm-bench-XXXX/access.log" if sc.access_log else None)
     for title, text in (("farm.toml", configs.farm_config(spec)),
                         ("haproxy.cfg", configs.haproxy_config(spec)),

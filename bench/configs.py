@@ -50,6 +50,12 @@ RULES_PATH = "/api/v1/items?id=42"
 # The parts of that rule set, as bench/features.py turns them on one by one
 # in farm (the scenario itself has them all).
 RULE_FEATURES = ("forwardfor", "acl", "set_header")
+# The "ratelimit" scenario: every request is tracked by its source address
+# in a stick table (HTTP request rate over 10 s) and checked against a
+# limit, in each proxy's own words; the limit is far above what the load
+# reaches, so every request is forwarded and the cost measured is the
+# tracking and the check (not cheaper 429 answers).
+RATE_LIMIT = 1_000_000_000          # requests per 10 s per source
 
 
 @dataclass
@@ -66,6 +72,7 @@ class Spec:
     access_log: str | None = None      # a file path, or None for no access log
     tls_port: int = 0                  # also listen here with TLS, ALPN h2 (HTTP/2 scenarios)
     cert: str = ""                     # PEM (certificate + key) of that TLS listener
+    ratelimit: bool = False            # track-sc0 src + deny 429 above RATE_LIMIT
     extra: dict = field(default_factory=dict)
 
 
@@ -146,6 +153,24 @@ if = "static"
 """)
     if s.tls_port:
         out.append(f'\n[frontends.fe.tls]\ncertificates = ["{s.cert}"]\nalpn = ["h2", "http/1.1"]\n')
+    if s.ratelimit:
+        out.append(f"""
+[tables.per_src]
+type = "ip"
+size = 100000
+expire = "1m"
+store = ["http_req_rate(10s)"]
+
+[[frontends.fe.http_request]]
+action = "track-sc0"
+key = "src"
+table = "per_src"
+
+[[frontends.fe.http_request]]
+action = "deny"
+status = 429
+if = "{{ sc_http_req_rate(0) gt {RATE_LIMIT} }}"
+""")
     for be in backends:
         out.append(f'\n[backends.{be}]\nbalance = "roundrobin"\n')
         for i, (host, port) in enumerate(s.servers, 1):
@@ -214,6 +239,12 @@ frontend fe
     option forwardfor
     use_backend api if api
     use_backend static if static
+""")
+    if s.ratelimit:
+        out.append(f"""\
+    stick-table type ip size 100k expire 1m store http_req_rate(10s)
+    http-request track-sc0 src
+    http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt {RATE_LIMIT} }}
 """)
     out.append("    default_backend app\n")
     for be in backends:
@@ -285,6 +316,12 @@ stream {{
                f"    access_log {s.access_log} httplog;\n")
     else:
         log = "    access_log off;\n"
+    if s.ratelimit:
+        # nginx's leaky bucket per source; the same "far above the load"
+        # limit, answered 429 when exceeded
+        log += ("    limit_req_zone $binary_remote_addr zone=per_src:10m rate=100000000r/s;\n"
+                "    limit_req zone=per_src burst=100000000 nodelay;\n"
+                "    limit_req_status 429;\n")
     if s.rules:
         locations = """
         location /admin {

@@ -6,7 +6,7 @@ nothing in farm (the profiler is wrapped around Worker.run in this process
 before the master forks).
 
     bench/run must have run once (it installs wrk and nginx); then:
-    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many] [--seconds 5] [--top 25]
+    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many|ratelimit] [--seconds 5] [--top 25]
 
 Only 127.0.0.1, bounded in time. cProfile roughly doubles the cost of each
 Python call, so read the shares, not the absolute times.
@@ -53,7 +53,7 @@ def worker_main(cfg_path: str, prof_path: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many"])
+    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many", "ratelimit"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
@@ -79,7 +79,7 @@ def main() -> int:
         port = proxies.free_port()
         access = f"{workdir}/access.log" if sc.access_log else None
         spec = configs.Spec(port=port, servers=backend.servers(), workdir=workdir, mode=sc.mode,
-                            rules=sc.rules, access_log=access)
+                            rules=sc.rules, access_log=access, ratelimit=sc.ratelimit)
         cfg = f"{workdir}/farm.toml"
         Path(cfg).write_text(configs.farm_config(spec))
         prof = f"{workdir}/worker.prof"

@@ -251,6 +251,12 @@ class AdminServer:
             return self.show_sess()
         if words[:3] == ["show", "ssl", "cert"]:
             return self.show_ssl_cert(words[3:])
+        if words[1:2] == ["table"] and words[0] in ("show", "clear", "set"):
+            from farm import tables
+            try:
+                return tables.cli(m.table.sticks, words)
+            except tables.TableError as e:
+                raise CliError(str(e)) from None
         if words[:2] == ["acme", "status"]:
             return m.acme.status()
         if words[:2] == ["acme", "renew"]:

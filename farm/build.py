@@ -49,6 +49,8 @@ COMPILED = (
     "workers.h2.conn",
     "workers.h2.relay",
     "workers.h2conn",
+    "farm.tables",
+    "workers.tables",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -202,6 +202,17 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("fc_pp_authority", "fc_pp_authority", "str")
     add("fc_pp_unique_id", "fc_pp_unique_id", "str")
     add("fc_pp_tlv", "fc_pp_tlv", "str", "tlv")
+    # stick counters (HAProxy's sc_*(N[,table]), sc0_*..sc2_*([table]),
+    # src_*([table])); the table_* converters are parsed in _parse_acl_words
+    for sfx, (_, op) in STICK_SUFFIXES.items():
+        kind = "bool" if op == "tracked" else "int"
+        if sfx in _TABLE_ONLY:
+            continue
+        table[f"sc_{sfx}"] = _Fetch(f"sc_{sfx}", kind, "ctr", _DEFAULT_METHOD[kind])
+        for n in range(STICK_COUNTERS):
+            table[f"sc{n}_{sfx}"] = _Fetch(f"sc_{sfx}", kind, f"sc{n}", _DEFAULT_METHOD[kind])
+        if op != "tracked":
+            table[f"src_{sfx}"] = _Fetch(f"src_{sfx}", kind, "table?", _DEFAULT_METHOD[kind])
     return table
 
 
@@ -210,8 +221,41 @@ PP_TLV_NAMES = {"ALPN": 0x01, "AUTHORITY": 0x02, "CRC32C": 0x03, "NOOP": 0x04, "
                 "SSL": 0x20, "SSL_VERSION": 0x21, "SSL_CN": 0x22, "SSL_CIPHER": 0x23,
                 "SSL_SIG_ALG": 0x24, "SSL_KEY_ALG": 0x25, "NETNS": 0x30}
 
+
+# What a stick-counter fetch reads: suffix -> (data type, operation):
+# "get" the value, "kb" the value / 1024, "inc"/"clr" change a gpc and give
+# its value (HAProxy's sc_inc_gpc0 is a fetch with a side effect),
+# "trackers" the sessions tracking the entry, "tracked" whether the
+# counter tracks anything.
+STICK_COUNTERS = 3
+STICK_SUFFIXES = {
+    "conn_cnt": ("conn_cnt", "get"), "conn_cur": ("conn_cur", "get"),
+    "conn_rate": ("conn_rate", "get"), "sess_cnt": ("sess_cnt", "get"),
+    "sess_rate": ("sess_rate", "get"), "http_req_cnt": ("http_req_cnt", "get"),
+    "http_req_rate": ("http_req_rate", "get"), "http_err_cnt": ("http_err_cnt", "get"),
+    "http_err_rate": ("http_err_rate", "get"), "bytes_in_rate": ("bytes_in_rate", "get"),
+    "bytes_out_rate": ("bytes_out_rate", "get"), "kbytes_in": ("bytes_in_cnt", "kb"),
+    "kbytes_out": ("bytes_out_cnt", "kb"), "gpc0_rate": ("gpc0_rate", "get"),
+    "gpc1_rate": ("gpc1_rate", "get"), "get_gpc0": ("gpc0", "get"), "get_gpc1": ("gpc1", "get"),
+    "get_gpt0": ("gpt0", "get"), "inc_gpc0": ("gpc0", "inc"), "inc_gpc1": ("gpc1", "inc"),
+    "clr_gpc0": ("gpc0", "clr"), "clr_gpc1": ("gpc1", "clr"), "trackers": ("", "trackers"),
+    "tracked": ("", "tracked"),
+    # table_* converter names only
+    "gpc0": ("gpc0", "get"), "gpc1": ("gpc1", "get"), "gpt0": ("gpt0", "get"),
+    "server_id": ("server_id", "get"),
+}
+_TABLE_ONLY = frozenset(("gpc0", "gpc1", "gpt0", "server_id"))
+# table_<suffix>(NAME) converters: every suffix that reads
+TABLE_CONVERTERS = {f"table_{sfx}": v for sfx, v in STICK_SUFFIXES.items()
+                    if v[1] in ("get", "kb", "trackers") and not sfx.startswith("get_")}
+_STICK_ARGS = ("ctr", "table?", "sc0", "sc1", "sc2")
+
+
 # ACL keyword -> meaning. Read-only by convention.
 FETCHES: dict[str, _Fetch] = _build_fetches()
+# the canonical names of the stick-counter fetches and table_* converters
+STICK_BASES = frozenset({f.base for f in FETCHES.values() if f.arg in _STICK_ARGS}
+                        | set(TABLE_CONVERTERS))
 
 # HAProxy's predefined ACLs (section 7.4) that make sense here. A user ACL
 # of the same name takes precedence, as in HAProxy.
@@ -278,6 +322,11 @@ class AclSpec:
     values: tuple[str, ...] = ()
     ranges: tuple[IntRange, ...] = ()
     networks: tuple[IpNetwork, ...] = ()
+    # stick tables: the table named by the fetch (None: the default one)
+    # and, for a table_* converter, the sample that is the key (base is
+    # then the converter's name and arg the table's)
+    table: str | None = None
+    key: "Sample | None" = None
 
 
 def _latin1(value: str, what: str) -> bytes:
@@ -364,6 +413,8 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
         if arg is not None:
             raise ConditionError(f"{name} takes no argument")
         return name, info, None
+    if info.arg in _STICK_ARGS:
+        return name, info, _stick_arg(name, info.arg, arg)
     if info.arg == "dn":
         # ssl_c_s_dn / ssl_c_i_dn: the whole DN, or one entry (the last
         # one of that name); HAProxy's occurrence and format are not here
@@ -401,6 +452,86 @@ def _parse_fetch_word(word: str) -> tuple[str, _Fetch, str | None]:
     return name, info, arg
 
 
+_TABLE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _stick_arg(name: str, kind: str, arg: str | None) -> str | None:
+    """The argument of a stick-counter fetch, normalised to "N" or
+    "N,TABLE" (sc_*, scN_*) or "TABLE" / None (src_*)."""
+    if kind == "table?":
+        if arg is None or arg == "":
+            return None
+        if not _TABLE_NAME_RE.fullmatch(arg):
+            raise ConditionError(f"{name}({arg}): expected a table name")
+        return arg
+    if kind == "ctr":
+        if not arg:
+            raise ConditionError(f"{name} needs a counter number: {name}(0)")
+        ctr, _, table = arg.partition(",")
+        ctr, table = ctr.strip(), table.strip()
+    else:
+        ctr, table = kind[2], (arg or "").strip()
+    if ctr not in ("0", "1", "2"):
+        raise ConditionError(f"{name}({arg}): the counter number is 0, 1 or 2")
+    if table and not _TABLE_NAME_RE.fullmatch(table):
+        raise ConditionError(f"{name}({arg}): {table!r} is not a table name")
+    return f"{ctr},{table}" if table else ctr
+
+
+def split_converters(expr: str) -> list[str]:
+    """"fetch(arg),conv1,conv2" -> its parts, split on commas outside
+    parentheses."""
+    parts, depth, start = [], 0, 0
+    for k, c in enumerate(expr):
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(expr[start:k])
+            start = k + 1
+    parts.append(expr[start:])
+    return parts
+
+
+def stick_table_of(spec: "AclSpec") -> str | None:
+    """The table an ACL's stick fetch names explicitly, else None."""
+    if spec.key is not None or (spec.base in STICK_BASES and spec.base.startswith("src_")):
+        return spec.arg
+    if spec.base.startswith("sc_") and spec.arg and "," in spec.arg:
+        return spec.arg.split(",", 1)[1]
+    return None
+
+
+def is_stick_fetch(base: str) -> bool:
+    return base in STICK_BASES
+
+
+def _parse_table_converter(word: str, text: str) -> tuple[str, str, "Sample"]:
+    """"fetch(arg),table_xxx(NAME)" -> (converter, table, key sample)."""
+    parts = split_converters(word)
+    if len(parts) != 2:
+        raise ConditionError(f"{word!r}: only one converter, a table_* lookup, is supported in ACLs")
+    conv = parts[1].strip()
+    m = re.fullmatch(r"([a-z0-9_]+)\(([^()]*)\)", conv)
+    if m is None or m.group(1) not in TABLE_CONVERTERS:
+        raise ConditionError(f"{word!r}: unsupported converter {conv!r} (ACLs take the table_* "
+                             f"lookups: {', '.join(sorted(TABLE_CONVERTERS))})")
+    table = m.group(2).strip()
+    if not _TABLE_NAME_RE.fullmatch(table):
+        raise ConditionError(f"{conv}: expected a table name")
+    return m.group(1), table, parse_key_sample(parts[0])
+
+
+def parse_key_sample(expr: str) -> "Sample":
+    """A tracking key or table lookup key ("src", "req.hdr(x-api-key)") ->
+    Sample. Raises ConditionError."""
+    name = expr.strip().split("(", 1)[0]
+    if name in FETCHES and is_stick_fetch(FETCHES[name].base):
+        raise ConditionError(f"{expr!r}: a stick counter cannot be a key")
+    return _parse_sample(expr.strip())
+
+
 _NEGATIVE_NUMBER = re.compile(r"-\d+")
 _KIND_NAME = {"str": "string", "int": "integer", "ip": "address", "bool": "boolean",
               "bin": "binary"}
@@ -410,6 +541,15 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
     """The ACL parser proper, on already tokenized words."""
     if not words or not words[0]:
         raise ConditionError("empty ACL: expected 'fetch [flags] [values]'")
+    if len(split_converters(words[0])) > 1:
+        conv, table, key = _parse_table_converter(words[0], text)
+        values = words[1:]
+        if values and values[0] == "-m" and len(values) > 1 and values[1] == "int":
+            values = values[2:]
+        if not values:
+            raise ConditionError(f"{words[0]}: no values to match")
+        return AclSpec(text, words[0], conv, table, "int", "int",
+                       ranges=_parse_ranges(values, conv), table=table, key=key)
     fetch, info, arg = _parse_fetch_word(words[0])
     method = info.method
     icase = False
@@ -448,7 +588,8 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
     if kind == "bool":
         if explicit_m or values:
             raise ConditionError(f"{fetch} is a boolean fetch: it takes no flags or values")
-        return AclSpec(text, fetch, info.base, arg, kind, "bool", icase)
+        return AclSpec(text, fetch, info.base, arg, kind, "bool", icase,
+                       table=_spec_table(info.base, arg))
     if explicit_m and method not in _METHODS_FOR_KIND[kind]:
         raise ConditionError(f"{fetch}: '-m {method}' does not apply to this {_KIND_NAME[kind]} fetch "
                              f"(use {', '.join('-m ' + m for m in _METHODS_FOR_KIND[kind])})")
@@ -460,7 +601,7 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
         raise ConditionError(f"{fetch}: no values to match (add values, or use '-m found')")
     if method in ("int", "len"):
         return AclSpec(text, fetch, info.base, arg, kind, method, icase,
-                       ranges=_parse_ranges(values, fetch))
+                       ranges=_parse_ranges(values, fetch), table=_spec_table(info.base, arg))
     if method == "ip":
         return AclSpec(text, fetch, info.base, arg, kind, method, icase,
                        networks=_parse_networks(values))
@@ -476,6 +617,16 @@ def _parse_acl_words(words: list[str], text: str) -> AclSpec:
         else:
             _latin1(v, "value")
     return AclSpec(text, fetch, info.base, arg, kind, method, icase, values=tuple(values))
+
+
+def _spec_table(base: str, arg: str | None) -> str | None:
+    if base not in STICK_BASES:
+        return None
+    if base.startswith("src_"):
+        return arg
+    if base.startswith("sc_") and arg and "," in arg:
+        return arg.split(",", 1)[1]
+    return None
 
 
 def parse_acl(text: str) -> AclSpec:
@@ -652,7 +803,8 @@ class Sample:
 
 
 # Fetches usable as values in %[...]: the non-derived keywords.
-_SAMPLE_FETCHES = {name for name, f in FETCHES.items() if f.method == _DEFAULT_METHOD[f.kind]}
+_SAMPLE_FETCHES = {name for name, f in FETCHES.items()
+                   if f.method == _DEFAULT_METHOD[f.kind] and f.arg not in _STICK_ARGS}
 _CONVERTERS = ("lower", "upper", "hex")
 # HAProxy's short log-format variables that have a meaning here.
 _SHORT_VARS = {"ci": Sample("src", None), "cp": Sample("src_port", None),

@@ -49,6 +49,12 @@ def describe(old: model.Config, new: model.Config) -> list[str]:
                 out.append(f"{name}/{sname} address {p.address}\u2192{s.address}")
         if prev.balance != be.balance:
             out.append(f"{name} balance {prev.balance}\u2192{be.balance}")
+    old_t = {t.name: t for t in old.tables}
+    new_t = {t.name: t for t in new.tables}
+    out += [f"+table {n}" for n in new_t if n not in old_t]
+    out += [f"-table {n}" for n in old_t if n not in new_t]
+    # a changed table is a new one, its entries carried over by key (farm/tables.py)
+    out += [f"table {n} redefined" for n, t in new_t.items() if n in old_t and old_t[n] != t]
     if old.global_.workers != new.global_.workers:
         out.append(f"workers {old.global_.workers}\u2192{new.global_.workers}")
     return out

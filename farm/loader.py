@@ -843,6 +843,39 @@ _REQUEST_RULES = {
     "set-path": {"value": (_path_format, _REQUIRED)},
     "set-query": {"value": (_format, _REQUIRED)},
 }
+def _key_sample(value: Any) -> str:
+    """A tracking key: a sample fetch ("src", "req.hdr(x-api-key)")."""
+    text = _str(value)
+    try:
+        conditions.parse_key_sample(text)
+    except conditions.ConditionError as e:
+        raise _Invalid(str(e)) from None
+    return text
+
+
+def _sc_number(value: Any) -> int:
+    return _one_of_int(value, (0, 1, 2))
+
+
+# stick tables: actions shared by http_request and tcp_request rules
+_TRACK = {"key": (_key_sample, _REQUIRED), "table": (_name, _OPTIONAL)}
+_STICK_RULES = {
+    "track-sc0": _TRACK, "track-sc1": _TRACK, "track-sc2": _TRACK,
+    "sc-inc-gpc0": {"sc": (_sc_number, 0)},
+    "sc-inc-gpc1": {"sc": (_sc_number, 0)},
+    "sc-set-gpt0": {"sc": (_sc_number, 0), "value": (_int(-(1 << 63), (1 << 63) - 1), _REQUIRED)},
+    "reject": {},
+}
+_REQUEST_RULES.update(_STICK_RULES)
+_REQUEST_RULES["tarpit"] = {"status": (_status(), 500), "timeout": (_duration, 5.0)}
+_REQUEST_RULES["deny"] = {**_REQUEST_RULES["deny"], "retry_after": (_duration, _OPTIONAL)}
+_TCP_RULES = {
+    "accept": {},
+    **_STICK_RULES,
+}
+TCP_RULE_PHASES = ("connection", "content")
+_TCP_RULES = {action: {**params, "on": (_choice(TCP_RULE_PHASES, "rule phase"), _REQUIRED)}
+              for action, params in _TCP_RULES.items()}
 _RESPONSE_RULES = {
     **_COMMON_RULES,
     "set-status": {"status": (_status(), _REQUIRED), "reason": (_header_value, _OPTIONAL)},
@@ -1484,6 +1517,7 @@ _FRONTEND_SCHEMA = {
     "timeout": _Nested(_timeouts),
     "http_request": _Nested(_rules(_REQUEST_RULES)),
     "http_response": _Nested(_rules(_RESPONSE_RULES)),
+    "tcp_request": _Nested(_rules(_TCP_RULES)),
     "use_backend": _Nested(_use_backends),
     "option_forwardfor": _bool,
     "forwarded": _bool,
@@ -1511,8 +1545,12 @@ _BACKEND_SCHEMA = {
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_backend_tls),
     "servers": _Nested(_servers),
+    "stick_on": _key_sample,
+    "stick_match": _key_sample,
+    "stick_store_request": _key_sample,
+    "stick_table": _name,
 }
-_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "acme")
+_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables", "acme")
 
 
 def _inherit(own: dict, defaults: dict, key: str, fallback: Any) -> Any:
@@ -1562,6 +1600,7 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         acl=own.get("acl", ()),
         http_request=own.get("http_request", ()),
         http_response=own.get("http_response", ()),
+        tcp_request=own.get("tcp_request", ()),
         use_backend=tuple(ub for ub, _ in use_backend),
         option_forwardfor=_inherit(own, defaults, "option_forwardfor", False),
         forwarded=_inherit(own, defaults, "forwarded", False),
@@ -1624,11 +1663,19 @@ def _check_frontend_tls(ctx: _Ctx, path: tuple, fe: Frontend, binds, table: Any)
 LAYER4_FETCHES = frozenset(("src", "src_port", "dst", "dst_port", "always_true", "always_false"))
 
 
+def _layer4_spec(spec) -> bool:
+    """Whether an ACL line can be answered without a request: layer-4
+    fetches, stick counters, and table lookups keyed on a layer-4 fetch."""
+    if spec.key is not None:
+        return spec.key.fetch in LAYER4_FETCHES
+    return spec.base in LAYER4_FETCHES or conditions.is_stick_fetch(spec.base)
+
+
 def _need_layer4(ctx: _Ctx, path: tuple, fe: Frontend, use_backend) -> None:
     """In a tcp frontend, ACLs and use_backend conditions may only use
     layer-4 fetches; report the others at their line."""
     def bad_fetch(spec) -> str | None:
-        return None if spec.base in LAYER4_FETCHES else spec.fetch
+        return None if _layer4_spec(spec) else spec.fetch
     for acl in fe.acl:
         for line in acl.lines:
             try:
@@ -1664,7 +1711,8 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
     _check_name(ctx, path, name, "backend")
     own = _fields(ctx, path, table, _BACKEND_SCHEMA, _Scope())
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie", "stick_on",
+                                      "stick_match", "stick_store_request"))
     algorithm, arg, options = _inherit(own, defaults, "balance", ("roundrobin", None, ()))
     if mode == "tcp" and algorithm in model.BALANCE_HTTP_ONLY:
         where = path + ("balance",) if "balance" in own else path
@@ -1700,9 +1748,26 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
         http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls", BackendTls()),
+        stick=_stick(ctx, path, own),
         id=index + 1,
         line=ctx.line(path),
     )
+
+
+def _stick(ctx: _Ctx, path: tuple, own: dict) -> model.Stick | None:
+    """stick_on (= stick_match + stick_store_request), stick_match,
+    stick_store_request, stick_table -> model.Stick; the table is checked
+    (and defaulted) with the others in _check_stick_refs."""
+    on, match, store = own.get("stick_on"), own.get("stick_match"), own.get("stick_store_request")
+    if on is None and match is None and store is None:
+        if "stick_table" in own:
+            ctx.error(path + ("stick_table",), "stick_table needs stick_on, stick_match or "
+                      "stick_store_request")
+        return None
+    if on is not None and (match is not None or store is not None):
+        ctx.error(path + ("stick_on",), "stick_on is stick_match and stick_store_request "
+                  "together: use it alone")
+    return model.Stick(own.get("stick_table", ""), on or match, on or store)
 
 
 def _not_yet_server_tls(ctx: _Ctx, backends: list[Backend]) -> None:
@@ -1747,6 +1812,186 @@ def _cross_check(ctx: _Ctx, backends: list[Backend]) -> None:
                                  f" (line {ctx.line(other.path)})")
 
 
+# ------------------------------------------------------------ stick tables
+
+def _table_size(value: Any) -> int:
+    """Entries: an integer, or "100k" / "1m" (HAProxy's size suffixes)."""
+    if isinstance(value, str) and re.fullmatch(r"\d+[kmg]?", value.strip().lower()):
+        text = value.strip().lower()
+        mult = {"k": 1024, "m": 1 << 20, "g": 1 << 30}.get(text[-1], 1)
+        value = int(text.rstrip("kmg")) * mult
+    n = _int(1, 1 << 26)(value)
+    return n
+
+
+def _store(value: Any) -> tuple[tuple[str, int], ...]:
+    from farm import tables
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list of data types, got {_describe(value)}")
+    out: dict[str, int] = {}
+    for item in value:
+        try:
+            name, period = tables.parse_store(_str(item))
+        except tables.TableError as e:
+            raise _Invalid(str(e)) from None
+        if name in out:
+            raise _Invalid(f"data type {name!r} is stored twice")
+        out[name] = period
+    return tuple(out.items())
+
+
+_TABLE_SCHEMA = {
+    "type": _choice(model.STICK_KEY_TYPES, "table type"),
+    "len": _int(1, 1024),
+    "size": _table_size,
+    "expire": _duration,
+    "store": _store,
+    "peers": _bool,
+}
+
+
+def _tables(ctx: _Ctx, data: dict) -> list[model.StickTable]:
+    out = []
+    for name, table in _sections(ctx, data, "tables"):
+        path = ("tables", name)
+        _check_name(ctx, path, name, "table")
+        own = _fields(ctx, path, table, _TABLE_SCHEMA)
+        ctx.require(path, table, ("size",))
+        type_ = own.get("type", "ip")
+        if "len" in own and type_ not in ("string", "binary"):
+            ctx.error(path + ("len",), f"len applies to string and binary tables, not {type_}")
+        if own.get("peers"):
+            ctx.error(path + ("peers",), "peers (replication between nodes) is not implemented yet")
+        out.append(model.StickTable(name, type_, own.get("len", 32), own.get("size", 1),
+                                    int(round(own.get("expire", 0) * 1000)),
+                                    own.get("store", ()), ctx.line(path)))
+    return out
+
+
+_TRACK_ACTIONS = ("track-sc0", "track-sc1", "track-sc2")
+
+
+def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list) -> list:
+    """Tables named by rules and fetches exist; a track rule without a
+    table gets the only table there is. Returns the sections with their
+    rules completed."""
+    names = [t.name for t in tables]
+    default = names[0] if len(names) == 1 else None
+    out = []
+    for kind, sec in sections:
+        base = (kind, sec.name)
+
+        def fix(rules, key):
+            fixed = []
+            for i, r in enumerate(rules):
+                path = base + (key, i)
+                if r.action in _TRACK_ACTIONS:
+                    table = r.param("table")
+                    if table is None:
+                        if default is None:
+                            ctx.error(path, f"{r.action} needs 'table' ("
+                                      + ("no [tables.NAME] is defined)" if not names
+                                         else "there are several tables)"))
+                        else:
+                            r = dataclasses.replace(r, params=tuple(sorted(r.params + (("table", default),))))
+                    elif table not in names:
+                        ctx.error(path + ("table",), f"unknown table {table!r}{_suggest(table, names)}")
+                    if key == "tcp_request":
+                        sample = conditions.parse_key_sample(r.param("key"))
+                        if sample.fetch not in LAYER4_FETCHES:
+                            ctx.error(path + ("key",), f"{sample.fetch!r} is not known before a "
+                                      "request arrives (tcp_request rules can use src, src_port "
+                                      "or dst_port; track request fields in http_request rules)")
+                fixed.append(r)
+                if r.cond is not None and key == "tcp_request":
+                    _check_layer4_cond(ctx, path, r.cond.text, sec.acl)
+                if r.cond is not None:
+                    _check_cond_tables(ctx, path, r.cond.text, sec.acl, names, default)
+            return tuple(fixed)
+        changes = {}
+        stick = getattr(sec, "stick", None)
+        if stick is not None:
+            spath = base + ("stick_table",)
+            if not stick.table:
+                if default is None:
+                    ctx.error(base, "stick_on/stick_match/stick_store_request need stick_table ("
+                              + ("no [tables.NAME] is defined)" if not names
+                                 else "there are several tables)"))
+                else:
+                    changes["stick"] = stick = dataclasses.replace(stick, table=default)
+            if stick.table and stick.table not in names:
+                ctx.error(spath, f"unknown table {stick.table!r}{_suggest(stick.table, names)}")
+            elif stick.table:
+                t = next(t for t in tables if t.name == stick.table)
+                if "server_id" not in dict(t.store):
+                    ctx.error(spath, f"table {stick.table!r} must store server_id for persistence "
+                              "(store = [\"server_id\", ...])")
+        for key in ("http_request", "http_response", "tcp_request"):
+            rules = getattr(sec, key, ())
+            if rules:
+                changes[key] = fix(rules, key)
+        for acl in sec.acl:
+            for line in acl.lines:
+                _check_spec_table(ctx, base + ("acl", acl.name), line, names, default)
+        out.append(dataclasses.replace(sec, **changes) if changes else sec)
+    return out
+
+
+def _check_layer4_cond(ctx: _Ctx, path: tuple, text: str, acls) -> None:
+    """tcp_request rules run before any request: layer-4 fetches only."""
+    try:
+        cond = conditions.parse_condition(text)
+    except conditions.ConditionError:
+        return
+    named = {a.name: a for a in acls}
+    for group in cond.groups:
+        for term in group:
+            specs = []
+            if term.acl is not None:
+                specs = [term.acl]
+            elif term.name in named:
+                try:
+                    specs = [conditions.parse_acl(l) for l in named[term.name].lines]
+                except conditions.ConditionError:
+                    specs = []
+            for spec in specs:
+                if not _layer4_spec(spec):
+                    ctx.error(path + ("if",), f"fetch {spec.fetch!r} is not known before a request "
+                              "arrives (tcp_request rules can use src, src_port, dst_port and "
+                              "the stick counters)")
+
+
+def _check_spec_table(ctx: _Ctx, path: tuple, line: str, names: list, default) -> None:
+    try:
+        spec = conditions.parse_acl(line)
+    except conditions.ConditionError:
+        return
+    _check_one_spec(ctx, path, spec, names, default)
+
+
+def _check_one_spec(ctx: _Ctx, path: tuple, spec, names: list, default) -> None:
+    table = conditions.stick_table_of(spec)
+    if table is not None and table not in names:
+        ctx.error(path, f"{spec.fetch}: unknown table {table!r}{_suggest(table, names)}")
+    elif table is None and conditions.is_stick_fetch(spec.base) and spec.base.startswith("src_") \
+            and default is None:
+        ctx.error(path, f"{spec.fetch} needs a table name: {spec.fetch}(NAME)"
+                  + ("" if names else " (no [tables.NAME] is defined)"))
+
+
+def _check_cond_tables(ctx: _Ctx, path: tuple, text: str, acls, names: list, default) -> None:
+    try:
+        cond = conditions.parse_condition(text)
+    except conditions.ConditionError:
+        return
+    for group in cond.groups:
+        for term in group:
+            if term.acl is not None:
+                _check_one_spec(ctx, path, term.acl, names, default)
+
+
 def _build(ctx: _Ctx, data: dict) -> Config:
     for key in data:
         if key not in _TOP_LEVEL:
@@ -1758,6 +2003,10 @@ def _build(ctx: _Ctx, data: dict) -> Config:
                  for i, (name, table) in enumerate(_sections(ctx, data, "frontends"))]
     backends = [_backend(ctx, name, table, i, defaults)
                 for i, (name, table) in enumerate(_sections(ctx, data, "backends"))]
+    tables = _tables(ctx, data)
+    secs = _check_stick_refs(ctx, tables, [("frontends", f) for f in frontends]
+                             + [("backends", b) for b in backends])
+    frontends, backends = secs[:len(frontends)], secs[len(frontends):]
     stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
     accounts = _acme_sections(ctx, data)
     _check_acme_refs(ctx, frontends)
@@ -1773,7 +2022,8 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     _check_limits(ctx, global_, defaults, frontends, backends)
     if ctx.resolver is not None:
         _check_resolution(ctx, backends)
-    return Config(ctx.source, global_, log, stats, tuple(frontends), tuple(backends), tuple(accounts))
+    return Config(ctx.source, global_, log, stats, tuple(frontends), tuple(backends),
+                  tuple(tables), tuple(accounts))
 
 
 # ------------------------------------------------------------------ API

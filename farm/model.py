@@ -348,6 +348,19 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Stick:
+    """Persistence on a stick table (HAProxy's stick on / stick match /
+    stick store-request): match is the fetch whose value is looked up
+    (None: no lookup), store the fetch whose value is stored with the
+    chosen server (None: no store), table the table's name (its store has
+    server_id)."""
+
+    table: str
+    match: str | None = None
+    store: str | None = None
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str
     mode: str = "http"
@@ -366,6 +379,7 @@ class Backend:
     http_reuse: str = "safe"         # "never" | "safe" | "always"
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: BackendTls = field(default_factory=BackendTls)
+    stick: Stick | None = None       # stick-table persistence (stick on / match / store-request)
     id: int = 0                      # 1-based (HAProxy's iid)
     line: int = 0
 
@@ -404,6 +418,7 @@ class Frontend:
     acl: tuple[Acl, ...] = ()
     http_request: tuple[Rule, ...] = ()
     http_response: tuple[Rule, ...] = ()
+    tcp_request: tuple[Rule, ...] = ()    # each with an "on" param: connection | content
     use_backend: tuple[UseBackend, ...] = ()
     option_forwardfor: bool = False
     forwarded: bool = False
@@ -417,6 +432,28 @@ class Frontend:
 
 
 @dataclass(frozen=True)
+class StickTable:
+    """A [tables.NAME] section (farm/tables.py maps it in shared memory).
+
+    type is one of STICK_KEY_TYPES; key_len the width of string and binary
+    keys; size the number of entries; expire_ms 0 for never; store the
+    data types as (name, period ms; 0 for what is not a rate). Two equal
+    definitions (line aside) share one table over a reload.
+    """
+
+    name: str
+    type: str = "ip"
+    key_len: int = 32
+    size: int = 0
+    expire_ms: int = 0
+    store: tuple[tuple[str, int], ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+STICK_KEY_TYPES = ("ip", "ipv6", "integer", "string", "binary")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole validated configuration (one generation)."""
 
@@ -426,7 +463,14 @@ class Config:
     stats: Stats = field(default_factory=Stats)
     frontends: tuple[Frontend, ...] = ()
     backends: tuple[Backend, ...] = ()
+    tables: tuple[StickTable, ...] = ()
     acme: tuple[Acme, ...] = ()
+
+    def table(self, name: str) -> StickTable | None:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        return None
 
     def acme_account(self, name: str) -> Acme | None:
         for a in self.acme:

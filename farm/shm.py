@@ -282,6 +282,9 @@ class Table:
                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self.q = memoryview(self.mm).cast("q")
         self.cells = Cells(self.mm)       # atomic access to the same cells
+        # the stick tables (farm/tables.py): their own mappings, kept by the
+        # master over reloads; attached here so that workers get them
+        self.sticks: dict = {}
         # one eventfd per worker slot: how a worker that freed a server
         # slot wakes the worker holding the oldest queued request
         self.wakeups = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)

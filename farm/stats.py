@@ -893,10 +893,14 @@ def cert_rows(certs, now: float | None = None) -> list[dict]:
              "days": c.days_left(now)} for fe, c in certs]
 
 
-def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[dict] = ()) -> str:
+def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[dict] = (),
+               sticks=()) -> str:
     """Prometheus text exposition (0.0.4) with the names, types and labels of
     HAProxy's built-in exporter: haproxy_process_*, haproxy_frontend_*,
-    haproxy_backend_*, haproxy_server_*; then farm's own families:
+    haproxy_backend_*, haproxy_server_*, haproxy_sticktable_size/used
+    {name,type} for each stick table of `sticks` (farm/tables.py
+    StickTable, read duck-typed: name, type, size, used); then farm's own
+    families:
     farm_ssl_cert_expiry_days{proxy,file} (gauge) for each certificate of
     `certs` (cert_rows)."""
     out: list[str] = []
@@ -1027,6 +1031,14 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[
             else:
                 samples.append(f"{prefix}{name}{_labels(base)} {_num(value(r, field))}\n")
         family(prefix, metric, samples)
+    for metric, help_ in (("size", "Stick table size (entries)."),
+                          ("used", "Number of entries used in this stick table.")):
+        if sticks:
+            out.append(f"# HELP haproxy_sticktable_{metric} {help_}\n"
+                       f"# TYPE haproxy_sticktable_{metric} gauge\n")
+        for t in sticks:
+            labels = _labels((("name", t.name), ("type", t.type)))
+            out.append(f"haproxy_sticktable_{metric}{labels} {getattr(t, metric)}\n")
     if certs:
         out.append(f"# HELP {CERT_EXPIRY_METRIC} Days until the certificate's notAfter date "
                    "(negative once expired)\n"

@@ -55,9 +55,10 @@ from typing import Callable, Mapping, Sequence
 
 from farm import model
 from farm.conditions import (
-    PP_TLV_NAMES, PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample,
-    parse_acl, parse_condition, parse_format, parse_replacement,
+    PP_TLV_NAMES, PREDEFINED_ACLS, AclSpec, CondSpec, ConditionError, Sample, is_stick_fetch,
+    parse_acl, parse_condition, parse_format, parse_key_sample, parse_replacement,
 )
+from workers import tables as sticks
 
 __all__ = [
     "RuleError", "Verdict", "AclTable", "Tracer", "acl_sample", "compile_acls",
@@ -76,17 +77,19 @@ class RuleError(ValueError):
 class Verdict:
     """What an http_request rule decided instead of forwarding.
 
-    kind is "deny", "redirect" or "return"; status the HTTP status; headers
+    kind is "deny", "redirect", "return", "reject" (close without an
+    answer) or "tarpit" (answer status after delay seconds); status the HTTP status; headers
     a list of (name, value) bytes to send (never Content-Length nor
     Connection: the session frames the response); body bytes, or None for
     a deny without a body, which the session renders as its error page
     (errorfile) for that status.
     """
 
-    __slots__ = ("kind", "status", "headers", "body")
+    __slots__ = ("kind", "status", "headers", "body", "delay")
 
     def __init__(self, kind: str, status: int, headers: list | None = None,
                  body: bytes | None = b"") -> None:
+        self.delay = 0.0            # tarpit: seconds to hold the request first
         self.kind = kind
         self.status = status
         self.headers = headers if headers is not None else []
@@ -631,6 +634,15 @@ def _req_header_matcher(name: bytes, split: bool, spec: AclSpec) -> Matcher:
     return match
 
 
+def _stick_getter(spec: AclSpec, phase: str) -> Callable:
+    """A stick-counter fetch or table_* lookup -> txn -> int (bool for
+    sc_tracked) or None (workers/tables.py)."""
+    key_get = None
+    if spec.key is not None:
+        key_get = _sample_getter(spec.key, phase)
+    return sticks.stick_getter(spec.base, spec.arg, key_get)
+
+
 def _depends_on_phase(spec: AclSpec) -> bool:
     return spec.base in ("hdr", "fhdr", "hdr_cnt")
 
@@ -642,6 +654,18 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
     spec came from farm.conditions.parse_acl (so it is valid).
     """
     kind, method, base = spec.kind, spec.method, spec.base
+    if is_stick_fetch(base):
+        sget = _stick_getter(spec, phase)
+        if kind == "bool":
+            return sget
+        if method == "found":
+            return lambda txn: sget(txn) is not None
+        itest = _int_test(spec.ranges)
+
+        def stick_match(txn) -> bool:
+            v = sget(txn)
+            return v is not None and itest(v)
+        return stick_match
     if kind == "bool":
         if base in _TLS_BOOLS:
             return _TLS_BOOLS[base]
@@ -700,6 +724,13 @@ def acl_sample(spec: AclSpec, phase: str = "request") -> Callable[[object], list
     its matcher tests (bytes or int; [] when the sample is absent). Uses
     the same getters as compile_acl_spec."""
     kind, base = spec.kind, spec.base
+    if is_stick_fetch(base):
+        sget = _stick_getter(spec, phase)
+
+        def stick_values(txn) -> list:
+            v = sget(txn)
+            return [] if v is None else [v]
+        return stick_values
     if kind == "bool":
         if base in _TLS_BOOLS:
             flag = _TLS_BOOLS[base]
@@ -993,6 +1024,16 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
     return get
 
 
+def key_getter(expr: str) -> Callable[[object], bytes | str | None]:
+    """A tracking or persistence key ("src", "req.hdr(x-api-key)") -> txn
+    -> its bytes (src: the address as text), or None when the sample is
+    absent or empty (farm.tables.encode_key takes either)."""
+    if expr.strip() == "src":
+        return attrgetter("src")       # the address as text: what the ip tables encode fastest
+    get = _sample_getter(parse_key_sample(expr), "request")
+    return lambda txn: get(txn) or None
+
+
 def _convert(get: Callable, conv: str) -> Callable[[object], bytes]:
     if conv == "lower":
         return lambda txn: get(txn).lower()
@@ -1276,13 +1317,79 @@ def _allow(txn):
     return None   # stop evaluating the rules, go on with the request
 
 
+def _stick_action(rule: model.Rule, http: bool) -> Callable | None:
+    """track-scN, sc-inc-gpcN, sc-set-gpt0 -> an action that goes on with
+    the rules; None for another action."""
+    p = dict(rule.params)
+    a = rule.action
+    if a.startswith("track-sc"):
+        key = sticks.key_encoder(str(p["table"]), key_getter(str(p["key"])))
+        act = sticks.track_action(int(a[-1]), key, http)
+    elif a in ("sc-inc-gpc0", "sc-inc-gpc1"):
+        act = sticks.gpc_action(int(p.get("sc", 0)), int(a[-1]))
+    elif a == "sc-set-gpt0":
+        act = sticks.gpt_action(int(p.get("sc", 0)), int(p["value"]))
+    else:
+        return None
+
+    def go_on(txn):
+        act(txn)
+        return _CONTINUE
+    return go_on
+
+
+def _reject(txn):
+    return Verdict("reject", 0)
+
+
+def _deny_action(p: dict) -> Callable:
+    """deny: the status's error page, or the given body; retry_after adds
+    Retry-After (seconds) and makes the page a body of the verdict."""
+    if p.get("retry_after") is None:
+        return _response_verdict("deny", p, 403, None)
+    status = int(p.get("status", 403))
+    seconds = str(max(0, int(round(float(p["retry_after"]))))).encode("ascii")
+    if p.get("body") is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        p = dict(p, body=f"<html><body><h1>{status} {reason}</h1>\n</body></html>\n",
+                 content_type=p.get("content_type", "text/html"))
+    respond = _response_verdict("deny", p, status, None)
+
+    def deny(txn):
+        v = respond(txn)
+        v.headers.append((b"Retry-After", seconds))
+        return v
+    return deny
+
+
+def _tarpit_action(p: dict) -> Callable:
+    status = int(p.get("status", 500))
+    delay = float(p.get("timeout", 5.0))
+
+    def tarpit(txn):
+        v = Verdict("tarpit", status)
+        v.delay = delay
+        return v
+    return tarpit
+
+
 def _request_action(rule: model.Rule) -> Callable:
     p = dict(rule.params)
     a = rule.action
     if a == "allow":
         return _allow
+    stick = _stick_action(rule, True)
+    if stick is not None:
+        return stick
+    if a == "reject":
+        return _reject
+    if a == "tarpit":
+        return _tarpit_action(p)
     if a == "deny":
-        return _response_verdict("deny", p, 403, None)
+        return _deny_action(p)
     if a == "return":
         return _response_verdict("return", p, 200, b"")
     if a == "redirect":
@@ -1352,6 +1459,36 @@ def compile_request_rules(rules: Sequence[model.Rule], acls=None,
     compile_condition. Raises RuleError naming the rule's line.
     """
     steps = _compile_steps(rules, acls, "request", _request_action, tracer)
+    if not steps:
+        return no_rules
+    _CONT = _CONTINUE
+
+    def run(txn):
+        for cond, act in steps:
+            if cond is None or cond(txn):
+                r = act(txn)
+                if r is not _CONT:
+                    return r
+        return None
+    return run
+
+
+def _tcp_action(rule: model.Rule) -> Callable:
+    if rule.action == "accept":
+        return _allow
+    if rule.action == "reject":
+        return lambda txn: "reject"
+    stick = _stick_action(rule, False)
+    if stick is None:
+        raise RuleError(f"unknown tcp_request action {rule.action!r}")
+    return stick
+
+
+def compile_tcp_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[object], str | None]:
+    """tcp_request rules (layer 4: the txn has src, src_port, dst_port and
+    stk) -> run(txn) -> "reject" or None (accept). accept stops the
+    evaluation; the tracking actions go on."""
+    steps = _compile_steps(rules, acls, "request", _tcp_action)
     if not steps:
         return no_rules
     _CONT = _CONTINUE

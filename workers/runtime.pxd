@@ -54,7 +54,7 @@ cdef class WorkerContext:
     cdef public object shared, config, buf, view, pipes, access, log_format, conn_pool
     cdef public object on_session_end, out_of_fds, tls
     cdef public set sessions
-    cdef public dict backends
+    cdef public dict backends, conn_stk
     cdef public list frontends, c
     cdef public Gauge g
     cdef public long long slot, generation, maxconn

@@ -27,6 +27,7 @@ from farm import model, shm, tlsconf
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
 from workers import counting, rules
+from workers import tables as sticks
 from workers.cookie import CookiePersistence
 from workers.lb import retry
 from workers.lb.pool import ServerPool
@@ -572,6 +573,9 @@ class WorkerContext:
         self.on_session_end = _no_session_hook
         self.out_of_fds = _no_fd_hook
         self.tls = tlsconf.EMPTY   # the SSL contexts the master made (farm/tlsconf.py TlsSet)
+        # session -> the stick counters its tcp_request rules track
+        # (workers/tables.py), released when it ends
+        self.conn_stk: dict = {}
         loop.at_end_of_turn(self.access.flush)
 
     @property
@@ -585,6 +589,10 @@ class WorkerContext:
         accepting on a frontend that maxconn had paused, or exit when
         draining."""
         self.sessions.discard(session)
+        if self.conn_stk:
+            stk = self.conn_stk.pop(session, None)
+            if stk is not None:
+                sticks.connection_ended(session, stk)
         session.fe.g.give()
         self.g.give()
         self.on_session_end(session.fe)

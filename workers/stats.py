@@ -441,7 +441,8 @@ class StatsSession:
         rows = render.snapshot(ctx.config, table, proc)
         certs = render.cert_rows(ctx.tls.certificates())
         if kind == "metrics":
-            text = render.prometheus(rows, render.info(proc, rows), certs)
+            text = render.prometheus(rows, render.info(proc, rows), certs,
+                                     list(getattr(table, "sticks", {}).values()))
             return 200, [("Content-Type", render.PROMETHEUS_CONTENT_TYPE), nocache], text.encode()
         rows = render.filter_rows(rows, up="up" in opts, no_maint="no-maint" in opts)
         if "json" in opts:

@@ -11,7 +11,7 @@ from workers.server cimport ServerConn
 cdef class Stream:
     cdef public ClientConn conn
     cdef public object resp, src, src_port, _rules_src, key, forced_server
-    cdef public object term, cc, cs, request_line, tried, t_retry
+    cdef public object term, cc, cs, request_line, tried, t_retry, stk
     cdef public Loop loop
     cdef public FrontendRuntime fe
     cdef public BackendRuntime be

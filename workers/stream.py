@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from farm import challenges
 from farm.logs import httplog_values, json_http_values
-from workers import counting, http1, ppsend
+from workers import counting, http1, ppsend, tables
 from workers.http1 import Request, Response
 from workers.rules import no_rules
 from workers.runtime import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
@@ -46,9 +46,10 @@ IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"
 
 # stream states (TURNAROUND: waiting to connect again to the server that
 # just refused, BackendRuntime.retry_wait)
-ST_RULES, ST_QUEUED, ST_CONNECTING, ST_SERVER, ST_TUNNEL, ST_DONE, ST_TURNAROUND = range(7)
+# ST_TARPIT: a tarpit rule holds the request until t_retry, then answers)
+ST_RULES, ST_QUEUED, ST_CONNECTING, ST_SERVER, ST_TUNNEL, ST_DONE, ST_TURNAROUND, ST_TARPIT = range(8)
 _PHASE = {ST_RULES: "R", ST_QUEUED: "Q", ST_CONNECTING: "C", ST_SERVER: "H", ST_TUNNEL: "D",
-          ST_DONE: "L", ST_TURNAROUND: "C"}
+          ST_DONE: "L", ST_TURNAROUND: "C", ST_TARPIT: "T"}
 
 XFP_HTTP = (b"X-Forwarded-Proto", b"http")
 XFP_HTTPS = (b"X-Forwarded-Proto", b"https")
@@ -63,7 +64,7 @@ class Stream:
                  "t_connected", "t_resp", "t_retry", "last_s", "status", "bytes_out",
                  "bytes_in", "retries", "redispatched", "term", "cc", "cs", "request_line",
                  "close", "tried", "key", "forced_server", "resp_started", "req_done",
-                 "local", "released", "to_tunnel")
+                 "local", "released", "to_tunnel", "stk")
 
     def __init__(self, conn, req: Request, t_start: float, req_done: bool):
         self.conn = conn
@@ -103,6 +104,7 @@ class Stream:
         self.local = False
         self.released = True        # no server slot held yet
         self.to_tunnel = 0.0
+        self.stk = None             # stick counters (workers/tables.py Trackers)
 
     @property
     def dst_port(self) -> int:
@@ -124,6 +126,11 @@ class Stream:
             # Replace what the client claims (it could lie), before the rules,
             # so that a set-header X-Forwarded-Proto of the user's wins.
             set_forwarded_proto(req, self.conn.t.secure)
+        conn_stk = self.conn.ctx.conn_stk
+        if conn_stk:
+            held = conn_stk.get(self.conn)
+            if held is not None:       # the connection tracks counters: count the request
+                tables.stream_started(self, held)
         # (`is not no_rules`: an empty rule list is not even called)
         if fe.req_rules is not no_rules:
             verdict = fe.req_rules(self)
@@ -150,6 +157,10 @@ class Stream:
         if be.cookie is not None:
             be.cookie.on_request(self)
         self.key = be.key_of(self) if be.key_of is not None else None
+        if tables.BACKEND_STICK:
+            stick = tables.BACKEND_STICK.get(be.name)
+            if stick is not None:       # stick on / match / store-request (workers/tables.py)
+                stick.on_request(self)
         self.connect_server()
 
     def acme_challenge(self) -> bool:
@@ -478,6 +489,8 @@ class Stream:
             return self.t_connect + self.be.to_connect
         if st == ST_TURNAROUND:
             return self.t_retry
+        if st == ST_TARPIT:
+            return self.t_retry
         if st == ST_TUNNEL:
             if self.to_tunnel:
                 return max(self.conn.last_c, self.last_s) + self.to_tunnel
@@ -496,12 +509,25 @@ class Stream:
             self.connect_server()
         elif st == ST_SERVER:
             self.server_failed("timeout", "sH" if not self.resp_started else "sD", 504)
+        elif st == ST_TARPIT:
+            self.send_error(self.status, "PT")
 
     # ------------------------------------------------------------ local replies
 
     def local_response(self, verdict) -> None:
         """A rule answered the request itself (deny with a body, redirect,
-        return)."""
+        return; reject closes without an answer; tarpit answers later)."""
+        kind = verdict.kind
+        if kind == "reject":
+            self.close = True
+            self.reply_locally(0, b"", "PR")
+            return
+        if kind == "tarpit":
+            self.close = True
+            self.status = verdict.status
+            self.state = ST_TARPIT
+            self.t_retry = self.loop.now + verdict.delay
+            return
         if verdict.body is None:
             self.send_error(verdict.status, "PR")
             return
@@ -579,6 +605,8 @@ class Stream:
             return
         self.state = ST_DONE
         self.log()
+        if self.stk is not None:
+            tables.stream_finished(self)
         self.release_server()
         if self.be is not None:
             self.be.g.give()

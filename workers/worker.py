@@ -28,7 +28,9 @@ import sys
 import traceback
 
 from farm import logs, model
-from workers import counting, ppaccept
+from farm.shm import C_DENIED_CONN
+from workers import counting, ppaccept, rules
+from workers import tables as sticks
 from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
 from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
@@ -106,6 +108,8 @@ class Worker:
         self.slot = slot
         self.generation = generation
         self.loop = Loop()
+        # stick tables first: the rules compiled below look them up
+        sticks.install(getattr(table, "sticks", None) or {}, slot, generation)
         self.ctx = WorkerContext(self.loop, config, slot, generation, table)
         if tls is not None:
             self.ctx.tls = tls          # made by the master before the fork (farm/tlsconf.py)
@@ -127,8 +131,22 @@ class Worker:
             for bind, lsock in zip(fe_cfg.binds, mine):
                 if bind.tls:
                     self.tls_sessions[lsock.fileno()] = self.tls_session_class(fe_cfg, bind)
+            if fe_cfg.tcp_request:
+                # tcp_request rules run on every accepted connection first:
+                # the "connection" ones, then the "content" ones (HAProxy's
+                # order), each set in file order
+                ordered = sorted(fe_cfg.tcp_request, key=lambda r: r.param("on") != "connection")
+                tcp_rules = rules.compile_tcp_rules(ordered, rules.compile_acls(fe_cfg.acl))
+                fe.session_class = sticks.connection_gate(tcp_rules, fe.session_class, self.ctx.conn_stk)
+                for bind, lsock in zip(fe_cfg.binds, mine):
+                    if bind.tls:
+                        fd = lsock.fileno()
+                        self.tls_sessions[fd] = sticks.connection_gate(
+                            tcp_rules, self.tls_sessions[fd], self.ctx.conn_stk)
+            for bind, lsock in zip(fe_cfg.binds, mine):
                 if bind.accept_proxy:
-                    # the PROXY header first, then the session the bind makes
+                    # the PROXY header first (so the tcp_request rules see
+                    # its addresses), then the session the bind makes
                     fd = lsock.fileno()
                     self.tls_sessions[fd] = ppaccept.session_class(
                         self.tls_sessions.get(fd, fe.session_class), fe_cfg, bind)
@@ -142,6 +160,14 @@ class Worker:
             self.ctx.frontends.append(
                 stats_frontend(self.ctx, config, [sockets[config.stats.bind][slot]]))
         # -- end stats listener --
+        sticks.BACKEND_STICK.clear()
+        for be_cfg in config.backends:
+            if be_cfg.stick is not None:
+                st = be_cfg.stick
+                sticks.BACKEND_STICK[be_cfg.name] = sticks.Persistence(
+                    st.table, self.ctx.backends[be_cfg.name],
+                    rules.key_getter(st.match) if st.match else None,
+                    rules.key_getter(st.store) if st.store else None)
         if any(fe.mode == "http" for fe in config.frontends):
             from workers.server import ConnPool
             self.ctx.conn_pool = ConnPool(self.loop)
@@ -228,7 +254,10 @@ class Worker:
                 csock.setsockopt(*nodelay)
                 counting.connection(fe)
                 try:
-                    session_class(ctx, fe, csock, caddr)
+                    if session_class(ctx, fe, csock, caddr) is sticks.REJECTED:
+                        fe.c[C_DENIED_CONN] += 1    # tcp_request reject: closed
+                        fe_g.give()
+                        ctx_g.give()
                 except Exception:
                     self.log.error("session_failed", frontend=fe.name, error=traceback.format_exc())
                     csock.close()

@@ -112,6 +112,7 @@ def worker_pids(farm) -> set[int]:
     return {p.pid for p in farm.workers()}
 
 
+@pytest.mark.slow
 def test_20_reloads_under_load_fail_no_request(farm_factory, backends):
     servers = backends(2)
     port = free_port()

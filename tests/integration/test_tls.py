@@ -486,6 +486,7 @@ def test_sessions_resume_across_a_reload_while_certificates_are_unchanged(farm_f
     h.finish()
 
 
+@pytest.mark.slow
 def test_30_reloads_under_https_load_fail_no_request(farm_factory, backend, pki):
     port = free_port()
     farm = farm_factory(config(backend, port, [pki["www"].pem, pki["api"].pem], workers=2))

@@ -33,7 +33,7 @@ def test_a_typo_suggests_the_closest_command_only():
 def test_matching_words_list_the_commands_that_start_with_them():
     assert listed(admincli.usage(["show"])) == [
         "show backend", "show info", "show servers state", "show sess", "show ssl cert",
-        "show stat"]
+        "show stat", "show table"]
     assert listed(admincli.usage(["disable"])) == ["disable server"]
     assert listed(admincli.usage("show servers nosuch".split())) == ["show servers state"]
 
@@ -49,7 +49,7 @@ def test_help_lists_all_or_the_matching_commands():
     assert answer.startswith("The following commands are valid at this level:\n")
     assert len(listed(answer)) == len(admincli.COMMANDS)
     assert listed(admincli.usage(["set"], help_asked=True)) == [
-        "set server", "set severity-output", "set timeout cli", "set weight"]
+        "set server", "set severity-output", "set table", "set timeout cli", "set weight"]
 
 
 def test_usage_lines_keep_haproxys_layout():

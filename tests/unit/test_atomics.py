@@ -31,7 +31,10 @@ def shared():
     """A MAP_SHARED anonymous mapping of 16 cells, inherited through fork."""
     m = mmap.mmap(-1, 16 * 8, flags=mmap.MAP_SHARED)
     yield m
-    m.close()
+    try:
+        m.close()
+    except BufferError:     # a failed test left its Cells holding the buffer
+        pass
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -114,7 +117,8 @@ def test_no_add_is_lost_between_processes(impl, shared):
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_a_limit_holds_for_all_processes_together(impl, shared):
     """Cell 0 is a server's current connections with maxconn 3; cell 1
-    counts the holders as they see themselves; cell 2 the most seen."""
+    counts the holders as they see themselves; cell 2 the most seen; cell
+    3 the slots taken in all."""
     def work(c, k):
         taken = 0
         for _ in range(ROUNDS):
@@ -126,10 +130,12 @@ def test_a_limit_holds_for_all_processes_together(impl, shared):
                     raise AssertionError(f"{holders} holders of 3 slots")
                 c.add(1, -1)
                 c.add(0, -1)
-        if not taken:
-            raise AssertionError("this process never got a slot")
+        # (one process may get no slot at all: the others can be preempted
+        # holding all three for the whole of its time slice)
+        c.add(3, taken)
 
     c = _race(impl, shared, work)
     assert c.load(0) == 0 and c.load(1) == 0
     assert 1 <= c.load(2) <= 3
+    assert c.load(3) > 0
     c.release()

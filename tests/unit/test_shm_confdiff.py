@@ -77,6 +77,15 @@ def test_confdiff_describes_a_reload():
         "+backend extra", "fe +bind 127.0.0.1:5", "fe -bind 127.0.0.1:1", "be/s1 weight 10\u219220"]
 
 
+def test_confdiff_names_stick_table_changes():
+    a = '[tables.a]\nsize = 10\n'
+    b = '[tables.b]\nsize = 10\nstore = ["gpc0"]\n'
+    old = load_text(CFG + a + b)
+    new = load_text(CFG + a.replace("10", "20") + '[tables.c]\nsize = 5\n')
+    assert confdiff.describe(old, new) == ["+table c", "-table b", "table a redefined"]
+    assert confdiff.describe(old, load_text(CFG + b + a)) == []    # the order does not matter
+
+
 def test_downtime_runs_while_down_or_in_maintenance():
     t = shm.Table.create(load_text(CFG), 1)
     s1, s2 = t.server_row("be", "s1"), t.server_row("be", "s2")

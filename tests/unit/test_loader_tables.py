@@ -1,0 +1,118 @@
+"""[tables.NAME], tcp_request rules, the stick actions and persistence keys:
+what the loader accepts, and each mistake reported at its file, line and key."""
+
+import pytest
+
+from farm import model
+from farm.loader import ConfigErrors, load_text
+
+BASE = """\
+[frontends.www]
+bind = "127.0.0.1:8080"
+default_backend = "app"
+
+[backends.app]
+[[backends.app.servers]]
+name = "s1"
+address = "127.0.0.1:9000"
+"""
+
+TABLE = """
+[tables.per_ip]
+type = "ip"
+size = "1k"
+expire = "10m"
+store = ["http_req_rate(10s)", "conn_cur", "gpc0", "server_id"]
+"""
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_text(text, "t.toml")
+    return [str(e) for e in info.value.errors]
+
+
+def line_of(text: str, fragment: str) -> int:
+    return next(i + 1 for i, l in enumerate(text.splitlines()) if fragment in l)
+
+
+def test_a_table_and_its_rules_load():
+    text = BASE + TABLE + """
+[[frontends.www.tcp_request]]
+on = "connection"
+action = "track-sc0"
+key = "src"
+
+[[frontends.www.tcp_request]]
+on = "connection"
+action = "reject"
+if = "{ sc0_conn_cur gt 10 }"
+
+[[frontends.www.http_request]]
+action = "deny"
+status = 429
+retry_after = "10s"
+if = "{ sc_http_req_rate(0) gt 20 } || { src_get_gpc0 gt 0 }"
+"""
+    cfg = load_text(text.replace('[backends.app]\n', '[backends.app]\nstick_on = "src"\n'))
+    t = cfg.table("per_ip")
+    assert t == model.StickTable("per_ip", "ip", 32, 1024, 600000,
+                                 (("http_req_rate", 10000), ("conn_cur", 0), ("gpc0", 0),
+                                  ("server_id", 0)))
+    fe = cfg.frontends[0]
+    assert fe.tcp_request[0].param("table") == "per_ip"    # the only table is the default
+    assert fe.http_request[0].param("retry_after") == 10.0
+    assert cfg.backends[0].stick == model.Stick("per_ip", "src", "src")
+
+
+@pytest.mark.parametrize("snippet, fragment, message", [
+    ('[tables.t]\nsize = 10\nstore = ["http_req_rate"]\n', "store", "needs a period"),
+    ('[tables.t]\nsize = 10\nstore = ["gpc9"]\n', "store", "unknown data type 'gpc9'"),
+    ('[tables.t]\nsize = 10\ntype = "ip"\nlen = 8\n', "len", "len applies to string and binary"),
+    ('[tables.t]\ntype = "text"\nsize = 10\n', "type", "table type"),
+    ('[tables.t]\nstore = ["gpc0"]\n', "[tables.t]", "missing required key 'size'"),
+    ('[tables.t]\nsize = 10\npeers = true\n', "peers", "not implemented"),
+])
+def test_table_mistakes(snippet, fragment, message):
+    text = BASE + snippet
+    got = errors(text)
+    assert len(got) == 1 and message in got[0], got
+    assert got[0].startswith(f"t.toml:{line_of(text, fragment)}:")
+
+
+@pytest.mark.parametrize("rule, fragment, message", [
+    ('[[frontends.www.http_request]]\naction = "track-sc0"\nkey = "src"\ntable = "per_i"\n',
+     'table = "per_i"', "unknown table 'per_i' (did you mean 'per_ip'?)"),
+    ('[[frontends.www.tcp_request]]\non = "connection"\naction = "track-sc0"\nkey = "hdr(x)"\n',
+     'key = "hdr(x)"', "is not known before a request arrives"),
+    ('[[frontends.www.tcp_request]]\naction = "reject"\n', "tcp_request", "needs 'on'"),
+    ('[[frontends.www.tcp_request]]\non = "accept"\naction = "reject"\n', 'on = "accept"',
+     "rule phase"),
+    ('[[frontends.www.tcp_request]]\non = "connection"\naction = "reject"\nif = "{ path /x }"\n',
+     'if = "{ path', "'path' is not known before a request arrives"),
+    ('[[frontends.www.http_request]]\naction = "deny"\nif = "{ src_conn_cur(nope) gt 1 }"\n',
+     "[[frontends.www.http_request]]", "unknown table 'nope'"),
+    ('[[frontends.www.http_request]]\naction = "sc-inc-gpc0"\nsc = 3\n', "sc = 3", "must be one of 0, 1, 2"),
+    ('[[frontends.www.http_request]]\naction = "track-sc1"\nkey = "sc0_conn_cur"\n',
+     'key = "sc0', "a stick counter cannot be a key"),
+])
+def test_rule_mistakes(rule, fragment, message):
+    text = BASE + TABLE + rule
+    got = errors(text)
+    assert len(got) == 1 and message in got[0], got
+    assert got[0].startswith(f"t.toml:{line_of(text, fragment)}:")
+
+
+def test_several_tables_need_a_name_and_persistence_needs_server_id():
+    text = BASE.replace('[backends.app]\n', '[backends.app]\nstick_on = "src"\nstick_table = "b"\n') \
+        + TABLE + '[tables.b]\nsize = 10\nstore = ["gpc0"]\n' \
+        + '[[frontends.www.http_request]]\naction = "track-sc0"\nkey = "src"\n'
+    got = errors(text)
+    assert any("needs 'table' (there are several tables)" in e for e in got), got
+    assert any("table 'b' must store server_id" in e for e in got), got
+
+
+def test_persistence_is_http_only_for_now():
+    text = BASE.replace('[frontends.www]\n', '[frontends.www]\nmode = "tcp"\n') \
+        .replace('[backends.app]\n', '[backends.app]\nmode = "tcp"\nstick_on = "src"\n') + TABLE
+    assert any("stick_on needs mode http" in e for e in errors(text))
