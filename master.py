@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass, field
 
 import farm
-from farm import (__release_date__, __version__, build, confdiff, handoff, loader, logs, model,
-                  resolve, sampler, shm, tables, tlsconf)
+from farm import (__release_date__, __version__, acmerun, build, confdiff, handoff, loader, logs,
+                  model, resolve, sampler, shm, tables, tlsconf)
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
@@ -254,6 +254,7 @@ class Master:
         self.code_stamp = handoff.code_fingerprint(code_roots())
         self.adopted: Generation | None = None    # workers of the image before an exec
         self.stats_sampler: sampler.StatsSampler | None = None
+        self.acme = acmerun.Scheduler(self.spawn_helper, self.loop.call_later, self.log, self.reload)
 
     @property
     def config(self) -> model.Config:
@@ -340,6 +341,7 @@ class Master:
                 return
             proc = self.procs.pop(pid, None)
             if proc is None:
+                self.acme.reaped(pid, os.waitstatus_to_exitcode(status))
                 continue
             if proc.ready_fd >= 0:
                 self.loop.remove(proc.ready_fd)
@@ -636,6 +638,7 @@ class Master:
         self.tls_store.retain(gen.tls)
         self.sticks.adopt(gen.table.sticks)
         self.forget_stale_addrs(gen.config)
+        self.acme.configure(gen.config)
         if old.health is not None:
             old.health.stop()
         gen.health = HealthChecker(self.loop, gen.table, gen.config, self.log, gen.tls)
@@ -709,13 +712,35 @@ class Master:
 
     # -- TLS ---------------------------------------------------------------------
 
+    def spawn_helper(self, fn, keep: tuple[int, ...] = ()) -> int:
+        """Fork a helper child (the ACME client, farm/acmerun.py) that runs
+        fn() and exits with its result; its pid. It keeps only the standard
+        and event-log descriptors and `keep`, and takes the default signal
+        handlers."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self.loop.close_in_child()
+                close_fds_except({0, 1, 2, *logs.event_fds(), *keep})
+                for s in MASTER_SIGNALS:
+                    signal.signal(s, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                worker_mod.set_title(f"farm: acme client -c {self.config_path}")
+                code = fn()
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return pid
+
     def build_tls(self, config: model.Config) -> tlsconf.TlsSet:
         """The SSL contexts of config, made here so that every worker forks
         with the same ones (shared session-ticket keys); a frontend whose
         certificate files and TLS settings did not change keeps its
         contexts (farm/tlsconf.py). Raises MasterError naming the file."""
         try:
-            return self.tls_store.build(config)
+            return self.tls_store.build(config, acmerun.prepare(config))
         except tlsconf.TlsError as e:
             raise MasterError(str(e)) from None
 
@@ -888,6 +913,9 @@ class Master:
     # -- stopping --------------------------------------------------------------
 
     def stop(self, graceful: bool) -> None:
+        acme_pid = self.acme.stop()
+        if acme_pid is not None:
+            os.kill(acme_pid, signal.SIGTERM)     # an order half done is redone at the next start
         if not graceful:
             self.stopping = True
             self.signal_workers(signal.SIGQUIT)
@@ -998,6 +1026,7 @@ class Master:
         self.current.health = HealthChecker(self.loop, self.table, self.config, self.log, self.current.tls)
         self.current.health.start()
         self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
+        self.acme.configure(self.config)
         self.loop.run()
         # Fast stop or last worker gone: make sure no child outlives us.
         self.signal_workers(signal.SIGKILL)

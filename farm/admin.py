@@ -257,6 +257,12 @@ class AdminServer:
                 return tables.cli(m.table.sticks, words)
             except tables.TableError as e:
                 raise CliError(str(e)) from None
+        if words[:2] == ["acme", "status"]:
+            return m.acme.status()
+        if words[:2] == ["acme", "renew"]:
+            if not m.acme.renew(arg(words, 2)):
+                raise CliError(f"No ACME certificate for frontend '{arg(words, 2)}'.\n")
+            return f"Renewing the certificate of frontend '{arg(words, 2)}'.\n"
         if words[:2] == ["get", "weight"]:
             be, srv, sidx = self.server(arg(words, 2))
             t = m.table

@@ -51,6 +51,9 @@ class Command:
 # listed apart (ALWAYS), at the end of every listing. A new command goes
 # here and in farm/admin.py (AdminServer.execute runs it).
 COMMANDS: tuple[Command, ...] = tuple(sorted((
+    Command(("acme", "renew"), "acme renew <frontend>",
+            "order a new certificate for a frontend now (ACME)"),
+    Command(("acme", "status"), "acme status", "show the ACME certificates and their schedule"),
     Command(("disable", "server"), "disable server <bk>/<srv>", "put a server in maintenance"),
     Command(("enable", "server"), "enable server <bk>/<srv>", "take a server out of maintenance"),
     Command(("get", "weight"), "get weight <bk>/<srv>", "report a server's current weight"),

@@ -49,6 +49,7 @@ import os
 import re
 import socket
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -577,6 +578,8 @@ class _Ctx:
         self.warnings: list[ConfigError] = []
         self.binds: list[_Bind] = []
         self.refs: list[_Ref] = []
+        self.acme_refs: list[tuple[tuple, str]] = []    # (path, name) of acme = "NAME"
+        self.acme_names: set[str] = set()                # the [acme.NAME] tables
 
     def line(self, path: tuple) -> int:
         return tomlpos.line_of(self.positions, path)
@@ -1091,6 +1094,8 @@ _FRONTEND_TLS_SCHEMA = {
     "client_ca": lambda v: v,
     "verify": _choice(model.CLIENT_VERIFY, "verify mode"),
     "session_tickets": _bool,
+    "acme": _name,                        # checked against [acme.NAME] by _check_acme_refs
+    "domains": lambda v: v,               # checked by _frontend_tls
 }
 
 
@@ -1101,7 +1106,9 @@ def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
     fields = _fields(ctx, path, value, _FRONTEND_TLS_SCHEMA)
     if not isinstance(value, dict):
         return _SKIP
-    ok = ctx.require(path, value, ("certificates",))
+    ok = _acme_domains(ctx, path, value, fields)
+    if "acme" not in value:
+        ok = ctx.require(path, value, ("certificates",)) and ok
     certs: list[str] = []
     raw = fields.get("certificates")
     if raw is not None:
@@ -1139,7 +1146,149 @@ def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
         return _SKIP
     fields["certificates"] = tuple(certs)
     fields["client_ca"] = client_ca
+    if fields.get("acme"):
+        ctx.acme_refs.append((path + ("acme",), fields["acme"]))
     return FrontendTls(**fields)
+
+
+def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
+    """A tls table's domains: host names (no IP address, no wildcard:
+    HTTP-01 cannot prove those), required with acme and only with it.
+    Sets fields["domains"] to the tuple; False when something is wrong."""
+    raw = value.get("domains")
+    if "acme" not in value:
+        if raw is not None:
+            ctx.error(path + ("domains",), "domains names the certificate of acme = \"NAME\": "
+                      "set acme too (or remove domains)")
+            return False
+        return True
+    if raw is None:
+        ctx.error(path, "missing required key 'domains' (the host names of the certificate "
+                  "that acme gets, such as [\"www.example.com\"])")
+        return False
+    if not isinstance(raw, list) or not raw:
+        got = "an empty array" if raw == [] else _describe(raw)
+        ctx.error(path + ("domains",), f"expected a non-empty array of host names, got {got}")
+        return False
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        ipath = path + ("domains", i)
+        if not isinstance(item, str) or not item:
+            ctx.error(ipath, f"expected a host name, got {_describe(item)}")
+            return False
+        name = item.lower().rstrip(".")
+        if name.startswith("*."):
+            ctx.error(ipath, f"{item!r}: a wildcard needs the DNS-01 challenge, which farm does not do")
+            return False
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            pass
+        else:
+            ctx.error(ipath, f"{item!r}: an IP address, not a host name")
+            return False
+        if not _HOSTNAME_RE.fullmatch(name) or "." not in name and name != "localhost":
+            ctx.error(ipath, f"{item!r} is not a host name (such as www.example.com)")
+            return False
+        if name in out:
+            ctx.error(ipath, f"{item!r} is listed twice")
+            return False
+        out.append(name)
+    fields["domains"] = tuple(out)
+    return True
+
+
+# -------------------------------------------------------------- [acme]
+
+def _https_url(value: Any) -> str:
+    text = _header_value(_str(value))
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise _Invalid(f"expected the https:// URL of an ACME directory, got {text!r}")
+    return text
+
+
+def _contacts(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise _Invalid(f"expected \"mailto:you@example.com\" or an array of them, got {_describe(value)}")
+    out = []
+    for item in items:
+        text = _header_value(_str(item))
+        if not text.startswith("mailto:") or "@" not in text:
+            raise _Invalid(f"expected a mailto: URL such as \"mailto:ops@example.com\", got {text!r}")
+        out.append(text)
+    return tuple(out)
+
+
+def _long_duration(value: Any) -> float:
+    """A duration of days ("30d", "720h"): like timeouts, without HAProxy's
+    24-day ceiling."""
+    if isinstance(value, str) and _DURATION_RE.fullmatch(value.strip()) and not value.strip().isdigit():
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(value.strip()))
+        if seconds <= 0:
+            raise _Invalid(f"must be greater than 0, got {_shown(value)}")
+        return seconds
+    return parse_duration(value, positive=True)
+
+
+def _acme_challenge(value: Any) -> str:
+    text = _str(value)
+    if text == "tls-alpn-01":
+        raise _Invalid("tls-alpn-01 is not supported yet: use \"http-01\" (an HTTP bind on port 80)")
+    return _choice(model.ACME_CHALLENGES, "challenge")(text)
+
+
+_ACME_SCHEMA = {
+    "directory": _https_url,
+    "directory_ca": lambda v: v,          # paths: checked by _acme
+    "contact": _contacts,
+    "account_key": lambda v: v,
+    "key_type": _choice(model.ACME_KEY_TYPES, "key type"),
+    "storage": lambda v: v,
+    "challenge": _acme_challenge,
+    "renew_before": _long_duration,
+}
+
+
+def _acme_sections(ctx: _Ctx, data: dict) -> list[model.Acme]:
+    """[acme.NAME] tables -> Acme; with ctx.tls_files, directory_ca is read
+    and checked (never the ACME server: `farm check` stays offline)."""
+    out = []
+    for name, table in _sections(ctx, data, "acme"):
+        path = ("acme", name)
+        ctx.acme_names.add(name)          # known even when invalid (one error, not two)
+        _check_name(ctx, path, name, "acme section")
+        fields = _fields(ctx, path, table, _ACME_SCHEMA)
+        if not isinstance(table, dict) or not ctx.require(path, table, ("directory",)):
+            continue
+        for key, what in (("directory_ca", "CA file"), ("account_key", "account key"),
+                          ("storage", "storage directory")):
+            if key in table:
+                fields[key] = _tls_path(ctx, path + (key,), table[key], what)
+                if fields[key] is None:
+                    del fields[key]
+        if fields.get("directory_ca") and ctx.tls_files:
+            _check_ca(ctx, path + ("directory_ca",), fields["directory_ca"])
+        if "directory" not in fields:
+            continue
+        out.append(model.Acme(name=name, **fields, line=ctx.line(path)))
+    return out
+
+
+def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend]) -> None:
+    """Each acme = "NAME" names an [acme.NAME]; a frontend that gets its
+    certificate by HTTP-01 needs an HTTP bind (the server connects to port
+    80 of the domains: farm answers on every HTTP bind, warn if none)."""
+    names = ctx.acme_names
+    for path, name in ctx.acme_refs:
+        if name not in names:
+            ctx.error(path, f"unknown acme section {name!r}{_suggest(name, names)} "
+                      f"(define [acme.{name}] with its directory)")
+    if any(fe.tls is not None and fe.tls.acme for fe in frontends) and \
+            not any(not b.tls for fe in frontends if fe.mode == "http" for b in fe.binds):
+        ctx.warning(("acme",), "no HTTP bind without tls: the HTTP-01 challenge needs one "
+                    "(the ACME server connects to port 80 of each domain)")
 
 
 def _check_certificates(ctx: _Ctx, path: tuple, full: str) -> None:
@@ -1434,7 +1583,7 @@ _BACKEND_SCHEMA = {
     "stick_store_request": _key_sample,
     "stick_table": _name,
 }
-_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables")
+_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables", "acme")
 
 
 def _inherit(own: dict, defaults: dict, key: str, fallback: Any) -> Any:
@@ -1895,6 +2044,8 @@ def _build(ctx: _Ctx, data: dict) -> Config:
                              + [("backends", b) for b in backends])
     frontends, backends = secs[:len(frontends)], secs[len(frontends):]
     stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
+    accounts = _acme_sections(ctx, data)
+    _check_acme_refs(ctx, frontends)
     if stats.bind is not None:
         ctx.binds.append(_Bind(stats.bind, ("stats", "bind"), "stats.bind"))
     if not frontends and stats.bind is None and isinstance(data.get("frontends", {}), dict) \
@@ -1909,7 +2060,7 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     if ctx.resolver is not None:
         _check_resolution(ctx, backends)
     return Config(ctx.source, global_, log, stats, tuple(frontends), tuple(backends),
-                  tuple(tables))
+                  tuple(tables), tuple(accounts))
 
 
 # ------------------------------------------------------------------ API

@@ -126,6 +126,47 @@ class FrontendTls:
     client_ca: str | None = None
     verify: str = "none"                   # see CLIENT_VERIFY
     session_tickets: bool = True
+    acme: str | None = None                # the [acme.NAME] that gets this frontend a certificate
+    domains: tuple[str, ...] = ()          # the names of that certificate (with acme)
+
+
+ACME_KEY_TYPES = ("ecdsa-p256", "rsa-2048")
+ACME_CHALLENGES = ("http-01",)
+ACME_STORAGE = "/var/lib/farm/acme"
+
+
+@dataclass(frozen=True)
+class Acme:
+    """[acme.NAME]: an account on an ACME server (RFC 8555) that gets
+    certificates for the frontends whose tls table says acme = "NAME".
+
+    directory_ca None = the system's trust store verifies the ACME server.
+    account_key None = STORAGE/NAME.account.key (created if missing).
+    renew_before None = when a third of the certificate's lifetime is left.
+    Certificates are kept in storage as FRONTEND.pem (0600).
+    """
+
+    name: str
+    directory: str
+    directory_ca: str | None = None
+    contact: tuple[str, ...] = ()
+    account_key: str | None = None
+    key_type: str = "ecdsa-p256"           # see ACME_KEY_TYPES
+    storage: str = ACME_STORAGE
+    challenge: str = "http-01"             # see ACME_CHALLENGES
+    renew_before: float | None = None      # seconds
+    line: int = 0
+
+    def account_key_path(self) -> str:
+        return self.account_key or f"{self.storage}/{self.name}.account.key"
+
+    def certificate_path(self, frontend: str) -> str:
+        """Where the certificate (chain and key) of `frontend` is kept."""
+        return f"{self.storage}/{frontend}.pem"
+
+    def waiting_path(self, frontend: str) -> str:
+        """The self-signed certificate served until the first one arrives."""
+        return f"{self.storage}/{frontend}.self-signed.pem"
 
 
 @dataclass(frozen=True)
@@ -430,11 +471,18 @@ class Config:
     frontends: tuple[Frontend, ...] = ()
     backends: tuple[Backend, ...] = ()
     tables: tuple[StickTable, ...] = ()
+    acme: tuple[Acme, ...] = ()
 
     def table(self, name: str) -> StickTable | None:
         for t in self.tables:
             if t.name == name:
                 return t
+        return None
+
+    def acme_account(self, name: str) -> Acme | None:
+        for a in self.acme:
+            if a.name == name:
+                return a
         return None
 
     def backend(self, name: str) -> Backend | None:

@@ -653,16 +653,19 @@ class TlsStore:
     def __init__(self) -> None:
         self.kept: dict[bytes, FrontendContexts] = {}
 
-    def build(self, config: model.Config) -> TlsSet:
+    def build(self, config: model.Config, extra: dict[str, list[str]] | None = None) -> TlsSet:
         """The TlsSet of config (frontends with a tls bind). Reads every
-        file again; raises TlsError (nothing kept changes then)."""
+        file again; raises TlsError (nothing kept changes then). extra:
+        frontend -> certificate files served before its own (the ACME
+        certificate, farm/acmerun.py)."""
         out: dict[str, FrontendContexts] = {}
         keys: dict[str, bytes] = {}
         made: dict[bytes, FrontendContexts] = {}
         for fe in config.frontends:
             if fe.tls is None or not any(b.tls for b in fe.binds):
                 continue
-            files = [read_certificate(f) for p in fe.tls.certificates for f in certificate_files(p)]
+            paths = [*(extra or {}).get(fe.name, ()), *fe.tls.certificates]
+            files = [read_certificate(f) for p in paths for f in certificate_files(p)]
             client_ca = read_ca(fe.tls.client_ca) if fe.tls.client_ca and fe.tls.verify != "none" else None
             key = _fingerprint(fe, files, client_ca)
             fc = self.kept.get(key) or made.get(key)

@@ -24,6 +24,7 @@ cdef class Stream:
     cdef public bint redispatched, close, resp_started, req_done, local, released, unlogged
     cpdef start(self)
     cpdef monitor_reply(self)
+    cpdef bint acme_challenge(self) except -1
     cpdef prepare_request(self, BackendRuntime be)
     cpdef request_data(self, bytes data)
     cpdef request_end(self)

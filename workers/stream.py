@@ -32,6 +32,7 @@ transaction, second: in which phase):
 
 from __future__ import annotations
 
+from farm import challenges
 from farm.logs import httplog_values, json_http_values
 from workers import counting, http1, ppsend, tables
 from workers.http1 import Request, Response
@@ -123,6 +124,8 @@ class Stream:
         if fe.monitor_uri is not None and req._target == fe.monitor_uri:
             self.monitor_reply()
             return
+        if challenges.BOARD is not None and self.acme_challenge():
+            return
         if fe.forwardfor:
             # Replace what the client claims (it could lie), before the rules,
             # so that a set-header X-Forwarded-Proto of the user's wins.
@@ -163,6 +166,24 @@ class Stream:
             if stick is not None:       # stick on / match / store-request (workers/tables.py)
                 stick.on_request(self)
         self.connect_server()
+
+    def acme_challenge(self) -> bool:
+        """Answer an ACME server's HTTP-01 request for a token the master's
+        ACME client is proving (farm/challenges.py), before any rule and
+        never from a server (a GET, as RFC 8555 section 8.3 validates).
+        False (the request goes on) for other methods and paths and for
+        tokens that are not ours."""
+        if self.req.method != b"GET":
+            return False
+        body = challenges.answer(self.req.path)
+        if body is None:
+            return False
+        self.close = self.close or bool(self.req.content_length or self.req.chunked)
+        headers = [(b"Content-Type", b"application/octet-stream")]
+        if self.close:
+            headers.append((b"Connection", b"close"))
+        self.reply_locally(200, http1.make_response(200, headers=headers, body=body), "--")
+        return True
 
     def prepare_request(self, be) -> None:
         """Headers as the server must see them: hop-by-hop fields removed,
