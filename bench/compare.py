@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -412,6 +413,7 @@ class Bench:
                            for k in ("rps", "cpu_us_per_req", "rss_mib_after")}
             t["spread"] = {k: spread([r.get(k) for r in runs]) for k in ("rps", "cpu_us_per_req")}
             t["errors"] = sum(r["errors"] for r in runs)
+        return out
 
     def run_handshakes(self, sc: Scenario) -> dict:
         """TLS handshakes per second (and proxy CPU per handshake), per key
@@ -529,21 +531,25 @@ class Bench:
             sc = SCENARIOS[name]
             log(f"== {sc.number}. {sc.name}: {sc.title}")
             t0 = time.monotonic()
-            if sc.kind == "load":
-                res = self.run_load(sc)
-            elif sc.kind == "queue":
-                self.start_slow_backend()
-                res = self.run_load(sc)
-            elif sc.kind == "h2":
-                res = self.run_h2(sc)
-            elif sc.kind == "handshake":
-                res = self.run_handshakes(sc)
-            elif sc.kind == "idle":
-                res = self.run_idle(sc)
-            else:                         # latency and cpu share one set of fixed-rate runs
-                if fixed_done is None:
-                    fixed_done = self.run_load(sc, rate=a.rate)
-                res = fixed_done
+            try:
+                if sc.kind == "load":
+                    res = self.run_load(sc)
+                elif sc.kind == "queue":
+                    self.start_slow_backend()
+                    res = self.run_load(sc)
+                elif sc.kind == "h2":
+                    res = self.run_h2(sc)
+                elif sc.kind == "handshake":
+                    res = self.run_handshakes(sc)
+                elif sc.kind == "idle":
+                    res = self.run_idle(sc)
+                else:                     # latency and cpu share one set of fixed-rate runs
+                    if fixed_done is None:
+                        fixed_done = self.run_load(sc, rate=a.rate)
+                    res = fixed_done
+            except Exception:             # noqa: BLE001 (one broken scenario must not lose the run)
+                log(f"  [{sc.name}] FAILED:\n{traceback.format_exc()}")
+                res = {"targets": {}, "failed": True}
             res = dict(res, title=sc.title, number=sc.number, seconds=round(time.monotonic() - t0, 1))
             self.results[name] = res
         meta["loadavg_end"] = os.getloadavg()
