@@ -836,17 +836,7 @@ FormatPart = Union[str, Sample]
 
 
 def _parse_sample(expr: str) -> Sample:
-    # Split "fetch(arg),conv1,conv2" on commas outside parentheses.
-    parts, depth, start = [], 0, 0
-    for k, c in enumerate(expr):
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "," and depth == 0:
-            parts.append(expr[start:k])
-            start = k + 1
-    parts.append(expr[start:])
+    parts = split_converters(expr)
     head = parts[0].strip()
     name = head.split("(", 1)[0]
     if name in FETCHES and name not in _SAMPLE_FETCHES:

@@ -524,12 +524,18 @@ def server_context(tls: model.FrontendTls, cert: CertFile, client_ca: bytes | No
     if tls.verify != "none":
         ctx.verify_mode = ssl.CERT_REQUIRED if tls.verify == "required" else ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cadata=(client_ca or b"").decode("ascii", "replace"))
+    _load_chain(ctx, cert)
+    return ctx
+
+
+def _load_chain(ctx: ssl.SSLContext, cert: CertFile) -> None:
+    """cert's chain and key into ctx (through a private file: OpenSSL
+    reads them from a path). Raises TlsError naming the file."""
     with _bytes_path(cert.pem + cert.key) as p:
         try:
             ctx.load_cert_chain(p, password=_no_password)
         except ssl.SSLError as e:
             raise TlsError(f"certificate {cert.info.path}: cannot load ({_reason(e)})") from None
-    return ctx
 
 
 # --------------------------------------------------- TLS to servers
@@ -558,11 +564,7 @@ def client_context(tls: model.BackendTls, ca: bytes | None, cert: CertFile | Non
     if tls.alpn:
         ctx.set_alpn_protocols(list(tls.alpn))
     if cert is not None:
-        with _bytes_path(cert.pem + cert.key) as p:
-            try:
-                ctx.load_cert_chain(p, password=_no_password)
-            except ssl.SSLError as e:
-                raise TlsError(f"certificate {cert.info.path}: cannot load ({_reason(e)})") from None
+        _load_chain(ctx, cert)
     return ctx
 
 

@@ -1477,7 +1477,13 @@ def compile_request_rules(rules: Sequence[model.Rule], acls=None,
     forward the request. An empty list gives no_rules. acls, tracer: see
     compile_condition. Raises RuleError naming the rule's line.
     """
-    steps = _compile_steps(rules, acls, "request", _request_action, tracer)
+    return _first_answer(_compile_steps(rules, acls, "request", _request_action, tracer))
+
+
+def _first_answer(steps: list) -> Callable[[object], object]:
+    """steps ([(condition or None, action)]) -> run(txn): the actions whose
+    condition holds, in order, until one answers something other than
+    _CONTINUE (that answer; None at the end). No steps: no_rules."""
     if not steps:
         return no_rules
     _CONT = _CONTINUE
@@ -1507,19 +1513,7 @@ def compile_tcp_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[objec
     """tcp_request rules (layer 4: the txn has src, src_port, dst_port and
     stk) -> run(txn) -> "reject" or None (accept). accept stops the
     evaluation; the tracking actions go on."""
-    steps = _compile_steps(rules, acls, "request", _tcp_action)
-    if not steps:
-        return no_rules
-    _CONT = _CONTINUE
-
-    def run(txn):
-        for cond, act in steps:
-            if cond is None or cond(txn):
-                r = act(txn)
-                if r is not _CONT:
-                    return r
-        return None
-    return run
+    return _first_answer(_compile_steps(rules, acls, "request", _tcp_action))
 
 
 def compile_response_rules(rules: Sequence[model.Rule], acls=None) -> Callable[[object], None]:

@@ -164,17 +164,21 @@ class TlsTransport(Transport):
         except ssl.SSLWantWriteError:
             self.wants_write = True
             return False
-        except ssl.SSLCertVerificationError:
-            raise HandshakeError(SSL_CRT_FAIL) from None
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-            raise HandshakeError(SSL_EMPTY) from None
-        except ssl.SSLError:
-            raise HandshakeError(SSL_HANDSHAKE) from None
-        except OSError:
-            raise HandshakeError(SSL_ABORT) from None
+        except OSError as e:      # SSLError (verification too) is an OSError
+            raise HandshakeError(self.failure(e)) from None
         self.established = True
         self.wants_write = False
         return True
+
+    def failure(self, e: OSError) -> str:
+        """What the log says of a failed client handshake: HAProxy's words."""
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return SSL_CRT_FAIL
+        if isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return SSL_EMPTY
+        if isinstance(e, ssl.SSLError):
+            return SSL_HANDSHAKE
+        return SSL_ABORT
 
     def recv(self) -> bytes | None:
         sock = self.sock
@@ -306,20 +310,10 @@ class ServerTlsTransport(TlsTransport):
         self.session_taken = False
         self._cert = None
 
-    def handshake(self) -> bool:
-        try:
-            self.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self.wants_write = False
-            return False
-        except ssl.SSLWantWriteError:
-            self.wants_write = True
-            return False
-        except OSError as e:      # SSLError (verification too) is an OSError
-            raise HandshakeError(failure_reason(e)) from None
-        self.established = True
-        self.wants_write = False
-        return True
+    def failure(self, e: OSError) -> str:
+        """A failed handshake to a server: why, for the log (the
+        certificate's fault, the name, the peer's alert)."""
+        return failure_reason(e)
 
     def new_session(self):
         """The session to resume next time, once (None until the server
