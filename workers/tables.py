@@ -104,10 +104,18 @@ def key_encoder(table_name: str, get_sample):
     known = TABLES.get(table_name)        # install() ran before the rules were compiled
     if known is not None:
         type_, key_len = known.type, known.key_len
+        last = [None, None]       # the last sample and its key
 
         def key_of_known(txn):
             v = get_sample(txn)
-            return known, (None if v is None else encode_key(type_, key_len, v))
+            if v is None:
+                return known, None
+            if v == last[0]:      # the same sample as last time (one client on many requests)
+                return known, last[1]
+            k = encode_key(type_, key_len, v)
+            last[0] = v
+            last[1] = k
+            return known, k
         return key_of_known
 
     def key(txn):
