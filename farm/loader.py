@@ -1233,10 +1233,7 @@ def _long_duration(value: Any) -> float:
 
 
 def _acme_challenge(value: Any) -> str:
-    text = _str(value)
-    if text == "tls-alpn-01":
-        raise _Invalid("tls-alpn-01 is not supported yet: use \"http-01\" (an HTTP bind on port 80)")
-    return _choice(model.ACME_CHALLENGES, "challenge")(text)
+    return _choice(model.ACME_CHALLENGES, "challenge")(_str(value))
 
 
 _ACME_SCHEMA = {
@@ -1276,16 +1273,20 @@ def _acme_sections(ctx: _Ctx, data: dict) -> list[model.Acme]:
     return out
 
 
-def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend]) -> None:
+def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend], accounts: list[model.Acme]) -> None:
     """Each acme = "NAME" names an [acme.NAME]; a frontend that gets its
     certificate by HTTP-01 needs an HTTP bind (the server connects to port
-    80 of the domains: farm answers on every HTTP bind, warn if none)."""
+    80 of the domains: farm answers on every HTTP bind, warn if none).
+    TLS-ALPN-01 is answered on the frontend's own tls binds, which a tls
+    table without one is warned about already."""
     names = ctx.acme_names
     for path, name in ctx.acme_refs:
         if name not in names:
             ctx.error(path, f"unknown acme section {name!r}{_suggest(name, names)} "
                       f"(define [acme.{name}] with its directory)")
-    if any(fe.tls is not None and fe.tls.acme for fe in frontends) and \
+    challenge = {a.name: a.challenge for a in accounts}
+    users = [fe for fe in frontends if fe.tls is not None and fe.tls.acme]
+    if any(challenge.get(fe.tls.acme) == "http-01" for fe in users) and \
             not any(not b.tls for fe in frontends if fe.mode == "http" for b in fe.binds):
         ctx.warning(("acme",), "no HTTP bind without tls: the HTTP-01 challenge needs one "
                     "(the ACME server connects to port 80 of each domain)")
@@ -2045,7 +2046,7 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     frontends, backends = secs[:len(frontends)], secs[len(frontends):]
     stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
     accounts = _acme_sections(ctx, data)
-    _check_acme_refs(ctx, frontends)
+    _check_acme_refs(ctx, frontends, accounts)
     if stats.bind is not None:
         ctx.binds.append(_Bind(stats.bind, ("stats", "bind"), "stats.bind"))
     if not frontends and stats.bind is None and isinstance(data.get("frontends", {}), dict) \

@@ -131,7 +131,7 @@ class FrontendTls:
 
 
 ACME_KEY_TYPES = ("ecdsa-p256", "rsa-2048")
-ACME_CHALLENGES = ("http-01",)
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
 ACME_STORAGE = "/var/lib/farm/acme"
 
 

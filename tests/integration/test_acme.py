@@ -47,9 +47,10 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:
 
 class Pebble:
     """pebble and pebble-challtestsrv (DNS only) on free ports; HTTP-01
-    validations go to http_port (farm's HTTP bind)."""
+    validations go to http_port (farm's HTTP bind), TLS-ALPN-01 ones to
+    tls_port."""
 
-    def __init__(self, tmp: Path, http_port: int):
+    def __init__(self, tmp: Path, http_port: int, tls_port: int | None = None):
         self.tmp = tmp
         self.ca = CA(tmp / "pebble-pki", "Pebble WFE CA")
         self.cert = self.ca.issue("pebble", "localhost")
@@ -62,7 +63,7 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.mgmt}",
             "certificate": str(self.cert.crt), "privateKey": str(self.cert.key),
-            "httpPort": http_port, "tlsPort": free_port(),
+            "httpPort": http_port, "tlsPort": tls_port or free_port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
 
     @property
@@ -118,9 +119,14 @@ def backend():
     b.close()
 
 
-def farm_config(backend, http: int, https: int, directory: str, ca: Path, storage: Path,
-                workers: int = 2, domains: tuple[str, ...] = (DOMAIN, f"www.{DOMAIN}")) -> str:
-    names = ", ".join(f'"{d}"' for d in domains)
+def farm_config(backend, http: int | None, https: int, directory: str, ca: Path, storage: Path,
+                workers: int = 2, domains: tuple[str, ...] | None = (DOMAIN, f"www.{DOMAIN}"),
+                challenge: str = "http-01", rules: str = "") -> str:
+    """farm with a frontend www (an HTTP bind unless http is None, a tls
+    bind), its certificate from [acme.pebble]; domains None: derived from
+    the routing rules given in `rules`."""
+    names = "" if domains is None else "domains = [" + ", ".join(f'"{d}"' for d in domains) + "]"
+    binds = (f'"127.0.0.1:{http}", ' if http else "") + f'{{ address = "127.0.0.1:{https}", tls = true }}'
     return f"""
 [global]
 workers = {workers}
@@ -131,11 +137,12 @@ events = "@EVENTS@"
 access = "@ACCESS@"
 format = "httplog"
 [frontends.www]
-bind = ["127.0.0.1:{http}", {{ address = "127.0.0.1:{https}", tls = true }}]
+bind = [{binds}]
 default_backend = "app"
+{rules}
 [frontends.www.tls]
 acme = "pebble"
-domains = [{names}]
+{names}
 [backends.app]
 [[backends.app.servers]]
 name = "s1"
@@ -145,6 +152,7 @@ directory = "{directory}"
 directory_ca = "{ca}"
 contact = "mailto:ops@example.com"
 storage = "{storage}"
+challenge = "{challenge}"
 """
 
 

@@ -91,8 +91,8 @@ def test_every_acme_key(tmp_path):
      'expected a mailto: URL such as "mailto:ops@example.com", got \'ops@example.com\''),
     ('directory = "https://a.example/d"\nkey_type = "rsa-1024"', "acme.le.key_type",
      "unknown key type 'rsa-1024'"),
-    ('directory = "https://a.example/d"\nchallenge = "tls-alpn-01"', "acme.le.challenge",
-     'tls-alpn-01 is not supported yet: use "http-01" (an HTTP bind on port 80)'),
+    ('directory = "https://a.example/d"\nchallenge = "dns-01"', "acme.le.challenge",
+     "unknown challenge 'dns-01'"),
     ('directory = "https://a.example/d"\nrenew_before = "0d"', "acme.le.renew_before",
      "must be greater than 0, got '0d'"),
     ('directory = "https://a.example/d"\nemail = "x"', "acme.le.email", "unknown key 'email'"),
@@ -145,6 +145,14 @@ def test_without_an_http_bind_warns():
     load_text(config(bind='[{ address = "127.0.0.1:8443", tls = true }]'), "t.toml", warnings=warnings)
     assert [w.path for w in warnings] == ["acme"]
     assert "HTTP-01 challenge needs one" in warnings[0].message
+
+
+def test_tls_alpn_01_needs_no_http_bind():
+    warnings: list = []
+    cfg = load_text(config('directory = "https://a.example/d"\nchallenge = "tls-alpn-01"',
+                           bind='[{ address = "127.0.0.1:8443", tls = true }]'), "t.toml",
+                    warnings=warnings)
+    assert cfg.acme[0].challenge == "tls-alpn-01" and warnings == []
 
 
 def test_check_reads_directory_ca_and_never_the_server(tmp_path):
