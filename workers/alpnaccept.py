@@ -17,9 +17,10 @@ is made before OpenSSL sees the connection:
 - While one is pending, HelloPeek reads the ClientHello with MSG_PEEK
   (workers/clienthello.py parses it; nothing is taken from the socket, so
   OpenSSL reads it as if the connection had just been accepted). A
-  ClientHello split over several reads is waited for: the socket is
-  watched edge-triggered (each new segment is one event, the bytes left
-  unread do not wake the loop again), bounded by timeout client.
+  ClientHello split over several reads is waited for: the bytes left
+  unread would wake a level-triggered epoll at once again, so the socket
+  leaves epoll and is peeked at again every REPEEK seconds, bounded by
+  timeout client (a hello that does not fit one segment is rare).
 - A ClientHello offering acme-tls/1 for a domain on the board gets
   AlpnChallenge: a TLS transport over the challenge context, the handshake,
   then close_notify and close. Anything else (other protocols, another
@@ -29,7 +30,6 @@ is made before OpenSSL sees the connection:
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 import traceback
@@ -42,6 +42,7 @@ from workers.transport import SSL_TIMEOUT, HandshakeError, TlsTransport
 
 INF = float("inf")
 PEEK_SIZE = clienthello.MAX_HELLO + 1024      # the largest hello accepted, and its record headers
+REPEEK = 0.02                                 # seconds between two looks at an incomplete hello
 ALPN = acme.ACME_TLS_ALPN.encode("ascii")
 
 
@@ -97,7 +98,7 @@ class HelloPeek:
     drain() and kill())."""
 
     __slots__ = ("ctx", "loop", "fe", "sock", "fd", "caddr", "inner", "bind_name", "timer",
-                 "accept_time", "done")
+                 "repeek", "watched", "accept_time", "done")
 
     def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple, inner, bind_name: str):
         self.ctx = ctx
@@ -113,7 +114,9 @@ class HelloPeek:
         ctx.sessions.add(self)
         self.timer = loop.timer(self.on_timeout)
         loop.set_timer(self.timer, loop.now + (fe.cfg.timeouts.client or INF))
-        loop.add(self.fd, EPOLLIN | select.EPOLLET, self.on_event)
+        self.repeek = None
+        self.watched = True
+        loop.add(self.fd, EPOLLIN, self.on_event)
         self.on_event(EPOLLIN)      # the ClientHello usually came right after the handshake's ACK
 
     def on_event(self, events: int) -> None:
@@ -135,7 +138,8 @@ class HelloPeek:
             self.hand_over(None)
             return
         if hello is clienthello.NEED_MORE:
-            return                   # the rest of it wakes us (edge-triggered)
+            self.wait_more()
+            return
         context = None
         if hello.sni and ALPN in hello.alpn:
             board = challenges.BOARD
@@ -143,12 +147,27 @@ class HelloPeek:
                 context = CONTEXTS.get(board, hello.sni)
         self.hand_over(context, hello.sni)
 
+    def wait_more(self) -> None:
+        """Part of the hello is there: look again in REPEEK seconds."""
+        loop = self.loop
+        if self.watched:
+            self.watched = False
+            loop.remove(self.fd)
+            self.repeek = loop.timer(lambda: self.on_event(EPOLLIN))
+        loop.set_timer(self.repeek, loop.now + REPEEK)
+
+    def stop_watching(self) -> None:
+        self.timer.release()
+        if self.repeek is not None:
+            self.repeek.release()
+        if self.watched:
+            self.loop.remove(self.fd)
+
     def hand_over(self, context, domain: str | None = None) -> None:
         """The ClientHello is known (or will never be): the connection
         becomes a validation (context) or the bind's session (None)."""
         self.done = True
-        self.timer.release()
-        self.loop.remove(self.fd)
+        self.stop_watching()
         self.ctx.sessions.discard(self)   # the session takes over the connection's count
         try:
             if context is not None:
@@ -166,8 +185,7 @@ class HelloPeek:
         if self.done:
             return
         self.done = True
-        self.timer.release()
-        self.loop.remove(self.fd)
+        self.stop_watching()
         ctx = self.ctx
         if ctx.access.enabled:
             ctx.access.write(connection_error_line(ctx.log_format, self.caddr[0], self.caddr[1],

@@ -1,4 +1,5 @@
-"""Automatic certificates proved by TLS-ALPN-01 (RFC 8737) against pebble:
+"""Automatic certificates proved by TLS-ALPN-01 (RFC 8737) against pebble,
+for the host names of the frontend's routing rules:
 its validations reach farm's tls bind (two workers) through a relay in the
 test, which splits each ClientHello into two writes (a hello that needs a
 second read) and, while a validation is pending, looks at what farm
@@ -39,6 +40,20 @@ def handshake(port: int, host: str, alpn: list[str]) -> tuple[str | None, x509.C
     with socket.create_connection(("127.0.0.1", port), 5) as s, \
             ctx.wrap_socket(s, server_hostname=host) as t:
         return t.selected_alpn_protocol(), x509.load_der_x509_certificate(t.getpeercert(binary_form=True))
+
+
+def hello_bytes(host: str) -> bytes:
+    """A ClientHello offering acme-tls/1 for host (made by OpenSSL)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO(), server_side=False, server_hostname=host)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
 
 
 class SplittingRelay:
@@ -112,8 +127,16 @@ class SplittingRelay:
 def test_issuance_with_tls_alpn01_on_two_workers(tmp_path, farm_factory, backend):
     https = free_port()
 
+    stalled: list[socket.socket] = []
+
     def probe(domain: str):
         """What farm answers while the validation of domain is pending."""
+        if not stalled:
+            # half a ClientHello, and nothing more: waited for, then closed
+            # at timeout client like a stalled handshake
+            s = socket.create_connection(("127.0.0.1", https), 5)
+            s.sendall(hello_bytes(domain)[:40])
+            stalled.append(s)
         for _ in range(8):            # enough that both workers answer some (SO_REUSEPORT hashing)
             chosen, cert = handshake(https, domain, ["acme-tls/1"])
         ordinary = handshake(https, domain, ["h2", "http/1.1"])
@@ -124,8 +147,16 @@ def test_issuance_with_tls_alpn01_on_two_workers(tmp_path, farm_factory, backend
     pebble = Pebble(tmp_path, free_port(), tls_port=relay.port).start()
     try:
         storage = tmp_path / "acme"
+        # the domains come from the routing rules (no domains key)
+        rules = f"""
+[frontends.www.timeout]
+client = "2s"
+[[frontends.www.use_backend]]
+backend = "app"
+if = "{{ ssl_fc_sni -i {DOMAIN} }} || {{ hdr(host) -i www.{DOMAIN} }}"
+"""
         farm = farm_factory(farm_config(backend, None, https, pebble.directory, pebble.ca.cert, storage,
-                                        challenge="tls-alpn-01"))
+                                        challenge="tls-alpn-01", domains=None, rules=rules))
         assert "waiting for ACME" in served_issuer(https, DOMAIN)
         farm.wait_event("acme_certificate_installed", timeout=60, frontend="www")
         farm.wait_event("reload_done", timeout=30)
@@ -162,9 +193,18 @@ def test_issuance_with_tls_alpn01_on_two_workers(tmp_path, farm_factory, backend
         # after the order, acme-tls/1 is nobody's business: the issued certificate
         chosen, cert = handshake(https, DOMAIN, ["acme-tls/1"])
         assert chosen is None and "Pebble" in cert.issuer.rfc4514_string()
+        # the stalled hello: closed after timeout client, logged as HAProxy logs it
+        stalled[0].settimeout(5)
+        try:
+            assert stalled[0].recv(10) == b""
+        except ConnectionResetError:
+            pass                         # closed with the half hello unread: a reset
+        assert [ln for ln in farm.access_lines() if ln.endswith(": Timeout during SSL handshake")]
         row = cli(farm, "acme status").strip().split("\n")[1].split("\t")
         assert row[:3] == ["www", "pebble", "scheduled"] and row[5] == "-"
     finally:
+        for sock in stalled:
+            sock.close()
         pebble.stop()
         relay.close()
 
