@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import ssl
 
-import pytest
 from cryptography import x509
 
 from farm import acme, challenges
