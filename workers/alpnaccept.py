@@ -19,8 +19,9 @@ is made before OpenSSL sees the connection:
   OpenSSL reads it as if the connection had just been accepted). A
   ClientHello split over several reads is waited for: the bytes left
   unread would wake a level-triggered epoll at once again, so the socket
-  leaves epoll and is peeked at again every REPEEK seconds, bounded by
-  timeout client (a hello that does not fit one segment is rare).
+  then waits for EPOLLRDHUP only (a client that closes is seen at once)
+  and is peeked at again every REPEEK seconds, bounded by timeout client
+  (a hello that does not fit one segment is rare).
 - A ClientHello offering acme-tls/1 for a domain on the board gets
   AlpnChallenge: a TLS transport over the challenge context, the handshake,
   then close_notify and close. Anything else (other protocols, another
@@ -30,6 +31,7 @@ is made before OpenSSL sees the connection:
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 import traceback
@@ -43,6 +45,7 @@ from workers.transport import SSL_TIMEOUT, HandshakeError, TlsTransport
 INF = float("inf")
 PEEK_SIZE = clienthello.MAX_HELLO + 1024      # the largest hello accepted, and its record headers
 REPEEK = 0.02                                 # seconds between two looks at an incomplete hello
+_CLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 ALPN = acme.ACME_TLS_ALPN.encode("ascii")
 
 
@@ -98,7 +101,7 @@ class HelloPeek:
     drain() and kill())."""
 
     __slots__ = ("ctx", "loop", "fe", "sock", "fd", "caddr", "inner", "bind_name", "timer",
-                 "repeek", "watched", "accept_time", "done")
+                 "repeek", "accept_time", "done")
 
     def __init__(self, ctx, fe, csock: socket.socket, caddr: tuple, inner, bind_name: str):
         self.ctx = ctx
@@ -115,7 +118,6 @@ class HelloPeek:
         self.timer = loop.timer(self.on_timeout)
         loop.set_timer(self.timer, loop.now + (fe.cfg.timeouts.client or INF))
         self.repeek = None
-        self.watched = True
         loop.add(self.fd, EPOLLIN, self.on_event)
         self.on_event(EPOLLIN)      # the ClientHello usually came right after the handshake's ACK
 
@@ -138,7 +140,10 @@ class HelloPeek:
             self.hand_over(None)
             return
         if hello is clienthello.NEED_MORE:
-            self.wait_more()
+            if events & _CLOSED:
+                self.hand_over(None)      # closed mid-hello: the session says so
+            else:
+                self.wait_more()
             return
         context = None
         if hello.sni and ALPN in hello.alpn:
@@ -150,9 +155,8 @@ class HelloPeek:
     def wait_more(self) -> None:
         """Part of the hello is there: look again in REPEEK seconds."""
         loop = self.loop
-        if self.watched:
-            self.watched = False
-            loop.remove(self.fd)
+        if self.repeek is None:
+            loop.modify(self.fd, select.EPOLLRDHUP)
             self.repeek = loop.timer(lambda: self.on_event(EPOLLIN))
         loop.set_timer(self.repeek, loop.now + REPEEK)
 
@@ -160,8 +164,7 @@ class HelloPeek:
         self.timer.release()
         if self.repeek is not None:
             self.repeek.release()
-        if self.watched:
-            self.loop.remove(self.fd)
+        self.loop.remove(self.fd)
 
     def hand_over(self, context, domain: str | None = None) -> None:
         """The ClientHello is known (or will never be): the connection

@@ -128,6 +128,7 @@ def test_issuance_with_tls_alpn01_on_two_workers(tmp_path, farm_factory, backend
     https = free_port()
 
     stalled: list[socket.socket] = []
+    cut_short: list[float] = []          # seconds until farm closed a hello cut short
 
     def probe(domain: str):
         """What farm answers while the validation of domain is pending."""
@@ -137,6 +138,18 @@ def test_issuance_with_tls_alpn01_on_two_workers(tmp_path, farm_factory, backend
             s = socket.create_connection(("127.0.0.1", https), 5)
             s.sendall(hello_bytes(domain)[:40])
             stalled.append(s)
+            # half a ClientHello, then the end of the stream: seen at once,
+            # not at timeout client
+            with socket.create_connection(("127.0.0.1", https), 5) as s:
+                s.sendall(hello_bytes(domain)[:40])
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(5)
+                start = time.monotonic()
+                try:
+                    s.recv(100)
+                except ConnectionResetError:
+                    pass
+                cut_short.append(time.monotonic() - start)
         for _ in range(8):            # enough that both workers answer some (SO_REUSEPORT hashing)
             chosen, cert = handshake(https, domain, ["acme-tls/1"])
         ordinary = handshake(https, domain, ["h2", "http/1.1"])
@@ -193,6 +206,9 @@ if = "{{ ssl_fc_sni -i {DOMAIN} }} || {{ hdr(host) -i www.{DOMAIN} }}"
         # after the order, acme-tls/1 is nobody's business: the issued certificate
         chosen, cert = handshake(https, DOMAIN, ["acme-tls/1"])
         assert chosen is None and "Pebble" in cert.issuer.rfc4514_string()
+        # the hello cut short by the client: handed to TLS, which logs it at once
+        assert cut_short and cut_short[0] < 1.0, cut_short
+        assert [ln for ln in farm.access_lines() if ln.endswith(": Connection closed during SSL handshake")]
         # the stalled hello: closed after timeout client, logged as HAProxy logs it
         stalled[0].settimeout(5)
         try:
