@@ -42,7 +42,7 @@ from typing import Union
 __all__ = [
     "ConditionError", "AclSpec", "Term", "CondSpec", "Sample",
     "parse_acl", "parse_condition", "check_acl", "check_condition",
-    "referenced_acls", "backends_fetched", "parse_format", "check_format", "parse_replacement",
+    "referenced_acls", "backends_fetched", "literal_hosts", "parse_format", "check_format", "parse_replacement",
     "check_replacement", "tokenize", "PREDEFINED_ACLS", "FETCHES",
     "MATCH_METHODS",
 ]
@@ -794,6 +794,38 @@ def backends_fetched(text: str, acl_line: bool = False) -> set[str]:
     # "req.hdr(x-api-key),table_http_req_rate(api)")
     return {s.arg for s in specs
             if s.arg and getattr(FETCHES.get(s.fetch), "arg", None) == "backend"}
+
+
+_HOST_HEADER_FETCHES = ("hdr", "req.hdr", "fhdr", "req.fhdr")
+
+
+def literal_hosts(spec: AclSpec) -> tuple[str, ...]:
+    """The host names an ACL matches as literal strings: a Host header
+    (hdr(host), req.hdr(host), fhdr(host)) or the TLS server name
+    (ssl_fc_sni) compared by exact match (-m str, their default), with or
+    without -i. Lowercased, a Host value's ":port" and a final dot
+    dropped, in order, without repeats. () for any other ACL: a prefix,
+    suffix, domain or regex match names no host, and neither does another
+    fetch."""
+    if spec.method != "str":
+        return ()
+    if spec.base == "ssl_fc_sni":
+        is_header = False
+    elif spec.base in _HOST_HEADER_FETCHES and spec.arg == "host":
+        is_header = True
+    else:
+        return ()
+    out: list[str] = []
+    for value in spec.values:
+        name = value.lower()
+        if is_header and not name.startswith("["):
+            host, sep, port = name.rpartition(":")
+            if sep and port.isdigit():
+                name = host
+        name = name.rstrip(".")
+        if name and name not in out:
+            out.append(name)
+    return tuple(out)
 
 
 def referenced_acls(cond) -> set[str]:

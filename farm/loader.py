@@ -1151,10 +1151,28 @@ def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
     return FrontendTls(**fields)
 
 
+def _domain_problem(name: str, shown: str) -> str | None:
+    """Why `name` (lowercased, without a final dot) cannot be a domain of
+    an ACME certificate, or None; shown is the name as written."""
+    if name.startswith("*."):
+        return f"{shown!r}: a wildcard needs the DNS-01 challenge, which farm does not do"
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return f"{shown!r}: an IP address, not a host name"
+    if not _HOSTNAME_RE.fullmatch(name) or "." not in name and name != "localhost":
+        return f"{shown!r} is not a host name (such as www.example.com)"
+    return None
+
+
 def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
     """A tls table's domains: host names (no IP address, no wildcard:
-    HTTP-01 cannot prove those), required with acme and only with it.
-    Sets fields["domains"] to the tuple; False when something is wrong."""
+    HTTP-01 and TLS-ALPN-01 cannot prove those), only with acme. Without
+    them, acme takes the names from the frontend's routing rules
+    (_derive_acme_domains). Sets fields["domains"] to the tuple; False
+    when something is wrong."""
     raw = value.get("domains")
     if "acme" not in value:
         if raw is not None:
@@ -1163,12 +1181,12 @@ def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
             return False
         return True
     if raw is None:
-        ctx.error(path, "missing required key 'domains' (the host names of the certificate "
-                  "that acme gets, such as [\"www.example.com\"])")
-        return False
+        fields["domains"] = ()
+        return True
     if not isinstance(raw, list) or not raw:
         got = "an empty array" if raw == [] else _describe(raw)
-        ctx.error(path + ("domains",), f"expected a non-empty array of host names, got {got}")
+        ctx.error(path + ("domains",), f"expected a non-empty array of host names, got {got} "
+                  "(or leave domains out: the host names of the routing rules)")
         return False
     out: list[str] = []
     for i, item in enumerate(raw):
@@ -1177,18 +1195,9 @@ def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
             ctx.error(ipath, f"expected a host name, got {_describe(item)}")
             return False
         name = item.lower().rstrip(".")
-        if name.startswith("*."):
-            ctx.error(ipath, f"{item!r}: a wildcard needs the DNS-01 challenge, which farm does not do")
-            return False
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            pass
-        else:
-            ctx.error(ipath, f"{item!r}: an IP address, not a host name")
-            return False
-        if not _HOSTNAME_RE.fullmatch(name) or "." not in name and name != "localhost":
-            ctx.error(ipath, f"{item!r} is not a host name (such as www.example.com)")
+        problem = _domain_problem(name, item)
+        if problem:
+            ctx.error(ipath, problem)
             return False
         if name in out:
             ctx.error(ipath, f"{item!r} is listed twice")
@@ -1196,6 +1205,64 @@ def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
         out.append(name)
     fields["domains"] = tuple(out)
     return True
+
+
+def route_domains(fe: Frontend) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The host names fe routes by literally: in the `if` conditions of
+    its use_backend rules, the terms (not negated) that compare the Host
+    header or the TLS server name with exact strings
+    (conditions.literal_hosts), as anonymous ACLs or named ones.
+    Returns (names that can be a certificate's domains, other values seen
+    there, such as an IP address). Conditions are valid (the loader
+    checked them)."""
+    acls: dict[str, list[str]] = {}
+    for acl in fe.acl:
+        acls.setdefault(acl.name, []).extend(acl.lines)
+    names: list[str] = []
+    others: list[str] = []
+    for ub in fe.use_backend:
+        if ub.cond is None or ub.cond.negate:
+            continue                   # unless: the names it lists are the ones not routed
+        try:
+            spec = conditions.parse_condition(ub.cond.text)
+        except conditions.ConditionError:
+            continue
+        for group in spec.groups:
+            for term in group:
+                if term.negate:
+                    continue
+                try:
+                    specs = [term.acl] if term.acl is not None else \
+                        [conditions.parse_acl(line) for line in acls.get(term.name or "", ())]
+                except conditions.ConditionError:
+                    continue
+                for acl_spec in specs:
+                    for name in conditions.literal_hosts(acl_spec):
+                        seen = names if _domain_problem(name, name) is None else others
+                        if name not in seen:
+                            seen.append(name)
+    return tuple(names), tuple(others)
+
+
+def _derive_acme_domains(ctx: _Ctx, frontends: list[Frontend]) -> list[Frontend]:
+    """A frontend with acme and no domains gets the host names of its
+    routing rules (route_domains), or an error saying how to name them."""
+    out = []
+    for fe in frontends:
+        if fe.tls is not None and fe.tls.acme and not fe.tls.domains:
+            names, others = route_domains(fe)
+            path = ("frontends", fe.name, "tls")
+            if not names:
+                skipped = f" ({', '.join(others)} cannot be)" if others else ""
+                ctx.error(path, "acme without domains takes the host names of the routing rules, "
+                          f"and this frontend's use_backend rules name none{skipped}: set "
+                          "domains = [\"www.example.com\", ...], or route with literal host names "
+                          "({ hdr(host) -i www.example.com } or { ssl_fc_sni www.example.com })")
+            else:
+                fe = dataclasses.replace(fe, tls=dataclasses.replace(
+                    fe.tls, domains=names, domains_from_rules=True))
+        out.append(fe)
+    return out
 
 
 # -------------------------------------------------------------- [acme]
@@ -1233,10 +1300,7 @@ def _long_duration(value: Any) -> float:
 
 
 def _acme_challenge(value: Any) -> str:
-    text = _str(value)
-    if text == "tls-alpn-01":
-        raise _Invalid("tls-alpn-01 is not supported yet: use \"http-01\" (an HTTP bind on port 80)")
-    return _choice(model.ACME_CHALLENGES, "challenge")(text)
+    return _choice(model.ACME_CHALLENGES, "challenge")(_str(value))
 
 
 _ACME_SCHEMA = {
@@ -1276,16 +1340,20 @@ def _acme_sections(ctx: _Ctx, data: dict) -> list[model.Acme]:
     return out
 
 
-def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend]) -> None:
+def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend], accounts: list[model.Acme]) -> None:
     """Each acme = "NAME" names an [acme.NAME]; a frontend that gets its
     certificate by HTTP-01 needs an HTTP bind (the server connects to port
-    80 of the domains: farm answers on every HTTP bind, warn if none)."""
+    80 of the domains: farm answers on every HTTP bind, warn if none).
+    TLS-ALPN-01 is answered on the frontend's own tls binds, which a tls
+    table without one is warned about already."""
     names = ctx.acme_names
     for path, name in ctx.acme_refs:
         if name not in names:
             ctx.error(path, f"unknown acme section {name!r}{_suggest(name, names)} "
                       f"(define [acme.{name}] with its directory)")
-    if any(fe.tls is not None and fe.tls.acme for fe in frontends) and \
+    challenge = {a.name: a.challenge for a in accounts}
+    users = [fe for fe in frontends if fe.tls is not None and fe.tls.acme]
+    if any(challenge.get(fe.tls.acme) == "http-01" for fe in users) and \
             not any(not b.tls for fe in frontends if fe.mode == "http" for b in fe.binds):
         ctx.warning(("acme",), "no HTTP bind without tls: the HTTP-01 challenge needs one "
                     "(the ACME server connects to port 80 of each domain)")
@@ -2045,7 +2113,8 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     frontends, backends = secs[:len(frontends)], secs[len(frontends):]
     stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
     accounts = _acme_sections(ctx, data)
-    _check_acme_refs(ctx, frontends)
+    _check_acme_refs(ctx, frontends, accounts)
+    frontends = _derive_acme_domains(ctx, frontends)
     if stats.bind is not None:
         ctx.binds.append(_Bind(stats.bind, ("stats", "bind"), "stats.bind"))
     if not frontends and stats.bind is None and isinstance(data.get("frontends", {}), dict) \
@@ -2194,6 +2263,18 @@ def load(path: str, *, resolver: resolve.Resolver | None = None, tls_files: bool
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def notes(cfg: Config) -> list[str]:
+    """What `farm check` tells beside the summary: what the loader took
+    from elsewhere than a key of its own (acme domains from the routing
+    rules)."""
+    out = []
+    for fe in cfg.frontends:
+        if fe.tls is not None and fe.tls.domains_from_rules:
+            out.append(f"{cfg.source}: frontends.{fe.name}.tls: acme domains from the routing rules: "
+                       + ", ".join(fe.tls.domains))
+    return out
 
 
 def summary(cfg: Config) -> str:

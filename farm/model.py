@@ -128,10 +128,11 @@ class FrontendTls:
     session_tickets: bool = True
     acme: str | None = None                # the [acme.NAME] that gets this frontend a certificate
     domains: tuple[str, ...] = ()          # the names of that certificate (with acme)
+    domains_from_rules: bool = False       # domains came from the routing rules (not written)
 
 
 ACME_KEY_TYPES = ("ecdsa-p256", "rsa-2048")
-ACME_CHALLENGES = ("http-01",)
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
 ACME_STORAGE = "/var/lib/farm/acme"
 
 

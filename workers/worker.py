@@ -193,10 +193,16 @@ class Worker:
             def accepted_tcp(ctx, fe, csock, caddr):
                 t = TlsTransport(csock, context, name)
                 return TcpSession(ctx, fe, t.sock, caddr, t)
-            return accepted_tcp
-
-        def accepted(ctx, fe, csock, caddr):
-            return H1Connection(ctx, fe, TlsTransport(csock, context, name), caddr)
+            accepted = accepted_tcp
+        else:
+            def accepted(ctx, fe, csock, caddr):
+                return H1Connection(ctx, fe, TlsTransport(csock, context, name), caddr)
+        account = self.config.acme_account(fe_cfg.tls.acme) if fe_cfg.tls.acme else None
+        if account is not None and account.challenge == "tls-alpn-01":
+            # TLS-ALPN-01 validations are told apart by their ClientHello
+            # (workers/alpnaccept.py), looked at only while one is pending
+            from workers import alpnaccept
+            return alpnaccept.session_class(accepted, name)
         return accepted
 
     # -- accepting -------------------------------------------------------------
