@@ -163,7 +163,7 @@ class Stream:
         self.key = be.key_of(self) if be.key_of is not None else None
         if tables.BACKEND_STICK:
             stick = tables.BACKEND_STICK.get(be.name)
-            if stick is not None:       # stick on / match / store-request (workers/tables.py)
+            if stick is not None:       # stick rules (workers/tables.py Persistence)
                 stick.on_request(self)
         self.connect_server()
 
@@ -402,6 +402,9 @@ class Stream:
         self.status = resp.status
         be = self.be
         http1.forwarding_strip(resp, keep_upgrade=resp.status == 101)
+        stk = self.stk
+        if stk is not None and stk.persist is not None:
+            stk.persist.on_response(self)   # stick store-request/-response (workers/tables.py)
         if be.resp_rules is not no_rules:
             be.resp_rules(self)
         fe = self.fe
