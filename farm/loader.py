@@ -1375,6 +1375,7 @@ _SERVER_SCHEMA = {
     "tls": _bool,
     "send_proxy": _choice(model.SEND_PROXY_VERSIONS, "PROXY protocol version"),
     "send_proxy_tlvs": lambda v: _str_list(v, _choice(model.SEND_PROXY_TLVS, "PROXY v2 TLV")),
+    "id": _int(1, MAX_INT32),
 }
 
 
@@ -1401,11 +1402,15 @@ def _cidr(value: Any):
 
 
 def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
-    """servers: array of tables -> Servers with id = 1-based position.
-    A server without a usable name or address is reported and dropped;
-    duplicate names are reported at the later one."""
+    """servers: array of tables -> Servers. A server's id is its `id`
+    (HAProxy's: unique in the backend), else the lowest id no server
+    before it took and no server sets, from 1 (so without any `id`, its
+    1-based position). A server without a usable name or address is
+    reported and dropped; duplicate names and ids are reported at the
+    later one."""
     servers: list[Server] = []
     seen: dict[str, int] = {}
+    ids: dict[int, str] = {}
     for spath, table in _table_list(ctx, path, value, "server"):
         fields = _fields(ctx, spath, table, _SERVER_SCHEMA)
         present = ctx.require(spath, table, ("name", "address"))
@@ -1421,7 +1426,19 @@ def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
         if fields.get("send_proxy_tlvs") and fields.get("send_proxy") != "v2":
             ctx.error(spath + ("send_proxy_tlvs",), 'TLVs exist in PROXY protocol v2 only: '
                       'set send_proxy = "v2"')
-        servers.append(Server(**fields, id=spath[-1] + 1, line=ctx.line(spath)))
+        if "id" in fields:
+            if fields["id"] in ids:
+                ctx.error(spath + ("id",), f"id {fields['id']} is already the id of server "
+                          f"{ids[fields['id']]!r}")
+            ids.setdefault(fields["id"], name)
+        servers.append(Server(**fields, line=ctx.line(spath)))
+    next_id = 1
+    for i, srv in enumerate(servers):
+        if srv.id == 0:
+            while next_id in ids:
+                next_id += 1
+            ids[next_id] = srv.name
+            servers[i] = dataclasses.replace(srv, id=next_id)
     return tuple(servers)
 
 
@@ -1438,7 +1455,7 @@ def _check_resolution(ctx: _Ctx, backends: list[Backend]) -> None:
         except resolve.ResolveError as e:
             if "none" in s.init_addr:
                 continue        # starts in maintenance until `set server ... addr`
-            ctx.error(("backends", be.name, "servers", s.id - 1, "address"),
+            ctx.error(("backends", be.name, "servers", be.servers.index(s), "address"),
                       f"cannot resolve {s.address.host!r} ({e}); init_addr = \"libc,none\" "
                       "would start this server in maintenance instead")
 
@@ -1451,8 +1468,8 @@ def _check_limits(ctx: _Ctx, global_: Global, defaults: dict, frontends: list[Fr
     found = [(("global", "maxconn"), global_.maxconn), (("defaults", "maxconn"), defaults.get("maxconn", 0))]
     found += [(("frontends", fe.name, "maxconn"), fe.maxconn) for fe in frontends
               if fe.maxconn != defaults.get("maxconn", 0)]     # else reported at [defaults]
-    found += [(("backends", be.name, "servers", s.id - 1, "maxconn"), s.maxconn)
-              for be in backends for s in be.servers]
+    found += [(("backends", be.name, "servers", i, "maxconn"), s.maxconn)
+              for be in backends for i, s in enumerate(be.servers)]
     for path, value in found:
         if value > ceiling:
             ctx.error(path, f"must be at most {ceiling} ({why}), got {_number(value)}")

@@ -348,7 +348,7 @@ class Server:
     tls: bool = False                # speak TLS to it ([backends.NAME.tls] settings)
     send_proxy: str | None = None    # "v1" | "v2": a PROXY header first on each connection
     send_proxy_tlvs: tuple[str, ...] = ()   # v2 TLVs to add (SEND_PROXY_TLVS)
-    id: int = 0                      # 1-based position in its backend (HAProxy's sid)
+    id: int = 0                      # HAProxy's sid: `id`, else the lowest free from 1 (the position)
     line: int = 0
 
 

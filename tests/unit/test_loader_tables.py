@@ -175,3 +175,39 @@ def test_tcp_backend_stick_mistakes(stick, fragment, message):
     got = errors(text)
     assert len(got) == 1 and message in got[0], got
     assert got[0].startswith(f"t.toml:{line_of(text, fragment)}:")
+
+
+SERVERS = BASE + """
+[[backends.app.servers]]
+name = "s2"
+address = "127.0.0.1:9001"
+id = 1
+
+[[backends.app.servers]]
+name = "s3"
+address = "127.0.0.1:9002"
+"""
+
+
+def test_server_ids_as_haproxy_assigns_them():
+    """`id` fixes a server's id (what stick tables store as server_id);
+    the others get the lowest ids left, in order."""
+    be = load_text(SERVERS).backends[0]
+    assert [(s.name, s.id) for s in be.servers] == [("s1", 2), ("s2", 1), ("s3", 3)]
+    plain = load_text(BASE).backends[0]
+    assert [s.id for s in plain.servers] == [1]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2\n", None),
+    ("1\n", "id 1 is already the id of server 's2'"),
+    ("0\n", "must be between 1 and"),
+])
+def test_server_id_mistakes(value, message):
+    text = SERVERS.replace('address = "127.0.0.1:9002"\n', 'address = "127.0.0.1:9002"\nid = ' + value)
+    if message is None:
+        assert [s.id for s in load_text(text).backends[0].servers] == [3, 1, 2]
+        return
+    got = errors(text)
+    assert len(got) == 1 and message in got[0], got
+    assert got[0].startswith(f"t.toml:{len(text.splitlines())}:")
