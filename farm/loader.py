@@ -1580,6 +1580,9 @@ _FRONTEND_SCHEMA = {
     "monitor_uri": _monitor_uri,
     "monitor_fail": _Nested(_monitor_fail),
 }
+# fetches that read the server's response (no value before it)
+_RESPONSE_FETCHES = frozenset(("res.hdr", "res.fhdr", "res.hdr_cnt", "res.cook", "status"))
+
 # stick rule keys -> the rules each one makes (stick on = match + store-request)
 _STICK_KEYS = {"stick_on": ("match", "store-request"), "stick_match": ("match",),
                "stick_store_request": ("store-request",),
@@ -1880,6 +1883,13 @@ def _stick(ctx: _Ctx, path: tuple, own: dict, mode: str) -> tuple[model.StickRul
         else:
             rule = dataclasses.replace(rule, table=default)
             table_paths.append(path + ("stick_table",) if default else path)
+        if mode != "tcp" and rule.kind != "store-response" and rpath not in checked:
+            checked.add(rpath)
+            fetch = conditions.parse_key_sample(rule.key).fetch
+            if fetch in _RESPONSE_FETCHES:
+                ctx.error(kpath, f"{fetch!r} reads the response, which is not there yet when "
+                          "stick_on/stick_match/stick_store_request run (stick_store_response "
+                          "reads it)")
         if mode == "tcp" and rule.kind != "store-response" and rpath not in checked:
             checked.add(rpath)          # (stick_on: two rules, one line to report)
             sample = conditions.parse_key_sample(rule.key)

@@ -364,6 +364,7 @@ class BackendRuntime:
         self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
         self.key_of = balance_key(cfg.balance)
         self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
+        self.stick = None      # its stick rules (workers/tables.py Persistence), set by the worker
         self.errorfiles = read_errorfiles(cfg.errorfiles)
 
     @property

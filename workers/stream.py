@@ -161,10 +161,8 @@ class Stream:
         if be.cookie is not None:
             be.cookie.on_request(self)
         self.key = be.key_of(self) if be.key_of is not None else None
-        if tables.BACKEND_STICK:
-            stick = tables.BACKEND_STICK.get(be.name)
-            if stick is not None:       # stick rules (workers/tables.py Persistence)
-                stick.on_request(self)
+        if be.stick is not None:        # stick rules (workers/tables.py Persistence)
+            be.stick.on_request(self)
         self.connect_server()
 
     def acme_challenge(self) -> bool:

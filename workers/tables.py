@@ -315,7 +315,6 @@ def connection_ended(session, stk: "Trackers") -> None:
 
 # -- persistence (stick match / on / store-request / store-response) ------------------
 
-BACKEND_STICK: dict = {}     # backend name -> Persistence (filled by the worker)
 MAX_STORES = 8               # HAProxy's limit of entries stored per request and per response
 
 

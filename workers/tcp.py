@@ -30,7 +30,7 @@ import time
 import ssl
 
 from farm.logs import connection_error_line, json_line, tcplog_line
-from workers import counting, ppsend, tables
+from workers import counting, ppsend
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 from workers.runtime import Layer4Txn
 from workers.transport import SSL_TIMEOUT, HandshakeError
@@ -170,10 +170,8 @@ class TcpSession:
         self.stuck = False         # a stick match chose the server
         self.persist = None        # the backend's stick rules, when it has stores to do
         self.stick_keys = None     # [(table, key)] to name the server once connected
-        if tables.BACKEND_STICK:
-            persist = tables.BACKEND_STICK.get(self.be.name)
-            if persist is not None:
-                self.stick_rules(persist, csock, caddr)
+        if self.be.stick is not None:
+            self.stick_rules(self.be.stick, csock, caddr)
         ctx.sessions.add(self)
         self.be.g.take()
         if ctls is not None:

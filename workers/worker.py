@@ -176,10 +176,10 @@ class Worker:
             self.ctx.frontends.append(
                 stats_frontend(self.ctx, config, [sockets[config.stats.bind][slot]]))
         # -- end stats listener --
-        sticks.BACKEND_STICK.clear()
         for be_cfg in config.backends:
             if be_cfg.stick:
-                sticks.BACKEND_STICK[be_cfg.name] = persistence(be_cfg, self.ctx.backends[be_cfg.name])
+                backend = self.ctx.backends[be_cfg.name]
+                backend.stick = persistence(be_cfg, backend)
         if any(fe.mode == "http" for fe in config.frontends):
             from workers.server import ConnPool
             self.ctx.conn_pool = ConnPool(self.loop)

@@ -146,6 +146,9 @@ STICK_BASE = BASE.replace("[backends.app]\n", "[backends.app]\n@STICK@\n") + TAB
     ('stick_match = 3', "stick_match", "expected a fetch"),
     ('stick_match = []', "stick_match", "expected at least one fetch"),
     ('stick_table = "per_ip"', "stick_table", "stick_table needs stick_on"),
+    ('stick_on = "res.cook(SID)"', "stick_on", "'res.cook' reads the response"),
+    ('stick_match = ["src", { key = "scook(SID)" }]', "stick_match",
+     "'res.cook' reads the response"),
 ])
 def test_stick_rule_mistakes(stick, fragment, message):
     text = STICK_BASE.replace("@STICK@", stick)
