@@ -315,7 +315,7 @@ def connection_ended(session, stk: "Trackers") -> None:
 
 # -- persistence (stick match / on / store-request / store-response) ------------------
 
-MAX_STORES = 8               # HAProxy's limit of entries stored per request and per response
+MAX_STORES = 8               # HAProxy's limit of entries one request and its response store
 
 
 class Persistence:
@@ -332,7 +332,7 @@ class Persistence:
     store rules get its id: server_id is the server's `id`, its position
     in the backend unless set. Per table, only the first store-request and
     the first store-response rule that yields a key store (HAProxy's
-    rule), 8 entries at most of each."""
+    rule), 8 entries at most in all."""
 
     __slots__ = ("pool", "index_of", "matches", "req_stores", "resp_stores")
 
@@ -366,9 +366,13 @@ class Persistence:
 
     def keys(self, rules, txn, out: list | None = None) -> list | None:
         """[(table, key)]: what rules extract from txn, the first per table,
-        appended to out (a list, or None for a new one when there is any)."""
+        appended to out (a list, or None for a new one when there is any);
+        MAX_STORES in all."""
+        room = MAX_STORES - (len(out) if out else 0)
         mine = []
         for tname, get, cond in rules:
+            if len(mine) >= room:
+                break
             table = TABLES.get(tname)
             if table is None or any(t is table for t, _ in mine):
                 continue
@@ -379,8 +383,6 @@ class Persistence:
             if k is None:
                 continue
             mine.append((table, k))
-            if len(mine) == MAX_STORES:
-                break
         if not mine:
             return out
         if out is None:
