@@ -354,7 +354,11 @@ class Stream:
             self.send_error(503, "sC" if timeout else "SC")
             return
         self.retries += 1
-        wait = be.retry_wait(srv.index, self.retries, self.cc == "V", timeout)
+        # persistent (a cookie's or a stick match's server): redispatched
+        # only as HAProxy does for its SF_DIRECT streams
+        stk = self.stk
+        persistent = self.cc == "V" or (stk is not None and stk.stuck)
+        wait = be.retry_wait(srv.index, self.retries, persistent, timeout)
         if wait is not None:
             self.forced_server = srv.index      # the same server again
         if not wait:

@@ -46,7 +46,7 @@ class Trackers:
     """Stick counters sc0..sc2 of a connection or a stream: per counter,
     (table, entry) or None."""
 
-    __slots__ = ("sc", "parent", "conn", "store", "persist")
+    __slots__ = ("sc", "parent", "conn", "store", "persist", "stuck")
 
     def __init__(self, parent: "Trackers | None" = None, conn: bool = False):
         self.sc = [None, None, None]
@@ -54,6 +54,7 @@ class Trackers:
         self.conn = conn
         self.store = None       # [(table, key)]: what store-request rules extracted
         self.persist = None     # the Persistence whose stores wait for the response head
+        self.stuck = False      # a stick match chose the server (retries treat it as persistent)
 
     def get(self, n: int):
         t = self.sc[n]
@@ -410,6 +411,9 @@ class Persistence:
             idx = self.match(stream)
             if idx is not None:
                 stream.forced_server = idx
+                if stream.stk is None:
+                    stream.stk = Trackers()
+                stream.stk.stuck = True
         if self.req_stores or self.resp_stores:
             stk = stream.stk
             if stk is None:

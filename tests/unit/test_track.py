@@ -186,9 +186,11 @@ def test_stick_on_matches_and_stores(tables):
     txn = Txn()
     served(p, txn, be.servers[1])
     assert txn.forced_server is None                # no entry yet
+    assert not txn.stk.stuck
     again = Txn()
     p.on_request(again)
     assert again.forced_server == 1                 # stored when the server answered
+    assert again.stk.stuck                          # persistent, for the retries
     table = tables["per_ip"]
     table.set(table.lookup(encode_key("ip", 0, "10.0.0.1")), "server_id", 3)
     down = Txn()
