@@ -580,8 +580,8 @@ class _Ctx:
         self.refs: list[_Ref] = []
         self.acme_refs: list[tuple[tuple, str]] = []    # (path, name) of acme = "NAME"
         self.acme_names: set[str] = set()                # the [acme.NAME] tables
-        # backend name -> per stick rule, the path naming its table (for
-        # the errors of _check_stick_refs)
+        # backend name -> per stick rule, (its path, the path naming its
+        # table), for the errors of _check_stick_refs
         self.stick_paths: dict[str, list[tuple]] = {}
 
     def line(self, path: tuple) -> int:
@@ -1879,10 +1879,10 @@ def _stick(ctx: _Ctx, path: tuple, own: dict, mode: str) -> tuple[model.StickRul
     checked = set()
     for rule, rpath, kpath in found:
         if rule.table:
-            table_paths.append(rpath + ("table",))
+            table_paths.append((rpath, rpath + ("table",)))
         else:
             rule = dataclasses.replace(rule, table=default)
-            table_paths.append(path + ("stick_table",) if default else path)
+            table_paths.append((rpath, path + ("stick_table",) if default else path))
         if mode != "tcp" and rule.kind != "store-response" and rpath not in checked:
             checked.add(rpath)
             fetch = conditions.parse_key_sample(rule.key).fetch
@@ -2047,7 +2047,7 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
         changes = {}
         sticks = getattr(sec, "stick", ())
         if sticks:
-            changes["stick"] = _check_stick_rules(ctx, base, sticks, tables, default)
+            changes["stick"] = _check_stick_rules(ctx, base, sticks, tables, default, sec.acl)
         for key in ("http_request", "http_response", "tcp_request"):
             rules = getattr(sec, key, ())
             if rules:
@@ -2059,14 +2059,20 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
     return out
 
 
-def _check_stick_rules(ctx: _Ctx, base: tuple, rules: tuple, tables: list, default) -> tuple:
-    """A backend's stick rules name tables that exist and store server_id;
-    a rule without a table gets the only table there is."""
+def _check_stick_rules(ctx: _Ctx, base: tuple, rules: tuple, tables: list, default,
+                       acls) -> tuple:
+    """A backend's stick rules name tables that exist and store server_id,
+    and their conditions tables that exist; a rule without a table gets
+    the only table there is."""
     names = [t.name for t in tables]
-    paths = ctx.stick_paths.get(base[-1], [base] * len(rules))
+    paths = ctx.stick_paths.get(base[-1], [(base, base)] * len(rules))
     out = []
     reported = set()
-    for rule, path in zip(rules, paths):
+    conds = set()          # (stick_on: two rules, one condition to check)
+    for rule, (rpath, path) in zip(rules, paths):
+        if rule.cond is not None and rpath not in conds:
+            conds.add(rpath)
+            _check_cond_tables(ctx, rpath, rule.cond.text, acls, names, default)
         if not rule.table:
             if default is None:
                 if path not in reported:

@@ -147,6 +147,8 @@ STICK_BASE = BASE.replace("[backends.app]\n", "[backends.app]\n@STICK@\n") + TAB
     ('stick_match = []', "stick_match", "expected at least one fetch"),
     ('stick_table = "per_ip"', "stick_table", "stick_table needs stick_on"),
     ('stick_on = "res.cook(SID)"', "stick_on", "'res.cook' reads the response"),
+    ('stick_on = { key = "src", if = "{ src_conn_cur(nope) gt 1 }" }', "stick_on",
+     "unknown table 'nope'"),
     ('stick_match = ["src", { key = "scook(SID)" }]', "stick_match",
      "'res.cook' reads the response"),
 ])
