@@ -174,6 +174,10 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("cook", "req.cook", "str", "cookie", derive=True)
     add("req.cook_cnt", "req.cook_cnt", "int", "cookie")
     add("cook_cnt", "req.cook_cnt", "int", "cookie")
+    # a cookie the server sets (Set-Cookie of the response), HAProxy's
+    # res.cook and its ACL keyword scook
+    add("res.cook", "res.cook", "str", "cookie")
+    add("scook", "res.cook", "str", "cookie")
     add("url_param", "url_param", "str", "param")
     add("urlp", "url_param", "str", "param")
     add("src", "src", "ip")
@@ -894,7 +898,7 @@ def parse_format(text: str) -> tuple[FormatPart, ...]:
     Supported: `%[fetch]`, `%[fetch(arg)]` with optional `,lower`/`,upper`
     /`,hex` converters, for the fetches of FETCHES that are not derived ACL
     keywords (path, url, query, method, req.ver, src, src_port, dst_port,
-    status, hdr/req.hdr/res.hdr, fhdr..., hdr_cnt..., req.cook/cook,
+    status, hdr/req.hdr/res.hdr, fhdr..., hdr_cnt..., req.cook/cook, res.cook,
     url_param/urlp, the ssl_fc* and ssl_c_* ones: booleans insert 1 or 0,
     binary ones their raw bytes, hex-encoded by ,hex); `%ci` `%cp` `%fp`;
     `%%` for a literal '%'. Any other

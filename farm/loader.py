@@ -580,6 +580,9 @@ class _Ctx:
         self.refs: list[_Ref] = []
         self.acme_refs: list[tuple[tuple, str]] = []    # (path, name) of acme = "NAME"
         self.acme_names: set[str] = set()                # the [acme.NAME] tables
+        # backend name -> per stick rule, (its path, the path naming its
+        # table), for the errors of _check_stick_refs
+        self.stick_paths: dict[str, list[tuple]] = {}
 
     def line(self, path: tuple) -> int:
         return tomlpos.line_of(self.positions, path)
@@ -1440,6 +1443,7 @@ _SERVER_SCHEMA = {
     "tls": _bool,
     "send_proxy": _choice(model.SEND_PROXY_VERSIONS, "PROXY protocol version"),
     "send_proxy_tlvs": lambda v: _str_list(v, _choice(model.SEND_PROXY_TLVS, "PROXY v2 TLV")),
+    "id": _int(1, MAX_INT32),
 }
 
 
@@ -1466,11 +1470,15 @@ def _cidr(value: Any):
 
 
 def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
-    """servers: array of tables -> Servers with id = 1-based position.
-    A server without a usable name or address is reported and dropped;
-    duplicate names are reported at the later one."""
+    """servers: array of tables -> Servers. A server's id is its `id`
+    (HAProxy's: unique in the backend), else the lowest id no server
+    before it took and no server sets, from 1 (so without any `id`, its
+    1-based position). A server without a usable name or address is
+    reported and dropped; duplicate names and ids are reported at the
+    later one."""
     servers: list[Server] = []
     seen: dict[str, int] = {}
+    ids: dict[int, str] = {}
     for spath, table in _table_list(ctx, path, value, "server"):
         fields = _fields(ctx, spath, table, _SERVER_SCHEMA)
         present = ctx.require(spath, table, ("name", "address"))
@@ -1486,7 +1494,19 @@ def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
         if fields.get("send_proxy_tlvs") and fields.get("send_proxy") != "v2":
             ctx.error(spath + ("send_proxy_tlvs",), 'TLVs exist in PROXY protocol v2 only: '
                       'set send_proxy = "v2"')
-        servers.append(Server(**fields, id=spath[-1] + 1, line=ctx.line(spath)))
+        if "id" in fields:
+            if fields["id"] in ids:
+                ctx.error(spath + ("id",), f"id {fields['id']} is already the id of server "
+                          f"{ids[fields['id']]!r}")
+            ids.setdefault(fields["id"], name)
+        servers.append(Server(**fields, line=ctx.line(spath)))
+    next_id = 1
+    for i, srv in enumerate(servers):
+        if srv.id == 0:
+            while next_id in ids:
+                next_id += 1
+            ids[next_id] = srv.name
+            servers[i] = dataclasses.replace(srv, id=next_id)
     return tuple(servers)
 
 
@@ -1503,7 +1523,7 @@ def _check_resolution(ctx: _Ctx, backends: list[Backend]) -> None:
         except resolve.ResolveError as e:
             if "none" in s.init_addr:
                 continue        # starts in maintenance until `set server ... addr`
-            ctx.error(("backends", be.name, "servers", s.id - 1, "address"),
+            ctx.error(("backends", be.name, "servers", be.servers.index(s), "address"),
                       f"cannot resolve {s.address.host!r} ({e}); init_addr = \"libc,none\" "
                       "would start this server in maintenance instead")
 
@@ -1516,8 +1536,8 @@ def _check_limits(ctx: _Ctx, global_: Global, defaults: dict, frontends: list[Fr
     found = [(("global", "maxconn"), global_.maxconn), (("defaults", "maxconn"), defaults.get("maxconn", 0))]
     found += [(("frontends", fe.name, "maxconn"), fe.maxconn) for fe in frontends
               if fe.maxconn != defaults.get("maxconn", 0)]     # else reported at [defaults]
-    found += [(("backends", be.name, "servers", s.id - 1, "maxconn"), s.maxconn)
-              for be in backends for s in be.servers]
+    found += [(("backends", be.name, "servers", i, "maxconn"), s.maxconn)
+              for be in backends for i, s in enumerate(be.servers)]
     for path, value in found:
         if value > ceiling:
             ctx.error(path, f"must be at most {ceiling} ({why}), got {_number(value)}")
@@ -1628,6 +1648,56 @@ _FRONTEND_SCHEMA = {
     "monitor_uri": _monitor_uri,
     "monitor_fail": _Nested(_monitor_fail),
 }
+# fetches that read the server's response (no value before it)
+_RESPONSE_FETCHES = frozenset(("res.hdr", "res.fhdr", "res.hdr_cnt", "res.cook", "status"))
+
+# stick rule keys -> the rules each one makes (stick on = match + store-request)
+_STICK_KEYS = {"stick_on": ("match", "store-request"), "stick_match": ("match",),
+               "stick_store_request": ("store-request",),
+               "stick_store_response": ("store-response",)}
+
+
+def _stick_rules(name: str) -> Callable:
+    """A stick_* key: a fetch ("src"), a table { key = FETCH, table = NAME,
+    if|unless = COND }, or an array of either (HAProxy's several stick
+    lines: the first match that finds a usable server wins) -> ((StickRule,
+    path of the rule, path of its key), ...)."""
+    kinds = _STICK_KEYS[name]
+    as_is = lambda v: v  # noqa: E731 - key, if and unless are checked below
+
+    def parse(ctx, path, value, scope):
+        if isinstance(value, list):
+            if not value:
+                ctx.error(path, "expected at least one fetch")
+            items = [(path + (i,), v) for i, v in enumerate(value)]
+        else:
+            items = [(path, value)]
+        out = []
+        for ipath, item in items:
+            table, cond, kpath = "", None, ipath
+            if isinstance(item, dict):
+                fields = _fields(ctx, ipath, item, {"key": as_is, "table": _name, "if": as_is,
+                                                    "unless": as_is})
+                cond = _condition(ctx, ipath, item, scope)
+                if not ctx.require(ipath, item, ("key",)):
+                    continue
+                table, kpath, item = fields.get("table", ""), ipath + ("key",), item["key"]
+            elif not isinstance(item, str):
+                ctx.error(ipath, f"expected a fetch (\"src\"), a table {{ key = \"FETCH\", "
+                          f"table = \"NAME\", if = \"COND\" }} or an array of them, got "
+                          f"{_describe(item)}")
+                continue
+            try:
+                key = _key_sample(item)
+            except _Invalid as e:
+                ctx.error(kpath, str(e))
+                continue
+            for kind in kinds:
+                out.append((model.StickRule(kind, key, table, cond, ctx.line(ipath)), ipath, kpath))
+        return tuple(out)
+    return parse
+
+
 _BACKEND_SCHEMA = {
     "acl": _Nested(_acls),
     "mode": _choice(model.MODES, "mode"),
@@ -1646,9 +1716,10 @@ _BACKEND_SCHEMA = {
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_backend_tls),
     "servers": _Nested(_servers),
-    "stick_on": _key_sample,
-    "stick_match": _key_sample,
-    "stick_store_request": _key_sample,
+    "stick_on": _Nested(_stick_rules("stick_on")),
+    "stick_match": _Nested(_stick_rules("stick_match")),
+    "stick_store_request": _Nested(_stick_rules("stick_store_request")),
+    "stick_store_response": _Nested(_stick_rules("stick_store_response")),
     "stick_table": _name,
 }
 _TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables", "acme")
@@ -1814,8 +1885,8 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
     _check_name(ctx, path, name, "backend")
     own = _fields(ctx, path, table, _BACKEND_SCHEMA, _Scope())
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie", "stick_on",
-                                      "stick_match", "stick_store_request"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie",
+                                      "stick_store_response"))
     algorithm, arg, options = _inherit(own, defaults, "balance", ("roundrobin", None, ()))
     if mode == "tcp" and algorithm in model.BALANCE_HTTP_ONLY:
         where = path + ("balance",) if "balance" in own else path
@@ -1851,26 +1922,53 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
         http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls", BackendTls()),
-        stick=_stick(ctx, path, own),
+        stick=_stick(ctx, path, own, mode),
         id=index + 1,
         line=ctx.line(path),
     )
 
 
-def _stick(ctx: _Ctx, path: tuple, own: dict) -> model.Stick | None:
-    """stick_on (= stick_match + stick_store_request), stick_match,
-    stick_store_request, stick_table -> model.Stick; the table is checked
-    (and defaulted) with the others in _check_stick_refs."""
-    on, match, store = own.get("stick_on"), own.get("stick_match"), own.get("stick_store_request")
-    if on is None and match is None and store is None:
+def _stick(ctx: _Ctx, path: tuple, own: dict, mode: str) -> tuple[model.StickRule, ...]:
+    """The backend's stick rules (parsed by _stick_rules) in file order,
+    each without a table of its own given stick_table (the table itself is
+    checked, and defaulted, with the others in _check_stick_refs). In a
+    tcp backend, keys and conditions are layer-4 fetches (and
+    stick_store_response, reported by _need_http, has no response to read)."""
+    found = [f for key in _STICK_KEYS for f in own.get(key, ())]
+    if not found:
         if "stick_table" in own:
-            ctx.error(path + ("stick_table",), "stick_table needs stick_on, stick_match or "
-                      "stick_store_request")
-        return None
-    if on is not None and (match is not None or store is not None):
-        ctx.error(path + ("stick_on",), "stick_on is stick_match and stick_store_request "
-                  "together: use it alone")
-    return model.Stick(own.get("stick_table", ""), on or match, on or store)
+            ctx.error(path + ("stick_table",), "stick_table needs stick_on, stick_match, "
+                      "stick_store_request or stick_store_response")
+        return ()
+    found.sort(key=lambda rp: rp[0].line)      # stable: an array keeps its order
+    default = own.get("stick_table", "")
+    table_paths = []
+    out = []
+    checked = set()
+    for rule, rpath, kpath in found:
+        if rule.table:
+            table_paths.append((rpath, rpath + ("table",)))
+        else:
+            rule = dataclasses.replace(rule, table=default)
+            table_paths.append((rpath, path + ("stick_table",) if default else path))
+        if mode != "tcp" and rule.kind != "store-response" and rpath not in checked:
+            checked.add(rpath)
+            fetch = conditions.parse_key_sample(rule.key).fetch
+            if fetch in _RESPONSE_FETCHES:
+                ctx.error(kpath, f"{fetch!r} reads the response, which is not there yet when "
+                          "stick_on/stick_match/stick_store_request run (stick_store_response "
+                          "reads it)")
+        if mode == "tcp" and rule.kind != "store-response" and rpath not in checked:
+            checked.add(rpath)          # (stick_on: two rules, one line to report)
+            sample = conditions.parse_key_sample(rule.key)
+            if sample.fetch not in LAYER4_FETCHES:
+                ctx.error(kpath, f"{sample.fetch!r} is not known in a tcp backend (it has no "
+                          "request: use src, src_port, dst or dst_port)")
+            if rule.cond is not None:
+                _check_layer4_cond(ctx, rpath, rule.cond.text, own.get("acl", ()))
+        out.append(rule)
+    ctx.stick_paths[path[-1]] = table_paths
+    return tuple(out)
 
 
 def _check_server_tls(ctx: _Ctx, backends: list[Backend], tables: dict) -> None:
@@ -2015,23 +2113,9 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
                     _check_cond_tables(ctx, path, r.cond.text, sec.acl, names, default)
             return tuple(fixed)
         changes = {}
-        stick = getattr(sec, "stick", None)
-        if stick is not None:
-            spath = base + ("stick_table",)
-            if not stick.table:
-                if default is None:
-                    ctx.error(base, "stick_on/stick_match/stick_store_request need stick_table ("
-                              + ("no [tables.NAME] is defined)" if not names
-                                 else "there are several tables)"))
-                else:
-                    changes["stick"] = stick = dataclasses.replace(stick, table=default)
-            if stick.table and stick.table not in names:
-                ctx.error(spath, f"unknown table {stick.table!r}{_suggest(stick.table, names)}")
-            elif stick.table:
-                t = next(t for t in tables if t.name == stick.table)
-                if "server_id" not in dict(t.store):
-                    ctx.error(spath, f"table {stick.table!r} must store server_id for persistence "
-                              "(store = [\"server_id\", ...])")
+        sticks = getattr(sec, "stick", ())
+        if sticks:
+            changes["stick"] = _check_stick_rules(ctx, base, sticks, tables, default, sec.acl)
         for key in ("http_request", "http_response", "tcp_request"):
             rules = getattr(sec, key, ())
             if rules:
@@ -2041,6 +2125,43 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
                 _check_spec_table(ctx, base + ("acl", acl.name), line, names, default)
         out.append(dataclasses.replace(sec, **changes) if changes else sec)
     return out
+
+
+def _check_stick_rules(ctx: _Ctx, base: tuple, rules: tuple, tables: list, default,
+                       acls) -> tuple:
+    """A backend's stick rules name tables that exist and store server_id,
+    and their conditions tables that exist; a rule without a table gets
+    the only table there is."""
+    names = [t.name for t in tables]
+    paths = ctx.stick_paths.get(base[-1], [(base, base)] * len(rules))
+    out = []
+    reported = set()
+    conds = set()          # (stick_on: two rules, one condition to check)
+    for rule, (rpath, path) in zip(rules, paths):
+        if rule.cond is not None and rpath not in conds:
+            conds.add(rpath)
+            _check_cond_tables(ctx, rpath, rule.cond.text, acls, names, default)
+        if not rule.table:
+            if default is None:
+                if path not in reported:
+                    ctx.error(path, "stick rules need stick_table or a table of their own ("
+                              + ("no [tables.NAME] is defined)" if not names
+                                 else "there are several tables)"))
+                reported.add(path)
+                out.append(rule)
+                continue
+            rule = dataclasses.replace(rule, table=default)
+        t = next((t for t in tables if t.name == rule.table), None)
+        if path in reported:
+            pass
+        elif t is None:
+            ctx.error(path, f"unknown table {rule.table!r}{_suggest(rule.table, names)}")
+        elif "server_id" not in dict(t.store):
+            ctx.error(path, f"table {rule.table!r} must store server_id for persistence "
+                      "(store = [\"server_id\", ...])")
+        reported.add(path)
+        out.append(rule)
+    return tuple(out)
 
 
 def _check_layer4_cond(ctx: _Ctx, path: tuple, text: str, acls) -> None:
@@ -2063,8 +2184,8 @@ def _check_layer4_cond(ctx: _Ctx, path: tuple, text: str, acls) -> None:
             for spec in specs:
                 if not _layer4_spec(spec):
                     ctx.error(path + ("if",), f"fetch {spec.fetch!r} is not known before a request "
-                              "arrives (tcp_request rules can use src, src_port, dst_port and "
-                              "the stick counters)")
+                              "arrives (tcp_request rules and tcp backends can use src, "
+                              "src_port, dst_port and the stick counters)")
 
 
 def _check_spec_table(ctx: _Ctx, path: tuple, line: str, names: list, default) -> None:
