@@ -1102,6 +1102,25 @@ _FRONTEND_TLS_SCHEMA = {
 }
 
 
+# [frontends.NAME.h2]: the bounds are RFC 9113's (section 6.5.2) where it
+# sets them, else what a client could turn into memory held by farm.
+_FRONTEND_H2_SCHEMA = {
+    "max_concurrent_streams": _int(1, 1000),
+    "initial_window_size": _int(1, 2**31 - 1),
+    "max_frame_size": _int(16384, 16777215),
+    "header_table_size": _int(0, 65536),
+    "max_header_fields": _int(1, 1000),
+}
+
+
+def _frontend_h2(ctx, path, value) -> model.FrontendH2 | _Skip:
+    """[frontends.NAME.h2] -> FrontendH2 (the defaults for what is left out)."""
+    fields = _fields(ctx, path, value, _FRONTEND_H2_SCHEMA)
+    if not isinstance(value, dict):
+        return _SKIP
+    return model.FrontendH2(**fields)
+
+
 def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
     """[frontends.NAME.tls] -> FrontendTls; with ctx.tls_files, every
     certificate and the client CA are read and checked (errors at their
@@ -1644,6 +1663,7 @@ _FRONTEND_SCHEMA = {
     "max_header_size": _header_size,
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_frontend_tls),
+    "h2": _Nested(lambda ctx, path, value, scope: _frontend_h2(ctx, path, value)),
     "proxy_trusted": lambda v: _str_list(v, _cidr),
     "monitor_uri": _monitor_uri,
     "monitor_fail": _Nested(_monitor_fail),
@@ -1760,7 +1780,7 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
     for bind, bpath in binds:
         ctx.binds.append(_Bind(bind.address, bpath, f"frontend {name!r}"))
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response", "monitor_uri"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "monitor_uri", "h2"))
     if "monitor_fail" in own and "monitor_uri" not in own:
         ctx.warning(path + ("monitor_fail",), "without monitor_uri, monitor_fail does nothing")
     use_backend = own.get("use_backend", ())
@@ -1782,6 +1802,7 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         max_header_size=_inherit(own, defaults, "max_header_size", 16384),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls"),
+        h2=own.get("h2", model.FrontendH2()),
         proxy_trusted=own.get("proxy_trusted", ()),
         monitor_uri=own.get("monitor_uri"),
         monitor_fail=own.get("monitor_fail"),

@@ -108,6 +108,17 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class FrontendH2:
+    """[frontends.NAME.h2]: what farm advertises to HTTP/2 clients and
+    holds them to (HAProxy's tune.h2.fe.* and tune.http.maxhdr)."""
+    max_concurrent_streams: int = 100
+    initial_window_size: int = 65535     # per stream, as SETTINGS_INITIAL_WINDOW_SIZE
+    max_frame_size: int = 16384          # SETTINGS_MAX_FRAME_SIZE
+    header_table_size: int = 4096        # our HPACK decoder's table (SETTINGS_HEADER_TABLE_SIZE)
+    max_header_fields: int = 100         # fields in one request's header list
+
+
+@dataclass(frozen=True)
 class FrontendTls:
     """[frontends.NAME.tls]: TLS termination on the frontend's tls binds.
 
@@ -439,6 +450,7 @@ class Frontend:
     max_header_size: int = 16384
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: FrontendTls | None = None   # settings of the tls binds; None without any
+    h2: FrontendH2 = field(default_factory=FrontendH2)
     proxy_trusted: tuple = ()        # ipaddress networks allowed to send a PROXY header; () = any
     monitor_uri: str | None = None   # answered by farm: 200, or 503 (draining, monitor_fail)
     monitor_fail: Condition | None = None

@@ -55,12 +55,21 @@ _configs: dict = {}
 
 
 def h2_config(fe) -> H2Config:
-    """The codec limits of a frontend's connections (one shared object):
-    the header list limit follows the frontend's max header size."""
+    """The codec limits of a frontend's connections (one shared object per
+    distinct setting): [frontends.NAME.h2] (farm.model.FrontendH2), and
+    the header list limit from the frontend's max header size."""
     size = fe.cfg.max_header_size
-    cfg = _configs.get(size)
+    h2 = fe.cfg.h2
+    key = (size, h2)
+    cfg = _configs.get(key)
     if cfg is None:
-        cfg = _configs[size] = H2Config(max_header_list_size=max(size, 4096))
+        cfg = _configs[key] = H2Config(
+            max_header_list_size=max(size, 4096),
+            max_concurrent_streams=h2.max_concurrent_streams,
+            initial_window_size=h2.initial_window_size,
+            max_frame_size=h2.max_frame_size,
+            header_table_size=h2.header_table_size,
+            max_header_fields=h2.max_header_fields)
     return cfg
 
 

@@ -568,3 +568,33 @@ def test_chromium_headless_over_tls_speaks_h2(farm_factory, backend, pki, tmp_pa
     lines = wait_lines(farm, 1)
     assert any(f'"GET https://localhost:{tport}/name HTTP/2.0"' in line and " 200 " in line
                for line in lines), lines
+
+
+def test_h2_limits_from_the_frontend_config(farm_factory, backend):
+    """[frontends.NAME.h2]: the SETTINGS farm sends are the configured ones,
+    and the stream limit is held to them (the 6th concurrent stream is
+    refused with 5), as are the header fields of one request."""
+    port = free_port()
+    farm_factory(config(backend, port, rules=(
+        "[frontends.www.h2]\nmax_concurrent_streams = 5\ninitial_window_size = 1048576\n"
+        "max_frame_size = 32768\nheader_table_size = 8192\nmax_header_fields = 20\n")))
+    c = H2Client(port)
+    settings = next(f for f in c.frames(2, until=lambda fs: any(isinstance(f, SettingsFrame)
+                                                                 for f in fs))
+                    if isinstance(f, SettingsFrame) and "ACK" not in f.flags)
+    assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 5
+    assert settings.settings[SettingsFrame.INITIAL_WINDOW_SIZE] == 1048576
+    assert settings.settings[SettingsFrame.MAX_FRAME_SIZE] == 32768
+    assert settings.settings[SettingsFrame.HEADER_TABLE_SIZE] == 8192
+    c.send(b"".join(c.headers(1 + 2 * i, "/slow?ms=500") for i in range(6)))
+    frames = c.frames(5, until=lambda fs: sum(isinstance(f, HeadersFrame) for f in fs) >= 5)
+    assert [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)] == [(11, 7)]
+    assert sum(isinstance(f, HeadersFrame) for f in frames) == 5
+    c.close()
+    # 25 fields in one request: over max_header_fields = 20, refused (431)
+    c = H2Client(port)
+    c.send(c.headers(1, "/name", extra=[(f"x-f{i}", "v") for i in range(21)]))
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, HeadersFrame) for f in fs))
+    h = next(f for f in frames if isinstance(f, HeadersFrame))
+    assert dict(Decoder().decode(h.data))[":status"] == "431"
+    c.close()
