@@ -198,7 +198,10 @@ class SharedState:
                     doomed.append(srv)
         if doomed and self.sessions is not None:
             for sess in list(self.sessions):
-                if session_server(sess) in doomed:
+                kill_streams = getattr(sess, "kill_streams_of", None)
+                if kill_streams is not None:
+                    kill_streams(doomed)        # HTTP/2: only the streams of those servers
+                elif session_server(sess) in doomed:
                     sess.kill()
         for be in self.backends:
             states = [t.usable(srv.sidx) for srv in be.servers]

@@ -598,3 +598,28 @@ def test_h2_limits_from_the_frontend_config(farm_factory, backend):
     h = next(f for f in frames if isinstance(f, HeadersFrame))
     assert dict(Decoder().decode(h.data))[":status"] == "431"
     c.close()
+
+
+def test_shutdown_sessions_server_ends_its_streams_only(farm_factory, backend, tmp_path):
+    """`shutdown sessions server app/s1` ends the HTTP/2 streams talking
+    to s1 (RST_STREAM CANCEL, logged with K); the connection stays up and
+    its next stream is served."""
+    port, sock = free_port(), tmp_path / "admin.sock"
+    farm = farm_factory(config(backend, port).replace("[global]\n", f'[global]\nadmin_socket = "{sock}"\n', 1))
+    c = H2Client(port)
+    c.send(c.headers(1, "/slow?ms=4000"))
+    time.sleep(0.5)                                 # the request is at the server
+    with socket.socket(socket.AF_UNIX) as admin:
+        admin.connect(str(sock))
+        admin.sendall(b"shutdown sessions server app/s1\n")
+        admin.recv(100)
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, RstStreamFrame) for f in fs))
+    rst = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in rst] == [(1, 8)]       # CANCEL
+    c.send(c.headers(3))
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, DataFrame) and f.stream_id == 3
+                                               for f in fs))
+    assert any(isinstance(f, DataFrame) and f.stream_id == 3 for f in frames)
+    lines = wait_lines(farm, 2)
+    assert any("/slow?ms=4000 HTTP/2.0\"" in ln and " KH-- " in ln for ln in lines), lines
+    c.close()
