@@ -1,0 +1,95 @@
+"""The master's side of the peers process: start it when the configuration
+has [peers] and replicated tables, start a new one when a reload changes
+[peers] or replaces a replicated table's memory (a changed definition),
+keep it otherwise (a reload that changes neither keeps the sessions),
+restart it with back-off when it dies, stop it with the master.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Callable
+
+from farm import model
+
+RESTART_MIN, RESTART_MAX = 1.0, 30.0
+
+
+def replicated(config: model.Config, sticks: dict) -> dict:
+    """The stick tables of config that peers replicate: name -> StickTable."""
+    if config.peers is None:
+        return {}
+    return {t.name: sticks[t.name] for t in config.tables if t.peers and t.name in sticks}
+
+
+class PeersSupervisor:
+    def __init__(self, fork: Callable, call_later: Callable, log):
+        """fork(fn, title) runs fn() in a child and returns its pid;
+        call_later(delay, fn) schedules on the master's loop."""
+        self.fork = fork
+        self.call_later = call_later
+        self.log = log
+        self.pid: int | None = None
+        self.want: tuple | None = None           # (Peers, ((name, id(table)), ...))
+        self.args: tuple | None = None
+        self.backoff = RESTART_MIN
+        self.stopped = False
+        self.retired: set[int] = set()            # pids told to stop, not reaped yet
+
+    def configure(self, config: model.Config, sticks: dict, master_pid: int) -> None:
+        """The configuration in service is config, its tables sticks."""
+        tables = replicated(config, sticks)
+        want = (config.peers, tuple(sorted((n, id(t)) for n, t in tables.items()))) \
+            if config.peers is not None and tables else None
+        if want == self.want and (self.pid is not None or want is None):
+            return
+        self._retire()
+        self.want = want
+        self.args = (config.peers, tables, master_pid) if want is not None else None
+        self.backoff = RESTART_MIN
+        if want is not None:
+            self._start()
+
+    def _start(self) -> None:
+        if self.args is None or self.stopped or self.pid is not None:
+            return
+        peers, tables, master_pid = self.args
+
+        def main() -> int:
+            from farm import logs
+            from farm.peers.process import PeersProcess
+            log = logs.get_logger(proc="peers", pid=os.getpid())
+            return PeersProcess(peers.local, peers.nodes, tables, log, master_pid).run()
+
+        self.pid = self.fork(main, f"farm: peers {peers.local}")
+        self.log.info("peers_started", peers_pid=self.pid, node=peers.local,
+                      tables=",".join(sorted(tables)))
+
+    def _retire(self) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                self.retired.add(self.pid)
+            except ProcessLookupError:
+                pass
+            self.pid = None
+
+    def reaped(self, pid: int, code: int) -> bool:
+        """A child exited: True when it was a peers process (restarted
+        after a back-off when it was the current one)."""
+        if pid in self.retired:
+            self.retired.discard(pid)
+            return True
+        if pid != self.pid:
+            return False
+        self.pid = None
+        if not self.stopped:
+            self.log.error("peers_exited", peers_pid=pid, code=code, restart_in=self.backoff)
+            self.call_later(self.backoff, self._start)
+            self.backoff = min(RESTART_MAX, self.backoff * 2)
+        return True
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._retire()
