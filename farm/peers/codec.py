@@ -373,7 +373,7 @@ def _enc_key(d: TableDef, key: bytes) -> bytes:
         return enc_int(len(key)) + key
     if d.key_type == KT_SINT:
         return key[-4:].rjust(4, b"\0")
-    return key
+    return key[:d.key_size].ljust(d.key_size, b"\0")
 
 
 def parse_update(p: bytes, typ: int, d: TableDef, dict_cache: dict) -> Update:
