@@ -5,8 +5,8 @@ TableSync wraps one replicated farm.tables.StickTable:
 - definition(): the table as a definition message describes it (HAProxy's
   key types and sizes, data type ids, rate periods);
 - changed(): the entries that changed since the last call. Found by
-  comparing the table's mapping with a private snapshot, block by block
-  (a memcmp per block, Python per entry only in blocks that differ), so
+  comparing the table's mapping with a private snapshot (one memcmp when
+  nothing changed, halves compared down to the entries that did), so
   the workers pay nothing for replication: no dirty flag, no ring, no
   extra atomic on the request path. An entry changes when a worker counts
   on it, touches it (its expiry moves) or creates it;
@@ -29,9 +29,9 @@ from __future__ import annotations
 from farm import tables as T
 from farm.peers import codec as C
 
+CHUNK = 256                 # entries compared at once by changed()
 KEY_TYPES = {"ip": C.KT_IPV4, "ipv6": C.KT_IPV6, "integer": C.KT_SINT, "string": C.KT_STR,
              "binary": C.KT_BIN}
-BLOCK = 64                  # entries compared at once by changed()
 
 
 def key_size(t: T.StickTable) -> int:
@@ -45,7 +45,8 @@ class TableSync:
         self.t = table
         self.table_id = table_id
         self.types = tuple(sorted(C.TYPE_ID[n] for n in table.off if n in C.TYPE_ID))
-        self.snap = bytearray(table.size * table.stride * 8)
+        self.snap = b""                    # the entries as last seen (changed())
+        self.fixed: dict[int, bytes] = {}  # entries written from a peer since: as written
         self.next_update = 1
         self._seg = ((T.E_BUCKET * 8, T.E_HELD * 8), (table.key_off * 8, table.stride * 8))
 
@@ -68,38 +69,62 @@ class TableSync:
 
     def changed(self) -> list[int]:
         """Entries in use whose key, data or expiry changed since the last
-        call (each reported once per change; the snapshot follows)."""
+        call (each reported once per change; the snapshot follows).
+
+        One copy of the entries allocated so far and one memcmp with the
+        snapshot when nothing changed; else a memcmp per CHUNK entries, and
+        in a chunk that differs, halves compared down to the entries that
+        do."""
         t = self.t
         n = min(t.size, t.q[T.H_ALLOC])
         if not n:
             return []
         stride8 = t.stride * 8
         base = t.entries_at * 8
-        live = t.b[base:base + n * stride8]
-        snap = memoryview(self.snap)
-        out = []
+        size = n * stride8
+        live = bytes(t.b[base:base + size])
+        snap = self.snap
+        if len(snap) < size:                     # entries allocated since: all new
+            snap += bytes(size - len(snap))
+        if self.fixed:                           # written from a peer: as written
+            patched = bytearray(snap)
+            for e, raw in self.fixed.items():
+                patched[e * stride8:(e + 1) * stride8] = raw
+            snap = bytes(patched)
+            self.fixed = {}
+        self.snap = live
+        if live == snap:
+            return []
+        out: list[int] = []
         (a0, a1), (b0, b1) = self._seg
-        for blk in range(0, n, BLOCK):
-            lo, hi = blk * stride8, min(n, blk + BLOCK) * stride8
-            if live[lo:hi] == snap[lo:hi]:
+        bucket = T.E_BUCKET * 8
+        zero = bytes(8)
+        todo = []                                # entry ranges that differ somewhere
+        for lo in range(0, n, CHUNK):
+            hi = min(n, lo + CHUNK)
+            if live[lo * stride8:hi * stride8] != snap[lo * stride8:hi * stride8]:
+                todo.append((lo, hi))
+        todo.reverse()
+        while todo:
+            lo, hi = todo.pop()
+            if live[lo * stride8:hi * stride8] == snap[lo * stride8:hi * stride8]:
                 continue
-            for e in range(blk, min(n, blk + BLOCK)):
-                o = e * stride8
-                now_bytes = bytes(live[o:o + stride8])
-                old = snap[o:o + stride8]
-                if now_bytes[a0:a1] != old[a0:a1] or now_bytes[b0:b1] != old[b0:b1]:
-                    if t.q[t.entries_at + e * t.stride + T.E_BUCKET]:
-                        out.append(e)
-                snap[o:o + stride8] = now_bytes
+            if hi - lo > 1:
+                mid = (lo + hi) // 2
+                todo += ((mid, hi), (lo, mid))
+                continue
+            o = lo * stride8
+            cur, old = live[o:o + stride8], snap[o:o + stride8]
+            if (cur[a0:a1] != old[a0:a1] or cur[b0:b1] != old[b0:b1]) and cur[bucket:bucket + 8] != zero:
+                out.append(lo)
         return out
 
     def refresh(self, e: int) -> None:
         """Entry e as it is now is known to the peers: not a change."""
         t = self.t
         stride8 = t.stride * 8
-        o = e * stride8
         a = (t.entries_at + e * t.stride) * 8
-        self.snap[o:o + stride8] = t.b[a:a + stride8]
+        self.fixed[e] = bytes(t.b[a:a + stride8])
 
     def live_entries(self, now: int) -> list[int]:
         return [e for e in self.t.entries() if not self.t._expired(e, now)]
