@@ -10,6 +10,7 @@ each is its own stick-table key.
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import time
 from pathlib import Path
@@ -183,6 +184,15 @@ def test_two_farm_nodes_resync_push_and_persistence(nodes, tmp_path):
     wait_for(lambda: table_of(sa, "per_ip").get("127.0.0.6", {}).get("gpc0") == 1,
              timeout=3, what="B's count on A")
     assert not [e for e in a.events() + b.events() if e.get("event") == "peer_session_closed"]
+    # a reload that changes neither [peers] nor a replicated table keeps
+    # the peers process and its sessions
+    a.signal(signal.SIGHUP)
+    a.wait_event("reload_done")
+    get(pa, "/flag", "127.0.0.6")
+    wait_for(lambda: table_of(sb, "per_ip").get("127.0.0.6", {}).get("gpc0") == 2,
+             timeout=3, what="a push after A's reload")
+    assert len([e for e in a.events() if e.get("event") == "peers_started"]) == 1
+    assert len([e for e in b.events() if e.get("event") == "peer_session_open"]) == 1
 
 
 HAPROXY_CFG = """
@@ -321,3 +331,10 @@ def test_garbage_from_a_peer_closes_the_session_and_farm_serves_on(nodes, tmp_pa
     farm.wait_event("peer_refused", source="127.0.0.9")
     assert get(port, "/name", "127.0.0.4") in (b"s1", b"s2")
     assert farm.proc.poll() is None
+    # the peers process itself dies: the master starts another
+    peers = [p for p in farm.workers() if "peers" in " ".join(p.cmdline())]
+    assert len(peers) == 1
+    peers[0].kill()
+    farm.wait_event("peers_exited")
+    farm.wait_event("peers_listening", count=2, timeout=10)
+    assert get(port, "/name", "127.0.0.4") in (b"s1", b"s2")

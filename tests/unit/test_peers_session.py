@@ -177,3 +177,25 @@ def test_any_bytes_never_raise(data, open_first):
         for i in range(0, len(data), 7):
             target.feed(data[i:i + 7], 1.0)
         assert target.state in ("hello", "accept", "open", "closed")
+
+
+def test_changed_finds_exactly_the_changed_entries():
+    t = table(size=3000)
+    s = TableSync(t, 1)
+    now = now_ms()
+    es = [t.get_or_create(i.to_bytes(4, "big"), -1, now) for i in range(2500)]
+    assert sorted(s.changed()) == es                  # new entries are changes
+    assert s.changed() == []
+    picked = [0, 1, 255, 256, 1000, 2499]
+    for e in picked:
+        t.add(e, "gpc0", 1, now)
+    t.remove(700)                                      # gone: not reported
+    assert sorted(s.changed()) == picked
+    # written from a peer: not a change; a worker's count after it is
+    d = s.definition()
+    u = s.update(3, now)
+    u.values[C.TYPE_ID["gpc0"]] = 42
+    assert s.apply(d, u, now) == 3
+    assert s.changed() == []
+    t.add(3, "gpc0", 1, now)
+    assert s.changed() == [3]
