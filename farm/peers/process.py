@@ -123,7 +123,10 @@ class PeersProcess:
             if self.listener is None:
                 self.try_listen()
             if now >= next_scan:
-                self.tick(now)
+                try:
+                    self.tick(now)
+                except Exception:                # logged; the next tick tries again
+                    self.log.exception("peers_tick_error")
                 # a scan costs about 1 ms per 10,000 entries: with big tables,
                 # scan less often rather than take the CPU (at most ~20 %)
                 next_scan = now + max(SCAN_INTERVAL, 4 * (time.monotonic() - now))
@@ -144,7 +147,11 @@ class PeersProcess:
         if what[0] == "listen":
             self.accept(what[1])
         elif what[0] == "link":
-            self.on_link(what[1], ev)
+            try:
+                self.on_link(what[1], ev)
+            except Exception as e:             # a bug must cost one session, not all
+                self.log.exception("peer_internal_error", peer=what[1].name)
+                self.drop(what[1], f"internal error: {type(e).__name__}: {e}")
 
     def accept(self, lsock: socket.socket) -> None:
         while True:
