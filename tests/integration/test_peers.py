@@ -167,7 +167,9 @@ def test_two_farm_nodes_resync_push_and_persistence(nodes, tmp_path):
     b.wait_event("peer_session_open", peer="a")
     got = wait_for(lambda: (lambda t: t if t.get("127.0.0.4", {}).get("gpc0") == 3 else None)(
         table_of(sb, "per_ip")), what="A's entries on B")
-    assert got["127.0.0.4"]["http_req_cnt"] == 4 and got["127.0.0.4"]["http_req_rate(10000)"] == 4
+    # (a rate may read one less when the requests straddle a period: the
+    # previous period counts in part)
+    assert got["127.0.0.4"]["http_req_cnt"] == 4 and got["127.0.0.4"]["http_req_rate(10000)"] in (3, 4)
     persist = table_of(sb, "persist")
     assert {k: v["server_id"] for k, v in persist.items()} == \
         {c: int(s[1:]) for c, s in ((c, n.decode()) for c, n in stuck.items())}
@@ -178,8 +180,9 @@ def test_two_farm_nodes_resync_push_and_persistence(nodes, tmp_path):
     # live pushes, both ways
     for _ in range(5):
         get(pa, "/name", "127.0.0.6")
-    wait_for(lambda: table_of(sb, "per_ip").get("127.0.0.6", {}).get("http_req_rate(10000)") == 5,
+    wait_for(lambda: table_of(sb, "per_ip").get("127.0.0.6", {}).get("http_req_cnt") == 5,
              timeout=3, what="A's new entry on B")
+    assert table_of(sb, "per_ip")["127.0.0.6"]["http_req_rate(10000)"] in (4, 5)
     get(pb, "/flag", "127.0.0.6")
     wait_for(lambda: table_of(sa, "per_ip").get("127.0.0.6", {}).get("gpc0") == 1,
              timeout=3, what="B's count on A")
@@ -268,7 +271,7 @@ def test_farm_and_haproxy_replicate_both_ways(nodes, haproxy, tmp_path):
     got = wait_for(lambda: (lambda t: t if t.get("127.0.0.4", {}).get("gpc0") == 2 else None)(
         hap_table("per_ip")), what="farm's entries in HAProxy")
     assert got["127.0.0.4"]["http_req_cnt"] == 3
-    assert got["127.0.0.4"]["http_req_rate(10000)"] == 3
+    assert got["127.0.0.4"]["http_req_rate(10000)"] in (2, 3)
     persisted = hap_table("persist")
     for c, name in stuck.items():
         assert persisted[c]["server_id"] == int(name.decode()[1:])
@@ -285,7 +288,7 @@ def test_farm_and_haproxy_replicate_both_ways(nodes, haproxy, tmp_path):
     wait_for(lambda: table_of(sock, "per_ip").get("127.0.0.7", {}).get("gpc0") == 3, timeout=3,
              what="HAProxy's counts in farm")
     t = table_of(sock, "per_ip")["127.0.0.7"]
-    assert t["http_req_cnt"] == 4 and t["http_req_rate(10000)"] == 4
+    assert t["http_req_cnt"] == 4 and t["http_req_rate(10000)"] in (3, 4)
     ids = wait_for(lambda: (lambda p: p if all(c in p for c in hap_stuck) else None)(
         table_of(sock, "persist")), timeout=3, what="HAProxy's persistence in farm")
     for c, name in hap_stuck.items():
