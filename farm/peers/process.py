@@ -87,10 +87,18 @@ class PeersProcess:
         self.synced = False
         self.stopping = False
         self.acks: dict[int, set] = {}       # id(session) -> remote TableDefs to acknowledge
+        self.listen_retry = 0.0
+        self.listen_error = 0
 
     # -- setup --------------------------------------------------------------------
 
-    def try_listen(self) -> None:
+    def try_listen(self, now: float) -> None:
+        """Listen on this node's address; on failure, say so (once per
+        reason: the previous peers process holding the port for a moment
+        after a restart is not worth a line) and try again a second later.
+        Sessions this node opens work meanwhile."""
+        if now < self.listen_retry:
+            return
         a = self.listen_address
         s = socket.socket(a.family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,9 +107,13 @@ class PeersProcess:
             s.listen(64)
         except OSError as e:
             s.close()
-            if e.errno != errno.EADDRINUSE or time.monotonic() - self.started > 30:
-                raise
-            return                            # the previous peers process still holds it
+            self.listen_retry = now + 1.0
+            quiet = e.errno == errno.EADDRINUSE and now - self.started < 10
+            if not quiet and e.errno != self.listen_error:
+                self.listen_error = e.errno
+                self.log.error("peers_listen_failed", address=str(a), error=e.strerror or str(e),
+                               message="other nodes cannot open sessions to this one; retrying")
+            return
         s.setblocking(False)
         self.listener = s
         self.fds[s.fileno()] = ("listen", s)
@@ -112,16 +124,15 @@ class PeersProcess:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # the tables keep what they held: nothing seen yet counts as changed
-        # only once the snapshot is taken; take it now so that a restart of
-        # this process does not push every entry to every node
+        # what the tables hold now goes to each node when its session opens
+        # (teach), not as changes: take the first snapshot before any
         for s in self.syncs.values():
             s.changed()
         next_scan = 0.0
         while not self.stopping:
             now = time.monotonic()
             if self.listener is None:
-                self.try_listen()
+                self.try_listen(now)
             if now >= next_scan:
                 try:
                     self.tick(now)
