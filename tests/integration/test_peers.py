@@ -186,16 +186,20 @@ def test_two_farm_nodes_resync_push_and_persistence(nodes, tmp_path):
     get(pb, "/flag", "127.0.0.6")
     wait_for(lambda: table_of(sa, "per_ip").get("127.0.0.6", {}).get("gpc0") == 1,
              timeout=3, what="B's count on A")
-    assert not [e for e in a.events() + b.events() if e.get("event") == "peer_session_closed"]
+    # (a session may be replaced when both nodes call each other at once,
+    # never closed for an error)
+    assert not [e for e in a.events() + b.events() if e.get("event") == "peer_session_closed"
+                and "error" in e["reason"]]
     # a reload that changes neither [peers] nor a replicated table keeps
     # the peers process and its sessions
+    opened = len([e for e in b.events() if e.get("event") == "peer_session_open"])
     a.signal(signal.SIGHUP)
     a.wait_event("reload_done")
     get(pa, "/flag", "127.0.0.6")
     wait_for(lambda: table_of(sb, "per_ip").get("127.0.0.6", {}).get("gpc0") == 2,
              timeout=3, what="a push after A's reload")
     assert len([e for e in a.events() if e.get("event") == "peers_started"]) == 1
-    assert len([e for e in b.events() if e.get("event") == "peer_session_open"]) == 1
+    assert len([e for e in b.events() if e.get("event") == "peer_session_open"]) == opened
 
 
 HAPROXY_CFG = """
@@ -295,8 +299,8 @@ def test_farm_and_haproxy_replicate_both_ways(nodes, haproxy, tmp_path):
         assert ids[c]["server_id"] == int(name.decode()[1:])
     for c in ("127.0.0.8", "127.0.0.7"):
         assert get(pf, "/name", c) == hap_stuck[c]
-    assert not [e for e in farm.events() if e.get("event") in ("peer_session_closed",
-                                                              "peer_table_ignored")]
+    assert not [e for e in farm.events() if e.get("event") == "peer_table_ignored"
+                or e.get("event") == "peer_session_closed" and "error" in e["reason"]]
 
 
 def test_garbage_from_a_peer_closes_the_session_and_farm_serves_on(nodes, tmp_path):
