@@ -299,6 +299,14 @@ def test_farm_and_haproxy_replicate_both_ways(nodes, haproxy, tmp_path):
         assert ids[c]["server_id"] == int(name.decode()[1:])
     for c in ("127.0.0.8", "127.0.0.7"):
         assert get(pf, "/name", c) == hap_stuck[c]
+    # idle longer than HAProxy's 5 s session timeout: heartbeats keep the
+    # session open, and pushes go on
+    opened = len([e for e in farm.events() if e.get("event") == "peer_session_open"])
+    time.sleep(6)
+    get(pf, "/flag", "127.0.0.5")
+    wait_for(lambda: hap_table("per_ip").get("127.0.0.5", {}).get("gpc0") == 2, timeout=3,
+             what="a push after an idle time")
+    assert len([e for e in farm.events() if e.get("event") == "peer_session_open"]) == opened
     assert not [e for e in farm.events() if e.get("event") == "peer_table_ignored"
                 or e.get("event") == "peer_session_closed" and "error" in e["reason"]]
 
