@@ -65,14 +65,20 @@ class Link:
         self.backoff = RECONNECT_MIN
         self.partial = False         # taught us only partly: do not ask it again
         self.learning = False        # we asked it for a resync and wait
+        self.since = 0.0             # when the session opened (monotonic)
+        self.sent = self.received = 0
+        self.last_error = ""
 
 
 class PeersProcess:
-    def __init__(self, local: str, nodes, sticks: dict, log, master_pid: int = 0):
+    def __init__(self, local: str, nodes, sticks: dict, log, master_pid: int = 0, board=None):
         """local: this node's name; nodes: farm.model.PeerNode of every node
         (this one included: where to listen); sticks: name -> StickTable of
-        the tables to replicate."""
+        the tables to replicate; board: a farm.peers.status.StatusBoard
+        for `show peers`."""
         self.local = local
+        self.board = board
+        self.published = 0.0
         self.log = log
         self.master_pid = master_pid
         me = next(n for n in nodes if n.name == local)
@@ -237,6 +243,7 @@ class PeersProcess:
                 self.fds[link.sock.fileno()] = ("link", real)
                 link = real
             link.backoff = RECONNECT_MIN
+            link.since = time.monotonic()
             self.log.info("peer_session_open", peer=link.name,
                           direction="out" if s.outgoing else "in")
             self.teach(link, unasked=True)
@@ -250,6 +257,7 @@ class PeersProcess:
                     self.log.warning("peer_table_ignored", peer=link.name, table=d.name, reason=why)
                 else:
                     sync.apply(d, u, T.now_ms())
+                    link.received += 1
                     self.acks.setdefault(id(s), set()).add(d.table_id)
         elif kind == "resync_request":
             # everything was taught when the session opened and every change
@@ -284,6 +292,7 @@ class PeersProcess:
                 if u is not None:
                     s.send_update(d, u)
                     count += 1
+        link.sent += count
         if not unasked:
             s.send_control(C.CTRL_RESYNC_FINISHED if self.synced else C.CTRL_RESYNC_PARTIAL)
         self.log.info("peer_teach", peer=link.name, entries=count, asked=not unasked)
@@ -331,6 +340,9 @@ class PeersProcess:
                     pass
             sock.close()
         was_open = s is not None and s.is_open
+        if link.address is not None and reason != "stopping":
+            link.last_error = reason
+        link.since = 0.0
         if s is not None:
             self.acks.pop(id(s), None)
         link.session = link.sock = None
@@ -361,6 +373,7 @@ class PeersProcess:
                     continue
                 for l in open_links:
                     l.session.send_update(d, u)
+                    l.sent += 1
         # acks, heartbeats, timeouts
         for link in list(self.links.values()):
             s = link.session
@@ -400,6 +413,24 @@ class PeersProcess:
         for link in self.links.values():
             if link.session is None and now >= link.next_try:
                 self.connect(link, now)
+        if self.board is not None and now - self.published >= 1.0:
+            self.publish(now)
+
+    def publish(self, now: float) -> None:
+        """The state of every session for `show peers` (farm/peers/status.py)."""
+        self.published = now
+        peers = []
+        for l in self.links.values():
+            s = l.session
+            status = ("NONE" if s is None else "CONN" if l.connecting
+                      else "ESTA" if s.is_open else "HSHK")
+            peers.append({"name": l.name, "addr": str(l.address), "status": status,
+                          "dir": None if s is None else "out" if s.outgoing else "in",
+                          "since": l.since or None, "last_rx": s.last_rx if s is not None else None,
+                          "sent": l.sent, "received": l.received, "last_error": l.last_error})
+        self.board.write({"local": self.local, "listen": str(self.listen_address),
+                          "listening": self.listener is not None, "synced": self.synced,
+                          "at": now, "peers": peers})
 
     def connect(self, link: Link, now: float) -> None:
         a = link.address

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Callable
 
 from farm import model
+from farm.peers.status import StatusBoard, render
 
 RESTART_MIN, RESTART_MAX = 1.0, 30.0
 
@@ -36,6 +38,7 @@ class PeersSupervisor:
         self.backoff = RESTART_MIN
         self.stopped = False
         self.retired: set[int] = set()            # pids told to stop, not reaped yet
+        self.board = None                         # StatusBoard shared with the process
 
     def configure(self, config: model.Config, sticks: dict, master_pid: int) -> None:
         """The configuration in service is config, its tables sticks."""
@@ -55,12 +58,15 @@ class PeersSupervisor:
         if self.args is None or self.stopped or self.pid is not None:
             return
         peers, tables, master_pid = self.args
+        if self.board is None:
+            self.board = StatusBoard()
+        board = self.board
 
         def main() -> int:
             from farm import logs
             from farm.peers.process import PeersProcess
             log = logs.get_logger(proc="peers", pid=os.getpid())
-            return PeersProcess(peers.local, peers.nodes, tables, log, master_pid).run()
+            return PeersProcess(peers.local, peers.nodes, tables, log, master_pid, board).run()
 
         self.pid = self.fork(main, f"farm: peers {peers.local}")
         self.log.info("peers_started", peers_pid=self.pid, node=peers.local,
@@ -89,6 +95,11 @@ class PeersSupervisor:
             self.call_later(self.backoff, self._start)
             self.backoff = min(RESTART_MAX, self.backoff * 2)
         return True
+
+    def show(self) -> str:
+        """`show peers` on the admin socket."""
+        running = self.pid is not None and self.board is not None
+        return render(self.board.read() if running else None, time.monotonic())
 
     def stop(self) -> None:
         self.stopped = True

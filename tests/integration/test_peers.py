@@ -190,6 +190,12 @@ def test_two_farm_nodes_resync_push_and_persistence(nodes, tmp_path):
     # never closed for an error)
     assert not [e for e in a.events() + b.events() if e.get("event") == "peer_session_closed"
                 and "error" in e["reason"]]
+    shown = wait_for(lambda: (lambda t: t if "status=ESTA" in t else None)(
+        cli(sa, "show peers").decode()), timeout=3, what="show peers")
+    line = next(l for l in shown.splitlines() if l.startswith("b "))
+    assert f"addr=127.0.0.1:{qb} status=ESTA" in line, shown
+    assert int(line.split(" sent=")[1].split()[0]) >= 3, shown
+    assert shown.startswith(f"# local=a listen=127.0.0.1:{qa} listening=1"), shown
     # a reload that changes neither [peers] nor a replicated table keeps
     # the peers process and its sessions
     opened = len([e for e in b.events() if e.get("event") == "peer_session_open"])

@@ -199,3 +199,25 @@ def test_changed_finds_exactly_the_changed_entries():
     assert s.changed() == []
     t.add(3, "gpc0", 1, now)
     assert s.changed() == [3]
+
+
+def test_status_board_and_show_peers():
+    from farm.peers.status import StatusBoard, render
+    board = StatusBoard()
+    assert board.read() is None
+    assert "no peers process" in render(None, 0.0)
+    doc = {"local": "lb1", "listen": "10.0.0.2:10000", "listening": True, "synced": False, "at": 100.0,
+           "peers": [{"name": "lb2", "addr": "10.0.0.3:10000", "status": "ESTA", "dir": "out",
+                      "since": 90.0, "last_rx": 99.5, "sent": 12, "received": 3, "last_error": ""},
+                     {"name": "lb3", "addr": "10.0.0.4:10000", "status": "NONE", "dir": None,
+                      "since": None, "last_rx": None, "sent": 0, "received": 0,
+                      "last_error": "closed by the peer"}]}
+    board.write(doc)
+    board.write(doc)
+    assert board.read() == doc
+    assert render(board.read(), 101.0) == (
+        "# local=lb1 listen=10.0.0.2:10000 listening=1 synced=0 updated=1.0s\n"
+        "lb2 addr=10.0.0.3:10000 status=ESTA dir=out since=11.0s last_rx=1.5s sent=12 received=3 "
+        "last_error=-\n"
+        "lb3 addr=10.0.0.4:10000 status=NONE dir=- since=- last_rx=- sent=0 received=0 "
+        'last_error="closed by the peer"\n')
