@@ -239,6 +239,7 @@ class TableDef:
     nbelem: dict = field(default_factory=dict)
     expire: int = 0
     last_update: int = field(default=0, compare=False)   # receiving side: the last update id seen
+    refused: str | None = field(default=None, compare=False)  # receiving side: why not applied
 
     @property
     def unknown_types(self) -> list[int]:

@@ -247,18 +247,18 @@ class PeersProcess:
             self.log.info("peer_session_open", peer=link.name,
                           direction="out" if s.outgoing else "in")
             self.teach(link, unasked=True)
+        elif kind == "table":
+            d = event[1]
+            sync = self.syncs.get(d.name)
+            d.refused = sync.matches(d) if sync is not None else "not replicated here"
+            if sync is not None and d.refused:
+                self.log.warning("peer_table_ignored", peer=link.name, table=d.name, reason=d.refused)
         elif kind == "update":
             _, d, u = event
-            sync = self.syncs.get(d.name)
-            if sync is not None and not getattr(d, "_refused", None):
-                why = sync.matches(d)
-                if why:
-                    d._refused = why                  # type: ignore[attr-defined]
-                    self.log.warning("peer_table_ignored", peer=link.name, table=d.name, reason=why)
-                else:
-                    sync.apply(d, u, T.now_ms())
-                    link.received += 1
-                    self.acks.setdefault(id(s), set()).add(d.table_id)
+            if d.refused == "":                      # checked at its definition: it matches
+                self.syncs[d.name].apply(d, u, T.now_ms())
+                link.received += 1
+                self.acks.setdefault(id(s), set()).add(d.table_id)
         elif kind == "resync_request":
             # everything was taught when the session opened and every change
             # since was pushed: the peer is up to date once it reads this

@@ -347,6 +347,14 @@ def test_garbage_from_a_peer_closes_the_session_and_farm_serves_on(nodes, tmp_pa
     assert session(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == b"501\n"
     assert session(b"HAProxyS 2.1\nlb9\nlb2 999 1\n") == b"503\n"
     assert session(b"HAProxyS 2.1\nlb1\nlb7 999 1\n") == b"504\n"
+    # a table that does not match ours (string keys, ours are ip): ignored, said once
+    from farm.peers import codec as C
+    with socket.create_connection(("127.0.0.1", q1), timeout=5) as c:
+        d = C.TableDef(1, "per_ip", C.KT_STR, 33, (C.TYPE_ID["gpc0"],), expire=1000)
+        c.sendall(hello + C.define_msg(d) + C.update_msg(d, C.Update(b"x", {2: 5}, 1, 1000)))
+        assert c.recv(4) == b"200\n"
+        ignored = farm.wait_event("peer_table_ignored", table="per_ip")
+        assert "key type 6/size 33 differs" in ignored["reason"]
     # a source that is no configured node: closed at once
     assert session(hello, source="127.0.0.9") == b""
     farm.wait_event("peer_refused", source="127.0.0.9")
