@@ -71,11 +71,13 @@ class Link:
 
 
 class PeersProcess:
-    def __init__(self, local: str, nodes, sticks: dict, log, master_pid: int = 0, board=None):
+    def __init__(self, local: str, nodes, sticks: dict, log, master_pid: int = 0, board=None,
+                 server_names: dict | None = None):
         """local: this node's name; nodes: farm.model.PeerNode of every node
         (this one included: where to listen); sticks: name -> StickTable of
         the tables to replicate; board: a farm.peers.status.StatusBoard
-        for `show peers`."""
+        for `show peers`; server_names: table -> the server names of the
+        backend that sticks on it (farm/peers/sync.py)."""
         self.local = local
         self.board = board
         self.published = 0.0
@@ -84,7 +86,9 @@ class PeersProcess:
         me = next(n for n in nodes if n.name == local)
         self.listen_address = me.address
         self.links = {n.name: Link(n.name, n.address) for n in nodes if n.name != local}
-        self.syncs = {name: TableSync(t, i + 1) for i, (name, t) in enumerate(sorted(sticks.items()))}
+        names = server_names or {}
+        self.syncs = {name: TableSync(t, i + 1, names.get(name, ()))
+                      for i, (name, t) in enumerate(sorted(sticks.items()))}
         self.defs = {name: s.definition() for name, s in self.syncs.items()}
         self.fds: dict[int, tuple] = {}      # fd -> ("listen", sock) | ("link", Link) | ("pending", sock, Session)
         self.ep = select.epoll()

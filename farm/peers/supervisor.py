@@ -1,6 +1,7 @@
 """The master's side of the peers process: start it when the configuration
 has [peers] and replicated tables, start a new one when a reload changes
-[peers] or replaces a replicated table's memory (a changed definition),
+[peers], replaces a replicated table's memory (a changed definition) or
+changes the servers of a backend that sticks on one (their names are sent),
 keep it otherwise (a reload that changes neither keeps the sessions),
 restart it with back-off when it dies, stop it with the master.
 """
@@ -16,6 +17,17 @@ from farm import model
 from farm.peers.status import StatusBoard, render
 
 RESTART_MIN, RESTART_MAX = 1.0, 30.0
+
+
+def server_names(config: model.Config) -> dict:
+    """table name -> the names of the servers of the one backend that
+    sticks on it, in order (server_id N is the Nth): sent as HAProxy's
+    server_key. Tables used by no backend or by several get none."""
+    users: dict[str, list] = {}
+    for b in config.backends:
+        if b.stick is not None:
+            users.setdefault(b.stick.table, []).append(b)
+    return {t: tuple(s.name for s in bs[0].servers) for t, bs in users.items() if len(bs) == 1}
 
 
 def replicated(config: model.Config, sticks: dict) -> dict:
@@ -43,13 +55,14 @@ class PeersSupervisor:
     def configure(self, config: model.Config, sticks: dict, master_pid: int) -> None:
         """The configuration in service is config, its tables sticks."""
         tables = replicated(config, sticks)
-        want = (config.peers, tuple(sorted((n, id(t)) for n, t in tables.items()))) \
-            if config.peers is not None and tables else None
+        names = {t: n for t, n in server_names(config).items() if t in tables}
+        want = (config.peers, tuple(sorted((n, id(t)) for n, t in tables.items())),
+                tuple(sorted(names.items()))) if config.peers is not None and tables else None
         if want == self.want and (self.pid is not None or want is None):
             return
         self._retire()
         self.want = want
-        self.args = (config.peers, tables, master_pid) if want is not None else None
+        self.args = (config.peers, tables, names, master_pid) if want is not None else None
         self.backoff = RESTART_MIN
         if want is not None:
             self._start()
@@ -57,7 +70,7 @@ class PeersSupervisor:
     def _start(self) -> None:
         if self.args is None or self.stopped or self.pid is not None:
             return
-        peers, tables, master_pid = self.args
+        peers, tables, names, master_pid = self.args
         if self.board is None:
             self.board = StatusBoard()
         board = self.board
@@ -66,7 +79,8 @@ class PeersSupervisor:
             from farm import logs
             from farm.peers.process import PeersProcess
             log = logs.get_logger(proc="peers", pid=os.getpid())
-            return PeersProcess(peers.local, peers.nodes, tables, log, master_pid, board).run()
+            return PeersProcess(peers.local, peers.nodes, tables, log, master_pid, board,
+                                names).run()
 
         self.pid = self.fork(main, f"farm: peers {peers.local}")
         self.log.info("peers_started", peers_pid=self.pid, node=peers.local,

@@ -11,6 +11,9 @@ TableSync wraps one replicated farm.tables.StickTable:
   extra atomic on the request path. An entry changes when a worker counts
   on it, touches it (its expiry moves) or creates it;
 - update(e): an entry as an Update message;
+- server_key: HAProxy's persistence names the server (a dictionary entry)
+  besides its id; with the server names of the backend that sticks on
+  the table, farm sends and reads it too;
 - apply(d, u): what a peer sent, written into the table (values replace
   ours, as in HAProxy: a table is replicated, not summed; conn_cur, the
   connections open on the node itself, is never taken from a peer), then
@@ -40,11 +43,22 @@ def key_size(t: T.StickTable) -> int:
     return {"ip": 4, "ipv6": 16, "integer": 4, "string": t.key_len + 1}.get(t.type, t.key_len)
 
 
+SERVER_KEY = C.TYPE_ID["server_key"]
+
+
 class TableSync:
-    def __init__(self, table: T.StickTable, table_id: int):
+    def __init__(self, table: T.StickTable, table_id: int, server_names: tuple = ()):
+        """server_names: the servers of the backend that sticks on this
+        table, in order (server_id N is the Nth); given, entries also carry
+        HAProxy's server_key (the server's name), and a received name
+        chooses the server over a received id, as in HAProxy, so nodes
+        that list their servers in different orders agree."""
         self.t = table
         self.table_id = table_id
         self.types = tuple(sorted(C.TYPE_ID[n] for n in table.off if n in C.TYPE_ID))
+        self.server_names = tuple(server_names) if "server_id" in table.off else ()
+        if self.server_names:
+            self.types = tuple(sorted(self.types + (SERVER_KEY,)))
         self.snap = b""                    # the entries as last seen (changed())
         self.fixed: dict[int, bytes] = {}  # entries written from a peer since: as written
         self.next_update = 1
@@ -150,6 +164,11 @@ class TableSync:
         key = t.key_of(e)
         values = {}
         for tid in self.types:
+            if tid == SERVER_KEY:
+                sid = q[base + t.off["server_id"]]
+                names = self.server_names
+                values[tid] = names[sid - 1] if 1 <= sid <= len(names) else None
+                continue
             name = C.DATA_TYPES[tid][0]
             c = base + t.off[name]
             period = t.period[name]
@@ -182,7 +201,12 @@ class TableSync:
         q = t.q
         if u.expire is not None:
             q[base + T.E_EXPIRE] = now + u.expire if t.expire else 0
-        for tid, v in u.values.items():
+        values = u.values
+        key_name = values.get(SERVER_KEY)
+        if isinstance(key_name, str) and key_name in self.server_names:
+            values = dict(values)
+            values[C.TYPE_ID["server_id"]] = self.server_names.index(key_name) + 1
+        for tid, v in values.items():
             name = C.DATA_TYPES[tid][0]
             off = t.off.get(name)
             if off is None or name == "conn_cur":

@@ -235,8 +235,10 @@ backend per_ip
 backend persist
     stick-table type ip size 1000 expire 30m peers mesh
     stick on src
-    server s1 {s1}
+    # listed in the other order than on farm: server ids differ (s2 is 1
+    # here, 2 on farm), server names (HAProxy's server_key) agree
     server s2 {s2}
+    server s1 {s1}
 """
 
 
@@ -284,7 +286,7 @@ def test_farm_and_haproxy_replicate_both_ways(nodes, haproxy, tmp_path):
     assert got["127.0.0.4"]["http_req_rate(10000)"] in (2, 3)
     persisted = hap_table("persist")
     for c, name in stuck.items():
-        assert persisted[c]["server_id"] == int(name.decode()[1:])
+        assert persisted[c]["server_key"] == name.decode()
     for c in ("127.0.0.5", "127.0.0.4"):                    # HAProxy follows farm's persistence
         assert get(ph, "/name", c) == stuck[c]
     # live push farm -> HAProxy
@@ -302,7 +304,7 @@ def test_farm_and_haproxy_replicate_both_ways(nodes, haproxy, tmp_path):
     ids = wait_for(lambda: (lambda p: p if all(c in p for c in hap_stuck) else None)(
         table_of(sock, "persist")), timeout=3, what="HAProxy's persistence in farm")
     for c, name in hap_stuck.items():
-        assert ids[c]["server_id"] == int(name.decode()[1:])
+        assert ids[c]["server_id"] == int(name.decode()[1:])     # farm's ids: s1 is 1, s2 is 2
     for c in ("127.0.0.8", "127.0.0.7"):
         assert get(pf, "/name", c) == hap_stuck[c]
     # idle longer than HAProxy's 5 s session timeout: heartbeats keep the

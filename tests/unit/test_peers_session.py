@@ -221,3 +221,26 @@ def test_status_board_and_show_peers():
         "last_error=-\n"
         "lb3 addr=10.0.0.4:10000 status=NONE dir=- since=- last_rx=- sent=0 received=0 "
         'last_error="closed by the peer"\n')
+
+
+def test_server_key_names_the_server_when_orders_differ():
+    """Two nodes list the same servers in different orders: the name
+    (HAProxy's server_key) picks the server, not the position."""
+    store = (("server_id", 0),)
+    ta, tb = table("persist", store=store), table("persist", store=store)
+    sa = TableSync(ta, 1, ("s1", "s2"))
+    sb = TableSync(tb, 1, ("s2", "s1"))
+    now = now_ms()
+    e = ta.get_or_create(encode_key("ip", 32, "10.0.0.9"), -1, now)
+    ta.set(e, "server_id", 2, now)                      # s2 on node A
+    d = sa.definition()
+    assert C.TYPE_ID["server_key"] in d.data_types
+    _, typ, p = C.split_messages(bytearray(C.update_msg(d, sa.update(e, now))))[0]
+    u = C.parse_update(p, typ, d, {})
+    assert u.values[C.TYPE_ID["server_key"]] == "s2"
+    e2 = sb.apply(d, u, now)
+    assert tb.get(e2, "server_id") == 1                 # s2 is B's first server
+    # without names (a table no single backend sticks on): the id as sent
+    sc = TableSync(table("persist", store=store), 1)
+    assert C.TYPE_ID["server_key"] not in sc.definition().data_types
+    assert sc.t.get(sc.apply(d, u, now), "server_id") == 2
