@@ -89,7 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="*", type=Path, default=[ROOT])
-    ap.add_argument("--scenario", default="ka1", choices=("ka1", "rules", "close"))
+    ap.add_argument("--scenario", default="ka1", choices=("ka1", "rules", "close", "ratelimit"))
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--pure", action="store_true", help="also each DIR with FARM_PURE=1")
@@ -117,7 +117,7 @@ def main() -> int:
                 access = f"{workdir}/access-{i}.log" if sc.access_log else None
                 p.start(configs.Spec(port=proxies.free_port(), servers=backend.servers(),
                                      workdir=workdir, processes=1, mode="http", rules=sc.rules,
-                                     access_log=access), probe_path=sc.path)
+                                     ratelimit=sc.ratelimit, access_log=access), probe_path=sc.path)
                 worker = [q.pid for q in p.processes() if q.pid != p.popen.pid][0]
                 try:
                     n = load.wrk(p.port, sc.path, 2, a.conns, script, timeout=60)["requests"]

@@ -51,6 +51,9 @@ COMPILED = (
     "workers.h2conn",
     "farm.tables",
     "workers.tables",
+    "workers.rules",
+    "farm.conditions",
+    "farm.logs",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

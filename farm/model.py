@@ -128,10 +128,11 @@ class FrontendTls:
     session_tickets: bool = True
     acme: str | None = None                # the [acme.NAME] that gets this frontend a certificate
     domains: tuple[str, ...] = ()          # the names of that certificate (with acme)
+    domains_from_rules: bool = False       # domains came from the routing rules (not written)
 
 
 ACME_KEY_TYPES = ("ecdsa-p256", "rsa-2048")
-ACME_CHALLENGES = ("http-01",)
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
 ACME_STORAGE = "/var/lib/farm/acme"
 
 
@@ -348,21 +349,28 @@ class Server:
     tls: bool = False                # speak TLS to it ([backends.NAME.tls] settings)
     send_proxy: str | None = None    # "v1" | "v2": a PROXY header first on each connection
     send_proxy_tlvs: tuple[str, ...] = ()   # v2 TLVs to add (SEND_PROXY_TLVS)
-    id: int = 0                      # 1-based position in its backend (HAProxy's sid)
+    id: int = 0                      # HAProxy's sid: `id`, else the lowest free from 1 (the position)
     line: int = 0
 
 
-@dataclass(frozen=True)
-class Stick:
-    """Persistence on a stick table (HAProxy's stick on / stick match /
-    stick store-request): match is the fetch whose value is looked up
-    (None: no lookup), store the fetch whose value is stored with the
-    chosen server (None: no store), table the table's name (its store has
-    server_id)."""
+# HAProxy's stick rules: stick match, stick store-request, stick
+# store-response (stick on is a match and a store-request)
+STICK_KINDS = ("match", "store-request", "store-response")
 
-    table: str
-    match: str | None = None
-    store: str | None = None
+
+@dataclass(frozen=True)
+class StickRule:
+    """One persistence rule of a backend (HAProxy's `stick match|on|
+    store-request|store-response KEY [table T] [if|unless COND]`): kind is
+    one of STICK_KINDS, key the sample fetch, table the table's name (its
+    store has server_id), cond the optional guard (a store-response's is
+    evaluated on the response)."""
+
+    kind: str
+    key: str
+    table: str = ""
+    cond: Condition | None = None
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -384,7 +392,7 @@ class Backend:
     http_reuse: str = "safe"         # "never" | "safe" | "always"
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: BackendTls = field(default_factory=BackendTls)
-    stick: Stick | None = None       # stick-table persistence (stick on / match / store-request)
+    stick: tuple[StickRule, ...] = ()   # stick-table persistence, in file order
     id: int = 0                      # 1-based (HAProxy's iid)
     line: int = 0
 

@@ -232,8 +232,8 @@ def rate_read(c0: int, c1: int, now_ms: int, period: int) -> int:
     """The rate held by the two cells of a rate (c0 even periods, c1 odd)."""
     n = now_ms // period
     cur_cell, prev_cell = (c0, c1) if n % 2 == 0 else (c1, c0)
-    cur = cur_cell & RATE_CNT_MAX if cur_cell >> 32 == n & RATE_IDX_MASK else 0
-    prev = prev_cell & RATE_CNT_MAX if prev_cell >> 32 == (n - 1) & RATE_IDX_MASK else 0
+    cur = cur_cell & _CNT_MAX if cur_cell >> 32 == n & _IDX_MASK else 0
+    prev = prev_cell & _CNT_MAX if prev_cell >> 32 == (n - 1) & _IDX_MASK else 0
     if prev:
         cur += prev * (period - now_ms % period) // period
     return cur
@@ -245,7 +245,10 @@ os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 def now_ms() -> int:
     """The tables' clock: CLOCK_MONOTONIC in ms, the same in every process."""
-    return time.monotonic_ns() // 1_000_000
+    return _monotonic_ns() // 1_000_000
+
+
+_monotonic_ns = time.monotonic_ns
 
 
 # -- the mapped table -------------------------------------------------------------
@@ -254,6 +257,12 @@ def now_ms() -> int:
  H_HAND, H_WORKERS) = range(10)
 HEADER_CELLS = 16
 E_NEXT, E_BUCKET, E_TOUCH, E_EXPIRE, E_HELD = range(5)
+
+# The same numbers as C constants of the compiled build (tables.pxd: a
+# module global of Python is a dict lookup and a Python integer in every
+# expression of the request path); the names above stay importable.
+_HDR, _NEXT, _TOUCH, _EXPIRE, _HELD = HEADER_CELLS, E_NEXT, E_TOUCH, E_EXPIRE, E_HELD
+_IDX_MASK, _CNT_MAX = RATE_IDX_MASK, RATE_CNT_MAX
 
 
 def held_index(slot: int, generation: int, workers: int) -> int:
@@ -308,6 +317,7 @@ class StickTable:
         self.mm = mmap.mmap(-1, self.nbytes, flags=mmap.MAP_SHARED,
                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self.q = memoryview(self.mm).cast("q")
+        self.qc = self.q        # the same cells, typed in the compiled build (tables.pxd)
         self.b = memoryview(self.mm)
         self.cells = Cells(self.mm)
         q = self.q
@@ -381,14 +391,14 @@ class StickTable:
         """The entry of key in bucket's chain, or -1 (bucket lock held)."""
         q, b = self.q, self.b
         w = self.kwidth
-        e1 = q[HEADER_CELLS + 2 * bucket + 1]
+        e1 = q[_HDR + 2 * bucket + 1]
         while e1:
             e = e1 - 1
             base = self.entries_at + e * self.stride
             o = (base + self.key_off) * 8
             if b[o:o + w] == key:
                 return e
-            e1 = q[base + E_NEXT]
+            e1 = q[base + _NEXT]
         return -1
 
     def _expired(self, e: int, now: int) -> bool:
@@ -464,9 +474,9 @@ class StickTable:
         -1 when the table is full of entries in use. (get_or_create plus
         on_track and on_request in one call.)"""
         bucket = hash(key) & self.mask
-        lock = HEADER_CELLS + 2 * bucket
+        lock = _HDR + 2 * bucket
         cells = self.cells
-        q = self.q
+        q = self.qc
         e = -1
         if not cells.cas(lock, 0, _PID[0]):
             self._lock(lock)
@@ -478,12 +488,12 @@ class StickTable:
                 o = (base + koff) * 8
                 if b[o:o + w] == key:
                     e = e1 - 1
-                    exp = q[base + E_EXPIRE]
+                    exp = q[base + _EXPIRE]
                     if exp != 0 and exp <= now and self.held(e) == 0:
                         self._zero_data(e)
-                    cells.add(base + E_HELD + slot, 1)
+                    cells.add(base + _HELD + slot, 1)
                     break
-                e1 = q[base + E_NEXT]
+                e1 = q[base + _NEXT]
         finally:
             cells.store(lock, 0)
         if e < 0:
@@ -513,20 +523,20 @@ class StickTable:
             c = base + self.o_conn_cur
             if cells.add(c, -1) < 0:
                 cells.add(c, 1)
-        cells.add(base + E_HELD + slot, -1)
-        q = self.q
-        q[base + E_TOUCH] = now
+        cells.add(base + _HELD + slot, -1)
+        q = self.qc
+        q[base + _TOUCH] = now
         if self.expire:
-            q[base + E_EXPIRE] = now + self.expire
+            q[base + _EXPIRE] = now + self.expire
 
     def _hold(self, e: int, slot: int, now: int) -> None:
         base = self.base(e)
         q = self.q
-        q[base + E_TOUCH] = now
+        q[base + _TOUCH] = now
         if self.expire:
-            q[base + E_EXPIRE] = now + self.expire
+            q[base + _EXPIRE] = now + self.expire
         if slot >= 0:
-            self.cells.add(base + E_HELD + slot, 1)
+            self.cells.add(base + _HELD + slot, 1)
 
     def _zero_data(self, e: int) -> None:
         a = self.base(e) + self.key_off + (self.kwidth + 7) // 8
@@ -657,10 +667,10 @@ class StickTable:
             return None
         c = self.entries_at + e * self.stride + off
         period = self.period[name]
+        qc = self.qc
         if period:
-            q = self.q
-            return rate_read(q[c], q[c + 1], now_ms() if now is None else now, period)
-        return self.q[c]
+            return rate_read(qc[c], qc[c + 1], now_ms() if now is None else now, period)
+        return qc[c]
 
     def add(self, e: int, name: str, d: int, now: int | None = None) -> int | None:
         """Add d to a counter, or d events to a rate; the new value of a
@@ -693,13 +703,14 @@ class StickTable:
     def _rate_add(self, c: int, period: int, d: int, now: int) -> None:
         n = now // period
         c += n & 1
-        idx = n & RATE_IDX_MASK
+        idx = n & _IDX_MASK
         cells = self.cells
+        qc = self.qc
         while True:
-            v = cells.load(c)
+            v = qc[c]               # a plain aligned 8-byte load is atomic on x86-64
             # rate_bump, inlined (the request path)
-            cnt = (v & RATE_CNT_MAX) + d if v >> 32 == idx else d
-            if cells.cas(c, v, (idx << 32) | (cnt if cnt < RATE_CNT_MAX else RATE_CNT_MAX)):
+            cnt = (v & _CNT_MAX) + d if v >> 32 == idx else d
+            if cells.cas(c, v, (idx << 32) | (cnt if cnt < _CNT_MAX else _CNT_MAX)):
                 return
 
     def _cnt(self, off: int, base: int, d: int) -> None:
@@ -855,6 +866,7 @@ class StickTable:
                 self.q[nb + self.off["conn_cur"]] = 0   # old sessions count in the old table
 
     def close(self) -> None:
+        self.qc = None          # the typed view holds an export of q
         self.cells.release()
         self.q.release()
         self.b.release()

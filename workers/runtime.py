@@ -364,6 +364,7 @@ class BackendRuntime:
         self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
         self.key_of = balance_key(cfg.balance)
         self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
+        self.stick = None      # its stick rules (workers/tables.py Persistence), set by the worker
         self.errorfiles = read_errorfiles(cfg.errorfiles)
 
     @property
@@ -379,7 +380,7 @@ class BackendRuntime:
         """Retry number retry_no (1..retries) of a failed connection to server
         index: None to go to another server now, else the seconds to wait
         before connecting to the same one again (0: at once). The rules are
-        HAProxy's (workers/lb/retry.py); persistent: a cookie chose it."""
+        HAProxy's (workers/lb/retry.py); persistent: a cookie or a stick match chose it."""
         cfg = self.cfg
         pool = self.pool
         hashed = cfg.balance.algorithm in model.HASHING_ALGORITHMS   # would pick it again

@@ -76,8 +76,8 @@ class PeersProcess:
         """local: this node's name; nodes: farm.model.PeerNode of every node
         (this one included: where to listen); sticks: name -> StickTable of
         the tables to replicate; board: a farm.peers.status.StatusBoard
-        for `show peers`; server_names: table -> the server names of the
-        backend that sticks on it (farm/peers/sync.py)."""
+        for `show peers`; server_names: table -> ((server id, name), ...)
+        of the backend whose stick rules use it (farm/peers/sync.py)."""
         self.local = local
         self.board = board
         self.published = 0.0

@@ -20,14 +20,19 @@ RESTART_MIN, RESTART_MAX = 1.0, 30.0
 
 
 def server_names(config: model.Config) -> dict:
-    """table name -> the names of the servers of the one backend that
-    sticks on it, in order (server_id N is the Nth): sent as HAProxy's
-    server_key. Tables used by no backend or by several get none."""
-    users: dict[str, list] = {}
+    """table name -> {server id: server name} of the one backend whose
+    stick rules use the table (server_id is the server's `id`): sent as
+    HAProxy's server_key. Tables used by no backend or by several get none."""
+    users: dict[str, set] = {}
     for b in config.backends:
-        if b.stick is not None:
-            users.setdefault(b.stick.table, []).append(b)
-    return {t: tuple(s.name for s in bs[0].servers) for t, bs in users.items() if len(bs) == 1}
+        for rule in b.stick:
+            users.setdefault(rule.table, set()).add(b.name)
+    out = {}
+    for table, names in users.items():
+        if len(names) == 1:
+            b = config.backend(next(iter(names)))
+            out[table] = tuple(sorted((s.id, s.name) for s in b.servers))
+    return out
 
 
 def replicated(config: model.Config, sticks: dict) -> dict:

@@ -47,17 +47,19 @@ SERVER_KEY = C.TYPE_ID["server_key"]
 
 
 class TableSync:
-    def __init__(self, table: T.StickTable, table_id: int, server_names: tuple = ()):
-        """server_names: the servers of the backend that sticks on this
-        table, in order (server_id N is the Nth); given, entries also carry
+    def __init__(self, table: T.StickTable, table_id: int, server_names=()):
+        """server_names: (server id, name) of the servers of the backend
+        whose stick rules use this table; given, entries also carry
         HAProxy's server_key (the server's name), and a received name
         chooses the server over a received id, as in HAProxy, so nodes
-        that list their servers in different orders agree."""
+        that number their servers differently agree."""
         self.t = table
         self.table_id = table_id
         self.types = tuple(sorted(C.TYPE_ID[n] for n in table.off if n in C.TYPE_ID))
-        self.server_names = tuple(server_names) if "server_id" in table.off else ()
-        if self.server_names:
+        pairs = tuple(server_names) if "server_id" in table.off else ()
+        self.name_of = dict(pairs)                   # server id -> name
+        self.id_of = {name: sid for sid, name in pairs}
+        if self.name_of:
             self.types = tuple(sorted(self.types + (SERVER_KEY,)))
         self.snap = b""                    # the entries as last seen (changed())
         self.fixed: dict[int, bytes] = {}  # entries written from a peer since: as written
@@ -165,9 +167,7 @@ class TableSync:
         values = {}
         for tid in self.types:
             if tid == SERVER_KEY:
-                sid = q[base + t.off["server_id"]]
-                names = self.server_names
-                values[tid] = names[sid - 1] if 1 <= sid <= len(names) else None
+                values[tid] = self.name_of.get(q[base + t.off["server_id"]])
                 continue
             name = C.DATA_TYPES[tid][0]
             c = base + t.off[name]
@@ -202,10 +202,10 @@ class TableSync:
         if u.expire is not None:
             q[base + T.E_EXPIRE] = now + u.expire if t.expire else 0
         values = u.values
-        key_name = values.get(SERVER_KEY)
-        if isinstance(key_name, str) and key_name in self.server_names:
+        sid = self.id_of.get(values.get(SERVER_KEY))
+        if sid is not None:
             values = dict(values)
-            values[C.TYPE_ID["server_id"]] = self.server_names.index(key_name) + 1
+            values[C.TYPE_ID["server_id"]] = sid
         for tid, v in values.items():
             name = C.DATA_TYPES[tid][0]
             off = t.off.get(name)

@@ -224,12 +224,12 @@ def test_status_board_and_show_peers():
 
 
 def test_server_key_names_the_server_when_orders_differ():
-    """Two nodes list the same servers in different orders: the name
-    (HAProxy's server_key) picks the server, not the position."""
+    """Two nodes number the same servers differently: the name (HAProxy's
+    server_key) picks the server, not the id."""
     store = (("server_id", 0),)
     ta, tb = table("persist", store=store), table("persist", store=store)
-    sa = TableSync(ta, 1, ("s1", "s2"))
-    sb = TableSync(tb, 1, ("s2", "s1"))
+    sa = TableSync(ta, 1, ((1, "s1"), (2, "s2")))
+    sb = TableSync(tb, 1, ((1, "s2"), (2, "s1")))
     now = now_ms()
     e = ta.get_or_create(encode_key("ip", 32, "10.0.0.9"), -1, now)
     ta.set(e, "server_id", 2, now)                      # s2 on node A
