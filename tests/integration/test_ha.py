@@ -10,7 +10,9 @@ Under a bounded client loop of requests to the virtual address, each way
 of losing the master node -- farm stopped, farm's master killed with -9,
 its interface taken down -- must move the address to lb2 within 3 s, with
 failed requests only in that window, and everything after it served by
-lb2. The measured times and failure counts are printed (pytest -s).
+lb2. The measured times and failure counts are printed (pytest -s). The
+stick tables are replicated between the nodes ([peers]): the backup
+already holds a client's counters and its server when the address moves.
 
 Slow (about a minute): `make test-slow` runs it (and CI), `make test`
 leaves it out. Skips where network namespaces cannot be made or keepalived cannot be
