@@ -40,6 +40,7 @@ from farm import (__release_date__, __version__, acmerun, build, confdiff, hando
 from farm.admin import AdminServer
 from farm.health import HealthChecker
 from farm.notify import sd_notify
+from farm.peers.supervisor import PeersSupervisor
 from workers import worker as worker_mod
 from workers.loop import EPOLLIN, Loop
 
@@ -255,6 +256,8 @@ class Master:
         self.adopted: Generation | None = None    # workers of the image before an exec
         self.stats_sampler: sampler.StatsSampler | None = None
         self.acme = acmerun.Scheduler(self.spawn_helper, self.loop.call_later, self.log, self.reload)
+        self.peers = PeersSupervisor(lambda fn, title: self.spawn_helper(fn, title=title, die_with_master=True),
+                                     self.loop.call_later, self.log)
 
     @property
     def config(self) -> model.Config:
@@ -341,7 +344,8 @@ class Master:
                 return
             proc = self.procs.pop(pid, None)
             if proc is None:
-                self.acme.reaped(pid, os.waitstatus_to_exitcode(status))
+                if not self.peers.reaped(pid, os.waitstatus_to_exitcode(status)):
+                    self.acme.reaped(pid, os.waitstatus_to_exitcode(status))
                 continue
             if proc.ready_fd >= 0:
                 self.loop.remove(proc.ready_fd)
@@ -525,6 +529,7 @@ class Master:
             self.admin.close()       # the new image binds it again
         if self.current.health is not None:
             self.current.health.stop()
+        self.peers.stop()            # the new image starts its own (the sessions reconnect)
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # reaped by the new image
         try:
             os.execve(sys.executable, self_command(), dict(os.environ, **{handoff.ENV: path}))
@@ -639,6 +644,7 @@ class Master:
         self.sticks.adopt(gen.table.sticks)
         self.forget_stale_addrs(gen.config)
         self.acme.configure(gen.config)
+        self.peers.configure(gen.config, gen.table.sticks, self.parent_pid)
         if old.health is not None:
             old.health.stop()
         gen.health = HealthChecker(self.loop, gen.table, gen.config, self.log, gen.tls)
@@ -712,11 +718,13 @@ class Master:
 
     # -- TLS ---------------------------------------------------------------------
 
-    def spawn_helper(self, fn, keep: tuple[int, ...] = ()) -> int:
-        """Fork a helper child (the ACME client, farm/acmerun.py) that runs
-        fn() and exits with its result; its pid. It keeps only the standard
-        and event-log descriptors and `keep`, and takes the default signal
-        handlers."""
+    def spawn_helper(self, fn, keep: tuple[int, ...] = (), title: str = "",
+                     die_with_master: bool = False) -> int:
+        """Fork a helper child (the ACME client, farm/acmerun.py; the peers
+        process, farm/peers/) that runs fn() and exits with its result; its
+        pid. It keeps only the standard and event-log descriptors and
+        `keep`, takes the default signal handlers (and, die_with_master,
+        is killed by the kernel when the master dies)."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
@@ -727,7 +735,9 @@ class Master:
                 for s in MASTER_SIGNALS:
                     signal.signal(s, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                worker_mod.set_title(f"farm: acme client -c {self.config_path}")
+                if die_with_master:
+                    worker_mod.die_with_parent(self.parent_pid)
+                worker_mod.set_title(title or f"farm: acme client -c {self.config_path}")
                 code = fn()
             finally:
                 os._exit(code)
@@ -913,6 +923,7 @@ class Master:
     # -- stopping --------------------------------------------------------------
 
     def stop(self, graceful: bool) -> None:
+        self.peers.stop()
         acme_pid = self.acme.stop()
         if acme_pid is not None:
             os.kill(acme_pid, signal.SIGTERM)     # an order half done is redone at the next start
@@ -1028,6 +1039,7 @@ class Master:
         self.current.health.start()
         self.loop.call_later(SAMPLE_INTERVAL, self.sample_stats)
         self.acme.configure(self.config)
+        self.peers.configure(self.config, self.table.sticks, self.parent_pid)
         self.loop.run()
         # Fast stop or last worker gone: make sure no child outlives us.
         self.signal_workers(signal.SIGKILL)

@@ -257,6 +257,8 @@ class AdminServer:
                 return tables.cli(m.table.sticks, words)
             except tables.TableError as e:
                 raise CliError(str(e)) from None
+        if words[:2] == ["show", "peers"]:
+            return m.peers.show()
         if words[:2] == ["acme", "status"]:
             return m.acme.status()
         if words[:2] == ["acme", "renew"]:

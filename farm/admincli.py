@@ -75,6 +75,7 @@ COMMANDS: tuple[Command, ...] = tuple(sorted((
     Command(("show", "info"), "show info [typed|json]", "report information about the running process"),
     Command(("show", "servers", "state"), "show servers state [<backend>]",
             "dump volatile server information (all or for a single backend)"),
+    Command(("show", "peers"), "show peers", "report the sessions that replicate stick tables"),
     Command(("show", "sess"), "show sess", "report current sessions (summary per proxy)"),
     Command(("show", "ssl", "cert"), "show ssl cert [<certfile>]",
             "display the SSL certificates used in memory, or the details of a file"),

@@ -55,6 +55,10 @@ def describe(old: model.Config, new: model.Config) -> list[str]:
     out += [f"-table {n}" for n in old_t if n not in new_t]
     # a changed table is a new one, its entries carried over by key (farm/tables.py)
     out += [f"table {n} redefined" for n, t in new_t.items() if n in old_t and old_t[n] != t]
+    out += [f"table {n} {'replicated' if t.peers else 'no longer replicated'}"
+            for n, t in new_t.items() if n in old_t and old_t[n].peers != t.peers]
+    if old.peers != new.peers:
+        out.append("peers changed" if old.peers and new.peers else "+peers" if new.peers else "-peers")
     if old.global_.workers != new.global_.workers:
         out.append(f"workers {old.global_.workers}\u2192{new.global_.workers}")
     return out

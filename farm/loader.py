@@ -1742,7 +1742,8 @@ _BACKEND_SCHEMA = {
     "stick_store_response": _Nested(_stick_rules("stick_store_response")),
     "stick_table": _name,
 }
-_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables", "acme")
+_TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables", "acme",
+              "peers")
 
 
 def _inherit(own: dict, defaults: dict, key: str, fallback: Any) -> Any:
@@ -2085,12 +2086,73 @@ def _tables(ctx: _Ctx, data: dict) -> list[model.StickTable]:
         type_ = own.get("type", "ip")
         if "len" in own and type_ not in ("string", "binary"):
             ctx.error(path + ("len",), f"len applies to string and binary tables, not {type_}")
-        if own.get("peers"):
-            ctx.error(path + ("peers",), "peers (replication between nodes) is not implemented yet")
+        if own.get("peers") and "peers" not in data:
+            ctx.error(path + ("peers",), "peers = true replicates the table to the nodes of "
+                                         "[peers], and there is no [peers] section")
         out.append(model.StickTable(name, type_, own.get("len", 32), own.get("size", 1),
                                     int(round(own.get("expire", 0) * 1000)),
-                                    own.get("store", ()), ctx.line(path)))
+                                    own.get("store", ()), ctx.line(path),
+                                    peers=bool(own.get("peers", False))))
     return out
+
+
+# ------------------------------------------------------------------ peers
+
+def _peer_address(value: Any) -> Address:
+    a = parse_address(value, bind=True)
+    if ipaddress.ip_address(a.host).is_unspecified:
+        raise _Invalid(f"a peer address must be the node's own IP (the other nodes connect to it "
+                       f"and accept it only from there), got {_str(value)!r}")
+    return a
+
+
+_PEERS_SCHEMA = {"local": _name, "nodes": lambda v: v}
+_PEER_NODE_SCHEMA = {"name": _name, "address": _peer_address}
+
+
+def _peers(ctx: _Ctx, data: dict, tables: list[model.StickTable]) -> model.Peers | None:
+    """[peers]: local (this node's name) and [[peers.nodes]] (name,
+    address) for every node, this one included."""
+    if "peers" not in data:
+        return None
+    path = ("peers",)
+    own = _fields(ctx, path, data["peers"], _PEERS_SCHEMA)
+    if not isinstance(data["peers"], dict) or not ctx.require(path, data["peers"], ("local", "nodes")):
+        return None
+    nodes: list[model.PeerNode] = []
+    names: dict[str, int] = {}
+    addrs: dict[Address, int] = {}
+    for npath, item in _table_list(ctx, path + ("nodes",), data["peers"]["nodes"], "peer node"):
+        f = _fields(ctx, npath, item, _PEER_NODE_SCHEMA)
+        if not ctx.require(npath, item, ("name", "address")) or len(f) < 2:
+            continue
+        line = ctx.line(npath)
+        if f["name"] in names:
+            ctx.error(npath + ("name",), f"duplicate peer node {f['name']!r} "
+                                         f"(first defined at line {names[f['name']]})")
+            continue
+        if f["address"] in addrs:
+            ctx.error(npath + ("address",), f"address {f['address']} is already the address of "
+                                            f"another node (line {addrs[f['address']]})")
+            continue
+        names[f["name"]] = line
+        addrs[f["address"]] = line
+        nodes.append(model.PeerNode(f["name"], f["address"], line))
+    local = own.get("local")
+    if local is None:
+        return None
+    me = next((n for n in nodes if n.name == local), None)
+    if me is None:
+        ctx.error(path + ("local",), f"local node {local!r} is not one of [[peers.nodes]]"
+                                     + _suggest(local, [n.name for n in nodes]))
+        return None
+    i = next(i for i, n in enumerate(nodes) if n.name == local)
+    ctx.binds.append(_Bind(me.address, path + ("nodes", i, "address"), f"peers node {local!r}"))
+    if len(nodes) == 1:
+        ctx.warning(path + ("nodes",), "no node but this one: nothing is replicated")
+    if not any(t.peers for t in tables):
+        ctx.warning(path, "no [tables.NAME] has peers = true: nothing is replicated")
+    return model.Peers(local, tuple(nodes))
 
 
 _TRACK_ACTIONS = ("track-sc0", "track-sc1", "track-sc2")
@@ -2250,6 +2312,7 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     backends = [_backend(ctx, name, table, i, defaults)
                 for i, (name, table) in enumerate(_sections(ctx, data, "backends"))]
     tables = _tables(ctx, data)
+    peers = _peers(ctx, data, tables)
     secs = _check_stick_refs(ctx, tables, [("frontends", f) for f in frontends]
                              + [("backends", b) for b in backends])
     frontends, backends = secs[:len(frontends)], secs[len(frontends):]
@@ -2271,7 +2334,7 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     if ctx.resolver is not None:
         _check_resolution(ctx, backends)
     return Config(ctx.source, global_, log, stats, tuple(frontends), tuple(backends),
-                  tuple(tables), tuple(accounts))
+                  tuple(tables), tuple(accounts), peers)
 
 
 # ------------------------------------------------------------------ API

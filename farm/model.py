@@ -475,6 +475,33 @@ class StickTable:
     expire_ms: int = 0
     store: tuple[tuple[str, int], ...] = ()
     line: int = field(default=0, compare=False)
+    # replicated to the nodes of [peers]; not part of the definition that
+    # decides whether a reload keeps the table's memory
+    peers: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PeerNode:
+    """One node of [peers]: its name (HAProxy's peer name) and the
+    address where its peers process listens."""
+
+    name: str
+    address: Address
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Peers:
+    """[peers]: this node's name and every node, this one included."""
+
+    local: str
+    nodes: tuple[PeerNode, ...] = ()
+
+    def node(self, name: str) -> PeerNode | None:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        return None
 
 
 STICK_KEY_TYPES = ("ip", "ipv6", "integer", "string", "binary")
@@ -492,6 +519,7 @@ class Config:
     backends: tuple[Backend, ...] = ()
     tables: tuple[StickTable, ...] = ()
     acme: tuple[Acme, ...] = ()
+    peers: Peers | None = None
 
     def table(self, name: str) -> StickTable | None:
         for t in self.tables:

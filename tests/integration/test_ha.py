@@ -10,7 +10,9 @@ Under a bounded client loop of requests to the virtual address, each way
 of losing the master node -- farm stopped, farm's master killed with -9,
 its interface taken down -- must move the address to lb2 within 3 s, with
 failed requests only in that window, and everything after it served by
-lb2. The measured times and failure counts are printed (pytest -s).
+lb2. The measured times and failure counts are printed (pytest -s). The
+stick tables are replicated between the nodes ([peers]): the backup
+already holds a client's counters and its server when the address moves.
 
 Slow (about a minute): `make test-slow` runs it (and CI), `make test`
 leaves it out. Skips where network namespaces cannot be made or keepalived cannot be
@@ -265,3 +267,60 @@ def test_back_to_lb1_and_monitor_fail(lan):
         for web in ("web1", "web2"):
             lb1.ip("route", "del", "prohibit", f"{HOSTS[web]}/32", check=False)
     lan.wait_vip("lb1", 20)
+
+
+def test_backup_already_holds_the_rate_and_the_persistence(lan):
+    """The stick tables are replicated ([peers] in the examples): when the
+    address moves, lb2 already has the client's request count and rate,
+    and its server, so the client stays on web2 (where lb1 had put it) and
+    its count goes on from lb1's. (A second client address, that only lb1
+    has seen before the failover.)"""
+    from tests.integration.test_admin import cli
+    from tests.integration.test_peers import entries
+
+    client = "10.0.0.51"
+    lan.ns["cl"].ip("addr", "add", f"{client}/24", "dev", "eth0", check=False)
+
+    def get() -> str:
+        return lan.ns["cl"].run(["curl", "-sS", "-m", "2", "-D", "-", "--interface", client,
+                                 f"http://{VIP}/name"]).stdout
+
+    def entry(node: str, table: str) -> dict:
+        sock = lan.farms[node].tmp / "admin.sock"
+        return entries(cli(sock, f"show table {table}").decode()).get(client, {})
+
+    lan.healthy()
+    for _ in range(30):                  # lb1 puts the client on web2 (round robin gives either)
+        if get().endswith("web2"):
+            break
+        cli(lan.farms["lb1"].tmp / "admin.sock", f"clear table persist key {client}")
+    else:
+        raise AssertionError("the client never got web2 from lb1")
+    for _ in range(10):
+        assert get().endswith("web2")
+    count = entry("lb1", "per_ip")["http_req_cnt"]
+    assert count >= 11
+    deadline = time.monotonic() + 3
+    while True:
+        r1, r2 = entry("lb1", "per_ip"), entry("lb2", "per_ip")
+        persist = entry("lb2", "persist")
+        if (r2.get("http_req_cnt") == count and persist.get("server_id") == 2
+                and abs(r2["http_req_rate(10000)"] - r1["http_req_rate(10000)"]) <= 1):
+            break
+        assert time.monotonic() < deadline, (r1, r2, persist)
+        time.sleep(0.05)
+    lan.farms["lb1"].signal(signal.SIGTERM)
+    lan.wait_vip("lb2", 5)
+    deadline = time.monotonic() + 5
+    while True:
+        got = get()
+        if "X-Farm-Node: lb2" in got:
+            break
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+    assert got.endswith("web2")
+    for _ in range(5):
+        got = get()
+        assert "X-Farm-Node: lb2" in got and got.endswith("web2"), got
+    # lb1's count went on on lb2 (a draining lb1 may have counted more)
+    assert entry("lb2", "per_ip")["http_req_cnt"] >= count + 6

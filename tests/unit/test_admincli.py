@@ -32,7 +32,7 @@ def test_a_typo_suggests_the_closest_command_only():
 
 def test_matching_words_list_the_commands_that_start_with_them():
     assert listed(admincli.usage(["show"])) == [
-        "show backend", "show info", "show servers state", "show sess", "show ssl cert",
+        "show backend", "show info", "show peers", "show servers state", "show sess", "show ssl cert",
         "show stat", "show table"]
     assert listed(admincli.usage(["disable"])) == ["disable server"]
     assert listed(admincli.usage("show servers nosuch".split())) == ["show servers state"]

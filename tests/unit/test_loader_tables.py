@@ -73,7 +73,7 @@ if = "{ sc_http_req_rate(0) gt 20 } || { src_get_gpc0 gt 0 }"
     ('[tables.t]\nsize = 10\ntype = "ip"\nlen = 8\n', "len", "len applies to string and binary"),
     ('[tables.t]\ntype = "text"\nsize = 10\n', "type", "table type"),
     ('[tables.t]\nstore = ["gpc0"]\n', "[tables.t]", "missing required key 'size'"),
-    ('[tables.t]\nsize = 10\npeers = true\n', "peers", "not implemented"),
+    ('[tables.t]\nsize = 10\npeers = true\n', "peers", "there is no [peers] section"),
 ])
 def test_table_mistakes(snippet, fragment, message):
     text = BASE + snippet

@@ -86,6 +86,17 @@ def test_confdiff_names_stick_table_changes():
     assert confdiff.describe(old, load_text(CFG + b + a)) == []    # the order does not matter
 
 
+def test_confdiff_names_peers_changes():
+    peers = ('[peers]\nlocal = "lb1"\n[[peers.nodes]]\nname = "lb1"\naddress = "127.0.0.1:19000"\n'
+             '[[peers.nodes]]\nname = "lb2"\naddress = "127.0.0.2:19000"\n')
+    a = '[tables.a]\nsize = 10\n'
+    old = load_text(CFG + a)
+    new = load_text(CFG + a + "peers = true\n" + peers)
+    assert confdiff.describe(old, new) == ["table a replicated", "+peers"]
+    moved = load_text(CFG + a + "peers = true\n" + peers.replace("127.0.0.2", "127.0.0.3"))
+    assert confdiff.describe(new, moved) == ["peers changed"]
+
+
 def test_downtime_runs_while_down_or_in_maintenance():
     t = shm.Table.create(load_text(CFG), 1)
     s1, s2 = t.server_row("be", "s1"), t.server_row("be", "s2")
