@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import select
 import socket
+import ssl
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -56,8 +57,16 @@ class H2Request:
 
 
 class H2Backend:
-    def __init__(self, name: str = "h2s1", max_streams: int = 100, goaway_after: int = 0):
+    def __init__(self, name: str = "h2s1", max_streams: int = 100, goaway_after: int = 0,
+                 tls=None):
+        """tls: an Issued certificate (tests/tlscerts.py): TLS with ALPN h2."""
         self.name = name
+        self.ctx = None
+        self.alpn: list = []            # the protocol each TLS connection chose
+        if tls is not None:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(str(tls.crt), str(tls.key))
+            self.ctx.set_alpn_protocols(["h2"])
         self.max_streams = max_streams
         self.goaway_after = goaway_after
         self.requests: list[H2Request] = []
@@ -96,6 +105,15 @@ class H2Backend:
     # ----------------------------------------------------------------- serving
 
     def _serve(self, sock):
+        if self.ctx is not None:
+            try:
+                sock.settimeout(10)
+                sock = self.ctx.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
+            except OSError:
+                sock.close()
+                return
+            self.alpn.append(sock.selected_alpn_protocol())
         cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8",
                                         validate_inbound_headers=True)
         c = h2.connection.H2Connection(cfg)
@@ -112,6 +130,8 @@ class H2Backend:
             while not self.closing:
                 timeout = max(0.0, later[0][0] - time.monotonic()) if later else 0.5
                 r, _, _ = select.select([sock], [], [], timeout)
+                if not r and self.ctx is not None and sock.pending():
+                    r = [sock]
                 now = time.monotonic()
                 while later and later[0][0] <= now:
                     _, sid, fn = heapq.heappop(later)

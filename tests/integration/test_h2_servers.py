@@ -18,6 +18,7 @@ from tests.integration.backends import free_port, pattern
 from tests.integration.h2_backend import H2Backend
 from tests.integration.http_backend import HttpBackend
 from tests.integration.tools import debian_tool
+from tests.tlscerts import CA
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -220,3 +221,42 @@ address = "{h1.address}"
         assert " 503 " in lines[0] and " SC-- " in lines[0], lines
     finally:
         h1.close()
+
+
+def test_h2_over_tls_with_alpn(farm_factory, tmp_path):
+    ca = CA(tmp_path / "pki")
+    cert = ca.issue("app", "app.internal", ["app.internal"])
+    h2s = H2Backend("tls1", tls=cert)
+    try:
+        port = free_port()
+        # no alpn key: the backend's servers speak h2, so ALPN offers h2
+        farm = farm_factory(config(h2s.address, port, server_extra="tls = true",
+                                   more=f'[backends.app.tls]\nca = "{ca.cert}"\n'
+                                        'sni = "app.internal"'))
+        for extra in ([], ["--http2-prior-knowledge"]):
+            r = curl(f"http://127.0.0.1:{port}/name", *extra)
+            assert r.stdout.split(b"\n")[0] == b"tls1", r
+        r = curl(f"http://127.0.0.1:{port}/trailers?n=2", "--raw")
+        assert b"grpc-status: 0" in r.stdout
+        assert h2s.alpn == ["h2"]
+        assert h2s.requests[0].header(":scheme") == "https"
+        lines = wait_lines(farm, 3)
+        assert all(" 200 " in line for line in lines), lines
+    finally:
+        h2s.close()
+
+
+def test_maxconn_counts_streams(farm_factory, h2s):
+    port = free_port()
+    farm = farm_factory(config(h2s.address, port, server_extra="maxconn = 2"))
+    nghttp = debian_tool("nghttp", "nghttp2-client")
+    urls = [f"http://127.0.0.1:{port}/slow?ms=200&i={i}" for i in range(6)]
+    p = subprocess.run([nghttp, "-n", "-s", "-m", "1"] + urls, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = wait_lines(farm, 6)
+    assert sum(" 200 " in line for line in lines) == 6, lines
+    # as HAProxy counts for HTTP/2 servers: maxconn limits the streams (the
+    # others wait in the queue), over a single connection
+    assert h2s.max_open == 2
+    assert h2s.connections == 1
