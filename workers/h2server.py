@@ -490,7 +490,22 @@ class H2StreamConn(ServerConn):
                  "replay_ok", "resp_done", "begun")
 
     def __init__(self, hc: H2ServerConn, stream):
-        ServerConn.__init__(self, hc.t, hc.srv, 0, hc.key, hc.sni)
+        # ServerConn's fields, without its HTTP/1.1 response parser
+        self.t = hc.t
+        self.fd = hc.fd
+        self.srv = hc.srv
+        self.rp = None
+        self.idle_since = 0.0
+        self.on_idle = None
+        self.pool = None
+        self.wq = []
+        self.out = b""
+        self.eof = False
+        self.shut_after_flush = False
+        self.proxy_header = b""
+        self.pool_key = hc.key
+        self.sni = hc.sni
+        self.want_session = False
         self.hc = hc
         self.stream = stream
         self.mode = M_HTTP if hc.state == S_OPEN else M_CONNECTING

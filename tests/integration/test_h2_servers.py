@@ -260,3 +260,22 @@ def test_maxconn_counts_streams(farm_factory, h2s):
     # others wait in the queue), over a single connection
     assert h2s.max_open == 2
     assert h2s.connections == 1
+
+
+def test_server_timeout_and_client_abort_reset_the_stream_only(farm_factory, h2s):
+    port = free_port()
+    farm = farm_factory(config(h2s.address, port,
+                               more='[backends.app.timeout]\nserver = "500ms"\n'))
+    t0 = time.monotonic()
+    r = curl(f"http://127.0.0.1:{port}/slow?ms=3000")
+    assert r.stdout.endswith(b"1.1 504"), r
+    assert time.monotonic() - t0 < 2.5
+    # a client that gives up: its stream is cancelled, the connection goes on
+    r = curl(f"http://127.0.0.1:{port}/slow?ms=3000", "--max-time", "0.3")
+    assert r.returncode == 28
+    assert curl(f"http://127.0.0.1:{port}/name").stdout == b"h2s1\n1.1 200"
+    lines = wait_lines(farm, 3)
+    assert " 504 " in lines[0] and " sH-- " in lines[0], lines
+    # (the abandoned request ends at its own server timeout: no abortonclose)
+    assert sum(" 200 " in line for line in lines) == 1, lines
+    assert h2s.connections == 1
