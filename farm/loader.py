@@ -1809,7 +1809,7 @@ def _server_protos(ctx: _Ctx, path: tuple, own: dict, defaults: dict, mode: str,
                           "mode http (this backend is mode tcp)")
         return servers, tls
     protos = {s.proto for s in servers if s.tls}
-    if "h2" in tls.alpn and "h1" in protos:
+    if "h2" in tls.alpn and "h1" in (protos or {s.proto for s in servers}):
         where = path + ("tls", "alpn")
         ctx.error(where, 'alpn offers h2 to servers that speak HTTP/1.1: set proto = "h2" '
                   'on them (or on the backend), or offer only "http/1.1"')
