@@ -122,7 +122,7 @@ class H2ServerConn:
 
     __slots__ = ("pool", "loop", "srv", "key", "sni", "t", "fd", "h2", "state", "users",
                  "by_sid", "out", "goaway", "used", "idle_since", "sweep_timer", "ctx",
-                 "blocked", "first_stream", "settled")
+                 "blocked", "first_stream", "settled", "soon")
 
     def __init__(self, pool, srv, key, t: PlainTransport, sni):
         self.pool = pool
@@ -145,6 +145,7 @@ class H2ServerConn:
         self.ctx = None
         self.first_stream = None        # for the TLS failure log line
         self.settled = False            # the server's SETTINGS arrived
+        self.soon = False               # flush_out() is scheduled for the end of the turn
 
     def _clock(self) -> float:
         return self.loop.now
@@ -235,7 +236,7 @@ class H2ServerConn:
             self.loop.set_timer(self.sweep_timer, self.loop.now + POOL_IDLE_TIMEOUT)
         else:
             self.unblock()
-        self.flush_out()
+        self.flush_soon()
 
     def unblock(self) -> None:
         while self.blocked and self.h2.can_open_stream() and len(self.by_sid) < self.limit():
@@ -262,6 +263,17 @@ class H2ServerConn:
             return EPOLLOUT
         t = self.t
         return EPOLLIN | (EPOLLOUT if self.out or t.wants_write else 0)
+
+    def flush_soon(self) -> None:
+        """flush_out() once at the end of the loop's turn: the frames of
+        every stream that moved in this turn leave in one send."""
+        if not self.soon:
+            self.soon = True
+            self.loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self.soon = False
+        self.flush_out()
 
     def flush_out(self) -> None:
         """Send the codec's frames (one send); what the socket does not
@@ -556,7 +568,7 @@ class H2StreamConn(ServerConn):
         hc.open(self)
         self.push()
         if hc.state == S_OPEN:
-            hc.flush_out()
+            hc.flush_soon()
 
     def flush(self) -> int:
         """Take the request body bytes queued (wq, HTTP/1.1-framed as the
@@ -590,7 +602,7 @@ class H2StreamConn(ServerConn):
         if self.body_end:
             self.body_end_pending = True
         self.push()
-        self.hc.flush_out()
+        self.hc.flush_soon()
         return len(raw)
 
     def push(self) -> None:
@@ -623,7 +635,7 @@ class H2StreamConn(ServerConn):
         if readable and self.unacked and self.sid:
             hc.h2.acknowledge_received_data(self.sid, self.unacked)
             self.unacked = 0
-            hc.flush_out()
+            hc.flush_soon()
         m = hc.mask()
         return m if m else EPOLLIN
 
