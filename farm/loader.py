@@ -1808,6 +1808,12 @@ def _server_protos(ctx: _Ctx, path: tuple, own: dict, defaults: dict, mode: str,
                 ctx.error(path + ("servers", s.id - 1), f"server {s.name}: proto h2 needs "
                           "mode http (this backend is mode tcp)")
         return servers, tls
+    for s in servers:
+        if s.proto == "h2" and s.send_proxy is not None:
+            # a PROXY header names one client: it cannot head a connection
+            # whose streams come from many
+            ctx.error(path + ("servers", s.id - 1), f"server {s.name}: send_proxy with proto "
+                      "h2 is not supported (its connections carry the streams of many clients)")
     protos = {s.proto for s in servers if s.tls}
     if "h2" in tls.alpn and "h1" in (protos or {s.proto for s in servers}):
         where = path + ("tls", "alpn")

@@ -90,6 +90,8 @@ def test_tls_alpn_follows_the_protocol():
     # h2 servers over TLS but alpn without h2
     ({"backend": 'proto = "h2"\n', "s1": "tls = true\n", "tls": 'alpn = ["http/1.1"]\n'},
      "tls.alpn", 'offer "h2"'),
+    # a PROXY header per client on shared connections
+    ({"s1": 'proto = "h2"\nsend_proxy = "v2"\n'}, "servers[0]", "send_proxy"),
     # proto h2 in a tcp backend
     ({"backend": 'mode = "tcp"\n', "s1": 'proto = "h2"\n'}, "servers[0]", "mode http"),
 ])
