@@ -209,7 +209,9 @@ class H2Backend:
             trailers = None
             if req.trailers:
                 trailers = [("x-echo-" + k, v) for k, v in req.trailers]
-            self._respond(c, sid, req.body, pending, trailers=trailers,
+            # (with trailers: no content-length, as gRPC answers: farm drops the
+            # trailers of a length-delimited response, which HTTP/1.1 cannot carry)
+            self._respond(c, sid, req.body, pending, trailers=trailers, length=not trailers,
                           extra=[("content-type", req.header("content-type") or "x/y")])
             return
         if path == "/trailers":

@@ -279,3 +279,61 @@ def test_server_timeout_and_client_abort_reset_the_stream_only(farm_factory, h2s
     # (the abandoned request ends at its own server timeout: no abortonclose)
     assert sum(" 200 " in line for line in lines) == 1, lines
     assert h2s.connections == 1
+
+
+def test_h2_client_trailers_reach_the_h2_server(farm_factory, h2s):
+    """HTTP/2 client -> farm -> HTTP/2 server: request trailers as a
+    trailing HEADERS frame both ways (python-hyper's h2 as the client)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    port = free_port()
+    farm_factory(config(h2s.address, port))
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                             header_encoding="utf-8"))
+    c.initiate_connection()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":path", "/echo"),
+                       (":authority", "x"), ("te", "trailers"), ("content-type", "x/y")])
+    c.send_data(1, b"hello ")
+    c.send_data(1, b"world")
+    c.send_headers(1, [("x-sum", "11")], end_stream=True)
+    s.sendall(c.data_to_send())
+    body, heads, done = b"", [], False
+    deadline = time.monotonic() + 10
+    while not done and time.monotonic() < deadline:
+        data = s.recv(65536)
+        if not data:
+            break
+        for ev in c.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                heads.append(dict(ev.headers))
+            elif isinstance(ev, h2.events.DataReceived):
+                body += ev.data
+                c.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                heads.append(dict(ev.headers))
+            elif isinstance(ev, h2.events.StreamEnded):
+                done = True
+        s.sendall(c.data_to_send())
+    s.close()
+    assert done and body == b"hello world"
+    assert heads[0][":status"] == "200"
+    assert heads[-1] == {"x-echo-x-sum": "11"}
+    assert h2s.requests[-1].trailers == [("x-sum", "11")]
+
+
+def test_h2load_through_farm_to_an_h2_server(farm_factory, h2s):
+    h2load = debian_tool("h2load", "nghttp2-client")
+    port = free_port()
+    farm_factory(config(h2s.address, port, workers=2))
+    p = subprocess.run([h2load, "-n", "2000", "-c", "4", "-m", "20",
+                        f"http://127.0.0.1:{port}/name"], capture_output=True,
+                       text=True, timeout=90)
+    assert "2000 succeeded, 0 failed, 0 errored" in p.stdout, p.stdout
+    assert "status codes: 2000 2xx" in p.stdout
+    assert len(h2s.requests) == 2000
+    # multiplexed: far fewer server connections than requests (a few per worker)
+    assert h2s.connections <= 8
