@@ -435,6 +435,7 @@ class H2ServerConn:
                 del self.pool.h2[self.key]
         self.by_sid.clear()
         self.blocked.clear()
+        self.first_stream = None
 
     # ----------------------------------------------------------- receiving
 
@@ -618,6 +619,8 @@ class H2StreamConn(ServerConn):
         if data:
             last = self.body_end and not self.trailers
             n = h2.send_data(sid, data, last)
+            if n:
+                self.stream.last_s = self.hc.loop.now    # the server takes the body
             self.out = data[n:] if n < len(data) else b""
             if not self.out and last:
                 self.body_end_pending = False
