@@ -337,3 +337,33 @@ def test_h2load_through_farm_to_an_h2_server(farm_factory, h2s):
     assert len(h2s.requests) == 2000
     # multiplexed: far fewer server connections than requests (a few per worker)
     assert h2s.connections <= 8
+
+
+def test_goaway_refused_posts_are_sent_again_with_their_body(farm_factory, tmp_path):
+    """Streams sent before the server's GOAWAY arrived but above its last
+    stream id were not processed: farm sends them again on a new
+    connection, request body included (kept up to 64 KiB)."""
+    h2s = H2Backend("h2s1", goaway_after=2)
+    try:
+        port = free_port()
+        farm = farm_factory(config(h2s.address, port))
+        nghttp = debian_tool("nghttp", "nghttp2-client")
+        body = tmp_path / "body"
+        body.write_bytes(pattern(20_000))
+        # warm up: the connection is up and its SETTINGS known, so the
+        # five streams below leave together, before the GOAWAY comes back
+        assert curl(f"http://127.0.0.1:{port}/name").stdout.endswith(b" 200")
+        urls = [f"http://127.0.0.1:{port}/echo?i={i}" for i in range(5)]
+        p = subprocess.run([nghttp, "-n", "-s", "-d", str(body)] + urls, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        lines = wait_lines(farm, 6)
+        assert sum(" 200 " in line for line in lines) == 6, lines
+        posts = [r for r in h2s.requests if r.method == "POST"]
+        assert len({r.path for r in posts}) == 5
+        assert all(r.body == pattern(20_000) for r in posts)
+        # some went again (the retries field of the log: .../<retries>)
+        assert any(line.split(" 0/0 ")[0].endswith("/1") for line in lines), lines
+        assert h2s.connections >= 2
+    finally:
+        h2s.close()
