@@ -56,7 +56,7 @@ from workers.h2.events import (ConnectionTerminated, DataReceived, RemoteSetting
                                ResponseReceived, StreamReset, TrailersReceived, WindowUpdated)
 from workers.h2.messages import h1_chunk, h1_last_chunk, request_fields, trailer_fields
 from workers.h2.relay import Dechunker
-from workers.http1 import BODY_CHUNKED, BODY_LENGTH, REASONS, Response
+from workers.http1 import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, REASONS, Response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 from workers.server import (M_CONNECTING, M_HTTP, POOL_IDLE_TIMEOUT, ServerConn,
                             connect_error_is_fatal)
@@ -672,6 +672,10 @@ class H2StreamConn(ServerConn):
         no_body = (ev.end_stream or status in _NO_BODY_STATUS or stream.req.method == b"HEAD")
         if cl is not None:
             resp.body_mode = BODY_LENGTH
+        elif not no_body and stream.req.version == b"HTTP/1.0":
+            # no chunked coding for HTTP/1.0: the body ends when the client
+            # connection closes (the client connection sees BODY_CLOSE)
+            resp.body_mode = BODY_CLOSE
         elif not no_body:
             # no length: chunked, which also carries the trailers (gRPC's status)
             resp.chunked = True

@@ -367,3 +367,22 @@ def test_goaway_refused_posts_are_sent_again_with_their_body(farm_factory, tmp_p
         assert h2s.connections >= 2
     finally:
         h2s.close()
+
+
+def test_http10_client_gets_a_close_delimited_body(farm_factory, h2s):
+    import socket
+    port = free_port()
+    farm_factory(config(h2s.address, port))
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /trailers?n=2 HTTP/1.0\r\nHost: x\r\n\r\n")
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower(), got
+    assert b"connection: close" in head.lower()
+    assert body == b"part0;part1;"
