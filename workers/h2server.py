@@ -180,8 +180,11 @@ class H2ServerConn:
         SETTINGS_MAX_CONCURRENT_STREAMS (before its SETTINGS arrive, what
         its other connections were told: a server is not flooded with
         streams it would refuse), at most MAX_STREAMS_PER_CONN."""
-        peer = self.h2.peer_max_concurrent if self.settled else _LIMITS.get(self.key, 0)
-        return peer if 0 < peer < MAX_STREAMS_PER_CONN else MAX_STREAMS_PER_CONN
+        if self.settled:
+            peer = self.h2.peer_max_concurrent
+        else:
+            peer = _LIMITS.get(self.key, MAX_STREAMS_PER_CONN)
+        return peer if peer < MAX_STREAMS_PER_CONN else MAX_STREAMS_PER_CONN
 
     def has_room(self) -> bool:
         return (self.state != S_CLOSED and not self.goaway and not self.h2.closed
