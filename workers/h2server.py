@@ -64,7 +64,6 @@ from workers.transport import HandshakeError, PlainTransport
 
 MAX_STREAMS_PER_CONN = 100   # our own cap, whatever the server allows (HAProxy: 100 too)
 REPLAY_MAX = 65536           # request body bytes kept for a retry of a refused stream
-HIGH_WATER = 262144          # body bytes waiting for the server's window: the client pauses
 
 # H2ServerConn.state
 S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED = range(4)
