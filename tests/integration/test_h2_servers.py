@@ -386,3 +386,22 @@ def test_http10_client_gets_a_close_delimited_body(farm_factory, h2s):
     assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower(), got
     assert b"connection: close" in head.lower()
     assert body == b"part0;part1;"
+
+
+def test_reload_old_worker_leaves_promptly_with_idle_h2_connections(farm_factory, h2s):
+    import signal
+
+    import psutil
+    port = free_port()
+    text = config(h2s.address, port).replace('hard_stop_after = "5s"', 'hard_stop_after = "30s"')
+    farm = farm_factory(text)
+    assert curl(f"http://127.0.0.1:{port}/name").stdout.endswith(b" 200")
+    old = [psutil.Process(p.pid) for p in farm.workers()]
+    t0 = time.monotonic()
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done")
+    # an idle HTTP/2 server connection does not hold the old worker (it has
+    # no client session left): gone long before hard_stop_after
+    gone, alive = psutil.wait_procs(old, timeout=10)
+    assert not alive and time.monotonic() - t0 < 10
+    assert curl(f"http://127.0.0.1:{port}/name").stdout.endswith(b" 200")
