@@ -1000,6 +1000,7 @@ class Master:
             self.load_state()
             self.adopt(inherited)
         else:
+            refuse_if_running(self.config.global_.admin_socket)
             self.current.listeners, _ = reconcile_listeners({}, self.config)
             self.load_state()
         worker_mod.set_title(f"farm: master [gen {self.generation}] -c {self.config_path}")
@@ -1042,6 +1043,28 @@ class Master:
             self.admin.close()
         self.log.info("farm_stopped", code=self.exit_code)
         return self.exit_code
+
+
+def refuse_if_running(admin_path: str | None) -> None:
+    """Raise MasterError when another farm answers on admin_path (the same
+    config started twice): the listeners use SO_REUSEPORT, so a second
+    farm would bind the same ports without an error, take half of the new
+    connections, and steal the admin socket. Checked before any listener
+    is bound. A socket file left by a farm that died refuses connections
+    and is no obstacle."""
+    if not admin_path or not os.path.exists(admin_path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(admin_path)
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise MasterError(f"another farm is running: its admin socket {admin_path} answers. "
+                      f"Reload it (systemctl reload farm, or SIGHUP to its master) instead of "
+                      f"starting a second one, which would share its ports (SO_REUSEPORT)")
 
 
 def run(config_path: str) -> int:

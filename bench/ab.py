@@ -12,6 +12,13 @@ rounds: the tool for deciding whether a change to the hot path pays.
 `--env NAME=VALUE` sets an environment variable for every farm (e.g.
 FARM_PURE=1 to run the pure-Python import of a compiled checkout);
 `--env-b` only for the second DIR (so one DIR twice compares two builds).
+
+    .venv/bin/python bench/ab.py --scenarios ka1,rules,ratelimit [DIR]
+
+runs one checkout (default this one) in several scenarios instead,
+interleaved the same way: the tool for targets stated against ka1
+("rules within 20 % of ka1", "ratelimit within 15 %"), which rounds run
+minutes apart by bench/run would blur on a shared machine.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import load  # noqa: E402
 import proxies  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ("ka1", "rules", "close", "ratelimit")
 
 
 def farm_at(checkout: Path, label: str, env: dict):
@@ -52,8 +60,9 @@ def farm_at(checkout: Path, label: str, env: dict):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dirs", nargs="+", type=Path)
-    ap.add_argument("--scenario", default="ka1", choices=("ka1", "rules", "close"))
+    ap.add_argument("dirs", nargs="*", type=Path)
+    ap.add_argument("--scenario", default="ka1", choices=SCENARIOS)
+    ap.add_argument("--scenarios", help="comma-separated scenarios of one checkout, interleaved")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for every farm")
@@ -64,32 +73,50 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="farm-ab-", dir="/dev/shm")
     backend = proxies.Backend(workdir, processes=compare.NCPU)
     backend.start_backend()
+    if a.scenarios:
+        names = a.scenarios.split(",")
+        unknown = [n for n in names if n not in SCENARIOS]
+        if unknown or len(a.dirs) > 1:
+            ap.error(f"--scenarios takes {', '.join(SCENARIOS)} and at most one DIR")
+        runs = [(a.dirs[0] if a.dirs else ROOT, n) for n in names]
+    elif a.dirs:
+        runs = [(d, a.scenario) for d in a.dirs]
+    else:
+        ap.error("give DIRs to compare, or --scenarios")
+    if a.scenario == "close" or (a.scenarios and "close" in names):
+        if len({n for _, n in runs}) > 1:
+            ap.error("close uses its own request headers: compare it alone")
     targets = {}
+    paths = {}
     try:
-        for i, d in enumerate(a.dirs):
+        for i, (d, name) in enumerate(runs):
             env = dict(common)
             if i == 1:
                 env.update(e.split("=", 1) for e in a.env_b)
-            label = f"{i}:{d.resolve().name}"[:10]
+            label = (name if a.scenarios else f"{i}:{d.resolve().name}")[:10]
             p = farm_at(d.resolve(), label, env)(workdir)
-            rules = a.scenario == "rules"
+            rules = name == "rules"
             spec = configs.Spec(port=proxies.free_port(), servers=backend.servers(), workdir=workdir,
-                                processes=1, mode="http", rules=rules,
+                                processes=1, mode="http", rules=rules, ratelimit=name == "ratelimit",
                                 access_log=f"{workdir}/access-{i}.log" if rules else None)
             p.start(spec)
             targets[label] = p
-        headers = {"Connection": "close"} if a.scenario == "close" else None
-        path = configs.RULES_PATH if a.scenario == "rules" else "/"
+            paths[label] = configs.RULES_PATH if rules else "/"
+        headers = {"Connection": "close"} if runs[0][1] == "close" else None
         script = load.write_script(f"{workdir}/ab.lua", headers)
-        res = load.interleaved(targets, path, a.rounds, a.seconds, script)
-        base = None
-        print(f"{'target':10} {'req/s':>10} {'CPU us/req':>11} {'user us':>8} {'vs first':>9}")
+        res = load.interleaved(targets, paths, a.rounds, a.seconds, script)
+        base = base_rps = None
+        print(f"{'target':10} {'req/s':>10} {'vs first':>9} {'CPU us/req':>11} {'user us':>8} "
+              f"{'vs first':>9}")
         for name, m in res.items():
             cpu = statistics.median(m["cpu"])
+            rps = statistics.median(m["rps"])
             base = base or cpu
-            print(f"{name:10} {statistics.median(m['rps']):10,.0f} {cpu:11.1f} "
+            base_rps = base_rps or rps
+            print(f"{name:10} {rps:10,.0f} {rps / base_rps:9.2f} {cpu:11.1f} "
                   f"{statistics.median(m['user']):8.1f} {cpu / base:9.2f}")
-        print(f"medians of {a.rounds} rounds x {a.seconds} s; scenario {a.scenario}; one worker each")
+        what = f"scenarios {a.scenarios}" if a.scenarios else f"scenario {a.scenario}"
+        print(f"medians of {a.rounds} rounds x {a.seconds} s; {what}; one worker each")
     finally:
         for t in targets.values():
             t.stop()

@@ -101,17 +101,19 @@ def wrk(port: int, path: str, seconds: float, conns: int, script: str,
 def interleaved(targets: dict, path: str, rounds: int, seconds: float, script: str,
                 conns: int = 64) -> dict:
     """Load each target in turn, round after round (after a 1 s warm-up
-    each), with wrk on path. targets: name -> proxies.Proc. Returns name ->
+    each), with wrk on path (a str, or a dict name -> path when the
+    targets serve different scenarios). targets: name -> proxies.Proc. Returns name ->
     {"rps": [...], "cpu": [...], "user": [...]}, one value per round, CPU
     in microseconds per request (user + system, and user alone) of the
     target's processes. Progress goes to stderr."""
-    for p in targets.values():
-        wrk(p.port, path, 1, conns, script)
+    paths = path if isinstance(path, dict) else {name: path for name in targets}
+    for name, p in targets.items():
+        wrk(p.port, paths[name], 1, conns, script)
     out = {name: {"rps": [], "cpu": [], "user": []} for name in targets}
     for rnd in range(rounds):
         for name, p in targets.items():
             c0, u0 = p.cpu_seconds(), p.cpu_seconds(user_only=True)
-            r = wrk(p.port, path, seconds, conns, script)
+            r = wrk(p.port, paths[name], seconds, conns, script)
             c1, u1 = p.cpu_seconds(), p.cpu_seconds(user_only=True)
             n = r["requests"] or 1
             m = out[name]

@@ -154,8 +154,34 @@ def jws(key: Key, url: str, nonce: str, payload: dict | None, kid: str | None = 
 
 def key_authorization(token: str, account: Key) -> str:
     """What an HTTP-01 challenge serves at /.well-known/acme-challenge/TOKEN
-    (RFC 8555 section 8.1)."""
+    (RFC 8555 section 8.1), and what a TLS-ALPN-01 certificate holds the
+    SHA-256 of."""
     return f"{token}.{account.thumbprint()}"
+
+
+ACME_TLS_ALPN = "acme-tls/1"                       # the ALPN protocol of RFC 8737
+ACME_IDENTIFIER_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")    # id-pe-acmeIdentifier
+
+
+def alpn_certificate(domain: str, keyauth: str, key: Key | None = None, now: float | None = None) -> bytes:
+    """The certificate that answers a TLS-ALPN-01 validation of domain
+    (RFC 8737 section 3): self-signed, domain its only SAN, and the
+    critical acmeIdentifier extension holding the SHA-256 of keyauth (a
+    DER OCTET STRING). PEM of the certificate, then of its key (a new
+    P-256 key unless given): a file farm loads."""
+    key = key or Key.generate("ecdsa-p256")
+    digest = hashlib.sha256(keyauth.encode("ascii")).digest()
+    start = datetime.datetime.fromtimestamp(now if now is not None else time.time(),
+                                            datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "farm ACME TLS-ALPN-01")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, b"\x04\x20" + digest),
+                           critical=True)
+            .sign(key.private, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM) + key.pem()
 
 
 # --------------------------------------------------------- certificates
@@ -372,9 +398,10 @@ class AcmeClient:
     def issue(self, domains: list[str], cert_key: Key, publish: Callable[[str, str], None],
               withdraw: Callable[[str], None], challenge: str = "http-01") -> bytes:
         """Order a certificate for domains with cert_key and return its PEM
-        chain. For each authorization still pending, publish(token,
-        key_authorization) is called before the server is told to validate,
-        and withdraw(token) once it is over (even on failure)."""
+        chain, proving them with `challenge` ("http-01" or "tls-alpn-01").
+        For each authorization still pending, publish(token,
+        key_authorization, domain) is called before the server is told to
+        validate, and withdraw(token) once it is over (even on failure)."""
         if self.kid is None:
             self.register()
         resp = self.post(self.directory()["newOrder"],
@@ -417,7 +444,7 @@ class AcmeClient:
         token = str(chall.get("token", ""))
         if not token or not all(c.isalnum() or c in "-_" for c in token):
             raise AcmeError(f"authorization of {name}: bad challenge token {token!r}")
-        publish(token, key_authorization(token, self.account))
+        publish(token, key_authorization(token, self.account), name)
         published.append(token)
         self.post(chall["url"], {}, f"challenge {challenge} for {name}")
         self._poll(url, f"authorization of {name}", ("valid",), ("pending",))

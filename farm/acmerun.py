@@ -9,8 +9,8 @@ certificate, when, and the child process that gets one.
   (missing, not covering the domains, or within renew_before of expiry),
   and the back-off after failures; it runs one order at a time in a forked
   child (obtain()), so the master's loop never blocks on the ACME server;
-  the child publishes HTTP-01 answers on the board the workers read
-  (farm/challenges.py) and writes the certificate atomically (0600). The
+  the child publishes HTTP-01 answers or TLS-ALPN-01 certificates on the
+  board the workers read (farm/challenges.py) and writes the certificate atomically (0600). The
   master reloads when a child succeeds: the new certificate is served by
   the next generation, exactly like a certificate changed on disk, with no
   connection dropped.
@@ -126,6 +126,26 @@ def due_at(job: Job, now: float) -> float:
     return acme.renewal_due(start, end, job.account.renew_before)
 
 
+def proofs(board: challenges.Board, challenge: str):
+    """(publish(token, keyauth, domain), withdraw(token)) for
+    AcmeClient.issue: HTTP-01 puts the key authorization on the board;
+    TLS-ALPN-01 the challenge certificate made for it (the workers answer
+    the validation's handshake with it)."""
+    if challenge != "tls-alpn-01":
+        return (lambda token, keyauth, domain: board.publish(token, keyauth)), board.withdraw
+    domains: dict[str, str] = {}
+
+    def publish(token: str, keyauth: str, domain: str) -> None:
+        domains[token] = domain
+        board.publish_alpn(domain, acme.alpn_certificate(domain, keyauth))
+
+    def withdraw(token: str) -> None:
+        domain = domains.pop(token, None)
+        if domain is not None:
+            board.withdraw_alpn(domain)
+    return publish, withdraw
+
+
 def obtain(job: Job, board: challenges.Board, log) -> None:
     """In the ACME child: order job's certificate and write it (chain and a
     new key, 0600) where the frontend's tls binds read it. Raises
@@ -143,7 +163,8 @@ def obtain(job: Job, board: challenges.Board, log) -> None:
         raise acme.AcmeError(f"account key {key_path}: {e}") from None
     client = acme.AcmeClient(account.directory, key, Https(account.directory_ca), account.contact)
     cert_key = acme.Key.generate(account.key_type)
-    chain = client.issue(list(job.domains), cert_key, board.publish, board.withdraw, account.challenge)
+    publish, withdraw = proofs(board, account.challenge)
+    chain = client.issue(list(job.domains), cert_key, publish, withdraw, account.challenge)
     data = chain if chain.endswith(b"\n") else chain + b"\n"
     data += cert_key.pem()
     tmp = job.path + ".new"

@@ -52,6 +52,9 @@ COMPILED = (
     "workers.h2server",
     "farm.tables",
     "workers.tables",
+    "workers.rules",
+    "farm.conditions",
+    "farm.logs",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,33 +1,44 @@
-"""HTTP-01 challenge answers shared by the ACME client and the workers.
+"""Challenge answers shared by the ACME client and the workers.
 
 The master creates the board (an anonymous shared mapping) once, before it
-forks anything: the ACME child process (farm/acmerun.py) writes the
-tokens it is asked to prove, every worker of every generation reads them
-and answers GET /.well-known/acme-challenge/TOKEN itself, before any rule
-(workers/stream.py). Without an [acme] section there is no board and the
-workers never look.
+forks anything: the ACME child process (farm/acmerun.py) writes what it
+is asked to prove, every worker of every generation reads it:
+- HTTP-01: token -> key authorization; a worker answers GET
+  /.well-known/acme-challenge/TOKEN itself, before any rule
+  (workers/stream.py);
+- TLS-ALPN-01: domain -> the PEM (certificate and key) of the challenge
+  certificate (farm/acme.py alpn_certificate); a worker answers a
+  ClientHello offering ALPN acme-tls/1 for that domain with it
+  (workers/alpnaccept.py).
+Without an [acme] section there is no board and the workers never look.
 
 Layout: a sequence number (odd while a write is in progress), the length
-of the data, then the data: "TOKEN KEYAUTH\\n" lines. One writer at a time
-(the master runs one ACME child at a time); readers retry while the
-sequence is odd or changed under them (a seqlock: no lock a reader could
-die holding).
+of the data, the number of TLS-ALPN-01 entries (read alone, without the
+seqlock: the hint that lets an ordinary TLS connection skip the peek at
+its ClientHello), then the data: "TOKEN KEYAUTH\\n" lines and "@DOMAIN
+BASE64-PEM\\n" lines (a token is base64url, never starting with "@").
+One writer at a time (the master runs one ACME child at a time); readers
+retry while the sequence is odd or changed under them (a seqlock: no lock
+a reader could die holding).
 """
 
 from __future__ import annotations
 
+import base64
 import mmap
 import struct
 
-SIZE = 64 * 1024                 # a few hundred tokens: far more than one order needs
+SIZE = 256 * 1024                # a few hundred tokens or ~150 certificates: more than one order needs
 PREFIX = b"/.well-known/acme-challenge/"
-_HEAD = struct.Struct("=II")
+_HEAD = struct.Struct("=III")
+_ALPN_COUNT = struct.Struct("=I")
+_ALPN_COUNT_AT = 8
 
 BOARD: "Board | None" = None     # set in the master by create(), inherited by fork
 
 
 class Board:
-    """Tokens and their key authorizations in a MAP_SHARED mapping."""
+    """HTTP-01 and TLS-ALPN-01 answers in a MAP_SHARED mapping."""
 
     def __init__(self, size: int = SIZE):
         self.map = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
@@ -35,41 +46,64 @@ class Board:
 
     # -- the writer (the ACME child) -------------------------------------
 
-    def _write(self, entries: dict[str, str]) -> None:
-        data = b"".join(f"{t} {k}\n".encode("ascii") for t, k in entries.items())
+    def _write(self, http: dict[str, str], alpn: dict[str, bytes]) -> None:
+        data = b"".join(f"{t} {k}\n".encode("ascii") for t, k in http.items()) + \
+            b"".join(b"@" + d.encode("ascii") + b" " + base64.b64encode(pem) + b"\n"
+                     for d, pem in alpn.items())
         if len(data) > self.size - _HEAD.size:
-            raise ValueError("too many challenge tokens at once")
-        seq, _ = _HEAD.unpack_from(self.map, 0)
-        _HEAD.pack_into(self.map, 0, seq + 1, 0)                  # odd: writing
+            raise ValueError("too many challenges at once")
+        seq, _, _ = _HEAD.unpack_from(self.map, 0)
+        _HEAD.pack_into(self.map, 0, seq + 1, 0, 0)                     # odd: writing
         self.map[_HEAD.size:_HEAD.size + len(data)] = data
-        _HEAD.pack_into(self.map, 0, seq + 2, len(data))          # even: done
+        _HEAD.pack_into(self.map, 0, seq + 2, len(data), len(alpn))     # even: done
 
-    def entries(self) -> dict[str, str]:
-        """Every token -> key authorization (a consistent snapshot)."""
+    def snapshot(self) -> tuple[dict[str, str], dict[str, bytes]]:
+        """(token -> key authorization, domain -> challenge PEM): a
+        consistent copy of the board."""
         for _ in range(1000):
-            seq, length = _HEAD.unpack_from(self.map, 0)
+            seq, length, _ = _HEAD.unpack_from(self.map, 0)
             if seq & 1:
                 continue
             data = self.map[_HEAD.size:_HEAD.size + length]
             if _HEAD.unpack_from(self.map, 0)[0] == seq:
-                out = {}
-                for line in data.decode("ascii", "replace").splitlines():
-                    token, _, keyauth = line.partition(" ")
-                    out[token] = keyauth
-                return out
-        return {}
+                http: dict[str, str] = {}
+                alpn: dict[str, bytes] = {}
+                for line in data.splitlines():
+                    key, _, value = line.partition(b" ")
+                    if key.startswith(b"@"):
+                        alpn[key[1:].decode("ascii", "replace")] = base64.b64decode(value)
+                    else:
+                        http[key.decode("ascii", "replace")] = value.decode("ascii", "replace")
+                return http, alpn
+        return {}, {}
+
+    def entries(self) -> dict[str, str]:
+        """Every HTTP-01 token -> key authorization (a consistent snapshot)."""
+        return self.snapshot()[0]
 
     def publish(self, token: str, keyauth: str) -> None:
         """Answer GET PREFIX+token with keyauth from now on. token and
         keyauth are base64url (checked by the ACME client)."""
-        entries = self.entries()
-        entries[token] = keyauth
-        self._write(entries)
+        http, alpn = self.snapshot()
+        http[token] = keyauth
+        self._write(http, alpn)
 
     def withdraw(self, token: str) -> None:
-        entries = self.entries()
-        if entries.pop(token, None) is not None:
-            self._write(entries)
+        http, alpn = self.snapshot()
+        if http.pop(token, None) is not None:
+            self._write(http, alpn)
+
+    def publish_alpn(self, domain: str, pem: bytes) -> None:
+        """Answer a TLS-ALPN-01 validation of domain (an ASCII host name)
+        with the certificate and key in pem from now on."""
+        http, alpn = self.snapshot()
+        alpn[domain.lower()] = pem
+        self._write(http, alpn)
+
+    def withdraw_alpn(self, domain: str) -> None:
+        http, alpn = self.snapshot()
+        if alpn.pop(domain.lower(), None) is not None:
+            self._write(http, alpn)
 
     # -- the readers (workers) -------------------------------------------
 
@@ -80,6 +114,17 @@ class Board:
         except UnicodeDecodeError:
             return None
         return keyauth.encode("ascii") if keyauth else None
+
+    def alpn_pending(self) -> bool:
+        """Whether any TLS-ALPN-01 validation may come now: one word read
+        from the shared page, what every TLS connection of a frontend
+        proving its domains by tls-alpn-01 pays while none is pending."""
+        return _ALPN_COUNT.unpack_from(self.map, _ALPN_COUNT_AT)[0] != 0
+
+    def sequence(self) -> int:
+        """Changes with every write (for readers that cache what they made
+        of a snapshot)."""
+        return _HEAD.unpack_from(self.map, 0)[0]
 
 
 def create() -> Board:

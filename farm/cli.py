@@ -51,6 +51,8 @@ def cmd_check(args) -> int:
         print(w.as_warning(), file=sys.stderr)
     if not args.quiet:
         print(loader.summary(cfg))
+        for line in loader.notes(cfg):
+            print(line)
     return 0
 
 

@@ -42,7 +42,7 @@ from typing import Union
 __all__ = [
     "ConditionError", "AclSpec", "Term", "CondSpec", "Sample",
     "parse_acl", "parse_condition", "check_acl", "check_condition",
-    "referenced_acls", "backends_fetched", "parse_format", "check_format", "parse_replacement",
+    "referenced_acls", "backends_fetched", "literal_hosts", "parse_format", "check_format", "parse_replacement",
     "check_replacement", "tokenize", "PREDEFINED_ACLS", "FETCHES",
     "MATCH_METHODS",
 ]
@@ -174,6 +174,10 @@ def _build_fetches() -> dict[str, _Fetch]:
     add("cook", "req.cook", "str", "cookie", derive=True)
     add("req.cook_cnt", "req.cook_cnt", "int", "cookie")
     add("cook_cnt", "req.cook_cnt", "int", "cookie")
+    # a cookie the server sets (Set-Cookie of the response), HAProxy's
+    # res.cook and its ACL keyword scook
+    add("res.cook", "res.cook", "str", "cookie")
+    add("scook", "res.cook", "str", "cookie")
     add("url_param", "url_param", "str", "param")
     add("urlp", "url_param", "str", "param")
     add("src", "src", "ip")
@@ -796,6 +800,38 @@ def backends_fetched(text: str, acl_line: bool = False) -> set[str]:
             if s.arg and getattr(FETCHES.get(s.fetch), "arg", None) == "backend"}
 
 
+_HOST_HEADER_FETCHES = ("hdr", "req.hdr", "fhdr", "req.fhdr")
+
+
+def literal_hosts(spec: AclSpec) -> tuple[str, ...]:
+    """The host names an ACL matches as literal strings: a Host header
+    (hdr(host), req.hdr(host), fhdr(host)) or the TLS server name
+    (ssl_fc_sni) compared by exact match (-m str, their default), with or
+    without -i. Lowercased, a Host value's ":port" and a final dot
+    dropped, in order, without repeats. () for any other ACL: a prefix,
+    suffix, domain or regex match names no host, and neither does another
+    fetch."""
+    if spec.method != "str":
+        return ()
+    if spec.base == "ssl_fc_sni":
+        is_header = False
+    elif spec.base in _HOST_HEADER_FETCHES and spec.arg == "host":
+        is_header = True
+    else:
+        return ()
+    out: list[str] = []
+    for value in spec.values:
+        name = value.lower()
+        if is_header and not name.startswith("["):
+            host, sep, port = name.rpartition(":")
+            if sep and port.isdigit():
+                name = host
+        name = name.rstrip(".")
+        if name and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
 def referenced_acls(cond) -> set[str]:
     """Names of the ACLs a condition refers to (predefined ones included).
 
@@ -862,7 +898,7 @@ def parse_format(text: str) -> tuple[FormatPart, ...]:
     Supported: `%[fetch]`, `%[fetch(arg)]` with optional `,lower`/`,upper`
     /`,hex` converters, for the fetches of FETCHES that are not derived ACL
     keywords (path, url, query, method, req.ver, src, src_port, dst_port,
-    status, hdr/req.hdr/res.hdr, fhdr..., hdr_cnt..., req.cook/cook,
+    status, hdr/req.hdr/res.hdr, fhdr..., hdr_cnt..., req.cook/cook, res.cook,
     url_param/urlp, the ssl_fc* and ssl_c_* ones: booleans insert 1 or 0,
     binary ones their raw bytes, hex-encoded by ,hex); `%ci` `%cp` `%fp`;
     `%%` for a literal '%'. Any other

@@ -448,6 +448,10 @@ class Explainer:
             key = get_key(txn) if get_key is not None else None
         elif alg == "source":
             key = txn.src.encode()          # as workers/tcp.py
+        for r in be.stick:
+            cond = f" {'unless' if r.cond.negate else 'if'} {r.cond.text}" if r.cond else ""
+            ex.say(f"  stick {r.kind} {r.key} table {r.table}{cond}: not evaluated here (the "
+                   "table's entries are in the running farm)")
         idx = txn.forced_server
         how = f"balance {alg}" + (f"({be.balance.arg})" if be.balance.arg else "")
         if idx is not None:

@@ -580,6 +580,9 @@ class _Ctx:
         self.refs: list[_Ref] = []
         self.acme_refs: list[tuple[tuple, str]] = []    # (path, name) of acme = "NAME"
         self.acme_names: set[str] = set()                # the [acme.NAME] tables
+        # backend name -> per stick rule, (its path, the path naming its
+        # table), for the errors of _check_stick_refs
+        self.stick_paths: dict[str, list[tuple]] = {}
 
     def line(self, path: tuple) -> int:
         return tomlpos.line_of(self.positions, path)
@@ -1099,6 +1102,25 @@ _FRONTEND_TLS_SCHEMA = {
 }
 
 
+# [frontends.NAME.h2]: the bounds are RFC 9113's (section 6.5.2) where it
+# sets them, else what a client could turn into memory held by farm.
+_FRONTEND_H2_SCHEMA = {
+    "max_concurrent_streams": _int(1, 1000),
+    "initial_window_size": _int(1, 2**31 - 1),
+    "max_frame_size": _int(16384, 16777215),
+    "header_table_size": _int(0, 65536),
+    "max_header_fields": _int(1, 1000),
+}
+
+
+def _frontend_h2(ctx, path, value) -> model.FrontendH2 | _Skip:
+    """[frontends.NAME.h2] -> FrontendH2 (the defaults for what is left out)."""
+    fields = _fields(ctx, path, value, _FRONTEND_H2_SCHEMA)
+    if not isinstance(value, dict):
+        return _SKIP
+    return model.FrontendH2(**fields)
+
+
 def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
     """[frontends.NAME.tls] -> FrontendTls; with ctx.tls_files, every
     certificate and the client CA are read and checked (errors at their
@@ -1151,10 +1173,28 @@ def _frontend_tls(ctx, path, value, scope) -> FrontendTls | _Skip:
     return FrontendTls(**fields)
 
 
+def _domain_problem(name: str, shown: str) -> str | None:
+    """Why `name` (lowercased, without a final dot) cannot be a domain of
+    an ACME certificate, or None; shown is the name as written."""
+    if name.startswith("*."):
+        return f"{shown!r}: a wildcard needs the DNS-01 challenge, which farm does not do"
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return f"{shown!r}: an IP address, not a host name"
+    if not _HOSTNAME_RE.fullmatch(name) or "." not in name and name != "localhost":
+        return f"{shown!r} is not a host name (such as www.example.com)"
+    return None
+
+
 def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
     """A tls table's domains: host names (no IP address, no wildcard:
-    HTTP-01 cannot prove those), required with acme and only with it.
-    Sets fields["domains"] to the tuple; False when something is wrong."""
+    HTTP-01 and TLS-ALPN-01 cannot prove those), only with acme. Without
+    them, acme takes the names from the frontend's routing rules
+    (_derive_acme_domains). Sets fields["domains"] to the tuple; False
+    when something is wrong."""
     raw = value.get("domains")
     if "acme" not in value:
         if raw is not None:
@@ -1163,12 +1203,12 @@ def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
             return False
         return True
     if raw is None:
-        ctx.error(path, "missing required key 'domains' (the host names of the certificate "
-                  "that acme gets, such as [\"www.example.com\"])")
-        return False
+        fields["domains"] = ()
+        return True
     if not isinstance(raw, list) or not raw:
         got = "an empty array" if raw == [] else _describe(raw)
-        ctx.error(path + ("domains",), f"expected a non-empty array of host names, got {got}")
+        ctx.error(path + ("domains",), f"expected a non-empty array of host names, got {got} "
+                  "(or leave domains out: the host names of the routing rules)")
         return False
     out: list[str] = []
     for i, item in enumerate(raw):
@@ -1177,18 +1217,9 @@ def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
             ctx.error(ipath, f"expected a host name, got {_describe(item)}")
             return False
         name = item.lower().rstrip(".")
-        if name.startswith("*."):
-            ctx.error(ipath, f"{item!r}: a wildcard needs the DNS-01 challenge, which farm does not do")
-            return False
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            pass
-        else:
-            ctx.error(ipath, f"{item!r}: an IP address, not a host name")
-            return False
-        if not _HOSTNAME_RE.fullmatch(name) or "." not in name and name != "localhost":
-            ctx.error(ipath, f"{item!r} is not a host name (such as www.example.com)")
+        problem = _domain_problem(name, item)
+        if problem:
+            ctx.error(ipath, problem)
             return False
         if name in out:
             ctx.error(ipath, f"{item!r} is listed twice")
@@ -1196,6 +1227,64 @@ def _acme_domains(ctx: _Ctx, path: tuple, value: dict, fields: dict) -> bool:
         out.append(name)
     fields["domains"] = tuple(out)
     return True
+
+
+def route_domains(fe: Frontend) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The host names fe routes by literally: in the `if` conditions of
+    its use_backend rules, the terms (not negated) that compare the Host
+    header or the TLS server name with exact strings
+    (conditions.literal_hosts), as anonymous ACLs or named ones.
+    Returns (names that can be a certificate's domains, other values seen
+    there, such as an IP address). Conditions are valid (the loader
+    checked them)."""
+    acls: dict[str, list[str]] = {}
+    for acl in fe.acl:
+        acls.setdefault(acl.name, []).extend(acl.lines)
+    names: list[str] = []
+    others: list[str] = []
+    for ub in fe.use_backend:
+        if ub.cond is None or ub.cond.negate:
+            continue                   # unless: the names it lists are the ones not routed
+        try:
+            spec = conditions.parse_condition(ub.cond.text)
+        except conditions.ConditionError:
+            continue
+        for group in spec.groups:
+            for term in group:
+                if term.negate:
+                    continue
+                try:
+                    specs = [term.acl] if term.acl is not None else \
+                        [conditions.parse_acl(line) for line in acls.get(term.name or "", ())]
+                except conditions.ConditionError:
+                    continue
+                for acl_spec in specs:
+                    for name in conditions.literal_hosts(acl_spec):
+                        seen = names if _domain_problem(name, name) is None else others
+                        if name not in seen:
+                            seen.append(name)
+    return tuple(names), tuple(others)
+
+
+def _derive_acme_domains(ctx: _Ctx, frontends: list[Frontend]) -> list[Frontend]:
+    """A frontend with acme and no domains gets the host names of its
+    routing rules (route_domains), or an error saying how to name them."""
+    out = []
+    for fe in frontends:
+        if fe.tls is not None and fe.tls.acme and not fe.tls.domains:
+            names, others = route_domains(fe)
+            path = ("frontends", fe.name, "tls")
+            if not names:
+                skipped = f" ({', '.join(others)} cannot be)" if others else ""
+                ctx.error(path, "acme without domains takes the host names of the routing rules, "
+                          f"and this frontend's use_backend rules name none{skipped}: set "
+                          "domains = [\"www.example.com\", ...], or route with literal host names "
+                          "({ hdr(host) -i www.example.com } or { ssl_fc_sni www.example.com })")
+            else:
+                fe = dataclasses.replace(fe, tls=dataclasses.replace(
+                    fe.tls, domains=names, domains_from_rules=True))
+        out.append(fe)
+    return out
 
 
 # -------------------------------------------------------------- [acme]
@@ -1233,10 +1322,7 @@ def _long_duration(value: Any) -> float:
 
 
 def _acme_challenge(value: Any) -> str:
-    text = _str(value)
-    if text == "tls-alpn-01":
-        raise _Invalid("tls-alpn-01 is not supported yet: use \"http-01\" (an HTTP bind on port 80)")
-    return _choice(model.ACME_CHALLENGES, "challenge")(text)
+    return _choice(model.ACME_CHALLENGES, "challenge")(_str(value))
 
 
 _ACME_SCHEMA = {
@@ -1276,16 +1362,20 @@ def _acme_sections(ctx: _Ctx, data: dict) -> list[model.Acme]:
     return out
 
 
-def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend]) -> None:
+def _check_acme_refs(ctx: _Ctx, frontends: list[Frontend], accounts: list[model.Acme]) -> None:
     """Each acme = "NAME" names an [acme.NAME]; a frontend that gets its
     certificate by HTTP-01 needs an HTTP bind (the server connects to port
-    80 of the domains: farm answers on every HTTP bind, warn if none)."""
+    80 of the domains: farm answers on every HTTP bind, warn if none).
+    TLS-ALPN-01 is answered on the frontend's own tls binds, which a tls
+    table without one is warned about already."""
     names = ctx.acme_names
     for path, name in ctx.acme_refs:
         if name not in names:
             ctx.error(path, f"unknown acme section {name!r}{_suggest(name, names)} "
                       f"(define [acme.{name}] with its directory)")
-    if any(fe.tls is not None and fe.tls.acme for fe in frontends) and \
+    challenge = {a.name: a.challenge for a in accounts}
+    users = [fe for fe in frontends if fe.tls is not None and fe.tls.acme]
+    if any(challenge.get(fe.tls.acme) == "http-01" for fe in users) and \
             not any(not b.tls for fe in frontends if fe.mode == "http" for b in fe.binds):
         ctx.warning(("acme",), "no HTTP bind without tls: the HTTP-01 challenge needs one "
                     "(the ACME server connects to port 80 of each domain)")
@@ -1370,6 +1460,7 @@ _SERVER_SCHEMA = {
     "send_proxy": _choice(model.SEND_PROXY_VERSIONS, "PROXY protocol version"),
     "send_proxy_tlvs": lambda v: _str_list(v, _choice(model.SEND_PROXY_TLVS, "PROXY v2 TLV")),
     "proto": _choice(model.SERVER_PROTOS, "server protocol"),
+    "id": _int(1, MAX_INT32),
 }
 
 
@@ -1396,11 +1487,15 @@ def _cidr(value: Any):
 
 
 def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
-    """servers: array of tables -> Servers with id = 1-based position.
-    A server without a usable name or address is reported and dropped;
-    duplicate names are reported at the later one."""
+    """servers: array of tables -> Servers. A server's id is its `id`
+    (HAProxy's: unique in the backend), else the lowest id no server
+    before it took and no server sets, from 1 (so without any `id`, its
+    1-based position). A server without a usable name or address is
+    reported and dropped; duplicate names and ids are reported at the
+    later one."""
     servers: list[Server] = []
     seen: dict[str, int] = {}
+    ids: dict[int, str] = {}
     for spath, table in _table_list(ctx, path, value, "server"):
         fields = _fields(ctx, spath, table, _SERVER_SCHEMA)
         present = ctx.require(spath, table, ("name", "address"))
@@ -1417,7 +1512,19 @@ def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
         if fields.get("send_proxy_tlvs") and fields.get("send_proxy") != "v2":
             ctx.error(spath + ("send_proxy_tlvs",), 'TLVs exist in PROXY protocol v2 only: '
                       'set send_proxy = "v2"')
-        servers.append(Server(**fields, id=spath[-1] + 1, line=ctx.line(spath)))
+        if "id" in fields:
+            if fields["id"] in ids:
+                ctx.error(spath + ("id",), f"id {fields['id']} is already the id of server "
+                          f"{ids[fields['id']]!r}")
+            ids.setdefault(fields["id"], name)
+        servers.append(Server(**fields, line=ctx.line(spath)))
+    next_id = 1
+    for i, srv in enumerate(servers):
+        if srv.id == 0:
+            while next_id in ids:
+                next_id += 1
+            ids[next_id] = srv.name
+            servers[i] = dataclasses.replace(srv, id=next_id)
     return tuple(servers)
 
 
@@ -1434,7 +1541,7 @@ def _check_resolution(ctx: _Ctx, backends: list[Backend]) -> None:
         except resolve.ResolveError as e:
             if "none" in s.init_addr:
                 continue        # starts in maintenance until `set server ... addr`
-            ctx.error(("backends", be.name, "servers", s.id - 1, "address"),
+            ctx.error(("backends", be.name, "servers", be.servers.index(s), "address"),
                       f"cannot resolve {s.address.host!r} ({e}); init_addr = \"libc,none\" "
                       "would start this server in maintenance instead")
 
@@ -1447,8 +1554,8 @@ def _check_limits(ctx: _Ctx, global_: Global, defaults: dict, frontends: list[Fr
     found = [(("global", "maxconn"), global_.maxconn), (("defaults", "maxconn"), defaults.get("maxconn", 0))]
     found += [(("frontends", fe.name, "maxconn"), fe.maxconn) for fe in frontends
               if fe.maxconn != defaults.get("maxconn", 0)]     # else reported at [defaults]
-    found += [(("backends", be.name, "servers", s.id - 1, "maxconn"), s.maxconn)
-              for be in backends for s in be.servers]
+    found += [(("backends", be.name, "servers", i, "maxconn"), s.maxconn)
+              for be in backends for i, s in enumerate(be.servers)]
     for path, value in found:
         if value > ceiling:
             ctx.error(path, f"must be at most {ceiling} ({why}), got {_number(value)}")
@@ -1556,10 +1663,61 @@ _FRONTEND_SCHEMA = {
     "max_header_size": _header_size,
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_frontend_tls),
+    "h2": _Nested(lambda ctx, path, value, scope: _frontend_h2(ctx, path, value)),
     "proxy_trusted": lambda v: _str_list(v, _cidr),
     "monitor_uri": _monitor_uri,
     "monitor_fail": _Nested(_monitor_fail),
 }
+# fetches that read the server's response (no value before it)
+_RESPONSE_FETCHES = frozenset(("res.hdr", "res.fhdr", "res.hdr_cnt", "res.cook", "status"))
+
+# stick rule keys -> the rules each one makes (stick on = match + store-request)
+_STICK_KEYS = {"stick_on": ("match", "store-request"), "stick_match": ("match",),
+               "stick_store_request": ("store-request",),
+               "stick_store_response": ("store-response",)}
+
+
+def _stick_rules(name: str) -> Callable:
+    """A stick_* key: a fetch ("src"), a table { key = FETCH, table = NAME,
+    if|unless = COND }, or an array of either (HAProxy's several stick
+    lines: the first match that finds a usable server wins) -> ((StickRule,
+    path of the rule, path of its key), ...)."""
+    kinds = _STICK_KEYS[name]
+    as_is = lambda v: v  # noqa: E731 - key, if and unless are checked below
+
+    def parse(ctx, path, value, scope):
+        if isinstance(value, list):
+            if not value:
+                ctx.error(path, "expected at least one fetch")
+            items = [(path + (i,), v) for i, v in enumerate(value)]
+        else:
+            items = [(path, value)]
+        out = []
+        for ipath, item in items:
+            table, cond, kpath = "", None, ipath
+            if isinstance(item, dict):
+                fields = _fields(ctx, ipath, item, {"key": as_is, "table": _name, "if": as_is,
+                                                    "unless": as_is})
+                cond = _condition(ctx, ipath, item, scope)
+                if not ctx.require(ipath, item, ("key",)):
+                    continue
+                table, kpath, item = fields.get("table", ""), ipath + ("key",), item["key"]
+            elif not isinstance(item, str):
+                ctx.error(ipath, f"expected a fetch (\"src\"), a table {{ key = \"FETCH\", "
+                          f"table = \"NAME\", if = \"COND\" }} or an array of them, got "
+                          f"{_describe(item)}")
+                continue
+            try:
+                key = _key_sample(item)
+            except _Invalid as e:
+                ctx.error(kpath, str(e))
+                continue
+            for kind in kinds:
+                out.append((model.StickRule(kind, key, table, cond, ctx.line(ipath)), ipath, kpath))
+        return tuple(out)
+    return parse
+
+
 _BACKEND_SCHEMA = {
     "acl": _Nested(_acls),
     "mode": _choice(model.MODES, "mode"),
@@ -1579,9 +1737,10 @@ _BACKEND_SCHEMA = {
     "tls": _Nested(_backend_tls),
     "servers": _Nested(_servers),
     "proto": _choice(model.SERVER_PROTOS, "server protocol"),
-    "stick_on": _key_sample,
-    "stick_match": _key_sample,
-    "stick_store_request": _key_sample,
+    "stick_on": _Nested(_stick_rules("stick_on")),
+    "stick_match": _Nested(_stick_rules("stick_match")),
+    "stick_store_request": _Nested(_stick_rules("stick_store_request")),
+    "stick_store_response": _Nested(_stick_rules("stick_store_response")),
     "stick_table": _name,
 }
 _TOP_LEVEL = ("global", "log", "defaults", "stats", "frontends", "backends", "tables", "acme")
@@ -1622,7 +1781,7 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
     for bind, bpath in binds:
         ctx.binds.append(_Bind(bind.address, bpath, f"frontend {name!r}"))
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response", "monitor_uri"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "monitor_uri", "h2"))
     if "monitor_fail" in own and "monitor_uri" not in own:
         ctx.warning(path + ("monitor_fail",), "without monitor_uri, monitor_fail does nothing")
     use_backend = own.get("use_backend", ())
@@ -1644,6 +1803,7 @@ def _frontend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> F
         max_header_size=_inherit(own, defaults, "max_header_size", 16384),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=own.get("tls"),
+        h2=own.get("h2", model.FrontendH2()),
         proxy_trusted=own.get("proxy_trusted", ()),
         monitor_uri=own.get("monitor_uri"),
         monitor_fail=own.get("monitor_fail"),
@@ -1747,8 +1907,8 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
     _check_name(ctx, path, name, "backend")
     own = _fields(ctx, path, table, _BACKEND_SCHEMA, _Scope())
     mode = _inherit(own, defaults, "mode", "http")
-    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie", "stick_on",
-                                      "stick_match", "stick_store_request"))
+    _need_http(ctx, path, mode, own, ("http_request", "http_response", "cookie",
+                                      "stick_store_response"))
     algorithm, arg, options = _inherit(own, defaults, "balance", ("roundrobin", None, ()))
     if mode == "tcp" and algorithm in model.BALANCE_HTTP_ONLY:
         where = path + ("balance",) if "balance" in own else path
@@ -1785,7 +1945,7 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
         http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
         tls=tls,
-        stick=_stick(ctx, path, own),
+        stick=_stick(ctx, path, own, mode),
         id=index + 1,
         line=ctx.line(path),
     )
@@ -1803,16 +1963,16 @@ def _server_protos(ctx: _Ctx, path: tuple, own: dict, defaults: dict, mode: str,
     servers = tuple(s if s.proto else dataclasses.replace(s, proto=proto) for s in servers)
     tls = own.get("tls", BackendTls())
     if mode == "tcp":
-        for s in servers:
+        for i, s in enumerate(servers):
             if s.proto == "h2":
-                ctx.error(path + ("servers", s.id - 1), f"server {s.name}: proto h2 needs "
+                ctx.error(path + ("servers", i), f"server {s.name}: proto h2 needs "
                           "mode http (this backend is mode tcp)")
         return servers, tls
-    for s in servers:
+    for i, s in enumerate(servers):
         if s.proto == "h2" and s.send_proxy is not None:
             # a PROXY header names one client: it cannot head a connection
             # whose streams come from many
-            ctx.error(path + ("servers", s.id - 1), f"server {s.name}: send_proxy with proto "
+            ctx.error(path + ("servers", i), f"server {s.name}: send_proxy with proto "
                       "h2 is not supported (its connections carry the streams of many clients)")
     protos = {s.proto for s in servers if s.tls}
     if "h2" in tls.alpn and "h1" in (protos or {s.proto for s in servers}):
@@ -1830,20 +1990,47 @@ def _server_protos(ctx: _Ctx, path: tuple, own: dict, defaults: dict, mode: str,
     return servers, tls
 
 
-def _stick(ctx: _Ctx, path: tuple, own: dict) -> model.Stick | None:
-    """stick_on (= stick_match + stick_store_request), stick_match,
-    stick_store_request, stick_table -> model.Stick; the table is checked
-    (and defaulted) with the others in _check_stick_refs."""
-    on, match, store = own.get("stick_on"), own.get("stick_match"), own.get("stick_store_request")
-    if on is None and match is None and store is None:
+def _stick(ctx: _Ctx, path: tuple, own: dict, mode: str) -> tuple[model.StickRule, ...]:
+    """The backend's stick rules (parsed by _stick_rules) in file order,
+    each without a table of its own given stick_table (the table itself is
+    checked, and defaulted, with the others in _check_stick_refs). In a
+    tcp backend, keys and conditions are layer-4 fetches (and
+    stick_store_response, reported by _need_http, has no response to read)."""
+    found = [f for key in _STICK_KEYS for f in own.get(key, ())]
+    if not found:
         if "stick_table" in own:
-            ctx.error(path + ("stick_table",), "stick_table needs stick_on, stick_match or "
-                      "stick_store_request")
-        return None
-    if on is not None and (match is not None or store is not None):
-        ctx.error(path + ("stick_on",), "stick_on is stick_match and stick_store_request "
-                  "together: use it alone")
-    return model.Stick(own.get("stick_table", ""), on or match, on or store)
+            ctx.error(path + ("stick_table",), "stick_table needs stick_on, stick_match, "
+                      "stick_store_request or stick_store_response")
+        return ()
+    found.sort(key=lambda rp: rp[0].line)      # stable: an array keeps its order
+    default = own.get("stick_table", "")
+    table_paths = []
+    out = []
+    checked = set()
+    for rule, rpath, kpath in found:
+        if rule.table:
+            table_paths.append((rpath, rpath + ("table",)))
+        else:
+            rule = dataclasses.replace(rule, table=default)
+            table_paths.append((rpath, path + ("stick_table",) if default else path))
+        if mode != "tcp" and rule.kind != "store-response" and rpath not in checked:
+            checked.add(rpath)
+            fetch = conditions.parse_key_sample(rule.key).fetch
+            if fetch in _RESPONSE_FETCHES:
+                ctx.error(kpath, f"{fetch!r} reads the response, which is not there yet when "
+                          "stick_on/stick_match/stick_store_request run (stick_store_response "
+                          "reads it)")
+        if mode == "tcp" and rule.kind != "store-response" and rpath not in checked:
+            checked.add(rpath)          # (stick_on: two rules, one line to report)
+            sample = conditions.parse_key_sample(rule.key)
+            if sample.fetch not in LAYER4_FETCHES:
+                ctx.error(kpath, f"{sample.fetch!r} is not known in a tcp backend (it has no "
+                          "request: use src, src_port, dst or dst_port)")
+            if rule.cond is not None:
+                _check_layer4_cond(ctx, rpath, rule.cond.text, own.get("acl", ()))
+        out.append(rule)
+    ctx.stick_paths[path[-1]] = table_paths
+    return tuple(out)
 
 
 def _check_server_tls(ctx: _Ctx, backends: list[Backend], tables: dict) -> None:
@@ -1988,23 +2175,9 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
                     _check_cond_tables(ctx, path, r.cond.text, sec.acl, names, default)
             return tuple(fixed)
         changes = {}
-        stick = getattr(sec, "stick", None)
-        if stick is not None:
-            spath = base + ("stick_table",)
-            if not stick.table:
-                if default is None:
-                    ctx.error(base, "stick_on/stick_match/stick_store_request need stick_table ("
-                              + ("no [tables.NAME] is defined)" if not names
-                                 else "there are several tables)"))
-                else:
-                    changes["stick"] = stick = dataclasses.replace(stick, table=default)
-            if stick.table and stick.table not in names:
-                ctx.error(spath, f"unknown table {stick.table!r}{_suggest(stick.table, names)}")
-            elif stick.table:
-                t = next(t for t in tables if t.name == stick.table)
-                if "server_id" not in dict(t.store):
-                    ctx.error(spath, f"table {stick.table!r} must store server_id for persistence "
-                              "(store = [\"server_id\", ...])")
+        sticks = getattr(sec, "stick", ())
+        if sticks:
+            changes["stick"] = _check_stick_rules(ctx, base, sticks, tables, default, sec.acl)
         for key in ("http_request", "http_response", "tcp_request"):
             rules = getattr(sec, key, ())
             if rules:
@@ -2014,6 +2187,43 @@ def _check_stick_refs(ctx: _Ctx, tables: list[model.StickTable], sections: list)
                 _check_spec_table(ctx, base + ("acl", acl.name), line, names, default)
         out.append(dataclasses.replace(sec, **changes) if changes else sec)
     return out
+
+
+def _check_stick_rules(ctx: _Ctx, base: tuple, rules: tuple, tables: list, default,
+                       acls) -> tuple:
+    """A backend's stick rules name tables that exist and store server_id,
+    and their conditions tables that exist; a rule without a table gets
+    the only table there is."""
+    names = [t.name for t in tables]
+    paths = ctx.stick_paths.get(base[-1], [(base, base)] * len(rules))
+    out = []
+    reported = set()
+    conds = set()          # (stick_on: two rules, one condition to check)
+    for rule, (rpath, path) in zip(rules, paths):
+        if rule.cond is not None and rpath not in conds:
+            conds.add(rpath)
+            _check_cond_tables(ctx, rpath, rule.cond.text, acls, names, default)
+        if not rule.table:
+            if default is None:
+                if path not in reported:
+                    ctx.error(path, "stick rules need stick_table or a table of their own ("
+                              + ("no [tables.NAME] is defined)" if not names
+                                 else "there are several tables)"))
+                reported.add(path)
+                out.append(rule)
+                continue
+            rule = dataclasses.replace(rule, table=default)
+        t = next((t for t in tables if t.name == rule.table), None)
+        if path in reported:
+            pass
+        elif t is None:
+            ctx.error(path, f"unknown table {rule.table!r}{_suggest(rule.table, names)}")
+        elif "server_id" not in dict(t.store):
+            ctx.error(path, f"table {rule.table!r} must store server_id for persistence "
+                      "(store = [\"server_id\", ...])")
+        reported.add(path)
+        out.append(rule)
+    return tuple(out)
 
 
 def _check_layer4_cond(ctx: _Ctx, path: tuple, text: str, acls) -> None:
@@ -2036,8 +2246,8 @@ def _check_layer4_cond(ctx: _Ctx, path: tuple, text: str, acls) -> None:
             for spec in specs:
                 if not _layer4_spec(spec):
                     ctx.error(path + ("if",), f"fetch {spec.fetch!r} is not known before a request "
-                              "arrives (tcp_request rules can use src, src_port, dst_port and "
-                              "the stick counters)")
+                              "arrives (tcp_request rules and tcp backends can use src, "
+                              "src_port, dst_port and the stick counters)")
 
 
 def _check_spec_table(ctx: _Ctx, path: tuple, line: str, names: list, default) -> None:
@@ -2086,7 +2296,8 @@ def _build(ctx: _Ctx, data: dict) -> Config:
     frontends, backends = secs[:len(frontends)], secs[len(frontends):]
     stats = Stats(**_fields(ctx, ("stats",), data.get("stats", {}), _STATS_SCHEMA))
     accounts = _acme_sections(ctx, data)
-    _check_acme_refs(ctx, frontends)
+    _check_acme_refs(ctx, frontends, accounts)
+    frontends = _derive_acme_domains(ctx, frontends)
     if stats.bind is not None:
         ctx.binds.append(_Bind(stats.bind, ("stats", "bind"), "stats.bind"))
     if not frontends and stats.bind is None and isinstance(data.get("frontends", {}), dict) \
@@ -2235,6 +2446,18 @@ def load(path: str, *, resolver: resolve.Resolver | None = None, tls_files: bool
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def notes(cfg: Config) -> list[str]:
+    """What `farm check` tells beside the summary: what the loader took
+    from elsewhere than a key of its own (acme domains from the routing
+    rules)."""
+    out = []
+    for fe in cfg.frontends:
+        if fe.tls is not None and fe.tls.domains_from_rules:
+            out.append(f"{cfg.source}: frontends.{fe.name}.tls: acme domains from the routing rules: "
+                       + ", ".join(fe.tls.domains))
+    return out
 
 
 def summary(cfg: Config) -> str:

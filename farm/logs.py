@@ -571,7 +571,11 @@ def haproxy_date(epoch: float) -> str:
         _date_cache[0] = sec
         _date_cache[1] = "%02d/%s/%04d:%02d:%02d:%02d" % (
             t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
-    return "%s.%03d" % (_date_cache[1], int((epoch - sec) * 1000))
+    ms = int((epoch - sec) * 1000)
+    return _date_cache[1] + _MILLIS[ms if 0 <= ms < 1000 else 0]
+
+
+_MILLIS = tuple(".%03d" % i for i in range(1000))      # ".000" .. ".999"
 
 
 def iso_date(epoch: float) -> str:
@@ -633,7 +637,6 @@ HTTP_FIELDS = (
     "actconn", "feconn", "beconn", "srv_conn", "retries", "redispatched",
     "srv_queue", "backend_queue", "request",
 )
-_HTTPLOG = '%s:%d [%s] %s %s/%s %d/%d/%d/%d/%d %d %d %s %s %s %d/%d/%d/%d/%s %d/%d "%s"'
 
 
 def httplog_values(v: tuple) -> str:
@@ -644,9 +647,12 @@ def httplog_values(v: tuple) -> str:
     """
     (ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs, ts,
      ac, fc, bc, sc, retries, redispatched, sq, bq, request) = v
-    return _HTTPLOG % (ip, port, haproxy_date(t), fe, be, srv, tr, tw, tc, trs, ta, status, nbytes,
-                       cc, cs, ts, ac, fc, bc, sc, ("+%d" % retries) if redispatched else retries,
-                       sq, bq, _escape_request(request))
+    # An f-string rather than a % format: compiled with the numbers typed
+    # (logs.pxd), it formats C integers without a Python int each.
+    rc = f"+{retries}" if redispatched else f"{retries}"
+    return (f'{ip}:{port} [{haproxy_date(t)}] {fe} {be}/{srv} {tr}/{tw}/{tc}/{trs}/{ta} '
+            f'{status} {nbytes} {cc} {cs} {ts} {ac}/{fc}/{bc}/{sc}/{rc} {sq}/{bq} '
+            f'"{_escape_request(request)}"')
 
 
 def json_http_values(v: tuple) -> str:
@@ -656,7 +662,13 @@ def json_http_values(v: tuple) -> str:
 
 def httplog_line(r: dict) -> str:
     """httplog from a record as a dict with the HTTP_FIELDS keys."""
-    return httplog_values(tuple(r.get(k, False) for k in HTTP_FIELDS))
+    return httplog_values(tuple(r.get(k, 0 if k in _HTTP_NUMBERS else False) for k in HTTP_FIELDS))
+
+
+# The fields httplog writes as numbers (%d): a missing one is 0.
+_HTTP_NUMBERS = frozenset(("client_port", "tr", "tw", "tc", "tr_server", "ta", "status",
+                           "bytes_read", "actconn", "feconn", "beconn", "srv_conn",
+                           "retries", "srv_queue", "backend_queue"))
 
 
 json_http_line = json_line

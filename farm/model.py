@@ -108,6 +108,17 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class FrontendH2:
+    """[frontends.NAME.h2]: what farm advertises to HTTP/2 clients and
+    holds them to (HAProxy's tune.h2.fe.* and tune.http.maxhdr)."""
+    max_concurrent_streams: int = 100
+    initial_window_size: int = 65535     # per stream, as SETTINGS_INITIAL_WINDOW_SIZE
+    max_frame_size: int = 16384          # SETTINGS_MAX_FRAME_SIZE
+    header_table_size: int = 4096        # our HPACK decoder's table (SETTINGS_HEADER_TABLE_SIZE)
+    max_header_fields: int = 100         # fields in one request's header list
+
+
+@dataclass(frozen=True)
 class FrontendTls:
     """[frontends.NAME.tls]: TLS termination on the frontend's tls binds.
 
@@ -128,10 +139,11 @@ class FrontendTls:
     session_tickets: bool = True
     acme: str | None = None                # the [acme.NAME] that gets this frontend a certificate
     domains: tuple[str, ...] = ()          # the names of that certificate (with acme)
+    domains_from_rules: bool = False       # domains came from the routing rules (not written)
 
 
 ACME_KEY_TYPES = ("ecdsa-p256", "rsa-2048")
-ACME_CHALLENGES = ("http-01",)
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
 ACME_STORAGE = "/var/lib/farm/acme"
 
 
@@ -349,7 +361,7 @@ class Server:
     send_proxy: str | None = None    # "v1" | "v2": a PROXY header first on each connection
     send_proxy_tlvs: tuple[str, ...] = ()   # v2 TLVs to add (SEND_PROXY_TLVS)
     proto: str = "h1"                # "h1" | "h2" (SERVER_PROTOS): HTTP/2 to it, streams multiplexed
-    id: int = 0                      # 1-based position in its backend (HAProxy's sid)
+    id: int = 0                      # HAProxy's sid: `id`, else the lowest free from 1 (the position)
     line: int = 0
 
 
@@ -358,17 +370,24 @@ class Server:
 SERVER_PROTOS = ("h1", "h2")
 
 
-@dataclass(frozen=True)
-class Stick:
-    """Persistence on a stick table (HAProxy's stick on / stick match /
-    stick store-request): match is the fetch whose value is looked up
-    (None: no lookup), store the fetch whose value is stored with the
-    chosen server (None: no store), table the table's name (its store has
-    server_id)."""
+# HAProxy's stick rules: stick match, stick store-request, stick
+# store-response (stick on is a match and a store-request)
+STICK_KINDS = ("match", "store-request", "store-response")
 
-    table: str
-    match: str | None = None
-    store: str | None = None
+
+@dataclass(frozen=True)
+class StickRule:
+    """One persistence rule of a backend (HAProxy's `stick match|on|
+    store-request|store-response KEY [table T] [if|unless COND]`): kind is
+    one of STICK_KINDS, key the sample fetch, table the table's name (its
+    store has server_id), cond the optional guard (a store-response's is
+    evaluated on the response)."""
+
+    kind: str
+    key: str
+    table: str = ""
+    cond: Condition | None = None
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -390,7 +409,7 @@ class Backend:
     http_reuse: str = "safe"         # "never" | "safe" | "always"
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: BackendTls = field(default_factory=BackendTls)
-    stick: Stick | None = None       # stick-table persistence (stick on / match / store-request)
+    stick: tuple[StickRule, ...] = ()   # stick-table persistence, in file order
     id: int = 0                      # 1-based (HAProxy's iid)
     line: int = 0
 
@@ -437,6 +456,7 @@ class Frontend:
     max_header_size: int = 16384
     errorfiles: tuple[tuple[int, str], ...] = ()
     tls: FrontendTls | None = None   # settings of the tls binds; None without any
+    h2: FrontendH2 = field(default_factory=FrontendH2)
     proxy_trusted: tuple = ()        # ipaddress networks allowed to send a PROXY header; () = any
     monitor_uri: str | None = None   # answered by farm: 200, or 503 (draining, monitor_fail)
     monitor_fail: Condition | None = None

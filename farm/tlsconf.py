@@ -54,7 +54,7 @@ __all__ = [
     "TlsError", "CertInfo", "CertFile", "SniIndex", "FrontendContexts", "TlsSet",
     "TlsStore", "certificate_files", "read_certificate", "check_certificate",
     "read_ca", "check_ciphers", "check_ciphersuites", "dn_oneline", "server_context",
-    "BackendContexts", "client_context", "failure_reason",
+    "BackendContexts", "client_context", "failure_reason", "challenge_context",
 ]
 
 EXPIRY_WARNING_DAYS = 0        # `farm check` warns for certificates expired (or not yet valid)
@@ -536,6 +536,24 @@ def _load_chain(ctx: ssl.SSLContext, cert: CertFile) -> None:
             ctx.load_cert_chain(p, password=_no_password)
         except ssl.SSLError as e:
             raise TlsError(f"certificate {cert.info.path}: cannot load ({_reason(e)})") from None
+
+
+def challenge_context(pem: bytes, alpn: str = "acme-tls/1") -> ssl.SSLContext:
+    """The server context that answers a TLS-ALPN-01 validation (RFC
+    8737): the challenge certificate and key in pem (farm/acme.py
+    alpn_certificate), ALPN acme-tls/1 only, TLS 1.2 at least, no session
+    tickets (the validation closes right after the handshake). Made in a
+    worker when a validation comes. Raises TlsError."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
+    ctx.set_alpn_protocols([alpn])
+    with _bytes_path(pem) as p:
+        try:
+            ctx.load_cert_chain(p, password=_no_password)
+        except ssl.SSLError as e:
+            raise TlsError(f"TLS-ALPN-01 certificate: cannot load ({_reason(e)})") from None
+    return ctx
 
 
 # --------------------------------------------------- TLS to servers

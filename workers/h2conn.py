@@ -37,7 +37,7 @@ from workers import counting, linger
 from workers.clientconn import ClientConn
 from workers.h2.conn import H2Config
 from workers.h2.conn import H2Connection as H2Codec
-from workers.h2.errors import NO_ERROR, REFUSED_STREAM, SETTINGS_TIMEOUT
+from workers.h2.errors import CANCEL, NO_ERROR, REFUSED_STREAM, SETTINGS_TIMEOUT
 from workers.h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged,
                                RequestReceived, StreamReset, TrailersReceived, WindowUpdated)
 from workers.h2.frames import PREFACE
@@ -55,12 +55,21 @@ _configs: dict = {}
 
 
 def h2_config(fe) -> H2Config:
-    """The codec limits of a frontend's connections (one shared object):
-    the header list limit follows the frontend's max header size."""
+    """The codec limits of a frontend's connections (one shared object per
+    distinct setting): [frontends.NAME.h2] (farm.model.FrontendH2), and
+    the header list limit from the frontend's max header size."""
     size = fe.cfg.max_header_size
-    cfg = _configs.get(size)
+    h2 = fe.cfg.h2
+    key = (size, h2)
+    cfg = _configs.get(key)
     if cfg is None:
-        cfg = _configs[size] = H2Config(max_header_list_size=max(size, 4096))
+        cfg = _configs[key] = H2Config(
+            max_header_list_size=max(size, 4096),
+            max_concurrent_streams=h2.max_concurrent_streams,
+            initial_window_size=h2.initial_window_size,
+            max_frame_size=h2.max_frame_size,
+            header_table_size=h2.header_table_size,
+            max_header_fields=h2.max_header_fields)
     return cfg
 
 
@@ -594,6 +603,22 @@ class H2Connection(ClientConn):
 
     def kill(self) -> None:
         self.abort("K")
+
+    def kill_streams_of(self, servers) -> int:
+        """`shutdown sessions server`: the streams talking to one of
+        servers end now (RST_STREAM CANCEL to the client, logged with K,
+        as HAProxy kills the streams of the server); the connection and
+        its other streams go on. Returns how many were ended."""
+        n = 0
+        for st in list(self.active.values()):
+            stream = st.stream
+            if stream is not None and stream.srv in servers:
+                self.h2.reset_stream(st.sid, CANCEL)
+                self.stream_reset(st, "K")
+                n += 1
+        if n:
+            self.finish_io()
+        return n
 
     def client_gone(self) -> None:
         """The client closed its side: the streams still open are aborted."""

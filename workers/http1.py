@@ -1551,12 +1551,14 @@ def _cut_field(headers: list, i: int, raw: bytes) -> bytes:
 
 def _append_fields(raw: bytes, extra: list) -> bytes:
     """raw (a head ending in CRLF CRLF) with the fields of extra added last."""
-    out = b"".join([raw[:-2], *[k + b": " + v + b"\r\n" for k, v in extra], b"\r\n"])
+    parts = []
+    for k, v in extra:
+        parts += (k, b": ", v, b"\r\n")
+    added = b"".join(parts)
     n = len(extra)
-    added = out[len(raw) - 2:]
-    if added.count(b"\n") != n + 1 or added.count(b"\r") != n + 1:
+    if added.count(b"\n") != n or added.count(b"\r") != n:
         raise ValueError("CR or LF inside a header field")
-    return out
+    return b"".join((raw[:-2], added, b"\r\n"))
 
 
 def head_bytes(msg) -> bytes:

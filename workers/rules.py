@@ -297,6 +297,22 @@ def _cookie_values(name: bytes) -> Callable[[object], list[bytes]]:
     return values
 
 
+def _set_cookie_values(name: bytes) -> Callable[[object], list[bytes]]:
+    """res.cook(NAME): the values the response's Set-Cookie headers give
+    NAME (each header sets one cookie: NAME=VALUE before the attributes)."""
+    def values(txn) -> list[bytes]:
+        resp = getattr(txn, "resp", None)
+        if resp is None:
+            return []
+        out = []
+        for line in resp.get_all(b"set-cookie"):
+            k, eq, v = line.partition(b";")[0].partition(b"=")
+            if eq and k.strip(b" \t") == name:
+                out.append(v.strip(b" \t"))
+        return out
+    return values
+
+
 def _param_values(name: bytes) -> Callable[[object], list[bytes]]:
     def values(txn) -> list[bytes]:
         q = txn.req.query
@@ -320,6 +336,8 @@ def _values_getter(base: str, arg: str | None, phase: str) -> Callable[[object],
         return _header_values(_header_source(base, phase), name, False)
     if base == "req.cook":
         return _cookie_values(name)
+    if base == "res.cook":
+        return _set_cookie_values(name)
     if base == "url_param":
         return _param_values(name)
     raise RuleError(f"no string fetch {base!r}")
@@ -1043,13 +1061,14 @@ def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
     return get
 
 
-def key_getter(expr: str) -> Callable[[object], bytes | str | None]:
+def key_getter(expr: str, phase: str = "request") -> Callable[[object], bytes | str | None]:
     """A tracking or persistence key ("src", "req.hdr(x-api-key)") -> txn
     -> its bytes (src: the address as text), or None when the sample is
-    absent or empty (farm.tables.encode_key takes either)."""
+    absent or empty (farm.tables.encode_key takes either). phase
+    "response": hdr() reads the response (a stick store-response key)."""
     if expr.strip() == "src":
         return attrgetter("src")       # the address as text: what the ip tables encode fastest
-    get = _sample_getter(parse_key_sample(expr), "request")
+    get = _sample_getter(parse_key_sample(expr), phase)
     return lambda txn: get(txn) or None
 
 

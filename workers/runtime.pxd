@@ -27,7 +27,7 @@ cdef class ServerRuntime:
 
 cdef class BackendRuntime:
     cdef public object cfg, name, pool, cells, q, wakeups, waiting, req_rules, resp_rules
-    cdef public object key_of, cookie, errorfiles
+    cdef public object key_of, cookie, errorfiles, stick
     cdef public Gauge g
     cdef public list servers, c, q_heads
     cdef public bint limited, needs_source_key, forwardfor, forwarded

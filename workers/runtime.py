@@ -198,7 +198,10 @@ class SharedState:
                     doomed.append(srv)
         if doomed and self.sessions is not None:
             for sess in list(self.sessions):
-                if session_server(sess) in doomed:
+                kill_streams = getattr(sess, "kill_streams_of", None)
+                if kill_streams is not None:
+                    kill_streams(doomed)        # HTTP/2: only the streams of those servers
+                elif session_server(sess) in doomed:
                     sess.kill()
         for be in self.backends:
             states = [t.usable(srv.sidx) for srv in be.servers]
@@ -365,6 +368,7 @@ class BackendRuntime:
         self.resp_rules = rules.compile_response_rules(cfg.http_response, acls)
         self.key_of = balance_key(cfg.balance)
         self.cookie = CookiePersistence(cfg.cookie, self) if cfg.cookie else None
+        self.stick = None      # its stick rules (workers/tables.py Persistence), set by the worker
         self.errorfiles = read_errorfiles(cfg.errorfiles)
 
     @property
@@ -380,7 +384,7 @@ class BackendRuntime:
         """Retry number retry_no (1..retries) of a failed connection to server
         index: None to go to another server now, else the seconds to wait
         before connecting to the same one again (0: at once). The rules are
-        HAProxy's (workers/lb/retry.py); persistent: a cookie chose it."""
+        HAProxy's (workers/lb/retry.py); persistent: a cookie or a stick match chose it."""
         cfg = self.cfg
         pool = self.pool
         hashed = cfg.balance.algorithm in model.HASHING_ALGORITHMS   # would pick it again

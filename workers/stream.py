@@ -162,10 +162,8 @@ class Stream:
         if be.cookie is not None:
             be.cookie.on_request(self)
         self.key = be.key_of(self) if be.key_of is not None else None
-        if tables.BACKEND_STICK:
-            stick = tables.BACKEND_STICK.get(be.name)
-            if stick is not None:       # stick on / match / store-request (workers/tables.py)
-                stick.on_request(self)
+        if be.stick is not None:        # stick rules (workers/tables.py Persistence)
+            be.stick.on_request(self)
         self.connect_server()
 
     def acme_challenge(self) -> bool:
@@ -379,7 +377,11 @@ class Stream:
             self.send_error(503, "sC" if timeout else "SC")
             return
         self.retries += 1
-        wait = be.retry_wait(srv.index, self.retries, self.cc == "V", timeout)
+        # persistent (a cookie's or a stick match's server): redispatched
+        # only as HAProxy does for its SF_DIRECT streams
+        stk = self.stk
+        persistent = self.cc == "V" or (stk is not None and stk.stuck)
+        wait = be.retry_wait(srv.index, self.retries, persistent, timeout)
         if wait is not None:
             self.forced_server = srv.index      # the same server again
         if not wait:
@@ -425,6 +427,9 @@ class Stream:
         self.status = resp.status
         be = self.be
         http1.forwarding_strip(resp, keep_upgrade=resp.status == 101)
+        stk = self.stk
+        if stk is not None and stk.persist is not None:
+            stk.persist.on_response(self)   # stick store-request/-response (workers/tables.py)
         if be.resp_rules is not no_rules:
             be.resp_rules(self)
         fe = self.fe

@@ -46,13 +46,15 @@ class Trackers:
     """Stick counters sc0..sc2 of a connection or a stream: per counter,
     (table, entry) or None."""
 
-    __slots__ = ("sc", "parent", "conn", "store")
+    __slots__ = ("sc", "parent", "conn", "store", "persist", "stuck")
 
     def __init__(self, parent: "Trackers | None" = None, conn: bool = False):
         self.sc = [None, None, None]
         self.parent = parent
         self.conn = conn
-        self.store = None       # [(table, key)]: persistence to store when the stream ends
+        self.store = None       # [(table, key)]: what store-request rules extracted
+        self.persist = None     # the Persistence whose stores wait for the response head
+        self.stuck = False      # a stick match chose the server (retries treat it as persistent)
 
     def get(self, n: int):
         t = self.sc[n]
@@ -290,12 +292,6 @@ def stream_finished(stream) -> None:
     stream.stk = None
     err = 400 <= stream.status < 500
     now = now_ms()
-    if stk.store is not None and stream.srv is not None:
-        sid = stream.srv.index + 1
-        for table, key in stk.store:
-            e = table.get_or_create(key, -1, now)
-            if e >= 0:
-                table.set(e, "server_id", sid, now)
     if stk.parent is None and stk.sc[1] is None and stk.sc[2] is None:
         t = stk.sc[0]              # the usual case: one counter, the stream's own
         if t is not None:
@@ -326,50 +322,134 @@ def connection_ended(session, stk: "Trackers") -> None:
     stk.release()
 
 
-# -- persistence (stick on / stick match / stick store-request) -------------------
+# -- persistence (stick match / on / store-request / store-response) ------------------
 
-BACKEND_STICK: dict = {}     # backend name -> Persistence (filled by the worker)
+MAX_STORES = 8               # HAProxy's limit of entries one request and its response store
 
 
 class Persistence:
-    """A backend's stick-table persistence: before the balance picks a
-    server, the match key's entry names one (server_id: its position in the
-    backend, from 1) and it is used when it is up; when the request ends,
-    the store key's entry gets the server that served it."""
+    """A backend's stick rules, compiled (HAProxy's stick match, stick on,
+    stick store-request and stick store-response).
 
-    __slots__ = ("table_name", "pool", "nservers", "match", "store")
+    Each rule is (table name, key getter txn -> sample or None, condition
+    txn -> bool or None). Before the balance picks a server, the match
+    rules run in order: the first whose key has an entry naming a usable
+    server (up or draining) sends the request there (a server that is down
+    or in maintenance does not count: the balance picks another, and the
+    stores below then name it). Once the server has answered (HTTP: the
+    response head; TCP: the connection established), the entries of the
+    store rules get its id: server_id is the server's `id`, its position
+    in the backend unless set. Per table, only the first store-request and
+    the first store-response rule that yields a key store (HAProxy's
+    rule), 8 entries at most in all."""
 
-    def __init__(self, table_name: str, backend, match, store):
-        self.table_name = table_name
+    __slots__ = ("pool", "index_of", "matches", "req_stores", "resp_stores")
+
+    def __init__(self, backend, matches=(), req_stores=(), resp_stores=()):
         self.pool = backend.pool
-        self.nservers = len(backend.servers)
-        self.match = match          # txn -> key sample bytes or None; or None
-        self.store = store
+        self.index_of = {s.cfg.id: s.index for s in backend.servers}
+        self.matches = tuple(matches)
+        self.req_stores = tuple(req_stores)
+        self.resp_stores = tuple(resp_stores)
+
+    def match(self, txn) -> int | None:
+        """The index of the usable server the first match rule finds for
+        txn, or None (no rule applies, no entry, or its server is not
+        usable). A found entry is refreshed (its expiry starts again)."""
+        for tname, get, cond in self.matches:
+            table = TABLES.get(tname)
+            if table is None or (cond is not None and not cond(txn)):
+                continue
+            v = get(txn)
+            k = encode_key(table.type, table.key_len, v) if v is not None else None
+            if k is None:
+                continue
+            e = table.lookup(k)
+            if e < 0:
+                continue
+            table.touch(e)
+            idx = self.index_of.get(table.get(e, "server_id") or 0)
+            if idx is not None and self.pool.is_up(idx):
+                return idx
+        return None
+
+    def keys(self, rules, txn, out: list | None = None) -> list | None:
+        """[(table, key)]: what rules extract from txn, the first per table,
+        appended to out (a list, or None for a new one when there is any);
+        MAX_STORES in all."""
+        room = MAX_STORES - (len(out) if out else 0)
+        mine = []
+        for tname, get, cond in rules:
+            if len(mine) >= room:
+                break
+            table = TABLES.get(tname)
+            if table is None or any(t is table for t, _ in mine):
+                continue
+            if cond is not None and not cond(txn):
+                continue
+            v = get(txn)
+            k = encode_key(table.type, table.key_len, v) if v is not None else None
+            if k is None:
+                continue
+            mine.append((table, k))
+        if not mine:
+            return out
+        if out is None:
+            return mine
+        out.extend(mine)
+        return out
+
+    def store(self, keys, srv) -> None:
+        """The entries of keys name srv (created when missing)."""
+        sid = srv.cfg.id
+        now = now_ms()
+        for table, key in keys:
+            e = table.get_or_create(key, -1, now)
+            if e >= 0:
+                table.set(e, "server_id", sid, now)
+                table.touch(e, now)
+
+    # -- HTTP streams (workers/stream.py) --
 
     def on_request(self, stream) -> None:
-        table = TABLES.get(self.table_name)
-        if table is None:
-            return
-        if self.match is not None and stream.forced_server is None:
-            v = self.match(stream)
-            k = encode_key(table.type, table.key_len, v) if v is not None else None
-            if k is not None:
-                e = table.lookup(k)
-                if e >= 0:
-                    idx = (table.get(e, "server_id") or 0) - 1
-                    if 0 <= idx < self.nservers and self.pool.is_up(idx):
-                        stream.forced_server = idx
-                    table.touch(e)
-        if self.store is not None:
-            v = self.store(stream)
-            k = encode_key(table.type, table.key_len, v) if v is not None else None
-            if k is not None:
-                stk = stream.stk
-                if stk is None:
-                    stk = stream.stk = Trackers()
-                if stk.store is None:
-                    stk.store = []
-                stk.store.append((table, k))
+        """Before the server is picked: the match rules (unless a cookie
+        already chose the server), then the store-request keys, kept until
+        the response head (on_response)."""
+        if self.matches and stream.forced_server is None:
+            idx = self.match(stream)
+            if idx is not None:
+                stream.forced_server = idx
+                if stream.stk is None:
+                    stream.stk = Trackers()
+                stream.stk.stuck = True
+        if self.req_stores or self.resp_stores:
+            stk = stream.stk
+            if stk is None:
+                stk = stream.stk = Trackers()
+            stk.store = self.keys(self.req_stores, stream) if self.req_stores else None
+            stk.persist = self
+
+    def on_response(self, stream) -> None:
+        """The server's response head arrived (before the http_response
+        rules, as HAProxy stores): the request's keys and the response's
+        name the server that answered."""
+        stk = stream.stk
+        stk.persist = None
+        keys = stk.store
+        stk.store = None
+        if self.resp_stores:
+            keys = self.keys(self.resp_stores, stream, keys)
+        if keys and stream.srv is not None:
+            self.store(keys, stream.srv)
+
+    # -- TCP sessions (workers/tcp.py) --
+
+    def on_connection(self, txn) -> tuple:
+        """A TCP session before its server is picked: (the index of the
+        server the match rules found or None, the store-request keys or
+        None), txn a workers.runtime.Layer4Txn."""
+        idx = self.match(txn) if self.matches else None
+        return idx, (self.keys(self.req_stores, txn) if self.req_stores else None)
 
 
 class ConnTxn:

@@ -32,6 +32,7 @@ import ssl
 from farm.logs import connection_error_line, json_line, tcplog_line
 from workers import counting, ppsend
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+from workers.runtime import Layer4Txn
 from workers.transport import SSL_TIMEOUT, HandshakeError
 
 # Bytes a direction moves by recv/send before switching to splice: below
@@ -166,6 +167,11 @@ class TcpSession:
         self.stls = None           # the server's ServerTlsTransport (a tls server)
         self.splice_ok = ctls is None
         self.silent = False        # a failed client handshake: no tcplog line
+        self.stuck = False         # a stick match chose the server
+        self.persist = None        # the backend's stick rules, when it has stores to do
+        self.stick_keys = None     # [(table, key)] to name the server once connected
+        if self.be.stick is not None:
+            self.stick_rules(self.be.stick, csock, caddr)
         ctx.sessions.add(self)
         self.be.g.take()
         if ctls is not None:
@@ -175,6 +181,26 @@ class TcpSession:
             self.on_client_handshake(EPOLLIN)
             return
         self.connect()
+
+    def stick_rules(self, persist, csock, caddr: tuple) -> None:
+        """The backend's stick match rules pick the server (HAProxy's
+        stick on src in mode tcp); its store-request keys wait for the
+        connection to be established (connected)."""
+        pp = getattr(caddr, "proxy", None)     # a PROXY header's destination wins
+        if pp is not None and pp.dst is not None:
+            dst = (pp.dst, pp.dst_port)
+        else:
+            try:
+                dst = csock.getsockname()
+            except OSError:
+                dst = ("", 0)
+        idx, keys = persist.on_connection(Layer4Txn(caddr, dst))
+        if idx is not None:
+            self.retry_to = idx
+            self.stuck = True
+        if keys:
+            self.persist = persist
+            self.stick_keys = keys
 
     # -- TLS -------------------------------------------------------------------
 
@@ -351,7 +377,7 @@ class TcpSession:
             self.close("sC" if timeout else "SC")
             return
         self.retries += 1
-        wait = be.retry_wait(idx, self.retries, False, timeout)
+        wait = be.retry_wait(idx, self.retries, self.stuck, timeout)
         if wait is not None:
             self.retry_to = idx                # the same server again
         if not wait:
@@ -376,6 +402,9 @@ class TcpSession:
 
     def connected(self) -> None:
         counting.connect_attempt(self.be, self.srv)
+        if self.stick_keys is not None:
+            self.persist.store(self.stick_keys, self.srv)   # stick store-request: the server reached
+            self.stick_keys = None
         loop = self.loop
         self.state = DATA
         self.t_connected = loop.now

@@ -99,6 +99,19 @@ class FdEpisode:
         self.pauses = 1
 
 
+def persistence(be_cfg: model.Backend, backend) -> "sticks.Persistence":
+    """A backend's stick rules compiled for workers/tables.py: keys and
+    conditions of store-response rules read the response."""
+    acls = rules.compile_acls(be_cfg.acl)
+    by_kind: dict = {kind: [] for kind in model.STICK_KINDS}
+    for r in be_cfg.stick:
+        phase = "response" if r.kind == "store-response" else "request"
+        cond = rules.compile_condition(r.cond, acls, phase) if r.cond is not None else None
+        by_kind[r.kind].append((r.table, rules.key_getter(r.key, phase), cond))
+    return sticks.Persistence(backend, by_kind["match"], by_kind["store-request"],
+                              by_kind["store-response"])
+
+
 class Worker:
     """One worker process: a loop, its frontends' sockets, its sessions."""
 
@@ -163,14 +176,10 @@ class Worker:
             self.ctx.frontends.append(
                 stats_frontend(self.ctx, config, [sockets[config.stats.bind][slot]]))
         # -- end stats listener --
-        sticks.BACKEND_STICK.clear()
         for be_cfg in config.backends:
-            if be_cfg.stick is not None:
-                st = be_cfg.stick
-                sticks.BACKEND_STICK[be_cfg.name] = sticks.Persistence(
-                    st.table, self.ctx.backends[be_cfg.name],
-                    rules.key_getter(st.match) if st.match else None,
-                    rules.key_getter(st.store) if st.store else None)
+            if be_cfg.stick:
+                backend = self.ctx.backends[be_cfg.name]
+                backend.stick = persistence(be_cfg, backend)
         if any(fe.mode == "http" for fe in config.frontends):
             from workers.server import ConnPool
             self.ctx.conn_pool = ConnPool(self.loop)
@@ -193,10 +202,16 @@ class Worker:
             def accepted_tcp(ctx, fe, csock, caddr):
                 t = TlsTransport(csock, context, name)
                 return TcpSession(ctx, fe, t.sock, caddr, t)
-            return accepted_tcp
-
-        def accepted(ctx, fe, csock, caddr):
-            return H1Connection(ctx, fe, TlsTransport(csock, context, name), caddr)
+            accepted = accepted_tcp
+        else:
+            def accepted(ctx, fe, csock, caddr):
+                return H1Connection(ctx, fe, TlsTransport(csock, context, name), caddr)
+        account = self.config.acme_account(fe_cfg.tls.acme) if fe_cfg.tls.acme else None
+        if account is not None and account.challenge == "tls-alpn-01":
+            # TLS-ALPN-01 validations are told apart by their ClientHello
+            # (workers/alpnaccept.py), looked at only while one is pending
+            from workers import alpnaccept
+            return alpnaccept.session_class(accepted, name)
         return accepted
 
     # -- accepting -------------------------------------------------------------

@@ -23,6 +23,8 @@ Behaviour is driven by the path:
     /big?size=N        N deterministic bytes (backends.pattern)
     /close             answers with Connection: close, then closes
     /setcookie?name=N&value=V   answers with Set-Cookie: N=V; path=/
+    /session           answers its name with a new session id (random hex)
+                       in Set-Cookie: SID=... and X-Session
     /ws                101 to an Upgrade request, then echoes raw bytes
     /badresponse       an invalid response (a space in a header name)
     /rawhead           "X-Odd:value" (no space) and "Connection: keep-alive"
@@ -316,6 +318,12 @@ class HttpBackend:
             keep = False
         elif verb == "setcookie":
             extra.append(("Set-Cookie", f"{q.get('name', 'SRV')}={q.get('value', self.name)}; path=/"))
+        elif verb == "session":
+            # a new session id of this server's making, as an application
+            # server hands out at login
+            sid = os.urandom(8).hex()
+            extra.append(("Set-Cookie", f"SID={sid}; path=/; HttpOnly"))
+            extra.append(("X-Session", sid))
         elif verb == "noframing":
             # HTTP/1.1 without Content-Length or chunked: the body ends
             # when the server closes

@@ -47,9 +47,10 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:
 
 class Pebble:
     """pebble and pebble-challtestsrv (DNS only) on free ports; HTTP-01
-    validations go to http_port (farm's HTTP bind)."""
+    validations go to http_port (farm's HTTP bind), TLS-ALPN-01 ones to
+    tls_port."""
 
-    def __init__(self, tmp: Path, http_port: int):
+    def __init__(self, tmp: Path, http_port: int, tls_port: int | None = None):
         self.tmp = tmp
         self.ca = CA(tmp / "pebble-pki", "Pebble WFE CA")
         self.cert = self.ca.issue("pebble", "localhost")
@@ -62,7 +63,7 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.mgmt}",
             "certificate": str(self.cert.crt), "privateKey": str(self.cert.key),
-            "httpPort": http_port, "tlsPort": free_port(),
+            "httpPort": http_port, "tlsPort": tls_port or free_port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
 
     @property
@@ -70,9 +71,10 @@ class Pebble:
         return f"https://localhost:{self.port}/dir"
 
     def start(self) -> "Pebble":
+        self.dns_mgmt = free_port()
         dns = subprocess.Popen(
             ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{self.dns}", "-http01", "", "-https01", "",
-             "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}", "-defaultIPv4", "127.0.0.1",
+             "-tlsalpn01", "", "-management", f"127.0.0.1:{self.dns_mgmt}", "-defaultIPv4", "127.0.0.1",
              "-defaultIPv6", ""], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.procs.append(dns)
         self.start_pebble()
@@ -87,6 +89,14 @@ class Pebble:
         self.procs.append(self.pebble)
         wait_port(self.port, self.pebble)
         wait_port(self.mgmt, self.pebble)
+
+    def resolve(self, host: str, address: str) -> None:
+        """From now on, pebble's DNS answers address for host (an A record
+        through pebble-challtestsrv's management API)."""
+        wait_port(self.dns_mgmt, self.procs[0])
+        body = json.dumps({"host": host, "addresses": [address]}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt}/add-a", body),
+                               timeout=10).read()
 
     def root(self) -> Path:
         """Pebble's issuing root (it changes at every pebble start)."""
@@ -118,9 +128,14 @@ def backend():
     b.close()
 
 
-def farm_config(backend, http: int, https: int, directory: str, ca: Path, storage: Path,
-                workers: int = 2, domains: tuple[str, ...] = (DOMAIN, f"www.{DOMAIN}")) -> str:
-    names = ", ".join(f'"{d}"' for d in domains)
+def farm_config(backend, http: int | None, https: int, directory: str, ca: Path, storage: Path,
+                workers: int = 2, domains: tuple[str, ...] | None = (DOMAIN, f"www.{DOMAIN}"),
+                challenge: str = "http-01", rules: str = "") -> str:
+    """farm with a frontend www (an HTTP bind unless http is None, a tls
+    bind), its certificate from [acme.pebble]; domains None: derived from
+    the routing rules given in `rules`."""
+    names = "" if domains is None else "domains = [" + ", ".join(f'"{d}"' for d in domains) + "]"
+    binds = (f'"127.0.0.1:{http}", ' if http else "") + f'{{ address = "127.0.0.1:{https}", tls = true }}'
     return f"""
 [global]
 workers = {workers}
@@ -131,11 +146,12 @@ events = "@EVENTS@"
 access = "@ACCESS@"
 format = "httplog"
 [frontends.www]
-bind = ["127.0.0.1:{http}", {{ address = "127.0.0.1:{https}", tls = true }}]
+bind = [{binds}]
 default_backend = "app"
+{rules}
 [frontends.www.tls]
 acme = "pebble"
-domains = [{names}]
+{names}
 [backends.app]
 [[backends.app.servers]]
 name = "s1"
@@ -145,6 +161,7 @@ directory = "{directory}"
 directory_ca = "{ca}"
 contact = "mailto:ops@example.com"
 storage = "{storage}"
+challenge = "{challenge}"
 """
 
 
@@ -292,5 +309,38 @@ def test_failed_validation_says_why_and_keeps_the_certificate(tmp_path, farm_fac
         farm.wait_event("acme_backoff", timeout=10, frontend="www")
         assert "waiting for ACME" in served_issuer(https, DOMAIN)
         assert not (tmp_path / "acme" / "www.pem").exists()
+    finally:
+        pebble.stop()
+
+
+def test_refused_renewal_keeps_the_certificate_and_says_why(tmp_path, farm_factory, backend):
+    """The CA refuses the next order (its validation of the name reaches
+    an address where farm does not listen): the certificate issued before
+    is still served, the reason is in the events log and in acme status."""
+    http, https = free_port(), free_port()
+    pebble = Pebble(tmp_path, http).start()
+    try:
+        farm = farm_factory(farm_config(backend, http, https, pebble.directory, pebble.ca.cert,
+                                        tmp_path / "acme", domains=(DOMAIN,), workers=1))
+        farm.wait_event("acme_certificate_installed", timeout=60, frontend="www")
+        farm.wait_event("reload_done", timeout=30)
+        root = pebble.root()
+        before = served_serial(https, DOMAIN)
+        expires = cli(farm, "acme status").strip().split("\n")[1].split("\t")[3]
+        pebble.resolve(DOMAIN, "127.0.0.2")          # nothing of farm listens there
+        assert cli(farm, "acme renew www").startswith("Renewing the certificate of frontend 'www'.")
+        failed = farm.wait_event("acme_order_failed", timeout=60, frontend="www")
+        assert failed["error"].startswith(f"authorization of {DOMAIN} is invalid: "), failed
+        assert "127.0.0.2" in failed["error"] and "connection refused" in failed["error"].lower()
+        backoff = farm.wait_event("acme_backoff", timeout=10, frontend="www")
+        assert backoff["failures"] == 1 and "keeping the current certificate" in backoff["message"]
+        # the certificate issued before is served as it was, no reload happened
+        assert served_serial(https, DOMAIN) == before
+        r = curl(https, DOMAIN, root)
+        assert r.returncode == 0 and r.stdout.endswith("\n200"), r.stderr
+        assert len([e for e in farm.events() if e.get("event") == "reload_done"]) == 1
+        row = cli(farm, "acme status").strip().split("\n")[1].split("\t")
+        assert row[:4] == ["www", "pebble", "failed", expires]
+        assert row[5] == failed["error"]
     finally:
         pebble.stop()

@@ -325,3 +325,39 @@ def test_response_time_averages_reach_show_stat(farm_factory, tmp_path):
         assert info_map(sock)["CumReq"] == "20"
     finally:
         b.close()
+
+
+def test_a_second_farm_on_the_same_config_refuses_to_start(farm_factory, two, tmp_path):
+    """The same config started twice: the second master sees the first's
+    admin socket answer and exits before binding anything (with
+    SO_REUSEPORT it would silently take half of the connections)."""
+    port, sock = free_port(), tmp_path / "admin.sock"
+    first = farm_factory(config(port, sock, two))
+    second = subprocess.run([sys.executable, str(ROOT / "master.py"), "run", "-c", str(first.config_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    assert "another farm is running" in second.stderr
+    assert str(sock) in second.stderr
+    assert b"Name: " in cli(sock, "show info")           # the first keeps its admin socket
+    assert {get(port) for _ in range(6)} <= {"a", "b"}    # and serves
+
+
+def test_a_socket_left_by_a_dead_farm_is_no_obstacle(farm_factory, two, tmp_path):
+    port, sock = free_port(), tmp_path / "admin.sock"
+    first = farm_factory(config(port, sock, two))
+    first.proc.kill()                  # the master dies without removing its socket
+    first.proc.wait(timeout=10)
+    for w in first.workers():
+        w.kill()
+    assert sock.exists()
+    again = farm_factory(config(port, sock, two), start=False).start(wait_ready=False)
+    deadline = time.monotonic() + 15
+    while True:                        # (the events file holds the first one's farm_ready)
+        try:
+            assert b"Name: " in cli(sock, "show info")
+            break
+        except OSError:
+            assert again.proc.poll() is None, again.output()
+            assert time.monotonic() < deadline, "the new farm's admin socket never answered"
+            time.sleep(0.1)
+    assert "another farm" not in again.output()

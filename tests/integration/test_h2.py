@@ -568,3 +568,58 @@ def test_chromium_headless_over_tls_speaks_h2(farm_factory, backend, pki, tmp_pa
     lines = wait_lines(farm, 1)
     assert any(f'"GET https://localhost:{tport}/name HTTP/2.0"' in line and " 200 " in line
                for line in lines), lines
+
+
+def test_h2_limits_from_the_frontend_config(farm_factory, backend):
+    """[frontends.NAME.h2]: the SETTINGS farm sends are the configured ones,
+    and the stream limit is held to them (the 6th concurrent stream is
+    refused with 5), as are the header fields of one request."""
+    port = free_port()
+    farm_factory(config(backend, port, rules=(
+        "[frontends.www.h2]\nmax_concurrent_streams = 5\ninitial_window_size = 1048576\n"
+        "max_frame_size = 32768\nheader_table_size = 8192\nmax_header_fields = 20\n")))
+    c = H2Client(port)
+    settings = next(f for f in c.frames(2, until=lambda fs: any(isinstance(f, SettingsFrame)
+                                                                 for f in fs))
+                    if isinstance(f, SettingsFrame) and "ACK" not in f.flags)
+    assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 5
+    assert settings.settings[SettingsFrame.INITIAL_WINDOW_SIZE] == 1048576
+    assert settings.settings[SettingsFrame.MAX_FRAME_SIZE] == 32768
+    assert settings.settings[SettingsFrame.HEADER_TABLE_SIZE] == 8192
+    c.send(b"".join(c.headers(1 + 2 * i, "/slow?ms=500") for i in range(6)))
+    frames = c.frames(5, until=lambda fs: sum(isinstance(f, HeadersFrame) for f in fs) >= 5)
+    assert [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)] == [(11, 7)]
+    assert sum(isinstance(f, HeadersFrame) for f in frames) == 5
+    c.close()
+    # 25 fields in one request: over max_header_fields = 20, refused (431)
+    c = H2Client(port)
+    c.send(c.headers(1, "/name", extra=[(f"x-f{i}", "v") for i in range(21)]))
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, HeadersFrame) for f in fs))
+    h = next(f for f in frames if isinstance(f, HeadersFrame))
+    assert dict(Decoder().decode(h.data))[":status"] == "431"
+    c.close()
+
+
+def test_shutdown_sessions_server_ends_its_streams_only(farm_factory, backend, tmp_path):
+    """`shutdown sessions server app/s1` ends the HTTP/2 streams talking
+    to s1 (RST_STREAM CANCEL, logged with K); the connection stays up and
+    its next stream is served."""
+    port, sock = free_port(), tmp_path / "admin.sock"
+    farm = farm_factory(config(backend, port).replace("[global]\n", f'[global]\nadmin_socket = "{sock}"\n', 1))
+    c = H2Client(port)
+    c.send(c.headers(1, "/slow?ms=4000"))
+    time.sleep(0.5)                                 # the request is at the server
+    with socket.socket(socket.AF_UNIX) as admin:
+        admin.connect(str(sock))
+        admin.sendall(b"shutdown sessions server app/s1\n")
+        admin.recv(100)
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, RstStreamFrame) for f in fs))
+    rst = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in rst] == [(1, 8)]       # CANCEL
+    c.send(c.headers(3))
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, DataFrame) and f.stream_id == 3
+                                               for f in fs))
+    assert any(isinstance(f, DataFrame) and f.stream_id == 3 for f in frames)
+    lines = wait_lines(farm, 2)
+    assert any("/slow?ms=4000 HTTP/2.0\"" in ln and " KH-- " in ln for ln in lines), lines
+    c.close()

@@ -528,3 +528,134 @@ key = "src"
     assert request(port)[0] == 200
     assert entries(show(sock, "conns"))["127.0.0.1"]["conn_cnt"] == 2
     s.close()
+
+
+def test_store_response_keeps_a_session_on_the_server_that_made_it(farm_factory, tmp_path):
+    """stick store-response res.cook(SID) + stick match req.cook(SID): the
+    session id a server hands out (Set-Cookie) is stored with that server,
+    and every later request carrying it goes there (round robin would
+    alternate), from new connections and both workers; the table shows
+    each session's server; an unknown id is balanced as usual."""
+    s1, s2 = HttpBackend("s1"), HttpBackend("s2")
+    port, sock = free_port(), tmp_path / "admin.sock"
+    text = config(port, sock, s1, """
+[[backends.be.servers]]
+name = "s2"
+address = "@S2@"
+
+[tables.sessions]
+type = "string"
+len = 32
+size = 100
+expire = "30m"
+store = ["server_id"]
+""", workers=2)
+    text = text.replace("[backends.be]\n", """[backends.be]
+balance = "roundrobin"
+stick_store_response = "res.cook(SID)"
+stick_match = "req.cook(SID)"
+""")
+    farm_factory(text.replace("@S2@", s2.address))
+    sessions: dict[str, str] = {}           # session id -> the server that made it
+    deadline = time.monotonic() + 10
+    while set(sessions.values()) != {"s1", "s2"}:
+        assert time.monotonic() < deadline
+        status, headers, body = request(port, "/session")
+        assert status == 200
+        sid = headers["x-session"]
+        assert headers["set-cookie"].startswith(f"SID={sid};")
+        sessions[sid] = body.decode()
+    for sid, server in sessions.items():
+        got = [request(port, "/name", {"Cookie": f"lang=en; SID={sid}"})[2].decode()
+               for _ in range(8)]
+        assert got == [server] * 8, (sid, server, got)
+    table = entries(show(sock, "sessions"))
+    assert {k: v["server_id"] for k, v in table.items()} == \
+        {sid: {"s1": 1, "s2": 2}[server] for sid, server in sessions.items()}
+    unknown = {request(port, "/name", {"Cookie": "SID=0000"})[2] for _ in range(8)}
+    assert unknown == {b"s1", b"s2"}
+
+
+TCP_STICK = """
+[global]
+workers = 2
+admin_socket = "{sock}"
+hard_stop_after = "2s"
+
+[log]
+events = "@EVENTS@"
+access = "@ACCESS@"
+format = "tcplog"
+
+[defaults]
+mode = "tcp"
+[defaults.timeout]
+connect = "1s"
+client = "10s"
+server = "10s"
+
+[frontends.fe]
+bind = "127.0.0.1:{port}"
+default_backend = "be"
+
+[tables.persist]
+type = "ip"
+size = 100
+expire = "30m"
+store = ["server_id"]
+
+[backends.be]
+balance = "roundrobin"
+stick_on = "src"
+[backends.be.check]
+type = "tcp"
+interval = "200ms"
+rise = 1
+fall = 1
+[[backends.be.servers]]
+name = "a"
+address = "{a}"
+id = 10
+[[backends.be.servers]]
+name = "b"
+address = "{b}"
+id = 20
+"""
+
+
+def tag(port: int) -> str:
+    """The name of the TagServer a new connection reaches ("" if none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        out = b""
+        while True:
+            data = s.recv(100)
+            if not data:
+                return out.decode()
+            out += data
+
+
+def test_tcp_stick_on_src(farm_factory, tmp_path):
+    """HAProxy's `stick on src` in mode tcp: every connection of a client
+    reaches the server its first one did (round robin would alternate);
+    the table names it by its id; a reload keeps it; when that server goes
+    DOWN, the client's connections go to the other one and the entry
+    follows it."""
+    from tests.integration.backends import TagServer
+    servers = {"a": TagServer("a"), "b": TagServer("b")}
+    port, sock = free_port(), tmp_path / "admin.sock"
+    farm = farm_factory(TCP_STICK.format(sock=sock, port=port, a=servers["a"].address,
+                                         b=servers["b"].address))
+    first = tag(port)
+    assert first in servers
+    assert [tag(port) for _ in range(10)] == [first] * 10
+    ids = {"a": 10, "b": 20}
+    assert entries(show(sock, "persist"))["127.0.0.1"]["server_id"] == ids[first]
+    farm.signal(signal.SIGHUP)
+    farm.wait_event("reload_done")
+    assert [tag(port) for _ in range(6)] == [first] * 6
+    other = "b" if first == "a" else "a"
+    servers[first].close()                    # its check fails: DOWN
+    farm.wait_event("server_down", timeout=5, server=first)
+    assert [tag(port) for _ in range(6)] == [other] * 6
+    assert entries(show(sock, "persist"))["127.0.0.1"]["server_id"] == ids[other]
+    servers[other].close()

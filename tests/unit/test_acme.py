@@ -241,9 +241,12 @@ def test_issue_whole_flow(key_type):
     c = client(server, key_type)
     published = []
 
-    def publish(token, keyauth):
+    def publish(token, keyauth, domain):
         server.served[token] = keyauth
         published.append(token)
+        domains.append(domain)
+
+    domains = []
 
     withdrawn = []
     cert_key = acme.Key.generate(key_type)
@@ -252,6 +255,7 @@ def test_issue_whole_flow(key_type):
     cert = x509.load_pem_x509_certificate(pem)
     assert cert.public_key().public_numbers() == cert_key.private.public_key().public_numbers()
     assert published == ["tok1x0", "tok1x1"] and withdrawn == published
+    assert domains == ["a.test", "b.test"]
     assert c.kid == BASE + "/acct/1"
     assert server.account_payload["contact"] == ["mailto:ops@example.com"]
     assert server.log[:3] == ["GET /dir", "HEAD /nonce", "POST /acct"]
@@ -264,7 +268,7 @@ def test_failed_challenge_says_why_and_withdraws():
     withdrawn = []
     with pytest.raises(acme.AcmeError, match="authorization of a.test is invalid: wrong key authorization"):
         client(server).issue(["a.test"], acme.Key.generate(),
-                             lambda t, k: server.served.__setitem__(t, k), withdrawn.append)
+                             lambda t, k, d: server.served.__setitem__(t, k), withdrawn.append)
     assert withdrawn == ["tok1x0"]
 
 
@@ -293,3 +297,19 @@ def test_renewal_and_backoff():
     assert acme.renewal_due(0, 90 * 86400) == 60 * 86400
     assert acme.renewal_due(0, 90 * 86400, renew_before=7 * 86400) == 83 * 86400
     assert [acme.backoff_delay(n, base=10, cap=100) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+
+
+def test_alpn_certificate_carries_the_critical_acme_identifier():
+    """RFC 8737 section 3: the domain as the only SAN, and the critical
+    id-pe-acmeIdentifier extension holding a DER OCTET STRING of the
+    SHA-256 of the key authorization."""
+    import hashlib
+    pem = acme.alpn_certificate("a.test", "tok.thumb")
+    cert = x509.load_pem_x509_certificate(pem)
+    ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"))
+    assert ext.critical
+    assert ext.value.value == b"\x04\x20" + hashlib.sha256(b"tok.thumb").digest()
+    assert acme.certificate_names(pem) == {"a.test"}
+    # it loads as a certificate file farm serves (certificate, then key)
+    key = acme.Key.from_pem(pem[pem.index(b"-----BEGIN PRIVATE KEY"):])
+    assert key.private.public_key().public_numbers() == cert.public_key().public_numbers()

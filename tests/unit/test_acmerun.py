@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from farm import acme, acmerun, challenges, model, tlsconf
 
 
@@ -151,3 +153,36 @@ def test_scheduler_backs_off_and_reloads_on_success(tmp_path):
     assert not sched.renew("nope")
     assert sched.renew("www") and timers[-1].delay == 0
     assert sched.stop() is None and timers[-1].cancelled
+
+
+def test_board_tls_alpn_entries_and_the_pending_hint():
+    b = challenges.Board(8192)
+    assert not b.alpn_pending()
+    b.publish("tok", "tok.k")
+    assert not b.alpn_pending()
+    pem = acme.alpn_certificate("a.test", "tok.k")
+    seq = b.sequence()
+    b.publish_alpn("A.test", pem)
+    assert b.alpn_pending() and b.sequence() != seq
+    assert b.snapshot() == ({"tok": "tok.k"}, {"a.test": pem})
+    assert b.answer(b"tok") == b"tok.k" and b.answer(b"@a.test") is None
+    b.withdraw_alpn("a.test")
+    assert not b.alpn_pending() and b.snapshot() == ({"tok": "tok.k"}, {})
+    with pytest.raises(ValueError, match="too many challenges"):
+        for i in range(20):
+            b.publish_alpn(f"d{i}.test", pem)
+
+
+def test_proofs_by_challenge():
+    b = challenges.Board(8192)
+    publish, withdraw = acmerun.proofs(b, "http-01")
+    publish("tok", "tok.k", "a.test")
+    assert b.snapshot() == ({"tok": "tok.k"}, {})
+    withdraw("tok")
+    publish, withdraw = acmerun.proofs(b, "tls-alpn-01")
+    publish("tok", "tok.k", "a.test")
+    http, alpn = b.snapshot()
+    assert http == {} and list(alpn) == ["a.test"]
+    assert acme.certificate_names(alpn["a.test"]) == {"a.test"}
+    withdraw("tok")
+    assert b.snapshot() == ({}, {}) and not b.alpn_pending()

@@ -242,3 +242,16 @@ def test_parse_scur_reads_server_rows():
            "fe,FRONTEND,,,5,9\napp,s1,0,0,3,4\napp,BACKEND,0,0,3,4\n\n")
     assert ex.parse_scur(csv) == {("app", "s1"): 3}
     assert ex.parse_scur("Unknown command\n") == {}
+
+
+def test_stick_rules_are_named_not_guessed(cfg):
+    """The stick table lives in the running farm: explain names the rules
+    and still shows the balance's choice."""
+    text_ = CONFIG.replace("[backends.app]\n", '[backends.app]\nstick_on = "src"\n'
+                           'stick_store_response = { key = "res.cook(SID)", if = "{ status 200 }" }\n') \
+        + '\n[tables.persist]\nsize = 10\nstore = ["server_id"]\n'
+    e = run(load_text(text_, "farm.toml"))
+    t = text(e)
+    assert "stick match src table persist: not evaluated here" in t
+    assert "stick store-response res.cook(SID) table persist if { status 200 }" in t
+    assert e.server == "s2"

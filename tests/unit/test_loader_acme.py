@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from farm import model
-from farm.loader import ConfigErrors, load_text
+from farm import cli, conditions, model
+from farm.loader import ConfigErrors, load_text, notes
 from tests.tlscerts import CA
 
 
@@ -91,8 +91,8 @@ def test_every_acme_key(tmp_path):
      'expected a mailto: URL such as "mailto:ops@example.com", got \'ops@example.com\''),
     ('directory = "https://a.example/d"\nkey_type = "rsa-1024"', "acme.le.key_type",
      "unknown key type 'rsa-1024'"),
-    ('directory = "https://a.example/d"\nchallenge = "tls-alpn-01"', "acme.le.challenge",
-     'tls-alpn-01 is not supported yet: use "http-01" (an HTTP bind on port 80)'),
+    ('directory = "https://a.example/d"\nchallenge = "dns-01"', "acme.le.challenge",
+     "unknown challenge 'dns-01'"),
     ('directory = "https://a.example/d"\nrenew_before = "0d"', "acme.le.renew_before",
      "must be greater than 0, got '0d'"),
     ('directory = "https://a.example/d"\nemail = "x"', "acme.le.email", "unknown key 'email'"),
@@ -134,7 +134,9 @@ def test_domain_errors(domains, message):
 
 def test_domains_and_acme_go_together():
     (err,) = errors(config(tls='acme = "le"'))
-    assert err.path == "frontends.www.tls" and err.message.startswith("missing required key 'domains'")
+    assert err.path == "frontends.www.tls" and err.message.startswith(
+        "acme without domains takes the host names of the routing rules, and this frontend's "
+        "use_backend rules name none: set domains")
     text = config(tls='certificates = ["a.pem"]\ndomains = ["www.example.com"]')
     (err,) = errors(text)
     assert err.path == "frontends.www.tls.domains" and "set acme too" in err.message
@@ -147,6 +149,14 @@ def test_without_an_http_bind_warns():
     assert "HTTP-01 challenge needs one" in warnings[0].message
 
 
+def test_tls_alpn_01_needs_no_http_bind():
+    warnings: list = []
+    cfg = load_text(config('directory = "https://a.example/d"\nchallenge = "tls-alpn-01"',
+                           bind='[{ address = "127.0.0.1:8443", tls = true }]'), "t.toml",
+                    warnings=warnings)
+    assert cfg.acme[0].challenge == "tls-alpn-01" and warnings == []
+
+
 def test_check_reads_directory_ca_and_never_the_server(tmp_path):
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
@@ -155,3 +165,105 @@ def test_check_reads_directory_ca_and_never_the_server(tmp_path):
     assert err.path == "acme.le.directory_ca" and "no PEM certificate found" in err.message
     # without tls_files (farm ctl, tests) files are not read
     load_text(text, "t.toml")
+
+
+# ------------------------------------------------ domains from the rules
+
+def routed(rules: str, tls: str = 'acme = "le"') -> str:
+    """A frontend with backends app and api, `rules` (acl table and
+    use_backend rules) in it, and acme without domains."""
+    return T("""
+        [frontends.www]
+        bind = ["127.0.0.1:8080", { address = "127.0.0.1:8443", tls = true }]
+        default_backend = "app"
+        """) + T(rules) + "\n[frontends.www.tls]\n" + tls + "\n\n" + T("""
+        [backends.app]
+        [[backends.app.servers]]
+        name = "s1"
+        address = "127.0.0.1:9000"
+        [backends.api]
+        [[backends.api.servers]]
+        name = "s1"
+        address = "127.0.0.1:9001"
+
+        [acme.le]
+        directory = "https://acme.example/dir"
+        """)
+
+
+@pytest.mark.parametrize("acl,hosts", [
+    ("hdr(host) -i www.example.com example.com", ("www.example.com", "example.com")),
+    ("req.hdr(host) -m str API.example.com:8443 api.example.com.", ("api.example.com",)),
+    ("fhdr(host) a.test", ("a.test",)),
+    ("ssl_fc_sni -i sni.example.com", ("sni.example.com",)),
+    ("hdr(host) -i [::1]:8443", ("[::1]:8443",)),
+    ("hdr_beg(host) -i www.", ()),
+    ("hdr_dom(host) -i example.com", ()),
+    ("hdr(host) -m reg ^www\\.example\\.com$", ()),
+    ("ssl_fc_sni_end .example.com", ()),
+    ("hdr(x-host) -i www.example.com", ()),
+    ("path_beg /api/", ()),
+])
+def test_literal_hosts_of_an_acl(acl, hosts):
+    assert conditions.literal_hosts(conditions.parse_acl(acl)) == hosts
+
+
+def test_domains_from_named_and_anonymous_host_acls():
+    text = routed("""
+        [frontends.www.acl]
+        api_host = ["hdr(host) -i api.example.com", "hdr(host) -i API.example.com:443"]
+        is_api = "path_beg /api/"
+        internal = "src 10.0.0.0/8"
+        [[frontends.www.use_backend]]
+        backend = "api"
+        if = "api_host || { ssl_fc_sni api2.example.com } is_api"
+        [[frontends.www.use_backend]]
+        backend = "app"
+        if = "{ req.hdr(host) -i www.example.com example.com } !{ hdr(host) -i not.example.com }"
+        [[frontends.www.use_backend]]
+        backend = "app"
+        unless = "{ hdr(host) -i unless.example.com }"
+        [[frontends.www.use_backend]]
+        backend = "app"
+        if = "{ hdr_end(host) -i .example.org } || { hdr(host) -i 192.0.2.1 }"
+        """)
+    cfg = load_text(text, "t.toml")
+    tls = cfg.frontends[0].tls
+    assert tls.domains == ("api.example.com", "api2.example.com", "www.example.com", "example.com")
+    assert tls.domains_from_rules
+    assert notes(cfg) == ["t.toml: frontends.www.tls: acme domains from the routing rules: "
+                          "api.example.com, api2.example.com, www.example.com, example.com"]
+    # written domains win, and nothing is said of them
+    cfg = load_text(routed("""
+        [[frontends.www.use_backend]]
+        backend = "api"
+        if = "{ hdr(host) -i api.example.com }"
+        """, tls='acme = "le"\ndomains = ["www.example.com"]'), "t.toml")
+    assert cfg.frontends[0].tls.domains == ("www.example.com",) and notes(cfg) == []
+
+
+def test_no_literal_host_in_the_rules_is_an_error_that_says_what():
+    text = routed("""
+        [[frontends.www.use_backend]]
+        backend = "api"
+        if = "{ hdr_beg(host) -i api. } || { hdr(host) -i 192.0.2.1 }"
+        """)
+    (err,) = errors(text)
+    assert err.path == "frontends.www.tls" and err.line == line_of(text, "[frontends.www.tls]")
+    assert "use_backend rules name none (192.0.2.1 cannot be)" in err.message
+    assert "{ hdr(host) -i www.example.com }" in err.message
+
+
+def test_farm_check_says_which_domains_it_derived(tmp_path, capsys):
+    path = tmp_path / "farm.toml"
+    path.write_text(routed("""
+        [[frontends.www.use_backend]]
+        backend = "api"
+        if = "{ hdr(host) -i api.example.com }"
+        """).replace(
+        'directory = "https://acme.example/dir"',
+        f'directory = "https://acme.example/dir"\nstorage = "{tmp_path}"'))
+    assert cli.main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: valid: 1 frontend")
+    assert out[1] == f"{path}: frontends.www.tls: acme domains from the routing rules: api.example.com"

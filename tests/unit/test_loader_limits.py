@@ -329,3 +329,33 @@ def _at(data, path):
     for k in path:
         data = data[k]
     return data
+
+
+H2 = BASE.replace('default_backend = "app"\n', 'default_backend = "app"\n\n[frontends.www.h2]\n{h2}\n', 1)
+
+
+def test_frontend_h2_limits():
+    cfg = load_text(H2.format(h2="max_concurrent_streams = 8\nmax_frame_size = 65536"), "t.toml")
+    h2 = cfg.frontends[0].h2
+    assert (h2.max_concurrent_streams, h2.max_frame_size) == (8, 65536)
+    assert (h2.initial_window_size, h2.header_table_size, h2.max_header_fields) == (65535, 4096, 100)
+    assert load_text(BASE, "t.toml").frontends[0].h2 == type(h2)()      # the defaults
+
+
+@pytest.mark.parametrize("h2, key, words", [
+    ("max_frame_size = 1000", "max_frame_size", "16384"),             # RFC 9113's floor
+    ("initial_window_size = 2147483648", "initial_window_size", "2147483647"),
+    ("max_concurrent_streams = 0", "max_concurrent_streams", "1"),
+    ("header_table_size = -1", "header_table_size", "0"),
+    ("max_streams = 4", "max_streams", "unknown"),
+    ('max_header_fields = "many"', "max_header_fields", "integer"),
+])
+def test_frontend_h2_mistakes_are_located(h2, key, words):
+    line, path, message = one(H2.format(h2=h2))
+    assert line == 6 and path.endswith(f"h2.{key}") and words in message, (line, path, message)
+
+
+def test_frontend_h2_needs_mode_http():
+    text = H2.format(h2="max_concurrent_streams = 8").replace(
+        '[frontends.www]\n', '[frontends.www]\nmode = "tcp"\n', 1)
+    assert any("h2 needs mode http" in m for _, _, m in errors(text))

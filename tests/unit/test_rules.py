@@ -362,6 +362,17 @@ def test_response_phase_hdr_reads_response():
     assert not matches("status 200", t)
 
 
+def test_res_cook_reads_the_cookies_the_response_sets():
+    t = Txn(headers=H("Cookie", "SID=from-client"),
+            resp=Resp(200, headers=H("Set-Cookie", "lang=en; path=/")
+                      + H("Set-Cookie", "SID=abc; Path=/; HttpOnly")))
+    assert matches("res.cook(SID) abc", t, phase="response")
+    assert matches("scook(SID) abc", t)
+    assert matches("req.cook(SID) from-client", t, phase="response")
+    assert not matches("res.cook(Path) -m found", t)       # an attribute is not a cookie
+    assert not matches("res.cook(SID) -m found", Txn())
+
+
 def test_response_fetches_without_response():
     t = Txn()
     assert not matches("status 200", t)

@@ -137,32 +137,153 @@ def test_tcp_reject_verdict(tables):
     assert run(wt.ConnTxn(("192.0.2.1", 1), 80)) is None
 
 
-def test_persistence_match_and_store(tables):
-    class Pool:
-        def is_up(self, i):
-            return i != 2
+class Pool:
+    def is_up(self, i):
+        return i != 2               # the third server is down
 
-    class Backend:
-        pool = Pool()
-        servers = [None, None, None]
 
-    class Srv:
-        index = 1
+class Srv:
+    def __init__(self, index, sid=None):
+        self.index = index
+        self.cfg = model.Server(f"s{index + 1}", model.Address("127.0.0.1", 1),
+                                id=sid or index + 1)
 
-    p = wt.Persistence("per_ip", Backend(), rules.key_getter("src"), rules.key_getter("src"))
-    txn = Txn()
+
+class Backend:
+    def __init__(self, ids=(1, 2, 3)):
+        self.pool = Pool()
+        self.servers = [Srv(i, sid) for i, sid in enumerate(ids)]
+
+
+class Resp:
+    def __init__(self, headers, status=200):
+        self.status = status
+        self.headers = [(k.encode(), v.encode()) for k, v in headers]
+
+    def get_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+def persistence(*rules_, ids=(1, 2, 3)):
+    from workers.worker import persistence as compile_persistence
+    be = model.Backend("app", stick=tuple(rules_))
+    backend = Backend(ids)
+    return compile_persistence(be, backend), backend
+
+
+def served(p, txn, srv, resp=None):
+    """What a stream does with p: on_request, then the response head."""
     p.on_request(txn)
+    txn.srv = srv
+    txn.resp = resp
+    if txn.stk is not None and txn.stk.persist is not None:
+        txn.stk.persist.on_response(txn)
+
+
+def test_stick_on_matches_and_stores(tables):
+    p, be = persistence(model.StickRule("match", "src", "per_ip"),
+                        model.StickRule("store-request", "src", "per_ip"))
+    txn = Txn()
+    served(p, txn, be.servers[1])
     assert txn.forced_server is None                # no entry yet
-    txn.srv = Srv()
-    wt.stream_finished(txn)                         # stores server_id 2
+    assert not txn.stk.stuck
     again = Txn()
     p.on_request(again)
-    assert again.forced_server == 1
+    assert again.forced_server == 1                 # stored when the server answered
+    assert again.stk.stuck                          # persistent, for the retries
     table = tables["per_ip"]
     table.set(table.lookup(encode_key("ip", 0, "10.0.0.1")), "server_id", 3)
     down = Txn()
     p.on_request(down)
     assert down.forced_server is None               # its server is down: the balance picks
+    served(p, Txn(), be.servers[0])                 # ...and the entry follows the new one
+    assert table.get(table.lookup(encode_key("ip", 0, "10.0.0.1")), "server_id") == 1
+
+
+def test_a_cookie_chosen_server_is_not_overridden(tables):
+    p, be = persistence(model.StickRule("match", "src", "per_ip"))
+    tables["per_ip"].set(tables["per_ip"].get_or_create(encode_key("ip", 0, "10.0.0.1")),
+                         "server_id", 2)
+    txn = Txn()
+    txn.forced_server = 0
+    p.on_request(txn)
+    assert txn.forced_server == 0
+
+
+@pytest.fixture
+def sessions(tables):
+    t = StickTable(model.StickTable("sessions", "string", 32, 100, 60000, (("server_id", 0),)), 1)
+    wt.install({**tables, "sessions": t}, 0)
+    yield t
+    t.close()
+
+
+def test_store_response_names_the_server_that_answered(sessions):
+    p, be = persistence(model.StickRule("store-response", "res.cook(SID)", "sessions"),
+                        model.StickRule("match", "req.cook(SID)", "sessions"))
+    served(p, Txn(), be.servers[1], Resp([("Set-Cookie", "Other=1"),
+                                          ("Set-Cookie", "SID=abc123; path=/; HttpOnly")]))
+    key = encode_key("string", 32, b"abc123")
+    assert sessions.get(sessions.lookup(key), "server_id") == 2
+    back = Txn(headers={"Cookie": "x=1; SID=abc123"})
+    p.on_request(back)
+    assert back.forced_server == 1
+    stranger = Txn(headers={"Cookie": "SID=zzz"})
+    p.on_request(stranger)
+    assert stranger.forced_server is None
+
+
+def test_conditions_order_and_first_store_per_table(sessions):
+    """A response condition guards the store; of two store-response rules
+    on one table only the first that yields a key stores; match rules are
+    fallbacks in order."""
+    p, be = persistence(
+        model.StickRule("store-response", "res.hdr(x-session)", "sessions",
+                        model.Condition("{ status 200 }")),
+        model.StickRule("store-response", "res.hdr(x-other)", "sessions"),
+        model.StickRule("match", "req.hdr(x-session)", "sessions"),
+        model.StickRule("match", "src", "per_ip"),
+        model.StickRule("store-request", "src", "per_ip", model.Condition("{ src 10.0.0.0/8 }",
+                                                                          negate=True)))
+    served(p, Txn(), be.servers[0], Resp([("X-Session", "one"), ("X-Other", "two")]))
+    assert tables_key(sessions, b"two") < 0            # the first rule stored, not this one
+    assert sessions.get(tables_key(sessions, b"one"), "server_id") == 1
+    assert wt.TABLES["per_ip"].lookup(encode_key("ip", 0, "10.0.0.1")) < 0   # unless 10/8
+    served(p, Txn(), be.servers[1], Resp([("X-Session", "three")], status=503))
+    assert tables_key(sessions, b"three") < 0          # if { status 200 }: not stored
+    outsider = Txn(src="192.0.2.7")
+    served(p, outsider, be.servers[1])
+    again = Txn(src="192.0.2.7", headers={"X-Session": "unknown"})
+    p.on_request(again)
+    assert again.forced_server == 1                    # the second match rule found it
+
+
+def tables_key(table, value: bytes) -> int:
+    return table.lookup(encode_key("string", 32, value))
+
+
+def test_server_ids_are_the_servers_id(sessions):
+    """server_id is the server's id (HAProxy's), which is not its position
+    when set: entries stay right when servers are reordered."""
+    p, be = persistence(model.StickRule("match", "src", "per_ip"),
+                        model.StickRule("store-request", "src", "per_ip"), ids=(10, 20, 30))
+    served(p, Txn(), be.servers[1])
+    table = wt.TABLES["per_ip"]
+    assert table.get(table.lookup(encode_key("ip", 0, "10.0.0.1")), "server_id") == 20
+    again = Txn()
+    p.on_request(again)
+    assert again.forced_server == 1
+
+
+def test_tcp_sessions_match_and_store_on_layer4_fetches(tables):
+    from workers.runtime import Layer4Txn
+    p, be = persistence(model.StickRule("match", "src", "per_ip"),
+                        model.StickRule("store-request", "src", "per_ip"))
+    idx, keys = p.on_connection(Layer4Txn(("10.0.0.9", 5000), ("127.0.0.1", 80)))
+    assert idx is None and len(keys) == 1
+    p.store(keys, be.servers[0])                     # the session's server connected
+    idx, _ = p.on_connection(Layer4Txn(("10.0.0.9", 5001), ("127.0.0.1", 80)))
+    assert idx == 0
 
 
 def test_without_tables_nothing_happens():
