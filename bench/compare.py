@@ -65,6 +65,7 @@ class Scenario:
     tls: str | None = None           # "ec" | "rsa": HTTPS on the proxy's bind with that key
     keys: tuple = ("ec",)            # handshake scenarios: the key types measured
     reuse: bool = False              # handshake scenarios: resumed sessions
+    h2_servers: bool = False         # the servers speak HTTP/2 (cleartext, prior knowledge)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -99,6 +100,9 @@ SCENARIOS = {s.name: s for s in [
              kind="h2", conns=10, streams=100),
     Scenario("ratelimit", 16, "HTTP keep-alive + per-source request rate limit (stick table), 1 process",
              ratelimit=True),
+    Scenario("h2_backend", 17, "HTTP/2 end to end (gRPC's shape): h2load -c 10 -m 10 over TLS, "
+             "HTTP/2 (h2c) to the servers, small responses, 1 process",
+             kind="h2", conns=10, streams=10, h2_servers=True),
 ]}
 H2_TARGETS = ["farm", "haproxy"]     # nginx proxies HTTP/2 too, but the issue compares these
 
@@ -153,6 +157,9 @@ class Bench:
         spec = configs.Spec(port=port, servers=self.backend.servers(), workdir=self.workdir,
                             processes=sc.processes, mode=sc.mode, rules=sc.rules, access_log=access,
                             ratelimit=sc.ratelimit, tls=tls)
+        if sc.h2_servers:
+            spec.servers = self.backend.h2_servers()
+            spec.server_proto = "h2"
         if sc.kind == "h2":
             spec.tls_port = proxies.free_port()
             spec.cert = self.certificate()
@@ -626,7 +633,7 @@ def rows(results: dict) -> list[dict]:
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             if name == "close":     # at saturation; shows pauses (GC...) under connection churn
                 add(name, "p99 ms (saturated)", "lat_p99_ms", "{:,.1f}", "lower")
-        elif name in ("h2_ka", "h2_many"):
+        elif name in ("h2_ka", "h2_many", "h2_backend"):
             add(name, "req/s", "rps", "{:,.0f}", "higher")
             add(name, "CPU us/req", "cpu_us_per_req", "{:,.1f}", "lower")
             add(name, "RSS MiB (loaded)", "rss_mib_after", "{:,.0f}", "lower")

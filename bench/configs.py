@@ -75,6 +75,7 @@ class Spec:
     ratelimit: bool = False            # track-sc0 src + deny 429 above RATE_LIMIT
     tls: str | None = None             # a PEM (certificate + key): the bind speaks TLS
     extra: dict = field(default_factory=dict)
+    server_proto: str = "h1"           # "h2": HTTP/2 to the servers (prior knowledge)
 
 
 def set_fd_budget(nofile: int) -> None:
@@ -197,6 +198,8 @@ if = "{{ sc_http_req_rate(0) gt {RATE_LIMIT} }}"
 """)
     for be in backends:
         out.append(f'\n[backends.{be}]\nbalance = "roundrobin"\n')
+        if s.server_proto == "h2":
+            out.append('proto = "h2"\n')
         for i, (host, port) in enumerate(s.servers, 1):
             out.append(f'[[backends.{be}.servers]]\nname = "s{i}"\naddress = "{host}:{port}"\n')
             if s.extra.get("server_maxconn"):
@@ -280,7 +283,8 @@ frontend fe
         out.append(f"\nbackend {be}\n    balance roundrobin\n")
         for i, (host, port) in enumerate(s.servers, 1):
             maxconn = f" maxconn {s.extra['server_maxconn']}" if s.extra.get("server_maxconn") else ""
-            out.append(f"    server s{i} {host}:{port}{maxconn}\n")
+            proto = " proto h2" if s.server_proto == "h2" else ""
+            out.append(f"    server s{i} {host}:{port}{maxconn}{proto}\n")
     return "".join(out)
 
 
@@ -411,12 +415,16 @@ http {{
 
 # -- the backend: nginx playing two servers -----------------------------------
 
-def backend_config(workdir: str, ports: list[int], processes: int, big_file: str) -> str:
+def backend_config(workdir: str, ports: list[int], processes: int, big_file: str,
+                   h2_ports: list[int] = ()) -> str:
+    """nginx serving the same answers on ports (HTTP/1.1) and h2_ports
+    (cleartext HTTP/2 with prior knowledge: `listen ... http2`)."""
     servers = []
-    for i, port in enumerate(ports, 1):
+    for i, port in enumerate([*ports, *h2_ports], 1):
+        h2 = " http2" if port in h2_ports else ""
         servers.append(f"""
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen 127.0.0.1:{port}{h2} reuseport backlog=4096;
         location / {{
             return 200 "{RESPONSE_BODY.rstrip(chr(10))}\\n";
         }}

@@ -6,7 +6,7 @@ nothing in farm (the profiler is wrapped around Worker.run in this process
 before the master forks).
 
     bench/run must have run once (it installs wrk and nginx); then:
-    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many|ratelimit|tls_ka|tls_bulk|tls_new|tls_resume] [--seconds 5] [--top 25]
+    .venv/bin/python bench/profile_farm.py [ka1|close|rules|h2_ka|h2_many|h2_backend|ratelimit|tls_ka|tls_bulk|tls_new|tls_resume] [--seconds 5] [--top 25]
 
 Only 127.0.0.1, bounded in time. cProfile roughly doubles the cost of each
 Python call, so read the shares, not the absolute times.
@@ -53,7 +53,7 @@ def worker_main(cfg_path: str, prof_path: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many", "ratelimit", "tls_ka", "tls_bulk", "tls_new", "tls_resume"])
+    ap.add_argument("scenario", nargs="?", default="ka1", choices=["ka1", "close", "rules", "h2_ka", "h2_many", "h2_backend", "ratelimit", "tls_ka", "tls_bulk", "tls_new", "tls_resume"])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", choices=["tottime", "cumulative", "ncalls"])
@@ -81,6 +81,9 @@ def main() -> int:
         tls = configs.make_certificates(workdir)[sc.tls] if sc.tls else None
         spec = configs.Spec(port=port, servers=backend.servers(), workdir=workdir, mode=sc.mode,
                             rules=sc.rules, access_log=access, ratelimit=sc.ratelimit, tls=tls)
+        if sc.h2_servers:
+            spec.servers = backend.h2_servers()
+            spec.server_proto = "h2"
         cfg = f"{workdir}/farm.toml"
         Path(cfg).write_text(configs.farm_config(spec))
         prof = f"{workdir}/worker.prof"

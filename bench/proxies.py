@@ -284,6 +284,7 @@ class Backend(Nginx):
         super().__init__(workdir, label="backend")
         self.processes_n = processes
         self.ports: list[int] = []
+        self.h2_ports: list[int] = []   # the same servers speaking HTTP/2 (h2c)
         self.big_file = f"{workdir}/1m.bin"
 
     def start_backend(self) -> None:
@@ -291,10 +292,11 @@ class Backend(Nginx):
             f.write(os.urandom(configs.BIG_SIZE))
         os.chmod(self.big_file, 0o644)
         self.ports = [free_port(), free_port()]
+        self.h2_ports = [free_port(), free_port()]
         self.port = self.ports[0]
         self.make_temp_dirs("backend")
         self.config_text = configs.backend_config(self.workdir, self.ports, self.processes_n,
-                                                  self.big_file)
+                                                  self.big_file, self.h2_ports)
         self.config_path = f"{self.workdir}/backend.conf"
         Path(self.config_path).write_text(self.config_text)
         err = open(Path(self.workdir) / f"backend-{self.port}.stderr", "ab")
@@ -310,6 +312,9 @@ class Backend(Nginx):
 
     def servers(self) -> list[tuple[str, int]]:
         return [("127.0.0.1", p) for p in self.ports]
+
+    def h2_servers(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", p) for p in self.h2_ports]
 
 
 def make(name: str, workdir: str) -> Proc:

@@ -49,6 +49,7 @@ COMPILED = (
     "workers.h2.conn",
     "workers.h2.relay",
     "workers.h2conn",
+    "workers.h2server",
     "farm.tables",
     "workers.tables",
     "workers.rules",

@@ -1442,9 +1442,6 @@ def _backend_tls(ctx, path, value, scope) -> BackendTls | _Skip:
         fields["cert"] = fields.pop("certificate")
     if "sni" in fields:
         fields["sni"], fields["sni_fetch"] = fields["sni"]
-    if "h2" in fields.get("alpn", ()):
-        # a server that picks h2 would get HTTP/1.1 bytes
-        ctx.error(path + ("alpn",), 'h2 to servers is not supported yet: offer "http/1.1"')
     return BackendTls(**{k: v for k, v in fields.items() if v is not None})
 
 
@@ -1462,6 +1459,7 @@ _SERVER_SCHEMA = {
     "tls": _bool,
     "send_proxy": _choice(model.SEND_PROXY_VERSIONS, "PROXY protocol version"),
     "send_proxy_tlvs": lambda v: _str_list(v, _choice(model.SEND_PROXY_TLVS, "PROXY v2 TLV")),
+    "proto": _choice(model.SERVER_PROTOS, "server protocol"),
     "id": _int(1, MAX_INT32),
 }
 
@@ -1510,6 +1508,7 @@ def _servers(ctx, path, value, scope) -> tuple[Server, ...]:
         else:
             seen[name] = ctx.line(spath + ("name",))
         fields.setdefault("init_addr", ())     # () = not set here: [defaults] or "libc"
+        fields.setdefault("proto", "")         # "" = not set here: the backend's, [defaults]' or h1
         if fields.get("send_proxy_tlvs") and fields.get("send_proxy") != "v2":
             ctx.error(spath + ("send_proxy_tlvs",), 'TLVs exist in PROXY protocol v2 only: '
                       'set send_proxy = "v2"')
@@ -1644,6 +1643,7 @@ _DEFAULTS_SCHEMA = {
     "errorfiles": _Nested(_errorfiles),
     "check": _Nested(_check),
     "init_addr": _init_addr,
+    "proto": _choice(model.SERVER_PROTOS, "server protocol"),
 }
 # 'acl' comes first: the rules and use_backend conditions need its names.
 _FRONTEND_SCHEMA = {
@@ -1736,6 +1736,7 @@ _BACKEND_SCHEMA = {
     "errorfiles": _Nested(_errorfiles),
     "tls": _Nested(_backend_tls),
     "servers": _Nested(_servers),
+    "proto": _choice(model.SERVER_PROTOS, "server protocol"),
     "stick_on": _Nested(_stick_rules("stick_on")),
     "stick_match": _Nested(_stick_rules("stick_match")),
     "stick_store_request": _Nested(_stick_rules("stick_store_request")),
@@ -1922,6 +1923,7 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
     init_addr = defaults.get("init_addr", ("libc",))
     servers = tuple(s if s.init_addr else dataclasses.replace(s, init_addr=init_addr)
                     for s in own.get("servers", ()))
+    servers, tls = _server_protos(ctx, path, own, defaults, mode, servers)
     if cookie is not None:
         # Cookie persistence needs a value per server; HAProxy users expect
         # the server name when none is given.
@@ -1943,11 +1945,50 @@ def _backend(ctx: _Ctx, name: str, table: Any, index: int, defaults: dict) -> Ba
         forwarded=_inherit(own, defaults, "forwarded", False),
         http_reuse=_inherit(own, defaults, "http_reuse", "safe"),
         errorfiles=tuple(sorted(_merged(own, defaults, "errorfiles").items())),
-        tls=own.get("tls", BackendTls()),
+        tls=tls,
         stick=_stick(ctx, path, own, mode),
         id=index + 1,
         line=ctx.line(path),
     )
+
+
+def _server_protos(ctx: _Ctx, path: tuple, own: dict, defaults: dict, mode: str,
+                   servers: tuple) -> tuple[tuple, BackendTls]:
+    """Each server's proto (its own, else the backend's, else [defaults]',
+    else "h1"), and the backend's TLS settings with the ALPN its tls
+    servers need: one TLS context serves the backend's servers, so its
+    ALPN offers "h2" when they speak HTTP/2 (the default then) and never
+    when one of them speaks HTTP/1.1 (a server picking h2 would get
+    HTTP/1.1 bytes)."""
+    proto = _inherit(own, defaults, "proto", "h1")
+    servers = tuple(s if s.proto else dataclasses.replace(s, proto=proto) for s in servers)
+    tls = own.get("tls", BackendTls())
+    if mode == "tcp":
+        for i, s in enumerate(servers):
+            if s.proto == "h2":
+                ctx.error(path + ("servers", i), f"server {s.name}: proto h2 needs "
+                          "mode http (this backend is mode tcp)")
+        return servers, tls
+    for i, s in enumerate(servers):
+        if s.proto == "h2" and s.send_proxy is not None:
+            # a PROXY header names one client: it cannot head a connection
+            # whose streams come from many
+            ctx.error(path + ("servers", i), f"server {s.name}: send_proxy with proto "
+                      "h2 is not supported (its connections carry the streams of many clients)")
+    protos = {s.proto for s in servers if s.tls}
+    if "h2" in tls.alpn and "h1" in (protos or {s.proto for s in servers}):
+        where = path + ("tls", "alpn")
+        ctx.error(where, 'alpn offers h2 to servers that speak HTTP/1.1: set proto = "h2" '
+                  'on them (or on the backend), or offer only "http/1.1"')
+    elif "h2" in protos:
+        if "h1" in protos:
+            ctx.error(path + ("servers",), 'tls servers of proto h1 and h2 in one backend '
+                      '(one TLS context, one ALPN): put the h2 servers in a backend of their own')
+        elif not tls.alpn:
+            tls = dataclasses.replace(tls, alpn=("h2",))
+        elif "h2" not in tls.alpn:
+            ctx.error(path + ("tls", "alpn"), 'proto h2 servers over TLS: alpn must offer "h2"')
+    return servers, tls
 
 
 def _stick(ctx: _Ctx, path: tuple, own: dict, mode: str) -> tuple[model.StickRule, ...]:

@@ -360,8 +360,14 @@ class Server:
     tls: bool = False                # speak TLS to it ([backends.NAME.tls] settings)
     send_proxy: str | None = None    # "v1" | "v2": a PROXY header first on each connection
     send_proxy_tlvs: tuple[str, ...] = ()   # v2 TLVs to add (SEND_PROXY_TLVS)
+    proto: str = "h1"                # "h1" | "h2" (SERVER_PROTOS): HTTP/2 to it, streams multiplexed
     id: int = 0                      # HAProxy's sid: `id`, else the lowest free from 1 (the position)
     line: int = 0
+
+
+# What a server speaks (HAProxy's `server ... proto h2`): HTTP/1.1, or
+# HTTP/2 with prior knowledge (over TLS, ALPN offers h2).
+SERVER_PROTOS = ("h1", "h2")
 
 
 # HAProxy's stick rules: stick match, stick store-request, stick

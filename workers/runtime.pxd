@@ -23,6 +23,7 @@ cdef class ServerRuntime:
     cdef public Py_ssize_t index, sidx
     cdef public long long maxconn, shutdown_seq, addr_seq
     cdef public list c
+    cdef public bint h2
 
 cdef class BackendRuntime:
     cdef public object cfg, name, pool, cells, q, wakeups, waiting, req_rules, resp_rules

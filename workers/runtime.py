@@ -253,7 +253,7 @@ class ServerRuntime:
     """A server as one worker sees it: its counters, its shared gauge."""
 
     __slots__ = ("cfg", "index", "backend", "g", "maxconn", "name", "family", "sockaddr",
-                 "c", "sidx", "shutdown_seq", "addr_seq", "tls")
+                 "c", "sidx", "shutdown_seq", "addr_seq", "tls", "h2")
 
     def __init__(self, cfg: model.Server, index: int, backend: "BackendRuntime", g: Gauge):
         self.cfg = cfg
@@ -268,6 +268,7 @@ class ServerRuntime:
         self.addr_seq = -1            # version of the address cells last applied
         self.family, self.sockaddr = 0, None   # set by first_address()
         self.tls = None               # workers/servertls.py ServerTls of a tls server
+        self.h2 = cfg.proto == "h2"   # HTTP/2 to it (workers/h2server.py)
 
     def first_address(self, table: "shm.Table | None") -> None:
         """Where to connect: the address the master put in shared memory

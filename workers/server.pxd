@@ -26,7 +26,7 @@ cdef class ServerConn:
 
 cdef class ConnPool:
     cdef public object loop
-    cdef public dict idle
+    cdef public dict idle, h2
     cdef public bint sweeping
     cpdef take(self, key)
     cpdef give(self, ServerConn conn)

@@ -362,6 +362,7 @@ class ConnPool:
     def __init__(self, loop):
         self.loop = loop
         self.idle: dict = {}            # ServerConn.pool_key -> list[ServerConn]
+        self.h2: dict = {}              # pool key -> [H2ServerConn] (workers/h2server.py)
         self.sweeping = False
 
     def take(self, key) -> ServerConn | None:
@@ -404,6 +405,9 @@ class ConnPool:
     def discard_server(self, srv) -> None:
         """Close every idle connection to srv (its address changed), under
         whichever key it is pooled (the server, or (server, TLS name))."""
+        if self.h2:
+            from workers import h2server
+            h2server.discard_server(self, srv)
         for key in list(self.idle):
             if key is srv or (key.__class__ is tuple and key[0] is srv):
                 for conn in list(self.idle[key]):
@@ -423,6 +427,9 @@ class ConnPool:
             self.loop.call_later(POOL_IDLE_TIMEOUT, self.sweep)
 
     def close_all(self) -> None:
+        if self.h2:
+            from workers import h2server
+            h2server.close_all(self)
         for conns in self.idle.values():
             for c in conns:
                 c.close(self.loop)

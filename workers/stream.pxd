@@ -34,6 +34,7 @@ cdef class Stream:
     cpdef take_server(self, bint from_queue=*)
     cpdef use_server(self, ServerRuntime srv)
     cpdef open_connection(self, ServerRuntime srv, key=*)
+    cpdef use_h2_server(self, ServerRuntime srv, key)
     cpdef server_ready(self)
     cpdef server_connected(self)
     cpdef bint awaiting_response(self) except -1

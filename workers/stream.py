@@ -34,10 +34,11 @@ from __future__ import annotations
 
 from farm import challenges
 from farm.logs import httplog_values, json_http_values
-from workers import counting, http1, ppsend, tables
+from workers import counting, h2server, http1, ppsend, tables
 from workers.http1 import Request, Response
 from workers.rules import no_rules
-from workers.server import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn, connect_error_is_fatal
+from workers.server import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn,
+                            connect_error_is_fatal)
 from workers.loop import EPOLLIN, EPOLLOUT
 
 INF = float("inf")
@@ -288,6 +289,9 @@ class Stream:
         if tls is not None and tls.fetch is not None:
             # SNI from the request: a connection serves its own name only
             key = (srv, tls.name_of(self))
+        if srv.h2:
+            self.use_h2_server(srv, key)
+            return
         private = srv.cfg.send_proxy is not None   # PROXY header: the client's own (ppsend)
         if not private and (reuse == REUSE_ALWAYS or (reuse == REUSE_SAFE and conn.requests > 1)):
             sc = conn.ctx.conn_pool.take(key)
@@ -302,6 +306,9 @@ class Stream:
 
     def open_connection(self, srv, key=None) -> None:
         """A new connection to srv (pooled under key later: see use_server)."""
+        if srv.h2:
+            self.use_h2_server(srv, srv if key is None else key)
+            return
         sni = None
         tls = srv.tls
         if tls is not None:
@@ -322,6 +329,22 @@ class Stream:
         self.t_connect = self.loop.now
         if connect_error_is_fatal(err):
             self.server_connect_failed()
+
+    def use_h2_server(self, srv, key) -> None:
+        """srv speaks HTTP/2 (proto h2): this request becomes a stream of a
+        shared connection (workers/h2server.py), sent now or once the
+        connection is up."""
+        sc = h2server.attach(self, srv, key)
+        if sc is None:
+            self.release_server()
+            self.send_error(503, "RC")
+            return
+        self.sc = sc
+        if sc.mode == M_HTTP:
+            self.server_ready()
+        else:
+            self.state = ST_CONNECTING
+            self.t_connect = self.loop.now
 
     def server_ready(self) -> None:
         """A server connection is usable: queue the head; the body follows

@@ -8,6 +8,7 @@ import random
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events as he
 import h2.settings
 import hpack
@@ -902,3 +903,33 @@ def test_ping_round_trip_and_acks(split):
     p.ping(b"abcdefgh", ack=True)
     assert PingAckReceived(b"abcdefgh") in p.events
     assert SettingsAcked() in p.events
+
+
+def test_client_stream_refused_or_reset_by_the_server():
+    """What workers/h2server.py relies on: a stream the server refused
+    (REFUSED_STREAM: not processed, safe to send again) and one it reset
+    mid-response come out as remote StreamResets with their codes; the
+    connection goes on."""
+    cli, srv = client_pair()
+    cli.receive_data(srv.data_to_send())
+    a = cli.send_request(common_headers(), end_stream=True)
+    b = cli.send_request(common_headers(method=b"POST"), end_stream=False)
+    cli.send_data(b, b"body", end_stream=False)
+    srv.receive_data(cli.data_to_send())
+    srv.reset_stream(a, h2.errors.ErrorCodes.REFUSED_STREAM)
+    srv.send_headers(b, [(b":status", b"200")])
+    srv.send_data(b, b"partial")
+    srv.reset_stream(b, h2.errors.ErrorCodes.INTERNAL_ERROR)
+    evs = cli.receive_data(srv.data_to_send())
+    assert StreamReset(a, REFUSED_STREAM, True) in evs
+    assert [type(e) for e in evs if getattr(e, "stream_id", None) == b] == [
+        ResponseReceived, DataReceived, StreamReset]
+    assert evs[-1].error_code == 2 and evs[-1].remote
+    assert not cli.streams and cli.can_open_stream() and not cli.closed
+    # sending on the reset stream does nothing (the caller then drops it)
+    assert cli.send_data(b, b"more") == 0
+    c = cli.send_request(common_headers(), end_stream=True)
+    srv.receive_data(cli.data_to_send())
+    srv.send_headers(c, [(b":status", b"204")], end_stream=True)
+    evs = cli.receive_data(srv.data_to_send())
+    assert [e.status for e in evs if type(e) is ResponseReceived] == [204]
