@@ -28,7 +28,7 @@ run: setup
 
 # The suite on the compiled build, then the unit tests again on the
 # pure-Python import of the same modules (FARM_PURE=1). Tests marked slow
-# (long scenarios: network namespaces, external servers, many reloads) run
+# (long scenarios: many reloads under load) run
 # in `make test-slow`, which CI runs after `make test`.
 test: setup
 	./scripts/setup-system --test

@@ -37,7 +37,9 @@ from tests.integration.conftest import ROOT, Farm
 from tests.integration.tools import debian_tool
 
 REASON = netns.unavailable()
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
+# Not marked slow (about a minute): the acceptance has `make test`
+# run the failover in namespaces.
+pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(REASON is not None, reason=f"no network namespaces: {REASON}")]
 
 EXAMPLES = ROOT / "config" / "examples" / "ha"
