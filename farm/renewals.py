@@ -30,8 +30,8 @@ import os
 import struct
 from dataclasses import dataclass
 
-SIZE = 256 * 1024                 # ~800 records with a full error: more frontends than anyone has
-ERROR_MAX = 160                   # characters of the last error kept (a table cell, not a log)
+SIZE = 256 * 1024                 # ~700 records with a full error: more frontends than anyone has
+ERROR_MAX = 200                   # characters of the last error kept (a table cell, not a log)
 _HEAD = struct.Struct("=II")      # sequence, data length
 _READ_TRIES = 1000
 
@@ -64,9 +64,15 @@ class Renewal:
 
 
 def short_error(text: str) -> str:
-    """text on one line, cut to ERROR_MAX characters (with an ellipsis)."""
+    """text on one line, at most ERROR_MAX characters: a longer one loses
+    its middle (an ellipsis there), because an error names what failed at
+    its start and why at its end ("authorization of NAME is invalid: ...
+    connect: connection refused")."""
     one = " ".join(text.split())
-    return one if len(one) <= ERROR_MAX else one[:ERROR_MAX - 1] + "\u2026"
+    if len(one) <= ERROR_MAX:
+        return one
+    head = ERROR_MAX * 2 // 5
+    return one[:head] + "\u2026" + one[len(one) - (ERROR_MAX - head - 1):]
 
 
 def encode(records: list[Renewal], limit: int) -> bytes:

@@ -42,10 +42,14 @@ def test_a_write_that_changes_nothing_is_skipped():
 
 def test_sizes_are_bounded():
     b = renewals.Board(1024)
-    long = "x " * 500 + "\nsecond line"
+    long = "authorization of a.example is invalid: " + "x " * 500 + "\n connect: connection refused"
     b.write([rec(error=long)])
     (got,) = b.read()
-    assert len(got.error) == renewals.ERROR_MAX and got.error.endswith("\u2026") and "\n" not in got.error
+    assert len(got.error) == renewals.ERROR_MAX and "\n" not in got.error
+    # what failed (the start) and why (the end) are kept; the middle goes
+    assert got.error.startswith("authorization of a.example is invalid: x x")
+    assert got.error.endswith("x x connect: connection refused") and got.error.count("\u2026") == 1
+    assert renewals.short_error("a\n  b") == "a b"
     # what does not fit is left out, whole records only
     many = [rec(f"fe{i}", files=(f"/acme/fe{i}.pem",)) for i in range(100)]
     b.write(many)
