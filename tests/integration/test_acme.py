@@ -21,6 +21,8 @@ import pytest
 
 from tests.integration.backends import free_port
 from tests.integration.http_backend import HttpBackend
+from tests.integration.test_stats import wait_for
+from tests.integration.test_stats_browser import browser  # noqa: F401 (a fixture)
 from tests.tlscerts import CA
 
 pytestmark = [
@@ -395,5 +397,41 @@ def test_refused_renewal_keeps_the_certificate_and_says_why(tmp_path, farm_facto
         assert metrics['farm_acme_next_attempt_seconds{proxy="www"}'] > 60
         assert cell.startswith('<td class="l">ACME: ok, next '), cell
         assert served_serial(https, DOMAIN) != before
+    finally:
+        pebble.stop()
+
+
+def test_a_failing_renewal_shows_on_the_open_stats_page(tmp_path, farm_factory, backend, browser):  # noqa: F811
+    """A person watching the stats page in a browser (headless chromium)
+    sees the renewal fail without reloading it: the certificate table is
+    refreshed in place, the cell in the warning colour."""
+    http, https, stats = free_port(), free_port(), free_port()
+    pebble = Pebble(tmp_path, http).start()
+    try:
+        cfg = farm_config(backend, http, https, pebble.directory, pebble.ca.cert, tmp_path / "acme",
+                          domains=(DOMAIN,), workers=1, stats=stats)
+        farm = farm_factory(cfg + 'refresh = "1s"\n')
+        farm.wait_event("acme_certificate_installed", timeout=60, frontend="www")
+        farm.wait_event("reload_done", timeout=30)
+        renewal_seen(stats, 0)
+        browser.get(f"http://127.0.0.1:{stats}/")
+        cell = "#certificates tbody tr:first-child td:last-child"
+
+        def shown():
+            return browser.execute_script(
+                f"var td = document.querySelector('{cell}');"
+                " return [td.textContent, td.className, getComputedStyle(td).backgroundColor,"
+                " getComputedStyle(td.previousElementSibling).backgroundColor];")
+        text, cls, colour, beside = shown()
+        assert text.startswith("ACME: ok, next ") and cls == "l" and colour == beside
+        browser.execute_script("window.stayed = 42;")   # gone if the page were loaded again
+        pebble.resolve(DOMAIN, "127.0.0.2")              # the next order fails
+        assert cli(farm, "acme renew www").startswith("Renewing")
+        farm.wait_event("acme_backoff", timeout=60, frontend="www")
+        text, cls, colour, beside = wait_for(lambda: (lambda s: s if "failed" in s[0] else None)(shown()),
+                                             10, 0.2)
+        assert text.startswith(f"ACME: failed 1\u00d7 (authorization of {DOMAIN} is invalid: ")
+        assert cls == "l acme-failed" and colour != beside         # the warning colour, not the row's
+        assert browser.execute_script("return window.stayed") == 42   # refreshed in place
     finally:
         pebble.stop()
