@@ -12,8 +12,8 @@ writer.
 The mapping is anonymous and MAP_SHARED, made by the master before it
 forks the workers of the first generation that has an [acme] section, and
 kept across reloads. Layout: a sequence number (odd while a write is in
-progress) and the length of the data, then the data, compact JSON (names
-and paths may hold any character). Readers copy the data and retry when
+progress), the length of the data, then the data, compact JSON (names and
+paths may hold any character). Readers copy the data and retry when
 the sequence was odd or changed under them (a seqlock: the master never
 waits for a reader, and a reader that dies holds nothing).
 
@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 SIZE = 256 * 1024                 # ~700 records with a full error: more frontends than anyone has
 ERROR_MAX = 200                   # characters of the last error kept (a table cell, not a log)
-_HEAD = struct.Struct("=II")      # sequence, data length
+_SEQ = struct.Struct("=I")        # at 0: the sequence number
+_LEN = struct.Struct("=I")        # at 4: the length of the data
+_DATA_AT = 8
 _READ_TRIES = 1000
 
 STATES = ("scheduled", "running", "failed")   # as `acme status` names them
@@ -114,23 +116,29 @@ class Board:
     def write(self, records: list[Renewal]) -> None:
         """Publish records (replacing what was there). Called by the
         master only; never waits."""
-        data = encode(records, self.size - _HEAD.size)
+        data = encode(records, self.size - _DATA_AT)
         if data == self.written:
             return
-        seq, _ = _HEAD.unpack_from(self.map, 0)
-        _HEAD.pack_into(self.map, 0, seq + 1, 0)                # odd: writing
-        self.map[_HEAD.size:_HEAD.size + len(data)] = data
-        _HEAD.pack_into(self.map, 0, seq + 2, len(data))        # even: done
+        # The words are stored a byte at a time: going odd changes only the
+        # lowest byte, and the even number is stored after everything else,
+        # so a reader that sees the same even number before and after its
+        # copy has copied a whole write, whatever it saw in between.
+        seq = _SEQ.unpack_from(self.map, 0)[0]
+        _SEQ.pack_into(self.map, 0, seq + 1)                             # odd: writing
+        self.map[_DATA_AT:_DATA_AT + len(data)] = data
+        _LEN.pack_into(self.map, 4, len(data))
+        _SEQ.pack_into(self.map, 0, (seq + 2) & 0xFFFFFFFF)               # even: done
         self.written = data
 
     def read(self) -> list[Renewal]:
         """A consistent copy of the records ([] if the writer kept
         changing them for the whole of a bounded number of tries)."""
         for _ in range(_READ_TRIES):
-            seq, length = _HEAD.unpack_from(self.map, 0)
+            seq = _SEQ.unpack_from(self.map, 0)[0]
             if not seq & 1:
-                data = self.map[_HEAD.size:_HEAD.size + min(length, self.size - _HEAD.size)]
-                if _HEAD.unpack_from(self.map, 0)[0] == seq:
+                length = min(_LEN.unpack_from(self.map, 4)[0], self.size - _DATA_AT)
+                data = self.map[_DATA_AT:_DATA_AT + length]
+                if _SEQ.unpack_from(self.map, 0)[0] == seq:
                     return decode(data)
             os.sched_yield()          # let a writer that was preempted mid-write finish
         return []
