@@ -13,7 +13,8 @@ certificate, when, and the child process that gets one.
   board the workers read (farm/challenges.py) and writes the certificate atomically (0600). The
   master reloads when a child succeeds: the new certificate is served by
   the next generation, exactly like a certificate changed on disk, with no
-  connection dropped.
+  connection dropped. The scheduler publishes each job's state (failures,
+  next attempt, last error) for the workers' stats (farm/renewals.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from farm import acme, challenges, model, tlsconf
+from farm import acme, challenges, model, renewals, tlsconf
 from farm.acmehttp import Https
 
 RECHECK = 3600.0              # look at every certificate's due date at least this often
@@ -85,6 +86,7 @@ def prepare(config: model.Config) -> dict[str, list[str]]:
     jobs = jobs_of(config)
     if jobs:
         challenges.create()
+        renewals.create()
     for job in jobs:
         try:
             os.makedirs(job.account.storage, mode=0o700, exist_ok=True)
@@ -227,6 +229,9 @@ class Scheduler:
         self.schedule()
 
     def schedule(self) -> None:
+        """Publish the jobs' state, then arm the timer for the soonest
+        (called after every change of a job's state)."""
+        self.publish()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -257,6 +262,7 @@ class Scheduler:
                 finally:
                     os.close(w)
                 self.running = (pid, job, r)
+                self.publish()
                 return
             st.plan(job, now)          # not due: a recheck (the file may have changed)
         self.schedule()
@@ -307,6 +313,29 @@ class Scheduler:
         self.schedule()
         return True
 
+    def state_of(self, job: Job) -> tuple[str, JobState]:
+        """(running | failed | scheduled, the job's JobState)."""
+        st = self.states.get((job.account.name, job.frontend), JobState())
+        if self.running is not None and self.running[1] == job:
+            return "running", st
+        return ("failed" if st.failures else "scheduled"), st
+
+    def publish(self) -> None:
+        """Every job's state on the renewal board the workers read
+        (farm/renewals.py); nothing without a board (no [acme] yet), and
+        no write when nothing changed."""
+        board = renewals.BOARD
+        if board is None:
+            return
+        records = []
+        for job in self.jobs:
+            state, st = self.state_of(job)
+            records.append(renewals.Renewal(
+                job.frontend, job.account.name, state, st.failures,
+                0.0 if state == "running" else st.next_try, st.last_error,
+                (job.path, job.account.waiting_path(job.frontend))))
+        board.write(records)
+
     def status(self) -> str:
         """`acme status`: one tab-separated line per certificate: frontend,
         acme section, state (running, scheduled, failed), the certificate's
@@ -314,11 +343,7 @@ class Scheduler:
         now = self.clock()
         lines = ["# frontend\tacme\tstate\texpires (UTC)\tscheduled (UTC)\tlast error\n"]
         for job in self.jobs:
-            st = self.states.get((job.account.name, job.frontend), JobState())
-            if self.running is not None and self.running[1] == job:
-                state = "running"
-            else:
-                state = "failed" if st.failures else "scheduled"
+            state, st = self.state_of(job)
             try:
                 expires = _utc(acme.certificate_dates(_read(job.path))[1])
             except (OSError, ValueError):

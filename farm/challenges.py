@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import base64
 import mmap
+import os
 import struct
 
 SIZE = 256 * 1024                # a few hundred tokens or ~150 certificates: more than one order needs
 PREFIX = b"/.well-known/acme-challenge/"
-_HEAD = struct.Struct("=III")
+_HEAD = struct.Struct("=III")    # sequence, data length, TLS-ALPN-01 entries
+_SEQ = struct.Struct("=I")        # at 0
+_COUNTS = struct.Struct("=II")    # at 4: data length, TLS-ALPN-01 entries
 _ALPN_COUNT = struct.Struct("=I")
 _ALPN_COUNT_AT = 8
 
@@ -52,29 +55,35 @@ class Board:
                      for d, pem in alpn.items())
         if len(data) > self.size - _HEAD.size:
             raise ValueError("too many challenges at once")
-        seq, _, _ = _HEAD.unpack_from(self.map, 0)
-        _HEAD.pack_into(self.map, 0, seq + 1, 0, 0)                     # odd: writing
+        # The words are stored a byte at a time: going odd changes only the
+        # lowest byte, and the even sequence is stored alone after the data
+        # and the counts, so a reader that sees the same even sequence
+        # before and after its copy has copied a whole write.
+        seq = _SEQ.unpack_from(self.map, 0)[0]
+        _SEQ.pack_into(self.map, 0, seq + 1)                            # odd: writing
         self.map[_HEAD.size:_HEAD.size + len(data)] = data
-        _HEAD.pack_into(self.map, 0, seq + 2, len(data), len(alpn))     # even: done
+        _COUNTS.pack_into(self.map, 4, len(data), len(alpn))
+        _SEQ.pack_into(self.map, 0, (seq + 2) & 0xFFFFFFFF)             # even: done
 
     def snapshot(self) -> tuple[dict[str, str], dict[str, bytes]]:
         """(token -> key authorization, domain -> challenge PEM): a
         consistent copy of the board."""
         for _ in range(1000):
-            seq, length, _ = _HEAD.unpack_from(self.map, 0)
-            if seq & 1:
-                continue
-            data = self.map[_HEAD.size:_HEAD.size + length]
-            if _HEAD.unpack_from(self.map, 0)[0] == seq:
-                http: dict[str, str] = {}
-                alpn: dict[str, bytes] = {}
-                for line in data.splitlines():
-                    key, _, value = line.partition(b" ")
-                    if key.startswith(b"@"):
-                        alpn[key[1:].decode("ascii", "replace")] = base64.b64decode(value)
-                    else:
-                        http[key.decode("ascii", "replace")] = value.decode("ascii", "replace")
-                return http, alpn
+            seq = _SEQ.unpack_from(self.map, 0)[0]
+            if not seq & 1:
+                length = min(_COUNTS.unpack_from(self.map, 4)[0], self.size - _HEAD.size)
+                data = self.map[_HEAD.size:_HEAD.size + length]
+                if _SEQ.unpack_from(self.map, 0)[0] == seq:
+                    http: dict[str, str] = {}
+                    alpn: dict[str, bytes] = {}
+                    for line in data.splitlines():
+                        key, _, value = line.partition(b" ")
+                        if key.startswith(b"@"):
+                            alpn[key[1:].decode("ascii", "replace")] = base64.b64decode(value)
+                        else:
+                            http[key.decode("ascii", "replace")] = value.decode("ascii", "replace")
+                    return http, alpn
+            os.sched_yield()              # let a writer preempted mid-write finish
         return {}, {}
 
     def entries(self) -> dict[str, str]:

@@ -882,19 +882,46 @@ def _int_value(v: str):
 
 
 CERT_EXPIRY_METRIC = "farm_ssl_cert_expiry_days"
+ACME_FAILURES_METRIC = "farm_acme_renewal_failures"
+ACME_NEXT_METRIC = "farm_acme_next_attempt_seconds"
 
 
-def cert_rows(certs, now: float | None = None) -> list[dict]:
+def cert_rows(certs, now: float | None = None, renewals: dict | None = None) -> list[dict]:
     """One dict per (frontend, certificate) of a TlsSet's certificates()
     (farm/tlsconf.py; read duck-typed): frontend, file, names, not_after
-    (as OpenSSL prints it) and days left (a float, negative once expired)."""
+    (as OpenSSL prints it), days left (a float, negative once expired) and
+    acme: the farm/renewals.py Renewal of that file (from renewals, file ->
+    Renewal) when ACME manages it, else None."""
     now = time.time() if now is None else now
+    renewals = renewals or {}
     return [{"frontend": fe, "file": c.path, "names": ", ".join(c.names), "not_after": c.not_after,
-             "days": c.days_left(now)} for fe, c in certs]
+             "days": c.days_left(now), "acme": renewals.get(c.path)} for fe, c in certs]
+
+
+def _acme_metrics(certs: list[dict], now: float) -> list[str]:
+    """farm_acme_renewal_failures{proxy} and farm_acme_next_attempt_seconds
+    {proxy}: one sample per frontend whose certificate ACME manages."""
+    seen: dict[str, object] = {}
+    for c in certs:
+        if c.get("acme") is not None:
+            seen.setdefault(c["frontend"], c["acme"])
+    if not seen:
+        return []
+    out = [f"# HELP {ACME_FAILURES_METRIC} Consecutive failed ACME orders of the frontend's "
+           "certificate (0 after a success; the current certificate is kept meanwhile)\n"
+           f"# TYPE {ACME_FAILURES_METRIC} gauge\n"]
+    out += [f"{ACME_FAILURES_METRIC}{_labels((('proxy', fe),))} {r.failures}\n" for fe, r in seen.items()]
+    out.append(f"# HELP {ACME_NEXT_METRIC} Seconds until the next ACME order of the frontend's "
+               "certificate (renewal or retry; 0 while one runs or is due)\n"
+               f"# TYPE {ACME_NEXT_METRIC} gauge\n")
+    out += [f"{ACME_NEXT_METRIC}{_labels((('proxy', fe),))} "
+            f"{round(max(0.0, r.next_try - now) if r.state != 'running' else 0.0, 3)!r}\n"
+            for fe, r in seen.items()]
+    return out
 
 
 def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[dict] = (),
-               sticks=()) -> str:
+               sticks=(), now: float | None = None) -> str:
     """Prometheus text exposition (0.0.4) with the names, types and labels of
     HAProxy's built-in exporter: haproxy_process_*, haproxy_frontend_*,
     haproxy_backend_*, haproxy_server_*, haproxy_sticktable_size/used
@@ -902,7 +929,10 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[
     StickTable, read duck-typed: name, type, size, used); then farm's own
     families:
     farm_ssl_cert_expiry_days{proxy,file} (gauge) for each certificate of
-    `certs` (cert_rows)."""
+    `certs` (cert_rows); for each frontend whose certificate ACME manages,
+    farm_acme_renewal_failures{proxy} and farm_acme_next_attempt_seconds
+    {proxy} (gauges; the next attempt relative to `now`, default the
+    clock)."""
     out: list[str] = []
     inf = dict(info_pairs)
 
@@ -1046,4 +1076,5 @@ def prometheus(rows: list[dict], info_pairs: list[tuple[str, str]], certs: list[
         for c in certs:
             labels = _labels((("proxy", c["frontend"]), ("file", c["file"])))
             out.append(f"{CERT_EXPIRY_METRIC}{labels} {round(c['days'], 3)!r}\n")
+    out += _acme_metrics(certs, time.time() if now is None else now)
     return "".join(out)

@@ -56,6 +56,7 @@ tbody tr:hover td{box-shadow:inset 0 0 0 999px #00000008}
 .r-drain td,.legend .r-drain{background:#c3d8fa}
 .r-maint td,.legend .r-maint{background:#dfc7a6}
 .r-nocheck td,.legend .r-nocheck{background:#e8ebef}
+.certs td.acme-failed{background:#f5a03c;font-weight:600;white-space:normal;min-width:22em}
 .st{display:inline-block;min-width:50px;text-align:center;padding:0 6px;border-radius:3px;font-weight:600;font-size:11px;color:#fff}
 .st.up,.st.open{background:#23843a}.st.down{background:#c2362b}.st.going{background:#b86e00}
 .st.maint{background:#77502a}.st.drain{background:#2a5fc0}.st.nocheck{background:#687284}
@@ -151,6 +152,8 @@ JS = r"""
         $("h2 small", sec).replaceWith(doc.importNode($("h2 small", ns), true));
         $$("input.sel", sec).forEach(function (b) { b.checked = !!checked[b.value]; });
       });
+      var certs = $("section.certs", fresh), shown = $("section.certs");
+      if (certs && shown) { $(".tbl", shown).replaceWith(doc.importNode($(".tbl", certs), true)); }
       applyView();
     }).catch(function () { /* keep the last tables; try again next time */ });
   }

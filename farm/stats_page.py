@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html as _html
 import json as _json
+import time
 
 from farm import shm
 from farm.stats import TYPE_BACKEND, TYPE_FRONTEND, TYPE_SERVER
@@ -178,8 +179,8 @@ def html(rows: list[dict], info_pairs: list[tuple[str, str]], refresh: float, ad
     with a checkbox per server when `admin`. `message` is an
     ADMIN_MESSAGES code to show as a banner; `uri` is the stats uri (the
     page's own address, of the admin form and of the history). `certs`
-    (farm.stats.cert_rows) adds a table of the TLS certificates and the
-    days each has left."""
+    (farm.stats.cert_rows) adds a table of the TLS certificates, the
+    days each has left and, for those ACME manages, the renewal state."""
     inf = dict(info_pairs)
     refresh_s = max(1, int(round(refresh))) if refresh and refresh > 0 else 0
     out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -241,20 +242,44 @@ def html(rows: list[dict], info_pairs: list[tuple[str, str]], refresh: float, ad
 CERT_SOON_DAYS = 14          # a certificate this close to its end is shown as going down
 
 
+def _utc_minute(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def renewal_text(r) -> str:
+    """The renewal cell of a certificate managed by ACME (r: a
+    farm/renewals.py Renewal, read duck-typed), or "-" for r None:
+    "ACME: ok, next DATE", "ACME: failed N× (REASON), next try DATE",
+    "ACME: renewing now" (with the failures so far, if any)."""
+    if r is None:
+        return "-"
+    failed = f"failed {r.failures}\u00d7 ({r.error or 'no reason given'})"
+    if r.state == "running":
+        return "ACME: renewing now" + (f", {failed} before" if r.failures else "")
+    if r.failures:
+        return f"ACME: {failed}, next try {_utc_minute(r.next_try)}"
+    return f"ACME: ok, next {_utc_minute(r.next_try)}"
+
+
 def _certificates_section(certs: list[dict]) -> str:
     """The TLS certificates, with the days each has left: expired rows
-    are shown DOWN, those within CERT_SOON_DAYS as going down."""
+    are shown DOWN, those within CERT_SOON_DAYS as going down; the renewal
+    state of those ACME manages, in the warning colour (class acme-failed)
+    while their last order failed."""
     rows = []
     for c in certs:
         days = c["days"]
         state = "down" if days < 0 else "going-down" if days < CERT_SOON_DAYS else "up"
+        r = c.get("acme")
+        cls = "l acme-failed" if r is not None and r.failures else "l"
         rows.append(f'<tr class="r-{state}"><td class="l">{_e(c["frontend"])}</td>'
                     f'<td class="l">{_e(c["file"])}</td><td class="l">{_e(c["names"])}</td>'
-                    f'<td class="l">{_e(c["not_after"])}</td><td>{days:.1f}</td></tr>')
+                    f'<td class="l">{_e(c["not_after"])}</td><td>{days:.1f}</td>'
+                    f'<td class="{cls}">{_e(renewal_text(r))}</td></tr>')
     return ('<section class="certs" id="certificates"><h2><span class="nm">TLS certificates</span>'
             '<small>days left until notAfter</small></h2><div class="tbl"><table><thead><tr>'
             '<th class="l">Frontend</th><th class="l">File</th><th class="l">Names</th>'
-            '<th class="l">Expires</th><th>Days left</th></tr></thead><tbody>'
+            '<th class="l">Expires</th><th>Days left</th><th class="l">Renewal</th></tr></thead><tbody>'
             + "".join(rows) + "</tbody></table></div></section>")
 
 

@@ -41,7 +41,7 @@ import time
 from urllib.parse import parse_qs
 
 import farm
-from farm import build, logs, model, shm
+from farm import build, logs, model, renewals, shm
 from farm import stats as render
 from farm import stats_page
 from workers import counting, http1, linger
@@ -439,7 +439,7 @@ class StatsSession:
         ctx.shared.flush()                 # this worker's own counters, fresh
         proc = proc_info(ctx)
         rows = render.snapshot(ctx.config, table, proc)
-        certs = render.cert_rows(ctx.tls.certificates())
+        certs = render.cert_rows(ctx.tls.certificates(), renewals=renewals.by_file())
         if kind == "metrics":
             text = render.prometheus(rows, render.info(proc, rows), certs,
                                      list(getattr(table, "sticks", {}).values()))

@@ -21,6 +21,8 @@ import pytest
 
 from tests.integration.backends import free_port
 from tests.integration.http_backend import HttpBackend
+from tests.integration.test_stats import wait_for
+from tests.integration.test_stats_browser import browser  # noqa: F401 (a fixture)
 from tests.tlscerts import CA
 
 pytestmark = [
@@ -92,11 +94,12 @@ class Pebble:
 
     def resolve(self, host: str, address: str) -> None:
         """From now on, pebble's DNS answers address for host (an A record
-        through pebble-challtestsrv's management API)."""
+        through pebble-challtestsrv's management API, which adds to the
+        records of a host: those set before are cleared first)."""
         wait_port(self.dns_mgmt, self.procs[0])
-        body = json.dumps({"host": host, "addresses": [address]}).encode()
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt}/add-a", body),
-                               timeout=10).read()
+        for path, body in (("clear-a", {"host": host}), ("add-a", {"host": host, "addresses": [address]})):
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt}/{path}",
+                                                          json.dumps(body).encode()), timeout=10).read()
 
     def root(self) -> Path:
         """Pebble's issuing root (it changes at every pebble start)."""
@@ -130,10 +133,10 @@ def backend():
 
 def farm_config(backend, http: int | None, https: int, directory: str, ca: Path, storage: Path,
                 workers: int = 2, domains: tuple[str, ...] | None = (DOMAIN, f"www.{DOMAIN}"),
-                challenge: str = "http-01", rules: str = "") -> str:
+                challenge: str = "http-01", rules: str = "", stats: int | None = None) -> str:
     """farm with a frontend www (an HTTP bind unless http is None, a tls
     bind), its certificate from [acme.pebble]; domains None: derived from
-    the routing rules given in `rules`."""
+    the routing rules given in `rules`; a stats listener on port `stats`."""
     names = "" if domains is None else "domains = [" + ", ".join(f'"{d}"' for d in domains) + "]"
     binds = (f'"127.0.0.1:{http}", ' if http else "") + f'{{ address = "127.0.0.1:{https}", tls = true }}'
     return f"""
@@ -162,7 +165,7 @@ directory_ca = "{ca}"
 contact = "mailto:ops@example.com"
 storage = "{storage}"
 challenge = "{challenge}"
-"""
+""" + (f'[stats]\nbind = "127.0.0.1:{stats}"\n' if stats else "")
 
 
 def cli(farm, line: str) -> str:
@@ -192,6 +195,31 @@ def curl(port: int, host: str, root: Path | None, path: str = "/", scheme: str =
     cmd += ["--cacert", str(root)] if root else ["-k"]
     return subprocess.run(cmd + [f"{scheme}://{host}:{port}{path}"], capture_output=True, text=True,
                           timeout=20)
+
+
+def stats_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.read().decode()
+
+
+def renewal_seen(port: int, failures: int, file: str = "www.pem", timeout: float = 10) -> tuple[dict, str]:
+    """({sample: value} of the farm_acme_* lines of /metrics, the stats
+    page's renewal cell of the certificate `file` in storage) once /metrics
+    says `failures` (the master publishes the state just after it logs
+    the event)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = {line.split(" ")[0]: float(line.split(" ")[1])
+                   for line in stats_get(port, "/metrics").splitlines()
+                   if line.startswith("farm_acme_")}
+        if metrics.get('farm_acme_renewal_failures{proxy="www"}') == failures:
+            break
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.05)
+    page = stats_get(port, "/;norefresh")
+    table = page[page.index('id="certificates"'):]
+    row = next(r for r in table.split("<tr ")[1:] if f"/{file}</td>" in r)
+    return metrics, row[row.rindex("<td "):row.index("</tr>")]
 
 
 def served_issuer(port: int, host: str) -> str:
@@ -298,17 +326,22 @@ def test_reload_in_the_middle_of_an_order(tmp_path, farm_factory, backend):
 
 
 def test_failed_validation_says_why_and_keeps_the_certificate(tmp_path, farm_factory, backend):
-    http, https = free_port(), free_port()
+    http, https, stats = free_port(), free_port(), free_port()
     pebble = Pebble(tmp_path, free_port()).start()     # validates on a port where nothing listens
     try:
         farm = farm_factory(farm_config(backend, http, https, pebble.directory, pebble.ca.cert,
-                                        tmp_path / "acme", domains=(DOMAIN,), workers=1))
+                                        tmp_path / "acme", domains=(DOMAIN,), workers=1, stats=stats))
         failed = farm.wait_event("acme_order_failed", timeout=60, frontend="www")
         assert failed["error"].startswith(f"authorization of {DOMAIN} is invalid: "), failed
         assert "connection refused" in failed["error"].lower()
         farm.wait_event("acme_backoff", timeout=10, frontend="www")
         assert "waiting for ACME" in served_issuer(https, DOMAIN)
         assert not (tmp_path / "acme" / "www.pem").exists()
+        # the self-signed certificate's row says why it is still there
+        metrics, cell = renewal_seen(stats, 1, "www.self-signed.pem")
+        assert 0 < metrics['farm_acme_next_attempt_seconds{proxy="www"}'] <= 60
+        assert cell.startswith(f'<td class="l acme-failed">ACME: failed 1\u00d7 (authorization of {DOMAIN} '
+                               "is invalid: ") and "connection refused" in cell, cell
     finally:
         pebble.stop()
 
@@ -316,14 +349,20 @@ def test_failed_validation_says_why_and_keeps_the_certificate(tmp_path, farm_fac
 def test_refused_renewal_keeps_the_certificate_and_says_why(tmp_path, farm_factory, backend):
     """The CA refuses the next order (its validation of the name reaches
     an address where farm does not listen): the certificate issued before
-    is still served, the reason is in the events log and in acme status."""
-    http, https = free_port(), free_port()
+    is still served, the reason is in the events log, in acme status, on
+    the stats page and (the count) in Prometheus; the next renewal that
+    succeeds clears them."""
+    http, https, stats = free_port(), free_port(), free_port()
     pebble = Pebble(tmp_path, http).start()
     try:
         farm = farm_factory(farm_config(backend, http, https, pebble.directory, pebble.ca.cert,
-                                        tmp_path / "acme", domains=(DOMAIN,), workers=1))
+                                        tmp_path / "acme", domains=(DOMAIN,), workers=1, stats=stats))
         farm.wait_event("acme_certificate_installed", timeout=60, frontend="www")
         farm.wait_event("reload_done", timeout=30)
+        metrics, cell = renewal_seen(stats, 0)
+        # issued: renewed in a third of pebble's 5 years, months from now
+        assert metrics['farm_acme_next_attempt_seconds{proxy="www"}'] > 86400 * 300
+        assert cell.startswith('<td class="l">ACME: ok, next 20') and cell.endswith(" UTC</td>"), cell
         root = pebble.root()
         before = served_serial(https, DOMAIN)
         expires = cli(farm, "acme status").strip().split("\n")[1].split("\t")[3]
@@ -342,5 +381,57 @@ def test_refused_renewal_keeps_the_certificate_and_says_why(tmp_path, farm_facto
         row = cli(farm, "acme status").strip().split("\n")[1].split("\t")
         assert row[:4] == ["www", "pebble", "failed", expires]
         assert row[5] == failed["error"]
+        # the stats page and Prometheus: one failure, the next try in a
+        # minute (the back-off), the reason on the page in the warning colour
+        metrics, cell = renewal_seen(stats, 1)
+        assert 0 < metrics['farm_acme_next_attempt_seconds{proxy="www"}'] <= 60
+        assert cell.startswith('<td class="l acme-failed">ACME: failed 1\u00d7 (authorization of '
+                               f'{DOMAIN} is invalid: '), cell
+        assert "127.0.0.2" in cell and "), next try 20" in cell
+        # the name resolves to farm again: the next renewal succeeds, 0 failures
+        pebble.resolve(DOMAIN, "127.0.0.1")
+        assert cli(farm, "acme renew www").startswith("Renewing the certificate of frontend 'www'.")
+        farm.wait_event("acme_certificate_installed", timeout=60, count=2, frontend="www")
+        farm.wait_event("reload_done", timeout=30, count=2)
+        metrics, cell = renewal_seen(stats, 0)
+        assert metrics['farm_acme_next_attempt_seconds{proxy="www"}'] > 60
+        assert cell.startswith('<td class="l">ACME: ok, next '), cell
+        assert served_serial(https, DOMAIN) != before
+    finally:
+        pebble.stop()
+
+
+def test_a_failing_renewal_shows_on_the_open_stats_page(tmp_path, farm_factory, backend, browser):  # noqa: F811
+    """A person watching the stats page in a browser (headless chromium)
+    sees the renewal fail without reloading it: the certificate table is
+    refreshed in place, the cell in the warning colour."""
+    http, https, stats = free_port(), free_port(), free_port()
+    pebble = Pebble(tmp_path, http).start()
+    try:
+        cfg = farm_config(backend, http, https, pebble.directory, pebble.ca.cert, tmp_path / "acme",
+                          domains=(DOMAIN,), workers=1, stats=stats)
+        farm = farm_factory(cfg + 'refresh = "1s"\n')
+        farm.wait_event("acme_certificate_installed", timeout=60, frontend="www")
+        farm.wait_event("reload_done", timeout=30)
+        renewal_seen(stats, 0)
+        browser.get(f"http://127.0.0.1:{stats}/")
+        cell = "#certificates tbody tr:first-child td:last-child"
+
+        def shown():
+            return browser.execute_script(
+                f"var td = document.querySelector('{cell}');"
+                " return [td.textContent, td.className, getComputedStyle(td).backgroundColor,"
+                " getComputedStyle(td.previousElementSibling).backgroundColor];")
+        text, cls, colour, beside = shown()
+        assert text.startswith("ACME: ok, next ") and cls == "l" and colour == beside
+        browser.execute_script("window.stayed = 42;")   # gone if the page were loaded again
+        pebble.resolve(DOMAIN, "127.0.0.2")              # the next order fails
+        assert cli(farm, "acme renew www").startswith("Renewing")
+        farm.wait_event("acme_backoff", timeout=60, frontend="www")
+        text, cls, colour, beside = wait_for(lambda: (lambda s: s if "failed" in s[0] else None)(shown()),
+                                             10, 0.2)
+        assert text.startswith(f"ACME: failed 1\u00d7 (authorization of {DOMAIN} is invalid: ")
+        assert cls == "l acme-failed" and colour != beside         # the warning colour, not the row's
+        assert browser.execute_script("return window.stayed") == 42   # refreshed in place
     finally:
         pebble.stop()

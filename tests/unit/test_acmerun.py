@@ -5,6 +5,8 @@ scheduler's back-off) without an ACME server."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
@@ -31,6 +33,37 @@ def test_board_is_shared_with_forked_processes():
         os._exit(0)
     os.waitpid(pid, 0)
     assert b.answer(b"fromchild") == b"k"
+
+
+def test_board_readers_see_whole_writes_only():
+    """A forked reader (a worker) never sees a board half written, or
+    empty, while the writer (the ACME child; here the parent) rewrites it
+    as fast as it can."""
+    b = challenges.Board(8192)
+    versions = [{f"t{i}x{j}": f"k{i}" for j in range(i % 7 + 1)} for i in range(200)]
+    b._write(versions[0], {})
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            for _ in range(5000):
+                http = b.entries()
+                if not http or http != versions[int(next(iter(http))[1:].split("x")[0])]:
+                    code = 2
+                    break
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+            assert time.monotonic() < deadline, "the reader did not finish"
+            for v in versions[1:] + versions[:1]:
+                b._write(v, {})
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    assert os.waitstatus_to_exitcode(done[1]) == 0
 
 
 def test_answer_only_for_the_challenge_path(monkeypatch):
