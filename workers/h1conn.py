@@ -63,7 +63,7 @@ class H1Connection(ClientConn):
         self.cfd = t.fd
         self.src = caddr[0]
         self.src_port = caddr[1]
-        self.src_bytes = caddr[0].encode()   # X-Forwarded-For, once per connection
+        self._src_bytes = None               # X-Forwarded-For (src_bytes), once per connection
         self._dst_port = None
         pp = getattr(caddr, "proxy", None)    # a PROXY header came first (workers/ppaccept.py)
         if pp is not None:
@@ -108,8 +108,12 @@ class H1Connection(ClientConn):
 
     @classmethod
     def accepted(cls, ctx, fe, csock, caddr: tuple) -> "H1Connection":
-        """The session class interface of workers/worker.py."""
-        return cls(ctx, fe, PlainTransport(csock), caddr)
+        """The session class interface of workers/worker.py. The transport
+        keeps the descriptor, not the socket object (drop_socket)."""
+        t = PlainTransport(csock)
+        conn = cls(ctx, fe, t, caddr)
+        t.drop_socket()
+        return conn
 
     # ---------------------------------------------------------- TLS handshake
 
