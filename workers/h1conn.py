@@ -92,7 +92,7 @@ class H1Connection(ClientConn):
         self.to_request = t.http_request or INF
         self.to_keepalive = t.http_keep_alive or self.to_request
         self.to_floor = min(self.to_client, self.to_request, self.to_keepalive)
-        self.timer = loop.timer(self.on_timeout)
+        self.timer = loop.timer(self)    # calls on_timeout (__call__)
         ctx.sessions.add(self)
         if self.t.secure and not self.t.established:
             # TLS: the handshake first, bounded by timeout client (as
@@ -527,6 +527,13 @@ class H1Connection(ClientConn):
             self.loop.set_timer(self.timer, when, self.loop.now + self.to_floor)
         else:
             self.timer.cancel()
+
+    def __call__(self) -> None:
+        """The connection's timer fired. The connection itself is the
+        timer's callback, so that it holds no bound method for it (about
+        64 bytes per idle keep-alive connection); timers fire seldom, so
+        the call through __call__ costs nothing that counts."""
+        self.on_timeout()
 
     def on_timeout(self) -> None:
         now = self.loop.now
