@@ -9,7 +9,7 @@ cdef class ClientConn:
     cdef public Loop loop
     cdef public FrontendRuntime fe
     cdef public Transport t
-    cdef public object src, src_port, src_bytes, own, _dst_port
+    cdef public object src, src_port, _src_bytes, own, _dst_port
     cdef public double last_c, accept_time, t_accept
     cdef public long long requests
     cpdef response_head(self, stream, resp)

@@ -41,8 +41,18 @@ from __future__ import annotations
 class ClientConn:
     """The interface above; subclasses implement every method."""
 
-    __slots__ = ("ctx", "loop", "fe", "t", "src", "src_port", "src_bytes", "last_c",
+    __slots__ = ("ctx", "loop", "fe", "t", "src", "src_port", "_src_bytes", "last_c",
                  "requests", "accept_time", "t_accept", "own", "_dst_port")
+
+    @property
+    def src_bytes(self) -> bytes:
+        """The client's address as bytes, for X-Forwarded-For: made on
+        first use (set _src_bytes to None at start), so a connection that
+        never needs it (most idle keep-alive ones) does not hold it."""
+        b = self._src_bytes
+        if b is None:
+            b = self._src_bytes = self.src.encode()
+        return b
 
     def response_head(self, stream, resp) -> None:
         raise NotImplementedError

@@ -1,7 +1,7 @@
 # Types of workers/h1conn.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
 from workers.clientconn cimport ClientConn
-from workers.http1 cimport RequestParser, Request
+from workers.http1 cimport RequestParser, Request, parse_whole_request
 from workers.loop cimport Timer
 from workers.stream cimport Stream
 
@@ -25,6 +25,7 @@ cdef class H1Connection(ClientConn):
     cpdef response_data(self, stream, bytes data)
     cpdef local_reply(self, stream, bytes data)
     cpdef stream_ended(self, stream)
+    cpdef queue_c(self, data)
     cpdef bint write_client(self) except -1
     cpdef update_masks(self)
     cpdef rearm(self)

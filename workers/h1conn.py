@@ -31,7 +31,8 @@ from farm.logs import HTTP_FIELDS, connection_error_line, httplog_line, json_htt
 from workers import counting, http1, linger
 from workers.clientconn import ClientConn
 from workers.h2conn import H2Connection, is_preface
-from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request
+from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request,
+                           parse_whole_request)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
 from workers.stream import HIGH_WATER, INF, ST_SERVER, ST_TUNNEL, Stream
@@ -62,18 +63,18 @@ class H1Connection(ClientConn):
         self.cfd = t.fd
         self.src = caddr[0]
         self.src_port = caddr[1]
-        self.src_bytes = caddr[0].encode()   # X-Forwarded-For, once per connection
+        self._src_bytes = None               # X-Forwarded-For (src_bytes), once per connection
         self._dst_port = None
         pp = getattr(caddr, "proxy", None)    # a PROXY header came first (workers/ppaccept.py)
         if pp is not None:
             t.proxy = pp
             if pp.dst_port is not None:
                 self._dst_port = pp.dst_port
-        self.rp = http1.RequestParser(fe.cfg.max_header_size)
+        self.rp = None      # the request parser, made when bytes need one (take_whole_request)
         self.state = C_REQ
         self.stream: Stream | None = None
         self.own: ServerConn | None = None   # private idle server connection (http-reuse never)
-        self.wq_c: list[bytes] = []      # queued for the client this event
+        self.wq_c: list[bytes] | None = None   # queued for the client this event (queue_c)
         self.out_c = b""                 # not yet accepted by the client socket
         self.c_eof = False
         self.need_pump = False           # request parser events to take at end of event
@@ -91,7 +92,7 @@ class H1Connection(ClientConn):
         self.to_request = t.http_request or INF
         self.to_keepalive = t.http_keep_alive or self.to_request
         self.to_floor = min(self.to_client, self.to_request, self.to_keepalive)
-        self.timer = loop.timer(self.on_timeout)
+        self.timer = loop.timer(self)    # calls on_timeout (__call__)
         ctx.sessions.add(self)
         if self.t.secure and not self.t.established:
             # TLS: the handshake first, bounded by timeout client (as
@@ -107,8 +108,12 @@ class H1Connection(ClientConn):
 
     @classmethod
     def accepted(cls, ctx, fe, csock, caddr: tuple) -> "H1Connection":
-        """The session class interface of workers/worker.py."""
-        return cls(ctx, fe, PlainTransport(csock), caddr)
+        """The session class interface of workers/worker.py. The transport
+        keeps the descriptor, not the socket object (drop_socket)."""
+        t = PlainTransport(csock)
+        conn = cls(ctx, fe, t, caddr)
+        t.drop_socket()
+        return conn
 
     # ---------------------------------------------------------- TLS handshake
 
@@ -191,7 +196,10 @@ class H1Connection(ClientConn):
                     elif self.state == C_REQ and not self.req_bytes:
                         self.req_bytes = True
                         self.req_start = now
-                    self.rp.feed(data)
+                    rp = self.rp
+                    if rp is None:
+                        rp = self.rp = http1.RequestParser(self.fe.max_head)
+                    rp.feed(data)
                     self.pump_request()
         self.finish_io()
 
@@ -199,8 +207,18 @@ class H1Connection(ClientConn):
         """The common case straight through: when data (just received, the
         connection waiting for a request) is one whole request without a
         body (RequestParser.whole_request), start its stream. False, and
-        nothing done, otherwise: the bytes go through the parser's events."""
-        req = self.rp.whole_request(data)
+        nothing done, otherwise: the bytes go through the parser's events.
+
+        Between requests a connection keeps no parser (stream_ended drops
+        an idle one: about 170 bytes per idle keep-alive connection), and
+        the common case needs none. Without one, a request that is not
+        keep-alive leaves nothing to remember: its stream closes the
+        connection after the response (Stream.close)."""
+        rp = self.rp
+        if rp is None:
+            req = parse_whole_request(data, self.fe.max_head)
+        else:
+            req = rp.whole_request(data)
         if req is None:
             return False
         t_start = self.req_start if self.req_bytes else now
@@ -225,6 +243,8 @@ class H1Connection(ClientConn):
     def pump_request(self) -> None:
         """Take events from the request parser as far as the phase allows."""
         rp = self.rp
+        if rp is None:
+            return          # no bytes since the last request
         while self.state == C_REQ or (self.state == C_STREAM and self.stream.wants_request_body()):
             try:
                 ev = rp.next_event()
@@ -286,7 +306,7 @@ class H1Connection(ClientConn):
         whether this connection goes on (HTTP/1.1 keep-alive rules)."""
         if resp.interim:
             head = http1.serialize_response_head(resp)
-            self.wq_c.append(head)
+            self.queue_c(head)
             stream.bytes_out += len(head)
             return
         req = stream.req
@@ -303,15 +323,15 @@ class H1Connection(ClientConn):
             stream.close = True
             resp.headers.append((b"Connection", b"close"))
         head = http1.head_bytes(resp)
-        self.wq_c.append(head)
+        self.queue_c(head)
         stream.bytes_out += len(head)
 
     def response_data(self, stream: Stream, data: bytes) -> None:
-        self.wq_c.append(data)
+        self.queue_c(data)
 
     def local_reply(self, stream: Stream, data: bytes) -> None:
         """A whole response made by the proxy (error page, rule's answer)."""
-        self.wq_c.append(data)
+        self.queue_c(data)
         if not stream.req_done:
             self.discarding = True
 
@@ -327,8 +347,15 @@ class H1Connection(ClientConn):
         self.req_start = self.loop.now
         if self.ctx.draining:
             self.to_keepalive = min(self.to_keepalive, DRAIN_IDLE_GRACE)
-        # a pipelined request (or the client's EOF) may already be buffered
-        self.need_pump = not self.rp.idle()
+        # a pipelined request (or the client's EOF) may already be buffered;
+        # an idle parser is dropped (the next bytes make one if they need it)
+        self.need_pump = False
+        rp = self.rp
+        if rp is not None:
+            if rp.idle():
+                self.rp = None
+            else:
+                self.need_pump = True
 
     def start_tunnel(self, stream: Stream) -> None:
         """101 Switching Protocols (or CONNECT 2xx): raw bytes both ways."""
@@ -341,7 +368,7 @@ class H1Connection(ClientConn):
         """Tunnel bytes from the server; b"" at its EOF (passed on once
         everything before it is delivered)."""
         if data:
-            self.wq_c.append(data)
+            self.queue_c(data)
         else:
             self.shut_c_after_flush = True
 
@@ -376,6 +403,16 @@ class H1Connection(ClientConn):
 
     # ---------------------------------------------------------------- writing
 
+    def queue_c(self, data: bytes) -> None:
+        """Queue data for the client, sent at the end of the event
+        (finish_io). The list exists only while something is queued: an
+        idle connection keeps none."""
+        wq = self.wq_c
+        if wq is None:
+            self.wq_c = [data]
+        else:
+            wq.append(data)
+
     def write_client(self) -> bool:
         """Send what is pending for the client; False if the connection ended."""
         try:
@@ -405,10 +442,10 @@ class H1Connection(ClientConn):
                 stream.bytes_in += sc.flush()
                 if self.state == C_CLOSED:
                     return
-        if self.wq_c:
-            wq = self.wq_c
+        wq = self.wq_c
+        if wq is not None:
+            self.wq_c = None
             data = b"".join(wq) if len(wq) > 1 else wq[0]
-            wq.clear()
             if self.out_c:
                 self.out_c += data
             else:
@@ -490,6 +527,13 @@ class H1Connection(ClientConn):
             self.loop.set_timer(self.timer, when, self.loop.now + self.to_floor)
         else:
             self.timer.cancel()
+
+    def __call__(self) -> None:
+        """The connection's timer fired. The connection itself is the
+        timer's callback, so that it holds no bound method for it (about
+        64 bytes per idle keep-alive connection); timers fire seldom, so
+        the call through __call__ costs nothing that counts."""
+        self.on_timeout()
 
     def on_timeout(self) -> None:
         now = self.loop.now
@@ -581,7 +625,7 @@ class H1Connection(ClientConn):
                 # (<BADREQ>, 400, CR--). A close between requests stays silent.
                 self.log_bad_request(400, "client closed inside a request", "CR--")
             self.state = C_CLOSING
-            if not self.out_c and not self.wq_c:
+            if not self.out_c and self.wq_c is None:
                 self.close_session()
 
     def linger(self) -> None:
@@ -639,7 +683,7 @@ class H1Connection(ClientConn):
         """Answer a request that never became a stream (unparsable, or not
         complete in time) with the error page, log it, then close."""
         page = self.fe.errorfiles.get(status) or http1.error_response(status)
-        self.wq_c.append(page)
+        self.queue_c(page)
         self.state = C_CLOSING
         self.log_bad_request(status, reason, term, len(page))
 

@@ -124,7 +124,7 @@ class H2Connection(ClientConn):
         self.cfd = t.fd
         self.src = caddr[0]
         self.src_port = caddr[1]
-        self.src_bytes = caddr[0].encode()
+        self._src_bytes = None      # src_bytes, made on first use
         self._dst_port = None
         self.own = None
         self.requests = 0

@@ -31,7 +31,7 @@ cdef class _Parser:
     cdef public object _error, _pending_error, message, body_mode
 
 cdef class RequestParser(_Parser):
-    @cython.locals(n=Py_ssize_t, req=Request)
+    @cython.locals(req=Request)
     cpdef whole_request(self, bytes data)
 
 cdef class ResponseParser(_Parser):
@@ -48,3 +48,6 @@ cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_s
 cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*)
 
 cpdef bytes _append_fields(bytes raw, list extra)
+
+@cython.locals(n=Py_ssize_t, req=Request)
+cpdef Request parse_whole_request(bytes data, Py_ssize_t max_head=*, Py_ssize_t max_headers=*)

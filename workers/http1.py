@@ -996,6 +996,26 @@ _C_CRLF = 2
 _C_TRAILER = 3
 
 
+def parse_whole_request(data: bytes, max_head: int = 16384, max_headers: int = _MAX_HEADERS):
+    """RequestParser.whole_request() without a parser, for a connection
+    between requests that keeps none (an idle parser holds no state that a
+    new one would not have; workers/h1conn.py): the Request of data (bytes
+    from one recv) when data is exactly one complete request head, within
+    max_head, with no body and not switching protocols; else None, and the
+    caller feeds data to a parser, which also reports any error in it."""
+    n = len(data)
+    if n == 0 or n > max_head or data[0] == 13 or data.find(b"\r\n\r\n") != n - 4:
+        return None
+    try:
+        req = _build_request(data, 0, n - 4, max_headers)
+    except HttpError:
+        return None
+    if req.body_mode != BODY_NONE or req.upgrade is not None or req.method == b"CONNECT":
+        return None
+    req._keep_raw(data)
+    return req
+
+
 class _Parser:
     """Buffering and body framing shared by both directions.
 
@@ -1380,15 +1400,10 @@ class RequestParser(_Parser):
         END_OF_MESSAGE would. Otherwise return None and change nothing: the
         caller feeds data as usual, which also reports any error in it.
         Validation is the same _build_request as next_event()'s."""
-        n = len(data)
-        if (n > self.max_head or self._state != _S_HEAD or self._pos < len(self._buf)
-                or self._eof or data[0] == 13 or data.find(b"\r\n\r\n") != n - 4):
+        if self._state != _S_HEAD or self._pos < len(self._buf) or self._eof:
             return None
-        try:
-            req = _build_request(data, 0, n - 4, self.max_headers)
-        except HttpError:
-            return None
-        if req.body_mode != BODY_NONE or req.upgrade is not None or req.method == b"CONNECT":
+        req = parse_whole_request(data, self.max_head, self.max_headers)
+        if req is None:
             return None
         # The parser's state after the message, as the events leave it, but
         # message stays None: the caller holds the request as long as it
@@ -1398,7 +1413,6 @@ class RequestParser(_Parser):
         self.body_mode = BODY_NONE
         self._state = _S_HEAD if req.keep_alive else _S_CLOSED
         self._empty = 0
-        req._keep_raw(data)
         return req
 
     def resume(self) -> None:

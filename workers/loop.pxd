@@ -1,16 +1,25 @@
 # Types of workers/loop.py for its compiled build (Cython pure mode: the .py
 # is the source; farm/build.py, docs/building.md).
 
+cimport cython
+
 cdef class Timer:
-    cdef public double when
-    cdef public object callback, queued
+    cdef public double when, queued
+    cdef public object callback
     cdef public bint active
+    cdef public Py_ssize_t index, seq
     cpdef cancel(self)
     cpdef release(self)
 
+cdef class FdMap:
+    cdef public list items
+    cpdef get(self, Py_ssize_t fd, default=*)
+    cpdef set(self, Py_ssize_t fd, value)
+    cpdef pop(self, Py_ssize_t fd, default=*)
+
 cdef class Loop:
     cdef public object epoll, on_signals
-    cdef public dict handlers, masks
+    cdef public FdMap handlers, masks
     cdef public list _heap, _end_of_turn, _soon
     cdef public set _removed
     cdef public Py_ssize_t _seq, _compact_at
@@ -22,4 +31,15 @@ cdef class Loop:
     cpdef watch(self, int fd, int mask, handler)
     cpdef remove(self, int fd)
     cpdef set_timer(self, Timer t, double when, early=*)
+    @cython.locals(heap=list, t=Timer, now=cython.double)
     cpdef _run_timers(self)
+    @cython.locals(heap=list, t=Timer)
+    cpdef double _poll_timeout(self) except? -2
+    @cython.locals(live=list, t=Timer, i=Py_ssize_t)
+    cpdef _compact(self)
+    @cython.locals(heap=list, t=Timer, p=Timer, up=Py_ssize_t)
+    cdef _sift_up(self, Py_ssize_t pos)
+    @cython.locals(heap=list, t=Timer, c=Timer, c2=Timer, n=Py_ssize_t, child=Py_ssize_t)
+    cdef _sift_down(self, Py_ssize_t pos)
+    @cython.locals(heap=list, first=Timer, last=Timer)
+    cdef Timer _pop_first(self)

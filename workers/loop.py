@@ -5,13 +5,16 @@ thread-safe and nothing needs to be.
 
 Design choices (see DESIGN.md, "Event loop hygiene"):
 - Level-triggered epoll; a handler is a plain callable taking the event mask,
-  stored per fd, so dispatch is one dict lookup and one call.
+  stored per fd in a list indexed by fd (FdMap), so dispatch is one list
+  index and one call.
 - `now` is read once per turn (time.monotonic) and shared: sessions use
   loop.now instead of calling the clock per event.
-- Timers live in a heap with lazy cancel *and* lazy extension: pushing a
-  deadline later (the common case: an inactivity timeout refreshed on every
-  read) only updates the Timer object; the heap entry is re-queued when it
-  surfaces. So refreshing a timeout costs an attribute store, not a heappush.
+- Timers live in a binary heap of Timer objects (each knows its place, so
+  the heap holds no per-timer tuple), with lazy cancel *and* lazy
+  extension: pushing a deadline later (the common case: an inactivity
+  timeout refreshed on every read) only updates the Timer object; its
+  place is moved when it surfaces. So refreshing a timeout costs an
+  attribute store, not a heap operation.
 - Signals: handlers set by the owner only record; set_wakeup_fd writes to a
   pipe this loop polls, so a signal wakes the loop, and `on_signals` runs in
   the loop, never inside the handler.
@@ -22,7 +25,6 @@ Design choices (see DESIGN.md, "Event loop hygiene"):
 from __future__ import annotations
 
 import errno
-import heapq
 import os
 import select
 import signal
@@ -38,31 +40,90 @@ COMPACT_MIN = 4096      # heap entries before stale ones are worth sweeping
 
 
 class Timer:
-    """A one-shot timer owned by the loop's heap.
+    """A one-shot timer in the loop's heap.
 
-    `when` is the monotonic deadline. reset() moves it; cancel() disarms it.
-    The heap may hold a stale entry for a timer; `queued` is the deadline of
-    the entry that counts, so stale entries are recognised and skipped.
+    `when` is the monotonic deadline; cancel() disarms it. A timer has at
+    most one place in the heap: `index` (-1: none), ordered by `queued`
+    (the deadline it was placed at) and then `seq` (first placed, first
+    fired). The place may be stale, a timer cancelled or moved later since:
+    it is dropped, or placed again at `when`, when it surfaces.
     """
 
-    __slots__ = ("when", "callback", "active", "queued")
+    __slots__ = ("when", "callback", "active", "queued", "index", "seq")
 
     def __init__(self, callback: Callable[[], None]):
         self.callback = callback
         self.when = 0.0
         self.active = False
-        self.queued: float | None = None
+        self.queued = 0.0
+        self.index = -1
+        self.seq = 0
 
     def cancel(self) -> None:
         self.active = False
 
     def release(self) -> None:
-        """Cancel for good and drop the callback. A cancelled timer's heap
-        entry lives until its old deadline; without this, the callback (a
-        bound method) would keep its whole session alive until then, and
-        the session <-> timer cycle would leave it to the cyclic GC."""
+        """Cancel for good and drop the callback. A cancelled timer keeps
+        its place in the heap until its old deadline; without this, the
+        callback (a bound method) would keep its whole session alive until
+        then, and the session <-> timer cycle would leave it to the cyclic GC."""
         self.active = False
         self.callback = _noop
+
+
+class FdMap:
+    """A map from file descriptor to a value (the loop's handlers, and its
+    event masks), kept as a list indexed by the fd, None where there is no
+    value. Descriptor numbers are small and dense (the kernel hands out the
+    lowest free one), so a list slot (8 bytes) serves where a dict would
+    hold an entry and an int key object per fd: about 60 bytes more for
+    every connection, idle keep-alive ones included.
+
+    Dict-like where the rest of the worker uses it: m[fd] = value,
+    m.get(fd), fd in m, m.pop(fd, None). A value is never None."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def get(self, fd: int, default=None):
+        items = self.items
+        if 0 <= fd < len(items):
+            v = items[fd]
+            if v is not None:
+                return v
+        return default
+
+    def set(self, fd: int, value) -> None:
+        items = self.items
+        if fd >= len(items):
+            items.extend([None] * (fd + 1 - len(items)))
+        items[fd] = value
+
+    def pop(self, fd: int, default=None):
+        items = self.items
+        if 0 <= fd < len(items):
+            v = items[fd]
+            if v is not None:
+                items[fd] = None
+                return v
+        return default
+
+    def __contains__(self, fd: int) -> bool:
+        return self.get(fd) is not None
+
+    def __getitem__(self, fd: int):
+        v = self.get(fd)
+        if v is None:
+            raise KeyError(fd)
+        return v
+
+    def __setitem__(self, fd: int, value) -> None:
+        self.set(fd, value)
+
+    def __len__(self) -> int:
+        return len(self.items) - self.items.count(None)
 
 
 class Loop:
@@ -70,9 +131,9 @@ class Loop:
 
     def __init__(self) -> None:
         self.epoll = select.epoll()
-        self.handlers: dict[int, Callable[[int], None]] = {}
-        self.masks: dict[int, int] = {}
-        self._heap: list[tuple[float, int, Timer]] = []
+        self.handlers = FdMap()      # fd -> handler(events)
+        self.masks = FdMap()         # fd -> the event mask it waits for
+        self._heap: list[Timer] = []   # a binary heap on (queued, seq)
         self._seq = 0
         self._compact_at = COMPACT_MIN
         self._end_of_turn: list[Callable[[], None]] = []
@@ -92,14 +153,14 @@ class Loop:
     def add(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
         """Start watching fd for `mask` events; `handler(events)` is called."""
         self.epoll.register(fd, mask)
-        self.handlers[fd] = handler
-        self.masks[fd] = mask
+        self.handlers.set(fd, handler)
+        self.masks.set(fd, mask)
 
     def modify(self, fd: int, mask: int) -> None:
         """Change the event mask of a watched fd (no syscall if unchanged)."""
         if self.masks.get(fd) != mask:
             self.epoll.modify(fd, mask)
-            self.masks[fd] = mask
+            self.masks.set(fd, mask)
 
     def watch(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
         """Make fd wait for exactly `mask`, calling handler. An fd waiting
@@ -108,8 +169,8 @@ class Loop:
         otherwise spin the loop."""
         if mask == 0:
             self.remove(fd)
-        elif fd in self.masks:
-            self.handlers[fd] = handler
+        elif self.masks.get(fd) is not None:
+            self.handlers.set(fd, handler)
             self.modify(fd, mask)
         else:
             self.add(fd, mask, handler)
@@ -117,7 +178,7 @@ class Loop:
     def remove(self, fd: int) -> None:
         """Stop watching fd. Safe to call for an fd that is not watched."""
         if self.handlers.pop(fd, None) is not None:
-            del self.masks[fd]
+            self.masks.pop(fd, None)
             self._removed.add(fd)
             try:
                 self.epoll.unregister(fd)
@@ -133,35 +194,96 @@ class Loop:
     def set_timer(self, t: Timer, when: float, early: float | None = None) -> None:
         """Arm (or re-arm) t for the monotonic time `when`.
 
-        early (optional, now < early <= when): if a heap entry has to be
-        pushed, push it at `early` instead. A timer that alternates between
-        a long and a shorter deadline (an HTTP session: keep-alive 60 s,
-        server 30 s) then pushes once per `early` interval instead of on
-        every switch; the entry surfacing before `when` just re-queues."""
+        early (optional, now < early <= when): if t has to be placed in the
+        heap (or moved up in it), place it at `early` instead. A timer that
+        alternates between a long and a shorter deadline (an HTTP session:
+        keep-alive 60 s, server 30 s) then moves once per `early` interval
+        instead of on every switch; surfacing before `when` just places it
+        again."""
         t.when = when
         t.active = True
-        q = t.queued
-        if q is None or when < q:
-            # Earlier than the queued entry (or none queued): push a new entry.
-            # Pushing later needs nothing: the old entry re-queues on surfacing.
+        if t.index < 0 or when < t.queued:
+            # Not placed, or earlier than its place: (re)place it. Later
+            # needs nothing: it is placed again when it surfaces.
             if early is not None and early < when:
                 when = early
             t.queued = when
             self._seq += 1
-            heapq.heappush(self._heap, (when, self._seq, t))
-            if len(self._heap) > self._compact_at:
-                self._compact()
+            t.seq = self._seq
+            if t.index < 0:
+                t.index = len(self._heap)
+                self._heap.append(t)
+                if len(self._heap) > self._compact_at:
+                    self._compact()
+                    return
+            self._sift_up(t.index)
+
+    # The heap: _heap[i] is placed no later than _heap[2i+1] and _heap[2i+2]
+    # (on (queued, seq)), and every timer's index is its position.
+
+    def _sift_up(self, pos: int) -> None:
+        """Move the timer at pos up to its place (its key got smaller)."""
+        heap = self._heap
+        t = heap[pos]
+        while pos > 0:
+            up = (pos - 1) >> 1
+            p = heap[up]
+            if p.queued < t.queued or (p.queued == t.queued and p.seq < t.seq):
+                break
+            heap[pos] = p
+            p.index = pos
+            pos = up
+        heap[pos] = t
+        t.index = pos
+
+    def _sift_down(self, pos: int) -> None:
+        """Move the timer at pos down to its place (its key got larger)."""
+        heap = self._heap
+        n = len(heap)
+        t = heap[pos]
+        while True:
+            child = 2 * pos + 1
+            if child >= n:
+                break
+            c = heap[child]
+            if child + 1 < n:
+                c2 = heap[child + 1]
+                if c2.queued < c.queued or (c2.queued == c.queued and c2.seq < c.seq):
+                    child += 1
+                    c = c2
+            if t.queued < c.queued or (t.queued == c.queued and t.seq < c.seq):
+                break
+            heap[pos] = c
+            c.index = pos
+            pos = child
+        heap[pos] = t
+        t.index = pos
+
+    def _pop_first(self) -> Timer:
+        """Take the first timer out of the heap (which is not empty)."""
+        heap = self._heap
+        first = heap[0]
+        last = heap.pop()
+        if heap:
+            heap[0] = last
+            self._sift_down(0)
+        first.index = -1
+        return first
 
     def _compact(self) -> None:
-        """Drop stale and cancelled entries when they have piled up (many
-        short sessions closing long before their timeouts)."""
-        live = [e for e in self._heap if e[2].active and e[2].queued == e[0]]
-        for e in self._heap:
-            t = e[2]
-            if not t.active and t.queued == e[0]:
-                t.queued = None
-        heapq.heapify(live)
+        """Drop cancelled timers when they have piled up (many short
+        sessions closing long before their timeouts)."""
+        live = []
+        for t in self._heap:
+            if t.active:
+                live.append(t)
+            else:
+                t.index = -1
         self._heap = live
+        for i in range(len(live)):
+            live[i].index = i
+        for i in range(len(live) // 2 - 1, -1, -1):
+            self._sift_down(i)
         self._compact_at = max(COMPACT_MIN, 2 * len(live))
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
@@ -180,20 +302,21 @@ class Loop:
     def _run_timers(self) -> None:
         heap = self._heap
         now = self.now
-        while heap and heap[0][0] <= now:
-            when, _, t = heapq.heappop(heap)
-            if t.queued != when:
-                continue  # stale entry: a newer, earlier one was pushed
+        while heap:
+            t = heap[0]
+            if t.queued > now:
+                break
             if not t.active:
-                t.queued = None
+                self._pop_first()
                 continue
             if t.when > now:
-                # Extended since it was queued: re-queue at the new deadline.
+                # Extended since it was placed: place it again at when.
                 t.queued = t.when
                 self._seq += 1
-                heapq.heappush(heap, (t.when, self._seq, t))
+                t.seq = self._seq
+                self._sift_down(0)
                 continue
-            t.queued = None
+            self._pop_first()
             t.active = False
             t.callback()
 
@@ -202,13 +325,11 @@ class Loop:
             return 0
         heap = self._heap
         while heap:
-            when, _, t = heap[0]
-            if t.queued != when or not t.active:
-                heapq.heappop(heap)
-                if t.queued == when:
-                    t.queued = None
+            t = heap[0]
+            if not t.active:
+                self._pop_first()
                 continue
-            return max(0.0, when - time.monotonic())
+            return max(0.0, t.queued - time.monotonic())
         return -1
 
     # -- signals -----------------------------------------------------------

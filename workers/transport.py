@@ -39,16 +39,19 @@ from farm.tlsconf import dn_oneline, failure_reason
 
 RECV_SIZE = 65536
 
+_CLOSED_SOCKET = socket.socket()     # what a closed transport without its own socket shows
+_CLOSED_SOCKET.close()
+
 
 class Transport:
     """What every transport offers (see the module docstring); the base of
     the plain and the TLS transports, so that the layers above call either
     through one interface."""
 
-    __slots__ = ("sock", "fd", "wants_write", "secure", "established", "bind_name", "proxy")
+    __slots__ = ("_sock", "fd", "wants_write", "secure", "established", "bind_name", "proxy")
 
     def __init__(self, sock: socket.socket):
-        self.sock = sock
+        self._sock = sock
         self.fd = sock.fileno()
         self.wants_write = False
         self.secure = False         # what ssl_fc reads: TLS or not
@@ -69,8 +72,34 @@ class Transport:
     def shutdown_write(self) -> None:
         raise NotImplementedError
 
+    @property
+    def sock(self) -> socket.socket:
+        """The socket object. A transport that gave its own up (drop_socket)
+        makes it again from the descriptor when something asks (the local
+        address of a PROXY header or a dst fetch), and keeps it."""
+        sock = self._sock
+        if sock is None:
+            sock = self._sock = socket.socket(fileno=self.fd)
+        return sock
+
+    def drop_socket(self) -> None:
+        """Keep the descriptor only (an accepted client's plain transport):
+        the socket object is about 90 bytes that an idle keep-alive
+        connection would hold for nothing; recv and send use the fd."""
+        sock = self._sock
+        if sock is not None and sock.fileno() >= 0:
+            sock.detach()
+            self._sock = None
+
     def close(self) -> None:
-        self.sock.close()
+        sock = self._sock
+        if sock is None:
+            # the descriptor is ours alone (drop_socket); a closed socket
+            # object stands in from now on, so a second close is harmless
+            self._sock = _CLOSED_SOCKET
+            os.close(self.fd)
+        else:
+            sock.close()
 
     def local_port(self) -> int:
         return self.sock.getsockname()[1]
@@ -97,8 +126,22 @@ class PlainTransport(Transport):
 
     def shutdown_write(self) -> None:
         """Send our FIN (half-close); errors mean the peer is gone already."""
+        sock = self._sock
+        if sock is None:
+            # shutdown(2) on the bare descriptor, through a socket object
+            # made for the call alone: the family given does not matter to
+            # shutdown, and giving it spares the three system calls that
+            # finding it out would cost on every lingering close
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, self.fd)
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            finally:
+                sock.detach()
+            return
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
@@ -157,7 +200,7 @@ class TlsTransport(Transport):
         the socket (EPOLLOUT if wants_write, else EPOLLIN). Raises
         HandshakeError."""
         try:
-            self.sock.do_handshake()
+            self._sock.do_handshake()
         except ssl.SSLWantReadError:
             self.wants_write = False
             return False
@@ -181,7 +224,7 @@ class TlsTransport(Transport):
         return SSL_ABORT
 
     def recv(self) -> bytes | None:
-        sock = self.sock
+        sock = self._sock
         try:
             data = sock.recv(RECV_SIZE)
             if data and sock.pending():
@@ -201,19 +244,19 @@ class TlsTransport(Transport):
 
     def send(self, data: bytes) -> int:
         try:
-            return self.sock.send(data)
+            return self._sock.send(data)
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return 0
 
     def shutdown_write(self) -> None:
         """close_notify, then FIN; errors mean the peer is gone already."""
         try:
-            self.sock._sslobj.shutdown()
+            self._sock._sslobj.shutdown()
         except (OSError, ValueError, AttributeError):
             pass        # SSLWantReadError: ours is sent, the peer's not read yet
         try:
             # the base class: SSLSocket.shutdown would drop the TLS layer
-            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+            socket.socket.shutdown(self._sock, socket.SHUT_WR)
         except OSError:
             pass
 
@@ -222,29 +265,29 @@ class TlsTransport(Transport):
     @property
     def sni(self) -> str | None:
         """The server name the client asked for (set by the SNI callback)."""
-        return getattr(self.sock, "farm_sni", None)
+        return getattr(self._sock, "farm_sni", None)
 
     @property
     def protocol(self) -> str | None:
-        return self.sock.version()
+        return self._sock.version()
 
     @property
     def cipher(self) -> str | None:
-        c = self.sock.cipher()
+        c = self._sock.cipher()
         return c[0] if c else None
 
     @property
     def alpn(self) -> str | None:
-        return self.sock.selected_alpn_protocol()
+        return self._sock.selected_alpn_protocol()
 
     @property
     def session_reused(self) -> bool:
-        return self.sock.session_reused
+        return self._sock.session_reused
 
     def _peer(self) -> tuple[dict, bytes]:
         if self._cert is None:
-            der = self.sock.getpeercert(binary_form=True) or b""
-            self._cert = ((self.sock.getpeercert() or {}) if der else {}, der)
+            der = self._sock.getpeercert(binary_form=True) or b""
+            self._cert = ((self._sock.getpeercert() or {}) if der else {}, der)
         return self._cert
 
     @property
@@ -320,8 +363,8 @@ class ServerTlsTransport(TlsTransport):
         sent one, and after it was taken)."""
         if self.session_taken:
             return None
-        sess = self.sock.session
-        if sess is None or not (sess.has_ticket or self.sock.version() != "TLSv1.3"):
+        sess = self._sock.session
+        if sess is None or not (sess.has_ticket or self._sock.version() != "TLSv1.3"):
             return None
         self.session_taken = True
         return sess

@@ -86,6 +86,25 @@ def test_some_corpus_entries_take_the_fast_path():
     assert taken >= 20
 
 
+def test_parse_whole_request_is_an_idle_parsers_whole_request():
+    """The parser-less fast path (a connection between requests keeps no
+    parser) accepts and refuses exactly what a new parser's does, and gives
+    the same request."""
+    for entry in CORPUS:
+        if entry["kind"] != "request" or not entry["data"]:
+            continue
+        opts = entry.get("opts", {})
+        want = RequestParser(**opts).whole_request(entry["data"])
+        got = http1.parse_whole_request(entry["data"], opts.get("max_head", 16384),
+                                        opts.get("max_headers", 100))
+        assert (got is None) == (want is None), entry["id"]
+        if got is not None:
+            for f in REQ_FIELDS:
+                assert getattr(got, f) == getattr(want, f), (entry["id"], f)
+            assert got.raw == want.raw
+    assert http1.parse_whole_request(b"") is None
+
+
 REQ = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
 NGINX = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
          b"Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello")

@@ -76,3 +76,65 @@ def test_end_of_turn_hook_runs_after_events():
     loop.call_later(0, loop.stop)
     loop.run()
     assert order[:2] == ["soon", "flush"]
+
+
+def _check_heap(loop):
+    """Every timer knows its place, and no child is placed before its parent."""
+    heap = loop._heap
+    for i, t in enumerate(heap):
+        assert t.index == i
+        if i:
+            p = heap[(i - 1) // 2]
+            assert (p.queued, p.seq) <= (t.queued, t.seq)
+
+
+def test_timer_heap_fires_each_armed_timer_once_at_its_deadline():
+    # The loop's clock is driven by hand: timers set, moved earlier and
+    # later (with and without `early`), cancelled, released, compacted.
+    import random
+    from workers.loop import COMPACT_MIN
+    rnd = random.Random(13)
+    loop = Loop()
+    loop.now = 0.0
+    fired = {}
+    timers = []
+    for i in range(COMPACT_MIN + 1000):
+        t = loop.timer(lambda i=i: fired.setdefault(i, []).append(loop.now))
+        timers.append(t)
+        loop.set_timer(t, rnd.uniform(1, 100))
+    expect = {}
+    for i, t in enumerate(timers):
+        r = rnd.random()
+        if r < 0.5:
+            t.release() if r < 0.25 else t.cancel()
+            continue
+        if r < 0.7:
+            loop.set_timer(t, rnd.uniform(1, 100), rnd.uniform(0.5, 1))    # earlier, placed early
+        elif r < 0.85:
+            loop.set_timer(t, rnd.uniform(1, 200))
+        expect[i] = t.when
+    _check_heap(loop)
+    for i in range(10000):           # cancelled ones pile up: compacted
+        t = loop.timer(lambda: None)
+        loop.set_timer(t, 300 + i)
+        t.cancel()
+    _check_heap(loop)
+    assert len(loop._heap) <= 2 * (COMPACT_MIN + 1000)
+    for step in range(0, 401):
+        loop.now = step * 0.5
+        loop._run_timers()
+        _check_heap(loop)
+    assert set(fired) == set(expect)
+    for i, when in expect.items():
+        assert len(fired[i]) == 1 and when <= fired[i][0] < when + 0.5
+
+
+def test_timers_with_one_deadline_fire_in_the_order_they_were_set():
+    loop = Loop()
+    loop.now = 0.0
+    order = []
+    for i in range(50):
+        loop.set_timer(loop.timer(lambda i=i: order.append(i)), 5.0)
+    loop.now = 5.0
+    loop._run_timers()
+    assert order == list(range(50))
