@@ -72,7 +72,9 @@ def test_a_reader_never_waits_for_a_write_in_progress():
 
 def test_shared_with_forked_readers_while_the_master_writes():
     """A forked reader (a worker) sees only whole snapshots while the
-    master (here the parent) rewrites the board as fast as it can."""
+    master (here the parent) rewrites the board as fast as it can. A read
+    may come back empty (the writer changed the board during every one of
+    its bounded tries: readers never wait), never torn."""
     b = renewals.Board(8192)
     versions = [[rec(failures=i, state="failed" if i else "scheduled", error="e" * (i % 50))
                  for _ in range(i % 7 + 1)] for i in range(200)]
@@ -82,16 +84,19 @@ def test_shared_with_forked_readers_while_the_master_writes():
         code = 0
         try:
             distinct = set()
+            whole = 0
             for _ in range(5000):
                 got = b.read()
                 if not got:
-                    code = 4
-                    break
+                    continue                             # gave up for now: allowed
                 if got != versions[got[0].failures]:
-                    code = 2
+                    code = 2                             # a torn read
                     break
+                whole += 1
                 distinct.add(got[0].failures)
-            if len(distinct) < 2:
+            if code == 0 and whole < 50:
+                code = 4                                 # readers almost never got through
+            elif code == 0 and len(distinct) < 2:
                 code = 3                                 # never saw the writer at work
         finally:
             os._exit(code)
