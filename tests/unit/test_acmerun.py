@@ -36,9 +36,10 @@ def test_board_is_shared_with_forked_processes():
 
 
 def test_board_readers_see_whole_writes_only():
-    """A forked reader (a worker) never sees a board half written, or
-    empty, while the writer (the ACME child; here the parent) rewrites it
-    as fast as it can."""
+    """A forked reader (a worker) never sees a board half written while
+    the writer (the ACME child; here the parent) rewrites it as fast as it
+    can. A read may come back empty (the writer changed the board during
+    every one of its bounded tries: readers never wait), never torn."""
     b = challenges.Board(8192)
     versions = [{f"t{i}x{j}": f"k{i}" for j in range(i % 7 + 1)} for i in range(200)]
     b._write(versions[0], {})
@@ -46,11 +47,17 @@ def test_board_readers_see_whole_writes_only():
     if pid == 0:
         code = 0
         try:
+            whole = 0
             for _ in range(5000):
                 http = b.entries()
-                if not http or http != versions[int(next(iter(http))[1:].split("x")[0])]:
-                    code = 2
+                if not http:
+                    continue                  # gave up for now: allowed
+                if http != versions[int(next(iter(http))[1:].split("x")[0])]:
+                    code = 2                  # a torn read
                     break
+                whole += 1
+            if code == 0 and whole < 50:
+                code = 4                      # readers almost never got through
         finally:
             os._exit(code)
     try:
