@@ -45,6 +45,10 @@ class Board:
 
     def __init__(self, size: int = SIZE):
         self.map = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+        # The sequence word through a native view: one aligned 4-byte load
+        # or store each (struct's "=I" reads and writes a byte at a time,
+        # and a reader could then see a sequence half changed).
+        self.words = memoryview(self.map).cast("I")
         self.size = size
 
     # -- the writer (the ACME child) -------------------------------------
@@ -55,25 +59,24 @@ class Board:
                      for d, pem in alpn.items())
         if len(data) > self.size - _HEAD.size:
             raise ValueError("too many challenges at once")
-        # The words are stored a byte at a time: going odd changes only the
-        # lowest byte, and the even sequence is stored alone after the data
-        # and the counts, so a reader that sees the same even sequence
-        # before and after its copy has copied a whole write.
-        seq = _SEQ.unpack_from(self.map, 0)[0]
-        _SEQ.pack_into(self.map, 0, seq + 1)                            # odd: writing
+        # A sequence lock: odd while writing, the even number stored after
+        # everything else (one 4-byte store), so a reader that sees the same
+        # even number before and after its copy has copied a whole write.
+        seq = self.words[0]
+        self.words[0] = seq + 1                            # odd: writing
         self.map[_HEAD.size:_HEAD.size + len(data)] = data
         _COUNTS.pack_into(self.map, 4, len(data), len(alpn))
-        _SEQ.pack_into(self.map, 0, (seq + 2) & 0xFFFFFFFF)             # even: done
+        self.words[0] = (seq + 2) & 0xFFFFFFFF             # even: done
 
     def snapshot(self) -> tuple[dict[str, str], dict[str, bytes]]:
         """(token -> key authorization, domain -> challenge PEM): a
         consistent copy of the board."""
         for _ in range(1000):
-            seq = _SEQ.unpack_from(self.map, 0)[0]
+            seq = self.words[0]
             if not seq & 1:
                 length = min(_COUNTS.unpack_from(self.map, 4)[0], self.size - _HEAD.size)
                 data = self.map[_HEAD.size:_HEAD.size + length]
-                if _SEQ.unpack_from(self.map, 0)[0] == seq:
+                if self.words[0] == seq:
                     http: dict[str, str] = {}
                     alpn: dict[str, bytes] = {}
                     for line in data.splitlines():

@@ -110,6 +110,10 @@ class Board:
 
     def __init__(self, size: int = SIZE):
         self.map = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+        # The sequence word through a native view: one aligned 4-byte load
+        # or store each (struct's "=I" reads and writes a byte at a time,
+        # and a reader could then see a sequence half changed).
+        self.words = memoryview(self.map).cast("I")
         self.size = size
         self.written: bytes | None = None        # the writer's last data (skip writes that change nothing)
 
@@ -119,26 +123,25 @@ class Board:
         data = encode(records, self.size - _DATA_AT)
         if data == self.written:
             return
-        # The words are stored a byte at a time: going odd changes only the
-        # lowest byte, and the even number is stored after everything else,
-        # so a reader that sees the same even number before and after its
-        # copy has copied a whole write, whatever it saw in between.
-        seq = _SEQ.unpack_from(self.map, 0)[0]
-        _SEQ.pack_into(self.map, 0, seq + 1)                             # odd: writing
+        # A sequence lock: odd while writing, the even number stored after
+        # everything else (one 4-byte store), so a reader that sees the same
+        # even number before and after its copy has copied a whole write.
+        seq = self.words[0]
+        self.words[0] = seq + 1                             # odd: writing
         self.map[_DATA_AT:_DATA_AT + len(data)] = data
         _LEN.pack_into(self.map, 4, len(data))
-        _SEQ.pack_into(self.map, 0, (seq + 2) & 0xFFFFFFFF)               # even: done
+        self.words[0] = (seq + 2) & 0xFFFFFFFF               # even: done
         self.written = data
 
     def read(self) -> list[Renewal]:
         """A consistent copy of the records ([] if the writer kept
         changing them for the whole of a bounded number of tries)."""
         for _ in range(_READ_TRIES):
-            seq = _SEQ.unpack_from(self.map, 0)[0]
+            seq = self.words[0]
             if not seq & 1:
                 length = min(_LEN.unpack_from(self.map, 4)[0], self.size - _DATA_AT)
                 data = self.map[_DATA_AT:_DATA_AT + length]
-                if _SEQ.unpack_from(self.map, 0)[0] == seq:
+                if self.words[0] == seq:
                     return decode(data)
             os.sched_yield()          # let a writer that was preempted mid-write finish
         return []
