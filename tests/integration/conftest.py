@@ -78,6 +78,17 @@ class Farm:
     def access_lines(self) -> list[str]:
         return self.access_path.read_text().splitlines() if self.access_path.exists() else []
 
+    def wait_access_lines(self, n: int, timeout: float = 5.0) -> list[str]:
+        """The access log's lines once it has n of them (or what it has at
+        the timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.access_lines()
+            if len(lines) >= n:
+                return lines
+            time.sleep(0.05)
+        return self.access_lines()
+
     def signal(self, sig: int) -> None:
         os.kill(self.proc.pid, sig)
 

@@ -9,7 +9,6 @@ log has one line per call."""
 
 from __future__ import annotations
 
-import time
 from concurrent import futures
 
 import pytest
@@ -88,16 +87,6 @@ address = "127.0.0.1:{server_port}"
 """
 
 
-def wait_lines(farm, n: int, timeout: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = farm.access_lines()
-        if len(lines) >= n:
-            return lines
-        time.sleep(0.05)
-    return farm.access_lines()
-
-
 def test_grpc_calls_through_farm(farm_factory, grpc_backend):
     port = free_port()
     farm = farm_factory(config(grpc_backend, port))
@@ -122,7 +111,7 @@ def test_grpc_calls_through_farm(farm_factory, grpc_backend):
             unary(b"fail now", timeout=10)
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert e.value.details() == "denied: fail now"
-    lines = wait_lines(farm, 6)
+    lines = farm.wait_access_lines(6)
     assert len(lines) == 6, lines
     assert all("echo/g1" in line and " 200 " in line for line in lines), lines
     assert f'"POST http://127.0.0.1:{port}/{SERVICE}/Unary HTTP/2.0"' in lines[0]

@@ -83,16 +83,6 @@ def curl(url: str, *args: str, pki=None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd + list(args) + [url], capture_output=True, timeout=30)
 
 
-def wait_lines(farm, n: int, timeout: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = farm.access_lines()
-        if len(lines) >= n:
-            return lines
-        time.sleep(0.05)
-    return farm.access_lines()
-
-
 # -------------------------------------------------------------- real clients
 
 def test_curl_prior_knowledge_get_post_and_log(farm_factory, backend):
@@ -114,7 +104,7 @@ def test_curl_prior_knowledge_get_post_and_log(farm_factory, backend):
     req = backend.requests[-1]
     assert req.version == "HTTP/1.1" and req.method == "POST"
     assert req.header("host") == f"127.0.0.1:{port}"
-    lines = wait_lines(farm, 3)
+    lines = farm.wait_access_lines(3)
     assert len(lines) == 3, lines
     assert f'"GET http://127.0.0.1:{port}/name HTTP/2.0"' in lines[0]
     assert " 200 " in lines[0] and "app/s1" in lines[0]
@@ -176,7 +166,7 @@ def test_nghttp_many_streams_one_connection(farm_factory, backend):
     p = subprocess.run([nghttp, "-n", "-s", "-m", "1"] + urls, capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    lines = wait_lines(farm, 20)
+    lines = farm.wait_access_lines(20)
     assert len(lines) == 20
     assert all("HTTP/2.0" in line and " 200 " in line for line in lines)
     assert len(backend.requests) == 20
@@ -202,7 +192,7 @@ def test_curl_http2_over_tls_and_http11_still(farm_factory, backend, pki):
     assert r.stdout.endswith(b"\n2 200") and r.stdout.startswith(b"s1"), r
     r = curl(url, "--http1.1", pki=pki)
     assert r.stdout.endswith(b"\n1.1 200"), r
-    lines = wait_lines(farm, 2)
+    lines = farm.wait_access_lines(2)
     assert f'"GET https://localhost:{tport}/name HTTP/2.0"' in lines[0]
     assert "www~ " in lines[0]
     assert '"GET /name HTTP/1.1"' in lines[1]
@@ -240,7 +230,7 @@ if = "{ path /old }"
                                                for f in fs))
     assert b"s1" in b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 3)
     assert goaway_of(frames) is None
-    lines = wait_lines(farm, 4)
+    lines = farm.wait_access_lines(4)
     assert " 403 " in lines[0] and "PR--" in lines[0] and "HTTP/2.0" in lines[0]
     assert " 301 " in lines[1]
     assert not any("/admin" in r.target for r in backend.requests)
@@ -478,7 +468,7 @@ def test_zero_window_stall_times_out(farm_factory, backend):
     assert frames and frames[-1] in ("EOF", "RESET"), frames
     assert time.monotonic() - t0 < 5
     # logged when the server's response ended (as for HTTP/1.1), not cut
-    lines = wait_lines(farm, 1)
+    lines = farm.wait_access_lines(1)
     assert lines and " 200 " in lines[0], lines
 
 
@@ -565,7 +555,7 @@ def test_chromium_headless_over_tls_speaks_h2(farm_factory, backend, pki, tmp_pa
                         f"https://localhost:{tport}/name"],
                        capture_output=True, text=True, timeout=60)
     assert "s1" in p.stdout, (p.stdout[-500:], p.stderr[-1500:])
-    lines = wait_lines(farm, 1)
+    lines = farm.wait_access_lines(1)
     assert any(f'"GET https://localhost:{tport}/name HTTP/2.0"' in line and " 200 " in line
                for line in lines), lines
 
@@ -620,6 +610,6 @@ def test_shutdown_sessions_server_ends_its_streams_only(farm_factory, backend, t
     frames = c.frames(3, until=lambda fs: any(isinstance(f, DataFrame) and f.stream_id == 3
                                                for f in fs))
     assert any(isinstance(f, DataFrame) and f.stream_id == 3 for f in frames)
-    lines = wait_lines(farm, 2)
+    lines = farm.wait_access_lines(2)
     assert any("/slow?ms=4000 HTTP/2.0\"" in ln and " KH-- " in ln for ln in lines), lines
     c.close()

@@ -60,16 +60,6 @@ def curl(url: str, *args: str, data: bytes | None = None) -> subprocess.Complete
     return subprocess.run(cmd + list(args) + [url], capture_output=True, timeout=30, input=data)
 
 
-def wait_lines(farm, n: int, timeout: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = farm.access_lines()
-        if len(lines) >= n:
-            return lines
-        time.sleep(0.05)
-    return farm.access_lines()
-
-
 def test_http11_and_h2_clients_to_an_h2_server(farm_factory, h2s):
     port = free_port()
     farm = farm_factory(config(h2s.address, port))
@@ -89,7 +79,7 @@ def test_http11_and_h2_clients_to_an_h2_server(farm_factory, h2s):
         assert r.stdout.rsplit(b"\n", 1) == [body, b"2 200" if extra else b"1.1 200"], r.stderr
     r = curl(f"http://127.0.0.1:{port}/big?size=3000000", "--http2-prior-knowledge")
     assert r.stdout.rsplit(b"\n", 1) == [pattern(3_000_000), b"2 200"]
-    lines = wait_lines(farm, 5)
+    lines = farm.wait_access_lines(5)
     assert len(lines) == 5, lines
     assert "app/s1" in lines[0] and " 200 " in lines[0] and '"GET /name HTTP/1.1"' in lines[0]
     assert f'"GET http://127.0.0.1:{port}/name HTTP/2.0"' in lines[1]
@@ -146,7 +136,7 @@ def test_streams_multiplexed_up_to_the_server_limit(farm_factory):
                            text=True, timeout=30)
         elapsed = time.monotonic() - t0
         assert p.returncode == 0, p.stderr
-        lines = wait_lines(farm, 11)
+        lines = farm.wait_access_lines(11)
         assert sum(" 200 " in line for line in lines) == 11, lines
         # 10 streams of 400 ms: several at once on a connection, never
         # more than 4 (the server's limit), so more than one connection
@@ -164,7 +154,7 @@ def test_rst_stream_is_a_502_and_logged(farm_factory, h2s):
     assert r.stdout.endswith(b"1.1 502"), r
     r = curl(f"http://127.0.0.1:{port}/reset", "--http2-prior-knowledge")
     assert r.stdout.endswith(b"2 502"), r
-    lines = wait_lines(farm, 2)
+    lines = farm.wait_access_lines(2)
     assert all(" 502 " in line and " SH-- " in line for line in lines), lines
     # the connection still serves the next request
     assert curl(f"http://127.0.0.1:{port}/name").stdout == b"h2s1\n1.1 200"
@@ -189,7 +179,7 @@ def test_goaway_refused_streams_are_retried(farm_factory):
         assert all(r.endswith(b"1.1 200") for r in results), results
         # the streams above the GOAWAY's last id went on new connections
         assert h2s.connections >= 2
-        lines = wait_lines(farm, 5)
+        lines = farm.wait_access_lines(5)
         assert len(lines) == 5 and all(" 200 " in line for line in lines), lines
     finally:
         h2s.close()
@@ -217,7 +207,7 @@ address = "{h1.address}"
         r = curl(f"http://127.0.0.1:{port}/plain/name")
         assert r.stdout.endswith(b"1.1 200") and r.stdout.startswith(b"h1s"), r
         assert h1.requests[-1].version == "HTTP/1.1"
-        lines = wait_lines(farm, 2)
+        lines = farm.wait_access_lines(2)
         assert " 503 " in lines[0] and " SC-- " in lines[0], lines
     finally:
         h1.close()
@@ -240,7 +230,7 @@ def test_h2_over_tls_with_alpn(farm_factory, tmp_path):
         assert b"grpc-status: 0" in r.stdout
         assert h2s.alpn == ["h2"]
         assert h2s.requests[0].header(":scheme") == "https"
-        lines = wait_lines(farm, 3)
+        lines = farm.wait_access_lines(3)
         assert all(" 200 " in line for line in lines), lines
     finally:
         h2s.close()
@@ -254,7 +244,7 @@ def test_maxconn_counts_streams(farm_factory, h2s):
     p = subprocess.run([nghttp, "-n", "-s", "-m", "1"] + urls, capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    lines = wait_lines(farm, 6)
+    lines = farm.wait_access_lines(6)
     assert sum(" 200 " in line for line in lines) == 6, lines
     # as HAProxy counts for HTTP/2 servers: maxconn limits the streams (the
     # others wait in the queue), over a single connection
@@ -274,7 +264,7 @@ def test_server_timeout_and_client_abort_reset_the_stream_only(farm_factory, h2s
     r = curl(f"http://127.0.0.1:{port}/slow?ms=3000", "--max-time", "0.3")
     assert r.returncode == 28
     assert curl(f"http://127.0.0.1:{port}/name").stdout == b"h2s1\n1.1 200"
-    lines = wait_lines(farm, 3)
+    lines = farm.wait_access_lines(3)
     assert " 504 " in lines[0] and " sH-- " in lines[0], lines
     # (the abandoned request ends at its own server timeout: no abortonclose)
     assert sum(" 200 " in line for line in lines) == 1, lines
@@ -357,7 +347,7 @@ def test_goaway_refused_posts_are_sent_again_with_their_body(farm_factory, tmp_p
         p = subprocess.run([nghttp, "-n", "-s", "-d", str(body)] + urls, capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 0, p.stderr
-        lines = wait_lines(farm, 6)
+        lines = farm.wait_access_lines(6)
         assert sum(" 200 " in line for line in lines) == 6, lines
         posts = [r for r in h2s.requests if r.method == "POST"]
         assert len({r.path for r in posts}) == 5
