@@ -25,31 +25,21 @@ a reader could die holding).
 from __future__ import annotations
 
 import base64
-import mmap
-import os
-import struct
+
+from farm.seqlock import SharedBlob
 
 SIZE = 256 * 1024                # a few hundred tokens or ~150 certificates: more than one order needs
 PREFIX = b"/.well-known/acme-challenge/"
-_HEAD = struct.Struct("=III")    # sequence, data length, TLS-ALPN-01 entries
-_SEQ = struct.Struct("=I")        # at 0
-_COUNTS = struct.Struct("=II")    # at 4: data length, TLS-ALPN-01 entries
-_ALPN_COUNT = struct.Struct("=I")
-_ALPN_COUNT_AT = 8
 
 BOARD: "Board | None" = None     # set in the master by create(), inherited by fork
 
 
-class Board:
-    """HTTP-01 and TLS-ALPN-01 answers in a MAP_SHARED mapping."""
+class Board(SharedBlob):
+    """HTTP-01 and TLS-ALPN-01 answers in shared memory (farm/seqlock.py);
+    the owner's word counts the TLS-ALPN-01 entries."""
 
     def __init__(self, size: int = SIZE):
-        self.map = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
-        # The sequence word through a native view: one aligned 4-byte load
-        # or store each (struct's "=I" reads and writes a byte at a time,
-        # and a reader could then see a sequence half changed).
-        self.words = memoryview(self.map).cast("I")
-        self.size = size
+        SharedBlob.__init__(self, size)
 
     # -- the writer (the ACME child) -------------------------------------
 
@@ -57,37 +47,23 @@ class Board:
         data = b"".join(f"{t} {k}\n".encode("ascii") for t, k in http.items()) + \
             b"".join(b"@" + d.encode("ascii") + b" " + base64.b64encode(pem) + b"\n"
                      for d, pem in alpn.items())
-        if len(data) > self.size - _HEAD.size:
+        if len(data) > self.capacity:
             raise ValueError("too many challenges at once")
-        # A sequence lock: odd while writing, the even number stored after
-        # everything else (one 4-byte store), so a reader that sees the same
-        # even number before and after its copy has copied a whole write.
-        seq = self.words[0]
-        self.words[0] = seq + 1                            # odd: writing
-        self.map[_HEAD.size:_HEAD.size + len(data)] = data
-        _COUNTS.pack_into(self.map, 4, len(data), len(alpn))
-        self.words[0] = (seq + 2) & 0xFFFFFFFF             # even: done
+        self.store(data, len(alpn))
 
     def snapshot(self) -> tuple[dict[str, str], dict[str, bytes]]:
         """(token -> key authorization, domain -> challenge PEM): a
-        consistent copy of the board."""
-        for _ in range(1000):
-            seq = self.words[0]
-            if not seq & 1:
-                length = min(_COUNTS.unpack_from(self.map, 4)[0], self.size - _HEAD.size)
-                data = self.map[_HEAD.size:_HEAD.size + length]
-                if self.words[0] == seq:
-                    http: dict[str, str] = {}
-                    alpn: dict[str, bytes] = {}
-                    for line in data.splitlines():
-                        key, _, value = line.partition(b" ")
-                        if key.startswith(b"@"):
-                            alpn[key[1:].decode("ascii", "replace")] = base64.b64decode(value)
-                        else:
-                            http[key.decode("ascii", "replace")] = value.decode("ascii", "replace")
-                    return http, alpn
-            os.sched_yield()              # let a writer preempted mid-write finish
-        return {}, {}
+        consistent copy of the board (empty when the writer kept changing it)."""
+        data = self.load()
+        http: dict[str, str] = {}
+        alpn: dict[str, bytes] = {}
+        for line in (data or b"").splitlines():
+            key, _, value = line.partition(b" ")
+            if key.startswith(b"@"):
+                alpn[key[1:].decode("ascii", "replace")] = base64.b64decode(value)
+            else:
+                http[key.decode("ascii", "replace")] = value.decode("ascii", "replace")
+        return http, alpn
 
     def entries(self) -> dict[str, str]:
         """Every HTTP-01 token -> key authorization (a consistent snapshot)."""
@@ -131,12 +107,8 @@ class Board:
         """Whether any TLS-ALPN-01 validation may come now: one word read
         from the shared page, what every TLS connection of a frontend
         proving its domains by tls-alpn-01 pays while none is pending."""
-        return _ALPN_COUNT.unpack_from(self.map, _ALPN_COUNT_AT)[0] != 0
+        return self.extra() != 0
 
-    def sequence(self) -> int:
-        """Changes with every write (for readers that cache what they made
-        of a snapshot)."""
-        return _HEAD.unpack_from(self.map, 0)[0]
 
 
 def create() -> Board:

@@ -25,17 +25,12 @@ records that do not fit in the mapping are left out (the stats then show
 from __future__ import annotations
 
 import json
-import mmap
-import os
-import struct
 from dataclasses import dataclass
+
+from farm.seqlock import SharedBlob
 
 SIZE = 256 * 1024                 # ~700 records with a full error: more frontends than anyone has
 ERROR_MAX = 200                   # characters of the last error kept (a table cell, not a log)
-_SEQ = struct.Struct("=I")        # at 0: the sequence number
-_LEN = struct.Struct("=I")        # at 4: the length of the data
-_DATA_AT = 8
-_READ_TRIES = 1000
 
 STATES = ("scheduled", "running", "failed")   # as `acme status` names them
 
@@ -104,47 +99,28 @@ def decode(data: bytes) -> list[Renewal]:
         return []
 
 
-class Board:
-    """Renewal records in a MAP_SHARED mapping: one writer (the master),
-    any number of readers (the workers)."""
+class Board(SharedBlob):
+    """Renewal records in shared memory (farm/seqlock.py): one writer (the
+    master), any number of readers (the workers)."""
 
     def __init__(self, size: int = SIZE):
-        self.map = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
-        # The sequence word through a native view: one aligned 4-byte load
-        # or store each (struct's "=I" reads and writes a byte at a time,
-        # and a reader could then see a sequence half changed).
-        self.words = memoryview(self.map).cast("I")
-        self.size = size
+        SharedBlob.__init__(self, size)
         self.written: bytes | None = None        # the writer's last data (skip writes that change nothing)
 
     def write(self, records: list[Renewal]) -> None:
         """Publish records (replacing what was there). Called by the
         master only; never waits."""
-        data = encode(records, self.size - _DATA_AT)
+        data = encode(records, self.capacity)
         if data == self.written:
             return
-        # A sequence lock: odd while writing, the even number stored after
-        # everything else (one 4-byte store), so a reader that sees the same
-        # even number before and after its copy has copied a whole write.
-        seq = self.words[0]
-        self.words[0] = seq + 1                             # odd: writing
-        self.map[_DATA_AT:_DATA_AT + len(data)] = data
-        _LEN.pack_into(self.map, 4, len(data))
-        self.words[0] = (seq + 2) & 0xFFFFFFFF               # even: done
+        self.store(data)
         self.written = data
 
     def read(self) -> list[Renewal]:
         """A consistent copy of the records ([] if the writer kept
         changing them for the whole of a bounded number of tries)."""
-        for _ in range(_READ_TRIES):
-            seq = self.words[0]
-            if not seq & 1:
-                length = min(_LEN.unpack_from(self.map, 4)[0], self.size - _DATA_AT)
-                data = self.map[_DATA_AT:_DATA_AT + length]
-                if self.words[0] == seq:
-                    return decode(data)
-            os.sched_yield()          # let a writer that was preempted mid-write finish
-        return []
+        data = self.load()
+        return decode(data) if data is not None else []
 
     def by_file(self) -> dict[str, Renewal]:
         """Certificate file -> the renewal that manages it."""
