@@ -1,7 +1,8 @@
 # Types of workers/h1conn.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
 from workers.clientconn cimport ClientConn
-from workers.http1 cimport RequestParser, Request, parse_whole_request
+from workers.counting cimport request_bytes
+from workers.http1 cimport RequestParser, Request, head_bytes, parse_whole_request
 from workers.loop cimport Timer
 from workers.stream cimport Stream
 

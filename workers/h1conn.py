@@ -30,9 +30,10 @@ import time
 from farm.logs import HTTP_FIELDS, connection_error_line, httplog_line, json_http_line
 from workers import counting, http1, linger
 from workers.clientconn import ClientConn
+from workers.counting import request_bytes
 from workers.h2conn import H2Connection, is_preface
 from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request,
-                           parse_whole_request)
+                           head_bytes, parse_whole_request)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
 from workers.stream import HIGH_WATER, INF, ST_SERVER, ST_TUNNEL, Stream
@@ -179,7 +180,7 @@ class H1Connection(ClientConn):
                 return
             if data is not None:
                 now = self.last_c = self.loop.now
-                counting.request_bytes(self.fe, len(data))
+                request_bytes(self.fe, len(data))
                 if self.state == C_TUNNEL:
                     if not data:
                         self.c_eof = True
@@ -322,7 +323,7 @@ class H1Connection(ClientConn):
             # the client connection (the client cannot see the end otherwise)
             stream.close = True
             resp.headers.append((b"Connection", b"close"))
-        head = http1.head_bytes(resp)
+        head = head_bytes(resp)
         self.queue_c(head)
         stream.bytes_out += len(head)
 

@@ -5,6 +5,8 @@ cimport cython
 cdef class _Message:
     cdef public bytes raw
     cdef public tuple _base
+    cpdef tuple _start_line(self)
+    cpdef bint _same_start_line(self, tuple base)
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
 
@@ -14,6 +16,8 @@ cdef class Request(_Message):
     cdef public object content_length, upgrade, host, body_mode
     cdef public bint chunked, keep_alive, expect_continue
     cdef public Py_ssize_t hop
+    cpdef tuple _start_line(self)
+    cpdef bint _same_start_line(self, tuple base)
 
 cdef class Response(_Message):
     cdef public object status
@@ -22,6 +26,8 @@ cdef class Response(_Message):
     cdef public object content_length, upgrade, body_mode
     cdef public bint chunked, keep_alive
     cdef public Py_ssize_t hop
+    cpdef tuple _start_line(self)
+    cpdef bint _same_start_line(self, tuple base)
 
 cdef class _Parser:
     cdef public bytes _buf
@@ -36,6 +42,8 @@ cdef class RequestParser(_Parser):
 
 cdef class ResponseParser(_Parser):
     cdef public list _expected
+    cpdef bint drained(self)
+    cpdef expect(self, bytes method, bint upgrade=*)
     @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response)
     cpdef whole_response(self, bytes data)
 
@@ -51,3 +59,17 @@ cpdef bytes _append_fields(bytes raw, list extra)
 
 @cython.locals(n=Py_ssize_t, req=Request)
 cpdef Request parse_whole_request(bytes data, Py_ssize_t max_head=*, Py_ssize_t max_headers=*)
+
+cpdef _hop_kind(sp, list hs, list lnames)
+
+cpdef _conn_tokens(list hs, list lnames, status)
+
+cpdef _content_length(list hs, list lnames, status)
+
+cpdef bytes _cut_field(list headers, Py_ssize_t i, bytes raw)
+
+@cython.locals(extra=list)
+cpdef bytes head_bytes(_Message msg)
+
+@cython.locals(extra=list)
+cpdef Py_ssize_t forwarding_strip(_Message msg, bint keep_upgrade=*) except -1

@@ -301,6 +301,10 @@ class _Message:
     def _start_line(self) -> tuple:
         raise NotImplementedError
 
+    def _same_start_line(self, base: tuple) -> bool:
+        """True while the start line is the one recorded in base (_base)."""
+        raise NotImplementedError
+
     def _keep_raw(self, raw: bytes) -> None:
         """Adopt raw (the whole head as received) for pass-through, after
         taking out a lone plain Connection field; leaves raw None when the

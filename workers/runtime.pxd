@@ -1,5 +1,6 @@
 # Types of workers/runtime.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
+cimport cython
 from workers.loop cimport Loop
 
 cdef class Gauge:
@@ -35,6 +36,7 @@ cdef class BackendRuntime:
     cdef public double to_server, to_queue, to_connect, to_tunnel
     cdef public long long retries
     cdef public int reuse
+    @cython.locals(srv=ServerRuntime)
     cpdef ServerRuntime acquire(self, Py_ssize_t index, bint balanced=*, ServerRuntime previous=*)
     cpdef ServerRuntime take_server(self, key, tried, forced, bint from_queue, ServerRuntime previous)
     cpdef release(self, ServerRuntime srv)

@@ -1,6 +1,7 @@
 # Types of workers/server.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
-from workers.http1 cimport ResponseParser
+from workers.http1 cimport ResponseParser, head_bytes
+from workers.loop cimport Loop
 from workers.transport cimport Transport
 
 cdef class ServerConn:
@@ -13,7 +14,7 @@ cdef class ServerConn:
     cdef public list wq
     cdef public bytes out, proxy_header
     cpdef bint send_proxy_header(self) except -1
-    cpdef attach(self, stream, loop, int mask)
+    cpdef attach(self, stream, Loop loop, int mask)
     cpdef begin(self, req)
     cpdef close(self, loop)
     cpdef Py_ssize_t flush(self) except -1
@@ -25,7 +26,7 @@ cdef class ServerConn:
     cpdef bint reusable(self)
 
 cdef class ConnPool:
-    cdef public object loop
+    cdef public Loop loop
     cdef public dict idle, h2
     cdef public bint sweeping
     cpdef take(self, key)

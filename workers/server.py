@@ -32,7 +32,7 @@ import os
 import socket
 
 from workers import http1
-from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, TUNNEL, Data, HttpError, Response
+from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, TUNNEL, Data, HttpError, Response, head_bytes
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
 from workers.transport import HandshakeError, PlainTransport
 
@@ -131,7 +131,7 @@ class ServerConn:
         in a field."""
         self.mode = M_HTTP
         self.rp.expect(req.method, req.upgrade is not None)
-        self.wq.append(http1.head_bytes(req))
+        self.wq.append(head_bytes(req))
 
     def close(self, loop) -> None:
         loop.remove(self.fd)

@@ -2,8 +2,9 @@
 # .py is the source; farm/build.py, docs/building.md). The client
 # connection is typed by its interface (workers/clientconn.py): HTTP/1.1
 # and HTTP/2 connections alike.
+cimport cython
 from workers.clientconn cimport ClientConn
-from workers.http1 cimport Request, Response
+from workers.http1 cimport Request, Response, forwarding_strip
 from workers.loop cimport Loop
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
 from workers.server cimport ServerConn
@@ -22,6 +23,7 @@ cdef class Stream:
     cdef public double t_start, t_head, t_queue, t_connect, t_connected, t_resp, last_s, to_tunnel
     cdef public long long bytes_out, bytes_in, retries
     cdef public bint redispatched, close, resp_started, req_done, local, released, unlogged
+    @cython.locals(fe=FrontendRuntime, be=BackendRuntime, req=Request)
     cpdef start(self)
     cpdef monitor_reply(self)
     cpdef bint acme_challenge(self) except -1

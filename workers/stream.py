@@ -35,7 +35,7 @@ from __future__ import annotations
 from farm import challenges
 from farm.logs import httplog_values, json_http_values
 from workers import counting, h2server, http1, ppsend, tables
-from workers.http1 import Request, Response
+from workers.http1 import Request, Response, forwarding_strip
 from workers.rules import no_rules
 from workers.server import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn,
                             connect_error_is_fatal)
@@ -190,7 +190,7 @@ class Stream:
         Forwarded added when configured. (X-Forwarded-Proto is set before
         the rules run: see start.)"""
         req = self.req
-        http1.forwarding_strip(req, keep_upgrade=req.upgrade is not None)
+        forwarding_strip(req, keep_upgrade=req.upgrade is not None)
         if req.upgrade is not None:
             req.headers.append((b"Connection", b"upgrade"))
         elif req.version == b"HTTP/1.0":
@@ -426,7 +426,7 @@ class Stream:
         self.t_resp = self.loop.now
         self.status = resp.status
         be = self.be
-        http1.forwarding_strip(resp, keep_upgrade=resp.status == 101)
+        forwarding_strip(resp, keep_upgrade=resp.status == 101)
         stk = self.stk
         if stk is not None and stk.persist is not None:
             stk.persist.on_response(self)   # stick store-request/-response (workers/tables.py)
