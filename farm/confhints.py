@@ -81,6 +81,10 @@ def unknown_key(path: tuple, key: str, value: Any, valid) -> str:
         return f"did you mean {underscored!r}? (farm's keys use '_' where HAProxy's use '-')"
     if key == "option":
         return _option(path, value)
+    if underscored == "check_proto" and section in ("server", "backend", "defaults"):
+        table = "[defaults.check]" if section == "defaults" else f"[backends.{be}.check]"
+        return (f'HAProxy\'s check-proto is proto = "h2" in {table} '
+                '(the default for a proto = "h2" server)')
     if section == "server":
         if key in _CHECK_KEYS:
             return (f"health check settings are per backend: {_CHECK_KEYS[key]} in "

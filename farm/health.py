@@ -11,7 +11,12 @@ reaches rise goes UP (health rise+fall-1). A server starts UP with health =
 rise, "up, but down at the first failure", as HAProxy does.
 
 The checker talks to the loop only through add/remove/modify/timer/
-set_timer/call_later and reads loop.now, so farm/ does not import workers/.
+set_timer/call_later and reads loop.now, so farm/ does not import workers/
+(but for the sans-IO HTTP/2 codec, through farm/h2check.py).
+
+HTTP checks speak HTTP/1.1, or HTTP/2 (Backend.check_proto: check.proto,
+else the server's proto): farm/h2check.py builds the request and reads the
+response, this module moves the bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from farm import model, resolve, shm, tlsconf
+from farm import h2check, model, resolve, shm, tlsconf
 
 READ_LIMIT = 65536         # bytes of an HTTP check response that are looked at
 
@@ -147,6 +152,8 @@ class ServerCheck:
         self.send_proxy = backend.check_send_proxy(server)   # "v1" | "v2" | None
         self.tls = tls if backend.check_tls(server) else None
         self.tls_session = None       # resumed by the next check
+        self.proto = backend.check_proto(server)   # "h1" | "h2" (http checks)
+        self.h2: h2check.H2Exchange | None = None   # the HTTP/2 check under way
 
     # -- scheduling ------------------------------------------------------------
 
@@ -254,9 +261,38 @@ class ServerCheck:
         if data and self.tls is not None:
             while self.sock.pending():      # decrypted, not in the kernel: epoll cannot tell
                 data += self.sock.recv(self.sock.pending())
+        if self.h2 is not None:
+            self.h2_received(data)
+            return
         self.buf += data
         if not data or len(self.buf) >= READ_LIMIT or self.response_complete():
             self.finish(self.evaluate())
+
+    def h2_received(self, data: bytes) -> None:
+        """Bytes (b"": the close) of an HTTP/2 check: answer what needs an
+        answer, and judge the response once it is in."""
+        ex = self.h2
+        try:
+            if data:
+                out = ex.receive(data)
+            else:
+                ex.eof()
+                out = b""
+        except h2check.CheckFailed as e:
+            self.finish(CheckResult(False, "L7RSP", info=str(e)))
+            return
+        if out:
+            try:
+                self.sock.send(out)          # ACKs: a few bytes, the buffer has room
+            except OSError:
+                pass                         # a closed connection shows at the next recv
+        if not ex.done:
+            return
+        try:
+            self.sock.send(ex.goaway())
+        except OSError:
+            pass
+        self.finish(self.judge(ex.status, "", bytes(ex.body)))
 
     def proxy_header(self) -> bytes:
         """The PROXY header a check sends first (check.send_proxy, or the
@@ -274,14 +310,27 @@ class ServerCheck:
 
     def connected(self) -> None:
         """The connection is up (TLS: the handshake done): a tcp check has
-        passed; an http check sends its request."""
+        passed; an http check sends its request, in HTTP/1.1 or HTTP/2
+        (self.proto), once ALPN (over TLS) has not chosen the other one."""
         if self.check.type != "http":
             self.finish(CheckResult(True, "L6OK" if self.tls is not None else "L4OK"))
             return
+        if self.tls is not None:
+            why = h2check.alpn_mismatch(self.proto, self.sock.selected_alpn_protocol())
+            if why:
+                self.finish(CheckResult(False, "L6RSP", info=why))
+                return
         self.phase = "response"
         try:
             # one send: the request is small, the socket's buffer empty
-            self.sock.send(self.http_request())
+            if self.proto == "h2":
+                c = self.check
+                self.h2 = h2check.H2Exchange(
+                    c.method, "https" if self.tls is not None else "http", c.path,
+                    c.host or str(self.server.address), want_body=c.expect_body is not None)
+                self.sock.send(self.h2.start())
+            else:
+                self.sock.send(self.http_request())
         except OSError as e:
             self.finish(CheckResult(False, "L4CON", info=e.strerror or str(e)))
             return
@@ -357,11 +406,16 @@ class ServerCheck:
             return CheckResult(False, "L7RSP", info="invalid response")
         code = int(parts[1])
         reason = parts[2].decode("latin-1", "replace") if len(parts) > 2 else ""
+        return self.judge(code, reason, rest.partition(b"\r\n\r\n")[2])
+
+    def judge(self, code: int, reason: str, body: bytes) -> CheckResult:
+        """The verdict on a response, whatever its protocol: its status
+        against expect_status (L7STS), then its body against expect_body
+        (L7RSP); reason is HTTP/1.1's reason phrase (HTTP/2 has none)."""
         lo, hi = self.check.expect_status
         if not lo <= code <= hi:
             return CheckResult(False, "L7STS", code=code, info=reason)
         if self.check.expect_body is not None:
-            body = rest.partition(b"\r\n\r\n")[2]
             if self.check.expect_body.encode() not in body:
                 return CheckResult(False, "L7RSP", code=code, info="expected content not found")
         return CheckResult(True, "L7OK", code=code, info=reason)
@@ -373,6 +427,7 @@ class ServerCheck:
             self.sock = None
             self.fd = -1
         self.buf = b""
+        self.h2 = None
         self.phase = ""
 
     def finish(self, result: CheckResult) -> None:

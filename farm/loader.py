@@ -696,6 +696,7 @@ _CHECK_SCHEMA = {
     "error_limit": _int(1, MAX_INT32),
     "tls": _bool,
     "send_proxy": _bool,
+    "proto": _choice(model.SERVER_PROTOS, "check protocol"),
 }
 
 

@@ -331,6 +331,7 @@ class Check:
     error_limit: int = 10            # consecutive live errors counted as a failed check
     tls: bool | None = None          # None: TLS for a tls server unless port is set (Backend.check_tls)
     send_proxy: bool | None = None   # None: as the server's send_proxy unless port is set (Backend.check_send_proxy)
+    proto: str | None = None         # "h1" | "h2" (SERVER_PROTOS) of an http check; None: the server's (Backend.check_proto)
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,12 @@ class Backend:
         if self.check.tls is not None:
             return self.check.tls
         return server.tls and self.check.port is None
+
+    def check_proto(self, server: Server) -> str:
+        """The protocol of server's HTTP checks ("h1" or "h2"): check.proto
+        when set, else the server's own proto (HAProxy's check-proto, which
+        follows the server's proto)."""
+        return self.check.proto or server.proto
 
     def check_send_proxy(self, server: Server) -> str | None:
         """The PROXY protocol version server's health checks send, or None:

@@ -12,6 +12,8 @@ Paths:
   /slow?ms=N          waits N ms, then answers its stream id
   /reset              RST_STREAM INTERNAL_ERROR instead of a response
   /headers            the request's fields as "name: value" lines
+  /healthz            status ``health_status`` (200 unless a test changes
+                      it), body "health <status>" (health checks)
 
 It records the requests (method, path, fields, body, trailers), the
 connections accepted and the most streams open at once on one
@@ -68,6 +70,7 @@ class H2Backend:
             self.ctx.load_cert_chain(str(tls.crt), str(tls.key))
             self.ctx.set_alpn_protocols(["h2"])
         self.max_streams = max_streams
+        self.health_status = 200
         self.goaway_after = goaway_after
         self.requests: list[H2Request] = []
         self.connections = 0
@@ -223,16 +226,20 @@ class H2Backend:
         if path == "/big":
             self._respond(c, sid, pattern(int(q.get("size", ["100000"])[0])), pending)
             return
+        if path == "/healthz":
+            status = self.health_status
+            self._respond(c, sid, b"health %d" % status, pending, status=status)
+            return
         if path == "/headers":
             body = "".join(f"{k}: {v}\n" for k, v in req.headers).encode()
             self._respond(c, sid, body, pending)
             return
         self._respond(c, sid, self.name.encode(), pending)
 
-    def _respond(self, c, sid, body, pending, trailers=None, length=True, extra=()):
+    def _respond(self, c, sid, body, pending, trailers=None, length=True, extra=(), status=200):
         if sid not in c.streams:
             return
-        headers = [(":status", "200"), ("server", self.name)] + list(extra)
+        headers = [(":status", str(status)), ("server", self.name)] + list(extra)
         if length:
             headers.append(("content-length", str(len(body))))
         c.send_headers(sid, headers, end_stream=not body and not trailers)

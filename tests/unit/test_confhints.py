@@ -65,6 +65,9 @@ def test_inter_on_a_server_points_to_check_interval():
     ('timeout = "5s"', "timeouts are per backend: [backends.app.timeout]"),
     ('addr = "10.0.0.1"', 'a server has one address = "host:port"'),
     ('init-addr = "none"', "did you mean 'init_addr'? (farm's keys use '_' where HAProxy's use '-')"),
+    ('check-proto = "h2"', 'HAProxy\'s check-proto is proto = "h2" in [backends.app.check] '
+                           '(the default for a proto = "h2" server)'),
+    ('check_proto = "h2"', 'check-proto is proto = "h2" in [backends.app.check]'),
 ])
 def test_server_habits(line, pointer):
     assert pointer in one(in_server(line))
@@ -73,6 +76,8 @@ def test_server_habits(line, pointer):
 @pytest.mark.parametrize("text, pointer", [
     (in_backend("maxconn = 100"), "maxconn limits a frontend ([frontends.NAME] maxconn) or each server"),
     (in_backend('inter = "2s"'), "health check settings go in [backends.app.check]: interval"),
+    (in_backend('check-proto = "h2"'), 'check-proto is proto = "h2" in [backends.app.check]'),
+    (BASE + '[defaults]\ncheck-proto = "h2"\n', 'check-proto is proto = "h2" in [defaults.check]'),
     (BASE.replace('default_backend = "app"', 'default_backend = "app"\nbalance = "first"'),
      "balance is a backend key: set it in [backends.NAME]"),
     (BASE + "[global]\nnbthread = 4\n", 'workers = "auto" or a number'),

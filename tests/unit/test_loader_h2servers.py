@@ -100,3 +100,49 @@ def test_errors(kw, where, words):
     errs = errors(text)
     assert any(e.path == "backends.app." + where and words in e.message for e in errs), \
         [(e.path, e.message) for e in errs]
+
+
+# -- health checks in HTTP/2: check.proto (HAProxy's check-proto) ----------------------
+
+CHECK = '[backends.app.check]\ntype = "http"\n'
+
+
+def check_protos(text: str) -> list:
+    be = load_text(text).backends[0]
+    return [be.check_proto(s) for s in be.servers]
+
+
+@pytest.mark.parametrize("kw, expected", [
+    ({"backend": CHECK}, ["h1", "h1"]),
+    # the server's own proto, however it got it
+    ({"backend": CHECK, "s1": 'proto = "h2"\n'}, ["h2", "h1"]),
+    ({"backend": 'proto = "h2"\n' + CHECK}, ["h2", "h2"]),
+    ({"defaults": 'proto = "h2"\n', "backend": CHECK}, ["h2", "h2"]),
+    # check.proto wins over the server's, both ways
+    ({"backend": 'proto = "h2"\n' + CHECK + 'proto = "h1"\n'}, ["h1", "h1"]),
+    ({"backend": CHECK + 'proto = "h2"\n'}, ["h2", "h2"]),
+    # [defaults.check] too, merged key by key
+    ({"defaults": '[defaults.check]\nproto = "h2"\n', "backend": CHECK}, ["h2", "h2"]),
+    # a tcp check keeps the key (it is not used: no request is sent)
+    ({"backend": '[backends.app.check]\ntype = "tcp"\nproto = "h2"\n'}, ["h2", "h2"]),
+])
+def test_check_proto(kw, expected):
+    assert check_protos(config(**kw)) == expected
+
+
+def test_check_proto_unset_is_none():
+    assert load_text(config(backend=CHECK)).backends[0].check.proto is None
+
+
+@pytest.mark.parametrize("kw, where, words", [
+    ({"backend": CHECK + 'proto = "h2c"\n'}, "backends.app.check.proto",
+     "unknown check protocol 'h2c' (did you mean 'h2'?)"),
+    ({"defaults": '[defaults.check]\ntype = "http"\nproto = "grpc"\n'}, "defaults.check.proto",
+     "unknown check protocol 'grpc' (expected one of: h1, h2)"),
+])
+def test_bad_check_proto_names_file_line_and_key(kw, where, words):
+    text = config(**kw)
+    (e,) = errors(text)
+    assert (e.file, e.path, e.message) == ("t.toml", where, words)
+    bad = [ln for ln in text.splitlines() if ln.startswith("proto = ")][0]
+    assert e.line == text.splitlines().index(bad) + 1
