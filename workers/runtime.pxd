@@ -23,14 +23,15 @@ cdef class ServerRuntime:
     cdef public Gauge g
     cdef public Py_ssize_t index, sidx
     cdef public long long maxconn, shutdown_seq, addr_seq
-    cdef public list c
+    cdef public long long[::1] c
     cdef public bint h2
 
 cdef class BackendRuntime:
     cdef public object cfg, name, pool, cells, q, wakeups, waiting, req_rules, resp_rules
     cdef public object key_of, cookie, errorfiles, stick
     cdef public Gauge g
-    cdef public list servers, c, q_heads
+    cdef public list servers, q_heads
+    cdef public long long[::1] c
     cdef public bint limited, needs_source_key, forwardfor, forwarded
     cdef public Py_ssize_t q_count, q_max, q_tail, my_head, my_count, worker
     cdef public double to_server, to_queue, to_connect, to_tunnel
@@ -48,7 +49,7 @@ cdef class FrontendRuntime:
     cdef public object req_rules, resp_rules, choose_backend, fixed_backend, errorfiles, xff_name
     cdef public object monitor_uri, monitor_fail
     cdef public Gauge g
-    cdef public list c
+    cdef public long long[::1] c
     cdef public long long maxconn, max_head
     cdef public bint accepting, forwardfor, forwarded
     cdef public double to_tunnel
@@ -59,7 +60,8 @@ cdef class WorkerContext:
     cdef public object on_session_end, out_of_fds, tls
     cdef public set sessions
     cdef public dict backends, conn_stk
-    cdef public list frontends, c
+    cdef public list frontends
+    cdef public long long[::1] c
     cdef public Gauge g
     cdef public long long slot, generation, maxconn
     cdef public bint draining

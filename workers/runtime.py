@@ -70,9 +70,11 @@ class PipePool:
             os.close(pair[1])
 
 
-def new_counters() -> list[int]:
-    """This worker's counters of one stats row (see farm.shm.CNT_NAMES)."""
-    return [0] * shm.CNT_FIELDS
+def new_counters() -> array.array:
+    """This worker's counters of one stats row (see farm.shm.CNT_NAMES), all
+    0: a C array of int64 (array "q"), so that the compiled counting code
+    adds to C integers, not to Python ints in a list."""
+    return array.array("q", bytes(8 * shm.CNT_FIELDS))
 
 
 class Gauge:
