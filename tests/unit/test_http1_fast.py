@@ -228,3 +228,21 @@ def test_whole_response_framing_cases():
     p = ResponseParser()
     assert p.whole_response(ok + b"abc") is None              # nothing expected
     assert isinstance(take(ok + b"abc")[0], Response)
+
+
+@pytest.mark.parametrize("allowed", ["_TCHAR", "_HEX", "_TARGET_OK", "_HOST_OK", "_REASON_OK"])
+def test_only_table_finds_exactly_the_bytes_translate_none_would(allowed):
+    """s.translate(only_table(A)) != s  <=>  s.translate(None, A) is not empty,
+    for every single byte and for strings mixing allowed and refused ones."""
+    import random
+    chars = getattr(http1, allowed)
+    table = http1.only_table(chars)
+    rng = random.Random(7)
+    samples = [bytes([c]) for c in range(256)] + [b""]
+    samples += [bytes(rng.choice(chars) for _ in range(rng.randint(1, 40))) for _ in range(200)]
+    for _ in range(300):
+        s = bytearray(rng.choice(chars) for _ in range(rng.randint(1, 40)))
+        s[rng.randrange(len(s))] = rng.randrange(256)
+        samples.append(bytes(s))
+    for s in samples:
+        assert (s.translate(table) != s) == bool(s.translate(None, chars)), s

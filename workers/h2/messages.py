@@ -89,6 +89,12 @@ _TCHAR = http1._TCHAR
 _TARGET_OK = http1._TARGET_OK
 _HOST_OK = http1._HOST_OK.replace(b"@", b"")
 _AUTHORITY_RE = http1._AUTHORITY_RE
+# translate() tables of the classes above (see http1.only_table)
+_NAME_OK_T = http1.only_table(_NAME_OK)
+_VALUE_OK_T = http1.only_table(_VALUE_OK)
+_TCHAR_T = http1._TCHAR_T
+_TARGET_OK_T = http1._TARGET_OK_T
+_HOST_OK_T = http1.only_table(_HOST_OK)
 _same_authority = http1._same_authority
 _SCHEME_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*")
 _USUAL_SCHEMES = frozenset((b"https", b"http"))
@@ -115,12 +121,12 @@ def _check_regular(fields, start):
     # one C pass per side: the joined names/values hold only allowed bytes
     # and as many LFs as separators (so no LF inside an element)
     jn = b"\n".join(names)
-    if jn.translate(None, _NAME_OK) or b"" in names or jn.count(b"\n") != len(names) - 1:
+    if jn.translate(_NAME_OK_T) != jn or b"" in names or jn.count(b"\n") != len(names) - 1:
         _bad_name(names)
     jv = b"\n".join(values)
     # strip() returns the very object when there is nothing to strip, so the
     # list comparison is one pointer test per value
-    if (jv.translate(None, _VALUE_OK) or jv.count(b"\n") != len(values) - 1
+    if (jv.translate(_VALUE_OK_T) != jv or jv.count(b"\n") != len(values) - 1
             or list(map(_strip_ows, values)) != values):
         _bad_value(names, values)
     return _SPECIAL.intersection(names), names, values
@@ -220,7 +226,7 @@ def check_request(fields: list, seen=None) -> tuple:
                 if names.count(b"host") > 1:
                     raise MalformedMessage("more than one host field")
                 host = values[names.index(b"host")]
-                if not host or host.translate(None, _HOST_OK):
+                if not host or host.translate(_HOST_OK_T) != host:
                     raise MalformedMessage("invalid host field")
         if seen is not None:
             if len(seen) > _SEEN_MAX:
@@ -248,11 +254,11 @@ def check_request(fields: list, seen=None) -> tuple:
         if path[0] != 47:
             if path != b"*" or method != b"OPTIONS":
                 raise MalformedMessage(":path neither absolute nor * for OPTIONS")
-        elif path.translate(None, _TARGET_OK):
+        elif path.translate(_TARGET_OK_T) != path:
             raise MalformedMessage("invalid character in :path")
-    if method not in _USUAL_METHODS and (not method or method.translate(None, _TCHAR)):
+    if method not in _USUAL_METHODS and (not method or method.translate(_TCHAR_T) != method):
         raise MalformedMessage("invalid :method")
-    if authority is not None and (not authority or authority.translate(None, _HOST_OK)):
+    if authority is not None and (not authority or authority.translate(_HOST_OK_T) != authority):
         raise MalformedMessage("invalid :authority")
     if host is not None:
         if authority is not None and not _same_authority(scheme + b"://" if scheme else b"",
