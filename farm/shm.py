@@ -439,7 +439,8 @@ class Table:
         return self.layout.cnt_base(self.layout.rows[key], worker)
 
     def write_column(self, base: int, values: array.array) -> None:
-        """Worker: copy its counters (an array('q') of CNT_FIELDS) in one go."""
+        """Worker: copy its counters (CNT_FIELDS int64: an array('q'), or
+        the compiled build's typed view of one) in one go."""
         self.q[base:base + CNT_FIELDS] = values
 
     def read_cell(self, key: tuple, column: int, index: int) -> int:

@@ -241,14 +241,14 @@ class SharedState:
             if obj is self.ctx_row:
                 process_base = base
                 continue
-            t.write_column(base, array.array("q", obj.c))
+            t.write_column(base, obj.c)
         if process_base is not None:
             ctx = self.ctx_row
             c = ctx.c
             c[shm.C_DROPPED_LOGS] = ctx.access.dropped
             c[shm.C_FLUSHED_MS] = int(time.monotonic() * 1000)
             c[shm.C_STARTED_MS] = self.started_ms
-            t.write_column(process_base, array.array("q", c))
+            t.write_column(process_base, c)
 
 
 class ServerRuntime:

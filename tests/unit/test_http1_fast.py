@@ -246,3 +246,44 @@ def test_only_table_finds_exactly_the_bytes_translate_none_would(allowed):
         samples.append(bytes(s))
     for s in samples:
         assert (s.translate(table) != s) == bool(s.translate(None, chars)), s
+
+
+def test_field_checks_of_the_message_helpers_follow_the_field_value_grammar():
+    """set()/add() accept exactly RFC 9110 field values (field-vchar, SP/HT
+    inside, no whitespace at either end, no CR/LF/NUL/controls), and token
+    names; checked against the grammar written as a regex."""
+    import random
+    import re
+    grammar = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+    rng = random.Random(11)
+    alphabet = b"ab \t\r\n\x00\x7f\x80\xff~:"
+    values = [bytes([c]) for c in range(256)] + [b"", b"a b", b" a", b"a ", b"\ta", b"a\t"]
+    values += [bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(2000)]
+    for v in values:
+        msg = Request()
+        if grammar.fullmatch(v):
+            msg.set(b"X-Test", v)
+            msg.add(b"X-Test", v)
+            assert msg.headers == [(b"X-Test", v), (b"X-Test", v)]
+        else:
+            with pytest.raises(ValueError):
+                msg.set(b"X-Test", v)
+            with pytest.raises(ValueError):
+                msg.add(b"X-Test", v)
+    for name in (b"", b"X Y", b"X:Y", b"X\r\n", b"\xff"):
+        with pytest.raises(ValueError):
+            Request().set(name, b"v")
+
+
+def test_appended_fields_with_cr_or_lf_are_refused():
+    """A field appended to a raw head (a rule that edited headers directly)
+    may not carry CR or LF into the request."""
+    req = http1.parse_whole_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    req.headers.append((b"X-A", b"1"))
+    assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n"
+    for bad in ((b"X-B", b"1\r\nX-C: 2"), (b"X-B", b"1\n"), (b"X-B\r", b"1")):
+        req.headers.append(bad)
+        with pytest.raises(ValueError):
+            http1.head_bytes(req)
+        req.headers.pop()
