@@ -53,6 +53,8 @@ cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssi
 @cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list)
 cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers)
 
+@cython.locals(tchar=bytes, vchar=bytes, hs=list, i=Py_ssize_t, start=Py_ssize_t,
+               name_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t, c=cython.uchar)
 cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*)
 
 cpdef bytes _append_fields(bytes raw, list extra)

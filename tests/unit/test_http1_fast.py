@@ -287,3 +287,38 @@ def test_appended_fields_with_cr_or_lf_are_refused():
         with pytest.raises(ValueError):
             http1.head_bytes(req)
         req.headers.pop()
+
+
+def test_field_block_walk_agrees_with_the_field_line_grammar():
+    """_fields() accepts a block exactly when every line matches _FIELD_RE,
+    and returns the regex's (name, value) pairs; random blocks built from
+    the bytes that matter (token bytes, ':', SP, HT, CR, LF, NUL, DEL,
+    obs-text)."""
+    import random
+    rng = random.Random(5)
+    pieces = [b"a", b"Z", b"-", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\x00", b"\x7f",
+              b"\x80", b"\xff", b"v", b"!", b'"', b"(", b"Host", b"x-y"]
+
+    def oracle(block):
+        hs = http1._FIELD_RE.findall(block)
+        return hs if len(hs) == block.count(b"\n") else None
+
+    blocks = [b"A: b\r\n", b"A:\r\n", b"A: \t \r\n", b"A:b c \r\n", b" A: b\r\n", b"A : b\r\n",
+              b"A: b\r\r\n", b"A: b\n\r\n", b"A: b\r\nB: c\r\n", b"A: b\rc\r\n", b":b\r\n"]
+    for _ in range(20000):
+        lines = []
+        for _ in range(rng.randint(1, 3)):
+            line = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 7)))
+            if rng.random() < 0.7:
+                line = rng.choice([b"A", b"Set-Cookie", b"x"]) + rng.choice([b":", b": ", b":\t"]) + line
+            lines.append(line + b"\r\n")
+        blocks.append(b"".join(lines))
+    for block in blocks:
+        expected = oracle(block)
+        buf = b"GET / HTTP/1.1\r\n" + block + b"\r\n"
+        a, b = 16, 16 + len(block)
+        if expected is None:
+            with pytest.raises(http1.HttpError):
+                http1._fields(buf, a, b, 400, 1000)
+        else:
+            assert http1._fields(buf, a, b, 400, 1000) == expected, block
