@@ -69,6 +69,9 @@ _STATIC_LUT = list(_STATIC)
 _STATIC_MAX = max(len(n) + len(v) + _ENTRY_OVERHEAD for n, v in STATIC_TABLE)
 # bytes that are, alone, a whole indexed field representation (6.1)
 _ONE_BYTE_INDEXES = bytes(range(0x81, 0xFF))
+# its translate() table: block.translate(table) == block exactly when every
+# byte of block is in _ONE_BYTE_INDEXES (workers/http1.py only_table)
+_ONE_BYTE_INDEXES_T = bytes(c if 0x81 <= c < 0xFF else c ^ 1 for c in range(256))
 _LOW7 = bytes(b & 0x7F for b in range(256))
 _STATIC_BY_FIELD = {}
 _STATIC_BY_NAME = {}
@@ -328,7 +331,7 @@ class Decoder:
             if not block or block[0] & 0xE0 != 0x20:
                 raise HPACKError("missing dynamic table size update")
             self._need_update = False
-        if block and not block.translate(None, _ONE_BYTE_INDEXES):
+        if block and block.translate(_ONE_BYTE_INDEXES_T) == block:
             # every field is a one-byte index (a warm connection): no loop
             lut = self._lut
             if lut is None:
