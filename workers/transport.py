@@ -30,6 +30,7 @@ for the failure.
 
 from __future__ import annotations
 
+import _socket
 import hashlib
 import os
 import socket
@@ -38,6 +39,7 @@ import ssl
 from farm.tlsconf import dn_oneline, failure_reason
 
 RECV_SIZE = 65536
+_AF_INET, _SOCK_STREAM, _SHUT_WR = int(socket.AF_INET), int(socket.SOCK_STREAM), int(socket.SHUT_WR)
 
 _CLOSED_SOCKET = socket.socket()     # what a closed transport without its own socket shows
 _CLOSED_SOCKET.close()
@@ -131,10 +133,12 @@ class PlainTransport(Transport):
             # shutdown(2) on the bare descriptor, through a socket object
             # made for the call alone: the family given does not matter to
             # shutdown, and giving it spares the three system calls that
-            # finding it out would cost on every lingering close
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, self.fd)
+            # finding it out would cost on every lingering close. The C
+            # type (_socket.socket): socket.socket adds Python frames to
+            # its creation and detach, on every close.
+            sock = _socket.socket(_AF_INET, _SOCK_STREAM, 0, self.fd)
             try:
-                sock.shutdown(socket.SHUT_WR)
+                sock.shutdown(_SHUT_WR)
             except OSError:
                 pass
             finally:

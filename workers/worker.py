@@ -236,7 +236,13 @@ class Worker:
 
     def acceptor(self, fe: FrontendRuntime, lsock: socket.socket):
         ctx = self.ctx
-        accept = lsock.accept
+        # socket.accept() is Python code that reads the listener's family
+        # and type through properties converting them to enums, twice per
+        # connection; the C accept under it and the numbers read once here
+        # make the same socket object
+        accept_fd = lsock._accept
+        family, sock_type, proto = int(lsock.family), int(lsock.type), lsock.proto
+        new_socket = socket.socket
         session_class = self.tls_sessions.get(lsock.fileno(), fe.session_class)
         nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -259,7 +265,7 @@ class Worker:
                     self.pause_full(fe)
                     return
                 try:
-                    csock, caddr = accept()
+                    fd, caddr = accept_fd()
                 except BlockingIOError:
                     fe_g.give()
                     ctx_g.give()
@@ -271,6 +277,7 @@ class Worker:
                         self.out_of_fds()
                         return
                     continue  # ECONNABORTED and friends: that client is gone
+                csock = new_socket(family, sock_type, proto, fd)
                 fe_g.confirm(n_fe)
                 ctx_g.confirm(n_all)
                 csock.setblocking(False)
