@@ -32,7 +32,7 @@ cdef class BackendRuntime:
     cdef public Gauge g
     cdef public list servers, q_heads
     cdef public long long[::1] c
-    cdef public bint limited, needs_source_key, forwardfor, forwarded
+    cdef public bint limited, needs_source_key, forwardfor, forwarded, redispatch
     cdef public Py_ssize_t q_count, q_max, q_tail, my_head, my_count, worker
     cdef public double to_server, to_queue, to_connect, to_tunnel
     cdef public long long retries

@@ -329,7 +329,12 @@ class BackendRuntime:
         key = ("be", cfg.name)
         self.g = Gauge(table, key, worker)
         gauges = [Gauge(table, ("srv", cfg.name, s.name), worker) for s in cfg.servers]
+        # The pool reads the servers' counts from the shared gauges
+        # (SharedCounts), which acquire() and release() move: its own
+        # acquired()/released() count only for a pool without such a view
+        # (the balancers' unit tests), so they are not called here.
         self.pool = SharedStatePool(cfg, shared, SharedCounts(gauges))
+        self.redispatch = bool(cfg.redispatch)
         self.servers = [ServerRuntime(s, i, self, gauges[i]) for i, s in enumerate(cfg.servers)]
         self.c = new_counters()
         shared.backends.append(self)
@@ -407,7 +412,6 @@ class BackendRuntime:
         if not srv.g.take(srv.maxconn):
             return None
         counting.server_taken(self, srv, balanced, previous)
-        self.pool.acquired(index)
         return srv
 
     def take_server(self, key, tried, forced: int | None, from_queue: bool,
@@ -421,7 +425,7 @@ class BackendRuntime:
         if forced is not None:
             return self.acquire(forced, False, previous)
         pool = self.pool
-        avoid = tried if self.cfg.redispatch else ()
+        avoid = tried if self.redispatch else ()
         for _ in range(4):   # another worker may take the picked slot first
             idx = pool.pick(key, avoid)
             if idx is None and avoid:
@@ -437,7 +441,6 @@ class BackendRuntime:
         """A connection to srv ended: free the slot, and hand it to the
         oldest queued request of any worker."""
         srv.g.give()
-        self.pool.released(srv.index)
         if self.limited and self.cells.load(self.q_count) > 0:
             self.kick()
 
