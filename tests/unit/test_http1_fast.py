@@ -322,3 +322,18 @@ def test_field_block_walk_agrees_with_the_field_line_grammar():
                 http1._fields(buf, a, b, 400, 1000)
         else:
             assert http1._fields(buf, a, b, 400, 1000) == expected, block
+
+
+@pytest.mark.parametrize("name", [b"Connection", b"connection", b"CoNNection"])
+@pytest.mark.parametrize("where", [0, 1, 2])
+def test_cut_field_takes_out_exactly_that_line(name, where):
+    """_cut_field removes the field's line from the raw head and from the
+    list, wherever it is, keeping every other byte (first, middle, last)."""
+    fields = [(b"Host", b"a"), (b"X-A", b"Connection: no")]
+    fields.insert(where, (name, b"keep-alive"))
+    raw = b"GET / HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in fields) + b"\r\n"
+    headers = list(fields)
+    out = http1._cut_field(headers, where, raw)
+    rest = [f for j, f in enumerate(fields) if j != where]
+    assert headers == rest
+    assert out == b"GET / HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in rest) + b"\r\n"
