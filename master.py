@@ -652,6 +652,7 @@ class Master:
         self.draining[old.number] = old
         for p in self.workers_of(old.number):
             p.stopping = True
+        old.table.mark_superseded()     # a reload, not a stop: monitor_uri stays 200
         self.signal_workers(signal.SIGTERM, old.number)
         close_unused(old.listeners, gen.listeners)
         worker_mod.set_title(f"farm: master [gen {gen.number}] -c {self.config_path}")

@@ -55,7 +55,7 @@ MAGIC = 0x6661726D5348_01   # "farmSH" v1
 
 # header cells
 (H_MAGIC, H_GENERATION, H_STATE_VERSION, H_WORKERS, H_ROWS, H_SERVERS, H_START,
- H_HIST_SEQ) = range(8)
+ H_HIST_SEQ, H_SUPERSEDED) = range(9)
 HEADER_SLOTS = 16
 
 # server state (master-written)
@@ -348,6 +348,17 @@ class Table:
     @property
     def state_version(self) -> int:
         return self.q[H_STATE_VERSION]
+
+    @property
+    def superseded(self) -> bool:
+        """True once a reload has replaced this generation (its workers
+        drain because a newer one serves, not because farm stops)."""
+        return bool(self.q[H_SUPERSEDED])
+
+    def mark_superseded(self) -> None:
+        """Master, at a reload: before telling this generation's workers to
+        drain."""
+        self.q[H_SUPERSEDED] = 1
 
     def bump_state_version(self) -> None:
         """Master: call after writing server rows; workers re-read them."""

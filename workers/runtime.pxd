@@ -65,3 +65,4 @@ cdef class WorkerContext:
     cdef public Gauge g
     cdef public long long slot, generation, maxconn
     cdef public bint draining
+    cpdef bint superseded(self) except -1

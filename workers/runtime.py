@@ -597,6 +597,12 @@ class WorkerContext:
         """Current connections of all workers (%ac)."""
         return self.g.value()
 
+    def superseded(self) -> bool:
+        """True when a reload replaced this worker's generation (see
+        farm/shm.py Table.superseded); False without a table (tests)."""
+        table = self.shared.table
+        return table is not None and table.superseded
+
     def session_ended(self, session) -> None:
         """Bookkeeping when any session ends: its connection is no longer
         counted (taken by the worker's acceptor); lets the worker resume

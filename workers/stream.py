@@ -588,12 +588,15 @@ class Stream:
     def monitor_reply(self) -> None:
         """The frontend's monitor_uri (HAProxy's monitor-uri), for a load
         balancer or keepalived in front: 200 while farm serves, 503 while
-        this worker drains (reload, stop) or while the frontend's
-        monitor_fail condition holds. No rule, no server, no access-log
-        line."""
+        farm stops (this worker drains and no newer generation took over:
+        a connection the old generation accepted just before a reload is
+        still answered 200) or while the frontend's monitor_fail condition
+        holds. No rule, no server, no access-log line."""
         fe = self.fe
         req = self.req
-        failing = self.conn.ctx.draining or (fe.monitor_fail is not None and fe.monitor_fail(self))
+        ctx = self.conn.ctx
+        failing = ((ctx.draining and not ctx.superseded())
+                   or (fe.monitor_fail is not None and fe.monitor_fail(self)))
         status = 503 if failing else 200
         if failing or req.content_length or req.chunked or req.version == b"HTTP/1.0":
             self.close = True   # a body is not read; HTTP/1.0 gets no keep-alive here
