@@ -54,6 +54,7 @@ table (257 x 256 entries) is derived once from tables.HUFFMAN_CODES.
 
 from workers.h2.errors import HeaderListTooLarge, HPACKError
 from workers.h2.tables import HUFFMAN_CODES, STATIC_TABLE
+from workers.http1 import only_table
 
 __all__ = ["Decoder", "Encoder", "huffman_encode", "huffman_decode", "huffman_length",
            "encode_integer", "NOT_INDEXED", "NEVER_INDEXED", "DEFAULT_TABLE_SIZE"]
@@ -70,8 +71,8 @@ _STATIC_MAX = max(len(n) + len(v) + _ENTRY_OVERHEAD for n, v in STATIC_TABLE)
 # bytes that are, alone, a whole indexed field representation (6.1)
 _ONE_BYTE_INDEXES = bytes(range(0x81, 0xFF))
 # its translate() table: block.translate(table) == block exactly when every
-# byte of block is in _ONE_BYTE_INDEXES (workers/http1.py only_table)
-_ONE_BYTE_INDEXES_T = bytes(c if 0x81 <= c < 0xFF else c ^ 1 for c in range(256))
+# byte of block is in _ONE_BYTE_INDEXES
+_ONE_BYTE_INDEXES_T = only_table(_ONE_BYTE_INDEXES)
 _LOW7 = bytes(b & 0x7F for b in range(256))
 _STATIC_BY_FIELD = {}
 _STATIC_BY_NAME = {}
