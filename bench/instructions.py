@@ -85,11 +85,24 @@ def difference_table(idle: str, loaded: str, requests: int, top: int = 60) -> st
     return "\n".join(f"{v:10,.0f}  {k}" for v, k in rows)
 
 
+def run_load(sc, spec: configs.Spec, seconds: int, conns: int, script: str) -> int:
+    """Requests served by `seconds` of the scenario's load: wrk (plain or
+    https), or h2load over TLS (ALPN h2) for the HTTP/2 scenarios, whose
+    connections and streams are the scenario's own."""
+    if sc.kind == "h2":
+        r = load.h2load(f"https://127.0.0.1:{spec.tls_port}/", seconds, sc.conns, sc.streams,
+                        timeout=120)
+        return r["requests"]
+    return load.wrk(spec.port, sc.path, seconds, conns, script, timeout=60 if seconds <= 2 else 120,
+                    scheme="https" if sc.tls else "http")["requests"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="*", type=Path, default=[ROOT])
-    ap.add_argument("--scenario", default="ka1", choices=("ka1", "rules", "close", "ratelimit"))
+    ap.add_argument("--scenario", default="ka1", choices=("ka1", "rules", "close", "ratelimit", "tls_ka", "h2_ka", "h2_many",
+                             "h2_backend"))
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--pure", action="store_true", help="also each DIR with FARM_PURE=1")
@@ -101,6 +114,7 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="farm-ir-", dir="/dev/shm")
     backend = proxies.Backend(workdir, processes=1)
     backend.start_backend()
+    certs = configs.make_certificates(workdir) if (sc.tls or sc.kind == "h2") else {}
     variants = [(d.resolve(), False) for d in a.dirs]
     if a.pure:
         variants += [(d.resolve(), True) for d in a.dirs]
@@ -115,14 +129,20 @@ def main() -> int:
                 out = f"{workdir}/cg-{i}-{seconds}"
                 p = farm_under_callgrind(d, label, pure, out)(workdir)
                 access = f"{workdir}/access-{i}.log" if sc.access_log else None
-                p.start(configs.Spec(port=proxies.free_port(), servers=backend.servers(),
-                                     workdir=workdir, processes=1, mode="http", rules=sc.rules,
-                                     ratelimit=sc.ratelimit, access_log=access), probe_path=sc.path)
+                spec = configs.Spec(port=proxies.free_port(), servers=backend.servers(),
+                                    workdir=workdir, processes=1, mode="http", rules=sc.rules,
+                                    ratelimit=sc.ratelimit, access_log=access,
+                                    tls=certs[sc.tls] if sc.tls else None)
+                if sc.kind == "h2":
+                    spec.tls_port, spec.cert = proxies.free_port(), certs["ec"]
+                if sc.h2_servers:
+                    spec.servers, spec.server_proto = backend.h2_servers(), "h2"
+                p.start(spec, probe_path=sc.path)
                 worker = [q.pid for q in p.processes() if q.pid != p.popen.pid][0]
                 try:
-                    n = load.wrk(p.port, sc.path, 2, a.conns, script, timeout=60)["requests"]
+                    n = run_load(sc, spec, 2, a.conns, script)
                     if seconds:
-                        n += load.wrk(p.port, sc.path, seconds, a.conns, script, timeout=120)["requests"]
+                        n += run_load(sc, spec, seconds, a.conns, script)
                 finally:
                     p.stop(grace=60)
                 time.sleep(0.5)
