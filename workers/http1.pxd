@@ -22,12 +22,17 @@ cdef class Request(_Message):
 cdef class Response(_Message):
     cdef public object status
     cdef public bytes reason, version
-    cdef public list headers
+    cdef public Py_ssize_t _cut_from, _cut_to
+    cdef public list _headers
     cdef public object content_length, upgrade, body_mode
     cdef public bint chunked, keep_alive
     cdef public Py_ssize_t hop
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
+    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t, hs=list)
+    cpdef list _split_raw(self)
+    cpdef _keep_raw(self, bytes raw)
+    cpdef appended(self)
 
 cdef class _Parser:
     cdef public bytes _buf
@@ -50,12 +55,23 @@ cdef class ResponseParser(_Parser):
 @cython.locals(eol=Py_ssize_t, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request, hs=list, lnames=list)
 cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers)
 
-@cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list)
-cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers)
+@cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list,
+               specials=list)
+cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers,
+                               bint lazy=*)
 
-@cython.locals(tchar=bytes, vchar=bytes, hs=list, i=Py_ssize_t, start=Py_ssize_t,
-               name_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t, c=cython.uchar)
-cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*)
+@cython.locals(r=Response, lname=bytes, value=bytes, conn=bytes, line_start=Py_ssize_t,
+               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t)
+cdef Response _plain_response(list specials, bint v11, Py_ssize_t head_start)
+
+cdef unsigned long long _SPECIAL_LENGTHS
+cdef bytes _SPECIAL_FIRST
+
+@cython.locals(tchar=bytes, vchar=bytes, hs=list, i=Py_ssize_t, start=Py_ssize_t, n=Py_ssize_t,
+               name_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t, c=cython.uchar,
+               name=bytes, lname=bytes)
+cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*,
+                   list specials=*)
 
 cpdef bytes _append_fields(bytes raw, list extra)
 

@@ -277,6 +277,11 @@ _CHUNK_EXT_RE = re.compile(
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding",
                       b"connection", b"expect", b"upgrade", b"keep-alive",
                       b"proxy-connection", b"te"))
+# Bit k set when some name of _SPECIAL has k bytes; the first bytes they
+# start with (either case): _fields' cheap filter before lowering a name.
+_SPECIAL_LENGTHS = sum(1 << k for k in {len(n) for n in _SPECIAL})
+_SPECIAL_FIRST = bytes(c in {n[0] for n in _SPECIAL} or (c | 32) in {n[0] for n in _SPECIAL}
+                       for c in range(256))
 _FRAMING = frozenset((b"content-length", b"transfer-encoding"))
 _FORBIDDEN_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"host"))
 
@@ -552,15 +557,16 @@ class Request(_Message):
 class Response(_Message):
     """A response head. ``upgrade`` is the Upgrade value of a 101 (else None);
     ``body_mode`` depends on the request method (see ResponseParser)."""
-    __slots__ = ("status", "reason", "version", "headers", "content_length", "chunked",
-                 "keep_alive", "upgrade", "body_mode", "hop", "raw", "_base")
+    __slots__ = ("status", "reason", "version", "_headers", "content_length", "chunked",
+                 "keep_alive", "upgrade", "body_mode", "hop", "raw", "_base", "_cut_from",
+                 "_cut_to")
 
     def __init__(self, status: int = 200, reason=None, version: bytes = b"HTTP/1.1",
                  headers=None):
         self.status = status
         self.reason = REASONS.get(status, b"") if reason is None else reason
         self.version = version
-        self.headers = list(headers) if headers else []
+        self._headers = list(headers) if headers else []
         self.content_length = None
         self.chunked = False
         self.keep_alive = version == b"HTTP/1.1"
@@ -568,6 +574,53 @@ class Response(_Message):
         self.body_mode = BODY_NONE
         self.hop = 0
         self.raw = None
+
+    @property
+    def headers(self) -> list:
+        """The fields, a plain list of (name, value) as for Request. A head
+        parsed lazily (_build_response) is split here, from its raw bytes,
+        on first use."""
+        hs = self._headers
+        if hs is None:
+            hs = self._split_raw()
+        return hs
+
+    @headers.setter
+    def headers(self, hs: list) -> None:
+        if self._headers is None and self.raw is not None:
+            self._split_raw()           # so that appended() sees the change
+        self._headers = hs
+
+    def _split_raw(self) -> list:
+        """Make _headers of a lazily parsed head from raw (validated when it
+        was received; its Connection field, if any, cut already), and
+        record them as the received ones for appended()."""
+        raw = self.raw
+        eol = raw.find(b"\r\n")
+        end = len(raw) - 2
+        hs = [] if eol + 2 >= end else _fields(raw, eol + 2, end, 502, len(raw))
+        self._headers = hs
+        self._base = self._base[:3] + (hs[:],)
+        return hs
+
+    def _keep_raw(self, raw: bytes) -> None:
+        """_Message._keep_raw, and for a lazily parsed head (headers not
+        split): cut its Connection field from raw by name."""
+        if self._headers is not None:
+            _Message._keep_raw(self, raw)
+            return
+        if self.hop:
+            raw = raw[:self._cut_from] + raw[self._cut_to:]
+        self.raw = raw
+        self._base = self._start_line() + (None,)
+
+    def appended(self):
+        """_Message.appended; [] for a lazily parsed head never split."""
+        if self._headers is None:
+            if self.raw is None or not self._same_start_line(self._base):
+                return None
+            return []
+        return _Message.appended(self)
 
     @property
     def interim(self) -> bool:
@@ -588,7 +641,7 @@ class Response(_Message):
 # --------------------------------------------------------------------------
 # head parsing (pure functions on a buffer; the parsers call them)
 
-def _fields(buf, a, b, status, max_headers, what="header"):
+def _fields(buf, a, b, status, max_headers, what="header", specials=None):
     """Validate and split the field block buf[a:b] (each line ends in CRLF;
     the terminating empty line is not included). Returns [(name, value)]:
     each line is a token name, ':', optional SP/HT, a value of field bytes
@@ -598,10 +651,17 @@ def _fields(buf, a, b, status, max_headers, what="header"):
     through _field_error, which names the line. The grammar is _FIELD_RE's,
     walked byte by byte: compiled (workers/http1.pxd types the indices and
     bytes), the walk costs a few instructions a byte where the regex engine
-    cost about twenty, and the block is read once."""
+    cost about twenty, and the block is read once.
+
+    With a list as ``specials``, the block is validated the same way but
+    only the fields named in _SPECIAL are kept, appended to it as
+    ``(lowercased name, value, start, end)`` (the offsets of the line in buf,
+    its CRLF included), and [] is returned: what a lazily parsed head needs
+    (see _build_response)."""
     tchar = _TCHAR_T
     vchar = _VALUE_OK_T
     hs = []
+    n = 0
     i = a
     while i < b:
         start = i
@@ -631,9 +691,17 @@ def _fields(buf, a, b, status, max_headers, what="header"):
                 value_end = i
         if i + 1 >= b or buf[i + 1] != 10:                # CR not followed by LF
             _field_error(buf[a:b], status, what)
-        hs.append((buf[start:name_end], buf[value_start:value_end]))
+        if specials is None:
+            hs.append((buf[start:name_end], buf[value_start:value_end]))
+        elif (_SPECIAL_LENGTHS >> min(name_end - start, 63)) & 1 and _SPECIAL_FIRST[buf[start]]:
+            # only names of a special length and first letter are lowered
+            name = buf[start:name_end]
+            lname = name.lower()
+            if lname in _SPECIAL:
+                specials.append((lname, buf[value_start:value_end], start, i + 2))
+        n += 1
         i += 2
-    if len(hs) > max_headers:
+    if n > max_headers:
         raise HttpError(431 if status == 400 else status, "too many %s fields" % what)
     return hs
 
@@ -899,10 +967,18 @@ def _build_request(buf, start, end, max_headers):
     return r
 
 
-def _build_response(buf, start, end, max_headers):
+def _build_response(buf, start, end, max_headers, lazy=False):
     """Parse the status line and fields of buf[start:end+4] (see
     _build_request). Framing that depends on the request is decided by
-    ResponseParser; here content_length/chunked/keep_alive are filled."""
+    ResponseParser; here content_length/chunked/keep_alive are filled.
+
+    lazy: when the head's only special fields are one plain Content-Length
+    and one plain ``Connection: keep-alive`` or ``close`` (what most servers
+    send), the fields are validated but not split: the Response's headers
+    are made from its raw head when first asked for (Response.headers), and
+    a proxy that forwards the head as received never pays for them. The
+    caller must then give the head to _keep_raw() (ResponseParser.
+    whole_response does)."""
     eol = buf.find(b"\r\n", start)
     parts = buf[start:eol].split(b" ", 2)
     if len(parts) < 2:
@@ -926,6 +1002,15 @@ def _build_response(buf, start, end, max_headers):
         lnames = []
         sp = _EMPTY
     else:
+        if lazy:
+            specials = []
+            _fields(buf, eol + 2, end + 2, 502, max_headers, "header", specials)
+            r = _plain_response(specials, v11, start)
+            if r is not None:
+                r.status = int(code)
+                r.reason = reason
+                r.version = version
+                return r
         hs = _fields(buf, eol + 2, end + 2, 502, max_headers)
         lnames = list(map(bytes.lower, map(_name_of, hs)))
         sp = _SPECIAL.intersection(lnames)
@@ -934,7 +1019,7 @@ def _build_response(buf, start, end, max_headers):
     r.status = int(code)
     r.reason = reason
     r.version = version
-    r.headers = hs
+    r._headers = hs
     r.upgrade = None
     r.hop = 0 if sp.isdisjoint(HOP_BY_HOP) else _hop_kind(sp, hs, lnames)
     r.raw = None
@@ -959,6 +1044,47 @@ def _build_response(buf, start, end, max_headers):
         r.keep_alive = v11
     if b"upgrade" in sp:
         r.upgrade = hs[lnames.index(b"upgrade")][1]
+    return r
+
+
+def _plain_response(specials, v11, head_start):
+    """The lazy Response of _build_response when ``specials`` (from
+    _fields) holds at most one plain Content-Length and one Connection whose
+    value is keep-alive or close, else None. Its headers are not split yet
+    (_headers None); ``hop`` is 1 when the Connection field is there, and
+    _cut_from/_cut_to its line's offsets from head_start, for _keep_raw to
+    cut it from the raw head as the full parse would."""
+    cl = None
+    conn = None
+    for lname, value, line_start, line_end in specials:
+        if lname == b"content-length":
+            if cl is not None or len(value) > 18 or not value.isdigit():
+                return None
+            cl = int(value)
+        elif lname == b"connection":
+            if conn is not None:
+                return None
+            conn = value.lower()
+            if conn != b"keep-alive" and conn != b"close":
+                return None
+            r_from = line_start - head_start
+            r_to = line_end - head_start
+        else:
+            return None
+    r = Response.__new__(Response)
+    r._headers = None
+    r.upgrade = None
+    r.raw = None
+    r.content_length = cl
+    r.chunked = False
+    if conn is None:
+        r.hop = 0
+        r.keep_alive = v11
+    else:
+        r.hop = 1
+        r._cut_from = r_from
+        r._cut_to = r_to
+        r.keep_alive = conn == b"keep-alive"     # in HTTP/1.1 and 1.0 alike
     return r
 
 
@@ -1544,7 +1670,7 @@ class ResponseParser(_Parser):
         if end < 0:
             return None
         try:
-            resp = _build_response(data, 0, end, self.max_headers)
+            resp = _build_response(data, 0, end, self.max_headers, True)
         except HttpError:
             return None
         st = resp.status

@@ -199,6 +199,46 @@ def test_whole_response_nginx_style():
     assert http1.head_bytes(resp) == serialize_response_head(resp)
 
 
+def test_whole_response_splits_the_fields_only_when_asked():
+    """The usual response (one Content-Length, one plain Connection) is kept
+    raw and its fields are split on first use: the same fields the full
+    parse gives, and head_bytes follows every kind of edit."""
+    def whole(data=NGINX):
+        p = ResponseParser()
+        p.expect(b"GET")
+        return p.whole_response(data)[0]
+    resp = whole()
+    assert resp._headers is None, "the fast path no longer takes the lazy parse"
+    assert http1.forwarding_strip(resp) == 0 and resp._headers is None
+    assert http1.head_bytes(resp) == resp.raw and resp._headers is None
+    full = http1._build_response(NGINX, 0, NGINX.index(b"\r\n\r\n"), 100)
+    strip_hop_by_hop(full.headers)
+    assert resp.headers == full.headers == [(b"Server", b"nginx"), (b"Content-Type", b"text/plain"),
+                                            (b"Content-Length", b"5")]
+    assert http1.head_bytes(resp) == resp.raw          # split, not changed
+    resp = whole()
+    resp.headers = [(b"X-Only", b"1")]                  # replaced: serialized
+    assert http1.head_bytes(resp) == b"HTTP/1.1 200 OK\r\nX-Only: 1\r\n\r\n"
+    resp = whole()
+    del resp.headers[0]                                 # removed: serialized
+    assert http1.head_bytes(resp) == serialize_response_head(resp)
+    assert b"Server" not in http1.head_bytes(resp)
+    resp = whole()
+    resp.reason = b"Fine"                               # start line changed, not split
+    assert http1.head_bytes(resp).startswith(b"HTTP/1.1 200 Fine\r\nServer: nginx\r\n")
+    # anything less plain takes the full parse
+    for head in (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive, x\r\n\r\n",
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nKeep-Alive: timeout=5\r\n\r\n",
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n"
+                 b"connection: close\r\n\r\n"):
+        assert whole(head)._headers is not None, head
+    # lower-case and upper-case names are found as well
+    resp = whole(b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 0\r\nconnection: close\r\n\r\n")
+    assert resp._headers is None and not resp.keep_alive and resp.content_length == 0
+    assert resp.raw == b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 0\r\n\r\n"
+    assert resp.headers == [(b"CONTENT-LENGTH", b"0")]
+
+
 def test_whole_response_framing_cases():
     def take(data, method=b"GET", n=1):
         p = ResponseParser()
