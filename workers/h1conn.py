@@ -312,17 +312,17 @@ class H1Connection(ClientConn):
             return
         req = stream.req
         if resp.status == 101:
-            resp.headers.append((b"Connection", b"upgrade"))
+            resp.append_field(b"Connection", b"upgrade")
         elif stream.close or self.ctx.draining or not req.keep_alive:
             stream.close = True
-            resp.headers.append((b"Connection", b"close"))
+            resp.append_field(b"Connection", b"close")
         elif req.version == b"HTTP/1.0":
-            resp.headers.append((b"Connection", b"keep-alive"))
+            resp.append_field(b"Connection", b"keep-alive")
         if resp.body_mode == http1.BODY_CLOSE and not stream.close:
             # no framing: the body ends when the server closes, and so must
             # the client connection (the client cannot see the end otherwise)
             stream.close = True
-            resp.headers.append((b"Connection", b"close"))
+            resp.append_field(b"Connection", b"close")
         head = head_bytes(resp)
         self.queue_c(head)
         stream.bytes_out += len(head)

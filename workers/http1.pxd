@@ -9,6 +9,7 @@ cdef class _Message:
     cpdef bint _same_start_line(self, tuple base)
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
+    cpdef append_field(self, bytes name, bytes value)
 
 cdef class Request(_Message):
     cdef public bytes method, _target, _path, _query, _prefix, version
@@ -23,7 +24,7 @@ cdef class Response(_Message):
     cdef public object status
     cdef public bytes reason, version
     cdef public Py_ssize_t _cut_from, _cut_to
-    cdef public list _headers
+    cdef public list _headers, _appended
     cdef public object content_length, upgrade, body_mode
     cdef public bint chunked, keep_alive
     cdef public Py_ssize_t hop
@@ -33,6 +34,7 @@ cdef class Response(_Message):
     cpdef list _split_raw(self)
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
+    cpdef append_field(self, bytes name, bytes value)
 
 cdef class _Parser:
     cdef public bytes _buf

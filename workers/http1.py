@@ -343,6 +343,11 @@ class _Message:
         self.raw = raw
         self._base = self._start_line() + (self.headers[:],)
 
+    def append_field(self, name: bytes, value: bytes) -> None:
+        """headers.append((name, value)); a Response parsed lazily keeps
+        its fields unsplit (Response.append_field)."""
+        self.headers.append((name, value))
+
     def appended(self):
         """While the head is as received except for fields appended at the
         end (what X-Forwarded-For and most set-header rules do): the
@@ -559,7 +564,7 @@ class Response(_Message):
     ``body_mode`` depends on the request method (see ResponseParser)."""
     __slots__ = ("status", "reason", "version", "_headers", "content_length", "chunked",
                  "keep_alive", "upgrade", "body_mode", "hop", "raw", "_base", "_cut_from",
-                 "_cut_to")
+                 "_cut_to", "_appended")
 
     def __init__(self, status: int = 200, reason=None, version: bytes = b"HTTP/1.1",
                  headers=None):
@@ -574,6 +579,7 @@ class Response(_Message):
         self.body_mode = BODY_NONE
         self.hop = 0
         self.raw = None
+        self._appended = None
 
     @property
     def headers(self) -> list:
@@ -599,9 +605,22 @@ class Response(_Message):
         eol = raw.find(b"\r\n")
         end = len(raw) - 2
         hs = [] if eol + 2 >= end else _fields(raw, eol + 2, end, 502, len(raw))
-        self._headers = hs
         self._base = self._base[:3] + (hs[:],)
+        if self._appended is not None:
+            hs.extend(self._appended)
+            self._appended = None
+        self._headers = hs
         return hs
+
+    def append_field(self, name: bytes, value: bytes) -> None:
+        """headers.append((name, value)), without splitting a lazily parsed
+        head: the field waits in _appended, which appended() returns."""
+        if self._headers is not None:
+            self._headers.append((name, value))
+        elif self._appended is None:
+            self._appended = [(name, value)]
+        else:
+            self._appended.append((name, value))
 
     def _keep_raw(self, raw: bytes) -> None:
         """_Message._keep_raw, and for a lazily parsed head (headers not
@@ -615,11 +634,12 @@ class Response(_Message):
         self._base = self._start_line() + (None,)
 
     def appended(self):
-        """_Message.appended; [] for a lazily parsed head never split."""
+        """_Message.appended; for a lazily parsed head never split, the
+        fields given to append_field() (maybe [])."""
         if self._headers is None:
             if self.raw is None or not self._same_start_line(self._base):
                 return None
-            return []
+            return [] if self._appended is None else self._appended
         return _Message.appended(self)
 
     @property
@@ -1020,6 +1040,7 @@ def _build_response(buf, start, end, max_headers, lazy=False):
     r.reason = reason
     r.version = version
     r._headers = hs
+    r._appended = None
     r.upgrade = None
     r.hop = 0 if sp.isdisjoint(HOP_BY_HOP) else _hop_kind(sp, hs, lnames)
     r.raw = None
@@ -1073,6 +1094,7 @@ def _plain_response(specials, v11, head_start):
             return None
     r = Response.__new__(Response)
     r._headers = None
+    r._appended = None
     r.upgrade = None
     r.raw = None
     r.content_length = cl

@@ -224,6 +224,15 @@ def test_whole_response_splits_the_fields_only_when_asked():
     assert http1.head_bytes(resp) == serialize_response_head(resp)
     assert b"Server" not in http1.head_bytes(resp)
     resp = whole()
+    resp.append_field(b"Connection", b"close")          # appended: still not split
+    assert http1.head_bytes(resp) == resp.raw[:-2] + b"Connection: close\r\n\r\n"
+    assert resp._headers is None
+    assert resp.headers[-1] == (b"Connection", b"close") and len(resp.headers) == 4
+    assert http1.head_bytes(resp) == resp.raw[:-2] + b"Connection: close\r\n\r\n"
+    resp = whole()
+    resp.append_field(b"Upgrade", b"x")                 # a hop-by-hop field appended
+    assert http1.forwarding_strip(resp) == 1 and resp.headers[-1][0] == b"Content-Length"
+    resp = whole()
     resp.reason = b"Fine"                               # start line changed, not split
     assert http1.head_bytes(resp).startswith(b"HTTP/1.1 200 Fine\r\nServer: nginx\r\n")
     # anything less plain takes the full parse
