@@ -5,36 +5,31 @@ cimport cython
 cdef class _Message:
     cdef public bytes raw
     cdef public tuple _base
+    cdef public list _headers, _appended
+    cdef public Py_ssize_t _cut_from, _cut_to, hop
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
+    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t, hs=list)
+    cpdef list _split_raw(self)
+    @cython.locals(hop=Py_ssize_t)
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
     cpdef append_field(self, bytes name, bytes value)
 
 cdef class Request(_Message):
     cdef public bytes method, _target, _path, _query, _prefix, version
-    cdef public list headers
     cdef public object content_length, upgrade, host, body_mode
     cdef public bint chunked, keep_alive, expect_continue
-    cdef public Py_ssize_t hop
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
 
 cdef class Response(_Message):
     cdef public object status
     cdef public bytes reason, version
-    cdef public Py_ssize_t _cut_from, _cut_to
-    cdef public list _headers, _appended
     cdef public object content_length, upgrade, body_mode
     cdef public bint chunked, keep_alive
-    cdef public Py_ssize_t hop
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
-    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t, hs=list)
-    cpdef list _split_raw(self)
-    cpdef _keep_raw(self, bytes raw)
-    cpdef appended(self)
-    cpdef append_field(self, bytes name, bytes value)
 
 cdef class _Parser:
     cdef public bytes _buf
@@ -54,8 +49,14 @@ cdef class ResponseParser(_Parser):
     @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response)
     cpdef whole_response(self, bytes data)
 
-@cython.locals(eol=Py_ssize_t, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request, hs=list, lnames=list)
-cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers)
+@cython.locals(eol=Py_ssize_t, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request, hs=list, lnames=list,
+               specials=list)
+cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers,
+                             bint lazy=*)
+
+@cython.locals(r=Request, lname=bytes, value=bytes, conn=bytes, host=bytes, line_start=Py_ssize_t,
+               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t)
+cdef Request _plain_request(list specials, bint v11, Py_ssize_t head_start)
 
 @cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list,
                specials=list)

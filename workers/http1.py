@@ -315,14 +315,19 @@ class _Message:
     headers change: rules that rewrite framing headers own the consequences.
 
     ``hop`` (parsed heads): 0 without hop-by-hop fields (see HOP_BY_HOP);
-    i + 1 when the only one is a plain ``Connection: keep-alive`` or
-    ``close`` at headers[i]; -1 otherwise. ``raw``: the head's bytes as
+    above 0 when the only one is a plain ``Connection: keep-alive`` or
+    ``close`` (i + 1 when it is headers[i] of a head split at once; 1 for
+    a lazy one); -1 otherwise. ``raw``: the head's bytes as
     received, kept by the parsers' whole_* fast paths unless hop is -1 (a
     plain Connection field is removed from both ``headers`` and ``raw``,
     keep_alive holding its meaning); else None. While the start line and
     ``headers`` are as parsed (``_base``), head_bytes() sends raw instead
-    of serializing."""
-    __slots__ = ()
+    of serializing.
+
+    ``_headers`` is None while a lazily parsed head is not split (see
+    headers); ``_appended`` then holds the fields append_field() added,
+    and ``_cut_from``/``_cut_to`` the offsets of its Connection line."""
+    __slots__ = ("_headers", "_appended", "_cut_from", "_cut_to")
 
     def _start_line(self) -> tuple:
         raise NotImplementedError
@@ -331,22 +336,66 @@ class _Message:
         """True while the start line is the one recorded in base (_base)."""
         raise NotImplementedError
 
+    @property
+    def headers(self) -> list:
+        """The fields: a plain list of (name, value). A head parsed lazily
+        (_build_request, _build_response) is split here, from its raw
+        bytes, on first use."""
+        hs = self._headers
+        if hs is None:
+            hs = self._split_raw()
+        return hs
+
+    @headers.setter
+    def headers(self, hs: list) -> None:
+        if self._headers is None and self.raw is not None:
+            self._split_raw()           # so that appended() sees the change
+        self._headers = hs
+
+    def _split_raw(self) -> list:
+        """Make _headers of a lazily parsed head from raw (validated when it
+        was received; its Connection field, if any, cut already), record
+        them as the received ones for appended(), and add the fields given
+        to append_field() since."""
+        raw = self.raw
+        eol = raw.find(b"\r\n")
+        end = len(raw) - 2
+        hs = [] if eol + 2 >= end else _fields(raw, eol + 2, end, 400, len(raw))
+        self._base = self._base[:3] + (hs[:],)
+        if self._appended is not None:
+            hs.extend(self._appended)
+            self._appended = None
+        self._headers = hs
+        return hs
+
     def _keep_raw(self, raw: bytes) -> None:
         """Adopt raw (the whole head as received) for pass-through, after
         taking out a lone plain Connection field; leaves raw None when the
-        hop-by-hop fields need strip_hop_by_hop()."""
+        hop-by-hop fields need strip_hop_by_hop(). A lazily parsed head
+        (fields not split) has its Connection line cut by offsets."""
         hop = self.hop
         if hop < 0:
             return
+        if self._headers is None:
+            if hop:
+                raw = raw[:self._cut_from] + raw[self._cut_to:]
+            self.raw = raw
+            self._base = self._start_line() + (None,)
+            return
         if hop:
-            raw = _cut_field(self.headers, hop - 1, raw)
+            raw = _cut_field(self._headers, hop - 1, raw)
         self.raw = raw
-        self._base = self._start_line() + (self.headers[:],)
+        self._base = self._start_line() + (self._headers[:],)
 
     def append_field(self, name: bytes, value: bytes) -> None:
-        """headers.append((name, value)); a Response parsed lazily keeps
-        its fields unsplit (Response.append_field)."""
-        self.headers.append((name, value))
+        """headers.append((name, value)), without splitting a lazily parsed
+        head: the field waits in _appended, which appended() returns."""
+        if self._headers is not None:
+            self._headers.append((name, value))
+        elif self._appended is None:
+            self._appended = [(name, value)]
+        else:
+            self._appended.append((name, value))
 
     def appended(self):
         """While the head is as received except for fields appended at the
@@ -357,7 +406,9 @@ class _Message:
         base = self._base
         if not self._same_start_line(base):
             return None
-        hs = self.headers
+        hs = self._headers
+        if hs is None:                  # never split: only append_field() ran
+            return [] if self._appended is None else self._appended
         orig = base[3]
         if hs == orig:
             return []
@@ -459,7 +510,7 @@ class Request(_Message):
     after the authority (``b"/"`` if empty); for authority-form (CONNECT)
     both are b""; for ``*`` the path is b"*". Derived fields are read-only
     by convention (see _Message)."""
-    __slots__ = ("method", "_target", "_path", "_query", "_prefix", "version", "headers",
+    __slots__ = ("method", "_target", "_path", "_query", "_prefix", "version",
                  "content_length", "chunked", "keep_alive", "expect_continue",
                  "upgrade", "host", "body_mode", "hop", "raw", "_base")
 
@@ -473,7 +524,8 @@ class Request(_Message):
         self._query = None
         self._prefix = None
         self.version = version
-        self.headers = list(headers) if headers else []
+        self._headers = list(headers) if headers else []
+        self._appended = None
         self.content_length = None
         self.chunked = False
         self.keep_alive = version == b"HTTP/1.1"
@@ -562,9 +614,8 @@ class Request(_Message):
 class Response(_Message):
     """A response head. ``upgrade`` is the Upgrade value of a 101 (else None);
     ``body_mode`` depends on the request method (see ResponseParser)."""
-    __slots__ = ("status", "reason", "version", "_headers", "content_length", "chunked",
-                 "keep_alive", "upgrade", "body_mode", "hop", "raw", "_base", "_cut_from",
-                 "_cut_to", "_appended")
+    __slots__ = ("status", "reason", "version", "content_length", "chunked",
+                 "keep_alive", "upgrade", "body_mode", "hop", "raw", "_base")
 
     def __init__(self, status: int = 200, reason=None, version: bytes = b"HTTP/1.1",
                  headers=None):
@@ -580,67 +631,6 @@ class Response(_Message):
         self.hop = 0
         self.raw = None
         self._appended = None
-
-    @property
-    def headers(self) -> list:
-        """The fields, a plain list of (name, value) as for Request. A head
-        parsed lazily (_build_response) is split here, from its raw bytes,
-        on first use."""
-        hs = self._headers
-        if hs is None:
-            hs = self._split_raw()
-        return hs
-
-    @headers.setter
-    def headers(self, hs: list) -> None:
-        if self._headers is None and self.raw is not None:
-            self._split_raw()           # so that appended() sees the change
-        self._headers = hs
-
-    def _split_raw(self) -> list:
-        """Make _headers of a lazily parsed head from raw (validated when it
-        was received; its Connection field, if any, cut already), and
-        record them as the received ones for appended()."""
-        raw = self.raw
-        eol = raw.find(b"\r\n")
-        end = len(raw) - 2
-        hs = [] if eol + 2 >= end else _fields(raw, eol + 2, end, 502, len(raw))
-        self._base = self._base[:3] + (hs[:],)
-        if self._appended is not None:
-            hs.extend(self._appended)
-            self._appended = None
-        self._headers = hs
-        return hs
-
-    def append_field(self, name: bytes, value: bytes) -> None:
-        """headers.append((name, value)), without splitting a lazily parsed
-        head: the field waits in _appended, which appended() returns."""
-        if self._headers is not None:
-            self._headers.append((name, value))
-        elif self._appended is None:
-            self._appended = [(name, value)]
-        else:
-            self._appended.append((name, value))
-
-    def _keep_raw(self, raw: bytes) -> None:
-        """_Message._keep_raw, and for a lazily parsed head (headers not
-        split): cut its Connection field from raw by name."""
-        if self._headers is not None:
-            _Message._keep_raw(self, raw)
-            return
-        if self.hop:
-            raw = raw[:self._cut_from] + raw[self._cut_to:]
-        self.raw = raw
-        self._base = self._start_line() + (None,)
-
-    def appended(self):
-        """_Message.appended; for a lazily parsed head never split, the
-        fields given to append_field() (maybe [])."""
-        if self._headers is None:
-            if self.raw is None or not self._same_start_line(self._base):
-                return None
-            return [] if self._appended is None else self._appended
-        return _Message.appended(self)
 
     @property
     def interim(self) -> bool:
@@ -877,9 +867,15 @@ def _same_authority(target, authority, host):
     return (a[:-len(port)] if a.endswith(port) else a) == (h[:-len(port)] if h.endswith(port) else h)
 
 
-def _build_request(buf, start, end, max_headers):
+def _build_request(buf, start, end, max_headers, lazy=False):
     """Parse the head buf[start:end+4] whose final CRLFCRLF starts at ``end``
-    (start is the first byte of the request line). Returns a Request."""
+    (start is the first byte of the request line). Returns a Request.
+
+    lazy: an origin-form request whose only special fields are one valid
+    Host, at most one plain Content-Length and at most one plain
+    ``Connection: keep-alive`` or ``close`` has its fields validated but not
+    split (as _build_response does; the caller gives the head to
+    _keep_raw())."""
     eol = buf.find(b"\r\n", start)
     parts = buf[start:eol].split(b" ")
     if len(parts) != 3:
@@ -907,6 +903,15 @@ def _build_request(buf, start, end, max_headers):
         lnames = []
         sp = _EMPTY
     else:
+        if lazy and not bad_version and target[0] == 47 and method != b"CONNECT":
+            specials = []
+            _fields(buf, eol + 2, end + 2, 400, max_headers, "header", specials)
+            r = _plain_request(specials, v11, start)
+            if r is not None:
+                r.method = method
+                r._target = target
+                r.version = version
+                return r
         hs = _fields(buf, eol + 2, end + 2, 400, max_headers)
         lnames = list(map(bytes.lower, map(_name_of, hs)))   # no Python frame per name
         sp = _SPECIAL.intersection(lnames)
@@ -923,7 +928,8 @@ def _build_request(buf, start, end, max_headers):
     r._target = target
     r._path = None
     r.version = version
-    r.headers = hs
+    r._headers = hs
+    r._appended = None
     r.expect_continue = False
     r.upgrade = None
     r.hop = 0 if sp.isdisjoint(HOP_BY_HOP) else _hop_kind(sp, hs, lnames)
@@ -1065,6 +1071,58 @@ def _build_response(buf, start, end, max_headers, lazy=False):
         r.keep_alive = v11
     if b"upgrade" in sp:
         r.upgrade = hs[lnames.index(b"upgrade")][1]
+    return r
+
+
+def _plain_request(specials, v11, head_start):
+    """The lazy Request of _build_request when ``specials`` (from _fields)
+    holds exactly one Host whose value is valid, at most one plain
+    Content-Length and at most one Connection whose value is keep-alive or
+    close, else None (the full parse then decides, errors included). Fields
+    are as _plain_response's; the caller sets the start line."""
+    cl = None
+    conn = None
+    host = None
+    for lname, value, line_start, line_end in specials:
+        if lname == b"host":
+            if host is not None or value.translate(_HOST_OK_T) != value:
+                return None
+            host = value
+        elif lname == b"content-length":
+            if cl is not None or len(value) > 18 or not value.isdigit():
+                return None
+            cl = int(value)
+        elif lname == b"connection":
+            if conn is not None:
+                return None
+            conn = value.lower()
+            if conn != b"keep-alive" and conn != b"close":
+                return None
+            r_from = line_start - head_start
+            r_to = line_end - head_start
+        else:
+            return None
+    if host is None:
+        return None
+    r = Request.__new__(Request)
+    r._headers = None
+    r._appended = None
+    r._path = None
+    r.host = host
+    r.expect_continue = False
+    r.upgrade = None
+    r.raw = None
+    r.content_length = cl
+    r.chunked = False
+    r.body_mode = BODY_LENGTH if cl else BODY_NONE
+    if conn is None:
+        r.hop = 0
+        r.keep_alive = v11
+    else:
+        r.hop = 1
+        r._cut_from = r_from
+        r._cut_to = r_to
+        r.keep_alive = conn == b"keep-alive"     # in HTTP/1.1 and 1.0 alike
     return r
 
 
@@ -1218,7 +1276,7 @@ def parse_whole_request(data: bytes, max_head: int = 16384, max_headers: int = _
     if n == 0 or n > max_head or data[0] == 13 or data.find(b"\r\n\r\n") != n - 4:
         return None
     try:
-        req = _build_request(data, 0, n - 4, max_headers)
+        req = _build_request(data, 0, n - 4, max_headers, True)
     except HttpError:
         return None
     if req.body_mode != BODY_NONE or req.upgrade is not None or req.method == b"CONNECT":

@@ -192,19 +192,19 @@ class Stream:
         req = self.req
         forwarding_strip(req, keep_upgrade=req.upgrade is not None)
         if req.upgrade is not None:
-            req.headers.append((b"Connection", b"upgrade"))
+            req.append_field(b"Connection", b"upgrade")
         elif req.version == b"HTTP/1.0":
-            req.headers.append((b"Connection", b"keep-alive"))
+            req.append_field(b"Connection", b"keep-alive")
         fe = self.fe
         if fe.forwardfor or be.forwardfor:
-            req.headers.append((fe.xff_name, self.conn.src_bytes))
+            req.append_field(fe.xff_name, self.conn.src_bytes)
         if fe.forwarded or be.forwarded:
             src = self.src
             node = f'"[{src}]"' if ":" in src else src
             host = req.host.decode("latin-1") if req.host else None
             proto = "https" if self.conn.t.secure else "http"
             value = f"for={node};proto={proto}" + (f";host={host}" if host else "")
-            req.headers.append((b"Forwarded", value.encode("latin-1")))
+            req.append_field(b"Forwarded", value.encode("latin-1"))
 
     def request_data(self, data: bytes) -> None:
         """Request body bytes from the client (as received on the wire)."""

