@@ -290,7 +290,7 @@ class H2Connection(ClientConn):
 
     # ------------------------------------------------ what the stream calls
 
-    def client_room(self, stream=None) -> bool:
+    def client_room(self, stream) -> bool:
         if len(self.out_c) >= HIGH_WATER:
             return False
         st = self.by_stream.get(stream)
@@ -506,7 +506,7 @@ class H2Connection(ClientConn):
                 when = stream.deadline()
                 if when != INF:
                     if st.timer is None:
-                        st.timer = loop.timer(lambda st=st: self.on_stream_timeout(st))
+                        st.timer = loop.timer(self.stream_timeout_callback(st))
                     loop.set_timer(st.timer, when)
                 elif st.timer is not None:
                     st.timer.cancel()
@@ -580,6 +580,11 @@ class H2Connection(ClientConn):
             self.h2.goaway()
             self.state = C_CLOSING
         self.finish_io()
+
+    def stream_timeout_callback(self, st: _H2Stream):
+        """The callback of st's timer. (Not a lambda in finish_io: the
+        compiled build has no closures in cpdef methods.)"""
+        return lambda: self.on_stream_timeout(st)
 
     def on_stream_timeout(self, st: _H2Stream) -> None:
         stream = st.stream
