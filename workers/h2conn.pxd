@@ -4,6 +4,7 @@
 # the same signatures, so that a stream calls them in C.
 cimport cython
 from workers.clientconn cimport ClientConn
+from workers.h2.conn cimport H2Connection as H2Codec
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
 from workers.stream cimport Stream
@@ -24,7 +25,7 @@ cdef class _H2Stream:
     cdef public Timer timer
 
 cdef class H2Connection(ClientConn):
-    cdef public object h2
+    cdef public H2Codec h2
     cdef public int cfd, state
     cdef public Timer timer
     cdef public dict active, by_stream, touched
@@ -61,7 +62,7 @@ cdef class H2Connection(ClientConn):
     cpdef stream_io(self, stream)
     cpdef end_of_turn(self)
     cpdef bint write_client(self) except -1
-    @cython.locals(stream=Stream, sc=ServerConn, chunked=bint, end=bint, last=bint,
+    @cython.locals(stream=Stream, sc=ServerConn, h2=H2Codec, chunked=bint, end=bint, last=bint,
                    n=Py_ssize_t)
     cpdef pump(self, _H2Stream st)
     @cython.locals(st=_H2Stream, stream=Stream, sc=ServerConn, loop=Loop, touched=dict,
