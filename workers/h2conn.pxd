@@ -5,6 +5,7 @@
 cimport cython
 from workers.clientconn cimport ClientConn
 from workers.h2.conn cimport H2Connection as H2Codec
+from workers.h2.messages cimport h1_chunk, h1_last_chunk, response_fields, to_request
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
 from workers.stream cimport Stream

@@ -5,6 +5,8 @@
 cimport cython
 from workers.h2.frames cimport (headers_frames, parse_data, parse_headers,
                                 parse_window_update, rst_stream_frame, window_update_frame)
+from workers.h2.hpack cimport Decoder, Encoder
+from workers.h2.messages cimport check_request
 
 # the frame types, flags and settings this module tests, as C values
 # (assigned by the .py's imports)
@@ -37,7 +39,9 @@ cdef class _Stream:
 cdef class H2Connection:
     cdef public H2Config config
     cdef public bint client
-    cdef public object _clock, _closed, _decoder, _encoder, _cont_frags
+    cdef public object _clock, _closed, _cont_frags
+    cdef public Decoder _decoder
+    cdef public Encoder _encoder
     cdef public object peer_max_header_list, stalled_since
     cdef public int _state, _settings_unacked, _cont_flags, _shutdown, _pending_control
     cdef public Py_ssize_t _pre, _plen, _need, _cont_len
