@@ -5,6 +5,7 @@
 cimport cython
 from workers.clientconn cimport ClientConn
 from workers.h2.conn cimport H2Connection as H2Codec
+from workers.h2.events cimport DataReceived, RequestReceived
 from workers.h2.messages cimport h1_chunk, h1_last_chunk, response_fields, to_request
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
@@ -37,9 +38,11 @@ cdef class H2Connection(ClientConn):
     cdef object __weakref__
     @cython.locals(st=_H2Stream)
     cpdef take(self, bytes data)
+    @cython.locals(st=_H2Stream)
+    cdef data_received(self, DataReceived ev)
     cpdef request_ended(self, _H2Stream st)
     @cython.locals(st=_H2Stream, stream=Stream)
-    cpdef new_stream(self, ev)
+    cpdef new_stream(self, RequestReceived ev)
     cpdef stream_reset(self, _H2Stream st, str who)
     cpdef forget(self, _H2Stream st)
     @cython.locals(st=_H2Stream)

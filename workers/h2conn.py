@@ -196,17 +196,7 @@ class H2Connection(ClientConn):
         for ev in self.h2.receive_data(data):
             t = type(ev)
             if t is DataReceived:
-                st = self.active.get(ev.stream_id)
-                if st is None or st.ended:
-                    self.h2.acknowledge_received_data(ev.stream_id, ev.flow_controlled_length)
-                    if st is not None and ev.end_stream:
-                        st.req_end = True
-                    continue
-                if ev.data or ev.flow_controlled_length:
-                    st.req_in.append((ev.data, ev.flow_controlled_length))
-                if ev.end_stream:
-                    self.request_ended(st)
-                self.touched[st] = None
+                self.data_received(ev)
             elif t is RequestReceived:
                 self.new_stream(ev)
             elif t is WindowUpdated or t is RemoteSettingsChanged:
@@ -231,6 +221,21 @@ class H2Connection(ClientConn):
                     for st in list(self.active.values()):
                         self.stream_reset(st, who)
                     self.state = C_CLOSING
+
+    def data_received(self, ev: DataReceived) -> None:
+        """Request body bytes: kept for the server side (pump() moves them),
+        or given back at once when no transaction reads them."""
+        st = self.active.get(ev.stream_id)
+        if st is None or st.ended:
+            self.h2.acknowledge_received_data(ev.stream_id, ev.flow_controlled_length)
+            if st is not None and ev.end_stream:
+                st.req_end = True
+            return
+        if ev.data or ev.flow_controlled_length:
+            st.req_in.append((ev.data, ev.flow_controlled_length))
+        if ev.end_stream:
+            self.request_ended(st)
+        self.touched[st] = None
 
     def request_ended(self, st: _H2Stream) -> None:
         if not st.req_end:

@@ -3,6 +3,7 @@
 # (workers/h2/conn.pxd) and the client connection (workers/h2conn.pxd)
 # call per request, as C calls.
 cimport cython
+from workers.h2.events cimport RequestReceived
 from workers.http1 cimport Request, Response
 
 @cython.locals(rest=list, names=list, values=list, jn=bytes, jv=bytes)
@@ -11,7 +12,7 @@ cpdef tuple _check_regular(list fields, Py_ssize_t start)
                scheme=bytes, path=bytes, authority=bytes, host=bytes, names=list, values=list)
 cpdef tuple check_request(list fields, set seen=*)
 @cython.locals(fields=list, hs=list, names=list, req=Request, method=bytes, authority=bytes)
-cpdef Request to_request(ev)
+cpdef Request to_request(RequestReceived ev)
 cpdef bytes h1_chunk(bytes data)
 cpdef bytes h1_last_chunk(trailers=*)
 @cython.locals(hs=list, lnames=list, out=list)
