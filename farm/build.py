@@ -44,6 +44,7 @@ COMPILED = (
     "workers.lb.pool",
     "workers.lb.roundrobin",
     "workers.lb.leastconn",
+    "workers.h2.events",
     "workers.h2.frames",
     "workers.h2.hpack",
     "workers.h2.messages",

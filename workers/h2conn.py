@@ -196,17 +196,7 @@ class H2Connection(ClientConn):
         for ev in self.h2.receive_data(data):
             t = type(ev)
             if t is DataReceived:
-                st = self.active.get(ev.stream_id)
-                if st is None or st.ended:
-                    self.h2.acknowledge_received_data(ev.stream_id, ev.flow_controlled_length)
-                    if st is not None and ev.end_stream:
-                        st.req_end = True
-                    continue
-                if ev.data or ev.flow_controlled_length:
-                    st.req_in.append((ev.data, ev.flow_controlled_length))
-                if ev.end_stream:
-                    self.request_ended(st)
-                self.touched[st] = None
+                self.data_received(ev)
             elif t is RequestReceived:
                 self.new_stream(ev)
             elif t is WindowUpdated or t is RemoteSettingsChanged:
@@ -231,6 +221,21 @@ class H2Connection(ClientConn):
                     for st in list(self.active.values()):
                         self.stream_reset(st, who)
                     self.state = C_CLOSING
+
+    def data_received(self, ev: DataReceived) -> None:
+        """Request body bytes: kept for the server side (pump() moves them),
+        or given back at once when no transaction reads them."""
+        st = self.active.get(ev.stream_id)
+        if st is None or st.ended:
+            self.h2.acknowledge_received_data(ev.stream_id, ev.flow_controlled_length)
+            if st is not None and ev.end_stream:
+                st.req_end = True
+            return
+        if ev.data or ev.flow_controlled_length:
+            st.req_in.append((ev.data, ev.flow_controlled_length))
+        if ev.end_stream:
+            self.request_ended(st)
+        self.touched[st] = None
 
     def request_ended(self, st: _H2Stream) -> None:
         if not st.req_end:
@@ -290,7 +295,7 @@ class H2Connection(ClientConn):
 
     # ------------------------------------------------ what the stream calls
 
-    def client_room(self, stream=None) -> bool:
+    def client_room(self, stream) -> bool:
         if len(self.out_c) >= HIGH_WATER:
             return False
         st = self.by_stream.get(stream)
@@ -506,7 +511,7 @@ class H2Connection(ClientConn):
                 when = stream.deadline()
                 if when != INF:
                     if st.timer is None:
-                        st.timer = loop.timer(lambda st=st: self.on_stream_timeout(st))
+                        st.timer = loop.timer(self.stream_timeout_callback(st))
                     loop.set_timer(st.timer, when)
                 elif st.timer is not None:
                     st.timer.cancel()
@@ -580,6 +585,11 @@ class H2Connection(ClientConn):
             self.h2.goaway()
             self.state = C_CLOSING
         self.finish_io()
+
+    def stream_timeout_callback(self, st: _H2Stream):
+        """The callback of st's timer. (Not a lambda in finish_io: the
+        compiled build has no closures in cpdef methods.)"""
+        return lambda: self.on_stream_timeout(st)
 
     def on_stream_timeout(self, st: _H2Stream) -> None:
         stream = st.stream

@@ -122,7 +122,6 @@ from workers.h2.messages import check_request, check_response, check_trailers
 
 __all__ = ["H2Config", "H2Connection"]
 
-_unpack_header = _HEADER.unpack_from
 _pack_header = _HEADER.pack
 _PREFACE_LEN = len(PREFACE)
 _MAX_STREAM_ID = 0x7FFFFFFF
@@ -383,8 +382,13 @@ class H2Connection:
         n = len(data)
         maxf = self.config.max_frame_size
         while n - pos >= 9:
-            hi, lo, ftype, flags, sid = _unpack_header(data, pos)
-            length = (hi << 8) | lo
+            # the 9-byte header read byte by byte: C array reads once
+            # compiled, where struct's unpack is a call and a tuple
+            length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            ftype = data[pos + 3]
+            flags = data[pos + 4]
+            sid = (((data[pos + 5] & 0x7F) << 24) | (data[pos + 6] << 16)
+                   | (data[pos + 7] << 8) | data[pos + 8])
             if length > maxf:
                 raise H2ConnectionError(FRAME_SIZE_ERROR, "frame of %d bytes" % length)
             end = pos + 9 + length
@@ -392,7 +396,6 @@ class H2Connection:
                 break
             payload = data[pos + 9:end]
             pos = end
-            sid &= 0x7FFFFFFF
             if self._cont_sid and ftype != CONTINUATION:
                 raise H2ConnectionError(PROTOCOL_ERROR, "frame inside a header block")
             if self._state != _S_OPEN:

@@ -518,10 +518,9 @@ class Encoder:
     def encode(self, fields) -> bytes:
         """The header block of an iterable of (name, value) bytes pairs."""
         out = []
-        append = out.append
         if self._pending_updates:
             for size in self._pending_updates:
-                append(encode_integer(size, 5, 0x20))
+                out.append(encode_integer(size, 5, 0x20))
             self._pending_updates = []
         by_field = self._by_field
         static = _STATIC_BY_FIELD
@@ -530,47 +529,47 @@ class Encoder:
             if i is None:
                 i = by_field.get(field)
                 if i is None:
-                    self._literal(field, append)
+                    self._literal(field, out)
                     continue
                 i = self._inserted - i + _STATIC_LEN
-            append(_INDEXED[i] if i < 256 else encode_integer(i, 7, 0x80))
+            out.append(_INDEXED[i] if i < 256 else encode_integer(i, 7, 0x80))
         return b"".join(out)
 
-    def _literal(self, field, append):
+    def _literal(self, field, out):
         name, value = field
         huffman = self.huffman
         if name in NOT_INDEXED:
             # never added to the table, so always the same bytes: cached
-            out = _NOT_INDEXED_FIELDS.get(field) if huffman else None
-            if out is None:
+            rep = _NOT_INDEXED_FIELDS.get(field) if huffman else None
+            if rep is None:
                 i = _STATIC_BY_NAME.get(name, 0)
-                out = _PREFIX_NOT_INDEXED[i] + (b"" if i else _string_literal(name, huffman)) \
+                rep = _PREFIX_NOT_INDEXED[i] + (b"" if i else _string_literal(name, huffman)) \
                     + _string_literal(value, huffman)
                 if huffman and len(value) <= 64:
                     if len(_NOT_INDEXED_FIELDS) >= _LITERALS_MAX:
                         _NOT_INDEXED_FIELDS.clear()
-                    _NOT_INDEXED_FIELDS[field] = out
-            append(out)
+                    _NOT_INDEXED_FIELDS[field] = rep
+            out.append(rep)
             return
         i = _STATIC_BY_NAME.get(name)
         if i is None:
             seq = self._by_name.get(name)
             i = 0 if seq is None else self._inserted - seq + _STATIC_LEN
         if name in NEVER_INDEXED:
-            append(encode_integer(i, 4, 0x10))
+            out.append(encode_integer(i, 4, 0x10))
             if not i:
-                append(_string_literal(name, huffman))
+                out.append(_string_literal(name, huffman))
             # not cached: a secret stays out of any shared structure
-            append(_encode_string(value, huffman))
+            out.append(_encode_string(value, huffman))
             return
         if len(name) + len(value) > self.max_table_size >> 2:
-            append(_PREFIX_NOT_INDEXED[i] if i < 256 else encode_integer(i, 4, 0x00))
+            out.append(_PREFIX_NOT_INDEXED[i] if i < 256 else encode_integer(i, 4, 0x00))
         else:
-            append(_PREFIX_INDEXING[i] if i < 256 else encode_integer(i, 6, 0x40))
+            out.append(_PREFIX_INDEXING[i] if i < 256 else encode_integer(i, 6, 0x40))
             self._add(name, value)
         if not i:
-            append(_string_literal(name, huffman))
-        append(_string_literal(value, huffman))
+            out.append(_string_literal(name, huffman))
+        out.append(_string_literal(value, huffman))
 
 
 # representation prefixes of the indexes below 256, precomputed
