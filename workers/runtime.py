@@ -26,6 +26,7 @@ from urllib.parse import unquote_to_bytes
 from farm import model, shm, tlsconf
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
+from farm.shm import H_STATE_VERSION
 from workers import counting, rules
 from workers import tables as sticks
 from workers.cookie import CookiePersistence
@@ -154,13 +155,13 @@ class SharedStatePool(ServerPool):
 
     def pick(self, key, avoid=()):
         sh = self.shared
-        if sh.table is not None and sh.table.q[shm.H_STATE_VERSION] != sh.version:
+        if sh.stale():
             sh.apply()
         return ServerPool.pick(self, key, avoid)
 
     def any_up(self) -> bool:
         sh = self.shared
-        if sh.table is not None and sh.table.q[shm.H_STATE_VERSION] != sh.version:
+        if sh.stale():
             sh.apply()
         return ServerPool.any_up(self)
 
@@ -170,6 +171,7 @@ class SharedState:
 
     def __init__(self, table: "shm.Table | None", worker: int):
         self.table = table
+        self.q = table.q if table is not None else None   # the table's cells, for stale()
         self.worker = worker
         self.version = -1
         self.backends: list["BackendRuntime"] = []
@@ -177,6 +179,11 @@ class SharedState:
         self.sessions: set | None = None           # the worker's sessions (for shutdown)
         self.ctx_row = None                        # the WorkerContext (process row)
         self.started_ms = int(time.monotonic() * 1000)   # every counter is 0 now
+
+    def stale(self) -> bool:
+        """True when the master changed server states (its state version
+        moved) since the last apply(); False without a table (tests)."""
+        return self.q is not None and self.q[H_STATE_VERSION] != self.version
 
     def register(self, key: tuple, obj) -> None:
         if self.table is not None:
