@@ -10,9 +10,11 @@ cdef Py_ssize_t H_STATE_VERSION
 
 cdef class Gauge:
     cdef public object cells
+    cdef object _inc, _add, _cell
     cdef long long[:] q
     cdef public Py_ssize_t cur, mine
     cdef public long long peak
+    @cython.locals(n=cython.longlong)
     cpdef bint take(self, long long limit=*) except -1
     cpdef long long reserve(self, long long limit=*) except -1
     cpdef confirm(self, long long n)

@@ -84,18 +84,24 @@ class Gauge:
     give() move the shared count atomically and this worker's part of it
     (which the master takes back if the worker dies)."""
 
-    __slots__ = ("cells", "q", "cur", "mine", "peak")
+    __slots__ = ("cells", "q", "cur", "mine", "peak", "_inc", "_add", "_cell")
 
     def __init__(self, table: "shm.Table", key: tuple, worker: int):
-        self.cells = table.cells
+        self.cells = cells = table.cells
         self.q = table.q
         self.cur = table.gauge_base(key)               # G_CUR; G_MAX follows it
         self.mine = table.gauge_worker(key, worker)     # W_CUR
         self.peak = 0                                   # the largest value this worker saw
+        # take() and give() run for every request: with the cells' methods
+        # bound once and the cell index kept as a Python int, each is one
+        # call, not a method lookup plus an int allocation
+        self._inc = cells.inc_below
+        self._add = cells.add
+        self._cell = table.gauge_base(key)
 
     def take(self, limit: int = 0) -> bool:
         """One more, if that stays within limit (0: no limit); False if not."""
-        n = self.cells.inc_below(self.cur, limit)
+        n = self._inc(self._cell, limit)
         if not n:
             return False
         self.q[self.mine] += 1
@@ -120,7 +126,7 @@ class Gauge:
             self.cells.raise_to(self.cur + shm.G_MAX, n)
 
     def give(self) -> None:
-        self.cells.add(self.cur, -1)
+        self._add(self._cell, -1)
         self.q[self.mine] -= 1
 
     def value(self) -> int:
