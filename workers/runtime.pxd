@@ -1,13 +1,20 @@
 # Types of workers/runtime.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
 cimport cython
+from workers.lb.pool cimport ServerPool
 from workers.loop cimport Loop
+from workers.server cimport ConnPool
+
+# farm/shm.py's header cell of the server state version, as a C integer
+cdef Py_ssize_t H_STATE_VERSION
 
 cdef class Gauge:
     cdef public object cells
+    cdef object _inc, _add, _cell
     cdef long long[:] q
     cdef public Py_ssize_t cur, mine
     cdef public long long peak
+    @cython.locals(n=cython.longlong)
     cpdef bint take(self, long long limit=*) except -1
     cpdef long long reserve(self, long long limit=*) except -1
     cpdef confirm(self, long long n)
@@ -18,6 +25,19 @@ cdef class SharedCounts:
     cdef public object cells
     cdef public list cur
 
+cdef class SharedState:
+    cdef public object table, sessions, ctx_row
+    cdef long long[:] q
+    cdef public Py_ssize_t worker
+    cdef public long long version, started_ms
+    cdef public list backends, rows
+    cpdef bint stale(self) except -1
+
+cdef class SharedStatePool(ServerPool):
+    cdef public SharedState shared
+    cpdef pick(self, key, avoid=*)
+    cpdef bint any_up(self) except -1
+
 cdef class ServerRuntime:
     cdef public object cfg, backend, name, family, sockaddr, tls
     cdef public Gauge g
@@ -27,7 +47,8 @@ cdef class ServerRuntime:
     cdef public bint h2
 
 cdef class BackendRuntime:
-    cdef public object cfg, name, pool, cells, q, wakeups, waiting, req_rules, resp_rules
+    cdef public object cfg, name, cells, q, wakeups, waiting, req_rules, resp_rules
+    cdef public SharedStatePool pool
     cdef public object key_of, cookie, errorfiles, stick
     cdef public Gauge g
     cdef public list servers, q_heads
@@ -56,7 +77,9 @@ cdef class FrontendRuntime:
 
 cdef class WorkerContext:
     cdef public Loop loop
-    cdef public object shared, config, buf, view, pipes, access, log_format, conn_pool
+    cdef public object config, buf, view, pipes, access, log_format
+    cdef public SharedState shared
+    cdef public ConnPool conn_pool
     cdef public object on_session_end, out_of_fds, tls
     cdef public set sessions
     cdef public dict backends, conn_stk

@@ -26,6 +26,7 @@ from urllib.parse import unquote_to_bytes
 from farm import model, shm, tlsconf
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
+from farm.shm import H_STATE_VERSION
 from workers import counting, rules
 from workers import tables as sticks
 from workers.cookie import CookiePersistence
@@ -83,18 +84,24 @@ class Gauge:
     give() move the shared count atomically and this worker's part of it
     (which the master takes back if the worker dies)."""
 
-    __slots__ = ("cells", "q", "cur", "mine", "peak")
+    __slots__ = ("cells", "q", "cur", "mine", "peak", "_inc", "_add", "_cell")
 
     def __init__(self, table: "shm.Table", key: tuple, worker: int):
-        self.cells = table.cells
+        self.cells = cells = table.cells
         self.q = table.q
         self.cur = table.gauge_base(key)               # G_CUR; G_MAX follows it
         self.mine = table.gauge_worker(key, worker)     # W_CUR
         self.peak = 0                                   # the largest value this worker saw
+        # take() and give() run for every request: with the cells' methods
+        # bound once and the cell index kept as a Python int, each is one
+        # call, not a method lookup plus an int allocation
+        self._inc = cells.inc_below
+        self._add = cells.add
+        self._cell = table.gauge_base(key)
 
     def take(self, limit: int = 0) -> bool:
         """One more, if that stays within limit (0: no limit); False if not."""
-        n = self.cells.inc_below(self.cur, limit)
+        n = self._inc(self._cell, limit)
         if not n:
             return False
         self.q[self.mine] += 1
@@ -119,7 +126,7 @@ class Gauge:
             self.cells.raise_to(self.cur + shm.G_MAX, n)
 
     def give(self) -> None:
-        self.cells.add(self.cur, -1)
+        self._add(self._cell, -1)
         self.q[self.mine] -= 1
 
     def value(self) -> int:
@@ -154,13 +161,13 @@ class SharedStatePool(ServerPool):
 
     def pick(self, key, avoid=()):
         sh = self.shared
-        if sh.table is not None and sh.table.q[shm.H_STATE_VERSION] != sh.version:
+        if sh.stale():
             sh.apply()
         return ServerPool.pick(self, key, avoid)
 
     def any_up(self) -> bool:
         sh = self.shared
-        if sh.table is not None and sh.table.q[shm.H_STATE_VERSION] != sh.version:
+        if sh.stale():
             sh.apply()
         return ServerPool.any_up(self)
 
@@ -170,6 +177,7 @@ class SharedState:
 
     def __init__(self, table: "shm.Table | None", worker: int):
         self.table = table
+        self.q = table.q if table is not None else None   # the table's cells, for stale()
         self.worker = worker
         self.version = -1
         self.backends: list["BackendRuntime"] = []
@@ -177,6 +185,11 @@ class SharedState:
         self.sessions: set | None = None           # the worker's sessions (for shutdown)
         self.ctx_row = None                        # the WorkerContext (process row)
         self.started_ms = int(time.monotonic() * 1000)   # every counter is 0 now
+
+    def stale(self) -> bool:
+        """True when the master changed server states (its state version
+        moved) since the last apply(); False without a table (tests)."""
+        return self.q is not None and self.q[H_STATE_VERSION] != self.version
 
     def register(self, key: tuple, obj) -> None:
         if self.table is not None:

@@ -1,5 +1,6 @@
 # Types of workers/server.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
+cimport cython
 from workers.http1 cimport ResponseParser, head_bytes
 from workers.loop cimport Loop
 from workers.transport cimport Transport
@@ -29,5 +30,7 @@ cdef class ConnPool:
     cdef public Loop loop
     cdef public dict idle, h2
     cdef public bint sweeping
+    @cython.locals(conns=list, conn=ServerConn)
     cpdef take(self, key)
+    @cython.locals(conns=list, loop=Loop)
     cpdef give(self, ServerConn conn)

@@ -378,7 +378,9 @@ class ConnPool:
     def give(self, conn: ServerConn) -> None:
         """Park a connection whose response ended cleanly and is keep-alive."""
         conn.stream = None
-        conns = self.idle.setdefault(conn.pool_key, [])
+        conns = self.idle.get(conn.pool_key)
+        if conns is None:       # (not setdefault: a new list per call)
+            conns = self.idle[conn.pool_key] = []
         if len(conns) >= POOL_MAX_IDLE:
             conn.close(self.loop)
             return

@@ -34,6 +34,7 @@ cdef class Stream:
     cpdef bint server_room(self) except -1
     cpdef connect_server(self)
     cpdef take_server(self, bint from_queue=*)
+    @cython.locals(sc=ServerConn, conn=ClientConn)
     cpdef use_server(self, ServerRuntime srv)
     cpdef open_connection(self, ServerRuntime srv, key=*)
     cpdef use_h2_server(self, ServerRuntime srv, key)

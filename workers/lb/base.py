@@ -92,7 +92,7 @@ class Algorithm:
 
     # -- the interface --------------------------------------------------
 
-    def pick(self, key: bytes | None, avoid: Collection[int] = ()) -> int | None:
+    def pick(self, key: bytes | None = None, avoid: Collection[int] = ()) -> int | None:
         """Return the index of the server for a new connection/request.
 
         key: the hash key for hashing algorithms (client address bytes, uri,

@@ -80,10 +80,13 @@ class ServerPool:
         server is outside avoid and below its maxconn.
         """
         algos = self._algos
-        t = 0 if algos[0].n_usable else 1
-        algo = algos[t]
+        t = 0
+        algo = algos[0]
         if not algo.n_usable:
-            return None
+            t = 1
+            algo = algos[1]
+            if not algo.n_usable:
+                return None
         limited = self._limited[t]
         if not avoid and not limited:
             i = algo.pick(key)

@@ -162,7 +162,10 @@ class RoundRobin(Algorithm):
             self._t = t
             k = best_heap[0]
             best = k % N
-            step = (self._total - sum(ws[i] for i in removed)) * N
+            gone = 0                 # the avoided ones' weight (a loop, not sum():
+            for i in removed:        # a generator would be a closure, refused by
+                gone += ws[i]        # Cython in a compiled method)
+            step = (self._total - gone) * N
             k = keys[best] = k + step
             heapreplace(best_heap, k)
             for i in removed:
