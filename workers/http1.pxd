@@ -2,6 +2,8 @@
 # is the source; farm/build.py, docs/building.md).
 cimport cython
 
+ctypedef const unsigned char *cbytes     # a bytes object's buffer, read in place
+
 cdef class _Message:
     cdef public bytes raw
     cdef public tuple _base
@@ -70,7 +72,7 @@ cdef Response _plain_response(list specials, bint v11, Py_ssize_t head_start)
 cdef unsigned long long _SPECIAL_LENGTHS
 cdef bytes _SPECIAL_FIRST
 
-@cython.locals(tchar=bytes, vchar=bytes, hs=list, i=Py_ssize_t, start=Py_ssize_t, n=Py_ssize_t,
+@cython.locals(tchar=cbytes, vchar=cbytes, p=cbytes, hs=list, i=Py_ssize_t, start=Py_ssize_t, n=Py_ssize_t,
                name_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t, c=cython.uchar,
                name=bytes, lname=bytes)
 cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*,

@@ -668,30 +668,36 @@ def _fields(buf, a, b, status, max_headers, what="header", specials=None):
     ``(lowercased name, value, start, end)`` (the offsets of the line in buf,
     its CRLF included), and [] is returned: what a lazily parsed head needs
     (see _build_response)."""
+    # The compiled build types tchar, vchar and p as C pointers to the bytes
+    # (http1.pxd): the walk then reads memory with no index checks, so b
+    # must stay inside buf. Pure Python indexes the bytes alike.
+    if a < 0 or b > len(buf):
+        raise ValueError("field block outside the buffer")
     tchar = _TCHAR_T
     vchar = _VALUE_OK_T
+    p = buf
     hs = []
     n = 0
     i = a
     while i < b:
         start = i
         while i < b:
-            c = buf[i]
+            c = p[i]
             if tchar[c] != c:
                 break
             i += 1
-        if i == start or i >= b or buf[i] != 58:        # ':'
+        if i == start or i >= b or p[i] != 58:        # ':'
             _field_error(buf[a:b], status, what)
         name_end = i
         i += 1
         while i < b:
-            c = buf[i]
+            c = p[i]
             if c != 32 and c != 9:
                 break
             i += 1
         value_start = value_end = i
         while i < b:
-            c = buf[i]
+            c = p[i]
             if c == 13:
                 break
             if vchar[c] != c:
@@ -699,11 +705,11 @@ def _fields(buf, a, b, status, max_headers, what="header", specials=None):
             i += 1
             if c != 32 and c != 9:
                 value_end = i
-        if i + 1 >= b or buf[i + 1] != 10:                # CR not followed by LF
+        if i + 1 >= b or p[i + 1] != 10:                # CR not followed by LF
             _field_error(buf[a:b], status, what)
         if specials is None:
             hs.append((buf[start:name_end], buf[value_start:value_end]))
-        elif (_SPECIAL_LENGTHS >> min(name_end - start, 63)) & 1 and _SPECIAL_FIRST[buf[start]]:
+        elif (_SPECIAL_LENGTHS >> min(name_end - start, 63)) & 1 and _SPECIAL_FIRST[p[start]]:
             # only names of a special length and first letter are lowered
             name = buf[start:name_end]
             lname = name.lower()
