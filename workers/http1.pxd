@@ -17,6 +17,8 @@ cdef class _Message:
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
     cpdef append_field(self, bytes name, bytes value)
+    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t)
+    cpdef lowercase_fields(self)
 
 cdef class Request(_Message):
     cdef public bytes method, _target, _path, _query, _prefix, version
@@ -76,7 +78,7 @@ cdef bytes _SPECIAL_FIRST
                name_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t, c=cython.uchar,
                name=bytes, lname=bytes)
 cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*,
-                   list specials=*)
+                   list specials=*, bint lower=*)
 
 cpdef bytes _append_fields(bytes raw, list extra)
 

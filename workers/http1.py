@@ -387,6 +387,20 @@ class _Message:
         self.raw = raw
         self._base = self._start_line() + (self._headers[:],)
 
+    def lowercase_fields(self):
+        """For a lazily parsed head never split nor appended to: its fields
+        with lowercased names, made from raw in one pass (what HTTP/2
+        sends; the Connection field is cut from raw already). Otherwise
+        None."""
+        if self._headers is not None or self._appended is not None or self.raw is None:
+            return None
+        raw = self.raw
+        eol = raw.find(b"\r\n")
+        end = len(raw) - 2
+        if eol + 2 >= end:
+            return []
+        return _fields(raw, eol + 2, end, 400, len(raw), "header", None, True)
+
     def append_field(self, name: bytes, value: bytes) -> None:
         """headers.append((name, value)), without splitting a lazily parsed
         head: the field waits in _appended, which appended() returns."""
@@ -651,7 +665,7 @@ class Response(_Message):
 # --------------------------------------------------------------------------
 # head parsing (pure functions on a buffer; the parsers call them)
 
-def _fields(buf, a, b, status, max_headers, what="header", specials=None):
+def _fields(buf, a, b, status, max_headers, what="header", specials=None, lower=False):
     """Validate and split the field block buf[a:b] (each line ends in CRLF;
     the terminating empty line is not included). Returns [(name, value)]:
     each line is a token name, ':', optional SP/HT, a value of field bytes
@@ -667,7 +681,8 @@ def _fields(buf, a, b, status, max_headers, what="header", specials=None):
     only the fields named in _SPECIAL are kept, appended to it as
     ``(lowercased name, value, start, end)`` (the offsets of the line in buf,
     its CRLF included), and [] is returned: what a lazily parsed head needs
-    (see _build_response)."""
+    (see _build_response). ``lower``: the names are returned lowercased
+    (what HTTP/2 sends)."""
     # The compiled build types tchar, vchar and p as C pointers to the bytes
     # (http1.pxd): the walk then reads memory with no index checks, so b
     # must stay inside buf. Pure Python indexes the bytes alike.
@@ -708,7 +723,10 @@ def _fields(buf, a, b, status, max_headers, what="header", specials=None):
         if i + 1 >= b or p[i + 1] != 10:                # CR not followed by LF
             _field_error(buf[a:b], status, what)
         if specials is None:
-            hs.append((buf[start:name_end], buf[value_start:value_end]))
+            if lower:
+                hs.append((buf[start:name_end].lower(), buf[value_start:value_end]))
+            else:
+                hs.append((buf[start:name_end], buf[value_start:value_end]))
         elif (_SPECIAL_LENGTHS >> min(name_end - start, 63)) & 1 and _SPECIAL_FIRST[p[start]]:
             # only names of a special length and first letter are lowered
             name = buf[start:name_end]

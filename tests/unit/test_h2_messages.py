@@ -226,6 +226,30 @@ def test_response_fields():
     check_response(response_fields(resp))
 
 
+def test_response_fields_of_a_head_kept_raw_are_those_of_its_split_fields():
+    """A response parsed lazily (kept raw, not split) gives the same HTTP/2
+    fields from its raw head as from its fields split the usual way."""
+    data = (b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 3\r\nConnection: keep-alive\r\nX-A:  b c \r\n\r\nabc")
+
+    def lazy():
+        p = http1.ResponseParser()
+        p.expect(b"GET")
+        return p.whole_response(data)[0]
+    fast = lazy()
+    assert fast._headers is None
+    got = response_fields(fast)
+    assert fast._headers is None, "the HTTP/2 fields were made by splitting the head"
+    split = lazy()
+    split.headers                                       # split the usual way
+    assert got == response_fields(split) == [
+        (b":status", b"404"), (b"server", b"nginx"), (b"content-type", b"text/plain"),
+        (b"content-length", b"3"), (b"x-a", b"b c")]
+    appended = lazy()
+    appended.append_field(b"Connection", b"close")      # hop-by-hop again: the slow path drops it
+    assert response_fields(appended) == got
+
+
 def test_trailer_fields():
     assert trailer_fields([(b"Grpc-Status", b"0"), (b"Connection", b"x"), (b"TE", b"x")]) == [
         (b"grpc-status", b"0")]

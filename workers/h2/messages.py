@@ -369,6 +369,12 @@ def h1_last_chunk(trailers=None) -> bytes:
 def response_fields(resp: Response) -> list:
     """The HTTP/2 field list of an http1.Response (a copy: resp is left
     as is)."""
+    out = resp.lowercase_fields()
+    if out is not None:
+        # a head as received whose only hop-by-hop field (a plain
+        # Connection) was cut, without Transfer-Encoding: nothing to drop
+        out.insert(0, (b":status", _STATUS.get(resp.status) or b"%d" % resp.status))
+        return out
     hs = resp.headers
     lnames = list(map(bytes.lower, map(_name_of, hs)))
     if not _DROPPED.isdisjoint(lnames):
