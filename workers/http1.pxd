@@ -98,3 +98,6 @@ cpdef bytes head_bytes(_Message msg)
 
 @cython.locals(extra=list)
 cpdef Py_ssize_t forwarding_strip(_Message msg, bint keep_upgrade=*) except -1
+
+@cython.locals(p=cbytes, n=Py_ssize_t, i=Py_ssize_t, c=cython.uchar)
+cdef Py_ssize_t _line_breaks(bytes data)
