@@ -80,6 +80,7 @@ cdef bytes _SPECIAL_FIRST
 cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*,
                    list specials=*, bint lower=*)
 
+@cython.locals(parts=list, k=bytes, v=bytes)
 cpdef bytes _append_fields(bytes raw, list extra)
 
 @cython.locals(n=Py_ssize_t, req=Request)

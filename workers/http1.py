@@ -254,7 +254,6 @@ _TARGET_OK_T = only_table(_TARGET_OK)
 _HOST_OK_T = only_table(_HOST_OK)
 _REASON_OK_T = only_table(_REASON_OK)
 _VALUE_OK_T = _REASON_OK_T
-_NO_CRLF_T = only_table(bytes(c for c in range(256) if c not in b"\r\n"))
 
 # One header line: token ':' OWS value OWS CRLF, anchored at a line start.
 # The value group starts and ends with a non-whitespace byte, so OWS is
@@ -1882,12 +1881,15 @@ def _append_fields(raw: bytes, extra: list) -> bytes:
     """raw (a head ending in CRLF CRLF) with the fields of extra added last."""
     parts = [raw[:-2]]
     for k, v in extra:
-        # (a translate pass, not `b"\n" in v`: bytes.__contains__ first
-        # tries its argument as an integer, and raises and clears a
-        # TypeError for a bytes one)
-        if v.translate(_NO_CRLF_T) != v or k.translate(_NO_CRLF_T) != k:
+        # (a typed pass, not `b"\n" in v`: bytes.__contains__ first tries
+        # its argument as an integer, and raises and clears a TypeError for
+        # a bytes one; nor translate, which makes a copy)
+        if _line_breaks(v) or _line_breaks(k):
             raise ValueError("CR or LF inside a header field")
-        parts += (k, b": ", v, b"\r\n")
+        parts.append(k)
+        parts.append(b": ")
+        parts.append(v)
+        parts.append(b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
