@@ -1106,6 +1106,7 @@ def _plain_request(specials, v11, head_start):
     cl = None
     conn = None
     host = None
+    r_from = r_to = 0
     for lname, value, line_start, line_end in specials:
         if lname == b"host":
             if host is not None or value.translate(_HOST_OK_T) != value:
@@ -1158,6 +1159,7 @@ def _plain_response(specials, v11, head_start):
     cut it from the raw head as the full parse would."""
     cl = None
     conn = None
+    r_from = r_to = 0
     for lname, value, line_start, line_end in specials:
         if lname == b"content-length":
             if cl is not None or len(value) > 18 or not value.isdigit():
