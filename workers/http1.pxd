@@ -74,7 +74,7 @@ cdef Response _plain_response(list specials, bint v11, Py_ssize_t head_start)
 cdef unsigned long long _SPECIAL_LENGTHS
 cdef bytes _SPECIAL_FIRST
 
-@cython.locals(tchar=cbytes, vchar=cbytes, p=cbytes, hs=list, i=Py_ssize_t, start=Py_ssize_t, n=Py_ssize_t,
+@cython.locals(tchar_t=bytes, vchar_t=bytes, tchar=cbytes, vchar=cbytes, p=cbytes, hs=list, i=Py_ssize_t, start=Py_ssize_t, n=Py_ssize_t,
                name_end=Py_ssize_t, value_start=Py_ssize_t, value_end=Py_ssize_t, c=cython.uchar,
                name=bytes, lname=bytes)
 cpdef list _fields(bytes buf, Py_ssize_t a, Py_ssize_t b, status, Py_ssize_t max_headers, what=*,

@@ -687,8 +687,10 @@ def _fields(buf, a, b, status, max_headers, what="header", specials=None, lower=
     # must stay inside buf. Pure Python indexes the bytes alike.
     if a < 0 or b > len(buf):
         raise ValueError("field block outside the buffer")
-    tchar = _TCHAR_T
-    vchar = _VALUE_OK_T
+    tchar_t = _TCHAR_T          # held here: the pointers below read into them
+    vchar_t = _VALUE_OK_T
+    tchar = tchar_t
+    vchar = vchar_t
     p = buf
     hs = []
     n = 0
