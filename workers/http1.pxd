@@ -9,29 +9,32 @@ cdef class _Message:
     cdef public tuple _base
     cdef public list _headers, _appended
     cdef public Py_ssize_t _cut_from, _cut_to, hop
+    cdef public object content_length, upgrade, body_mode
+    cdef public bint chunked, keep_alive
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
-    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t, hs=list)
+    @cython.locals(cl=object, conn=bytes, cut_from=Py_ssize_t, cut_to=Py_ssize_t)
+    cdef _lazy_framing(self, tuple plain, bint v11)
+    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t)
+    cdef list _raw_fields(self, bint lower)
+    @cython.locals(hs=list)
     cpdef list _split_raw(self)
     @cython.locals(hop=Py_ssize_t)
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
     cpdef append_field(self, bytes name, bytes value)
-    @cython.locals(eol=Py_ssize_t, end=Py_ssize_t)
     cpdef lowercase_fields(self)
 
 cdef class Request(_Message):
     cdef public bytes method, _target, _path, _query, _prefix, version
-    cdef public object content_length, upgrade, host, body_mode
-    cdef public bint chunked, keep_alive, expect_continue
+    cdef public object host
+    cdef public bint expect_continue
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
 
 cdef class Response(_Message):
     cdef public object status
     cdef public bytes reason, version
-    cdef public object content_length, upgrade, body_mode
-    cdef public bint chunked, keep_alive
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
 
@@ -58,8 +61,7 @@ cdef class ResponseParser(_Parser):
 cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers,
                              bint lazy=*)
 
-@cython.locals(r=Request, lname=bytes, value=bytes, conn=bytes, host=bytes, line_start=Py_ssize_t,
-               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t)
+@cython.locals(r=Request, plain=tuple)
 cdef Request _plain_request(list specials, bint v11, Py_ssize_t head_start)
 
 @cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list,
@@ -67,9 +69,12 @@ cdef Request _plain_request(list specials, bint v11, Py_ssize_t head_start)
 cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers,
                                bint lazy=*)
 
-@cython.locals(r=Response, lname=bytes, value=bytes, conn=bytes, line_start=Py_ssize_t,
-               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t)
+@cython.locals(r=Response, plain=tuple)
 cdef Response _plain_response(list specials, bint v11, Py_ssize_t head_start)
+
+@cython.locals(lname=bytes, value=bytes, conn=bytes, host=bytes, line_start=Py_ssize_t,
+               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t)
+cdef tuple _plain_fields(list specials, Py_ssize_t head_start, bint want_host)
 
 cdef unsigned long long _SPECIAL_LENGTHS
 cdef bytes _SPECIAL_FIRST

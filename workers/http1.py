@@ -351,15 +351,43 @@ class _Message:
             self._split_raw()           # so that appended() sees the change
         self._headers = hs
 
+    def _lazy_framing(self, plain: tuple, v11: bool) -> None:
+        """The fields a lazily parsed head shares, from _plain_fields'
+        tuple: not split yet (_headers None), framing, and ``hop`` 1 with
+        the offsets of the Connection line for _keep_raw to cut, as the
+        full parse would."""
+        _, cl, conn, cut_from, cut_to = plain
+        self._headers = None
+        self._appended = None
+        self.upgrade = None
+        self.raw = None
+        self.content_length = cl
+        self.chunked = False
+        if conn is None:
+            self.hop = 0
+            self.keep_alive = v11
+        else:
+            self.hop = 1
+            self._cut_from = cut_from
+            self._cut_to = cut_to
+            self.keep_alive = conn == b"keep-alive"     # in HTTP/1.1 and 1.0 alike
+
+    def _raw_fields(self, lower: bool) -> list:
+        """The fields of raw (a head validated when received), names
+        lowercased or not."""
+        raw = self.raw
+        eol = raw.find(b"\r\n")
+        end = len(raw) - 2
+        if eol + 2 >= end:
+            return []
+        return _fields(raw, eol + 2, end, 400, len(raw), "header", None, lower)
+
     def _split_raw(self) -> list:
         """Make _headers of a lazily parsed head from raw (validated when it
         was received; its Connection field, if any, cut already), record
         them as the received ones for appended(), and add the fields given
         to append_field() since."""
-        raw = self.raw
-        eol = raw.find(b"\r\n")
-        end = len(raw) - 2
-        hs = [] if eol + 2 >= end else _fields(raw, eol + 2, end, 400, len(raw))
+        hs = self._raw_fields(False)
         self._base = self._base[:3] + (hs[:],)
         if self._appended is not None:
             hs.extend(self._appended)
@@ -393,12 +421,7 @@ class _Message:
         None."""
         if self._headers is not None or self._appended is not None or self.raw is None:
             return None
-        raw = self.raw
-        eol = raw.find(b"\r\n")
-        end = len(raw) - 2
-        if eol + 2 >= end:
-            return []
-        return _fields(raw, eol + 2, end, 400, len(raw), "header", None, True)
+        return self._raw_fields(True)
 
     def append_field(self, name: bytes, value: bytes) -> None:
         """headers.append((name, value)), without splitting a lazily parsed
@@ -1099,68 +1122,16 @@ def _build_response(buf, start, end, max_headers, lazy=False):
     return r
 
 
-def _plain_request(specials, v11, head_start):
-    """The lazy Request of _build_request when ``specials`` (from _fields)
-    holds exactly one Host whose value is valid, at most one plain
-    Content-Length and at most one Connection whose value is keep-alive or
-    close, else None (the full parse then decides, errors included). Fields
-    are as _plain_response's; the caller sets the start line."""
+def _plain_fields(specials, head_start, want_host):
+    """(host, content_length, connection, cut_from, cut_to) when
+    ``specials`` (from _fields) holds at most one plain Content-Length, at
+    most one Connection whose value is keep-alive or close (lowercased;
+    cut_from/cut_to its line's offsets from head_start), and, with
+    want_host, exactly one Host of valid bytes (without, none); else None:
+    the full parse then decides, errors included."""
     cl = None
     conn = None
     host = None
-    r_from = r_to = 0
-    for lname, value, line_start, line_end in specials:
-        if lname == b"host":
-            if host is not None or value.translate(_HOST_OK_T) != value:
-                return None
-            host = value
-        elif lname == b"content-length":
-            if cl is not None or len(value) > 18 or not value.isdigit():
-                return None
-            cl = int(value)
-        elif lname == b"connection":
-            if conn is not None:
-                return None
-            conn = value.lower()
-            if conn != b"keep-alive" and conn != b"close":
-                return None
-            r_from = line_start - head_start
-            r_to = line_end - head_start
-        else:
-            return None
-    if host is None:
-        return None
-    r = Request.__new__(Request)
-    r._headers = None
-    r._appended = None
-    r._path = None
-    r.host = host
-    r.expect_continue = False
-    r.upgrade = None
-    r.raw = None
-    r.content_length = cl
-    r.chunked = False
-    r.body_mode = BODY_LENGTH if cl else BODY_NONE
-    if conn is None:
-        r.hop = 0
-        r.keep_alive = v11
-    else:
-        r.hop = 1
-        r._cut_from = r_from
-        r._cut_to = r_to
-        r.keep_alive = conn == b"keep-alive"     # in HTTP/1.1 and 1.0 alike
-    return r
-
-
-def _plain_response(specials, v11, head_start):
-    """The lazy Response of _build_response when ``specials`` (from
-    _fields) holds at most one plain Content-Length and one Connection whose
-    value is keep-alive or close, else None. Its headers are not split yet
-    (_headers None); ``hop`` is 1 when the Connection field is there, and
-    _cut_from/_cut_to its line's offsets from head_start, for _keep_raw to
-    cut it from the raw head as the full parse would."""
-    cl = None
-    conn = None
     r_from = r_to = 0
     for lname, value, line_start, line_end in specials:
         if lname == b"content-length":
@@ -1175,23 +1146,40 @@ def _plain_response(specials, v11, head_start):
                 return None
             r_from = line_start - head_start
             r_to = line_end - head_start
+        elif lname == b"host" and want_host:
+            if host is not None or value.translate(_HOST_OK_T) != value:
+                return None
+            host = value
         else:
             return None
+    if want_host and host is None:
+        return None
+    return host, cl, conn, r_from, r_to
+
+
+def _plain_request(specials, v11, head_start):
+    """The lazy Request of _build_request (see _plain_fields), or None. The
+    caller sets the start line."""
+    plain = _plain_fields(specials, head_start, True)
+    if plain is None:
+        return None
+    r = Request.__new__(Request)
+    r._path = None
+    r.host = plain[0]
+    r.expect_continue = False
+    r._lazy_framing(plain, v11)
+    r.body_mode = BODY_LENGTH if r.content_length else BODY_NONE
+    return r
+
+
+def _plain_response(specials, v11, head_start):
+    """The lazy Response of _build_response (see _plain_fields), or None.
+    The caller sets the status line."""
+    plain = _plain_fields(specials, head_start, False)
+    if plain is None:
+        return None
     r = Response.__new__(Response)
-    r._headers = None
-    r._appended = None
-    r.upgrade = None
-    r.raw = None
-    r.content_length = cl
-    r.chunked = False
-    if conn is None:
-        r.hop = 0
-        r.keep_alive = v11
-    else:
-        r.hop = 1
-        r._cut_from = r_from
-        r._cut_to = r_to
-        r.keep_alive = conn == b"keep-alive"     # in HTTP/1.1 and 1.0 alike
+    r._lazy_framing(plain, v11)
     return r
 
 
