@@ -19,7 +19,7 @@ cdef class _Message:
     cdef list _raw_fields(self, bint lower)
     @cython.locals(hs=list)
     cpdef list _split_raw(self)
-    @cython.locals(hop=Py_ssize_t)
+    @cython.locals(hop=Py_ssize_t, p=cbytes)
     cpdef _keep_raw(self, bytes raw)
     cpdef appended(self)
     cpdef append_field(self, bytes name, bytes value)
@@ -53,19 +53,21 @@ cdef class ResponseParser(_Parser):
     cdef public list _expected
     cpdef bint drained(self)
     cpdef expect(self, bytes method, bint upgrade=*)
-    @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response)
+    @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response, p=cbytes)
     cpdef whole_response(self, bytes data)
 
-@cython.locals(eol=Py_ssize_t, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request, hs=list, lnames=list,
-               specials=list)
+@cython.locals(eol=Py_ssize_t, sp1=Py_ssize_t, sp2=Py_ssize_t, p=cbytes, method=bytes, target=bytes,
+               version=bytes, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request,
+               hs=list, lnames=list, specials=list)
 cpdef Request _build_request(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers,
                              bint lazy=*)
 
 @cython.locals(r=Request, plain=tuple)
 cdef Request _plain_request(list specials, bint v11, Py_ssize_t head_start)
 
-@cython.locals(eol=Py_ssize_t, v11=cython.bint, chunked=cython.bint, r=Response, hs=list, lnames=list,
-               specials=list)
+@cython.locals(eol=Py_ssize_t, sp1=Py_ssize_t, sp2=Py_ssize_t, p=cbytes, version=bytes, code=bytes,
+               reason=bytes, status=cython.longlong, v11=cython.bint, chunked=cython.bint, r=Response,
+               hs=list, lnames=list, specials=list)
 cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t max_headers,
                                bint lazy=*)
 
@@ -73,8 +75,23 @@ cpdef Response _build_response(bytes buf, Py_ssize_t start, Py_ssize_t end, Py_s
 cdef Response _plain_response(list specials, bint v11, Py_ssize_t head_start)
 
 @cython.locals(lname=bytes, value=bytes, conn=bytes, host=bytes, line_start=Py_ssize_t,
-               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t)
+               line_end=Py_ssize_t, r_from=Py_ssize_t, r_to=Py_ssize_t, n=cython.longlong)
 cdef tuple _plain_fields(list specials, Py_ssize_t head_start, bint want_host)
+
+@cython.locals(p=cbytes, n=Py_ssize_t)
+cpdef Py_ssize_t _find_crlf(bytes buf, Py_ssize_t i) except -2
+
+@cython.locals(p=cbytes, j=Py_ssize_t, c=cython.uchar)
+cpdef Py_ssize_t _head_end(bytes buf, Py_ssize_t i, Py_ssize_t limit) except -2
+
+@cython.locals(p=cbytes)
+cpdef Py_ssize_t _find_byte(bytes buf, unsigned char c, Py_ssize_t i, Py_ssize_t end) except -2
+
+@cython.locals(p=cbytes, t=cbytes, i=Py_ssize_t)
+cpdef bint _only(bytes s, bytes table) except -1
+
+@cython.locals(p=cbytes, n=Py_ssize_t, i=Py_ssize_t, d=cython.uint, v=cython.longlong)
+cpdef long long _decimal(bytes s) except -2
 
 cdef unsigned long long _SPECIAL_LENGTHS
 cdef bytes _SPECIAL_FIRST

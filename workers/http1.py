@@ -137,6 +137,11 @@ HAProxy applies by default):
 import re
 from operator import itemgetter
 
+try:
+    import cython               # the compiled build: cython.compiled is True
+except ImportError:             # pure Python without Cython installed
+    from farm import nocython as cython
+
 __all__ = [
     "HttpError", "Request", "Response", "Data", "EndOfMessage",
     "NEED_DATA", "END_OF_MESSAGE", "PAUSED", "TUNNEL", "CLOSED",
@@ -247,6 +252,88 @@ def only_table(allowed: bytes) -> bytes:
     keep = frozenset(allowed)
     return bytes(c if c in keep else c ^ 1 for c in range(256))
 
+
+# --------------------------------------------------------------------------
+# byte scans. The compiled build walks the bytes in C (http1.pxd types p as
+# a pointer into them): a few instructions a byte, where a call to a bytes
+# method costs some 300 in argument parsing alone, and a slice through a
+# slice object some 600. The pure build calls the bytes methods, and
+# tests/unit/test_http1_scans.py holds the two builds to the same answers.
+
+def _find_crlf(buf, i):
+    """Index of the first CRLF of buf at or after i; -1 if none."""
+    if not cython.compiled:
+        return buf.find(b"\r\n", i)
+    p = buf
+    n = len(buf) - 1
+    while i < n:
+        if p[i] == 13 and p[i + 1] == 10:
+            return i
+        i += 1
+    return -1
+
+
+def _head_end(buf, i, limit):
+    """Index of the first CRLFCRLF lying wholly in buf[i:limit]; -1 if none."""
+    if not cython.compiled:
+        return buf.find(b"\r\n\r\n", i, limit)
+    p = buf
+    limit = min(limit, len(buf))
+    j = i + 3                   # where the LF ending a match would be
+    while j < limit:
+        c = p[j]
+        if c == 10:
+            if p[j - 1] == 13 and p[j - 2] == 10 and p[j - 3] == 13:
+                return j - 3
+            j += 2              # this LF could only be a match's second byte
+        elif c == 13:
+            j += 1
+        else:
+            j += 4              # no match can hold this byte
+    return -1
+
+
+def _find_byte(buf, c, i, end):
+    """Index of the first byte c in buf[i:end]; -1 if none (end <= len(buf))."""
+    if not cython.compiled:
+        return buf.find(c, i, end)
+    p = buf
+    while i < end:
+        if p[i] == c:
+            return i
+        i += 1
+    return -1
+
+
+def _only(s, table):
+    """True when every byte of s is one that ``table`` (from only_table)
+    keeps."""
+    if not cython.compiled:
+        return s.translate(table) == s
+    p = s
+    t = table
+    for i in range(len(s)):
+        if t[p[i]] != p[i]:
+            return False
+    return True
+
+
+def _decimal(s):
+    """The value of s when it is 1 to 18 ASCII digits (what fits a signed
+    64-bit integer whatever the digits); else -1."""
+    if not cython.compiled:
+        return int(s) if len(s) <= 18 and s.isdigit() else -1
+    p = s
+    n = len(s)
+    if n == 0 or n > 18:
+        return -1
+    v = 0
+    for i in range(n):
+        d = p[i] - 48
+        if d > 9:               # unsigned: a byte below '0' wraps above 9
+            return -1
+        v = v * 10 + d
+    return v
 
 _TCHAR_T = only_table(_TCHAR)
 _HEX_T = only_table(_HEX)
@@ -376,7 +463,7 @@ class _Message:
         """The fields of raw (a head validated when received), names
         lowercased or not."""
         raw = self.raw
-        eol = raw.find(b"\r\n")
+        eol = _find_crlf(raw, 0)
         end = len(raw) - 2
         if eol + 2 >= end:
             return []
@@ -405,7 +492,8 @@ class _Message:
             return
         if self._headers is None:
             if hop:
-                raw = raw[:self._cut_from] + raw[self._cut_to:]
+                p = raw
+                raw = p[0:self._cut_from] + p[self._cut_to:len(raw)]
             self.raw = raw
             self._base = self._start_line() + (None,)
             return
@@ -748,15 +836,14 @@ def _fields(buf, a, b, status, max_headers, what="header", specials=None, lower=
             _field_error(buf[a:b], status, what)
         if specials is None:
             if lower:
-                hs.append((buf[start:name_end].lower(), buf[value_start:value_end]))
+                hs.append((p[start:name_end].lower(), p[value_start:value_end]))
             else:
-                hs.append((buf[start:name_end], buf[value_start:value_end]))
+                hs.append((p[start:name_end], p[value_start:value_end]))
         elif (_SPECIAL_LENGTHS >> min(name_end - start, 63)) & 1 and _SPECIAL_FIRST[p[start]]:
             # only names of a special length and first letter are lowered
-            name = buf[start:name_end]
-            lname = name.lower()
+            lname = p[start:name_end].lower()
             if lname in _SPECIAL:
-                specials.append((lname, buf[value_start:value_end], start, i + 2))
+                specials.append((lname, p[value_start:value_end], start, i + 2))
         n += 1
         i += 2
     if n > max_headers:
@@ -924,12 +1011,16 @@ def _build_request(buf, start, end, max_headers, lazy=False):
     ``Connection: keep-alive`` or ``close`` has its fields validated but not
     split (as _build_response does; the caller gives the head to
     _keep_raw())."""
-    eol = buf.find(b"\r\n", start)
-    parts = buf[start:eol].split(b" ")
-    if len(parts) != 3:
-        raise HttpError(400, "malformed request line")
-    method, target, version = parts
-    if not method or method.translate(_TCHAR_T) != method:
+    eol = _find_crlf(buf, start)
+    sp1 = _find_byte(buf, 32, start, eol)
+    sp2 = _find_byte(buf, 32, sp1 + 1, eol) if sp1 >= 0 else -1
+    if sp2 < 0 or _find_byte(buf, 32, sp2 + 1, eol) >= 0:
+        raise HttpError(400, "malformed request line")   # not three parts
+    p = buf
+    method = p[start:sp1]
+    target = p[sp1 + 1:sp2]
+    version = p[sp2 + 1:eol]
+    if not method or not _only(method, _TCHAR_T):
         raise HttpError(400, "invalid method")
     bad_version = False
     if version == b"HTTP/1.1":
@@ -943,7 +1034,7 @@ def _build_request(buf, start, end, max_headers, lazy=False):
         bad_version = v11 = True
     else:
         raise HttpError(400, "malformed HTTP version %r" % (version[:16],))
-    if not target or target.translate(_TARGET_OK_T) != target:
+    if not target or not _only(target, _TARGET_OK_T):
         raise HttpError(400, "invalid character in request target")
 
     if eol == end:
@@ -987,7 +1078,7 @@ def _build_request(buf, start, end, max_headers, lazy=False):
         if lnames.count(b"host") > 1:
             raise HttpError(400, "more than one Host header")
         host = hs[lnames.index(b"host")][1]
-        if host.translate(_HOST_OK_T) != host:
+        if not _only(host, _HOST_OK_T):
             raise HttpError(400, "invalid Host header")
         if authority is not None and not _same_authority(target, authority, host):
             # RFC 9112 3.2.2 makes a server use the target's authority, so
@@ -1053,22 +1144,29 @@ def _build_response(buf, start, end, max_headers, lazy=False):
     a proxy that forwards the head as received never pays for them. The
     caller must then give the head to _keep_raw() (ResponseParser.
     whole_response does)."""
-    eol = buf.find(b"\r\n", start)
-    parts = buf[start:eol].split(b" ", 2)
-    if len(parts) < 2:
+    eol = _find_crlf(buf, start)
+    sp1 = _find_byte(buf, 32, start, eol)
+    if sp1 < 0:
         raise HttpError(502, "malformed status line")
-    version = parts[0]
-    code = parts[1]
-    reason = parts[2] if len(parts) == 3 else b""
+    sp2 = _find_byte(buf, 32, sp1 + 1, eol)
+    p = buf
+    version = p[start:sp1]
+    if sp2 < 0:
+        code = p[sp1 + 1:eol]
+        reason = b""
+    else:
+        code = p[sp1 + 1:sp2]
+        reason = p[sp2 + 1:eol]
     if version == b"HTTP/1.1":
         v11 = True
     elif version == b"HTTP/1.0":
         v11 = False
     else:
         raise HttpError(502, "unsupported HTTP version %r" % (version[:16],))
-    if len(code) != 3 or not code.isdigit() or not 49 <= code[0] <= 53:
+    status = _decimal(code) if len(code) == 3 else -1
+    if not 100 <= status <= 599:
         raise HttpError(502, "invalid status code %r" % (code[:8],))
-    if reason and reason.translate(_REASON_OK_T) != reason:
+    if reason and not _only(reason, _REASON_OK_T):
         raise HttpError(502, "invalid character in reason phrase")
 
     if eol == end:
@@ -1081,7 +1179,7 @@ def _build_response(buf, start, end, max_headers, lazy=False):
             _fields(buf, eol + 2, end + 2, 502, max_headers, "header", specials)
             r = _plain_response(specials, v11, start)
             if r is not None:
-                r.status = int(code)
+                r.status = status
                 r.reason = reason
                 r.version = version
                 return r
@@ -1090,7 +1188,7 @@ def _build_response(buf, start, end, max_headers, lazy=False):
         sp = _SPECIAL.intersection(lnames)
 
     r = Response.__new__(Response)
-    r.status = int(code)
+    r.status = status
     r.reason = reason
     r.version = version
     r._headers = hs
@@ -1135,9 +1233,10 @@ def _plain_fields(specials, head_start, want_host):
     r_from = r_to = 0
     for lname, value, line_start, line_end in specials:
         if lname == b"content-length":
-            if cl is not None or len(value) > 18 or not value.isdigit():
+            n = _decimal(value)
+            if cl is not None or n < 0:
                 return None
-            cl = int(value)
+            cl = n
         elif lname == b"connection":
             if conn is not None:
                 return None
@@ -1147,7 +1246,7 @@ def _plain_fields(specials, head_start, want_host):
             r_from = line_start - head_start
             r_to = line_end - head_start
         elif lname == b"host" and want_host:
-            if host is not None or value.translate(_HOST_OK_T) != value:
+            if host is not None or not _only(value, _HOST_OK_T):
                 return None
             host = value
         else:
@@ -1288,7 +1387,7 @@ def parse_whole_request(data: bytes, max_head: int = 16384, max_headers: int = _
     max_head, with no body and not switching protocols; else None, and the
     caller feeds data to a parser, which also reports any error in it."""
     n = len(data)
-    if n == 0 or n > max_head or data[0] == 13 or data.find(b"\r\n\r\n") != n - 4:
+    if n == 0 or n > max_head or data[0] == 13 or _head_end(data, 0, n) != n - 4:
         return None
     try:
         req = _build_request(data, 0, n - 4, max_headers, True)
@@ -1761,7 +1860,7 @@ class ResponseParser(_Parser):
         if (self._state != _S_HEAD or self._pos < len(self._buf) or self._eof
                 or len(self._expected) != 1 or data[0] == 13):
             return None
-        end = data.find(b"\r\n\r\n", 0, self.max_head)
+        end = _head_end(data, 0, self.max_head)
         if end < 0:
             return None
         try:
@@ -1789,8 +1888,12 @@ class ResponseParser(_Parser):
         self.body_mode = resp.body_mode = mode
         self._state = _S_HEAD if resp.keep_alive else _S_CLOSED
         self._empty = 0
-        resp._keep_raw(data[:start])
-        return resp, data[start:]
+        if start == n:
+            resp._keep_raw(data)
+            return resp, b""
+        p = data
+        resp._keep_raw(p[0:start])
+        return resp, p[start:n]
 
     def _head_done(self, resp):
         if not self._expected:
