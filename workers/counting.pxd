@@ -2,6 +2,7 @@
 # The counters are C arrays of int64 (workers/runtime.py new_counters):
 # typed views, so that a count is a C addition.
 cimport cython
+from libc.time cimport time as c_time
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
 from workers.stream cimport Stream
 

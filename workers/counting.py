@@ -26,6 +26,11 @@ from __future__ import annotations
 
 import time
 
+try:
+    import cython               # the compiled build: cython.compiled is True
+except ImportError:             # pure Python without Cython installed
+    from farm import nocython as cython
+
 from farm.shm import (C_BIN, C_BOUT, C_CLI_ABRT, C_CONN_TOT, C_CONNECT, C_CTIME_MAX, C_CTIME_SUM,
                       C_DREQ, C_ECON, C_EREQ, C_ERESP, C_HRSP_1XX, C_HRSP_OTHER, C_INTERCEPTED,
                       C_LASTSESS, C_LBTOT, C_QTIME_MAX, C_QTIME_SUM, C_REQ_TOT, C_REUSE,
@@ -62,7 +67,10 @@ def server_taken(be, srv, balanced: bool, previous) -> None:
     is counted on it as a retry (wretr) when srv is the same server, as a
     redispatch (wredis) when it is another one."""
     srv.c[C_STOT] += 1
-    now = int(time.time())
+    if cython.compiled:
+        now = c_time(cython.NULL)    # libc's time(): int(time.time()) without the float
+    else:
+        now = int(time.time())
     srv.c[C_LASTSESS] = now          # lastsess: the last attempt, as HAProxy's
     be.c[C_LASTSESS] = now
     if balanced and srv is not previous:

@@ -1,8 +1,9 @@
 # Types of workers/h1conn.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
+cimport cython
 from workers.clientconn cimport ClientConn
 from workers.counting cimport request_bytes
-from workers.http1 cimport RequestParser, Request, head_bytes, parse_whole_request
+from workers.http1 cimport RequestParser, Request, Response, head_bytes, parse_whole_request
 from workers.loop cimport Timer
 from workers.stream cimport Stream
 
@@ -22,11 +23,13 @@ cdef class H1Connection(ClientConn):
     cpdef pump_request(self)
     cpdef start_stream(self, Request req, double t_start, bint whole)
     cpdef body_wanted(self, stream)
+    @cython.locals(s=Stream, r=Response, req=Request, head=bytes)
     cpdef response_head(self, stream, resp)
     cpdef response_data(self, stream, bytes data)
     cpdef local_reply(self, stream, bytes data)
     cpdef stream_ended(self, stream)
     cpdef queue_c(self, data)
+    @cython.locals(n=Py_ssize_t, out=bytes)
     cpdef bint write_client(self) except -1
     cpdef update_masks(self)
     cpdef rearm(self)

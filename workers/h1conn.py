@@ -32,8 +32,8 @@ from workers import counting, http1, linger
 from workers.clientconn import ClientConn
 from workers.counting import request_bytes
 from workers.h2conn import H2Connection, is_preface
-from workers.http1 import (CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError, Request,
-                           head_bytes, parse_whole_request)
+from workers.http1 import (BODY_CLOSE, CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError,
+                           Request, head_bytes, parse_whole_request)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
 from workers.stream import HIGH_WATER, INF, ST_SERVER, ST_TUNNEL, Stream
@@ -305,27 +305,29 @@ class H1Connection(ClientConn):
     def response_head(self, stream: Stream, resp) -> None:
         """Frame and queue a response head: the Connection field says
         whether this connection goes on (HTTP/1.1 keep-alive rules)."""
-        if resp.interim:
-            head = http1.serialize_response_head(resp)
+        s = stream              # typed (h1conn.pxd): the interface's
+        r = resp                # arguments are untyped objects
+        if r.interim:
+            head = http1.serialize_response_head(r)
             self.queue_c(head)
-            stream.bytes_out += len(head)
+            s.bytes_out += len(head)
             return
-        req = stream.req
-        if resp.status == 101:
-            resp.append_field(b"Connection", b"upgrade")
-        elif stream.close or self.ctx.draining or not req.keep_alive:
-            stream.close = True
-            resp.append_field(b"Connection", b"close")
+        req = s.req
+        if r.status == 101:
+            r.append_field(b"Connection", b"upgrade")
+        elif s.close or self.ctx.draining or not req.keep_alive:
+            s.close = True
+            r.append_field(b"Connection", b"close")
         elif req.version == b"HTTP/1.0":
-            resp.append_field(b"Connection", b"keep-alive")
-        if resp.body_mode == http1.BODY_CLOSE and not stream.close:
+            r.append_field(b"Connection", b"keep-alive")
+        if r.body_mode == BODY_CLOSE and not s.close:
             # no framing: the body ends when the server closes, and so must
             # the client connection (the client cannot see the end otherwise)
-            stream.close = True
-            resp.append_field(b"Connection", b"close")
-        head = head_bytes(resp)
+            s.close = True
+            r.append_field(b"Connection", b"close")
+        head = head_bytes(r)
         self.queue_c(head)
-        stream.bytes_out += len(head)
+        s.bytes_out += len(head)
 
     def response_data(self, stream: Stream, data: bytes) -> None:
         self.queue_c(data)
@@ -422,7 +424,8 @@ class H1Connection(ClientConn):
             self.abort("C")
             return False
         if n:
-            self.out_c = self.out_c[n:]
+            out = self.out_c
+            self.out_c = b"" if n == len(out) else out[n:]
             self.last_c = self.loop.now
         return True
 

@@ -87,5 +87,5 @@ cdef class WorkerContext:
     cdef public long long[::1] c
     cdef public Gauge g
     cdef public long long slot, generation, maxconn
-    cdef public bint draining
+    cdef public bint draining, acme_http
     cpdef bint superseded(self) except -1

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from urllib.parse import unquote_to_bytes
 
-from farm import model, shm, tlsconf
+from farm import challenges, model, shm, tlsconf
 from farm.logs import AccessLog
 from farm.resolve import ResolveError, lookup
 from farm.shm import H_STATE_VERSION
@@ -585,6 +585,9 @@ class WorkerContext:
         self.sessions: set = set()
         self.shared.sessions = self.sessions
         self.draining = False
+        # an ACME client's HTTP-01 answers (the master's board, made before
+        # the fork and kept for the worker's life): what every request asks
+        self.acme_http = challenges.BOARD is not None
         self.access = AccessLog(config.log)
         self.shared.register(shm.PROCESS_ROW, self)
         self.shared.ctx_row = self

@@ -19,6 +19,7 @@ cdef class ServerConn:
     cpdef begin(self, req)
     cpdef close(self, loop)
     cpdef Py_ssize_t flush(self) except -1
+    @cython.locals(n=Py_ssize_t, out=bytes)
     cpdef bint write(self) except -1
     cpdef discard_output(self)
     cpdef int mask(self, bint readable)

@@ -175,7 +175,8 @@ class ServerConn:
             self.stream.server_closed_early()
             return False
         if n:
-            self.out = self.out[n:]
+            out = self.out
+            self.out = b"" if n == len(out) else out[n:]
             self.stream.last_s = self.stream.loop.now
         return True
 

@@ -67,7 +67,7 @@ class Stream:
                  "local", "released", "to_tunnel", "stk",
                  "unlogged")
 
-    def __init__(self, conn, req: Request, t_start: float, req_done: bool):
+    def __init__(self, conn: ClientConn, req: Request, t_start: float, req_done: bool):
         self.conn = conn
         self.loop = conn.loop
         self.fe = conn.fe
@@ -125,7 +125,7 @@ class Stream:
         if fe.monitor_uri is not None and req._target == fe.monitor_uri:
             self.monitor_reply()
             return
-        if challenges.BOARD is not None and self.acme_challenge():
+        if self.conn.ctx.acme_http and self.acme_challenge():
             return
         if fe.forwardfor:
             # Replace what the client claims (it could lie), before the rules,

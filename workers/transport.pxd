@@ -1,6 +1,14 @@
 # Types of workers/transport.py for its compiled build (Cython pure mode:
 # the .py is the source; farm/build.py, docs/building.md).
 
+cimport cython
+from libc.errno cimport EAGAIN, EINTR, errno
+from posix.unistd cimport read, write
+
+ctypedef const unsigned char *cbytes
+
+cdef unsigned char _RECV_BUF[65536]     # PlainTransport.recv reads here (RECV_SIZE)
+
 cdef class Transport:
     cdef public object _sock, bind_name, proxy
     cdef public int fd
@@ -14,6 +22,8 @@ cdef class Transport:
     cpdef local_port(self)
 
 cdef class PlainTransport(Transport):
+    @cython.locals(n=Py_ssize_t, p=cbytes)
     cpdef recv(self)
+    @cython.locals(n=Py_ssize_t, p=cbytes)
     cpdef Py_ssize_t send(self, data) except -1
     cpdef shutdown_write(self)
