@@ -7,6 +7,15 @@ from workers.http1 cimport RequestParser, Request, Response, head_bytes, parse_w
 from workers.loop cimport Timer
 from workers.stream cimport Stream
 
+# Constants compared on every event, as C values: a Python global costs a
+# dictionary lookup and an int object per comparison. Assigned at import
+# from the .py's own definitions and imports (workers/states.py); nothing
+# may import them from this module.
+cdef int C_REQ, C_STREAM, C_TUNNEL, C_CLOSING, C_LINGER, C_CLOSED, C_HANDSHAKE
+cdef int EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, ST_SERVER, ST_TUNNEL
+cdef Py_ssize_t HIGH_WATER
+cdef double INF, DRAIN_IDLE_GRACE
+
 cdef class H1Connection(ClientConn):
     cdef public Timer timer
     cdef public RequestParser rp

@@ -36,7 +36,8 @@ from workers.http1 import (BODY_CLOSE, CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED
                            Request, head_bytes, parse_whole_request)
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.server import ServerConn
-from workers.stream import HIGH_WATER, INF, ST_SERVER, ST_TUNNEL, Stream
+from workers.states import ST_SERVER, ST_TUNNEL
+from workers.stream import HIGH_WATER, INF, Stream
 from workers.transport import SSL_TIMEOUT, HandshakeError, PlainTransport
 
 DRAIN_IDLE_GRACE = 0.5       # idle keep-alive seconds before a draining worker closes it

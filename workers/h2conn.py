@@ -44,7 +44,8 @@ from workers.h2.frames import PREFACE
 from workers.h2.messages import h1_chunk, h1_last_chunk, response_fields, to_request
 from workers.h2.relay import Dechunker, split_response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
-from workers.stream import HIGH_WATER, INF, ST_DONE, ST_SERVER, ST_TUNNEL, Stream
+from workers.states import ST_DONE, ST_SERVER, ST_TUNNEL
+from workers.stream import HIGH_WATER, INF, Stream
 
 SETTINGS_WAIT = 10.0         # seconds (at most timeout client) for the client to ack our SETTINGS
 

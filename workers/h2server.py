@@ -58,8 +58,8 @@ from workers.h2.messages import h1_chunk, h1_last_chunk, request_fields, trailer
 from workers.h2.relay import Dechunker
 from workers.http1 import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, REASONS, Response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
-from workers.server import (M_CONNECTING, M_HTTP, POOL_IDLE_TIMEOUT, ServerConn,
-                            connect_error_is_fatal)
+from workers.server import POOL_IDLE_TIMEOUT, ServerConn, connect_error_is_fatal
+from workers.states import M_CONNECTING, M_HTTP
 from workers.transport import HandshakeError, PlainTransport
 
 MAX_STREAMS_PER_CONN = 100   # our own cap, whatever the server allows (HAProxy: 100 too)

@@ -33,7 +33,7 @@ from workers.cookie import CookiePersistence
 from workers.lb import retry
 from workers.lb.pool import ServerPool
 from workers.loop import Loop
-from workers.server import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
+from workers.states import REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
 
 INF = float("inf")
 # http-reuse (HAProxy's): what a request may take from the idle pool

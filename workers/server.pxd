@@ -5,6 +5,9 @@ from workers.http1 cimport ResponseParser, head_bytes
 from workers.loop cimport Loop
 from workers.transport cimport Transport
 
+# Constants compared on every event, as C values (workers/states.py)
+cdef int EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, M_CONNECTING, M_HANDSHAKE, M_HTTP, M_TUNNEL
+
 cdef class ServerConn:
     cdef public Transport t
     cdef public int fd, mode

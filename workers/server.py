@@ -34,19 +34,11 @@ import socket
 from workers import http1
 from workers.http1 import CLOSED, END_OF_MESSAGE, NEED_DATA, TUNNEL, Data, HttpError, Response, head_bytes
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, is_fd_exhaustion
+from workers.states import M_CONNECTING, M_HANDSHAKE, M_HTTP, M_TUNNEL
 from workers.transport import HandshakeError, PlainTransport
-
-# A backend's http_reuse (HAProxy's http-reuse): who may take an idle
-# connection of the pool (workers/stream.py use_server). Here, beside the
-# pool, so that the stream need not import the runtime (an import cycle in
-# the compiled build: runtime -> counting -> stream -> runtime).
-REUSE_NEVER, REUSE_SAFE, REUSE_ALWAYS = range(3)
 
 POOL_MAX_IDLE = 256          # idle connections kept per server (per worker)
 POOL_IDLE_TIMEOUT = 5.0      # like HAProxy's pool-purge-delay
-
-# ServerConn.mode (M_HANDSHAKE: TLS to the server, after the TCP connect)
-M_CONNECTING, M_HTTP, M_TUNNEL, M_HANDSHAKE = range(4)
 
 
 class ServerConn:

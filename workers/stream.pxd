@@ -9,6 +9,10 @@ from workers.loop cimport Loop
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
 from workers.server cimport ServerConn
 
+# Constants compared on every event, as C values (workers/states.py)
+cdef int EPOLLIN, EPOLLOUT, M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
+cdef int ST_CONNECTING, ST_DONE, ST_QUEUED, ST_RULES, ST_SERVER, ST_TARPIT, ST_TUNNEL, ST_TURNAROUND
+
 cdef class Stream:
     cdef public ClientConn conn
     cdef public object resp, src, src_port, _rules_src, key, forced_server

@@ -37,17 +37,15 @@ from farm.logs import httplog_values, json_http_values
 from workers import counting, h2server, http1, ppsend, tables
 from workers.http1 import Request, Response, forwarding_strip
 from workers.rules import no_rules
-from workers.server import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn,
-                            connect_error_is_fatal)
+from workers.server import ServerConn, connect_error_is_fatal
+from workers.states import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ST_CONNECTING, ST_DONE,
+                            ST_QUEUED, ST_RULES, ST_SERVER, ST_TARPIT, ST_TUNNEL, ST_TURNAROUND)
 from workers.loop import EPOLLIN, EPOLLOUT
 
 INF = float("inf")
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
-# stream states (TURNAROUND: waiting to connect again to the server that
-# just refused, BackendRuntime.retry_wait)
-# ST_TARPIT: a tarpit rule holds the request until t_retry, then answers)
-ST_RULES, ST_QUEUED, ST_CONNECTING, ST_SERVER, ST_TUNNEL, ST_DONE, ST_TURNAROUND, ST_TARPIT = range(8)
+# the phase letter of a termination state, by stream state (workers/states.py)
 _PHASE = {ST_RULES: "R", ST_QUEUED: "Q", ST_CONNECTING: "C", ST_SERVER: "H", ST_TUNNEL: "D",
           ST_DONE: "L", ST_TURNAROUND: "C", ST_TARPIT: "T"}
 
@@ -67,14 +65,16 @@ class Stream:
                  "local", "released", "to_tunnel", "stk",
                  "unlogged")
 
-    def __init__(self, conn: ClientConn, req: Request, t_start: float, req_done: bool):
+    def __init__(self, conn, req: Request, t_start: float, req_done: bool):
+        # conn and req are read through the typed attributes (stream.pxd):
+        # the arguments of a def method are untyped objects when compiled
         self.conn = conn
-        self.loop = conn.loop
-        self.fe = conn.fe
         self.req = req
+        self.loop = self.conn.loop
+        self.fe = self.conn.fe
         self.resp = None
-        self.src = conn.src
-        self.src_port = conn.src_port
+        self.src = self.conn.src
+        self.src_port = self.conn.src_port
         self.be = None
         self.srv = None
         self.sc: ServerConn | None = None
@@ -95,8 +95,8 @@ class Stream:
         self.cc = "-"
         self.cs = "-"
         # as received (rules may rewrite it); joined only when logged
-        self.request_line = (req.method, req._target, req.version)
-        self.close = not req.keep_alive
+        self.request_line = (self.req.method, self.req._target, self.req.version)
+        self.close = not self.req.keep_alive
         self.tried: tuple[int, ...] = ()   # servers that failed (rare: no set per request)
         self.key = None
         self.forced_server = None
