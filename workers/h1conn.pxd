@@ -42,3 +42,5 @@ cdef class H1Connection(ClientConn):
     cpdef bint write_client(self) except -1
     cpdef update_masks(self)
     cpdef rearm(self)
+    cpdef linger(self)
+    cpdef close_session(self)

@@ -34,7 +34,7 @@ from workers.counting import request_bytes
 from workers.h2conn import H2Connection, is_preface
 from workers.http1 import (BODY_CLOSE, CLOSED, END_OF_MESSAGE, NEED_DATA, PAUSED, Data, HttpError,
                            Request, head_bytes, parse_whole_request)
-from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Timer
 from workers.server import ServerConn
 from workers.states import ST_SERVER, ST_TUNNEL
 from workers.stream import HIGH_WATER, INF, Stream
@@ -58,20 +58,23 @@ class H1Connection(ClientConn):
                  "to_request", "wq_c", "__weakref__")
 
     def __init__(self, ctx, fe, t: PlainTransport, caddr: tuple):
+        # ctx, fe and t are read through the typed attributes (h1conn.pxd,
+        # clientconn.pxd): a def method's arguments are untyped objects
         self.ctx = ctx
-        self.loop = loop = ctx.loop
         self.fe = fe
         self.t = t
-        self.cfd = t.fd
+        self.loop = self.ctx.loop
+        self.cfd = self.t.fd
         self.src = caddr[0]
         self.src_port = caddr[1]
         self._src_bytes = None               # X-Forwarded-For (src_bytes), once per connection
         self._dst_port = None
-        pp = getattr(caddr, "proxy", None)    # a PROXY header came first (workers/ppaccept.py)
-        if pp is not None:
-            t.proxy = pp
-            if pp.dst_port is not None:
-                self._dst_port = pp.dst_port
+        if type(caddr) is not tuple:
+            pp = getattr(caddr, "proxy", None)    # a PROXY header came first (workers/ppaccept.py)
+            if pp is not None:
+                self.t.proxy = pp
+                if pp.dst_port is not None:
+                    self._dst_port = pp.dst_port
         self.rp = None      # the request parser, made when bytes need one (take_whole_request)
         self.state = C_REQ
         self.stream: Stream | None = None
@@ -85,28 +88,29 @@ class H1Connection(ClientConn):
         self.shut_c_after_flush = False  # tunnel half-close waiting for out_c to drain
         self.requests = 0
         self.accept_time = time.time()
-        self.t_accept = loop.now
-        self.req_start = loop.now        # first byte (or start of wait) of the next request
+        now = self.loop.now
+        self.t_accept = now
+        self.req_start = now             # first byte (or start of wait) of the next request
         self.req_bytes = False           # some bytes of the next request arrived
-        self.last_c = loop.now
-        t = fe.cfg.timeouts
-        self.to_client = t.client or INF
-        self.to_request = t.http_request or INF
-        self.to_keepalive = t.http_keep_alive or self.to_request
+        self.last_c = now
+        timeouts = self.fe.cfg.timeouts
+        self.to_client = timeouts.client or INF
+        self.to_request = timeouts.http_request or INF
+        self.to_keepalive = timeouts.http_keep_alive or self.to_request
         self.to_floor = min(self.to_client, self.to_request, self.to_keepalive)
-        self.timer = loop.timer(self)    # calls on_timeout (__call__)
-        ctx.sessions.add(self)
+        self.timer = Timer(self)         # calls on_timeout (__call__)
+        self.ctx.sessions.add(self)
         if self.t.secure and not self.t.established:
             # TLS: the handshake first, bounded by timeout client (as
             # HAProxy bounds it); tried at once, the ClientHello is
             # usually there already
             self.state = C_HANDSHAKE
-            loop.add(self.cfd, EPOLLIN, self.on_handshake)
-            loop.set_timer(self.timer, loop.now + self.to_client)
+            self.loop.add(self.cfd, EPOLLIN, self.on_handshake)
+            self.loop.set_timer(self.timer, now + self.to_client)
             self.on_handshake(EPOLLIN)
             return
-        loop.add(self.cfd, EPOLLIN, self.on_event)
-        loop.set_timer(self.timer, loop.now + self.to_request)
+        self.loop.add(self.cfd, EPOLLIN, self.on_event)
+        self.loop.set_timer(self.timer, now + self.to_request)
 
     @classmethod
     def accepted(cls, ctx, fe, csock, caddr: tuple) -> "H1Connection":
