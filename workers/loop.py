@@ -25,11 +25,17 @@ Design choices (see DESIGN.md, "Event loop hygiene"):
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import signal
 import time
 from collections.abc import Callable
+
+try:
+    import cython               # the compiled build: cython.compiled is True
+except ImportError:             # pure Python without Cython installed
+    from farm import nocython as cython
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -37,6 +43,7 @@ EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLRDHUP = select.EPOLLRDHUP
 COMPACT_MIN = 4096      # heap entries before stale ones are worth sweeping
+MAX_EVENTS = 256        # events taken from epoll per turn
 
 
 class Timer:
@@ -329,7 +336,7 @@ class Loop:
             if not t.active:
                 self._pop_first()
                 continue
-            return max(0.0, t.queued - time.monotonic())
+            return max(0.0, t.queued - monotonic())
         return -1
 
     # -- signals -----------------------------------------------------------
@@ -376,23 +383,40 @@ class Loop:
         """Run turns until stop() is called."""
         self.running = True
         poll = self.epoll.poll
+        epfd = self.epoll.fileno()
         handlers = self.handlers
         while self.running:
             timeout = self._poll_timeout()
-            try:
-                events = poll(timeout, 256)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries
-                events = ()
-            self.now = time.monotonic()
-            removed = self._removed
-            if removed:
-                removed.clear()
-            for fd, ev in events:
-                if fd in removed:
-                    continue       # closed (and maybe reused) earlier this turn
-                h = handlers.get(fd)
-                if h is not None:
-                    h(ev)
+            if cython.compiled:
+                # epoll_wait(2) into a C array (loop.pxd): epoll.poll makes a
+                # list, and a tuple and an int or two, of every event
+                n = self._wait(epfd, timeout)
+                self.now = monotonic()
+                removed = self._removed
+                if removed:
+                    removed.clear()
+                for i in range(n):
+                    fd = _EVENTS[i].data.fd
+                    if removed and fd in removed:
+                        continue       # closed (and maybe reused) earlier this turn
+                    h = handlers.get(fd)
+                    if h is not None:
+                        h(_EVENTS[i].events)
+            else:
+                try:
+                    events = poll(timeout, MAX_EVENTS)
+                except InterruptedError:  # pragma: no cover - PEP 475 retries
+                    events = ()
+                self.now = time.monotonic()
+                removed = self._removed
+                if removed:
+                    removed.clear()
+                for fd, ev in events:
+                    if fd in removed:
+                        continue       # closed (and maybe reused) earlier this turn
+                    h = handlers.get(fd)
+                    if h is not None:
+                        h(ev)
             if self._heap:
                 self._run_timers()
             if self._soon:
@@ -401,6 +425,22 @@ class Loop:
                     cb()
             for hook in self._end_of_turn:
                 hook()
+
+    def _wait(self, epfd: int, timeout: float) -> int:
+        """The compiled build's epoll_wait: up to MAX_EVENTS events into
+        _EVENTS, waiting at most timeout seconds (rounded up to a
+        millisecond, as epoll.poll does; below 0: no limit), the GIL let go
+        meanwhile. Returns how many came; an interrupted wait returns 0
+        after running the signal handlers, as epoll.poll would."""
+        ms = -1 if timeout < 0 else int(math.ceil(timeout * 1000))
+        with cython.nogil:
+            n = epoll_wait(epfd, _EVENTS, MAX_EVENTS, ms)
+        if n < 0:
+            if errno_ != EINTR:
+                raise OSError(errno_, os.strerror(errno_))
+            PyErr_CheckSignals()
+            return 0
+        return n
 
     def stop(self) -> None:
         self.running = False
@@ -412,6 +452,15 @@ class Loop:
             os.close(self._wakeup_w)
             self._wakeup_r = self._wakeup_w = -1
         self.epoll.close()
+
+
+def monotonic() -> float:
+    """time.monotonic(): the same clock, read through clock_gettime in the
+    compiled build (no module attribute and float call to pay)."""
+    if not cython.compiled:
+        return time.monotonic()
+    clock_gettime(CLOCK_MONOTONIC, cython.address(ts))
+    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 def _noop() -> None:
