@@ -27,3 +27,14 @@ cdef class PlainTransport(Transport):
     @cython.locals(n=Py_ssize_t, p=cbytes)
     cpdef Py_ssize_t send(self, data) except -1
     cpdef shutdown_write(self)
+
+cdef class TlsTransport(Transport):
+    cdef public object _cert, _ssl
+    cpdef bint handshake(self) except -1
+    cpdef recv(self)
+    cpdef Py_ssize_t send(self, data) except -1
+    cpdef shutdown_write(self)
+
+cdef class ServerTlsTransport(TlsTransport):
+    cdef public object server_name
+    cdef public bint session_taken

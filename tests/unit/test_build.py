@@ -72,12 +72,12 @@ ALL_DECLARED = {cls: names for pxd in PXDS for cls, names in pxd_classes(pxd).it
 
 def declared_with_bases(cls: str, source: str, own: set[str]) -> set[str]:
     """What cls declares (own: its .pxd's declarations; two modules may
-    have classes of the same name), with what its base classes (any .pxd)
-    declare."""
+    have classes of the same name), with what its base classes (any .pxd,
+    and theirs in turn) declare."""
     names = set(own)
     for base in ALL_DECLARED:
         if base != cls and re.search(rf"class {cls}\({base}\)", source):
-            names |= ALL_DECLARED[base]
+            names |= declared_with_bases(base, source, ALL_DECLARED[base])
     return names
 
 
