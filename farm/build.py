@@ -35,6 +35,7 @@ COMPILED = (
     "workers.transport",
     "workers.clientconn",
     "workers.h1conn",
+    "workers.accept",
     "workers.linger",
     "workers.stream",
     "workers.server",

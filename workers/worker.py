@@ -28,15 +28,14 @@ import sys
 import traceback
 
 from farm import logs, model
-from farm.shm import C_DENIED_CONN
-from workers import counting, ppaccept, rules
+from workers import ppaccept, rules
 from workers import tables as sticks
-from workers.loop import EPOLLIN, Loop, is_fd_exhaustion
+from workers.accept import Acceptor
+from workers.loop import EPOLLIN, Loop
 from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
 
 BOOT_ERROR = 3
-ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
 FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
 FD_REPORT_INTERVAL = 5.0    # seconds between two accept_still_paused lines
 FD_SETTLE = 1.0             # seconds of accepting without EMFILE that end the episode
@@ -234,66 +233,10 @@ class Worker:
             for lsock in fe.listeners:
                 self.loop.remove(lsock.fileno())
 
-    def acceptor(self, fe: FrontendRuntime, lsock: socket.socket):
-        ctx = self.ctx
-        # socket.accept() is Python code that reads the listener's family
-        # and type through properties converting them to enums, twice per
-        # connection; the C accept under it and the numbers read once here
-        # make the same socket object
-        accept_fd = lsock._accept
-        family, sock_type, proto = int(lsock.family), int(lsock.type), lsock.proto
-        new_socket = socket.socket
+    def acceptor(self, fe: FrontendRuntime, lsock: socket.socket) -> Acceptor:
+        """The loop's handler of listening socket lsock (workers/accept.py)."""
         session_class = self.tls_sessions.get(lsock.fileno(), fe.session_class)
-        nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        fe_g = fe.g
-        ctx_g = ctx.g
-
-        def on_ready(events: int) -> None:
-            for _ in range(ACCEPT_BATCH):
-                # The connection is counted before it is accepted: maxconn
-                # (the frontend's, and global.maxconn) holds over all
-                # workers, atomically; a full one leaves clients in the
-                # kernel's backlog until a connection ends somewhere.
-                n_fe = fe_g.reserve(fe.maxconn)
-                if not n_fe:
-                    self.pause_full(fe)
-                    return
-                n_all = ctx_g.reserve(ctx.maxconn)
-                if not n_all:
-                    fe_g.give()
-                    self.pause_full(fe)
-                    return
-                try:
-                    fd, caddr = accept_fd()
-                except BlockingIOError:
-                    fe_g.give()
-                    ctx_g.give()
-                    return
-                except OSError as e:
-                    fe_g.give()
-                    ctx_g.give()
-                    if is_fd_exhaustion(e):
-                        self.out_of_fds()
-                        return
-                    continue  # ECONNABORTED and friends: that client is gone
-                csock = new_socket(family, sock_type, proto, fd)
-                fe_g.confirm(n_fe)
-                ctx_g.confirm(n_all)
-                csock.setblocking(False)
-                csock.setsockopt(*nodelay)
-                counting.connection(fe)
-                try:
-                    if session_class(ctx, fe, csock, caddr) is sticks.REJECTED:
-                        fe.c[C_DENIED_CONN] += 1    # tcp_request reject: closed
-                        fe_g.give()
-                        ctx_g.give()
-                except Exception:
-                    self.log.error("session_failed", frontend=fe.name, error=traceback.format_exc())
-                    csock.close()
-                    fe_g.give()
-                    ctx_g.give()
-        return on_ready
+        return Acceptor(self, self.ctx, fe, lsock, session_class)
 
     def pause_full(self, fe: FrontendRuntime) -> None:
         """maxconn reached: stop accepting on fe until connections end. Those

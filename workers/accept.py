@@ -1,0 +1,94 @@
+"""Accepting the connections of a listening socket: the loop's handler of
+a listener (workers/worker.py registers one per listening socket), run
+for every new connection, hence compiled (farm/build.py).
+
+The connection is counted before it is accepted: maxconn (the frontend's,
+and global.maxconn) holds over all workers, atomically (workers/runtime.py
+Gauge); a full one leaves clients in the kernel's backlog until a
+connection ends somewhere, and the worker stops polling the listener
+(Worker.pause_full). The accepted socket is made non-blocking with
+TCP_NODELAY and handed to the frontend's session class (an HTTP or TCP
+session, maybe behind TLS, PROXY protocol or tcp-request rules)."""
+
+from __future__ import annotations
+
+import socket
+import traceback
+
+from farm.shm import C_DENIED_CONN
+from workers import counting
+from workers import tables as sticks
+from workers.loop import is_fd_exhaustion
+
+ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
+
+
+class Acceptor:
+    """The handler of one listening socket of frontend fe (called with the
+    epoll events; it accepts until the backlog is empty or ACCEPT_BATCH
+    connections were taken). worker is what it calls back: pause_full(fe)
+    when a maxconn is reached, out_of_fds() when the process has no
+    descriptor left, and its log when a session could not be made."""
+
+    __slots__ = ("worker", "ctx", "fe", "accept_fd", "family", "sock_type", "proto",
+                 "session_class")
+
+    def __init__(self, worker, ctx, fe, lsock: socket.socket, session_class):
+        self.worker = worker
+        self.ctx = ctx
+        self.fe = fe
+        # socket.accept() is Python code that reads the listener's family
+        # and type through properties converting them to enums, twice per
+        # connection; the C accept under it and the numbers read once here
+        # make the same socket object
+        self.accept_fd = lsock._accept
+        self.family = int(lsock.family)
+        self.sock_type = int(lsock.type)
+        self.proto = lsock.proto
+        self.session_class = session_class
+
+    def __call__(self, events: int) -> None:
+        fe = self.fe
+        ctx = self.ctx
+        fe_g = fe.g
+        ctx_g = ctx.g
+        for _ in range(ACCEPT_BATCH):
+            n_fe = fe_g.reserve(fe.maxconn)
+            if not n_fe:
+                self.worker.pause_full(fe)
+                return
+            n_all = ctx_g.reserve(ctx.maxconn)
+            if not n_all:
+                fe_g.give()
+                self.worker.pause_full(fe)
+                return
+            try:
+                fd, caddr = self.accept_fd()
+            except BlockingIOError:
+                fe_g.give()
+                ctx_g.give()
+                return
+            except OSError as e:
+                fe_g.give()
+                ctx_g.give()
+                if is_fd_exhaustion(e):
+                    self.worker.out_of_fds()
+                    return
+                continue  # ECONNABORTED and friends: that client is gone
+            csock = socket.socket(self.family, self.sock_type, self.proto, fd)
+            fe_g.confirm(n_fe)
+            ctx_g.confirm(n_all)
+            csock.setblocking(False)
+            csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            counting.connection(fe)
+            try:
+                if self.session_class(ctx, fe, csock, caddr) is sticks.REJECTED:
+                    fe.c[C_DENIED_CONN] += 1    # tcp_request reject: closed
+                    fe_g.give()
+                    ctx_g.give()
+            except Exception:
+                self.worker.log.error("session_failed", frontend=fe.name,
+                                      error=traceback.format_exc())
+                csock.close()
+                fe_g.give()
+                ctx_g.give()
