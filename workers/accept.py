@@ -12,15 +12,17 @@ session, maybe behind TLS, PROXY protocol or tcp-request rules)."""
 
 from __future__ import annotations
 
+import _socket
 import socket
 import traceback
 
 from farm.shm import C_DENIED_CONN
-from workers import counting
-from workers import tables as sticks
+from workers.counting import connection as count_connection
+from workers.tables import REJECTED
 from workers.loop import is_fd_exhaustion
 
 ACCEPT_BATCH = 64           # accepts per readiness, for fairness between listeners
+_IPPROTO_TCP, _TCP_NODELAY = int(socket.IPPROTO_TCP), int(socket.TCP_NODELAY)
 
 
 class Acceptor:
@@ -75,14 +77,17 @@ class Acceptor:
                     self.worker.out_of_fds()
                     return
                 continue  # ECONNABORTED and friends: that client is gone
-            csock = socket.socket(self.family, self.sock_type, self.proto, fd)
+            # the C socket type: socket.socket adds Python frames to its
+            # creation and to detach (PlainTransport.drop_socket), and the
+            # sessions only call its C methods (ssl's wrap_socket too)
+            csock = _socket.socket(self.family, self.sock_type, self.proto, fd)
             fe_g.confirm(n_fe)
             ctx_g.confirm(n_all)
             csock.setblocking(False)
-            csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            counting.connection(fe)
+            csock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+            count_connection(fe)
             try:
-                if self.session_class(ctx, fe, csock, caddr) is sticks.REJECTED:
+                if self.session_class(ctx, fe, csock, caddr) is REJECTED:
                     fe.c[C_DENIED_CONN] += 1    # tcp_request reject: closed
                     fe_g.give()
                     ctx_g.give()
