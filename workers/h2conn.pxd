@@ -6,7 +6,7 @@ cimport cython
 from workers.clientconn cimport ClientConn
 from workers.h2.conn cimport H2Connection as H2Codec
 from workers.h2.events cimport DataReceived, RequestReceived
-from workers.h2.messages cimport h1_chunk, h1_last_chunk, response_fields, to_request
+from workers.h2.messages cimport h1_chunk, h1_last_chunk, head_fields, to_request
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
 from workers.stream cimport Stream
@@ -19,7 +19,7 @@ cdef Py_ssize_t HIGH_WATER
 cdef double INF, SETTINGS_WAIT
 
 cdef class _H2Stream:
-    cdef public object sid, head, dechunk, trailers, resp_trailers
+    cdef public object sid, head, head_key, dechunk, trailers, resp_trailers
     cdef public Stream stream
     cdef public list out, req_in
     cdef public Py_ssize_t out_len
@@ -30,7 +30,7 @@ cdef class H2Connection(ClientConn):
     cdef public H2Codec h2
     cdef public int cfd, state
     cdef public Timer timer
-    cdef public dict active, by_stream, touched
+    cdef public dict active, by_stream, touched, heads
     cdef public bytes out_c
     cdef public bint c_eof, soon
     cdef public double to_client, to_request, to_keepalive, idle_since

@@ -41,7 +41,7 @@ from workers.h2.errors import CANCEL, NO_ERROR, REFUSED_STREAM, SETTINGS_TIMEOUT
 from workers.h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged,
                                RequestReceived, StreamReset, TrailersReceived, WindowUpdated)
 from workers.h2.frames import PREFACE
-from workers.h2.messages import h1_chunk, h1_last_chunk, response_fields, to_request
+from workers.h2.messages import h1_chunk, h1_last_chunk, head_fields, to_request
 from workers.h2.relay import Dechunker, split_response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.stream import HIGH_WATER, INF, ST_DONE, ST_SERVER, ST_TUNNEL, Stream
@@ -84,14 +84,15 @@ class _H2Stream:
     """The connection's side of one HTTP/2 stream: what is waiting in
     either direction, and the Stream doing the transaction."""
 
-    __slots__ = ("sid", "stream", "head", "out", "out_len", "ended", "fin", "dechunk",
-                 "req_in", "req_end", "req_sent", "chunked", "trailers", "resp_trailers",
-                 "timer", "head_only")
+    __slots__ = ("sid", "stream", "head", "head_key", "out", "out_len", "ended", "fin",
+                 "dechunk", "req_in", "req_end", "req_sent", "chunked", "trailers",
+                 "resp_trailers", "timer", "head_only")
 
     def __init__(self, sid: int, stream: Stream | None):
         self.sid = sid
         self.stream = stream
         self.head = None          # response fields not given to the codec yet
+        self.head_key = None      # their encoder key (messages.head_fields)
         self.out: list = []       # response DATA not taken by the codec (flow control)
         self.out_len = 0
         self.ended = False        # the transaction is over: END_STREAM after out
@@ -111,8 +112,8 @@ class H2Connection(ClientConn):
     """An HTTP/2 client connection and the streams it carries (the
     ClientConn interface of workers/clientconn.py)."""
 
-    __slots__ = ("h2", "cfd", "state", "timer", "active", "by_stream", "touched", "out_c",
-                 "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
+    __slots__ = ("h2", "cfd", "state", "timer", "active", "by_stream", "touched", "heads",
+                 "out_c", "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
                  "waiting_body", "soon", "__weakref__")
 
     def __init__(self, ctx, fe, t, caddr: tuple, first: bytes = b"", accept_time=None,
@@ -137,6 +138,7 @@ class H2Connection(ClientConn):
         self.active: dict = {}          # stream id -> _H2Stream
         self.by_stream: dict = {}       # Stream -> _H2Stream
         self.touched: dict = {}         # _H2Stream -> None: to look at at the end of the event
+        self.heads: dict = {}           # response heads seen (messages.head_fields)
         self.out_c = b""
         self.c_eof = False
         self.waiting_body = 0           # streams whose request body is still coming
@@ -311,15 +313,16 @@ class H2Connection(ClientConn):
         st = self.by_stream.get(stream)
         if st is None:
             return
-        fields = response_fields(resp)
-        stream.bytes_out += sum([len(k) + len(v) + 4 for k, v in fields])
+        fields, size, key = head_fields(resp, self.heads)
+        stream.bytes_out += size
         if resp.interim:
             if resp.status != 100 or not st.req_end:
-                self.h2.send_headers(st.sid, fields)
+                self.h2.send_headers(st.sid, fields, False, key)
             return
         if resp.chunked:
             st.dechunk = Dechunker()
         st.head = fields
+        st.head_key = key
         self.touched[st] = None
 
     def response_data(self, stream, data: bytes) -> None:
@@ -340,6 +343,7 @@ class H2Connection(ClientConn):
             return
         _, fields, body = split_response(data)
         st.head = fields
+        st.head_key = None
         st.dechunk = None
         st.out = [body] if body and not st.head_only else []
         st.out_len = len(body)
@@ -449,7 +453,7 @@ class H2Connection(ClientConn):
                 stream.bytes_in += sc.flush()
         if st.head is not None:
             end = st.ended and not st.out and not st.resp_trailers
-            if not h2.send_headers(sid, st.head, end):
+            if not h2.send_headers(sid, st.head, end, st.head_key):
                 self.forget(st)
                 return
             st.head = None

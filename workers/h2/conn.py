@@ -853,11 +853,13 @@ class H2Connection:
                 unacked = 0
             st.unacked = unacked
 
-    def send_headers(self, stream_id: int, headers, end_stream: bool = False) -> bool:
+    def send_headers(self, stream_id: int, headers, end_stream: bool = False,
+                     key=None) -> bool:
         """Send a header list on stream_id: the response head (server role;
         1xx heads first if any), or trailers (end_stream must be True once
         the final head was sent). Field names must be lowercase, pseudo-
-        header fields first (messages.response_fields() does it). Returns
+        header fields first (messages.response_fields() does it). ``key``:
+        see hpack.Encoder.encode (messages.head_fields gives one). Returns
         False, sending nothing, when the stream is gone (reset, or the
         connection closed)."""
         st = self.streams.get(stream_id)
@@ -875,7 +877,7 @@ class H2Connection:
                     raise ValueError("1xx response cannot end the stream")
             else:
                 st.responded = True
-        block = self._encoder.encode(headers)
+        block = self._encoder.encode(headers, key)
         n = len(block)
         if n <= self.peer_max_frame:
             self._out.append(_pack_header(n >> 8, n & 0xFF, HEADERS,

@@ -21,9 +21,10 @@ cdef class Decoder:
 cdef class Encoder:
     cdef public list _table, _pending_updates
     cdef public Py_ssize_t _size, max_table_size, _cap, _inserted
-    cdef public dict _by_field, _by_name
+    cdef public dict _by_field, _by_name, _memo
     cdef public bint huffman
-    @cython.locals(out=list, by_field=dict, static=dict)
-    cpdef bytes encode(self, fields)
+    @cython.locals(out=list, by_field=dict, static=dict, memo=dict, block=bytes,
+                   inserted=Py_ssize_t)
+    cpdef bytes encode(self, fields, key=*)
     @cython.locals(huffman=bint)
     cdef _literal(self, tuple field, list out)

@@ -79,7 +79,7 @@ from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, REASONS, Request, Response
                            strip_hop_by_hop)
 
 __all__ = ["check_request", "check_response", "check_trailers", "to_request",
-           "response_fields", "request_fields", "to_response", "trailer_fields",
+           "response_fields", "head_fields", "request_fields", "to_response", "trailer_fields",
            "h1_chunk", "h1_last_chunk", "CONNECTION_SPECIFIC"]
 
 # the character classes of workers/http1.py (one definition for both protocols)
@@ -389,6 +389,36 @@ def response_fields(resp: Response) -> list:
 
 _STATUS = {code: b"%d" % code for code in REASONS}
 _DROPPED = http1.HOP_BY_HOP | {b"transfer-encoding"}
+_HEADS_MAX = 16             # heads a connection remembers (head_fields; emptied when full)
+_HEAD_MAX_LEN = 2048        # longer heads are not remembered
+
+
+def head_fields(resp: Response, memo: dict) -> tuple:
+    """(fields, size, key) for the HEADERS of resp: response_fields(resp),
+    their size as counted in bytes_out (name, value and 4 per field), and
+    the key under which the encoder may remember the block
+    (hpack.Encoder.encode), or None.
+
+    A head as received (not split, nothing appended: what
+    lowercase_fields() reads) is a function of its raw bytes and status
+    alone; such heads are remembered in memo (one dict per connection:
+    raw -> (status, fields, size)), so that a server answering the same
+    head again costs one dict lookup. The fields are then shared: read
+    them, never change them. The key is the raw head."""
+    raw = resp.raw
+    if raw is None or resp._headers is not None or resp._appended is not None \
+            or len(raw) > _HEAD_MAX_LEN:
+        fields = response_fields(resp)
+        return fields, sum([len(k) + len(v) + 4 for k, v in fields]), None
+    hit = memo.get(raw)
+    if hit is not None and hit[0] == resp.status:
+        return hit[1], hit[2], raw
+    fields = response_fields(resp)
+    size = sum([len(k) + len(v) + 4 for k, v in fields])
+    if len(memo) >= _HEADS_MAX:
+        memo.clear()
+    memo[raw] = (resp.status, fields, size)
+    return fields, size, raw
 
 
 def trailer_fields(fields) -> list:
