@@ -16,7 +16,7 @@ cdef int FLAG_ACK, FLAG_END_HEADERS, FLAG_END_STREAM
 cdef long long DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, MAX_WINDOW
 cdef int SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_INITIAL_WINDOW_SIZE
 cdef int SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_FRAME_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE
-cdef Py_ssize_t _PREFACE_LEN
+cdef Py_ssize_t _PREFACE_LEN, _HEAD_MEMO_MAX, _HEAD_MEMO_LEN
 cdef long long _MAX_STREAM_ID
 cdef int _S_PREFACE, _S_SETTINGS, _S_OPEN, _S_CLOSED
 cdef int _C_END, _C_PEER_RST, _C_LOCAL_RST
@@ -48,6 +48,7 @@ cdef class H2Connection:
     cdef public list _parts, _out, _events, _flood
     cdef public dict streams
     cdef public set _seen
+    cdef public dict _heads
     cdef public long long _highest_remote, _next_local, _cont_sid, _cont_dep
     cdef public long long peer_max_frame, peer_initial_window, peer_max_concurrent
     cdef public long long _send_window, _recv_window, _recv_unacked, _recv_initial
@@ -73,10 +74,11 @@ cdef class H2Connection:
     cdef _on_headers(self, sid, int flags, bytes payload)
     @cython.locals(frags=list)
     cdef _on_continuation(self, sid, int flags, bytes payload)
-    @cython.locals(end=int, st=_Stream, cl=cython.longlong)
+    @cython.locals(end=int, st=_Stream, cl=cython.longlong, decoder=Decoder,
+                   gen=Py_ssize_t, known=tuple, checked=tuple, heads=dict)
     cdef _header_block(self, sid, int flags, bytes block, dep)
     @cython.locals(st=_Stream)
-    cdef _new_request(self, sid, int end, dep, fields, too_large)
+    cdef tuple _new_request(self, sid, int end, dep, fields, too_large, tuple checked)
     cdef _response_head(self, _Stream st, int end, fields)
     cdef _closed_or_idle_headers(self, sid)
     cdef _inactive(self, sid, _Stream st, what)

@@ -126,6 +126,8 @@ _pack_header = _HEADER.pack
 _PREFACE_LEN = len(PREFACE)
 _MAX_STREAM_ID = 0x7FFFFFFF
 _SHUTDOWN_PING = b"farm-gw\x00"
+_HEAD_MEMO_MAX = 16         # request blocks remembered per connection (emptied when full)
+_HEAD_MEMO_LEN = 512        # longer blocks are not remembered
 
 # connection states
 _S_PREFACE = 0      # server: waiting for the client's preface
@@ -221,7 +223,7 @@ class H2Connection:
                  "_cont_sid", "_cont_flags", "_cont_frags", "_cont_len", "_cont_dep",
                  "_goaway_sent", "_goaway_last", "_goaway_received", "_shutdown",
                  "_flood_t0", "_flood", "_pending_control", "stalled_since",
-                 "peer_goaway_last", "_seen")
+                 "peer_goaway_last", "_seen", "_heads")
 
     def __init__(self, client: bool = False, config=None, clock=time.monotonic):
         cfg = self.config = config or _DEFAULT_CONFIG
@@ -266,6 +268,7 @@ class H2Connection:
         self._pending_control = 0
         self.stalled_since = None
         self._seen = set()                  # fields already found valid (check_request)
+        self._heads = {}                    # request blocks decoded and checked (_header_block)
         out = self._out
         if client:
             out.append(PREFACE)
@@ -507,13 +510,22 @@ class H2Connection:
     def _header_block(self, sid, flags, block, dep):
         """A complete header block for stream sid (HEADERS flags)."""
         # decode first, whatever becomes of the stream: the HPACK context
-        # must follow every block
+        # must follow every block. A request block seen before, which left
+        # the decoder's table as it was then and finds it so now, means the
+        # same fields, already checked: remembered (_heads), not decoded.
+        decoder = self._decoder
+        gen = decoder.generation
         too_large = None
-        try:
-            fields = self._decoder.decode(block)
-        except HeaderListTooLarge as e:
-            fields = None
-            too_large = e.reason
+        known = self._heads.get(block) if not self.client else None
+        if known is not None and known[0] == gen and not decoder._need_update:
+            fields = known[1][:]            # the event's list is the caller's
+        else:
+            known = None
+            try:
+                fields = decoder.decode(block)
+            except HeaderListTooLarge as e:
+                fields = None
+                too_large = e.reason
         end = flags & FLAG_END_STREAM
         st = self.streams.get(sid)
         if st is None:
@@ -525,7 +537,17 @@ class H2Connection:
             if sid <= self._highest_remote:
                 self._closed_or_idle_headers(sid)
                 return
-            self._new_request(sid, end, dep, fields, too_large)
+            if known is not None:
+                self._new_request(sid, end, dep, fields, None, known[2])
+            elif too_large is None and decoder.generation == gen and len(block) <= _HEAD_MEMO_LEN:
+                checked = self._new_request(sid, end, dep, fields, None, None)
+                if checked is not None:
+                    heads = self._heads
+                    if len(heads) >= _HEAD_MEMO_MAX:
+                        heads.clear()
+                    heads[block] = (gen, fields[:], checked)
+            else:
+                self._new_request(sid, end, dep, fields, too_large, None)
             return
         if dep == sid:
             raise H2StreamError(sid, PROTOCOL_ERROR, "stream depends on itself")
@@ -552,23 +574,27 @@ class H2Connection:
         if not st.send_open:
             self._close_stream(st, _C_END)
 
-    def _new_request(self, sid, end, dep, fields, too_large):
+    def _new_request(self, sid, end, dep, fields, too_large, checked):
+        """A request head opens stream sid. ``checked``: what
+        check_request(fields) returned for the same fields before, or None.
+        Returns check_request's tuple once checked (None otherwise)."""
         self._highest_remote = sid
         if self._goaway_sent and sid > self._goaway_last:
             self._remember(sid, _C_LOCAL_RST)      # ignored: the client retries elsewhere
-            return
+            return None
         if dep == sid:
             raise H2StreamError(sid, PROTOCOL_ERROR, "stream depends on itself")
         if len(self.streams) >= self.config.max_concurrent_streams:
             raise H2StreamError(sid, REFUSED_STREAM, "over max_concurrent_streams")
         if too_large is not None:
             self._refuse_431(sid, end, too_large)
-            return
-        try:
-            method, scheme, path, authority, host, cl, regular = check_request(fields,
-                                                                               self._seen)
-        except MalformedMessage as e:
-            raise H2StreamError(sid, PROTOCOL_ERROR, e.reason) from None
+            return None
+        if checked is None:
+            try:
+                checked = check_request(fields, self._seen)
+            except MalformedMessage as e:
+                raise H2StreamError(sid, PROTOCOL_ERROR, e.reason) from None
+        method, scheme, path, authority, host, cl, regular = checked
         if end and cl:
             raise H2StreamError(sid, PROTOCOL_ERROR, "content-length %d without DATA" % cl)
         st = _Stream(sid, self.peer_initial_window, self._recv_initial)
@@ -579,6 +605,7 @@ class H2Connection:
         self.streams[sid] = st
         self._events.append(RequestReceived(sid, fields, bool(end), method, scheme, path,
                                             authority, host, cl, regular))
+        return checked
 
     def _response_head(self, st, end, fields):
         sid = st.id

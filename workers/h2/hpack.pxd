@@ -12,7 +12,7 @@ cpdef bytes huffman_decode(bytes data)
 cdef class Decoder:
     cdef public list _table
     cdef public Py_ssize_t _size, max_table_size, max_allowed, max_header_list_size
-    cdef public Py_ssize_t max_fields, _max_entry
+    cdef public Py_ssize_t max_fields, _max_entry, generation
     cdef public bint _need_update
     cdef public object _lut
     @cython.locals(fields=list, n=Py_ssize_t, total=Py_ssize_t)

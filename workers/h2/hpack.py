@@ -262,7 +262,7 @@ class Decoder:
     """Decodes the header blocks of one direction of one connection."""
 
     __slots__ = ("_table", "_size", "max_table_size", "max_allowed", "max_header_list_size",
-                 "max_fields", "_need_update", "_lut", "_max_entry")
+                 "max_fields", "_need_update", "_lut", "_max_entry", "generation")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE,
                  max_header_list_size: int = 65536, max_fields: int = 100):
@@ -278,6 +278,9 @@ class Decoder:
         self._need_update = False
         self._lut = None                 # index -> field, both tables (None: to rebuild)
         self._max_entry = _STATIC_MAX    # no entry of either table is larger
+        # bumped by every change of the dynamic table: while it is the same,
+        # a block decodes to the same fields (a caller may remember them)
+        self.generation = 0
 
     def set_max_allowed(self, size: int) -> None:
         """Our SETTINGS_HEADER_TABLE_SIZE changed (and was acknowledged): the
@@ -297,6 +300,7 @@ class Decoder:
         table = self._table
         limit = self.max_table_size
         self._lut = None
+        self.generation += 1
         if size > limit:
             # an entry larger than the table empties it (section 4.4)
             table.clear()
@@ -315,6 +319,7 @@ class Decoder:
         if size > self.max_allowed:
             raise HPACKError("table size update %d above %d" % (size, self.max_allowed))
         self.max_table_size = size
+        self.generation += 1
         table = self._table
         total = self._size
         while total > size:
