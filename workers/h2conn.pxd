@@ -7,6 +7,7 @@ from workers.clientconn cimport ClientConn
 from workers.h2.conn cimport H2Connection as H2Codec
 from workers.h2.events cimport DataReceived, RequestReceived
 from workers.h2.messages cimport h1_chunk, h1_last_chunk, head_fields, to_request
+from workers.http1 cimport Request
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
 from workers.stream cimport Stream
@@ -24,16 +25,16 @@ cdef class _H2Stream:
     cdef public list out, req_in
     cdef public Py_ssize_t out_len
     cdef public bint ended, fin, req_end, req_sent, chunked, head_only
-    cdef public Timer timer
+    cdef public double when
 
 cdef class H2Connection(ClientConn):
     cdef public H2Codec h2
     cdef public int cfd, state
-    cdef public Timer timer
+    cdef public Timer timer, stimer
     cdef public dict active, by_stream, touched, heads
     cdef public bytes out_c
     cdef public bint c_eof, soon
-    cdef public double to_client, to_request, to_keepalive, idle_since
+    cdef public double to_client, to_request, to_keepalive, idle_since, s_when
     cdef public Py_ssize_t waiting_body
     cdef object __weakref__
     @cython.locals(st=_H2Stream)
@@ -41,7 +42,7 @@ cdef class H2Connection(ClientConn):
     @cython.locals(st=_H2Stream)
     cdef data_received(self, DataReceived ev)
     cpdef request_ended(self, _H2Stream st)
-    @cython.locals(st=_H2Stream, stream=Stream)
+    @cython.locals(st=_H2Stream, stream=Stream, req=Request)
     cpdef new_stream(self, RequestReceived ev)
     cpdef stream_reset(self, _H2Stream st, str who)
     cpdef forget(self, _H2Stream st)
@@ -76,4 +77,5 @@ cdef class H2Connection(ClientConn):
     cpdef update_mask(self)
     @cython.locals(when=double)
     cpdef rearm(self)
-    cdef stream_timeout_callback(self, _H2Stream st)
+    @cython.locals(st=_H2Stream, stream=Stream, when=double, now=double)
+    cpdef on_stream_timers(self)

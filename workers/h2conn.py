@@ -14,8 +14,10 @@ response) are turned from HTTP/1.1 bytes into HEADERS and DATA.
 
 Per stream it keeps what the codec could not send yet (the client's
 flow-control windows are closed), what the client sent before the server
-side could take it, and a timer for the stream's own timeouts (queue,
-connect, server). The connection keeps the client's timeouts: client
+side could take it, and the deadline of the stream's own timeouts (queue,
+connect, server): one timer of the connection (stimer) is armed for the
+earliest of them, and when it fires the streams past their deadline time
+out. The connection keeps the client's timeouts: client
 (while the client owes us bytes or window), http_request before the
 first stream, http_keep_alive between streams; an idle connection gets a
 GOAWAY and is closed; a client that does not acknowledge our SETTINGS
@@ -86,7 +88,7 @@ class _H2Stream:
 
     __slots__ = ("sid", "stream", "head", "head_key", "out", "out_len", "ended", "fin",
                  "dechunk", "req_in", "req_end", "req_sent", "chunked", "trailers",
-                 "resp_trailers", "timer", "head_only")
+                 "resp_trailers", "when", "head_only")
 
     def __init__(self, sid: int, stream: Stream | None):
         self.sid = sid
@@ -104,7 +106,7 @@ class _H2Stream:
         self.chunked = False      # the request body goes chunked to the server
         self.trailers = None      # request trailers (chunked to the server)
         self.resp_trailers = None  # a chunked response's trailers (a last HEADERS frame)
-        self.timer = None
+        self.when = INF           # the stream's deadline as last looked at (finish_io)
         self.head_only = False    # HEAD: no DATA whatever the server says
 
 
@@ -112,7 +114,7 @@ class H2Connection(ClientConn):
     """An HTTP/2 client connection and the streams it carries (the
     ClientConn interface of workers/clientconn.py)."""
 
-    __slots__ = ("h2", "cfd", "state", "timer", "active", "by_stream", "touched", "heads",
+    __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active", "by_stream", "touched", "heads",
                  "out_c", "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
                  "waiting_body", "soon", "__weakref__")
 
@@ -148,6 +150,8 @@ class H2Connection(ClientConn):
         self.to_request = tmo.http_request or self.to_client
         self.to_keepalive = tmo.http_keep_alive or self.to_request
         self.timer = loop.timer(self.on_timeout)
+        self.stimer = loop.timer(self.on_stream_timers)
+        self.s_when = INF               # when stimer is armed for (INF: not armed)
         ctx.sessions.add(self)
         if ctx.draining:
             self.h2.goaway()
@@ -261,8 +265,9 @@ class H2Connection(ClientConn):
         now = self.loop.now
         stream = Stream(self, req, now, bool(ev.end_stream))
         # what HAProxy logs for HTTP/2: the absolute URI, version 2.0
-        stream.request_line = (req.method, scheme + b"://" + req.host + req.target
-                               if req.host else req.target, b"HTTP/2.0")
+        host = req.host
+        stream.request_line = (req.method, b"".join((scheme, b"://", host, req._target))
+                               if host else req._target, b"HTTP/2.0")
         st.stream = stream
         st.req_end = bool(ev.end_stream)
         if not st.req_end:
@@ -289,8 +294,6 @@ class H2Connection(ClientConn):
             self.by_stream.pop(stream, None)
             if not st.req_end:
                 self.waiting_body -= 1
-        if st.timer is not None:
-            st.timer.release()
         self.touched.pop(st, None)
         if not self.active:
             self.idle_since = self.loop.now
@@ -512,13 +515,14 @@ class H2Connection(ClientConn):
                 if loop.masks.get(sc.fd) != smask:
                     loop.watch(sc.fd, smask, sc.on_event)
             if stream.state != ST_DONE:
-                when = stream.deadline()
-                if when != INF:
-                    if st.timer is None:
-                        st.timer = loop.timer(self.stream_timeout_callback(st))
-                    loop.set_timer(st.timer, when)
-                elif st.timer is not None:
-                    st.timer.cancel()
+                # a later deadline needs nothing: stimer fires early, finds
+                # no stream past its deadline, and is armed again
+                when = st.when = stream.deadline()
+                if when < self.s_when:
+                    self.s_when = when
+                    loop.set_timer(self.stimer, when)
+            else:
+                st.when = INF
         data = self.h2.data_to_send()
         if data:
             if self.out_c:
@@ -590,10 +594,25 @@ class H2Connection(ClientConn):
             self.state = C_CLOSING
         self.finish_io()
 
-    def stream_timeout_callback(self, st: _H2Stream):
-        """The callback of st's timer. (Not a lambda in finish_io: the
-        compiled build has no closures in cpdef methods.)"""
-        return lambda: self.on_stream_timeout(st)
+    def on_stream_timers(self) -> None:
+        """stimer fired: the streams past their deadline time out, then
+        stimer is armed for the earliest deadline left."""
+        now = self.loop.now
+        self.s_when = INF
+        for st in [st for st in self.active.values() if st.when <= now]:
+            self.on_stream_timeout(st)
+            if self.state == C_CLOSED:
+                return
+            stream = st.stream
+            if stream is None or stream.state == ST_DONE:
+                st.when = INF           # nothing left to time out
+        when = INF
+        for st in self.active.values():
+            if st.when < when:
+                when = st.when
+        if when < self.s_when:
+            self.s_when = when
+            self.loop.set_timer(self.stimer, when)
 
     def on_stream_timeout(self, st: _H2Stream) -> None:
         stream = st.stream
@@ -661,6 +680,7 @@ class H2Connection(ClientConn):
             self.stream_reset(st, "C")
         self.state = C_CLOSED
         self.timer.release()
+        self.stimer.release()
         loop = self.loop
         loop.remove(self.cfd)
         self.t.close()

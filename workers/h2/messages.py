@@ -75,7 +75,7 @@ from operator import itemgetter, methodcaller
 
 from workers import http1
 from workers.h2.errors import MalformedMessage
-from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, REASONS, Request, Response,
+from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, REASONS, Request, Response,
                            strip_hop_by_hop)
 
 __all__ = ["check_request", "check_response", "check_trailers", "to_request",
@@ -319,34 +319,47 @@ def to_request(ev) -> Request:
     """The http1.Request for a RequestReceived event (see the module
     docstring). The request is keep-alive (the connection goes on)."""
     fields = ev.headers
-    hs = fields[ev.regular:]
+    regular = ev.regular
+    hs = fields[regular:]
     authority = ev.authority
     if ev.host is None:
         hs.insert(0, (b"host", authority))
-    names = list(map(_name_of, hs))
-    if names.count(b"cookie") > 1:
+    # one pass for the two names that need more than copying
+    cookies = 0
+    expect = False
+    for field in hs:
+        name = field[0]
+        if name == b"cookie":
+            cookies += 1
+        elif name == b"expect":
+            expect = True
+    if cookies > 1:
+        names = list(map(_name_of, hs))
         first = names.index(b"cookie")
         joined = b"; ".join([v for k, v in hs if k == b"cookie"])
         hs = [h for i, h in enumerate(hs) if i == first or h[0] != b"cookie"]
         hs[first] = (b"cookie", joined)
     method = ev.method
-    req = Request(method, authority if method == b"CONNECT" else ev.path, b"HTTP/2.0")
-    req.headers = hs
-    req.keep_alive = True
-    req.host = authority if authority is not None else ev.host
     cl = ev.content_length
-    req.content_length = cl
+    body_mode = BODY_NONE               # also the constructor's default
+    chunked = False
     if ev.end_stream:
-        pass                            # BODY_NONE, the constructor's default
+        pass
     elif cl is not None:
         if cl:
-            req.body_mode = BODY_LENGTH
+            body_mode = BODY_LENGTH
     elif method != b"CONNECT":
         # unknown length: HTTP/1.1 servers get it chunked
-        req.body_mode = BODY_CHUNKED
-        req.chunked = True
+        body_mode = BODY_CHUNKED
+        chunked = True
         hs.append((b"transfer-encoding", b"chunked"))
-    if b"expect" in names:
+    req = Request(method, authority if method == b"CONNECT" else ev.path, b"HTTP/2.0", hs)
+    req.keep_alive = True
+    req.host = authority if authority is not None else ev.host
+    req.content_length = cl
+    req.body_mode = body_mode
+    req.chunked = chunked
+    if expect:
         for k, v in hs:
             if k == b"expect" and v.lower() == b"100-continue":
                 req.expect_continue = True
