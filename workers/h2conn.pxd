@@ -7,7 +7,7 @@ from workers.clientconn cimport ClientConn
 from workers.h2.conn cimport H2Connection as H2Codec
 from workers.h2.events cimport DataReceived, RequestReceived
 from workers.h2.messages cimport h1_chunk, h1_last_chunk, head_fields, to_request
-from workers.http1 cimport Request
+from workers.http1 cimport Request, Response
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
 from workers.stream cimport Stream
@@ -24,7 +24,7 @@ cdef class _H2Stream:
     cdef public Stream stream
     cdef public list out, req_in
     cdef public Py_ssize_t out_len
-    cdef public bint ended, fin, req_end, req_sent, chunked, head_only
+    cdef public bint ended, fin, req_end, req_sent, chunked, head_only, live
     cdef public double when
 
 cdef class H2Connection(ClientConn):
@@ -50,7 +50,7 @@ cdef class H2Connection(ClientConn):
     cpdef bint client_room(self, stream) except -1
     @cython.locals(st=_H2Stream)
     cpdef body_wanted(self, stream)
-    @cython.locals(st=_H2Stream)
+    @cython.locals(st=_H2Stream, r=Response)
     cpdef response_head(self, stream, resp)
     @cython.locals(st=_H2Stream)
     cpdef response_data(self, stream, bytes data)

@@ -88,7 +88,7 @@ class _H2Stream:
 
     __slots__ = ("sid", "stream", "head", "head_key", "out", "out_len", "ended", "fin",
                  "dechunk", "req_in", "req_end", "req_sent", "chunked", "trailers",
-                 "resp_trailers", "when", "head_only")
+                 "resp_trailers", "when", "head_only", "live")
 
     def __init__(self, sid: int, stream: Stream | None):
         self.sid = sid
@@ -108,6 +108,7 @@ class _H2Stream:
         self.resp_trailers = None  # a chunked response's trailers (a last HEADERS frame)
         self.when = INF           # the stream's deadline as last looked at (finish_io)
         self.head_only = False    # HEAD: no DATA whatever the server says
+        self.live = True          # in the connection's active streams (forget() ends it)
 
 
 class H2Connection(ClientConn):
@@ -289,6 +290,7 @@ class H2Connection(ClientConn):
     def forget(self, st: _H2Stream) -> None:
         if self.active.pop(st.sid, None) is None:
             return
+        st.live = False
         stream = st.stream
         if stream is not None:
             self.by_stream.pop(stream, None)
@@ -316,13 +318,14 @@ class H2Connection(ClientConn):
         st = self.by_stream.get(stream)
         if st is None:
             return
-        fields, size, key = head_fields(resp, self.heads)
-        stream.bytes_out += size
-        if resp.interim:
+        r = resp
+        fields, size, key = head_fields(r, self.heads)
+        st.stream.bytes_out += size
+        if r.status < 200 and r.interim:
             if resp.status != 100 or not st.req_end:
                 self.h2.send_headers(st.sid, fields, False, key)
             return
-        if resp.chunked:
+        if r.chunked:
             st.dechunk = Dechunker()
         st.head = fields
         st.head_key = key
@@ -501,13 +504,13 @@ class H2Connection(ClientConn):
         while touched:
             st = next(iter(touched))
             del touched[st]
-            if st.sid not in self.active:
+            if not st.live:
                 continue
             self.pump(st)
             if self.state == C_CLOSED:
                 return
             stream = st.stream
-            if stream is None or st.sid not in self.active:
+            if stream is None or not st.live:
                 continue
             sc = stream.sc
             if sc is not None and (stream.state == ST_SERVER or stream.state == ST_TUNNEL):

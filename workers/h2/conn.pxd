@@ -7,6 +7,7 @@ from workers.h2.frames cimport (headers_frames, parse_data, parse_headers,
                                 parse_window_update, rst_stream_frame, window_update_frame)
 from workers.h2.hpack cimport Decoder, Encoder
 from workers.h2.messages cimport check_request
+from workers.http1 cimport cbytes
 
 # the frame types, flags and settings this module tests, as C values
 # (assigned by the .py's imports)
@@ -39,14 +40,14 @@ cdef class _Stream:
 cdef class H2Connection:
     cdef public H2Config config
     cdef public bint client
-    cdef public object _clock, _closed, _cont_frags
+    cdef public object _clock, _cont_frags
     cdef public Decoder _decoder
     cdef public Encoder _encoder
     cdef public object peer_max_header_list, stalled_since
     cdef public int _state, _settings_unacked, _cont_flags, _shutdown, _pending_control
-    cdef public Py_ssize_t _pre, _plen, _need, _cont_len
-    cdef public list _parts, _out, _events, _flood
-    cdef public dict streams
+    cdef public Py_ssize_t _pre, _plen, _need, _cont_len, _closed_head
+    cdef public list _parts, _out, _events, _flood, _closed_order
+    cdef public dict streams, _closed
     cdef public set _seen
     cdef public dict _heads
     cdef public long long _highest_remote, _next_local, _cont_sid, _cont_dep
@@ -65,7 +66,7 @@ cdef class H2Connection:
     @cython.locals(k=Py_ssize_t, chunk=bytes)
     cdef Py_ssize_t _preface(self, bytes data) except -2
     @cython.locals(n=Py_ssize_t, maxf=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t,
-                   ftype=int, flags=int, sid=cython.long, payload=bytes, rest=bytes)
+                   ftype=int, flags=int, sid=cython.long, payload=bytes, rest=bytes, p=cbytes)
     cdef _frames(self, bytes data, Py_ssize_t pos)
     @cython.locals(length=Py_ssize_t, st=_Stream, end=int, received=cython.longlong,
                    cl=cython.longlong)
@@ -97,6 +98,7 @@ cdef class H2Connection:
     @cython.locals(now=double, counts=list)
     cdef _count(self, int kind, long long budget, what)
     cdef _control_queued(self)
+    @cython.locals(closed=dict, order=list, head=Py_ssize_t)
     cdef _remember(self, sid, int how)
     cdef _close_stream(self, _Stream st, int how)
     @cython.locals(st=_Stream)

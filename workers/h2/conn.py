@@ -95,8 +95,6 @@ Errors and limits (``H2Config``; each has a unit test):
 """
 
 import time
-from collections import OrderedDict
-
 from workers.h2.errors import (
     CANCEL, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, NO_ERROR,
     PROTOCOL_ERROR, REFUSED_STREAM, STREAM_CLOSED, H2ConnectionError, H2StreamError,
@@ -216,7 +214,8 @@ class H2Connection:
     docstring)."""
 
     __slots__ = ("config", "client", "_clock", "_state", "_pre", "_parts", "_plen", "_need",
-                 "_out", "_events", "streams", "_closed", "_highest_remote", "_next_local",
+                 "_out", "_events", "streams", "_closed", "_closed_order", "_closed_head",
+                 "_highest_remote", "_next_local",
                  "_decoder", "_encoder", "peer_max_frame", "peer_initial_window",
                  "peer_max_concurrent", "peer_max_header_list", "_send_window",
                  "_recv_window", "_recv_unacked", "_recv_initial", "_settings_unacked",
@@ -237,7 +236,9 @@ class H2Connection:
         self._out = []
         self._events = []
         self.streams = {}                   # id -> _Stream, open streams only
-        self._closed = OrderedDict()        # id -> _C_*, recently closed, oldest first
+        self._closed = {}                   # id -> _C_*, recently closed
+        self._closed_order = []             # their ids, oldest first from _closed_head
+        self._closed_head = 0
         self._highest_remote = 0            # highest stream id opened by the peer
         self._next_local = 1 if client else 2
         # until our SETTINGS are acknowledged the peer may use the defaults
@@ -384,20 +385,21 @@ class H2Connection:
     def _frames(self, data, pos):
         n = len(data)
         maxf = self.config.max_frame_size
+        p = data            # compiled: a pointer to the bytes (a slice is one copy)
         while n - pos >= 9:
             # the 9-byte header read byte by byte: C array reads once
             # compiled, where struct's unpack is a call and a tuple
-            length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
-            ftype = data[pos + 3]
-            flags = data[pos + 4]
-            sid = (((data[pos + 5] & 0x7F) << 24) | (data[pos + 6] << 16)
-                   | (data[pos + 7] << 8) | data[pos + 8])
+            length = (p[pos] << 16) | (p[pos + 1] << 8) | p[pos + 2]
+            ftype = p[pos + 3]
+            flags = p[pos + 4]
+            sid = (((p[pos + 5] & 0x7F) << 24) | (p[pos + 6] << 16)
+                   | (p[pos + 7] << 8) | p[pos + 8])
             if length > maxf:
                 raise H2ConnectionError(FRAME_SIZE_ERROR, "frame of %d bytes" % length)
             end = pos + 9 + length
             if end > n:
                 break
-            payload = data[pos + 9:end]
+            payload = p[pos + 9:end]
             pos = end
             if self._cont_sid and ftype != CONTINUATION:
                 raise H2ConnectionError(PROTOCOL_ERROR, "frame inside a header block")
@@ -801,10 +803,24 @@ class H2Connection:
             raise H2ConnectionError(ENHANCE_YOUR_CALM, "control frames not read by the peer")
 
     def _remember(self, sid, how):
+        """Remember how stream sid closed; past max_closed_streams the
+        oldest is forgotten (first remembered, first forgotten: a FIFO of
+        ids beside the dict, whose entries are only removed here)."""
         closed = self._closed
+        if sid in closed:
+            closed[sid] = how
+            return
         closed[sid] = how
+        order = self._closed_order
+        order.append(sid)
         if len(closed) > self.config.max_closed_streams:
-            closed.popitem(False)
+            head = self._closed_head
+            del closed[order[head]]
+            head += 1
+            if head >= 64 and head * 2 >= len(order):
+                del order[:head]
+                head = 0
+            self._closed_head = head
 
     def _close_stream(self, st, how):
         del self.streams[st.id]
