@@ -71,7 +71,7 @@ cdef class H2Connection(ClientConn):
                    n=Py_ssize_t)
     cpdef pump(self, _H2Stream st)
     @cython.locals(st=_H2Stream, stream=Stream, sc=ServerConn, loop=Loop, touched=dict,
-                   when=double, smask=int)
+                   when=double, smask=int, batch=list)
     cpdef finish_io(self)
     @cython.locals(loop=Loop, readable=bint, cmask=int)
     cpdef update_mask(self)

@@ -115,8 +115,8 @@ class H2Connection(ClientConn):
     """An HTTP/2 client connection and the streams it carries (the
     ClientConn interface of workers/clientconn.py)."""
 
-    __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active", "by_stream", "touched", "heads",
-                 "out_c", "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
+    __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active", "by_stream",
+                 "touched", "heads", "out_c", "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
                  "waiting_body", "soon", "__weakref__")
 
     def __init__(self, ctx, fe, t, caddr: tuple, first: bytes = b"", accept_time=None,
@@ -502,30 +502,34 @@ class H2Connection(ClientConn):
         touched = self.touched
         loop = self.loop
         while touched:
-            st = next(iter(touched))
-            del touched[st]
-            if not st.live:
-                continue
-            self.pump(st)
-            if self.state == C_CLOSED:
-                return
-            stream = st.stream
-            if stream is None or not st.live:
-                continue
-            sc = stream.sc
-            if sc is not None and (stream.state == ST_SERVER or stream.state == ST_TUNNEL):
-                smask = sc.mask(stream.server_readable())
-                if loop.masks.get(sc.fd) != smask:
-                    loop.watch(sc.fd, smask, sc.on_event)
-            if stream.state != ST_DONE:
-                # a later deadline needs nothing: stimer fires early, finds
-                # no stream past its deadline, and is armed again
-                when = st.when = stream.deadline()
-                if when < self.s_when:
-                    self.s_when = when
-                    loop.set_timer(self.stimer, when)
-            else:
-                st.when = INF
+            # in the order they were touched, a batch at a time (those
+            # touched meanwhile come in the next batch; a stream forgotten
+            # meanwhile is no longer live)
+            batch = list(touched)
+            touched.clear()
+            for st in batch:
+                if not st.live:
+                    continue
+                self.pump(st)
+                if self.state == C_CLOSED:
+                    return
+                stream = st.stream
+                if stream is None or not st.live:
+                    continue
+                sc = stream.sc
+                if sc is not None and (stream.state == ST_SERVER or stream.state == ST_TUNNEL):
+                    smask = sc.mask(stream.server_readable())
+                    if loop.masks.get(sc.fd) != smask:
+                        loop.watch(sc.fd, smask, sc.on_event)
+                if stream.state != ST_DONE:
+                    # a later deadline needs nothing: stimer fires early,
+                    # finds no stream past its deadline, and is armed again
+                    when = st.when = stream.deadline()
+                    if when < self.s_when:
+                        self.s_when = when
+                        loop.set_timer(self.stimer, when)
+                else:
+                    st.when = INF
         data = self.h2.data_to_send()
         if data:
             if self.out_c:

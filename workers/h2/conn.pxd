@@ -109,7 +109,7 @@ cdef class H2Connection:
     cdef _terminate(self, code, reason, bint goaway=*)
     @cython.locals(st=_Stream, unacked=cython.longlong)
     cpdef acknowledge_received_data(self, stream_id, long long n)
-    @cython.locals(st=_Stream, n=Py_ssize_t, block=bytes)
+    @cython.locals(st=_Stream, n=Py_ssize_t, block=bytes, first=tuple, status=bytes)
     cpdef bint send_headers(self, stream_id, headers, bint end_stream=*, key=*) except -1
     @cython.locals(st=_Stream, n=Py_ssize_t, out=list, maxf=Py_ssize_t, room=cython.longlong,
                    take=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, last=bint)

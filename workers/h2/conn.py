@@ -915,7 +915,8 @@ class H2Connection:
                 raise ValueError("trailers must end the stream")
         elif not self.client:
             first = headers[0]
-            if first[0] == b":status" and first[1][:1] == b"1":
+            status = first[1]
+            if first[0] == b":status" and status and status[0] == 49:     # 1xx
                 if end_stream:
                     raise ValueError("1xx response cannot end the stream")
             else:
