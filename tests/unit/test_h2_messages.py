@@ -267,9 +267,15 @@ def test_head_fields_remembers_the_heads_kept_raw():
     assert fields == response_fields(first) == [(b":status", b"200"), (b"server", b"nginx"),
                                                 (b"content-length", b"3")]
     assert size == sum(len(k) + len(v) + 4 for k, v in fields)
-    assert key == first.raw and len(memo) == 1
+    assert key == first.raw and [k for k in memo if k is not None] == [first.raw]
     again = lazy()
-    assert head_fields(again, memo)[0] is fields        # one lookup
+    got, _, key = head_fields(again, memo)
+    assert got is fields and key is first.raw           # compared with the last one
+    data404 = data.replace(b"200 OK", b"404 Not Found")
+    p = http1.ResponseParser()
+    p.expect(b"GET")
+    assert head_fields(p.whole_response(data404)[0], memo)[0][0] == (b":status", b"404")
+    assert head_fields(lazy(), memo)[0] is fields       # found in memo again
     other = lazy()
     other.status = 404                                  # a rule's set-status
     assert head_fields(other, memo)[0] == [(b":status", b"404")] + fields[1:]

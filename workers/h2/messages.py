@@ -415,23 +415,28 @@ def head_fields(resp: Response, memo: dict) -> tuple:
     A head as received (not split, nothing appended: what
     lowercase_fields() reads) is a function of its raw bytes and status
     alone; such heads are remembered in memo (one dict per connection:
-    raw -> (status, fields, size)), so that a server answering the same
-    head again costs one dict lookup. The fields are then shared: read
-    them, never change them. The key is the raw head."""
+    raw -> (raw, status, fields, size)), so that a server answering the
+    same head again costs one lookup. memo[None] holds the last head
+    found, compared first byte for byte (cheaper than hashing a new head);
+    the key returned is the remembered raw object, whose hash is known.
+    The fields are shared: read them, never change them."""
     raw = resp.raw
     if raw is None or resp._headers is not None or resp._appended is not None \
             or len(raw) > _HEAD_MAX_LEN:
         fields = response_fields(resp)
         return fields, sum([len(k) + len(v) + 4 for k, v in fields]), None
-    hit = memo.get(raw)
-    if hit is not None and hit[0] == resp.status:
-        return hit[1], hit[2], raw
-    fields = response_fields(resp)
-    size = sum([len(k) + len(v) + 4 for k, v in fields])
-    if len(memo) >= _HEADS_MAX:
-        memo.clear()
-    memo[raw] = (resp.status, fields, size)
-    return fields, size, raw
+    status = resp.status
+    hit = memo.get(None)
+    if hit is None or hit[0] != raw or hit[1] != status:
+        hit = memo.get(raw)
+        if hit is None or hit[1] != status:
+            fields = response_fields(resp)
+            if len(memo) >= _HEADS_MAX:
+                memo.clear()
+            hit = memo[raw] = (raw, status, fields,
+                               sum([len(k) + len(v) + 4 for k, v in fields]))
+        memo[None] = hit
+    return hit[2], hit[3], hit[0]
 
 
 def trailer_fields(fields) -> list:
