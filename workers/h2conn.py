@@ -116,8 +116,8 @@ class H2Connection(ClientConn):
     ClientConn interface of workers/clientconn.py)."""
 
     __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active", "by_stream",
-                 "touched", "heads", "out_c", "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
-                 "waiting_body", "soon", "__weakref__")
+                 "touched", "heads", "out_c", "c_eof", "to_client", "to_request", "to_keepalive",
+                 "idle_since", "waiting_body", "soon", "__weakref__")
 
     def __init__(self, ctx, fe, t, caddr: tuple, first: bytes = b"", accept_time=None,
                  t_accept=None):
