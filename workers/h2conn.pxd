@@ -6,7 +6,8 @@ cimport cython
 from workers.clientconn cimport ClientConn
 from workers.h2.conn cimport H2Connection as H2Codec
 from workers.h2.events cimport DataReceived, RequestReceived
-from workers.h2.messages cimport h1_chunk, h1_last_chunk, response_fields, to_request
+from workers.h2.messages cimport h1_chunk, h1_last_chunk, head_fields, to_request
+from workers.http1 cimport Request, Response
 from workers.loop cimport Loop, Timer
 from workers.server cimport ServerConn
 from workers.stream cimport Stream
@@ -19,21 +20,21 @@ cdef Py_ssize_t HIGH_WATER
 cdef double INF, SETTINGS_WAIT
 
 cdef class _H2Stream:
-    cdef public object sid, head, dechunk, trailers, resp_trailers
+    cdef public object sid, head, head_key, dechunk, trailers, resp_trailers
     cdef public Stream stream
     cdef public list out, req_in
     cdef public Py_ssize_t out_len
-    cdef public bint ended, fin, req_end, req_sent, chunked, head_only
-    cdef public Timer timer
+    cdef public bint ended, fin, req_end, req_sent, chunked, head_only, live
+    cdef public double when
 
 cdef class H2Connection(ClientConn):
     cdef public H2Codec h2
     cdef public int cfd, state
-    cdef public Timer timer
-    cdef public dict active, by_stream, touched
+    cdef public Timer timer, stimer
+    cdef public dict active, by_stream, touched, heads
     cdef public bytes out_c
     cdef public bint c_eof, soon
-    cdef public double to_client, to_request, to_keepalive, idle_since
+    cdef public double to_client, to_request, to_keepalive, idle_since, s_when
     cdef public Py_ssize_t waiting_body
     cdef object __weakref__
     @cython.locals(st=_H2Stream)
@@ -41,7 +42,7 @@ cdef class H2Connection(ClientConn):
     @cython.locals(st=_H2Stream)
     cdef data_received(self, DataReceived ev)
     cpdef request_ended(self, _H2Stream st)
-    @cython.locals(st=_H2Stream, stream=Stream)
+    @cython.locals(st=_H2Stream, stream=Stream, req=Request)
     cpdef new_stream(self, RequestReceived ev)
     cpdef stream_reset(self, _H2Stream st, str who)
     cpdef forget(self, _H2Stream st)
@@ -49,7 +50,7 @@ cdef class H2Connection(ClientConn):
     cpdef bint client_room(self, stream) except -1
     @cython.locals(st=_H2Stream)
     cpdef body_wanted(self, stream)
-    @cython.locals(st=_H2Stream)
+    @cython.locals(st=_H2Stream, r=Response)
     cpdef response_head(self, stream, resp)
     @cython.locals(st=_H2Stream)
     cpdef response_data(self, stream, bytes data)
@@ -70,10 +71,11 @@ cdef class H2Connection(ClientConn):
                    n=Py_ssize_t)
     cpdef pump(self, _H2Stream st)
     @cython.locals(st=_H2Stream, stream=Stream, sc=ServerConn, loop=Loop, touched=dict,
-                   when=double, smask=int)
+                   when=double, smask=int, batch=list)
     cpdef finish_io(self)
     @cython.locals(loop=Loop, readable=bint, cmask=int)
     cpdef update_mask(self)
     @cython.locals(when=double)
     cpdef rearm(self)
-    cdef stream_timeout_callback(self, _H2Stream st)
+    @cython.locals(st=_H2Stream, stream=Stream, when=double, now=double)
+    cpdef on_stream_timers(self)

@@ -14,8 +14,10 @@ response) are turned from HTTP/1.1 bytes into HEADERS and DATA.
 
 Per stream it keeps what the codec could not send yet (the client's
 flow-control windows are closed), what the client sent before the server
-side could take it, and a timer for the stream's own timeouts (queue,
-connect, server). The connection keeps the client's timeouts: client
+side could take it, and the deadline of the stream's own timeouts (queue,
+connect, server): one timer of the connection (stimer) is armed for the
+earliest of them, and when it fires the streams past their deadline time
+out. The connection keeps the client's timeouts: client
 (while the client owes us bytes or window), http_request before the
 first stream, http_keep_alive between streams; an idle connection gets a
 GOAWAY and is closed; a client that does not acknowledge our SETTINGS
@@ -41,7 +43,7 @@ from workers.h2.errors import CANCEL, NO_ERROR, REFUSED_STREAM, SETTINGS_TIMEOUT
 from workers.h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged,
                                RequestReceived, StreamReset, TrailersReceived, WindowUpdated)
 from workers.h2.frames import PREFACE
-from workers.h2.messages import h1_chunk, h1_last_chunk, response_fields, to_request
+from workers.h2.messages import h1_chunk, h1_last_chunk, head_fields, to_request
 from workers.h2.relay import Dechunker, split_response
 from workers.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from workers.states import ST_DONE, ST_SERVER, ST_TUNNEL
@@ -85,14 +87,15 @@ class _H2Stream:
     """The connection's side of one HTTP/2 stream: what is waiting in
     either direction, and the Stream doing the transaction."""
 
-    __slots__ = ("sid", "stream", "head", "out", "out_len", "ended", "fin", "dechunk",
-                 "req_in", "req_end", "req_sent", "chunked", "trailers", "resp_trailers",
-                 "timer", "head_only")
+    __slots__ = ("sid", "stream", "head", "head_key", "out", "out_len", "ended", "fin",
+                 "dechunk", "req_in", "req_end", "req_sent", "chunked", "trailers",
+                 "resp_trailers", "when", "head_only", "live")
 
     def __init__(self, sid: int, stream: Stream | None):
         self.sid = sid
         self.stream = stream
         self.head = None          # response fields not given to the codec yet
+        self.head_key = None      # their encoder key (messages.head_fields)
         self.out: list = []       # response DATA not taken by the codec (flow control)
         self.out_len = 0
         self.ended = False        # the transaction is over: END_STREAM after out
@@ -104,17 +107,18 @@ class _H2Stream:
         self.chunked = False      # the request body goes chunked to the server
         self.trailers = None      # request trailers (chunked to the server)
         self.resp_trailers = None  # a chunked response's trailers (a last HEADERS frame)
-        self.timer = None
+        self.when = INF           # the stream's deadline as last looked at (finish_io)
         self.head_only = False    # HEAD: no DATA whatever the server says
+        self.live = True          # in the connection's active streams (forget() ends it)
 
 
 class H2Connection(ClientConn):
     """An HTTP/2 client connection and the streams it carries (the
     ClientConn interface of workers/clientconn.py)."""
 
-    __slots__ = ("h2", "cfd", "state", "timer", "active", "by_stream", "touched", "out_c",
-                 "c_eof", "to_client", "to_request", "to_keepalive", "idle_since",
-                 "waiting_body", "soon", "__weakref__")
+    __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active", "by_stream",
+                 "touched", "heads", "out_c", "c_eof", "to_client", "to_request", "to_keepalive",
+                 "idle_since", "waiting_body", "soon", "__weakref__")
 
     def __init__(self, ctx, fe, t, caddr: tuple, first: bytes = b"", accept_time=None,
                  t_accept=None):
@@ -138,6 +142,7 @@ class H2Connection(ClientConn):
         self.active: dict = {}          # stream id -> _H2Stream
         self.by_stream: dict = {}       # Stream -> _H2Stream
         self.touched: dict = {}         # _H2Stream -> None: to look at at the end of the event
+        self.heads: dict = {}           # response heads seen (messages.head_fields)
         self.out_c = b""
         self.c_eof = False
         self.waiting_body = 0           # streams whose request body is still coming
@@ -147,6 +152,8 @@ class H2Connection(ClientConn):
         self.to_request = tmo.http_request or self.to_client
         self.to_keepalive = tmo.http_keep_alive or self.to_request
         self.timer = loop.timer(self.on_timeout)
+        self.stimer = loop.timer(self.on_stream_timers)
+        self.s_when = INF               # when stimer is armed for (INF: not armed)
         ctx.sessions.add(self)
         if ctx.draining:
             self.h2.goaway()
@@ -260,8 +267,9 @@ class H2Connection(ClientConn):
         now = self.loop.now
         stream = Stream(self, req, now, bool(ev.end_stream))
         # what HAProxy logs for HTTP/2: the absolute URI, version 2.0
-        stream.request_line = (req.method, scheme + b"://" + req.host + req.target
-                               if req.host else req.target, b"HTTP/2.0")
+        host = req.host
+        stream.request_line = (req.method, b"".join((scheme, b"://", host, req._target))
+                               if host else req._target, b"HTTP/2.0")
         st.stream = stream
         st.req_end = bool(ev.end_stream)
         if not st.req_end:
@@ -283,13 +291,12 @@ class H2Connection(ClientConn):
     def forget(self, st: _H2Stream) -> None:
         if self.active.pop(st.sid, None) is None:
             return
+        st.live = False
         stream = st.stream
         if stream is not None:
             self.by_stream.pop(stream, None)
             if not st.req_end:
                 self.waiting_body -= 1
-        if st.timer is not None:
-            st.timer.release()
         self.touched.pop(st, None)
         if not self.active:
             self.idle_since = self.loop.now
@@ -312,15 +319,17 @@ class H2Connection(ClientConn):
         st = self.by_stream.get(stream)
         if st is None:
             return
-        fields = response_fields(resp)
-        stream.bytes_out += sum([len(k) + len(v) + 4 for k, v in fields])
-        if resp.interim:
+        r = resp
+        fields, size, key = head_fields(r, self.heads)
+        st.stream.bytes_out += size
+        if r.status < 200 and r.interim:
             if resp.status != 100 or not st.req_end:
-                self.h2.send_headers(st.sid, fields)
+                self.h2.send_headers(st.sid, fields, False, key)
             return
-        if resp.chunked:
+        if r.chunked:
             st.dechunk = Dechunker()
         st.head = fields
+        st.head_key = key
         self.touched[st] = None
 
     def response_data(self, stream, data: bytes) -> None:
@@ -341,6 +350,7 @@ class H2Connection(ClientConn):
             return
         _, fields, body = split_response(data)
         st.head = fields
+        st.head_key = None
         st.dechunk = None
         st.out = [body] if body and not st.head_only else []
         st.out_len = len(body)
@@ -450,7 +460,7 @@ class H2Connection(ClientConn):
                 stream.bytes_in += sc.flush()
         if st.head is not None:
             end = st.ended and not st.out and not st.resp_trailers
-            if not h2.send_headers(sid, st.head, end):
+            if not h2.send_headers(sid, st.head, end, st.head_key):
                 self.forget(st)
                 return
             st.head = None
@@ -493,29 +503,34 @@ class H2Connection(ClientConn):
         touched = self.touched
         loop = self.loop
         while touched:
-            st = next(iter(touched))
-            del touched[st]
-            if st.sid not in self.active:
-                continue
-            self.pump(st)
-            if self.state == C_CLOSED:
-                return
-            stream = st.stream
-            if stream is None or st.sid not in self.active:
-                continue
-            sc = stream.sc
-            if sc is not None and (stream.state == ST_SERVER or stream.state == ST_TUNNEL):
-                smask = sc.mask(stream.server_readable())
-                if loop.masks.get(sc.fd) != smask:
-                    loop.watch(sc.fd, smask, sc.on_event)
-            if stream.state != ST_DONE:
-                when = stream.deadline()
-                if when != INF:
-                    if st.timer is None:
-                        st.timer = loop.timer(self.stream_timeout_callback(st))
-                    loop.set_timer(st.timer, when)
-                elif st.timer is not None:
-                    st.timer.cancel()
+            # in the order they were touched, a batch at a time (those
+            # touched meanwhile come in the next batch; a stream forgotten
+            # meanwhile is no longer live)
+            batch = list(touched)
+            touched.clear()
+            for st in batch:
+                if not st.live:
+                    continue
+                self.pump(st)
+                if self.state == C_CLOSED:
+                    return
+                stream = st.stream
+                if stream is None or not st.live:
+                    continue
+                sc = stream.sc
+                if sc is not None and (stream.state == ST_SERVER or stream.state == ST_TUNNEL):
+                    smask = sc.mask(stream.server_readable())
+                    if loop.masks.get(sc.fd) != smask:
+                        loop.watch(sc.fd, smask, sc.on_event)
+                if stream.state != ST_DONE:
+                    # a later deadline needs nothing: stimer fires early,
+                    # finds no stream past its deadline, and is armed again
+                    when = st.when = stream.deadline()
+                    if when < self.s_when:
+                        self.s_when = when
+                        loop.set_timer(self.stimer, when)
+                else:
+                    st.when = INF
         data = self.h2.data_to_send()
         if data:
             if self.out_c:
@@ -587,10 +602,25 @@ class H2Connection(ClientConn):
             self.state = C_CLOSING
         self.finish_io()
 
-    def stream_timeout_callback(self, st: _H2Stream):
-        """The callback of st's timer. (Not a lambda in finish_io: the
-        compiled build has no closures in cpdef methods.)"""
-        return lambda: self.on_stream_timeout(st)
+    def on_stream_timers(self) -> None:
+        """stimer fired: the streams past their deadline time out, then
+        stimer is armed for the earliest deadline left."""
+        now = self.loop.now
+        self.s_when = INF
+        for st in [st for st in self.active.values() if st.when <= now]:
+            self.on_stream_timeout(st)
+            if self.state == C_CLOSED:
+                return
+            stream = st.stream
+            if stream is None or stream.state == ST_DONE:
+                st.when = INF           # nothing left to time out
+        when = INF
+        for st in self.active.values():
+            if st.when < when:
+                when = st.when
+        if when < self.s_when:
+            self.s_when = when
+            self.loop.set_timer(self.stimer, when)
 
     def on_stream_timeout(self, st: _H2Stream) -> None:
         stream = st.stream
@@ -658,6 +688,7 @@ class H2Connection(ClientConn):
             self.stream_reset(st, "C")
         self.state = C_CLOSED
         self.timer.release()
+        self.stimer.release()
         loop = self.loop
         loop.remove(self.cfd)
         self.t.close()

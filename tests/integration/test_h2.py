@@ -472,6 +472,36 @@ def test_zero_window_stall_times_out(farm_factory, backend):
     assert lines and " 200 " in lines[0], lines
 
 
+def test_server_timeout_of_streams_on_one_connection(farm_factory, backend):
+    """Each stream has its own server timeout (one timer of the connection
+    armed for the earliest deadline): the slow streams get 504, logged
+    sH, at their own deadline; a fast stream in between is answered, and
+    a slow stream opened after the first timeout times out too."""
+    port = free_port()
+    farm = farm_factory(config(backend, port, timeout='server = "600ms"'))
+    c = H2Client(port)
+    dec = Decoder()
+    t0 = time.monotonic()
+    c.send(c.headers(1, "/slow?ms=3000") + c.headers(3, "/name"))
+    time.sleep(0.3)
+    c.send(c.headers(5, "/slow?ms=3000"))
+
+    def statuses(frames):
+        return {f.stream_id: dict(dec.decode(f.data))[":status"]
+                for f in frames if isinstance(f, HeadersFrame)}
+    frames = c.frames(3, until=lambda fs: 1 in [f.stream_id for f in fs
+                                                if isinstance(f, HeadersFrame)])
+    got = statuses(frames)
+    assert got == {3: "200", 1: "504"}, frames
+    assert 0.5 < time.monotonic() - t0 < 1.5
+    frames = c.frames(3, until=lambda fs: any(isinstance(f, HeadersFrame) for f in fs))
+    assert statuses(frames) == {5: "504"}, frames
+    assert 0.8 < time.monotonic() - t0 < 2.0
+    lines = farm.wait_access_lines(3)
+    assert sum(" 504 " in line and " sH" in line for line in lines) == 2, lines
+    c.close()
+
+
 def test_first_frame_not_settings_and_frames_on_closed_streams(farm_factory, backend):
     port = free_port()
     farm_factory(config(backend, port))

@@ -23,7 +23,7 @@ from tests.unit.h2_helpers import FakeClock, Peer, common_headers, parse_frames
 from workers.h2.conn import H2Config, H2Connection
 from workers.h2.errors import (
     CANCEL, COMPRESSION_ERROR, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR,
-    NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, STREAM_CLOSED,
+    NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, STREAM_CLOSED, MalformedMessage,
 )
 from workers.h2.events import (
     ConnectionTerminated, DataReceived, PingAckReceived, RemoteSettingsChanged,
@@ -31,6 +31,7 @@ from workers.h2.events import (
     WindowUpdated,
 )
 from workers.h2.frames import PREFACE
+from workers.h2.messages import check_request
 
 
 @pytest.fixture(params=[False, True], ids=["whole", "bytewise"])
@@ -513,6 +514,48 @@ def test_header_list_too_large_gets_431(extra, split):
     p.data(1, b"ignored")
     p.headers(3)
     assert [e.stream_id for e in p.events if type(e) is RequestReceived] == [3]
+
+
+def test_a_request_block_seen_again_is_not_decoded_nor_checked_again(split):
+    """A request block that left the HPACK table unchanged is remembered
+    with its checked fields (_heads); the same block means the same fields
+    only while the table is the same: after an insertion it is decoded
+    again. Every outcome matches an independent decoder's reading."""
+    p = Peer(split=split, app=False)
+    p.handshake()
+    fields = common_headers() + [(b"accept", b"*/*")]
+    first = p.block(fields)                         # inserts into the table
+    again = p.block(fields)                         # one-byte indexes only
+    assert len(again) < len(first)
+    p.headers(1, raw_block=first)
+    p.headers(3, raw_block=again)
+    assert list(p.conn._heads) == [again]
+    p.headers(5, raw_block=again)                   # remembered
+    mine = p.events[-1].headers
+    assert mine == fields
+    mine.append((b"x", b"y"))                       # the event's list is its own
+    p.headers(7, raw_block=again)
+    assert p.events[-1].headers == fields
+    # an insertion: the same block now reads other entries (shifted by one)
+    x_new = p.block([*fields, (b"x-new", b"1")])
+    p.headers(9, raw_block=x_new)
+    oracle = hpack.Decoder()
+    for block in (first, again, x_new):
+        oracle.decode(block, raw=True)
+    want = oracle.decode(again, raw=True)
+    assert want != fields
+    try:
+        check_request(want)
+        valid = True
+    except MalformedMessage:
+        valid = False
+    for sid in (11, 13):
+        p.headers(sid, raw_block=again)
+        ev = p.events[-1]
+        if valid:
+            assert type(ev) is RequestReceived and ev.headers == want
+        else:
+            assert type(ev) is StreamReset and ev.stream_id == sid
 
 
 def test_hpack_bomb_of_references(split):

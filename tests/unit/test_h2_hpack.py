@@ -304,6 +304,29 @@ def test_encoder_cap_below_default():
     assert d.decode(block) == [(b":method", b"GET")] and d.max_table_size == 256
 
 
+def test_encoder_remembers_a_keyed_block_while_the_table_is_unchanged():
+    """encode(fields, key): a block that left the table as it was comes
+    back for the same key, the very bytes a fresh encoding gives; any
+    insertion or size change forgets it."""
+    e, d = Encoder(), Decoder()
+    head = [(b":status", b"200"), (b"server", b"nginx"), (b"content-length", b"3")]
+    first = e.encode(head, b"k")                 # adds server: not remembered
+    assert d.decode(first) == head
+    second = e.encode(head, b"k")                # all indexed or not-indexed literals
+    assert d.decode(second) == head and len(second) < len(first)
+    assert e.encode(head, b"k") is second        # remembered
+    assert e.encode(head) == second              # what the full encoding gives
+    e.encode([(b"x-new", b"1")])                 # an insertion moves the indexes
+    assert d.decode(b"\x40\x05x-new\x011") == [(b"x-new", b"1")]
+    third = e.encode(head, b"k")
+    assert third is not second and d.decode(third) == head
+    assert e.encode(head, b"k") is third
+    e.set_max_table_size(2048)                   # a size update: never remembered
+    block = e.encode(head, b"k")
+    assert block[:1] != third[:1] and d.decode(block) == head
+    assert e.encode(head, b"k") == e.encode(head)
+
+
 # --------------------------------------------------------------------------
 # against the oracle, both ways
 

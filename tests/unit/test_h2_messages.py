@@ -7,8 +7,8 @@ from workers import http1
 from workers.h2.errors import MalformedMessage
 from workers.h2.events import RequestReceived
 from workers.h2.messages import (
-    check_request, check_response, check_trailers, h1_chunk, h1_last_chunk, request_fields,
-    response_fields, to_request, to_response, trailer_fields,
+    check_request, check_response, check_trailers, h1_chunk, h1_last_chunk, head_fields,
+    request_fields, response_fields, to_request, to_response, trailer_fields,
 )
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/a?b=1"),
@@ -248,6 +248,41 @@ def test_response_fields_of_a_head_kept_raw_are_those_of_its_split_fields():
     appended = lazy()
     appended.append_field(b"Connection", b"close")      # hop-by-hop again: the slow path drops it
     assert response_fields(appended) == got
+
+
+def test_head_fields_remembers_the_heads_kept_raw():
+    """head_fields: response_fields, their size, and the raw head as the
+    encoder's key; a head kept raw is remembered per connection (memo)
+    with its status, others are not."""
+    data = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 3\r\n"
+            b"Connection: keep-alive\r\n\r\nabc")
+
+    def lazy():
+        p = http1.ResponseParser()
+        p.expect(b"GET")
+        return p.whole_response(data)[0]
+    memo = {}
+    first = lazy()
+    fields, size, key = head_fields(first, memo)
+    assert fields == response_fields(first) == [(b":status", b"200"), (b"server", b"nginx"),
+                                                (b"content-length", b"3")]
+    assert size == sum(len(k) + len(v) + 4 for k, v in fields)
+    assert key == first.raw and [k for k in memo if k is not None] == [first.raw]
+    again = lazy()
+    got, _, key = head_fields(again, memo)
+    assert got is fields and key is first.raw           # compared with the last one
+    data404 = data.replace(b"200 OK", b"404 Not Found")
+    p = http1.ResponseParser()
+    p.expect(b"GET")
+    assert head_fields(p.whole_response(data404)[0], memo)[0][0] == (b":status", b"404")
+    assert head_fields(lazy(), memo)[0] is fields       # found in memo again
+    other = lazy()
+    other.status = 404                                  # a rule's set-status
+    assert head_fields(other, memo)[0] == [(b":status", b"404")] + fields[1:]
+    split = lazy()
+    split.headers.append((b"X-A", b"1"))                # split: not keyed
+    got, _, key = head_fields(split, memo)
+    assert key is None and got == fields + [(b"x-a", b"1")]
 
 
 def test_trailer_fields():

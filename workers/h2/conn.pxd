@@ -7,6 +7,7 @@ from workers.h2.frames cimport (headers_frames, parse_data, parse_headers,
                                 parse_window_update, rst_stream_frame, window_update_frame)
 from workers.h2.hpack cimport Decoder, Encoder
 from workers.h2.messages cimport check_request
+from workers.http1 cimport cbytes
 
 # the frame types, flags and settings this module tests, as C values
 # (assigned by the .py's imports)
@@ -16,7 +17,7 @@ cdef int FLAG_ACK, FLAG_END_HEADERS, FLAG_END_STREAM
 cdef long long DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, MAX_WINDOW
 cdef int SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_INITIAL_WINDOW_SIZE
 cdef int SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_FRAME_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE
-cdef Py_ssize_t _PREFACE_LEN
+cdef Py_ssize_t _PREFACE_LEN, _HEAD_MEMO_MAX, _HEAD_MEMO_LEN
 cdef long long _MAX_STREAM_ID
 cdef int _S_PREFACE, _S_SETTINGS, _S_OPEN, _S_CLOSED
 cdef int _C_END, _C_PEER_RST, _C_LOCAL_RST
@@ -39,15 +40,16 @@ cdef class _Stream:
 cdef class H2Connection:
     cdef public H2Config config
     cdef public bint client
-    cdef public object _clock, _closed, _cont_frags
+    cdef public object _clock, _cont_frags
     cdef public Decoder _decoder
     cdef public Encoder _encoder
     cdef public object peer_max_header_list, stalled_since
     cdef public int _state, _settings_unacked, _cont_flags, _shutdown, _pending_control
-    cdef public Py_ssize_t _pre, _plen, _need, _cont_len
-    cdef public list _parts, _out, _events, _flood
-    cdef public dict streams
+    cdef public Py_ssize_t _pre, _plen, _need, _cont_len, _closed_head
+    cdef public list _parts, _out, _events, _flood, _closed_order
+    cdef public dict streams, _closed
     cdef public set _seen
+    cdef public dict _heads
     cdef public long long _highest_remote, _next_local, _cont_sid, _cont_dep
     cdef public long long peer_max_frame, peer_initial_window, peer_max_concurrent
     cdef public long long _send_window, _recv_window, _recv_unacked, _recv_initial
@@ -64,7 +66,7 @@ cdef class H2Connection:
     @cython.locals(k=Py_ssize_t, chunk=bytes)
     cdef Py_ssize_t _preface(self, bytes data) except -2
     @cython.locals(n=Py_ssize_t, maxf=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t,
-                   ftype=int, flags=int, sid=cython.long, payload=bytes, rest=bytes)
+                   ftype=int, flags=int, sid=cython.long, payload=bytes, rest=bytes, p=cbytes)
     cdef _frames(self, bytes data, Py_ssize_t pos)
     @cython.locals(length=Py_ssize_t, st=_Stream, end=int, received=cython.longlong,
                    cl=cython.longlong)
@@ -73,10 +75,11 @@ cdef class H2Connection:
     cdef _on_headers(self, sid, int flags, bytes payload)
     @cython.locals(frags=list)
     cdef _on_continuation(self, sid, int flags, bytes payload)
-    @cython.locals(end=int, st=_Stream, cl=cython.longlong)
+    @cython.locals(end=int, st=_Stream, cl=cython.longlong, decoder=Decoder,
+                   gen=Py_ssize_t, known=tuple, checked=tuple, heads=dict)
     cdef _header_block(self, sid, int flags, bytes block, dep)
     @cython.locals(st=_Stream)
-    cdef _new_request(self, sid, int end, dep, fields, too_large)
+    cdef tuple _new_request(self, sid, int end, dep, fields, too_large, tuple checked)
     cdef _response_head(self, _Stream st, int end, fields)
     cdef _closed_or_idle_headers(self, sid)
     cdef _inactive(self, sid, _Stream st, what)
@@ -95,6 +98,7 @@ cdef class H2Connection:
     @cython.locals(now=double, counts=list)
     cdef _count(self, int kind, long long budget, what)
     cdef _control_queued(self)
+    @cython.locals(closed=dict, order=list, head=Py_ssize_t)
     cdef _remember(self, sid, int how)
     cdef _close_stream(self, _Stream st, int how)
     @cython.locals(st=_Stream)
@@ -105,8 +109,8 @@ cdef class H2Connection:
     cdef _terminate(self, code, reason, bint goaway=*)
     @cython.locals(st=_Stream, unacked=cython.longlong)
     cpdef acknowledge_received_data(self, stream_id, long long n)
-    @cython.locals(st=_Stream, n=Py_ssize_t, block=bytes)
-    cpdef bint send_headers(self, stream_id, headers, bint end_stream=*) except -1
+    @cython.locals(st=_Stream, n=Py_ssize_t, block=bytes, first=tuple, status=bytes)
+    cpdef bint send_headers(self, stream_id, headers, bint end_stream=*, key=*) except -1
     @cython.locals(st=_Stream, n=Py_ssize_t, out=list, maxf=Py_ssize_t, room=cython.longlong,
                    take=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, last=bint)
     cpdef Py_ssize_t send_data(self, stream_id, data, bint end_stream=*) except -1

@@ -95,8 +95,6 @@ Errors and limits (``H2Config``; each has a unit test):
 """
 
 import time
-from collections import OrderedDict
-
 from workers.h2.errors import (
     CANCEL, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, NO_ERROR,
     PROTOCOL_ERROR, REFUSED_STREAM, STREAM_CLOSED, H2ConnectionError, H2StreamError,
@@ -126,6 +124,8 @@ _pack_header = _HEADER.pack
 _PREFACE_LEN = len(PREFACE)
 _MAX_STREAM_ID = 0x7FFFFFFF
 _SHUTDOWN_PING = b"farm-gw\x00"
+_HEAD_MEMO_MAX = 16         # request blocks remembered per connection (emptied when full)
+_HEAD_MEMO_LEN = 512        # longer blocks are not remembered
 
 # connection states
 _S_PREFACE = 0      # server: waiting for the client's preface
@@ -214,14 +214,15 @@ class H2Connection:
     docstring)."""
 
     __slots__ = ("config", "client", "_clock", "_state", "_pre", "_parts", "_plen", "_need",
-                 "_out", "_events", "streams", "_closed", "_highest_remote", "_next_local",
+                 "_out", "_events", "streams", "_closed", "_closed_order", "_closed_head",
+                 "_highest_remote", "_next_local",
                  "_decoder", "_encoder", "peer_max_frame", "peer_initial_window",
                  "peer_max_concurrent", "peer_max_header_list", "_send_window",
                  "_recv_window", "_recv_unacked", "_recv_initial", "_settings_unacked",
                  "_cont_sid", "_cont_flags", "_cont_frags", "_cont_len", "_cont_dep",
                  "_goaway_sent", "_goaway_last", "_goaway_received", "_shutdown",
                  "_flood_t0", "_flood", "_pending_control", "stalled_since",
-                 "peer_goaway_last", "_seen")
+                 "peer_goaway_last", "_seen", "_heads")
 
     def __init__(self, client: bool = False, config=None, clock=time.monotonic):
         cfg = self.config = config or _DEFAULT_CONFIG
@@ -235,7 +236,9 @@ class H2Connection:
         self._out = []
         self._events = []
         self.streams = {}                   # id -> _Stream, open streams only
-        self._closed = OrderedDict()        # id -> _C_*, recently closed, oldest first
+        self._closed = {}                   # id -> _C_*, recently closed
+        self._closed_order = []             # their ids, oldest first from _closed_head
+        self._closed_head = 0
         self._highest_remote = 0            # highest stream id opened by the peer
         self._next_local = 1 if client else 2
         # until our SETTINGS are acknowledged the peer may use the defaults
@@ -266,6 +269,7 @@ class H2Connection:
         self._pending_control = 0
         self.stalled_since = None
         self._seen = set()                  # fields already found valid (check_request)
+        self._heads = {}                    # request blocks decoded and checked (_header_block)
         out = self._out
         if client:
             out.append(PREFACE)
@@ -381,20 +385,21 @@ class H2Connection:
     def _frames(self, data, pos):
         n = len(data)
         maxf = self.config.max_frame_size
+        p = data            # compiled: a pointer to the bytes (a slice is one copy)
         while n - pos >= 9:
             # the 9-byte header read byte by byte: C array reads once
             # compiled, where struct's unpack is a call and a tuple
-            length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
-            ftype = data[pos + 3]
-            flags = data[pos + 4]
-            sid = (((data[pos + 5] & 0x7F) << 24) | (data[pos + 6] << 16)
-                   | (data[pos + 7] << 8) | data[pos + 8])
+            length = (p[pos] << 16) | (p[pos + 1] << 8) | p[pos + 2]
+            ftype = p[pos + 3]
+            flags = p[pos + 4]
+            sid = (((p[pos + 5] & 0x7F) << 24) | (p[pos + 6] << 16)
+                   | (p[pos + 7] << 8) | p[pos + 8])
             if length > maxf:
                 raise H2ConnectionError(FRAME_SIZE_ERROR, "frame of %d bytes" % length)
             end = pos + 9 + length
             if end > n:
                 break
-            payload = data[pos + 9:end]
+            payload = p[pos + 9:end]
             pos = end
             if self._cont_sid and ftype != CONTINUATION:
                 raise H2ConnectionError(PROTOCOL_ERROR, "frame inside a header block")
@@ -507,13 +512,22 @@ class H2Connection:
     def _header_block(self, sid, flags, block, dep):
         """A complete header block for stream sid (HEADERS flags)."""
         # decode first, whatever becomes of the stream: the HPACK context
-        # must follow every block
+        # must follow every block. A request block seen before, which left
+        # the decoder's table as it was then and finds it so now, means the
+        # same fields, already checked: remembered (_heads), not decoded.
+        decoder = self._decoder
+        gen = decoder.generation
         too_large = None
-        try:
-            fields = self._decoder.decode(block)
-        except HeaderListTooLarge as e:
-            fields = None
-            too_large = e.reason
+        known = self._heads.get(block) if not self.client else None
+        if known is not None and known[0] == gen and not decoder._need_update:
+            fields = known[1][:]            # the event's list is the caller's
+        else:
+            known = None
+            try:
+                fields = decoder.decode(block)
+            except HeaderListTooLarge as e:
+                fields = None
+                too_large = e.reason
         end = flags & FLAG_END_STREAM
         st = self.streams.get(sid)
         if st is None:
@@ -525,7 +539,17 @@ class H2Connection:
             if sid <= self._highest_remote:
                 self._closed_or_idle_headers(sid)
                 return
-            self._new_request(sid, end, dep, fields, too_large)
+            if known is not None:
+                self._new_request(sid, end, dep, fields, None, known[2])
+            elif too_large is None and decoder.generation == gen and len(block) <= _HEAD_MEMO_LEN:
+                checked = self._new_request(sid, end, dep, fields, None, None)
+                if checked is not None:
+                    heads = self._heads
+                    if len(heads) >= _HEAD_MEMO_MAX:
+                        heads.clear()
+                    heads[block] = (gen, fields[:], checked)
+            else:
+                self._new_request(sid, end, dep, fields, too_large, None)
             return
         if dep == sid:
             raise H2StreamError(sid, PROTOCOL_ERROR, "stream depends on itself")
@@ -552,23 +576,27 @@ class H2Connection:
         if not st.send_open:
             self._close_stream(st, _C_END)
 
-    def _new_request(self, sid, end, dep, fields, too_large):
+    def _new_request(self, sid, end, dep, fields, too_large, checked):
+        """A request head opens stream sid. ``checked``: what
+        check_request(fields) returned for the same fields before, or None.
+        Returns check_request's tuple once checked (None otherwise)."""
         self._highest_remote = sid
         if self._goaway_sent and sid > self._goaway_last:
             self._remember(sid, _C_LOCAL_RST)      # ignored: the client retries elsewhere
-            return
+            return None
         if dep == sid:
             raise H2StreamError(sid, PROTOCOL_ERROR, "stream depends on itself")
         if len(self.streams) >= self.config.max_concurrent_streams:
             raise H2StreamError(sid, REFUSED_STREAM, "over max_concurrent_streams")
         if too_large is not None:
             self._refuse_431(sid, end, too_large)
-            return
-        try:
-            method, scheme, path, authority, host, cl, regular = check_request(fields,
-                                                                               self._seen)
-        except MalformedMessage as e:
-            raise H2StreamError(sid, PROTOCOL_ERROR, e.reason) from None
+            return None
+        if checked is None:
+            try:
+                checked = check_request(fields, self._seen)
+            except MalformedMessage as e:
+                raise H2StreamError(sid, PROTOCOL_ERROR, e.reason) from None
+        method, scheme, path, authority, host, cl, regular = checked
         if end and cl:
             raise H2StreamError(sid, PROTOCOL_ERROR, "content-length %d without DATA" % cl)
         st = _Stream(sid, self.peer_initial_window, self._recv_initial)
@@ -579,6 +607,7 @@ class H2Connection:
         self.streams[sid] = st
         self._events.append(RequestReceived(sid, fields, bool(end), method, scheme, path,
                                             authority, host, cl, regular))
+        return checked
 
     def _response_head(self, st, end, fields):
         sid = st.id
@@ -774,10 +803,24 @@ class H2Connection:
             raise H2ConnectionError(ENHANCE_YOUR_CALM, "control frames not read by the peer")
 
     def _remember(self, sid, how):
+        """Remember how stream sid closed; past max_closed_streams the
+        oldest is forgotten (first remembered, first forgotten: a FIFO of
+        ids beside the dict, whose entries are only removed here)."""
         closed = self._closed
+        if sid in closed:
+            closed[sid] = how
+            return
         closed[sid] = how
+        order = self._closed_order
+        order.append(sid)
         if len(closed) > self.config.max_closed_streams:
-            closed.popitem(False)
+            head = self._closed_head
+            del closed[order[head]]
+            head += 1
+            if head >= 64 and head * 2 >= len(order):
+                del order[:head]
+                head = 0
+            self._closed_head = head
 
     def _close_stream(self, st, how):
         del self.streams[st.id]
@@ -853,11 +896,13 @@ class H2Connection:
                 unacked = 0
             st.unacked = unacked
 
-    def send_headers(self, stream_id: int, headers, end_stream: bool = False) -> bool:
+    def send_headers(self, stream_id: int, headers, end_stream: bool = False,
+                     key=None) -> bool:
         """Send a header list on stream_id: the response head (server role;
         1xx heads first if any), or trailers (end_stream must be True once
         the final head was sent). Field names must be lowercase, pseudo-
-        header fields first (messages.response_fields() does it). Returns
+        header fields first (messages.response_fields() does it). ``key``:
+        see hpack.Encoder.encode (messages.head_fields gives one). Returns
         False, sending nothing, when the stream is gone (reset, or the
         connection closed)."""
         st = self.streams.get(stream_id)
@@ -870,12 +915,13 @@ class H2Connection:
                 raise ValueError("trailers must end the stream")
         elif not self.client:
             first = headers[0]
-            if first[0] == b":status" and first[1][:1] == b"1":
+            status = first[1]
+            if first[0] == b":status" and status and status[0] == 49:     # 1xx
                 if end_stream:
                     raise ValueError("1xx response cannot end the stream")
             else:
                 st.responded = True
-        block = self._encoder.encode(headers)
+        block = self._encoder.encode(headers, key)
         n = len(block)
         if n <= self.peer_max_frame:
             self._out.append(_pack_header(n >> 8, n & 0xFF, HEADERS,

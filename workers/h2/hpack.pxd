@@ -12,7 +12,7 @@ cpdef bytes huffman_decode(bytes data)
 cdef class Decoder:
     cdef public list _table
     cdef public Py_ssize_t _size, max_table_size, max_allowed, max_header_list_size
-    cdef public Py_ssize_t max_fields, _max_entry
+    cdef public Py_ssize_t max_fields, _max_entry, generation
     cdef public bint _need_update
     cdef public object _lut
     @cython.locals(fields=list, n=Py_ssize_t, total=Py_ssize_t)
@@ -21,9 +21,10 @@ cdef class Decoder:
 cdef class Encoder:
     cdef public list _table, _pending_updates
     cdef public Py_ssize_t _size, max_table_size, _cap, _inserted
-    cdef public dict _by_field, _by_name
+    cdef public dict _by_field, _by_name, _memo
     cdef public bint huffman
-    @cython.locals(out=list, by_field=dict, static=dict)
-    cpdef bytes encode(self, fields)
+    @cython.locals(out=list, by_field=dict, static=dict, memo=dict, block=bytes,
+                   inserted=Py_ssize_t)
+    cpdef bytes encode(self, fields, key=*)
     @cython.locals(huffman=bint)
     cdef _literal(self, tuple field, list out)

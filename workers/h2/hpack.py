@@ -46,6 +46,14 @@ Huffman-coded when that is shorter. ``set_max_table_size()`` applies the
 peer's SETTINGS_HEADER_TABLE_SIZE; the required size update is emitted at
 the start of the next block.
 
+``encode(fields, key)``: the caller vouches that equal keys mean equal
+field lists (a response head's raw bytes, say). A block whose encoding
+left the dynamic table as it was (every field indexed, or a literal not
+added) is then remembered under key and handed back for the same key
+while the table stays unchanged: the same bytes the full encoding would
+give, since the indexes depend only on the table. Any insertion, eviction
+or size change forgets every remembered block.
+
 Huffman decoding walks a byte-at-a-time state machine: the states are the
 256 internal nodes of the code tree, and a table indexed by (state, input
 byte) gives the next state and the 0-2 symbols completed on the way. The
@@ -254,7 +262,7 @@ class Decoder:
     """Decodes the header blocks of one direction of one connection."""
 
     __slots__ = ("_table", "_size", "max_table_size", "max_allowed", "max_header_list_size",
-                 "max_fields", "_need_update", "_lut", "_max_entry")
+                 "max_fields", "_need_update", "_lut", "_max_entry", "generation")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE,
                  max_header_list_size: int = 65536, max_fields: int = 100):
@@ -270,6 +278,9 @@ class Decoder:
         self._need_update = False
         self._lut = None                 # index -> field, both tables (None: to rebuild)
         self._max_entry = _STATIC_MAX    # no entry of either table is larger
+        # bumped by every change of the dynamic table: while it is the same,
+        # a block decodes to the same fields (a caller may remember them)
+        self.generation = 0
 
     def set_max_allowed(self, size: int) -> None:
         """Our SETTINGS_HEADER_TABLE_SIZE changed (and was acknowledged): the
@@ -289,6 +300,7 @@ class Decoder:
         table = self._table
         limit = self.max_table_size
         self._lut = None
+        self.generation += 1
         if size > limit:
             # an entry larger than the table empties it (section 4.4)
             table.clear()
@@ -307,6 +319,7 @@ class Decoder:
         if size > self.max_allowed:
             raise HPACKError("table size update %d above %d" % (size, self.max_allowed))
         self.max_table_size = size
+        self.generation += 1
         table = self._table
         total = self._size
         while total > size:
@@ -458,7 +471,7 @@ class Encoder:
     """Encodes our header blocks for one direction of one connection."""
 
     __slots__ = ("_table", "_size", "max_table_size", "_cap", "_inserted", "_by_field",
-                 "_by_name", "_pending_updates", "huffman")
+                 "_by_name", "_pending_updates", "huffman", "_memo")
 
     def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE, huffman: bool = True):
         # our own cap on the table, whatever the peer allows (memory per
@@ -472,6 +485,7 @@ class Encoder:
         self._by_name = {}               # name -> insertion number
         self._pending_updates = []
         self.huffman = huffman
+        self._memo = {}                  # key -> block, while the table is unchanged
         if self.max_table_size != DEFAULT_TABLE_SIZE:
             self._pending_updates.append(self.max_table_size)
 
@@ -488,6 +502,7 @@ class Encoder:
         else:
             self._pending_updates = [size]
         self.max_table_size = size
+        self._memo.clear()
         self._evict(size)
 
     def _evict(self, limit):
@@ -503,6 +518,8 @@ class Encoder:
         self._size = total
 
     def _add(self, name, value):
+        if self._memo:
+            self._memo.clear()          # the indexes of every entry move
         size = len(name) + len(value) + _ENTRY_OVERHEAD
         if size > self.max_table_size:
             self._evict(0)
@@ -515,13 +532,23 @@ class Encoder:
         self._by_field[(name, value)] = seq
         self._by_name[name] = seq
 
-    def encode(self, fields) -> bytes:
-        """The header block of an iterable of (name, value) bytes pairs."""
-        out = []
+    def encode(self, fields, key=None) -> bytes:
+        """The header block of an iterable of (name, value) bytes pairs;
+        with a key, remembered (see the module docstring)."""
+        memo = self._memo
         if self._pending_updates:
+            key = None                  # a block that also resizes: not reusable
+            out = []
             for size in self._pending_updates:
                 out.append(encode_integer(size, 5, 0x20))
             self._pending_updates = []
+        else:
+            if key is not None:
+                block = memo.get(key)
+                if block is not None:
+                    return block
+            out = []
+        inserted = self._inserted
         by_field = self._by_field
         static = _STATIC_BY_FIELD
         for field in fields:
@@ -533,7 +560,12 @@ class Encoder:
                     continue
                 i = self._inserted - i + _STATIC_LEN
             out.append(_INDEXED[i] if i < 256 else encode_integer(i, 7, 0x80))
-        return b"".join(out)
+        block = b"".join(out)
+        if key is not None and self._inserted == inserted:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = block
+        return block
 
     def _literal(self, field, out):
         name, value = field
@@ -579,6 +611,7 @@ _PREFIX_INDEXING = [encode_integer(i, 6, 0x40) for i in range(256)]
 _LITERALS = {}                  # (string, huffman) -> its encoding, for short strings
 _NOT_INDEXED_FIELDS = {}        # (name, value) -> its whole representation (Huffman)
 _LITERALS_MAX = 4096            # entries; a cache is emptied when full
+_MEMO_MAX = 16                  # blocks an Encoder remembers (emptied when full)
 
 
 def _encode_string(s, huffman):

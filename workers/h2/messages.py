@@ -75,11 +75,11 @@ from operator import itemgetter, methodcaller
 
 from workers import http1
 from workers.h2.errors import MalformedMessage
-from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, REASONS, Request, Response,
+from workers.http1 import (BODY_CHUNKED, BODY_LENGTH, BODY_NONE, REASONS, Request, Response,
                            strip_hop_by_hop)
 
 __all__ = ["check_request", "check_response", "check_trailers", "to_request",
-           "response_fields", "request_fields", "to_response", "trailer_fields",
+           "response_fields", "head_fields", "request_fields", "to_response", "trailer_fields",
            "h1_chunk", "h1_last_chunk", "CONNECTION_SPECIFIC"]
 
 # the character classes of workers/http1.py (one definition for both protocols)
@@ -319,34 +319,47 @@ def to_request(ev) -> Request:
     """The http1.Request for a RequestReceived event (see the module
     docstring). The request is keep-alive (the connection goes on)."""
     fields = ev.headers
-    hs = fields[ev.regular:]
+    regular = ev.regular
+    hs = fields[regular:]
     authority = ev.authority
     if ev.host is None:
         hs.insert(0, (b"host", authority))
-    names = list(map(_name_of, hs))
-    if names.count(b"cookie") > 1:
+    # one pass for the two names that need more than copying
+    cookies = 0
+    expect = False
+    for field in hs:
+        name = field[0]
+        if name == b"cookie":
+            cookies += 1
+        elif name == b"expect":
+            expect = True
+    if cookies > 1:
+        names = list(map(_name_of, hs))
         first = names.index(b"cookie")
         joined = b"; ".join([v for k, v in hs if k == b"cookie"])
         hs = [h for i, h in enumerate(hs) if i == first or h[0] != b"cookie"]
         hs[first] = (b"cookie", joined)
     method = ev.method
-    req = Request(method, authority if method == b"CONNECT" else ev.path, b"HTTP/2.0")
-    req.headers = hs
-    req.keep_alive = True
-    req.host = authority if authority is not None else ev.host
     cl = ev.content_length
-    req.content_length = cl
+    body_mode = BODY_NONE               # also the constructor's default
+    chunked = False
     if ev.end_stream:
-        pass                            # BODY_NONE, the constructor's default
+        pass
     elif cl is not None:
         if cl:
-            req.body_mode = BODY_LENGTH
+            body_mode = BODY_LENGTH
     elif method != b"CONNECT":
         # unknown length: HTTP/1.1 servers get it chunked
-        req.body_mode = BODY_CHUNKED
-        req.chunked = True
+        body_mode = BODY_CHUNKED
+        chunked = True
         hs.append((b"transfer-encoding", b"chunked"))
-    if b"expect" in names:
+    req = Request(method, authority if method == b"CONNECT" else ev.path, b"HTTP/2.0", hs)
+    req.keep_alive = True
+    req.host = authority if authority is not None else ev.host
+    req.content_length = cl
+    req.body_mode = body_mode
+    req.chunked = chunked
+    if expect:
         for k, v in hs:
             if k == b"expect" and v.lower() == b"100-continue":
                 req.expect_continue = True
@@ -389,6 +402,41 @@ def response_fields(resp: Response) -> list:
 
 _STATUS = {code: b"%d" % code for code in REASONS}
 _DROPPED = http1.HOP_BY_HOP | {b"transfer-encoding"}
+_HEADS_MAX = 16             # heads a connection remembers (head_fields; emptied when full)
+_HEAD_MAX_LEN = 2048        # longer heads are not remembered
+
+
+def head_fields(resp: Response, memo: dict) -> tuple:
+    """(fields, size, key) for the HEADERS of resp: response_fields(resp),
+    their size as counted in bytes_out (name, value and 4 per field), and
+    the key under which the encoder may remember the block
+    (hpack.Encoder.encode), or None.
+
+    A head as received (not split, nothing appended: what
+    lowercase_fields() reads) is a function of its raw bytes and status
+    alone; such heads are remembered in memo (one dict per connection:
+    raw -> (raw, status, fields, size)), so that a server answering the
+    same head again costs one lookup. memo[None] holds the last head
+    found, compared first byte for byte (cheaper than hashing a new head);
+    the key returned is the remembered raw object, whose hash is known.
+    The fields are shared: read them, never change them."""
+    raw = resp.raw
+    if raw is None or resp._headers is not None or resp._appended is not None \
+            or len(raw) > _HEAD_MAX_LEN:
+        fields = response_fields(resp)
+        return fields, sum([len(k) + len(v) + 4 for k, v in fields]), None
+    status = resp.status
+    hit = memo.get(None)
+    if hit is None or hit[0] != raw or hit[1] != status:
+        hit = memo.get(raw)
+        if hit is None or hit[1] != status:
+            fields = response_fields(resp)
+            if len(memo) >= _HEADS_MAX:
+                memo.clear()
+            hit = memo[raw] = (raw, status, fields,
+                               sum([len(k) + len(v) + 4 for k, v in fields]))
+        memo[None] = hit
+    return hit[2], hit[3], hit[0]
 
 
 def trailer_fields(fields) -> list:
