@@ -1,15 +1,40 @@
 # Types of farm/logs.py for its compiled build (Cython pure mode: the .py
-# is the source; farm/build.py, docs/building.md). httplog_values runs
-# once per request: its numbers are C integers, formatted without a
-# Python int each.
+# is the source; farm/build.py, docs/building.md). The httplog line is
+# made once per request: its numbers are C integers (httplog_text takes
+# them as such from the worker, workers/stream.py), turned into text
+# from _SMALL or formatted without a Python int each.
 cimport cython
+
+ctypedef const unsigned char *cbytes     # a bytes object's buffer, read in place
 
 @cython.locals(port=cython.longlong, tr=cython.longlong, tw=cython.longlong,
                tc=cython.longlong, trs=cython.longlong, ta=cython.longlong,
                status=cython.longlong, nbytes=cython.longlong, ac=cython.longlong,
                fc=cython.longlong, bc=cython.longlong, sc=cython.longlong,
-               retries=cython.longlong, sq=cython.longlong, bq=cython.longlong)
+               retries=cython.longlong, sq=cython.longlong, bq=cython.longlong, t=cython.double,
+               redispatched=cython.bint)
 cpdef str httplog_values(tuple v)
 
-@cython.locals(sec=cython.longlong, ms=cython.longlong)
 cpdef str haproxy_date(double epoch)
+
+@cython.locals(sec=cython.longlong)
+cdef str _date_second(double epoch)
+
+@cython.locals(sec=cython.longlong, ms=cython.longlong)
+cdef str _date_millis(double epoch)
+
+cdef long long _SMALL_MIN, _SMALL_MAX
+cdef tuple _SMALL, _MILLIS
+
+cdef str _num(long long n)
+
+@cython.locals(rc=str)
+cpdef str httplog_text(ip, long long port, double t, fe, be, srv, long long tr, long long tw,
+                       long long tc, long long trs, long long ta, long long status,
+                       long long nbytes, cc, cs, ts1, ts2, ts3, long long ac, long long fc,
+                       long long bc, long long sc, long long retries, bint redispatched,
+                       long long sq, long long bq, str request)
+
+@cython.locals(p=cbytes, i=Py_ssize_t, c=cython.uchar)
+cpdef str request_text(bytes line)
+

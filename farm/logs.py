@@ -565,18 +565,29 @@ def haproxy_date(epoch: float) -> str:
     The part up to the second is cached: formatting runs once per second,
     not once per line.
     """
+    return _date_second(epoch) + _date_millis(epoch)
+
+
+def _date_second(epoch: float) -> str:
+    """The date up to the second ("20/Nov/2026:22:19:17"), from the cache
+    while the second is the same."""
     sec = int(epoch)
     if _date_cache[0] != sec:
         t = time.localtime(sec)
         _date_cache[0] = sec
         _date_cache[1] = "%02d/%s/%04d:%02d:%02d:%02d" % (
             t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+    return _date_cache[1]
+
+
+def _date_millis(epoch: float) -> str:
+    """The milliseconds of the date (".568"), a constant string each."""
+    sec = int(epoch)
     ms = int((epoch - sec) * 1000)
-    return _date_cache[1] + _MILLIS[ms if 0 <= ms < 1000 else 0]
+    return _MILLIS[ms if 0 <= ms < 1000 else 0]
 
 
 _MILLIS = tuple(".%03d" % i for i in range(1000))      # ".000" .. ".999"
-
 
 def iso_date(epoch: float) -> str:
     t = time.localtime(epoch)
@@ -647,12 +658,50 @@ def httplog_values(v: tuple) -> str:
     """
     (ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs, ts,
      ac, fc, bc, sc, retries, redispatched, sq, bq, request) = v
-    # An f-string rather than a % format: compiled with the numbers typed
-    # (logs.pxd), it formats C integers without a Python int each.
-    rc = f"+{retries}" if redispatched else f"{retries}"
-    return (f'{ip}:{port} [{haproxy_date(t)}] {fe} {be}/{srv} {tr}/{tw}/{tc}/{trs}/{ta} '
-            f'{status} {nbytes} {cc} {cs} {ts} {ac}/{fc}/{bc}/{sc}/{rc} {sq}/{bq} '
-            f'"{_escape_request(request)}"')
+    return httplog_text(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
+                        ts, "", "", ac, fc, bc, sc, retries, redispatched, sq, bq,
+                        _escape_request(request))
+
+
+# Small numbers as text, made once: most numbers of a line (times in ms,
+# counts, status) are small, and taking one costs less than formatting it.
+_SMALL_MIN, _SMALL_MAX = -1, 1023
+_SMALL = tuple(str(i) for i in range(_SMALL_MIN, _SMALL_MAX + 1))
+
+
+def _num(n: int) -> str:
+    """str(n), from _SMALL when it is there."""
+    if _SMALL_MIN <= n <= _SMALL_MAX:
+        return _SMALL[n - _SMALL_MIN]
+    return f"{n}"
+
+
+def httplog_text(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
+                 ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
+                 bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
+                 request: str) -> str:
+    """The httplog line of httplog_values from its fields as arguments (no
+    record tuple: the worker passes C values, logs.pxd): the termination
+    state as the concatenation ts1 + ts2 + ts3, request already escaped
+    (_escape_request, request_text)."""
+    rc = "+" + _num(retries) if redispatched else _num(retries)
+    return (f'{ip}:{_num(port)} [{_date_second(t)}{_date_millis(t)}] {fe} {be}/{srv} '
+            f'{_num(tr)}/{_num(tw)}/{_num(tc)}/{_num(trs)}/{_num(ta)} '
+            f'{_num(status)} {_num(nbytes)} {cc} {cs} {ts1}{ts2}{ts3} '
+            f'{_num(ac)}/{_num(fc)}/{_num(bc)}/{_num(sc)}/{rc} {_num(sq)}/{_num(bq)} '
+            f'"{request}"')
+
+
+def request_text(line: bytes) -> str:
+    """A request line (bytes, as received) as httplog quotes it: the text
+    _escape_request gives for its latin-1 decoding, without decoding twice
+    in the usual case (printable ASCII without '"')."""
+    p = line
+    for i in range(len(line)):
+        c = p[i]
+        if c < 32 or c > 126 or c == 34:
+            return _escape_request(line.decode("latin-1"))
+    return line.decode("ascii")
 
 
 def json_http_values(v: tuple) -> str:
