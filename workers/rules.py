@@ -59,6 +59,8 @@ from farm.conditions import (
     parse_acl, parse_condition, parse_format, parse_key_sample, parse_replacement,
 )
 from workers import tables as sticks
+from workers.http1 import _check_field
+from workers.lazyhead import has_field, is_lazy, last_value, path_ends, path_starts, value_ok
 
 __all__ = [
     "RuleError", "Verdict", "AclTable", "Tracer", "acl_sample", "compile_acls",
@@ -742,6 +744,13 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
     if base in _SINGLE:
         if method == "found":
             return _query_found if base == "query" else _true
+        if base == "path" and not spec.icase and method in ("beg", "end"):
+            # the commonest ACLs: compared in the target, in place
+            # (workers/lazyhead.py), without making the path's bytes
+            pats = tuple(v.encode("latin-1") for v in spec.values)
+            if method == "beg":
+                return lambda txn: path_starts(txn.req, pats)
+            return lambda txn: path_ends(txn.req, pats)
         m = _single_matcher(_SINGLE[base], spec)
         if base == "query":
             # Without a '?' there is no query sample at all (HAProxy): an
@@ -1008,7 +1017,15 @@ def _last_request_header(name: bytes, split: bool) -> Callable[[object], bytes]:
     n = len(lname)
 
     def last(txn) -> bytes:
-        for k, v in reversed(txn.req.headers):
+        req = txn.req
+        if is_lazy(req):                # an unsplit head stays so (workers/lazyhead.py)
+            v = last_value(req, lname)
+            if v is None:
+                return b""
+            if split and _COMMA in v:
+                return v.rpartition(b",")[2].strip(b" \t")
+            return v
+        for k, v in reversed(req.headers):
             if len(k) == n and k.lower() == lname:
                 if split and _COMMA in v:
                     return v.rpartition(b",")[2].strip(b" \t")
@@ -1196,12 +1213,19 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
         const = value.__class__ is bytes
         if const:
             value = value.strip(b" \t")
+        # An unsplit request head (workers/lazyhead.py) without the field
+        # gets it appended and stays unsplit: what set() and add() do to
+        # the split fields, their checks included (the name's once here).
+        lazy_ok = phase == "request" and _name_ok(name)
 
         def put(txn):
             msg = msg_of(txn)
             if msg is not None:
                 v = value if const else value(txn).strip(b" \t")
-                if replace_all:
+                if (lazy_ok and is_lazy(msg) and value_ok(v)
+                        and not (replace_all and has_field(msg, lname))):
+                    msg.append_field(name, v)
+                elif replace_all:
                     msg.set(name, v)
                 else:
                     msg.add(name, v)
@@ -1229,6 +1253,15 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
                     hs[i] = (k, expand(m, txn).strip(b" \t"))
         return _CONTINUE
     return replace
+
+
+def _name_ok(name: bytes) -> bool:
+    """name passes http1._check_field's test of a field name."""
+    try:
+        _check_field(name, b"")
+    except ValueError:
+        return False
+    return True
 
 
 def _compile_rule_regex(pattern: object) -> re.Pattern:

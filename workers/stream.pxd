@@ -6,6 +6,7 @@ cimport cython
 from farm.logs cimport httplog_text, request_text
 from workers.clientconn cimport ClientConn
 from workers.http1 cimport Request, Response, forwarding_strip
+from workers.lazyhead cimport has_field, is_lazy
 from workers.loop cimport Loop
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime, WorkerContext
 from workers.server cimport ServerConn
@@ -63,3 +64,6 @@ cdef class Stream:
     cdef long long _log_tc(self)
     cdef long long _log_tr(self)
     cpdef tuple log_record(self, double now)
+
+@cython.locals(xfp=tuple)
+cpdef set_forwarded_proto(Request req, bint secure=*)

@@ -36,6 +36,7 @@ from farm import challenges
 from farm.logs import httplog_text, json_http_values, request_text
 from workers import counting, h2server, http1, ppsend, tables
 from workers.http1 import Request, Response, forwarding_strip
+from workers.lazyhead import has_field, is_lazy
 from workers.rules import no_rules
 from workers.server import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn,
                             connect_error_is_fatal)
@@ -780,7 +781,12 @@ HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
 def set_forwarded_proto(req: Request, secure: bool = False) -> None:
     """X-Forwarded-Proto: http (https on a TLS connection), replacing
     whatever the client sent (a constant field: no validation, and no list
-    rebuild in the usual case)."""
+    rebuild in the usual case). A head still unsplit (workers/lazyhead.py)
+    without the field gets it appended, and stays unsplit."""
+    xfp = XFP_HTTPS if secure else XFP_HTTP
+    if is_lazy(req) and not has_field(req, b"x-forwarded-proto"):
+        req.append_field(xfp[0], xfp[1])
+        return
     if req.get(b"x-forwarded-proto") is not None:
         req.remove(b"x-forwarded-proto")
-    req.headers.append(XFP_HTTPS if secure else XFP_HTTP)
+    req.headers.append(xfp)
