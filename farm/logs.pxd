@@ -38,3 +38,12 @@ cpdef str httplog_text(ip, long long port, double t, fe, be, srv, long long tr, 
 @cython.locals(p=cbytes, i=Py_ssize_t, c=cython.uchar)
 cpdef str request_text(bytes line)
 
+
+# The access-log writer: an extension type, so that the worker's
+# per-request write (workers/stream.py log) is a C call.
+cdef class AccessLog:
+    cdef public object target, spec, syslog_format, facility, tag, hostname, fd, sock, mode
+    cdef public object pending, dropped, _own_fd, _pid, _next_connect, _addr, _hdr_sec, _hdr
+    cdef public bint enabled
+    cdef public list buf
+    cpdef write(self, line)

@@ -3,7 +3,7 @@
 # connection is typed by its interface (workers/clientconn.py): HTTP/1.1
 # and HTTP/2 connections alike.
 cimport cython
-from farm.logs cimport httplog_text, request_text
+from farm.logs cimport AccessLog, httplog_text, request_text
 from workers.clientconn cimport ClientConn
 from workers.http1 cimport Request, Response, forwarding_strip
 from workers.lazyhead cimport has_field, is_lazy
@@ -55,7 +55,7 @@ cdef class Stream:
     cpdef release_server(self)
     cpdef drop_server_conn(self)
     cpdef finish_io(self)
-    @cython.locals(conn=ClientConn, ctx=WorkerContext)
+    @cython.locals(conn=ClientConn, ctx=WorkerContext, access=AccessLog)
     cpdef log(self)
     @cython.locals(conn=ClientConn, be=BackendRuntime, srv=ServerRuntime, fe=FrontendRuntime)
     cpdef str httplog_line(self, double now)
