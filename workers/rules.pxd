@@ -1,4 +1,19 @@
 # Types of workers/rules.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md): the compiled
-# closures call workers/lazyhead.py's tests as C functions.
+# closures call workers/lazyhead.py's tests as C functions, and the
+# set-header action is an extension type.
+cimport cython
+from workers.http1 cimport Request
 from workers.lazyhead cimport has_field, is_lazy, last_value, path_ends, path_starts, value_ok
+
+ctypedef const unsigned char *cbytes     # a bytes object's buffer, read in place
+
+cdef class _SetField:
+    cdef public bytes name, lname
+    cdef public object value, msg_of
+    cdef public bint const, replace_all, request, lazy_ok
+    @cython.locals(v=bytes, req=Request)
+    cpdef run(self, txn)
+
+@cython.locals(p=cbytes, n=Py_ssize_t)
+cdef bytes _strip_ows(bytes v)

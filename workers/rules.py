@@ -1205,32 +1205,8 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
             return _CONTINUE
         return delete
     if action in ("set-header", "add-header"):
-        # A field value has no leading/trailing whitespace (RFC 9110; the
-        # message helpers refuse it): trim the constant once, a rendered
-        # value each time.
-        value = compile_format(str(p["value"]), phase)
-        replace_all = action == "set-header"
-        const = value.__class__ is bytes
-        if const:
-            value = value.strip(b" \t")
-        # An unsplit request head (workers/lazyhead.py) without the field
-        # gets it appended and stays unsplit: what set() and add() do to
-        # the split fields, their checks included (the name's once here).
-        lazy_ok = phase == "request" and _name_ok(name)
-
-        def put(txn):
-            msg = msg_of(txn)
-            if msg is not None:
-                v = value if const else value(txn).strip(b" \t")
-                if (lazy_ok and is_lazy(msg) and value_ok(v)
-                        and not (replace_all and has_field(msg, lname))):
-                    msg.append_field(name, v)
-                elif replace_all:
-                    msg.set(name, v)
-                else:
-                    msg.add(name, v)
-            return _CONTINUE
-        return put
+        return _SetField(name, compile_format(str(p["value"]), phase),
+                         action == "set-header", phase == "request", msg_of)
     # replace-header: HAProxy matches the regex against each full value
     # (not split on commas) and replaces the *whole* value of those that
     # match with the expansion.
@@ -1253,6 +1229,58 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
                     hs[i] = (k, expand(m, txn).strip(b" \t"))
         return _CONTINUE
     return replace
+
+
+class _SetField:
+    """set-header (replace_all) or add-header: the action, called with the
+    txn like the other actions' closures (returns _CONTINUE). An object
+    rather than a closure so that the compiled build types it (rules.pxd).
+
+    A field value has no leading/trailing whitespace (RFC 9110; the message
+    helpers refuse it): the constant is trimmed once, a rendered value each
+    time. An unsplit request head (workers/lazyhead.py) without the field
+    gets it appended and stays unsplit: what set() and add() do to the
+    split fields, their checks included (the name's once here)."""
+
+    __slots__ = ("name", "lname", "value", "const", "replace_all", "request", "lazy_ok",
+                 "msg_of")
+
+    def __init__(self, name: bytes, value, replace_all: bool, request: bool, msg_of) -> None:
+        self.name = name
+        self.lname = name.lower()
+        self.const = value.__class__ is bytes
+        self.value = value.strip(b" \t") if self.const else value
+        self.replace_all = replace_all
+        self.request = request
+        self.lazy_ok = request and _name_ok(name)
+        self.msg_of = msg_of
+
+    def __call__(self, txn):
+        return self.run(txn)
+
+    def run(self, txn):
+        msg = txn.req if self.request else self.msg_of(txn)
+        if msg is None:
+            return _CONTINUE
+        v = self.value if self.const else _strip_ows(self.value(txn))
+        if (self.lazy_ok and is_lazy(msg) and value_ok(v)
+                and not (self.replace_all and has_field(msg, self.lname))):
+            req = msg
+            req.append_field(self.name, v)
+        elif self.replace_all:
+            msg.set(self.name, v)
+        else:
+            msg.add(self.name, v)
+        return _CONTINUE
+
+
+def _strip_ows(v: bytes) -> bytes:
+    """v.strip(b" \t"), without the call when there is nothing to strip."""
+    p = v
+    n = len(v)
+    if n and (p[0] == 32 or p[0] == 9 or p[n - 1] == 32 or p[n - 1] == 9):
+        return v.strip(b" \t")
+    return v
 
 
 def _name_ok(name: bytes) -> bool:
