@@ -28,16 +28,39 @@ cdef tuple _SMALL, _MILLIS
 
 cdef str _num(long long n)
 
-@cython.locals(rc=str)
 cpdef str httplog_text(ip, long long port, double t, fe, be, srv, long long tr, long long tw,
                        long long tc, long long trs, long long ta, long long status,
                        long long nbytes, cc, cs, ts1, ts2, ts3, long long ac, long long fc,
                        long long bc, long long sc, long long retries, bint redispatched,
-                       long long sq, long long bq, str request)
+                       long long sq, long long bq, bytes request)
 
-@cython.locals(p=cbytes, i=Py_ssize_t, c=cython.uchar)
-cpdef str request_text(bytes line)
+@cython.locals(rc=str)
+cdef str _httplog_joined(ip, long long port, double t, fe, be, srv, long long tr, long long tw,
+                         long long tc, long long trs, long long ta, long long status,
+                         long long nbytes, cc, cs, ts1, ts2, ts3, long long ac, long long fc,
+                         long long bc, long long sc, long long retries, bint redispatched,
+                         long long sq, long long bq, str request)
 
+ctypedef unsigned char *wbytes           # a bytearray's buffer, written in place
+cdef bytearray _LINE
+cdef bytes _HEX_DIGITS
+cdef Py_ssize_t _MARGIN
+
+@cython.locals(buf=bytearray, p=wbytes, lim=Py_ssize_t, i=Py_ssize_t)
+cdef _httplog_fast(ip, long long port, double t, fe, be, srv, long long tr, long long tw,
+                   long long tc, long long trs, long long ta, long long status,
+                   long long nbytes, cc, cs, ts1, ts2, ts3, long long ac, long long fc,
+                   long long bc, long long sc, long long retries, bint redispatched,
+                   long long sq, long long bq, bytes request)
+
+@cython.locals(text=str, ch=Py_UCS4, c=cython.uint)
+cdef Py_ssize_t _put_text(wbytes p, Py_ssize_t pos, Py_ssize_t lim, s)
+
+@cython.locals(end=Py_ssize_t, i=Py_ssize_t, u=cython.ulonglong, m=cython.ulonglong)
+cdef Py_ssize_t _put_int(wbytes p, Py_ssize_t pos, Py_ssize_t lim, long long n)
+
+@cython.locals(n=Py_ssize_t, q=cbytes, digits=bytes, h=cbytes, k=Py_ssize_t, c=cython.uchar)
+cdef Py_ssize_t _put_request(wbytes p, Py_ssize_t pos, Py_ssize_t lim, bytes request)
 
 # The access-log writer: an extension type, so that the worker's
 # per-request write (workers/stream.py log) is a C call.

@@ -658,9 +658,11 @@ def httplog_values(v: tuple) -> str:
     """
     (ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs, ts,
      ac, fc, bc, sc, retries, redispatched, sq, bq, request) = v
+    # (the escaped text is printable ASCII without '"': escaping it again,
+    # as httplog_text does, changes nothing)
     return httplog_text(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
                         ts, "", "", ac, fc, bc, sc, retries, redispatched, sq, bq,
-                        _escape_request(request))
+                        _escape_request(request).encode("ascii"))
 
 
 # Small numbers as text, made once: most numbers of a line (times in ms,
@@ -679,11 +681,29 @@ def _num(n: int) -> str:
 def httplog_text(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
                  ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
                  bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
-                 request: str) -> str:
+                 request: bytes) -> str:
     """The httplog line of httplog_values from its fields as arguments (no
     record tuple: the worker passes C values, logs.pxd): the termination
-    state as the concatenation ts1 + ts2 + ts3, request already escaped
-    (_escape_request, request_text)."""
+    state as the concatenation ts1 + ts2 + ts3, the request line as bytes
+    (escaped here as _escape_request escapes its latin-1 text).
+
+    Written byte by byte into one buffer (_LINE) when every text part is
+    ASCII and the line fits, which the compiled build does in C; else made
+    by _httplog_joined, to the same text."""
+    line = _httplog_fast(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
+                         ts1, ts2, ts3, ac, fc, bc, sc, retries, redispatched, sq, bq, request)
+    if line is not None:
+        return line
+    return _httplog_joined(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
+                           ts1, ts2, ts3, ac, fc, bc, sc, retries, redispatched, sq, bq,
+                           _escape_request(request.decode("latin-1")))
+
+
+def _httplog_joined(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
+                    ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
+                    bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
+                    request: str) -> str:
+    """httplog_text as an f-string, request already escaped: any part."""
     rc = "+" + _num(retries) if redispatched else _num(retries)
     return (f'{ip}:{_num(port)} [{_date_second(t)}{_date_millis(t)}] {fe} {be}/{srv} '
             f'{_num(tr)}/{_num(tw)}/{_num(tc)}/{_num(trs)}/{_num(ta)} '
@@ -692,16 +712,196 @@ def httplog_text(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int
             f'"{request}"')
 
 
-def request_text(line: bytes) -> str:
-    """A request line (bytes, as received) as httplog quotes it: the text
-    _escape_request gives for its latin-1 decoding, without decoding twice
-    in the usual case (printable ASCII without '"')."""
-    p = line
-    for i in range(len(line)):
-        c = p[i]
+_LINE = bytearray(8192)         # where _httplog_fast writes a line (one worker, one line at a time)
+_HEX_DIGITS = b"0123456789ABCDEF"
+_MARGIN = 8                     # bytes kept after each checked write, for the separators
+
+
+def _httplog_fast(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
+                  ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
+                  bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
+                  request: bytes):
+    """httplog_text written into _LINE; None when a text part is not an
+    ASCII str or the line does not fit (the caller joins it instead)."""
+    buf = _LINE
+    p = buf
+    lim = len(buf) - _MARGIN
+    i = _put_text(p, 0, lim, ip)
+    if i < 0:
+        return None
+    p[i] = 58                                   # ':'
+    i = _put_int(p, i + 1, lim, port)
+    if i < 0:
+        return None
+    p[i] = 32
+    p[i + 1] = 91                               # ' ['
+    i = _put_text(p, i + 2, lim, _date_second(t))
+    if i < 0:
+        return None
+    i = _put_text(p, i, lim, _date_millis(t))
+    if i < 0:
+        return None
+    p[i] = 93
+    p[i + 1] = 32                               # '] '
+    i = _put_text(p, i + 2, lim, fe)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, be)
+    if i < 0:
+        return None
+    p[i] = 47                                   # '/'
+    i = _put_text(p, i + 1, lim, srv)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, tr)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, tw)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, tc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, trs)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, ta)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, status)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, nbytes)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, cc)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, cs)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, ts1)
+    if i < 0:
+        return None
+    i = _put_text(p, i, lim, ts2)
+    if i < 0:
+        return None
+    i = _put_text(p, i, lim, ts3)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, ac)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, fc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, bc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, sc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i += 1
+    if redispatched:
+        p[i] = 43                               # '+'
+        i += 1
+    i = _put_int(p, i, lim, retries)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, sq)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, bq)
+    if i < 0:
+        return None
+    p[i] = 32
+    p[i + 1] = 34                               # ' "'
+    i = _put_request(p, i + 2, lim, request)
+    if i < 0:
+        return None
+    p[i] = 34
+    return p[:i + 1].decode("ascii")
+
+
+def _put_text(p, pos: int, lim: int, s) -> int:
+    """Write the str s at p[pos]; the end, or -1 when s is not an ASCII
+    str or would pass lim."""
+    if type(s) is not str:
+        return -1
+    text = s
+    if pos + len(text) > lim:
+        return -1
+    for ch in text:
+        c = ord(ch)
+        if c > 127:
+            return -1
+        p[pos] = c
+        pos += 1
+    return pos
+
+
+def _put_int(p, pos: int, lim: int, n: int) -> int:
+    """Write n in decimal at p[pos]; the end, or -1 past lim."""
+    if pos + 21 > lim:
+        return -1
+    if n < 0:
+        p[pos] = 45                             # '-'
+        pos += 1
+        n = -n
+    u = n                                       # unsigned in C: plain divisions
+    end = pos + 1
+    m = u // 10
+    while m:
+        end += 1
+        m //= 10
+    i = end
+    while True:
+        i -= 1
+        p[i] = 48 + u % 10
+        u //= 10
+        if not u:
+            break
+    return end
+
+
+def _put_request(p, pos: int, lim: int, request: bytes) -> int:
+    """Write the request line at p[pos], escaped as _escape_request does
+    ('"', controls and bytes above 126 as #XX); the end, or -1 past lim."""
+    n = len(request)
+    if pos + 3 * n > lim:
+        return -1
+    q = request
+    digits = _HEX_DIGITS
+    h = digits
+    for k in range(n):
+        c = q[k]
         if c < 32 or c > 126 or c == 34:
-            return _escape_request(line.decode("latin-1"))
-    return line.decode("ascii")
+            p[pos] = 35                         # '#'
+            p[pos + 1] = h[c >> 4]
+            p[pos + 2] = h[c & 15]
+            pos += 3
+        else:
+            p[pos] = c
+            pos += 1
+    return pos
 
 
 def json_http_values(v: tuple) -> str:

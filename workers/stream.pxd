@@ -3,7 +3,7 @@
 # connection is typed by its interface (workers/clientconn.py): HTTP/1.1
 # and HTTP/2 connections alike.
 cimport cython
-from farm.logs cimport AccessLog, httplog_text, request_text
+from farm.logs cimport AccessLog, httplog_text
 from workers.clientconn cimport ClientConn
 from workers.http1 cimport Request, Response, forwarding_strip
 from workers.lazyhead cimport has_field, is_lazy

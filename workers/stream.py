@@ -33,7 +33,7 @@ transaction, second: in which phase):
 from __future__ import annotations
 
 from farm import challenges
-from farm.logs import httplog_text, json_http_values, request_text
+from farm.logs import httplog_text, json_http_values
 from workers import counting, h2server, http1, ppsend, tables
 from workers.http1 import Request, Response, forwarding_strip
 from workers.lazyhead import has_field, is_lazy
@@ -728,7 +728,7 @@ class Stream:
             conn.ctx.g.value(), fe.g.value(), be.g.value() if be is not None else 0,
             srv.g.value() if srv is not None else 0, self.retries, self.redispatched,
             0, be.queued() if be is not None else 0,
-            request_text(b" ".join(self.request_line)))
+            b" ".join(self.request_line))
 
     def _log_tw(self, now: float) -> int:
         """%Tw: the time in the queue (ms); 0 without one, -1 when farm
