@@ -17,3 +17,42 @@ cdef class _SetField:
 
 @cython.locals(p=cbytes, n=Py_ssize_t)
 cdef bytes _strip_ows(bytes v)
+
+cdef class _Test:
+    cpdef bint test(self, txn) except -1
+
+@cython.locals(t=_Test)
+cdef bint _holds(m, txn) except -1
+
+cdef class _PathTest(_Test):
+    cdef public tuple pats
+    cdef public bint ends
+    cpdef bint test(self, txn) except -1
+
+cdef class _Both(_Test):
+    cdef public object a, b
+    cpdef bint test(self, txn) except -1
+
+cdef class _Either(_Test):
+    cdef public object a, b
+    cpdef bint test(self, txn) except -1
+
+cdef class _Not(_Test):
+    cdef public object m
+    cpdef bint test(self, txn) except -1
+
+cdef class _Steps:
+    cdef public tuple steps
+    @cython.locals(sf=_SetField)
+    cpdef run(self, txn)
+
+cdef class _Choose:
+    cdef public tuple choices
+    cdef public object default
+    cpdef run(self, txn)
+
+@cython.locals(steps=_Steps)
+cpdef apply_rules(rules, txn)
+
+@cython.locals(c=_Choose)
+cpdef choose_with(choose, txn)

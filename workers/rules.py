@@ -747,10 +747,7 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
         if base == "path" and not spec.icase and method in ("beg", "end"):
             # the commonest ACLs: compared in the target, in place
             # (workers/lazyhead.py), without making the path's bytes
-            pats = tuple(v.encode("latin-1") for v in spec.values)
-            if method == "beg":
-                return lambda txn: path_starts(txn.req, pats)
-            return lambda txn: path_ends(txn.req, pats)
+            return _PathTest(tuple(v.encode("latin-1") for v in spec.values), method == "end")
         m = _single_matcher(_SINGLE[base], spec)
         if base == "query":
             # Without a '?' there is no query sample at all (HAProxy): an
@@ -815,8 +812,7 @@ def _any_of(matchers: Sequence[Matcher]) -> Matcher:
     if _true in matchers:
         return _true
     if len(matchers) == 2:
-        a, b = matchers
-        return lambda txn: a(txn) or b(txn)
+        return _Either(*matchers)
 
     def any_match(txn) -> bool:
         for m in matchers:
@@ -833,8 +829,7 @@ def _all_of(matchers: Sequence[Matcher]) -> Matcher:
     if len(matchers) == 1:
         return matchers[0]
     if len(matchers) == 2:
-        a, b = matchers
-        return lambda txn: a(txn) and b(txn)
+        return _Both(*matchers)
 
     def all_match(txn) -> bool:
         for m in matchers:
@@ -849,7 +844,86 @@ def _negate(m: Matcher) -> Matcher:
         return _false
     if m is _false:
         return _true
-    return lambda txn: not m(txn)
+    return _Not(m)
+
+
+# The commonest condition shapes as objects rather than closures: the
+# compiled build types them (rules.pxd), so that a condition made of them
+# is tested with C calls (test()), not Python calls. Called as matcher(txn)
+# they answer what the closures answered.
+
+class _Test:
+    """A matcher object: test(txn) -> bool; matcher(txn) as well."""
+
+    __slots__ = ()
+
+    def __call__(self, txn):
+        return self.test(txn)
+
+    def test(self, txn) -> bool:
+        raise NotImplementedError
+
+
+def _holds(m, txn) -> bool:
+    """The truth of matcher m (a _Test or any callable) for txn."""
+    if isinstance(m, _Test):
+        t = m
+        return t.test(txn)
+    return bool(m(txn))
+
+
+class _PathTest(_Test):
+    """path_beg / path_end without -i (workers/lazyhead.py compares in the
+    target, without making the path's bytes)."""
+
+    __slots__ = ("pats", "ends")
+
+    def __init__(self, pats: tuple, ends: bool) -> None:
+        self.pats = pats
+        self.ends = ends
+
+    def test(self, txn) -> bool:
+        if self.ends:
+            return path_ends(txn.req, self.pats)
+        return path_starts(txn.req, self.pats)
+
+
+class _Both(_Test):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b) -> None:
+        self.a = a
+        self.b = b
+
+    def __call__(self, txn):
+        return self.a(txn) and self.b(txn)
+
+    def test(self, txn) -> bool:
+        return _holds(self.a, txn) and _holds(self.b, txn)
+
+
+class _Either(_Test):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b) -> None:
+        self.a = a
+        self.b = b
+
+    def __call__(self, txn):
+        return self.a(txn) or self.b(txn)
+
+    def test(self, txn) -> bool:
+        return _holds(self.a, txn) or _holds(self.b, txn)
+
+
+class _Not(_Test):
+    __slots__ = ("m",)
+
+    def __init__(self, m) -> None:
+        self.m = m
+
+    def test(self, txn) -> bool:
+        return not _holds(self.m, txn)
 
 
 class AclTable(dict):
@@ -1566,16 +1640,41 @@ def _first_answer(steps: list) -> Callable[[object], object]:
     _CONTINUE (that answer; None at the end). No steps: no_rules."""
     if not steps:
         return no_rules
-    _CONT = _CONTINUE
+    return _Steps(tuple(steps))
 
-    def run(txn):
-        for cond, act in steps:
-            if cond is None or cond(txn):
-                r = act(txn)
-                if r is not _CONT:
+
+class _Steps:
+    """_first_answer's run(txn), as an object (typed by rules.pxd: the
+    conditions and set-header actions among the steps are called as C)."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: tuple) -> None:
+        self.steps = steps
+
+    def __call__(self, txn):
+        return self.run(txn)
+
+    def run(self, txn):
+        for cond, act in self.steps:
+            if cond is None or _holds(cond, txn):
+                if type(act) is _SetField:
+                    sf = act
+                    r = sf.run(txn)
+                else:
+                    r = act(txn)
+                if r is not _CONTINUE:
                     return r
         return None
-    return run
+
+
+def apply_rules(rules, txn):
+    """rules(txn) for what compile_request_rules returned: a C call into
+    the compiled rule list (the stream calls it per request)."""
+    if type(rules) is _Steps:
+        steps = rules
+        return steps.run(txn)
+    return rules(txn)
 
 
 def _tcp_action(rule: model.Rule) -> Callable:
@@ -1648,14 +1747,33 @@ def compile_use_backend(entries: Sequence[model.UseBackend], default: str | None
         choices.append((cond, entry.backend))
     if not choices:
         return lambda txn: default
-    choices = tuple(choices)
-    if len(choices) == 1:
-        (c1, b1), = choices
-        return lambda txn: b1 if c1(txn) else default
+    return _Choose(tuple(choices), default)
 
-    def choose(txn):
-        for cond, backend in choices:
-            if cond(txn):
+
+def choose_with(choose, txn):
+    """choose(txn) for what compile_use_backend returned: a C call into
+    the compiled choice (the stream calls it per request)."""
+    if type(choose) is _Choose:
+        c = choose
+        return c.run(txn)
+    return choose(txn)
+
+
+class _Choose:
+    """compile_use_backend's choose(txn), as an object (rules.pxd types it:
+    the conditions are tested with C calls)."""
+
+    __slots__ = ("choices", "default")
+
+    def __init__(self, choices: tuple, default) -> None:
+        self.choices = choices
+        self.default = default
+
+    def __call__(self, txn):
+        return self.run(txn)
+
+    def run(self, txn):
+        for cond, backend in self.choices:
+            if _holds(cond, txn):
                 return backend
-        return default
-    return choose
+        return self.default

@@ -8,6 +8,7 @@ from workers.clientconn cimport ClientConn
 from workers.http1 cimport Request, Response, forwarding_strip
 from workers.lazyhead cimport has_field, is_lazy
 from workers.loop cimport Loop
+from workers.rules cimport apply_rules, choose_with
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime, WorkerContext
 from workers.server cimport ServerConn
 

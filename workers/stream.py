@@ -37,7 +37,7 @@ from farm.logs import httplog_text, json_http_values
 from workers import counting, h2server, http1, ppsend, tables
 from workers.http1 import Request, Response, forwarding_strip
 from workers.lazyhead import has_field, is_lazy
-from workers.rules import no_rules
+from workers.rules import apply_rules, choose_with, no_rules
 from workers.server import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ServerConn,
                             connect_error_is_fatal)
 from workers.loop import EPOLLIN, EPOLLOUT
@@ -139,13 +139,13 @@ class Stream:
                 tables.stream_started(self, held)
         # (`is not no_rules`: an empty rule list is not even called)
         if fe.req_rules is not no_rules:
-            verdict = fe.req_rules(self)
+            verdict = apply_rules(fe.req_rules, self)
             if verdict is not None:
                 self.local_response(verdict)
                 return
         name = fe.fixed_backend
         if name is None:
-            name = fe.choose_backend(self)
+            name = choose_with(fe.choose_backend, self)
         be = self.conn.ctx.backends.get(name) if name else None
         if be is None:
             self.send_error(503, "SC")   # no backend for this request
@@ -155,7 +155,7 @@ class Stream:
         if be.forwardfor and not fe.forwardfor:
             set_forwarded_proto(req, self.conn.t.secure)   # as above, before the backend's rules
         if be.req_rules is not no_rules:
-            verdict = be.req_rules(self)
+            verdict = apply_rules(be.req_rules, self)
             if verdict is not None:
                 self.local_response(verdict)
                 return
