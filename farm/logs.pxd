@@ -32,7 +32,7 @@ cpdef str httplog_text(ip, long long port, double t, fe, be, srv, long long tr, 
                        long long tc, long long trs, long long ta, long long status,
                        long long nbytes, cc, cs, ts1, ts2, ts3, long long ac, long long fc,
                        long long bc, long long sc, long long retries, bint redispatched,
-                       long long sq, long long bq, bytes request)
+                       long long sq, long long bq, request)
 
 @cython.locals(rc=str)
 cdef str _httplog_joined(ip, long long port, double t, fe, be, srv, long long tr, long long tw,
@@ -46,12 +46,12 @@ cdef bytearray _LINE
 cdef bytes _HEX_DIGITS
 cdef Py_ssize_t _MARGIN
 
-@cython.locals(buf=bytearray, p=wbytes, lim=Py_ssize_t, i=Py_ssize_t)
+@cython.locals(buf=bytearray, p=wbytes, lim=Py_ssize_t, i=Py_ssize_t, parts=tuple, k=Py_ssize_t)
 cdef _httplog_fast(ip, long long port, double t, fe, be, srv, long long tr, long long tw,
                    long long tc, long long trs, long long ta, long long status,
                    long long nbytes, cc, cs, ts1, ts2, ts3, long long ac, long long fc,
                    long long bc, long long sc, long long retries, bint redispatched,
-                   long long sq, long long bq, bytes request)
+                   long long sq, long long bq, request)
 
 @cython.locals(text=str, ch=Py_UCS4, c=cython.uint)
 cdef Py_ssize_t _put_text(wbytes p, Py_ssize_t pos, Py_ssize_t lim, s)

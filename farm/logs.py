@@ -681,11 +681,12 @@ def _num(n: int) -> str:
 def httplog_text(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
                  ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
                  bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
-                 request: bytes) -> str:
+                 request) -> str:
     """The httplog line of httplog_values from its fields as arguments (no
     record tuple: the worker passes C values, logs.pxd): the termination
-    state as the concatenation ts1 + ts2 + ts3, the request line as bytes
-    (escaped here as _escape_request escapes its latin-1 text).
+    state as the concatenation ts1 + ts2 + ts3, the request line as bytes,
+    or as a tuple of bytes to join with spaces (method, target, version),
+    escaped here as _escape_request escapes its latin-1 text.
 
     Written byte by byte into one buffer (_LINE) when every text part is
     ASCII and the line fits, which the compiled build does in C; else made
@@ -694,6 +695,8 @@ def httplog_text(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int
                          ts1, ts2, ts3, ac, fc, bc, sc, retries, redispatched, sq, bq, request)
     if line is not None:
         return line
+    if type(request) is tuple:
+        request = b" ".join(request)
     return _httplog_joined(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
                            ts1, ts2, ts3, ac, fc, bc, sc, retries, redispatched, sq, bq,
                            _escape_request(request.decode("latin-1")))
@@ -720,7 +723,7 @@ _MARGIN = 8                     # bytes kept after each checked write, for the s
 def _httplog_fast(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
                   ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
                   bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
-                  request: bytes):
+                  request):
     """httplog_text written into _LINE; None when a text part is not an
     ASCII str or the line does not fit (the caller joins it instead)."""
     buf = _LINE
@@ -834,9 +837,20 @@ def _httplog_fast(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: in
         return None
     p[i] = 32
     p[i + 1] = 34                               # ' "'
-    i = _put_request(p, i + 2, lim, request)
-    if i < 0:
-        return None
+    i += 2
+    if type(request) is tuple:
+        parts = request
+        for k in range(len(parts)):
+            if k:
+                p[i] = 32
+                i += 1
+            i = _put_request(p, i, lim, parts[k])
+            if i < 0:
+                return None
+    else:
+        i = _put_request(p, i, lim, request)
+        if i < 0:
+            return None
     p[i] = 34
     return p[:i + 1].decode("ascii")
 

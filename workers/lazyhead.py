@@ -57,9 +57,9 @@ def _raw_value(raw: bytes, lname: bytes, last: bool):
     m = len(lname)
     found = -1
     i = 0
-    while i < n - 1:
-        if p[i] == 13 and p[i + 1] == 10:       # a line starts after each CRLF
-            i += 2
+    while i < n:
+        if p[i] == 10:      # a line starts after each LF (a validated head has LF only in CRLF)
+            i += 1
             if _field_at(raw, i, lname):
                 found = i + m + 1
                 if not last:

@@ -8,11 +8,17 @@ from workers.lazyhead cimport has_field, is_lazy, last_value, path_ends, path_st
 
 ctypedef const unsigned char *cbytes     # a bytes object's buffer, read in place
 
+cdef class _LastHeader:
+    cdef public bytes lname
+    cdef public bint split
+    @cython.locals(lname=bytes, v=bytes, n=Py_ssize_t)
+    cpdef bytes get(self, txn)
+
 cdef class _SetField:
     cdef public bytes name, lname
     cdef public object value, msg_of
     cdef public bint const, replace_all, request, lazy_ok
-    @cython.locals(v=bytes, req=Request)
+    @cython.locals(v=bytes, req=Request, last=_LastHeader)
     cpdef run(self, txn)
 
 @cython.locals(p=cbytes, n=Py_ssize_t)

@@ -1087,25 +1087,39 @@ def _last_request_header(name: bytes, split: bool) -> Callable[[object], bytes]:
     trimmed; without (fhdr()), the whole last line. One reverse scan: what
     _last(_header_values(...)) gives, without the lists (a set-header of a
     header's value runs on every request)."""
-    lname = name.lower()
-    n = len(lname)
+    return _LastHeader(name.lower(), split)
 
-    def last(txn) -> bytes:
+
+class _LastHeader:
+    """_last_request_header's getter, as an object (rules.pxd types it: a
+    set-header of %[req.hdr(NAME)] calls it as C)."""
+
+    __slots__ = ("lname", "split")
+
+    def __init__(self, lname: bytes, split: bool) -> None:
+        self.lname = lname
+        self.split = split
+
+    def __call__(self, txn) -> bytes:
+        return self.get(txn)
+
+    def get(self, txn) -> bytes:
+        lname = self.lname
         req = txn.req
         if is_lazy(req):                # an unsplit head stays so (workers/lazyhead.py)
             v = last_value(req, lname)
             if v is None:
                 return b""
-            if split and _COMMA in v:
+            if self.split and _COMMA in v:
                 return v.rpartition(b",")[2].strip(b" \t")
             return v
+        n = len(lname)
         for k, v in reversed(req.headers):
             if len(k) == n and k.lower() == lname:
-                if split and _COMMA in v:
+                if self.split and _COMMA in v:
                     return v.rpartition(b",")[2].strip(b" \t")
                 return v
         return b""
-    return last
 
 
 def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
@@ -1336,7 +1350,13 @@ class _SetField:
         msg = txn.req if self.request else self.msg_of(txn)
         if msg is None:
             return _CONTINUE
-        v = self.value if self.const else _strip_ows(self.value(txn))
+        if self.const:
+            v = self.value
+        elif type(self.value) is _LastHeader:
+            last = self.value
+            v = _strip_ows(last.get(txn))
+        else:
+            v = _strip_ows(self.value(txn))
         if (self.lazy_ok and is_lazy(msg) and value_ok(v)
                 and not (self.replace_all and has_field(msg, self.lname))):
             req = msg

@@ -728,7 +728,7 @@ class Stream:
             conn.ctx.g.value(), fe.g.value(), be.g.value() if be is not None else 0,
             srv.g.value() if srv is not None else 0, self.retries, self.redispatched,
             0, be.queued() if be is not None else 0,
-            b" ".join(self.request_line))
+            self.request_line)
 
     def _log_tw(self, now: float) -> int:
         """%Tw: the time in the queue (ms); 0 without one, -1 when farm

@@ -873,3 +873,13 @@ def test_httplog_line_of_any_text(tz):
                              "-", "-", "-", "-", "--", 1, 1, 1, 1, 0, False, 0, 0, b"GET / HTTP/1.0")
     assert text == ('10.0.0.1:2 [18/Nov/2026:11:06:40.500] fe be/s 0/0/0/0/0 200 0 - - ---- '
                     '1/1/1/1/0 0/0 "GET / HTTP/1.0"')
+
+
+def test_httplog_text_request_as_parts(tz):
+    tz("UTC")
+    args = ("10.0.0.1", 2, 1795000000.5, "fe", "be", "s", 0, 0, 0, 0, 0, 200, 0,
+            "-", "-", "-", "-", "--", 1, 1, 1, 1, 0, False, 0, 0)
+    for parts in [(b"GET", b"/a\"b", b"HTTP/1.1"), (b"GET", b"/\xe9", b"HTTP/1.0")]:
+        assert logs.httplog_text(*args, parts) == logs.httplog_text(*args, b" ".join(parts))
+        assert logs.httplog_text(*args[:3], "f\xe9", *args[4:], parts) == \
+            logs.httplog_text(*args[:3], "f\xe9", *args[4:], b" ".join(parts))
