@@ -443,7 +443,8 @@ class AccessLog:
             self._send_datagrams(buf)
             buf.clear()
             return
-        data = ("\n".join(buf) + "\n").encode("utf-8", "replace")
+        buf.append("")                  # the last line's newline, without another copy
+        data = "\n".join(buf).encode("utf-8", "replace")
         buf.clear()
         if self.mode is _FILE:
             self._file_write(data)
@@ -465,11 +466,13 @@ class AccessLog:
     def _file_write(self, data: bytes) -> None:
         """One write() of the whole turn; a regular file takes it all unless
         the write fails (disk full, I/O error): the rest is dropped."""
-        view = memoryview(data)
         pos = 0
         try:
-            while pos < len(data):
-                pos += os.write(self.fd, view[pos:])
+            pos = os.write(self.fd, data)       # all of it, as a rule: no view needed
+            if pos < len(data):
+                view = memoryview(data)
+                while pos < len(data):
+                    pos += os.write(self.fd, view[pos:])
         except OSError:
             self.dropped += data.count(b"\n", pos)
 
