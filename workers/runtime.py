@@ -403,7 +403,7 @@ class BackendRuntime:
 
     def queued(self) -> int:
         """Requests waiting for a slot, in all workers (%bq, qcur)."""
-        return self.cells.load(self.q_count)
+        return self.q[self.q_count]      # read through q, as Gauge.value() reads
 
     def retry_wait(self, index: int, retry_no: int, persistent: bool, timed_out: bool) -> float | None:
         """Retry number retry_no (1..retries) of a failed connection to server
