@@ -55,6 +55,7 @@ COMPILED = (
     "workers.h2server",
     "farm.tables",
     "workers.tables",
+    "workers.lazyhead",
     "workers.rules",
     "farm.conditions",
     "farm.logs",

@@ -443,7 +443,8 @@ class AccessLog:
             self._send_datagrams(buf)
             buf.clear()
             return
-        data = ("\n".join(buf) + "\n").encode("utf-8", "replace")
+        buf.append("")                  # the last line's newline, without another copy
+        data = "\n".join(buf).encode("utf-8", "replace")
         buf.clear()
         if self.mode is _FILE:
             self._file_write(data)
@@ -465,11 +466,13 @@ class AccessLog:
     def _file_write(self, data: bytes) -> None:
         """One write() of the whole turn; a regular file takes it all unless
         the write fails (disk full, I/O error): the rest is dropped."""
-        view = memoryview(data)
         pos = 0
         try:
-            while pos < len(data):
-                pos += os.write(self.fd, view[pos:])
+            pos = os.write(self.fd, data)       # all of it, as a rule: no view needed
+            if pos < len(data):
+                view = memoryview(data)
+                while pos < len(data):
+                    pos += os.write(self.fd, view[pos:])
         except OSError:
             self.dropped += data.count(b"\n", pos)
 
@@ -565,18 +568,29 @@ def haproxy_date(epoch: float) -> str:
     The part up to the second is cached: formatting runs once per second,
     not once per line.
     """
+    return _date_second(epoch) + _date_millis(epoch)
+
+
+def _date_second(epoch: float) -> str:
+    """The date up to the second ("20/Nov/2026:22:19:17"), from the cache
+    while the second is the same."""
     sec = int(epoch)
     if _date_cache[0] != sec:
         t = time.localtime(sec)
         _date_cache[0] = sec
         _date_cache[1] = "%02d/%s/%04d:%02d:%02d:%02d" % (
             t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+    return _date_cache[1]
+
+
+def _date_millis(epoch: float) -> str:
+    """The milliseconds of the date (".568"), a constant string each."""
+    sec = int(epoch)
     ms = int((epoch - sec) * 1000)
-    return _date_cache[1] + _MILLIS[ms if 0 <= ms < 1000 else 0]
+    return _MILLIS[ms if 0 <= ms < 1000 else 0]
 
 
 _MILLIS = tuple(".%03d" % i for i in range(1000))      # ".000" .. ".999"
-
 
 def iso_date(epoch: float) -> str:
     t = time.localtime(epoch)
@@ -647,12 +661,264 @@ def httplog_values(v: tuple) -> str:
     """
     (ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs, ts,
      ac, fc, bc, sc, retries, redispatched, sq, bq, request) = v
-    # An f-string rather than a % format: compiled with the numbers typed
-    # (logs.pxd), it formats C integers without a Python int each.
-    rc = f"+{retries}" if redispatched else f"{retries}"
-    return (f'{ip}:{port} [{haproxy_date(t)}] {fe} {be}/{srv} {tr}/{tw}/{tc}/{trs}/{ta} '
-            f'{status} {nbytes} {cc} {cs} {ts} {ac}/{fc}/{bc}/{sc}/{rc} {sq}/{bq} '
-            f'"{_escape_request(request)}"')
+    # (the escaped text is printable ASCII without '"': escaping it again,
+    # as httplog_text does, changes nothing)
+    return httplog_text(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
+                        ts, "", "", ac, fc, bc, sc, retries, redispatched, sq, bq,
+                        _escape_request(request).encode("ascii"))
+
+
+# Small numbers as text, made once: most numbers of a line (times in ms,
+# counts, status) are small, and taking one costs less than formatting it.
+_SMALL_MIN, _SMALL_MAX = -1, 1023
+_SMALL = tuple(str(i) for i in range(_SMALL_MIN, _SMALL_MAX + 1))
+
+
+def _num(n: int) -> str:
+    """str(n), from _SMALL when it is there."""
+    if _SMALL_MIN <= n <= _SMALL_MAX:
+        return _SMALL[n - _SMALL_MIN]
+    return f"{n}"
+
+
+def httplog_text(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
+                 ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
+                 bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
+                 request) -> str:
+    """The httplog line of httplog_values from its fields as arguments (no
+    record tuple: the worker passes C values, logs.pxd): the termination
+    state as the concatenation ts1 + ts2 + ts3, the request line as bytes,
+    or as a tuple of bytes to join with spaces (method, target, version),
+    escaped here as _escape_request escapes its latin-1 text.
+
+    Written byte by byte into one buffer (_LINE) when every text part is
+    ASCII and the line fits, which the compiled build does in C; else made
+    by _httplog_joined, to the same text."""
+    line = _httplog_fast(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
+                         ts1, ts2, ts3, ac, fc, bc, sc, retries, redispatched, sq, bq, request)
+    if line is not None:
+        return line
+    if type(request) is tuple:
+        request = b" ".join(request)
+    return _httplog_joined(ip, port, t, fe, be, srv, tr, tw, tc, trs, ta, status, nbytes, cc, cs,
+                           ts1, ts2, ts3, ac, fc, bc, sc, retries, redispatched, sq, bq,
+                           _escape_request(request.decode("latin-1")))
+
+
+def _httplog_joined(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
+                    ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
+                    bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
+                    request: str) -> str:
+    """httplog_text as an f-string, request already escaped: any part."""
+    rc = "+" + _num(retries) if redispatched else _num(retries)
+    return (f'{ip}:{_num(port)} [{_date_second(t)}{_date_millis(t)}] {fe} {be}/{srv} '
+            f'{_num(tr)}/{_num(tw)}/{_num(tc)}/{_num(trs)}/{_num(ta)} '
+            f'{_num(status)} {_num(nbytes)} {cc} {cs} {ts1}{ts2}{ts3} '
+            f'{_num(ac)}/{_num(fc)}/{_num(bc)}/{_num(sc)}/{rc} {_num(sq)}/{_num(bq)} '
+            f'"{request}"')
+
+
+_LINE = bytearray(8192)         # where _httplog_fast writes a line (one worker, one line at a time)
+_HEX_DIGITS = b"0123456789ABCDEF"
+_MARGIN = 8                     # bytes kept after each checked write, for the separators
+
+
+def _httplog_fast(ip, port: int, t: float, fe, be, srv, tr: int, tw: int, tc: int, trs: int,
+                  ta: int, status: int, nbytes: int, cc, cs, ts1, ts2, ts3, ac: int, fc: int,
+                  bc: int, sc: int, retries: int, redispatched: bool, sq: int, bq: int,
+                  request):
+    """httplog_text written into _LINE; None when a text part is not an
+    ASCII str or the line does not fit (the caller joins it instead)."""
+    buf = _LINE
+    p = buf
+    lim = len(buf) - _MARGIN
+    i = _put_text(p, 0, lim, ip)
+    if i < 0:
+        return None
+    p[i] = 58                                   # ':'
+    i = _put_int(p, i + 1, lim, port)
+    if i < 0:
+        return None
+    p[i] = 32
+    p[i + 1] = 91                               # ' ['
+    i = _put_text(p, i + 2, lim, _date_second(t))
+    if i < 0:
+        return None
+    i = _put_text(p, i, lim, _date_millis(t))
+    if i < 0:
+        return None
+    p[i] = 93
+    p[i + 1] = 32                               # '] '
+    i = _put_text(p, i + 2, lim, fe)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, be)
+    if i < 0:
+        return None
+    p[i] = 47                                   # '/'
+    i = _put_text(p, i + 1, lim, srv)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, tr)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, tw)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, tc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, trs)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, ta)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, status)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, nbytes)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, cc)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, cs)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_text(p, i + 1, lim, ts1)
+    if i < 0:
+        return None
+    i = _put_text(p, i, lim, ts2)
+    if i < 0:
+        return None
+    i = _put_text(p, i, lim, ts3)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, ac)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, fc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, bc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, sc)
+    if i < 0:
+        return None
+    p[i] = 47
+    i += 1
+    if redispatched:
+        p[i] = 43                               # '+'
+        i += 1
+    i = _put_int(p, i, lim, retries)
+    if i < 0:
+        return None
+    p[i] = 32
+    i = _put_int(p, i + 1, lim, sq)
+    if i < 0:
+        return None
+    p[i] = 47
+    i = _put_int(p, i + 1, lim, bq)
+    if i < 0:
+        return None
+    p[i] = 32
+    p[i + 1] = 34                               # ' "'
+    i += 2
+    if type(request) is tuple:
+        parts = request
+        for k in range(len(parts)):
+            if k:
+                p[i] = 32
+                i += 1
+            i = _put_request(p, i, lim, parts[k])
+            if i < 0:
+                return None
+    else:
+        i = _put_request(p, i, lim, request)
+        if i < 0:
+            return None
+    p[i] = 34
+    return p[:i + 1].decode("ascii")
+
+
+def _put_text(p, pos: int, lim: int, s) -> int:
+    """Write the str s at p[pos]; the end, or -1 when s is not an ASCII
+    str or would pass lim."""
+    if type(s) is not str:
+        return -1
+    text = s
+    if pos + len(text) > lim:
+        return -1
+    for ch in text:
+        c = ord(ch)
+        if c > 127:
+            return -1
+        p[pos] = c
+        pos += 1
+    return pos
+
+
+def _put_int(p, pos: int, lim: int, n: int) -> int:
+    """Write n in decimal at p[pos]; the end, or -1 past lim."""
+    if pos + 21 > lim:
+        return -1
+    if n < 0:
+        p[pos] = 45                             # '-'
+        pos += 1
+        n = -n
+    u = n                                       # unsigned in C: plain divisions
+    end = pos + 1
+    m = u // 10
+    while m:
+        end += 1
+        m //= 10
+    i = end
+    while True:
+        i -= 1
+        p[i] = 48 + u % 10
+        u //= 10
+        if not u:
+            break
+    return end
+
+
+def _put_request(p, pos: int, lim: int, request: bytes) -> int:
+    """Write the request line at p[pos], escaped as _escape_request does
+    ('"', controls and bytes above 126 as #XX); the end, or -1 past lim."""
+    n = len(request)
+    if pos + 3 * n > lim:
+        return -1
+    q = request
+    digits = _HEX_DIGITS
+    h = digits
+    for k in range(n):
+        c = q[k]
+        if c < 32 or c > 126 or c == 34:
+            p[pos] = 35                         # '#'
+            p[pos + 1] = h[c >> 4]
+            p[pos + 2] = h[c & 15]
+            pos += 3
+        else:
+            p[pos] = c
+            pos += 1
+    return pos
 
 
 def json_http_values(v: tuple) -> str:

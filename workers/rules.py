@@ -59,6 +59,8 @@ from farm.conditions import (
     parse_acl, parse_condition, parse_format, parse_key_sample, parse_replacement,
 )
 from workers import tables as sticks
+from workers.http1 import _check_field
+from workers.lazyhead import has_field, is_lazy, last_value, path_ends, path_starts, value_ok
 
 __all__ = [
     "RuleError", "Verdict", "AclTable", "Tracer", "acl_sample", "compile_acls",
@@ -742,6 +744,10 @@ def compile_acl_spec(spec: AclSpec, phase: str = "request") -> Matcher:
     if base in _SINGLE:
         if method == "found":
             return _query_found if base == "query" else _true
+        if base == "path" and not spec.icase and method in ("beg", "end"):
+            # the commonest ACLs: compared in the target, in place
+            # (workers/lazyhead.py), without making the path's bytes
+            return _PathTest(tuple(v.encode("latin-1") for v in spec.values), method == "end")
         m = _single_matcher(_SINGLE[base], spec)
         if base == "query":
             # Without a '?' there is no query sample at all (HAProxy): an
@@ -806,8 +812,7 @@ def _any_of(matchers: Sequence[Matcher]) -> Matcher:
     if _true in matchers:
         return _true
     if len(matchers) == 2:
-        a, b = matchers
-        return lambda txn: a(txn) or b(txn)
+        return _Either(*matchers)
 
     def any_match(txn) -> bool:
         for m in matchers:
@@ -824,8 +829,7 @@ def _all_of(matchers: Sequence[Matcher]) -> Matcher:
     if len(matchers) == 1:
         return matchers[0]
     if len(matchers) == 2:
-        a, b = matchers
-        return lambda txn: a(txn) and b(txn)
+        return _Both(*matchers)
 
     def all_match(txn) -> bool:
         for m in matchers:
@@ -840,7 +844,86 @@ def _negate(m: Matcher) -> Matcher:
         return _false
     if m is _false:
         return _true
-    return lambda txn: not m(txn)
+    return _Not(m)
+
+
+# The commonest condition shapes as objects rather than closures: the
+# compiled build types them (rules.pxd), so that a condition made of them
+# is tested with C calls (test()), not Python calls. Called as matcher(txn)
+# they answer what the closures answered.
+
+class _Test:
+    """A matcher object: test(txn) -> bool; matcher(txn) as well."""
+
+    __slots__ = ()
+
+    def __call__(self, txn):
+        return self.test(txn)
+
+    def test(self, txn) -> bool:
+        raise NotImplementedError
+
+
+def _holds(m, txn) -> bool:
+    """The truth of matcher m (a _Test or any callable) for txn."""
+    if isinstance(m, _Test):
+        t = m
+        return t.test(txn)
+    return bool(m(txn))
+
+
+class _PathTest(_Test):
+    """path_beg / path_end without -i (workers/lazyhead.py compares in the
+    target, without making the path's bytes)."""
+
+    __slots__ = ("pats", "ends")
+
+    def __init__(self, pats: tuple, ends: bool) -> None:
+        self.pats = pats
+        self.ends = ends
+
+    def test(self, txn) -> bool:
+        if self.ends:
+            return path_ends(txn.req, self.pats)
+        return path_starts(txn.req, self.pats)
+
+
+class _Both(_Test):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b) -> None:
+        self.a = a
+        self.b = b
+
+    def __call__(self, txn):
+        return self.a(txn) and self.b(txn)
+
+    def test(self, txn) -> bool:
+        return _holds(self.a, txn) and _holds(self.b, txn)
+
+
+class _Either(_Test):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b) -> None:
+        self.a = a
+        self.b = b
+
+    def __call__(self, txn):
+        return self.a(txn) or self.b(txn)
+
+    def test(self, txn) -> bool:
+        return _holds(self.a, txn) or _holds(self.b, txn)
+
+
+class _Not(_Test):
+    __slots__ = ("m",)
+
+    def __init__(self, m) -> None:
+        self.m = m
+
+    def test(self, txn) -> bool:
+        return not _holds(self.m, txn)
 
 
 class AclTable(dict):
@@ -1004,17 +1087,39 @@ def _last_request_header(name: bytes, split: bool) -> Callable[[object], bytes]:
     trimmed; without (fhdr()), the whole last line. One reverse scan: what
     _last(_header_values(...)) gives, without the lists (a set-header of a
     header's value runs on every request)."""
-    lname = name.lower()
-    n = len(lname)
+    return _LastHeader(name.lower(), split)
 
-    def last(txn) -> bytes:
-        for k, v in reversed(txn.req.headers):
+
+class _LastHeader:
+    """_last_request_header's getter, as an object (rules.pxd types it: a
+    set-header of %[req.hdr(NAME)] calls it as C)."""
+
+    __slots__ = ("lname", "split")
+
+    def __init__(self, lname: bytes, split: bool) -> None:
+        self.lname = lname
+        self.split = split
+
+    def __call__(self, txn) -> bytes:
+        return self.get(txn)
+
+    def get(self, txn) -> bytes:
+        lname = self.lname
+        req = txn.req
+        if is_lazy(req):                # an unsplit head stays so (workers/lazyhead.py)
+            v = last_value(req, lname)
+            if v is None:
+                return b""
+            if self.split and _COMMA in v:
+                return v.rpartition(b",")[2].strip(b" \t")
+            return v
+        n = len(lname)
+        for k, v in reversed(req.headers):
             if len(k) == n and k.lower() == lname:
-                if split and _COMMA in v:
+                if self.split and _COMMA in v:
                     return v.rpartition(b",")[2].strip(b" \t")
                 return v
         return b""
-    return last
 
 
 def _sample_getter(sample: Sample, phase: str) -> Callable[[object], bytes]:
@@ -1188,25 +1293,8 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
             return _CONTINUE
         return delete
     if action in ("set-header", "add-header"):
-        # A field value has no leading/trailing whitespace (RFC 9110; the
-        # message helpers refuse it): trim the constant once, a rendered
-        # value each time.
-        value = compile_format(str(p["value"]), phase)
-        replace_all = action == "set-header"
-        const = value.__class__ is bytes
-        if const:
-            value = value.strip(b" \t")
-
-        def put(txn):
-            msg = msg_of(txn)
-            if msg is not None:
-                v = value if const else value(txn).strip(b" \t")
-                if replace_all:
-                    msg.set(name, v)
-                else:
-                    msg.add(name, v)
-            return _CONTINUE
-        return put
+        return _SetField(name, compile_format(str(p["value"]), phase),
+                         action == "set-header", phase == "request", msg_of)
     # replace-header: HAProxy matches the regex against each full value
     # (not split on commas) and replaces the *whole* value of those that
     # match with the expansion.
@@ -1229,6 +1317,73 @@ def _header_action(action: str, p: dict, phase: str) -> Callable:
                     hs[i] = (k, expand(m, txn).strip(b" \t"))
         return _CONTINUE
     return replace
+
+
+class _SetField:
+    """set-header (replace_all) or add-header: the action, called with the
+    txn like the other actions' closures (returns _CONTINUE). An object
+    rather than a closure so that the compiled build types it (rules.pxd).
+
+    A field value has no leading/trailing whitespace (RFC 9110; the message
+    helpers refuse it): the constant is trimmed once, a rendered value each
+    time. An unsplit request head (workers/lazyhead.py) without the field
+    gets it appended and stays unsplit: what set() and add() do to the
+    split fields, their checks included (the name's once here)."""
+
+    __slots__ = ("name", "lname", "value", "const", "replace_all", "request", "lazy_ok",
+                 "msg_of")
+
+    def __init__(self, name: bytes, value, replace_all: bool, request: bool, msg_of) -> None:
+        self.name = name
+        self.lname = name.lower()
+        self.const = value.__class__ is bytes
+        self.value = value.strip(b" \t") if self.const else value
+        self.replace_all = replace_all
+        self.request = request
+        self.lazy_ok = request and _name_ok(name)
+        self.msg_of = msg_of
+
+    def __call__(self, txn):
+        return self.run(txn)
+
+    def run(self, txn):
+        msg = txn.req if self.request else self.msg_of(txn)
+        if msg is None:
+            return _CONTINUE
+        if self.const:
+            v = self.value
+        elif type(self.value) is _LastHeader:
+            last = self.value
+            v = _strip_ows(last.get(txn))
+        else:
+            v = _strip_ows(self.value(txn))
+        if (self.lazy_ok and is_lazy(msg) and value_ok(v)
+                and not (self.replace_all and has_field(msg, self.lname))):
+            req = msg
+            req.append_field(self.name, v)
+        elif self.replace_all:
+            msg.set(self.name, v)
+        else:
+            msg.add(self.name, v)
+        return _CONTINUE
+
+
+def _strip_ows(v: bytes) -> bytes:
+    """v.strip(b" \t"), without the call when there is nothing to strip."""
+    p = v
+    n = len(v)
+    if n and (p[0] == 32 or p[0] == 9 or p[n - 1] == 32 or p[n - 1] == 9):
+        return v.strip(b" \t")
+    return v
+
+
+def _name_ok(name: bytes) -> bool:
+    """name passes http1._check_field's test of a field name."""
+    try:
+        _check_field(name, b"")
+    except ValueError:
+        return False
+    return True
 
 
 def _compile_rule_regex(pattern: object) -> re.Pattern:
@@ -1505,16 +1660,41 @@ def _first_answer(steps: list) -> Callable[[object], object]:
     _CONTINUE (that answer; None at the end). No steps: no_rules."""
     if not steps:
         return no_rules
-    _CONT = _CONTINUE
+    return _Steps(tuple(steps))
 
-    def run(txn):
-        for cond, act in steps:
-            if cond is None or cond(txn):
-                r = act(txn)
-                if r is not _CONT:
+
+class _Steps:
+    """_first_answer's run(txn), as an object (typed by rules.pxd: the
+    conditions and set-header actions among the steps are called as C)."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: tuple) -> None:
+        self.steps = steps
+
+    def __call__(self, txn):
+        return self.run(txn)
+
+    def run(self, txn):
+        for cond, act in self.steps:
+            if cond is None or _holds(cond, txn):
+                if type(act) is _SetField:
+                    sf = act
+                    r = sf.run(txn)
+                else:
+                    r = act(txn)
+                if r is not _CONTINUE:
                     return r
         return None
-    return run
+
+
+def apply_rules(rules, txn):
+    """rules(txn) for what compile_request_rules returned: a C call into
+    the compiled rule list (the stream calls it per request)."""
+    if type(rules) is _Steps:
+        steps = rules
+        return steps.run(txn)
+    return rules(txn)
 
 
 def _tcp_action(rule: model.Rule) -> Callable:
@@ -1587,14 +1767,33 @@ def compile_use_backend(entries: Sequence[model.UseBackend], default: str | None
         choices.append((cond, entry.backend))
     if not choices:
         return lambda txn: default
-    choices = tuple(choices)
-    if len(choices) == 1:
-        (c1, b1), = choices
-        return lambda txn: b1 if c1(txn) else default
+    return _Choose(tuple(choices), default)
 
-    def choose(txn):
-        for cond, backend in choices:
-            if cond(txn):
+
+def choose_with(choose, txn):
+    """choose(txn) for what compile_use_backend returned: a C call into
+    the compiled choice (the stream calls it per request)."""
+    if type(choose) is _Choose:
+        c = choose
+        return c.run(txn)
+    return choose(txn)
+
+
+class _Choose:
+    """compile_use_backend's choose(txn), as an object (rules.pxd types it:
+    the conditions are tested with C calls)."""
+
+    __slots__ = ("choices", "default")
+
+    def __init__(self, choices: tuple, default) -> None:
+        self.choices = choices
+        self.default = default
+
+    def __call__(self, txn):
+        return self.run(txn)
+
+    def run(self, txn):
+        for cond, backend in self.choices:
+            if _holds(cond, txn):
                 return backend
-        return default
-    return choose
+        return self.default

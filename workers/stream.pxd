@@ -3,10 +3,13 @@
 # connection is typed by its interface (workers/clientconn.py): HTTP/1.1
 # and HTTP/2 connections alike.
 cimport cython
+from farm.logs cimport AccessLog, httplog_text
 from workers.clientconn cimport ClientConn
 from workers.http1 cimport Request, Response, forwarding_strip
+from workers.lazyhead cimport has_field, is_lazy
 from workers.loop cimport Loop
-from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
+from workers.rules cimport apply_rules, choose_with
+from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime, WorkerContext
 from workers.server cimport ServerConn
 
 # Constants compared on every event, as C values (workers/states.py)
@@ -57,5 +60,15 @@ cdef class Stream:
     cpdef release_server(self)
     cpdef drop_server_conn(self)
     cpdef finish_io(self)
+    @cython.locals(conn=ClientConn, ctx=WorkerContext, access=AccessLog)
     cpdef log(self)
+    @cython.locals(conn=ClientConn, be=BackendRuntime, srv=ServerRuntime, fe=FrontendRuntime)
+    cpdef str httplog_line(self, double now)
+    @cython.locals(t_queue=double, t_connect=double)
+    cdef long long _log_tw(self, double now)
+    cdef long long _log_tc(self)
+    cdef long long _log_tr(self)
     cpdef tuple log_record(self, double now)
+
+@cython.locals(xfp=tuple)
+cpdef set_forwarded_proto(Request req, bint secure=*)

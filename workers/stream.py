@@ -33,10 +33,11 @@ transaction, second: in which phase):
 from __future__ import annotations
 
 from farm import challenges
-from farm.logs import httplog_values, json_http_values
+from farm.logs import httplog_text, json_http_values
 from workers import counting, h2server, http1, ppsend, tables
 from workers.http1 import Request, Response, forwarding_strip
-from workers.rules import no_rules
+from workers.lazyhead import has_field, is_lazy
+from workers.rules import apply_rules, choose_with, no_rules
 from workers.server import ServerConn, connect_error_is_fatal
 from workers.states import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ST_CONNECTING, ST_DONE,
                             ST_QUEUED, ST_RULES, ST_SERVER, ST_TARPIT, ST_TUNNEL, ST_TURNAROUND)
@@ -138,13 +139,13 @@ class Stream:
                 tables.stream_started(self, held)
         # (`is not no_rules`: an empty rule list is not even called)
         if fe.req_rules is not no_rules:
-            verdict = fe.req_rules(self)
+            verdict = apply_rules(fe.req_rules, self)
             if verdict is not None:
                 self.local_response(verdict)
                 return
         name = fe.fixed_backend
         if name is None:
-            name = fe.choose_backend(self)
+            name = choose_with(fe.choose_backend, self)
         be = self.conn.ctx.backends.get(name) if name else None
         if be is None:
             self.send_error(503, "SC")   # no backend for this request
@@ -154,7 +155,7 @@ class Stream:
         if be.forwardfor and not fe.forwardfor:
             set_forwarded_proto(req, self.conn.t.secure)   # as above, before the backend's rules
         if be.req_rules is not no_rules:
-            verdict = be.req_rules(self)
+            verdict = apply_rules(be.req_rules, self)
             if verdict is not None:
                 self.local_response(verdict)
                 return
@@ -697,41 +698,76 @@ class Stream:
         ctx = conn.ctx
         now = self.loop.now
         counting.http_txn(self, self.fe, now)
-        if not ctx.access.enabled or self.unlogged:
+        if self.unlogged:
             return
-        rec = self.log_record(now)
-        ctx.access.write(json_http_values(rec) if ctx.log_format == "json" else httplog_values(rec))
+        access = ctx.access
+        if not access.enabled:
+            return
+        if ctx.log_format == "json":
+            access.write(json_http_values(self.log_record(now)))
+        else:
+            access.write(self.httplog_line(now))
 
-    def log_record(self, now: float) -> tuple:
-        """The access-log record as a tuple in farm.logs.HTTP_FIELDS order:
-        built once per request, formatted as httplog straight from the
-        tuple, or named for JSON."""
+    def httplog_line(self, now: float) -> str:
+        """The httplog line of log_record's record, made from the values
+        themselves (farm.logs.httplog_text: no record tuple, and C numbers
+        in the compiled build)."""
         conn = self.conn
         be = self.be
         srv = self.srv
         fe = self.fe
         t_start = self.t_start
+        return httplog_text(
+            self.src, self.src_port, conn.accept_time + (t_start - conn.t_accept),
+            fe.name + "~" if conn.t.secure else fe.name,   # HAProxy's %ft: "~" on TLS
+            be.name if be is not None else fe.name,
+            srv.name if srv is not None else "<NOSRV>",
+            int((self.t_head - t_start) * 1000), self._log_tw(now), self._log_tc(),
+            self._log_tr(), int((now - t_start) * 1000),
+            self.status, self.bytes_out, "-", "-", self.term, self.cc, self.cs,
+            conn.ctx.g.value(), fe.g.value(), be.g.value() if be is not None else 0,
+            srv.g.value() if srv is not None else 0, self.retries, self.redispatched,
+            0, be.queued() if be is not None else 0,
+            self.request_line)
+
+    def _log_tw(self, now: float) -> int:
+        """%Tw: the time in the queue (ms); 0 without one, -1 when farm
+        answered before any queue or connection (a rule's answer, a 503
+        without a server), as in HAProxy."""
         t_queue = self.t_queue
+        if t_queue < 0:
+            return -1 if self.local and self.t_connect < 0 else 0
         t_connect = self.t_connect
-        t_connected = self.t_connected
-        t_resp = self.t_resp
-        tw = int(((t_connect if t_connect >= 0 else now) - t_queue) * 1000) if t_queue >= 0 else 0
-        tc = int((t_connected - t_connect) * 1000) if t_connected >= 0 else -1
-        tr_srv = int((t_resp - t_connected) * 1000) if (t_resp >= 0 and t_connected >= 0) else -1
-        if self.local:
-            # Answered by farm: no server response (Tr -1). A phase the
-            # request did reach keeps its time, as in HAProxy: the queue
-            # time of a 503 sQ, the connect time of a 504 (Tc is already -1
-            # when no connection was established); a rule's answer or a
-            # 503 without any server has no Tw either.
-            tr_srv = -1
-            if t_queue < 0 and t_connect < 0:
-                tw = -1
+        return int(((t_connect if t_connect >= 0 else now) - t_queue) * 1000)
+
+    def _log_tc(self) -> int:
+        """%Tc: the time to connect (ms), -1 without a connection made."""
+        if self.t_connected < 0:
+            return -1
+        return int((self.t_connected - self.t_connect) * 1000)
+
+    def _log_tr(self) -> int:
+        """%Tr: the server's time to the response head (ms); -1 without a
+        server response (farm answered: a phase the request did reach
+        keeps its time in %Tw and %Tc, as in HAProxy)."""
+        if self.local or self.t_resp < 0 or self.t_connected < 0:
+            return -1
+        return int((self.t_resp - self.t_connected) * 1000)
+
+    def log_record(self, now: float) -> tuple:
+        """The access-log record as a tuple in farm.logs.HTTP_FIELDS order
+        (the JSON line names it; httplog_line formats the same values)."""
+        conn = self.conn
+        be = self.be
+        srv = self.srv
+        fe = self.fe
+        t_start = self.t_start
         return (self.src, self.src_port, conn.accept_time + (t_start - conn.t_accept),
                 fe.name + "~" if conn.t.secure else fe.name,   # HAProxy's %ft: "~" on TLS
                 be.name if be is not None else fe.name,
                 srv.name if srv is not None else "<NOSRV>",
-                int((self.t_head - t_start) * 1000), tw, tc, tr_srv, int((now - t_start) * 1000),
+                int((self.t_head - t_start) * 1000), self._log_tw(now), self._log_tc(),
+                self._log_tr(), int((now - t_start) * 1000),
                 self.status, self.bytes_out, "-", "-", self.term + self.cc + self.cs,
                 conn.ctx.actconn, fe.g.value(), be.conns if be is not None else 0,
                 srv.conns if srv is not None else 0, self.retries, self.redispatched,
@@ -745,7 +781,12 @@ HIGH_WATER = 262144          # queued bytes for a peer before its source pauses
 def set_forwarded_proto(req: Request, secure: bool = False) -> None:
     """X-Forwarded-Proto: http (https on a TLS connection), replacing
     whatever the client sent (a constant field: no validation, and no list
-    rebuild in the usual case)."""
+    rebuild in the usual case). A head still unsplit (workers/lazyhead.py)
+    without the field gets it appended, and stays unsplit."""
+    xfp = XFP_HTTPS if secure else XFP_HTTP
+    if is_lazy(req) and not has_field(req, b"x-forwarded-proto"):
+        req.append_field(xfp[0], xfp[1])
+        return
     if req.get(b"x-forwarded-proto") is not None:
         req.remove(b"x-forwarded-proto")
-    req.headers.append(XFP_HTTPS if secure else XFP_HTTP)
+    req.headers.append(xfp)

@@ -854,3 +854,32 @@ def test_processes_writing_to_one_pipe_never_interleave(tmp_path):
     chunks.append(drain(r))
     os.close(r)
     _check_lines(b"".join(chunks).decode().splitlines(), procs, turns, per_turn)
+
+
+def test_httplog_line_of_any_text(tz):
+    """The line written byte by byte (ASCII parts) and the joined one
+    (other text, a line past the buffer) are the same format."""
+    tz("UTC")
+    line = logs.httplog_line(http_record(request='GET /"\xe9\x01 HTTP/1.1', tw=-1, retries=3,
+                                         redispatched=True, bytes_read=10**12))
+    assert line == ('192.0.2.7:51234 [18/Nov/2026:11:06:40.250] www app/s1 1/-1/2/30/34 200 '
+                    '1000000000000 - - ---- 5/4/3/2/+3 0/0 "GET /#22#E9#01 HTTP/1.1"')
+    assert logs.httplog_line(http_record(frontend="caf\xe9", request="GET /\u20ac HTTP/1.1")) == (
+        line.replace(" www ", " caf\xe9 ").replace("1/-1/2", "1/0/2").replace("1000000000000", "1234")
+        .replace("+3", "0").replace('/#22#E9#01 ', "/#AC "))
+    long_request = "GET /" + "a" * 9000 + " HTTP/1.1"
+    assert logs.httplog_line(http_record(request=long_request)).endswith(f' "{long_request}"')
+    text = logs.httplog_text("10.0.0.1", 2, 1795000000.5, "fe", "be", "s", 0, 0, 0, 0, 0, 200, 0,
+                             "-", "-", "-", "-", "--", 1, 1, 1, 1, 0, False, 0, 0, b"GET / HTTP/1.0")
+    assert text == ('10.0.0.1:2 [18/Nov/2026:11:06:40.500] fe be/s 0/0/0/0/0 200 0 - - ---- '
+                    '1/1/1/1/0 0/0 "GET / HTTP/1.0"')
+
+
+def test_httplog_text_request_as_parts(tz):
+    tz("UTC")
+    args = ("10.0.0.1", 2, 1795000000.5, "fe", "be", "s", 0, 0, 0, 0, 0, 200, 0,
+            "-", "-", "-", "-", "--", 1, 1, 1, 1, 0, False, 0, 0)
+    for parts in [(b"GET", b"/a\"b", b"HTTP/1.1"), (b"GET", b"/\xe9", b"HTTP/1.0")]:
+        assert logs.httplog_text(*args, parts) == logs.httplog_text(*args, b" ".join(parts))
+        assert logs.httplog_text(*args[:3], "f\xe9", *args[4:], parts) == \
+            logs.httplog_text(*args[:3], "f\xe9", *args[4:], b" ".join(parts))
