@@ -28,8 +28,9 @@ cpdef bint value_ok(bytes value) except -1
 @cython.locals(target=bytes, p=cbytes, n=Py_ssize_t, i=Py_ssize_t)
 cdef Py_ssize_t _path_end(Request r) except -3
 
-@cython.locals(r=Request, end=Py_ssize_t, p=cbytes, q=cbytes, m=Py_ssize_t, k=Py_ssize_t, pat=bytes)
 cpdef bint path_starts(req, tuple pats) except -1
-
-@cython.locals(r=Request, end=Py_ssize_t, p=cbytes, q=cbytes, m=Py_ssize_t, k=Py_ssize_t, pat=bytes)
 cpdef bint path_ends(req, tuple pats) except -1
+
+@cython.locals(r=Request, end=Py_ssize_t, p=cbytes, q=cbytes, m=Py_ssize_t, k=Py_ssize_t,
+               base=Py_ssize_t, pat=bytes)
+cdef bint _path_affix(req, tuple pats, bint at_end) except -1

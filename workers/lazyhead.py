@@ -144,42 +144,32 @@ def _path_end(r) -> int:
 
 def path_starts(req, pats: tuple) -> bool:
     """req.path.startswith(pats)."""
-    if type(req) is not Request:
-        return req.path.startswith(pats)
-    r = req
-    end = _path_end(r)
-    if end < 0:
-        return r.path.startswith(pats)
-    p = r._target
-    for pat in pats:
-        q = pat
-        m = len(pat)
-        if m > end:
-            continue
-        k = 0
-        while k < m and p[k] == q[k]:
-            k += 1
-        if k == m:
-            return True
-    return False
+    return _path_affix(req, pats, False)
 
 
 def path_ends(req, pats: tuple) -> bool:
     """req.path.endswith(pats)."""
+    return _path_affix(req, pats, True)
+
+
+def _path_affix(req, pats: tuple, at_end: bool) -> bool:
+    """req.path.endswith(pats) if at_end, else req.path.startswith(pats),
+    read in the target when the path is its first part (no bytes made)."""
     if type(req) is not Request:
-        return req.path.endswith(pats)
+        return req.path.endswith(pats) if at_end else req.path.startswith(pats)
     r = req
     end = _path_end(r)
     if end < 0:
-        return r.path.endswith(pats)
+        return r.path.endswith(pats) if at_end else r.path.startswith(pats)
     p = r._target
     for pat in pats:
         q = pat
         m = len(pat)
         if m > end:
             continue
+        base = end - m if at_end else 0
         k = 0
-        while k < m and p[end - m + k] == q[k]:
+        while k < m and p[base + k] == q[k]:
             k += 1
         if k == m:
             return True
