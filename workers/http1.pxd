@@ -1,6 +1,7 @@
 # Types of workers/http1.py for its compiled build (Cython pure mode: the .py
 # is the source; farm/build.py, docs/building.md).
 cimport cython
+from libc.string cimport memcmp
 
 ctypedef const unsigned char *cbytes     # a bytes object's buffer, read in place
 
@@ -29,12 +30,16 @@ cdef class Request(_Message):
     cdef public bytes method, _target, _path, _query, _prefix, version
     cdef public object host
     cdef public bint expect_continue
+    @cython.locals(r=Request)
+    cpdef Request _lazy_copy(self)
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
 
 cdef class Response(_Message):
     cdef public object status
     cdef public bytes reason, version
+    @cython.locals(r=Response)
+    cpdef Response _lazy_copy(self)
     cpdef tuple _start_line(self)
     cpdef bint _same_start_line(self, tuple base)
 
@@ -49,12 +54,25 @@ cdef class RequestParser(_Parser):
     @cython.locals(req=Request)
     cpdef whole_request(self, bytes data)
 
+cdef class _SeenHead:
+    cdef public bytes head
+    cdef public Response resp
+    cdef public Py_ssize_t max_head, max_headers
+    cpdef remember(self, bytes head, Response resp, Py_ssize_t max_head, Py_ssize_t max_headers)
+
 cdef class ResponseParser(_Parser):
     cdef public list _expected
     cpdef bint drained(self)
     cpdef expect(self, bytes method, bint upgrade=*)
-    @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response, p=cbytes)
+    @cython.locals(n=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, resp=Response, p=cbytes,
+                   seen=_SeenHead, known=cython.bint, head=bytes)
     cpdef whole_response(self, bytes data)
+
+
+cdef _SeenHead _SEEN
+
+@cython.locals(n=Py_ssize_t, p=cbytes, q=cbytes)
+cpdef bint _starts_with(bytes buf, bytes prefix)
 
 @cython.locals(eol=Py_ssize_t, sp1=Py_ssize_t, sp2=Py_ssize_t, p=cbytes, method=bytes, target=bytes,
                version=bytes, v11=cython.bint, bad_version=cython.bint, chunked=cython.bint, r=Request,

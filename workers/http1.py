@@ -726,6 +726,31 @@ class Request(_Message):
     def _start_line(self) -> tuple:
         return (self.method, self._target, self.version)
 
+    def _lazy_copy(self):
+        """A new Request equal to this one, a head kept raw with its fields
+        not split and nothing appended (see Response._lazy_copy): the start
+        line, framing, raw and _base are shared (immutable)."""
+        r = Request.__new__(Request)
+        r.method = self.method
+        r._target = self._target
+        r._path = None
+        r._query = None
+        r._prefix = None
+        r.version = self.version
+        r.host = self.host
+        r.expect_continue = self.expect_continue
+        r._headers = None
+        r._appended = None
+        r.upgrade = None
+        r.raw = self.raw
+        r._base = self._base
+        r.content_length = self.content_length
+        r.chunked = self.chunked
+        r.hop = self.hop
+        r.keep_alive = self.keep_alive
+        r.body_mode = self.body_mode
+        return r
+
     def _same_start_line(self, base) -> bool:
         return self.method is base[0] and self._target is base[1] and self.version is base[2]
 
@@ -755,6 +780,27 @@ class Response(_Message):
         self.hop = 0
         self.raw = None
         self._appended = None
+
+    def _lazy_copy(self):
+        """A new Response equal to this one, a lazily parsed head that
+        _keep_raw() took (fields not split, nothing appended): the start
+        line, framing, raw and _base are shared (immutable), so that the
+        copy is a head as received, for head_bytes() and appended()."""
+        r = Response.__new__(Response)
+        r.status = self.status
+        r.reason = self.reason
+        r.version = self.version
+        r._headers = None
+        r._appended = None
+        r.upgrade = None
+        r.raw = self.raw
+        r._base = self._base
+        r.content_length = self.content_length
+        r.chunked = False
+        r.hop = self.hop            # raw is cut already: no _cut_from/_cut_to
+        r.keep_alive = self.keep_alive
+        r.body_mode = self.body_mode
+        return r
 
     @property
     def interim(self) -> bool:
@@ -1860,13 +1906,23 @@ class ResponseParser(_Parser):
         if (self._state != _S_HEAD or self._pos < len(self._buf) or self._eof
                 or len(self._expected) != 1 or data[0] == 13):
             return None
-        end = _head_end(data, 0, self.max_head)
-        if end < 0:
-            return None
-        try:
-            resp = _build_response(data, 0, end, self.max_headers, True)
-        except HttpError:
-            return None
+        seen = _SEEN
+        if (seen.head is not None and seen.max_head == self.max_head
+                and seen.max_headers == self.max_headers and _starts_with(data, seen.head)):
+            # the head the last response of any connection had, byte for
+            # byte (a server answering alike): checked then, copied now
+            resp = seen.resp._lazy_copy()
+            end = len(seen.head) - 4
+            known = True
+        else:
+            end = _head_end(data, 0, self.max_head)
+            if end < 0:
+                return None
+            try:
+                resp = _build_response(data, 0, end, self.max_headers, True)
+            except HttpError:
+                return None
+            known = False
         st = resp.status
         method = self._expected[0][0]
         if st < 200 or resp.chunked or method == b"CONNECT":
@@ -1888,12 +1944,14 @@ class ResponseParser(_Parser):
         self.body_mode = resp.body_mode = mode
         self._state = _S_HEAD if resp.keep_alive else _S_CLOSED
         self._empty = 0
-        if start == n:
-            resp._keep_raw(data)
-            return resp, b""
+        if known:
+            return resp, (b"" if start == n else data[start:n])
         p = data
-        resp._keep_raw(p[0:start])
-        return resp, p[start:n]
+        head = data if start == n else p[0:start]
+        resp._keep_raw(head)
+        if resp._headers is None and resp.raw is not None:
+            seen.remember(head, resp, self.max_head, self.max_headers)
+        return resp, (b"" if start == n else p[start:n])
 
     def _head_done(self, resp):
         if not self._expected:
@@ -1924,6 +1982,46 @@ class ResponseParser(_Parser):
             mode = BODY_CLOSE
             resp.keep_alive = False
         self._start_body(resp, mode)
+
+
+class _SeenHead:
+    """The last response head ResponseParser.whole_response() parsed
+    lazily (one per worker process, whatever the connection): ``head``,
+    its bytes as received (CRLF CRLF included), ``resp`` a copy of the
+    Response made of it (after _keep_raw), and the parser limits it was
+    checked under. A server sends the same head again and again (nginx
+    changes its Date once a second): then the next response starting with
+    these bytes is known valid without a parse. A head is a function of
+    its bytes, so nothing else can make the copy wrong."""
+    __slots__ = ("head", "resp", "max_head", "max_headers")
+
+    def __init__(self):
+        self.head = None
+        self.resp = None
+        self.max_head = 0
+        self.max_headers = 0
+
+    def remember(self, head, resp, max_head, max_headers):
+        self.head = head
+        self.resp = resp._lazy_copy()
+        self.max_head = max_head
+        self.max_headers = max_headers
+
+
+_SEEN = _SeenHead()
+
+
+def _starts_with(buf, prefix):
+    """buf.startswith(prefix), as a C comparison once compiled (the method
+    call parses its arguments the slow way)."""
+    if not cython.compiled:
+        return buf.startswith(prefix)
+    n = len(prefix)
+    if len(buf) < n:
+        return False
+    p = buf
+    q = prefix
+    return memcmp(p, q, n) == 0
 
 
 # --------------------------------------------------------------------------

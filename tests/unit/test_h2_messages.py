@@ -5,7 +5,7 @@ import pytest
 
 from workers import http1
 from workers.h2.errors import MalformedMessage
-from workers.h2.events import RequestReceived
+from workers.h2.events import KnownHead, RequestReceived
 from workers.h2.messages import (
     check_request, check_response, check_trailers, h1_chunk, h1_last_chunk, head_fields,
     request_fields, response_fields, to_request, to_response, trailer_fields,
@@ -204,6 +204,42 @@ def test_to_request_bodies():
     assert h1_last_chunk([(b"grpc-status", b"0")]) == b"0\r\ngrpc-status: 0\r\n\r\n"
     # what HTTP/1.1 reads back is the body and the trailers
     assert http1.dechunk(h1_chunk(b"ab") + h1_chunk(b"c") + h1_last_chunk()) == b"abc"
+
+
+def test_to_request_of_a_known_block_copies_a_template_kept_raw():
+    """A request repeating a header block the codec knows (ev.known) and
+    without a body is a copy of a template whose head is the HTTP/1.1 bytes
+    a server gets, fields unsplit: equal to the request made from the
+    fields, and a message of its own."""
+    fields = BASE + [(b"accept", b"*/*"), (b"cookie", b"a=1"), (b"cookie", b"b=2")]
+    known = KnownHead(1, fields[:], check_request(fields))
+
+    def known_event(end_stream=True):
+        return RequestReceived(1, fields[:], end_stream, *known.checked, known)
+    plain = to_request(event(fields[:]))
+    first = to_request(known_event())               # made from the fields, template kept
+    assert known.derived is not None and known.derived is not False
+    second = to_request(known_event())
+    assert second._headers is None and second.raw is known.derived.raw
+    for req in (first, second):
+        assert (req.method, req.target, req.version, req.host, req.body_mode, req.keep_alive) == (
+            plain.method, plain.target, plain.version, plain.host, plain.body_mode, True)
+        assert http1.head_bytes(req) == http1.serialize_request_head(plain)
+    assert second.headers == plain.headers
+    # edits stay in their copy
+    second.append_field(b"x-forwarded-for", b"127.0.0.1")
+    second.method = b"POST"
+    third = to_request(known_event())
+    assert http1.head_bytes(third) == http1.serialize_request_head(plain)
+    assert third.method == b"GET" and third.appended() == []
+    # with a body, the request is made from the fields (no template)
+    assert to_request(known_event(end_stream=False)).raw is None
+    # te: trailers (hop-by-hop in HTTP/1.1) is stripped on the way: no template
+    te = BASE + [(b"te", b"trailers")]
+    known_te = KnownHead(1, te[:], check_request(te))
+    for _ in range(2):
+        req = to_request(RequestReceived(1, te[:], True, *known_te.checked, known_te))
+        assert req.raw is None and known_te.derived is False
 
 
 def test_to_request_connect():

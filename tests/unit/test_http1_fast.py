@@ -274,6 +274,41 @@ def test_whole_response_splits_the_fields_only_when_asked():
     assert resp.headers == [(b"CONTENT-LENGTH", b"0")]
 
 
+def test_whole_response_takes_a_head_seen_before_without_parsing_it_again():
+    """A head byte-for-byte equal to the last one parsed lazily (on any
+    connection) is copied, not parsed: the copy shares the checked raw
+    bytes, and is still a message of its own; the parser limits and the
+    body framing still apply."""
+    head = b"HTTP/1.1 200 OK\r\nServer: seen\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"
+
+    def whole(data, parser=None, method=b"GET"):
+        p = parser or ResponseParser()
+        p.expect(method)
+        return p.whole_response(data)
+    first, _ = whole(head + b"abc")
+    second, body = whole(head + b"xyz")
+    assert body == b"xyz" and second is not first
+    assert second.raw is first.raw, "the second head was parsed again"
+    assert second.raw == head.replace(b"Connection: keep-alive\r\n", b"")
+    assert (second.status, second.reason, second.version, second.content_length,
+            second.keep_alive, second.body_mode) == (200, b"OK", b"HTTP/1.1", 3, True, BODY_LENGTH)
+    # edits to one copy stay in it
+    first.append_field(b"X-Edit", b"1")
+    first.headers.append((b"X-More", b"2"))
+    first.status = 503
+    third, _ = whole(head + b"abc")
+    assert http1.head_bytes(third) == third.raw and third.status == 200
+    assert third.headers == [(b"Server", b"seen"), (b"Content-Length", b"3")]
+    # framing is checked for each response, limits for each parser
+    assert whole(head + b"ab") is None
+    assert whole(head + b"abcd") is None
+    assert whole(head, method=b"HEAD")[0].body_mode == BODY_NONE
+    assert whole(head + b"abc", ResponseParser(max_headers=2)) is None
+    assert whole(head + b"abc", ResponseParser(max_head=32)) is None
+    # a head that only starts alike is parsed (and refused) on its own
+    assert whole(head[:-2] + b"Bad Field: x\r\n\r\nabc") is None
+
+
 def test_whole_response_framing_cases():
     def take(data, method=b"GET", n=1):
         p = ResponseParser()

@@ -5,6 +5,7 @@
 cimport cython
 from workers.h2.frames cimport (headers_frames, parse_data, parse_headers,
                                 parse_window_update, rst_stream_frame, window_update_frame)
+from workers.h2.events cimport KnownHead
 from workers.h2.hpack cimport Decoder, Encoder
 from workers.h2.messages cimport check_request
 from workers.http1 cimport cbytes
@@ -76,10 +77,10 @@ cdef class H2Connection:
     @cython.locals(frags=list)
     cdef _on_continuation(self, sid, int flags, bytes payload)
     @cython.locals(end=int, st=_Stream, cl=cython.longlong, decoder=Decoder,
-                   gen=Py_ssize_t, known=tuple, checked=tuple, heads=dict)
+                   gen=Py_ssize_t, known=KnownHead, checked=tuple, heads=dict)
     cdef _header_block(self, sid, int flags, bytes block, dep)
-    @cython.locals(st=_Stream)
-    cdef tuple _new_request(self, sid, int end, dep, fields, too_large, tuple checked)
+    @cython.locals(st=_Stream, checked=tuple)
+    cdef tuple _new_request(self, sid, int end, dep, fields, too_large, KnownHead known)
     cdef _response_head(self, _Stream st, int end, fields)
     cdef _closed_or_idle_headers(self, sid)
     cdef _inactive(self, sid, _Stream st, what)

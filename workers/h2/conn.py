@@ -101,7 +101,7 @@ from workers.h2.errors import (
     HeaderListTooLarge, MalformedMessage,
 )
 from workers.h2.events import (
-    ConnectionTerminated, DataReceived, PingAckReceived, PingReceived, RemoteSettingsChanged,
+    ConnectionTerminated, DataReceived, KnownHead, PingAckReceived, PingReceived, RemoteSettingsChanged,
     RequestReceived, ResponseReceived, SettingsAcked, StreamReset, TrailersReceived,
     WindowUpdated,
 )
@@ -519,8 +519,8 @@ class H2Connection:
         gen = decoder.generation
         too_large = None
         known = self._heads.get(block) if not self.client else None
-        if known is not None and known[0] == gen and not decoder._need_update:
-            fields = known[1][:]            # the event's list is the caller's
+        if known is not None and known.gen == gen and not decoder._need_update:
+            fields = known.fields[:]        # the event's list is the caller's
         else:
             known = None
             try:
@@ -540,14 +540,14 @@ class H2Connection:
                 self._closed_or_idle_headers(sid)
                 return
             if known is not None:
-                self._new_request(sid, end, dep, fields, None, known[2])
+                self._new_request(sid, end, dep, fields, None, known)
             elif too_large is None and decoder.generation == gen and len(block) <= _HEAD_MEMO_LEN:
                 checked = self._new_request(sid, end, dep, fields, None, None)
                 if checked is not None:
                     heads = self._heads
                     if len(heads) >= _HEAD_MEMO_MAX:
                         heads.clear()
-                    heads[block] = (gen, fields[:], checked)
+                    heads[block] = KnownHead(gen, fields[:], checked)
             else:
                 self._new_request(sid, end, dep, fields, too_large, None)
             return
@@ -576,9 +576,9 @@ class H2Connection:
         if not st.send_open:
             self._close_stream(st, _C_END)
 
-    def _new_request(self, sid, end, dep, fields, too_large, checked):
-        """A request head opens stream sid. ``checked``: what
-        check_request(fields) returned for the same fields before, or None.
+    def _new_request(self, sid, end, dep, fields, too_large, known):
+        """A request head opens stream sid. ``known``: the KnownHead of the
+        same block decoded before (its fields checked then), or None.
         Returns check_request's tuple once checked (None otherwise)."""
         self._highest_remote = sid
         if self._goaway_sent and sid > self._goaway_last:
@@ -591,7 +591,9 @@ class H2Connection:
         if too_large is not None:
             self._refuse_431(sid, end, too_large)
             return None
-        if checked is None:
+        if known is not None:
+            checked = known.checked
+        else:
             try:
                 checked = check_request(fields, self._seen)
             except MalformedMessage as e:
@@ -606,7 +608,7 @@ class H2Connection:
             st.content_length = cl
         self.streams[sid] = st
         self._events.append(RequestReceived(sid, fields, bool(end), method, scheme, path,
-                                            authority, host, cl, regular))
+                                            authority, host, cl, regular, known))
         return checked
 
     def _response_head(self, st, end, fields):

@@ -5,9 +5,13 @@
 cdef class Event:
     pass
 
+cdef class KnownHead:
+    cdef public object gen, fields, checked, derived
+
 cdef class RequestReceived(Event):
     cdef public object stream_id, headers, end_stream, method, scheme, path, authority
     cdef public object host, content_length, regular
+    cdef public KnownHead known
 
 cdef class ResponseReceived(Event):
     cdef public object stream_id, headers, end_stream, status, content_length, regular

@@ -8,7 +8,7 @@ pseudo-header fields first.
 
 from workers.h2.errors import error_name
 
-__all__ = ["Event", "RequestReceived", "ResponseReceived", "TrailersReceived", "DataReceived",
+__all__ = ["Event", "KnownHead", "RequestReceived", "ResponseReceived", "TrailersReceived", "DataReceived",
            "StreamReset", "WindowUpdated", "RemoteSettingsChanged", "SettingsAcked",
            "PingReceived", "PingAckReceived", "ConnectionTerminated"]
 
@@ -18,11 +18,13 @@ class Event:
 
     def __eq__(self, other):
         return type(self) is type(other) and all(
-            getattr(self, s) == getattr(other, s) for s in self.__slots__)
+            getattr(self, s) == getattr(other, s) for s in self.__slots__ if s != "known")
 
     def __repr__(self):
         parts = []
         for s in self.__slots__:
+            if s == "known":            # a cache, not part of what happened
+                continue
             v = getattr(self, s)
             if s == "error_code":
                 v = error_name(v)
@@ -32,17 +34,37 @@ class Event:
         return "%s(%s)" % (type(self).__name__, ", ".join(parts))
 
 
+class KnownHead:
+    """A request header block the connection decoded and checked before:
+    ``gen`` the decoder's generation then (the block means the same fields
+    only while the decoder's table is as it was), ``fields`` and
+    ``checked`` (check_request's tuple). ``derived`` is the application's
+    to fill: what it made of these fields once (messages.to_request keeps
+    a template Request there), found again on every request that repeats
+    the block; None at first."""
+    __slots__ = ("gen", "fields", "checked", "derived")
+
+    def __init__(self, gen, fields, checked):
+        self.gen = gen
+        self.fields = fields
+        self.checked = checked
+        self.derived = None
+
+
 class RequestReceived(Event):
     """Server role: a checked request head opened stream ``stream_id``.
     ``end_stream``: no body follows. The pseudo-header values, the host
     field and the content-length (None when absent) are given as found by
     the checks, and ``regular`` is the index of the first regular field in
-    ``headers`` (messages.to_request() builds an http1.Request from it)."""
+    ``headers`` (messages.to_request() builds an http1.Request from it).
+    ``known``: the KnownHead of a block seen before on the connection
+    (else None; not compared)."""
     __slots__ = ("stream_id", "headers", "end_stream", "method", "scheme", "path",
-                 "authority", "host", "content_length", "regular")
+                 "authority", "host", "content_length", "regular", "known")
 
     def __init__(self, stream_id, headers, end_stream, method, scheme, path, authority,
-                 host, content_length, regular):
+                 host, content_length, regular, known=None):
+        self.known = known
         self.stream_id = stream_id
         self.headers = headers
         self.end_stream = end_stream

@@ -3,7 +3,7 @@
 # (workers/h2/conn.pxd) and the client connection (workers/h2conn.pxd)
 # call per request, as C calls.
 cimport cython
-from workers.h2.events cimport RequestReceived
+from workers.h2.events cimport KnownHead, RequestReceived
 from workers.http1 cimport Request, Response
 
 @cython.locals(rest=list, names=list, values=list, jn=bytes, jv=bytes)
@@ -14,7 +14,11 @@ cpdef tuple check_request(list fields, set seen=*)
 @cython.locals(fields=list, hs=list, names=list, req=Request, method=bytes, authority=bytes,
                regular=Py_ssize_t, cookies=Py_ssize_t, expect=bint, field=tuple, name=bytes,
                chunked=bint)
+cpdef Request _to_request(RequestReceived ev)
+@cython.locals(known=KnownHead)
 cpdef Request to_request(RequestReceived ev)
+@cython.locals(hs=list, tpl=Request)
+cpdef _template(Request req)
 cpdef bytes h1_chunk(bytes data)
 cpdef bytes h1_last_chunk(trailers=*)
 @cython.locals(hs=list, lnames=list, out=list)

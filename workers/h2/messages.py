@@ -317,7 +317,49 @@ def check_trailers(fields: list) -> None:
 
 def to_request(ev) -> Request:
     """The http1.Request for a RequestReceived event (see the module
-    docstring). The request is keep-alive (the connection goes on)."""
+    docstring). The request is keep-alive (the connection goes on).
+
+    A request without a body whose header block the codec knows (ev.known:
+    the same fields as before, say every request h2load or a browser
+    repeats) is a copy of a template made the first time (kept in
+    ev.known.derived): its head already serialized as the HTTP/1.1 bytes
+    a server is sent, fields unsplit, as the HTTP/1.1 parser's fast path
+    leaves a request (workers/lazyhead.py reads such heads in place)."""
+    known = ev.known
+    if known is not None and ev.end_stream:
+        tpl = known.derived
+        if tpl is None:
+            req = _to_request(ev)
+            known.derived = _template(req)
+            return req
+        if tpl is not False:
+            return tpl._lazy_copy()
+    return _to_request(ev)
+
+
+def _template(req):
+    """A Request equal to req (a request without a body, just made by
+    _to_request) whose head is kept as raw bytes (serialize_request_head:
+    the HTTP/1.1 head, Host included) and whose fields are not split; False
+    when req holds a hop-by-hop field (te: trailers) to strip first."""
+    hs = req._headers
+    for k, _ in hs:
+        if k in _DROPPED:
+            return False
+    tpl = Request(req.method, req._target, req.version)
+    tpl._headers = None
+    tpl.raw = http1.serialize_request_head(req)
+    tpl._base = tpl._start_line() + (None,)
+    tpl.host = req.host
+    tpl.keep_alive = True
+    tpl.content_length = req.content_length
+    tpl.body_mode = req.body_mode
+    tpl.expect_continue = req.expect_continue
+    return tpl
+
+
+def _to_request(ev) -> Request:
+    """to_request() from the event's fields."""
     fields = ev.headers
     regular = ev.regular
     hs = fields[regular:]
