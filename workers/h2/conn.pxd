@@ -3,7 +3,7 @@
 # are C methods; what workers/h2conn.py and workers/h2server.py call is
 # cpdef (a C call from a typed caller, a Python one otherwise).
 cimport cython
-from workers.h2.frames cimport (headers_frames, parse_data, parse_headers,
+from workers.h2.frames cimport (frame_header, headers_frames, parse_data, parse_headers,
                                 parse_window_update, rst_stream_frame, window_update_frame)
 from workers.h2.events cimport KnownHead
 from workers.h2.hpack cimport Decoder, Encoder

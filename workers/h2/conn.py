@@ -110,7 +110,7 @@ from workers.h2.frames import (
     FLAG_END_STREAM, GOAWAY, HEADERS, MAX_WINDOW, PING, PREFACE, PRIORITY, PUSH_PROMISE,
     RST_STREAM, SETTINGS, SETTINGS_ACK, SETTINGS_ENABLE_PUSH, SETTINGS_HEADER_TABLE_SIZE,
     SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_FRAME_SIZE,
-    SETTINGS_MAX_HEADER_LIST_SIZE, WINDOW_UPDATE, _HEADER, goaway_frame, headers_frames,
+    SETTINGS_MAX_HEADER_LIST_SIZE, WINDOW_UPDATE, frame_header, goaway_frame, headers_frames,
     parse_continuation, parse_data, parse_goaway, parse_headers, parse_ping, parse_priority,
     parse_push_promise, parse_rst_stream, parse_settings, parse_window_update, ping_frame,
     rst_stream_frame, settings_frame, window_update_frame,
@@ -120,7 +120,6 @@ from workers.h2.messages import check_request, check_response, check_trailers
 
 __all__ = ["H2Config", "H2Connection"]
 
-_pack_header = _HEADER.pack
 _PREFACE_LEN = len(PREFACE)
 _MAX_STREAM_ID = 0x7FFFFFFF
 _SHUTDOWN_PING = b"farm-gw\x00"
@@ -767,7 +766,7 @@ class H2Connection:
             self._events.append(PingAckReceived(data))
             return
         self._count(_F_PING, self.config.ping_budget, "PING")
-        self._out.append(_pack_header(0, 8, PING, FLAG_ACK, 0) + data)
+        self._out.append(frame_header(8, PING, FLAG_ACK, 0) + data)
         self._control_queued()
         self._events.append(PingReceived(data))
 
@@ -926,7 +925,7 @@ class H2Connection:
         block = self._encoder.encode(headers, key)
         n = len(block)
         if n <= self.peer_max_frame:
-            self._out.append(_pack_header(n >> 8, n & 0xFF, HEADERS,
+            self._out.append(frame_header(n, HEADERS,
                                           (FLAG_END_HEADERS | FLAG_END_STREAM) if end_stream
                                           else FLAG_END_HEADERS, stream_id))
             self._out.append(block)
@@ -960,7 +959,7 @@ class H2Connection:
             room = self._send_window
         if (n <= room or not n) and n <= maxf:
             # the usual case: one frame (an empty one needs no window)
-            out.append(_pack_header(n >> 8, n & 0xFF, DATA,
+            out.append(frame_header(n, DATA,
                                     FLAG_END_STREAM if end_stream else 0, stream_id))
             out.append(data)
             st.send_window -= n
@@ -979,7 +978,7 @@ class H2Connection:
                 if size > maxf:
                     size = maxf
                 last = pos + size >= n
-                out.append(_pack_header(size >> 8, size & 0xFF, DATA,
+                out.append(frame_header(size, DATA,
                                         FLAG_END_STREAM if (last and end_stream) else 0,
                                         stream_id))
                 out.append(view[pos:pos + size])

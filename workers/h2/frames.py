@@ -24,6 +24,11 @@ masked off (section 4.1).
 
 import struct
 
+try:
+    import cython               # the compiled build: cython.compiled is True
+except ImportError:             # pure Python without Cython installed
+    from farm import nocython as cython
+
 from workers.h2.errors import (
     FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, PROTOCOL_ERROR,
     H2ConnectionError, H2StreamError,
@@ -108,8 +113,23 @@ def parse_header(buf, pos: int = 0) -> tuple:
 
 
 def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
-    """The 9-byte header of a frame (length < 2**24, stream id < 2**31)."""
-    return _header_pack(length >> 8, length & 0xFF, ftype, flags, stream_id)
+    """The 9-byte header of a frame (length < 2**24, stream id < 2**31;
+    type and flags < 256)."""
+    if not cython.compiled:
+        return _header_pack(length >> 8, length & 0xFF, ftype, flags, stream_id)
+    # written byte by byte into a C array: struct's pack is a call, its
+    # format read again, and five integers converted
+    h = _HEAD_BUF
+    h[0] = (length >> 16) & 0xFF
+    h[1] = (length >> 8) & 0xFF
+    h[2] = length & 0xFF
+    h[3] = ftype
+    h[4] = flags
+    h[5] = (stream_id >> 24) & 0x7F
+    h[6] = (stream_id >> 16) & 0xFF
+    h[7] = (stream_id >> 8) & 0xFF
+    h[8] = stream_id & 0xFF
+    return h[0:9]
 
 
 # --------------------------------------------------------------------------
@@ -266,8 +286,7 @@ def data_frame(stream_id: int, data: bytes, end_stream: bool = False) -> bytes:
     """One DATA frame (the caller keeps data within the peer's max frame
     size and the flow-control windows)."""
     n = len(data)
-    return _header_pack(n >> 8, n & 0xFF, DATA, FLAG_END_STREAM if end_stream else 0,
-                        stream_id) + data
+    return frame_header(n, DATA, FLAG_END_STREAM if end_stream else 0, stream_id) + data
 
 
 def headers_frames(stream_id: int, block: bytes, end_stream: bool = False,
@@ -277,7 +296,7 @@ def headers_frames(stream_id: int, block: bytes, end_stream: bool = False,
     flags = FLAG_END_STREAM if end_stream else 0
     n = len(block)
     if n <= max_frame_size:
-        return _header_pack(n >> 8, n & 0xFF, HEADERS, flags | FLAG_END_HEADERS,
+        return frame_header(n, HEADERS, flags | FLAG_END_HEADERS,
                             stream_id) + block
     return _split_block(HEADERS, flags, stream_id, b"", block, max_frame_size)
 
