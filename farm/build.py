@@ -37,6 +37,7 @@ COMPILED = (
     "workers.h1conn",
     "workers.accept",
     "workers.linger",
+    "workers.serverside",
     "workers.stream",
     "workers.server",
     "workers.runtime",

@@ -27,11 +27,14 @@ cdef class _H2Stream:
     cdef public bint ended, fin, req_end, req_sent, chunked, head_only, live
     cdef public double when
 
+@cython.locals(s=Stream)
+cdef _H2Stream _h2_stream(stream)
+
 cdef class H2Connection(ClientConn):
     cdef public H2Codec h2
     cdef public int cfd, state
     cdef public Timer timer, stimer
-    cdef public dict active, by_stream, touched, heads
+    cdef public dict active, touched, heads
     cdef public bytes out_c
     cdef public bint c_eof, soon
     cdef public double to_client, to_request, to_keepalive, idle_since, s_when

@@ -112,11 +112,19 @@ class _H2Stream:
         self.live = True          # in the connection's active streams (forget() ends it)
 
 
+def _h2_stream(stream):
+    """The connection's _H2Stream of stream (a Stream of this connection)
+    while it is active: Stream.peer, set by new_stream(), cleared by
+    forget(); else None."""
+    s = stream
+    return s.peer
+
+
 class H2Connection(ClientConn):
     """An HTTP/2 client connection and the streams it carries (the
     ClientConn interface of workers/clientconn.py)."""
 
-    __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active", "by_stream",
+    __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active",
                  "touched", "heads", "out_c", "c_eof", "to_client", "to_request", "to_keepalive",
                  "idle_since", "waiting_body", "soon", "__weakref__")
 
@@ -140,7 +148,6 @@ class H2Connection(ClientConn):
         self.h2 = H2Codec(config=h2_config(fe))
         self.state = C_OPEN
         self.active: dict = {}          # stream id -> _H2Stream
-        self.by_stream: dict = {}       # Stream -> _H2Stream
         self.touched: dict = {}         # _H2Stream -> None: to look at at the end of the event
         self.heads: dict = {}           # response heads seen (messages.head_fields)
         self.out_c = b""
@@ -275,7 +282,7 @@ class H2Connection(ClientConn):
         if not st.req_end:
             self.waiting_body += 1
         self.active[sid] = st
-        self.by_stream[stream] = st
+        stream.peer = st
         self.requests += 1
         self.touched[st] = None
         stream.start()
@@ -294,7 +301,7 @@ class H2Connection(ClientConn):
         st.live = False
         stream = st.stream
         if stream is not None:
-            self.by_stream.pop(stream, None)
+            stream.peer = None          # (and the cycle with st is broken)
             if not st.req_end:
                 self.waiting_body -= 1
         self.touched.pop(st, None)
@@ -306,17 +313,17 @@ class H2Connection(ClientConn):
     def client_room(self, stream) -> bool:
         if len(self.out_c) >= HIGH_WATER:
             return False
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         return st is None or st.out_len < HIGH_WATER
 
     def body_wanted(self, stream) -> None:
         """The server side takes the request body now (pump() moves it)."""
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is not None:
             self.touched[st] = None
 
     def response_head(self, stream, resp) -> None:
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is None:
             return
         r = resp
@@ -333,7 +340,7 @@ class H2Connection(ClientConn):
         self.touched[st] = None
 
     def response_data(self, stream, data: bytes) -> None:
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is None:
             return
         if st.dechunk is not None:
@@ -345,7 +352,7 @@ class H2Connection(ClientConn):
 
     def local_reply(self, stream, data: bytes) -> None:
         """A whole HTTP/1.1 response made by the proxy: HEADERS and DATA."""
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is None:
             return
         _, fields, body = split_response(data)
@@ -357,7 +364,7 @@ class H2Connection(ClientConn):
         self.touched[st] = None
 
     def stream_ended(self, stream) -> None:
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is None:
             return
         st.ended = True
@@ -371,7 +378,7 @@ class H2Connection(ClientConn):
 
     def start_tunnel(self, stream) -> None:
         """No tunnel over HTTP/2 (no Upgrade, CONNECT answered 501)."""
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is not None:
             self.h2.reset_stream(st.sid, REFUSED_STREAM)
             self.stream_reset(st, "P")
@@ -407,7 +414,7 @@ class H2Connection(ClientConn):
         stream of the connection touched in the same turn, so that their
         frames leave in one send (one syscall, one TLS record) instead of
         one per response."""
-        st = self.by_stream.get(stream)
+        st = _h2_stream(stream)
         if st is not None:
             self.touched[st] = None
         if not self.soon:

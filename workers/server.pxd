@@ -3,6 +3,7 @@
 cimport cython
 from workers.http1 cimport ResponseParser, head_bytes
 from workers.loop cimport Loop
+from workers.serverside cimport ServerSide
 from workers.transport cimport Transport
 
 # Constants compared on every event, as C values (workers/states.py)
@@ -11,7 +12,8 @@ cdef int EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, M_CONNECTING, M_HANDSHAKE, M_HTT
 cdef class ServerConn:
     cdef public Transport t
     cdef public int fd, mode
-    cdef public object srv, on_idle, pool, stream, pool_key, sni
+    cdef public object srv, on_idle, pool, pool_key, sni
+    cdef public ServerSide stream
     cdef public ResponseParser rp
     cdef public bint reused, eof, shut_after_flush, want_session
     cdef public double idle_since
@@ -27,7 +29,10 @@ cdef class ServerConn:
     cpdef discard_output(self)
     cpdef int mask(self, bint readable)
     cpdef bint take_whole(self, bytes data) except -1
+    @cython.locals(stream=ServerSide)
     cpdef pump(self)
+    @cython.locals(stream=ServerSide)
+    cdef _on_event(self, int events)
     cpdef bint reusable(self)
 
 cdef class ConnPool:

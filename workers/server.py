@@ -184,6 +184,11 @@ class ServerConn:
     # ------------------------------------------------------------------ reading
 
     def on_event(self, events: int) -> None:
+        # the loop's handler (a Python callable); the work is a C method
+        # once compiled, where the stream is typed (ServerSide)
+        self._on_event(events)
+
+    def _on_event(self, events: int) -> None:
         stream = self.stream
         if self.mode == M_CONNECTING:
             if not events & (EPOLLOUT | EPOLLERR | EPOLLHUP):

@@ -11,23 +11,23 @@ from workers.loop cimport Loop
 from workers.rules cimport apply_rules, choose_with
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime, WorkerContext
 from workers.server cimport ServerConn
+from workers.serverside cimport ServerSide
 
 # Constants compared on every event, as C values (workers/states.py)
 cdef int EPOLLIN, EPOLLOUT, M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE
 cdef int ST_CONNECTING, ST_DONE, ST_QUEUED, ST_RULES, ST_SERVER, ST_TARPIT, ST_TUNNEL, ST_TURNAROUND
 
-cdef class Stream:
+cdef class Stream(ServerSide):
     cdef public ClientConn conn
     cdef public object resp, src, src_port, _rules_src, key, forced_server
-    cdef public object term, cc, cs, request_line, tried, t_retry, stk
-    cdef public Loop loop
+    cdef public object term, cc, cs, request_line, tried, t_retry, stk, peer
     cdef public FrontendRuntime fe
     cdef public BackendRuntime be
     cdef public ServerRuntime srv
     cdef public ServerConn sc
     cdef public Request req
     cdef public int state, status
-    cdef public double t_start, t_head, t_queue, t_connect, t_connected, t_resp, last_s, to_tunnel
+    cdef public double t_start, t_head, t_queue, t_connect, t_connected, t_resp, to_tunnel
     cdef public long long bytes_out, bytes_in, retries
     cdef public bint redispatched, close, resp_started, req_done, local, released, unlogged
     @cython.locals(fe=FrontendRuntime, be=BackendRuntime, req=Request)
@@ -47,6 +47,11 @@ cdef class Stream:
     cpdef use_h2_server(self, ServerRuntime srv, key)
     cpdef server_ready(self)
     cpdef server_connected(self)
+    cpdef server_connect_failed(self, bint timeout=*)
+    cpdef server_error(self, reason)
+    cpdef server_closed_early(self)
+    cpdef server_tunnel(self)
+    cpdef server_tunnel_data(self, bytes data)
     cpdef bint awaiting_response(self) except -1
     cpdef bint server_readable(self) except -1
     cpdef server_whole(self, Response resp, bytes body)

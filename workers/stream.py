@@ -39,6 +39,7 @@ from workers.http1 import Request, Response, forwarding_strip
 from workers.lazyhead import has_field, is_lazy
 from workers.rules import apply_rules, choose_with, no_rules
 from workers.server import ServerConn, connect_error_is_fatal
+from workers.serverside import ServerSide
 from workers.states import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ST_CONNECTING, ST_DONE,
                             ST_QUEUED, ST_RULES, ST_SERVER, ST_TARPIT, ST_TUNNEL, ST_TURNAROUND)
 from workers.loop import EPOLLIN, EPOLLOUT
@@ -54,17 +55,17 @@ XFP_HTTP = (b"X-Forwarded-Proto", b"http")
 XFP_HTTPS = (b"X-Forwarded-Proto", b"https")
 
 
-class Stream:
+class Stream(ServerSide):
     """One request/response exchange: what rules read, what gets logged,
     and the work in between (see the module docstring)."""
 
-    __slots__ = ("conn", "loop", "fe", "req", "resp", "src", "src_port", "_rules_src", "be",
+    __slots__ = ("conn", "fe", "req", "resp", "src", "src_port", "_rules_src", "be",
                  "srv", "sc", "state", "t_start", "t_head", "t_queue", "t_connect",
-                 "t_connected", "t_resp", "t_retry", "last_s", "status", "bytes_out",
+                 "t_connected", "t_resp", "t_retry", "status", "bytes_out",
                  "bytes_in", "retries", "redispatched", "term", "cc", "cs", "request_line",
                  "close", "tried", "key", "forced_server", "resp_started", "req_done",
                  "local", "released", "to_tunnel", "stk",
-                 "unlogged")
+                 "unlogged", "peer")
 
     def __init__(self, conn, req: Request, t_start: float, req_done: bool):
         # conn and req are read through the typed attributes (stream.pxd):
@@ -108,6 +109,7 @@ class Stream:
         self.to_tunnel = 0.0
         self.stk = None             # stick counters (workers/tables.py Trackers)
         self.unlogged = False       # counted but kept out of the access log (monitor_uri)
+        self.peer = None            # the client connection's own state of the stream (HTTP/2's)
 
     @property
     def dst_port(self) -> int:
