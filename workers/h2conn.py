@@ -371,9 +371,10 @@ class H2Connection(ClientConn):
         if st.dechunk is not None and st.dechunk.trailers:
             st.resp_trailers = st.dechunk.trailers
         # the request body (if any) will not be read now: give the window back
-        for _, n in st.req_in:
-            self.h2.acknowledge_received_data(st.sid, n)
-        st.req_in.clear()
+        if st.req_in:
+            for _, n in st.req_in:
+                self.h2.acknowledge_received_data(st.sid, n)
+            st.req_in.clear()
         self.touched[st] = None
 
     def start_tunnel(self, stream) -> None:

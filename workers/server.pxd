@@ -1,7 +1,7 @@
 # Types of workers/server.py for its compiled build (Cython pure mode: the
 # .py is the source; farm/build.py, docs/building.md).
 cimport cython
-from workers.http1 cimport ResponseParser, head_bytes
+from workers.http1 cimport Request, ResponseParser, head_bytes
 from workers.loop cimport Loop
 from workers.serverside cimport ServerSide
 from workers.transport cimport Transport
@@ -21,7 +21,7 @@ cdef class ServerConn:
     cdef public bytes out, proxy_header
     cpdef bint send_proxy_header(self) except -1
     cpdef attach(self, stream, Loop loop, int mask)
-    cpdef begin(self, req)
+    cpdef begin(self, Request req)
     cpdef close(self, loop)
     cpdef Py_ssize_t flush(self) except -1
     @cython.locals(n=Py_ssize_t, out=bytes)

@@ -15,7 +15,7 @@ cpdef tuple check_request(list fields, set seen=*)
                regular=Py_ssize_t, cookies=Py_ssize_t, expect=bint, field=tuple, name=bytes,
                chunked=bint)
 cpdef Request _to_request(RequestReceived ev)
-@cython.locals(known=KnownHead)
+@cython.locals(known=KnownHead, t=Request)
 cpdef Request to_request(RequestReceived ev)
 @cython.locals(hs=list, tpl=Request)
 cpdef _template(Request req)

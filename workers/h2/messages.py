@@ -333,7 +333,8 @@ def to_request(ev) -> Request:
             known.derived = _template(req)
             return req
         if tpl is not False:
-            return tpl._lazy_copy()
+            t = tpl                 # typed (Request) once compiled: a C call
+            return t._lazy_copy()
     return _to_request(ev)
 
 
