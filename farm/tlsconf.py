@@ -485,9 +485,10 @@ class FrontendContexts:
     """The server contexts of one frontend's tls binds: one per certificate,
     in the config's order. `default` is the one every connection starts
     with (and the one whose ticket keys seal its sessions); its
-    sni_callback records the client's server name on the socket
-    (ssl_fc_sni) and switches the connection to the certificate SNI
-    selects."""
+    sni_callback records the client's server name on the connection's
+    owner (its `sni`, what ssl_fc_sni reads: the worker's TlsTransport, or
+    an ssl.SSLSocket) and switches the connection to the certificate SNI
+    selects (the owner's `context`)."""
 
     def __init__(self, name: str, contexts: list[ssl.SSLContext], certs: list[CertInfo]):
         self.name = name
@@ -497,12 +498,12 @@ class FrontendContexts:
         self.default = contexts[0]
         self.default.sni_callback = self.on_sni
 
-    def on_sni(self, sslsock, server_name, initial) -> None:
-        sslsock.farm_sni = server_name
+    def on_sni(self, conn, server_name, initial) -> None:
+        conn.sni = server_name
         if server_name:
             ctx = self.contexts[self.index.select(server_name)]
             if ctx is not initial:
-                sslsock.context = ctx
+                conn.context = ctx
 
 
 def server_context(tls: model.FrontendTls, cert: CertFile, client_ca: bytes | None) -> ssl.SSLContext:

@@ -3,7 +3,7 @@
 from workers.runtime cimport FrontendRuntime, Gauge, WorkerContext
 
 cdef class Acceptor:
-    cdef public object worker, accept_fd, session_class
+    cdef public object worker, accept_fd, session_class, sock_class
     cdef public WorkerContext ctx
     cdef public FrontendRuntime fe
     cdef public int family, sock_type, proto

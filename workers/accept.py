@@ -8,7 +8,9 @@ Gauge); a full one leaves clients in the kernel's backlog until a
 connection ends somewhere, and the worker stops polling the listener
 (Worker.pause_full). The accepted socket is made non-blocking with
 TCP_NODELAY and handed to the frontend's session class (an HTTP or TCP
-session, maybe behind TLS, PROXY protocol or tcp-request rules)."""
+session, maybe behind TLS, PROXY protocol or tcp-request rules). A tls
+bind's sockets are made of the class its TLS layer needs at once
+(workers/transport.py TlsSocket)."""
 
 from __future__ import annotations
 
@@ -30,12 +32,15 @@ class Acceptor:
     epoll events; it accepts until the backlog is empty or ACCEPT_BATCH
     connections were taken). worker is what it calls back: pause_full(fe)
     when a maxconn is reached, out_of_fds() when the process has no
-    descriptor left, and its log when a session could not be made."""
+    descriptor left, and its log when a session could not be made.
+    sock_class makes the accepted socket objects (the C socket type, or
+    TlsSocket for a tls bind)."""
 
     __slots__ = ("worker", "ctx", "fe", "accept_fd", "family", "sock_type", "proto",
-                 "session_class")
+                 "session_class", "sock_class")
 
-    def __init__(self, worker, ctx, fe, lsock: socket.socket, session_class):
+    def __init__(self, worker, ctx, fe, lsock: socket.socket, session_class,
+                 sock_class=_socket.socket):
         self.worker = worker
         self.ctx = ctx
         self.fe = fe
@@ -48,6 +53,7 @@ class Acceptor:
         self.sock_type = int(lsock.type)
         self.proto = lsock.proto
         self.session_class = session_class
+        self.sock_class = sock_class
 
     def __call__(self, events: int) -> None:
         fe = self.fe
@@ -80,7 +86,7 @@ class Acceptor:
             # the C socket type: socket.socket adds Python frames to its
             # creation and to detach (PlainTransport.drop_socket), and the
             # sessions only call its C methods (ssl's wrap_socket too)
-            csock = _socket.socket(self.family, self.sock_type, self.proto, fd)
+            csock = self.sock_class(self.family, self.sock_type, self.proto, fd)
             fe_g.confirm(n_fe)
             ctx_g.confirm(n_all)
             csock.setblocking(False)

@@ -653,7 +653,7 @@ class H1Connection(ClientConn):
         self.state = C_CLOSED
         self.timer.release()
         loop = self.loop
-        loop.remove(self.cfd)
+        loop.forget(self.cfd)        # closed the next line: out of the epoll set
         self.t.close()
         stream = self.stream
         if stream is not None:

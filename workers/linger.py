@@ -22,9 +22,8 @@ def start(loop: Loop, t: PlainTransport, timer: Timer, eof_seen: bool,
     """Shut our side of transport t and wait for the client's close: its fd
     is watched for on_readable (which should call drained()) and timer is
     armed for LINGER_TIMEOUT. False when there is nothing to wait for (the
-    client's EOF was read already): close now."""
-    t.shutdown_write()
-    if eof_seen:
+    client's EOF was read already, or the connection is reset): close now."""
+    if t.shutdown_write() or eof_seen:
         return False
     loop.watch(t.fd, EPOLLIN, on_readable)
     loop.set_timer(timer, loop.now + LINGER_TIMEOUT)

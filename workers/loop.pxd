@@ -48,6 +48,7 @@ cdef class Loop:
     cpdef modify(self, int fd, int mask)
     cpdef watch(self, int fd, int mask, handler)
     cpdef remove(self, int fd)
+    cpdef forget(self, int fd)
     cpdef set_timer(self, Timer t, double when, early=*)
     @cython.locals(heap=list, t=Timer, now=cython.double)
     cpdef _run_timers(self)

@@ -192,6 +192,15 @@ class Loop:
             except (OSError, ValueError):
                 pass  # already closed: the kernel dropped it from the set
 
+    def forget(self, fd: int) -> None:
+        """Stop watching fd, which the caller closes right away: closing it
+        takes it out of the epoll set, so the epoll_ctl that remove()
+        makes is spared (a client connection's descriptor is this
+        process's alone: no other process or duplicate holds it open)."""
+        if self.handlers.pop(fd, None) is not None:
+            self.masks.pop(fd, None)
+            self._removed.add(fd)
+
     # -- timers ------------------------------------------------------------
 
     def timer(self, callback: Callable[[], None]) -> Timer:

@@ -22,6 +22,7 @@ One access-log line (tcplog or JSON) is written when the session ends.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -52,27 +53,28 @@ HANDSHAKE = "H"         # a tls bind: the client's TLS handshake, before anythin
 
 
 class TlsEnd:
-    """One TLS side of the relay (an ssl.SSLSocket whose handshake is
-    done) with the calls the relay makes on a plain socket: recv_into and
-    send raise BlockingIOError while OpenSSL waits for the socket,
-    recv_into returns 0 at the peer's end (close_notify or a ragged EOF),
-    shutdown(SHUT_WR) sends close_notify then the FIN. A record is never
-    left half read: recv_into is given a buffer larger than a record
-    (16 KiB), so what is not read yet is still in the kernel, where epoll
-    sees it. The relay offers the same bytes again after a BlockingIOError
-    from send, as OpenSSL wants."""
+    """One TLS side of the relay (a TLS transport whose handshake is done,
+    workers/transport.py) with the calls the relay makes on a plain
+    socket: recv_into and send raise BlockingIOError while OpenSSL waits
+    for the socket, recv_into returns 0 at the peer's end (close_notify or
+    a ragged EOF), shutdown(SHUT_WR) sends close_notify then the FIN. A
+    record is never left half read: recv_into is given a buffer larger
+    than a record (16 KiB), so what is not read yet is still in the
+    kernel, where epoll sees it. The relay offers the same bytes again
+    after a BlockingIOError from send, as OpenSSL wants."""
 
-    __slots__ = ("s",)
+    __slots__ = ("t", "s")
 
-    def __init__(self, sslsock: ssl.SSLSocket):
-        self.s = sslsock
+    def __init__(self, t):
+        self.t = t
+        self.s = t._ssl           # ssl's C object: read/write past ssl.SSLSocket
 
     def fileno(self) -> int:
-        return self.s.fileno()
+        return self.t.fd
 
     def recv_into(self, buf) -> int:
         try:
-            return self.s.recv_into(buf)
+            return self.s.read(len(buf), buf)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
@@ -80,22 +82,22 @@ class TlsEnd:
 
     def send(self, data) -> int:
         try:
-            return self.s.send(data)
+            return self.s.write(data)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
 
     def shutdown(self, how: int) -> None:
         try:
-            self.s._sslobj.shutdown()
-        except (OSError, ValueError, AttributeError):
+            self.s.shutdown()
+        except (OSError, ValueError):
             pass        # ours is sent (or the peer is gone); theirs is not awaited
-        socket.socket.shutdown(self.s, how)
+        _socket.socket.shutdown(self.t.sock, how)
 
     def setsockopt(self, *args) -> None:
-        self.s.setsockopt(*args)
+        self.t.sock.setsockopt(*args)
 
     def close(self) -> None:
-        self.s.close()
+        self.t.close()
 
 
 class Direction:
@@ -216,7 +218,7 @@ class TcpSession:
             self.loop.modify(self.cfd, EPOLLOUT if t.wants_write else EPOLLIN)
             return
         self.loop.remove(self.cfd)          # added again, for the relay, once connected
-        self.csock = TlsEnd(t.sock)
+        self.csock = TlsEnd(t)
         self.c2s.src = self.s2c.dst = self.csock
         self.state = CONNECTING
         self.connect()
@@ -257,7 +259,7 @@ class TcpSession:
             self.loop.modify(self.sfd, EPOLLOUT if t.wants_write else EPOLLIN)
             return
         self.srv.tls.keep_session(t)
-        self.ssock = TlsEnd(t.sock)
+        self.ssock = TlsEnd(t)
         self.connected()
 
     def server_handshake_failed(self, why: str) -> None:

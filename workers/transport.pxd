@@ -16,7 +16,7 @@ cdef class Transport:
     cpdef bint handshake(self) except -1
     cpdef recv(self)
     cpdef Py_ssize_t send(self, data) except -1
-    cpdef shutdown_write(self)
+    cpdef bint shutdown_write(self) except -1
     cpdef drop_socket(self)
     cpdef close(self)
     cpdef local_port(self)
@@ -26,14 +26,15 @@ cdef class PlainTransport(Transport):
     cpdef recv(self)
     @cython.locals(n=Py_ssize_t, p=cbytes)
     cpdef Py_ssize_t send(self, data) except -1
-    cpdef shutdown_write(self)
+    cpdef bint shutdown_write(self) except -1
 
 cdef class TlsTransport(Transport):
-    cdef public object _cert, _ssl
+    cdef public object _cert, _ssl, sni
+    cdef object __weakref__        # ssl's C layer refers to its owner weakly
     cpdef bint handshake(self) except -1
     cpdef recv(self)
     cpdef Py_ssize_t send(self, data) except -1
-    cpdef shutdown_write(self)
+    cpdef bint shutdown_write(self) except -1
 
 cdef class ServerTlsTransport(TlsTransport):
     cdef public object server_name

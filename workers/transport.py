@@ -17,6 +17,9 @@ Conventions of every transport:
   what was not taken and offers it again later, the same bytes first.
 - wants_write is True when the transport itself needs EPOLLOUT to make
   progress (TLS: a record half written); a plain socket never does.
+- shutdown_write() returns True when the connection turned out to be
+  gone already (reset by the peer: shutdown(2) says ENOTCONN), so that
+  a lingering close has nothing to wait for.
 - secure says whether the connection is TLS (what ssl_fc reads).
 - proxy is the PROXY protocol header the connection started with
   (workers/proxyproto.py ProxyHeader; what the fc_pp_* fetches read), or
@@ -35,6 +38,7 @@ import hashlib
 import os
 import socket
 import ssl
+from errno import ENOTCONN as _ENOTCONN    # (the name errno is libc's, transport.pxd)
 
 from farm.tlsconf import dn_oneline, failure_reason
 
@@ -45,6 +49,7 @@ except ImportError:             # pure Python without Cython installed
 
 RECV_SIZE = 65536
 _AF_INET, _SOCK_STREAM, _SHUT_WR = int(socket.AF_INET), int(socket.SOCK_STREAM), int(socket.SHUT_WR)
+_sock_shutdown = _socket.socket.shutdown     # the plain socket's, past ssl.SSLSocket's
 
 _CLOSED_SOCKET = socket.socket()     # what a closed transport without its own socket shows
 _CLOSED_SOCKET.close()
@@ -76,7 +81,7 @@ class Transport:
     def send(self, data: bytes) -> int:
         raise NotImplementedError
 
-    def shutdown_write(self) -> None:
+    def shutdown_write(self) -> bool:
         raise NotImplementedError
 
     @property
@@ -155,8 +160,9 @@ class PlainTransport(Transport):
             if errno != EINTR:
                 raise OSError(errno, os.strerror(errno))
 
-    def shutdown_write(self) -> None:
-        """Send our FIN (half-close); errors mean the peer is gone already."""
+    def shutdown_write(self) -> bool:
+        """Send our FIN (half-close); errors mean the peer is gone already.
+        True when the connection is reset (ENOTCONN): nothing to linger for."""
         sock = self._sock
         if sock is None:
             # shutdown(2) on the bare descriptor, through a socket object
@@ -168,15 +174,16 @@ class PlainTransport(Transport):
             sock = _socket.socket(_AF_INET, _SOCK_STREAM, 0, self.fd)
             try:
                 sock.shutdown(_SHUT_WR)
-            except OSError:
-                pass
+            except OSError as e:
+                return e.errno == _ENOTCONN
             finally:
                 sock.detach()
-            return
+            return False
         try:
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        except OSError as e:
+            return e.errno == _ENOTCONN
+        return False
 
 
 # HAProxy's messages for connections that failed before a request
@@ -192,6 +199,17 @@ class HandshakeError(Exception):
     """The TLS handshake failed; str() is HAProxy's message for why."""
 
 
+class TlsSocket(_socket.socket):
+    """An accepted socket that a TLS connection is made over. ssl's C
+    layer keeps a weak reference to the socket it reads and writes, which
+    the C socket type does not take: the acceptor of a tls bind makes
+    this one at once (workers/accept.py), so that one socket object, made
+    with one system call (CPython checks a descriptor with getsockname),
+    serves both layers."""
+
+    __slots__ = ("__weakref__",)
+
+
 class TlsTransport(Transport):
     """A server-side TLS connection over a non-blocking socket, with the
     context the master made (farm/tlsconf.py): the same calls as
@@ -199,10 +217,10 @@ class TlsTransport(Transport):
 
     - recv() returns the plaintext available now. OpenSSL reads one record
       at a time from the socket (no read-ahead), and anything decrypted
-      but not returned yet (SSLSocket.pending()) is drained before
-      returning, so nothing waits inside OpenSSL for an epoll event that
-      will not come: what is not returned is still in the kernel, where
-      level-triggered epoll sees it.
+      but not returned yet (pending()) is drained before returning, so
+      nothing waits inside OpenSSL for an epoll event that will not come:
+      what is not returned is still in the kernel, where level-triggered
+      epoll sees it.
     - send() returns 0 while OpenSSL wants to write (the caller keeps its
       bytes and offers the same ones again, with more appended perhaps:
       Python sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, and OpenSSL goes on
@@ -212,33 +230,53 @@ class TlsTransport(Transport):
       1.3 has none).
     - shutdown_write() sends close_notify, then the TCP FIN.
 
-    The TLS facts the fetches read (sni, protocol, cipher, alpn,
+    The connection is ssl's C object (_ssl._SSLSocket, what
+    SSLContext._wrap_socket makes) over the socket itself, without the
+    ssl.SSLSocket Python class around them: that class costs, per
+    connection, a second socket object over the same descriptor and five
+    system calls (getsockopt, getsockname, getpeername and two ioctls
+    that set the blocking mode again) plus a dozen Python frames, and its
+    do_handshake two more system calls per call. The transport is the
+    connection's owner for ssl: the SNI callback gets it (sni is set
+    there, and `context` switches the certificate; FrontendContexts).
+
+    The TLS facts the fetches read (protocol, cipher, alpn,
     session_reused, the client certificate) are computed when asked.
     bind_name is the listener it was accepted on, for the log.
     """
 
-    __slots__ = ("_cert", "_ssl")
+    __slots__ = ("_cert", "_ssl", "sni", "__weakref__")
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, bind_name: str = ""):
-        Transport.__init__(self, context.wrap_socket(sock, server_side=True,
-                                                     do_handshake_on_connect=False,
-                                                     suppress_ragged_eofs=True))
-        # The C object under the SSLSocket: recv/send/pending go to it
-        # straight, past SSLSocket's Python methods (two or three Python
-        # frames per call, on every request); what those methods add is
-        # done here (a ragged EOF reads as EOF).
-        self._ssl = self._sock._sslobj
+        if type(sock) is not TlsSocket:
+            # not from a tls bind's acceptor: the same descriptor in a
+            # socket object ssl can refer to, non-blocking as it was
+            family, kind, proto = sock.family, sock.type, sock.proto
+            sock = TlsSocket(family, kind, proto, sock.detach())
+            sock.setblocking(False)
+        Transport.__init__(self, sock)
+        self.sni = None             # the SNI callback sets it (ssl_fc_sni)
+        self._ssl = context._wrap_socket(sock, True, None, owner=self)
         self.secure = True
         self.established = False
         self.bind_name = bind_name
         self._cert = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self._ssl.context
+
+    @context.setter
+    def context(self, ctx: ssl.SSLContext) -> None:
+        # the SNI callback's certificate choice (SSL_set_SSL_CTX)
+        self._ssl.context = ctx
 
     def handshake(self) -> bool:
         """Advance the handshake: True once done, False while waiting for
         the socket (EPOLLOUT if wants_write, else EPOLLIN). Raises
         HandshakeError."""
         try:
-            self._sock.do_handshake()
+            self._ssl.do_handshake()
         except ssl.SSLWantReadError:
             self.wants_write = False
             return False
@@ -286,46 +324,45 @@ class TlsTransport(Transport):
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return 0
 
-    def shutdown_write(self) -> None:
-        """close_notify, then FIN; errors mean the peer is gone already."""
+    def shutdown_write(self) -> bool:
+        """close_notify, then FIN; errors mean the peer is gone already.
+        True when the connection is reset (ENOTCONN): nothing to linger for."""
         try:
-            self._sock._sslobj.shutdown()
-        except (OSError, ValueError, AttributeError):
+            self._ssl.shutdown()
+        except ConnectionError:
+            return True     # reset (reading the peer's close_notify): no FIN to send
+        except (OSError, ValueError):
             pass        # SSLWantReadError: ours is sent, the peer's not read yet
         try:
-            # the base class: SSLSocket.shutdown would drop the TLS layer
-            socket.socket.shutdown(self._sock, socket.SHUT_WR)
-        except OSError:
-            pass
+            # the plain socket's (ssl.SSLSocket.shutdown would drop the TLS layer)
+            _sock_shutdown(self._sock, _SHUT_WR)
+        except OSError as e:
+            return e.errno == _ENOTCONN
+        return False
 
     # -- what the ssl_fc* / ssl_c_* fetches read -------------------------------
 
     @property
-    def sni(self) -> str | None:
-        """The server name the client asked for (set by the SNI callback)."""
-        return getattr(self._sock, "farm_sni", None)
-
-    @property
     def protocol(self) -> str | None:
-        return self._sock.version()
+        return self._ssl.version()
 
     @property
     def cipher(self) -> str | None:
-        c = self._sock.cipher()
+        c = self._ssl.cipher()
         return c[0] if c else None
 
     @property
     def alpn(self) -> str | None:
-        return self._sock.selected_alpn_protocol()
+        return self._ssl.selected_alpn_protocol()
 
     @property
     def session_reused(self) -> bool:
-        return self._sock.session_reused
+        return self._ssl.session_reused
 
     def _peer(self) -> tuple[dict, bytes]:
         if self._cert is None:
-            der = self._sock.getpeercert(binary_form=True) or b""
-            self._cert = ((self._sock.getpeercert() or {}) if der else {}, der)
+            der = self._ssl.getpeercert(True) or b""
+            self._cert = ((self._ssl.getpeercert(False) or {}) if der else {}, der)
         return self._cert
 
     @property
@@ -386,6 +423,7 @@ class ServerTlsTransport(TlsTransport):
                                                      suppress_ragged_eofs=True,
                                                      session=session))
         self._ssl = self._sock._sslobj
+        self.sni = None
         self.secure = True
         self.established = False
         self.server_name = server_name

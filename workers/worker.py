@@ -137,6 +137,7 @@ class Worker:
         self.fd_episode: FdEpisode | None = None   # out of descriptors since...
         # listening fd of a tls or accept_proxy bind -> its session class
         self.tls_sessions: dict[int, object] = {}
+        self.tls_fds: set[int] = set()     # listening fds of the tls binds
         for fe_cfg in config.frontends:
             mine = [sockets[b.address][slot] for b in fe_cfg.binds]
             fe = FrontendRuntime(fe_cfg, mine, config.global_.maxconn, self.ctx.shared)
@@ -146,6 +147,7 @@ class Worker:
             for bind, lsock in zip(fe_cfg.binds, mine):
                 if bind.tls:
                     self.tls_sessions[lsock.fileno()] = self.tls_session_class(fe_cfg, bind)
+                    self.tls_fds.add(lsock.fileno())
             if fe_cfg.tcp_request:
                 # tcp_request rules run on every accepted connection first:
                 # the "connection" ones, then the "content" ones (HAProxy's
@@ -236,6 +238,9 @@ class Worker:
     def acceptor(self, fe: FrontendRuntime, lsock: socket.socket) -> Acceptor:
         """The loop's handler of listening socket lsock (workers/accept.py)."""
         session_class = self.tls_sessions.get(lsock.fileno(), fe.session_class)
+        if lsock.fileno() in self.tls_fds:
+            from workers.transport import TlsSocket
+            return Acceptor(self, self.ctx, fe, lsock, session_class, TlsSocket)
         return Acceptor(self, self.ctx, fe, lsock, session_class)
 
     def pause_full(self, fe: FrontendRuntime) -> None:

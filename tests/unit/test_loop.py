@@ -138,3 +138,21 @@ def test_timers_with_one_deadline_fire_in_the_order_they_were_set():
     loop.now = 5.0
     loop._run_timers()
     assert order == list(range(50))
+
+
+def test_a_forgotten_fd_closed_at_once_leaves_the_epoll_set_and_gets_no_event():
+    loop = Loop()
+    r, w = os.pipe()
+    got = []
+    loop.add(r, EPOLLIN, lambda ev: got.append(ev))
+    loop.forget(r)
+    assert loop.handlers.get(r) is None and loop.masks.get(r) is None
+    os.close(r)                      # the kernel drops it from the epoll set
+    r2, w2 = os.pipe()               # the same number, likely, for a new descriptor
+    os.write(w2, b"y")               # readable, but never added
+    loop.call_later(0.05, loop.stop)
+    loop.run()
+    loop.close()
+    assert got == []
+    for fd in (w, r2, w2):
+        os.close(fd)

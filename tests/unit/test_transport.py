@@ -2,6 +2,8 @@
 accepted client's transport does): real TCP sockets on 127.0.0.1."""
 
 import socket
+import struct
+import time
 
 from workers.transport import PlainTransport
 
@@ -51,3 +53,21 @@ def test_closing_a_transport_without_its_socket_object_twice_closes_the_fd_once(
         other.close()
         client.close()
     assert fd >= 0
+
+
+def test_shutdown_write_says_whether_a_lingering_close_has_anything_to_wait_for():
+    client, accepted = _pair()
+    t = PlainTransport(accepted)
+    t.drop_socket()
+    assert t.shutdown_write() is False                       # connected: our FIN goes
+    assert client.recv(10) == b""
+    client.close()
+    t.close()
+    client, accepted = _pair()
+    t = PlainTransport(accepted)
+    t.drop_socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()                                           # a reset
+    time.sleep(0.05)
+    assert t.shutdown_write() is True                        # ENOTCONN: close at once
+    t.close()

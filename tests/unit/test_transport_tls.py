@@ -8,7 +8,9 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
 import threading
+import weakref
 
 import pytest
 
@@ -49,7 +51,7 @@ class Pair:
     """An accepted server socket wrapped in a TlsTransport, and a client
     thread running `client(sock)` on the other end."""
 
-    def __init__(self, fc, client, name="www.example.com", cctx=None):
+    def __init__(self, fc, client, name="www.example.com", cctx=None, tls_socket=False):
         lsock = socket.create_server(("127.0.0.1", 0))
         self.result = {}
 
@@ -69,6 +71,8 @@ class Pair:
         self.thread.start()
         sock, _ = lsock.accept()
         lsock.close()
+        if tls_socket:      # what a tls bind's acceptor makes (workers/accept.py)
+            sock = transport.TlsSocket(sock.family, sock.type, sock.proto, sock.detach())
         sock.setblocking(False)
         self.t = TlsTransport(sock, fc.default, "2")
 
@@ -272,3 +276,26 @@ def test_required_client_certificate_missing(pki):
         p.join()
     except (ssl.SSLError, OSError):
         pass
+
+
+@pytest.mark.parametrize("tls_socket", [False, True])
+def test_the_transport_owns_the_connection_and_a_reset_ends_the_close(pki, tls_socket):
+    """ssl's C object over the socket itself (no ssl.SSLSocket): the SNI
+    callback gets the transport (sni, the certificate switched), and a
+    client that resets instead of closing leaves nothing to linger for."""
+    fc = contexts(pki)
+
+    def client(s):
+        s.sendall(b"hello")
+        assert s.recv(10) == b"world"
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    p = Pair(fc, client, name="api.example.com", cctx=client_context(pki), tls_socket=tls_socket)
+    assert type(p.t.sock) is transport.TlsSocket and p.t._ssl.owner is p.t
+    assert weakref.ref(p.t)() is p.t
+    p.handshake()
+    assert p.t.sni == "api.example.com" and p.t.context is fc.contexts[1]
+    assert p.read_all(until_eof=False, timeout=0.5) == b"hello"
+    assert p.t.send(b"world") == 5
+    p.join()                                          # closed with SO_LINGER 0: a reset
+    assert p.t.shutdown_write() is True
+    p.t.close()
