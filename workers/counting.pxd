@@ -4,7 +4,6 @@
 cimport cython
 from libc.time cimport time as c_time
 from workers.runtime cimport BackendRuntime, FrontendRuntime, ServerRuntime
-from workers.stream cimport Stream
 
 cpdef Py_ssize_t status_index(long status)
 @cython.locals(c='long long[::1]')
@@ -17,7 +16,10 @@ cpdef _connection_error(str term, BackendRuntime be, ServerRuntime srv)
 cpdef _ended(long long[::1] c, long long bytes_in, long long bytes_out, str term, tuple times)
 @cython.locals(idx=Py_ssize_t, fc='long long[::1]', bc='long long[::1]', sc='long long[::1]',
                ms=cython.double, q=cython.double, r=cython.double)
-cpdef http_txn(Stream txn, FrontendRuntime fe, double now_mono)
+cpdef http_txn(FrontendRuntime fe, BackendRuntime be, ServerRuntime srv, long status, str term,
+               bint local, long long bytes_in, long long bytes_out, double t_start,
+               double t_queue, double t_connect, double t_connected, double t_resp,
+               double now_mono)
 @cython.locals(c='long long[::1]')
 cpdef bad_request(FrontendRuntime fe, long status, long long bytes_out)
 cpdef request_bytes(FrontendRuntime fe, long long n)

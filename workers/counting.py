@@ -171,8 +171,15 @@ def tcp_session(s) -> None:
         _ended(srv.c, bytes_in, bytes_out, s.term, times)
 
 
-def http_txn(txn, fe, now_mono: float) -> None:
-    """An HTTP transaction ended (a workers/stream.py Stream, when it is logged).
+def http_txn(fe, be, srv, status: int, term: str, local: bool, bytes_in: int, bytes_out: int,
+             t_start: float, t_queue: float, t_connect: float, t_connected: float,
+             t_resp: float, now_mono: float) -> None:
+    """An HTTP transaction ended (a workers/stream.py Stream, when it is
+    logged), given by its values: frontend, backend and server (None when
+    there was none), status (0: none), termination state, local (answered
+    by farm), bytes, and the stream's monotonic times (-1: not reached).
+    (Values rather than the Stream: stream.py cimports this module, which
+    then cannot cimport Stream.)
 
     HAProxy's rules: a request denied by a rule (term PR) counts dreq on
     the frontend, and on the backend when a backend's rule denied it; a
@@ -180,18 +187,16 @@ def http_txn(txn, fe, now_mono: float) -> None:
     response that went wrong on the server side before its headers (SH,
     sH: farm answers 502/504) counts eresp on the server and backend; a
     server's own status, whatever it is, is just its hrsp class."""
-    idx = status_index(txn.status) if txn.status else C_HRSP_OTHER
+    idx = status_index(status) if status else C_HRSP_OTHER
     fc = fe.c
     fc[C_REQ_TOT] += 1
     fc[idx] += 1
-    fc[C_BOUT] += txn.bytes_out
+    fc[C_BOUT] += bytes_out
     # the frontend's total time (Ta) of every request, local answers too:
     # not a show-stat field, it feeds the stats page's graph (farm/sampler.py)
-    fc[C_TTIME_SUM] += int((now_mono - txn.t_start) * 1000.0)
+    fc[C_TTIME_SUM] += int((now_mono - t_start) * 1000.0)
     fc[C_TIMED] += 1
-    term = txn.term
-    be = txn.be
-    if txn.local:
+    if local:
         if term == "PR":
             fc[C_DREQ] += 1
             if be is not None:
@@ -201,28 +206,27 @@ def http_txn(txn, fe, now_mono: float) -> None:
     if be is None:
         return
     times = None
-    if txn.t_connected >= 0:
+    if t_connected >= 0:
         ms = 1000.0
-        q = (txn.t_connect - txn.t_queue) * ms if txn.t_queue >= 0 else 0
-        r = (txn.t_resp - txn.t_connected) * ms if txn.t_resp >= 0 else 0
-        times = (int(q), int((txn.t_connected - txn.t_connect) * ms), int(r),
-                 int((now_mono - txn.t_start) * ms))
+        q = (t_connect - t_queue) * ms if t_queue >= 0 else 0
+        r = (t_resp - t_connected) * ms if t_resp >= 0 else 0
+        times = (int(q), int((t_connected - t_connect) * ms), int(r),
+                 int((now_mono - t_start) * ms))
     bc = be.c
     bc[C_STOT] += 1
     bc[C_REQ_TOT] += 1
     bc[idx] += 1
-    srv = txn.srv
     _connection_error(term, be, srv)
     if term[1] == "H" and term[0] in "Ss":
         bc[C_ERESP] += 1
         if srv is not None:
             srv.c[C_ERESP] += 1
-    _ended(bc, txn.bytes_in, txn.bytes_out, term, times)
-    if srv is not None and not txn.local:
+    _ended(bc, bytes_in, bytes_out, term, times)
+    if srv is not None and not local:
         sc = srv.c
         sc[C_REQ_TOT] += 1
         sc[idx] += 1
-        _ended(sc, txn.bytes_in, txn.bytes_out, term, times)
+        _ended(sc, bytes_in, bytes_out, term, times)
 
 
 def bad_request(fe, status: int, bytes_out: int) -> None:

@@ -5,6 +5,7 @@
 cimport cython
 from farm.logs cimport AccessLog, httplog_text
 from workers.clientconn cimport ClientConn
+from workers.counting cimport connect_attempt, http_txn
 from workers.http1 cimport Request, Response, forwarding_strip
 from workers.lazyhead cimport has_field, is_lazy
 from workers.loop cimport Loop

@@ -44,6 +44,15 @@ from workers.states import (M_HTTP, REUSE_ALWAYS, REUSE_NEVER, REUSE_SAFE, ST_CO
                             ST_QUEUED, ST_RULES, ST_SERVER, ST_TARPIT, ST_TUNNEL, ST_TURNAROUND)
 from workers.loop import EPOLLIN, EPOLLOUT
 
+try:
+    import cython               # the compiled build: cython.compiled is True
+except ImportError:             # pure Python without Cython installed
+    from farm import nocython as cython
+
+if not cython.compiled:
+    # compiled, these are C functions cimported in stream.pxd
+    from workers.counting import connect_attempt, http_txn
+
 INF = float("inf")
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
@@ -353,7 +362,7 @@ class Stream(ServerSide):
         """A server connection is usable: queue the head; the body follows
         from the client connection (wants_request_body)."""
         sc = self.sc
-        counting.connect_attempt(self.be, self.srv, reused=sc.reused)
+        connect_attempt(self.be, self.srv, sc.reused)
         self.state = ST_SERVER
         self.t_connected = self.last_s = self.loop.now
         try:
@@ -372,7 +381,7 @@ class Stream(ServerSide):
         on another server or the same one (BackendRuntime.retry_wait), or 503."""
         srv = self.srv
         be = self.be
-        counting.connect_attempt(be, srv)
+        connect_attempt(be, srv, False)
         self.drop_server_conn()
         self.tried += (srv.index,)
         self.release_server()
@@ -699,7 +708,9 @@ class Stream(ServerSide):
         conn = self.conn
         ctx = conn.ctx
         now = self.loop.now
-        counting.http_txn(self, self.fe, now)
+        http_txn(self.fe, self.be, self.srv, self.status, self.term, self.local, self.bytes_in,
+                 self.bytes_out, self.t_start, self.t_queue, self.t_connect, self.t_connected,
+                 self.t_resp, now)
         if self.unlogged:
             return
         access = ctx.access
