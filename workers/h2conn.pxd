@@ -36,6 +36,7 @@ cdef class H2Connection(ClientConn):
     cdef public Timer timer, stimer
     cdef public dict active, touched, heads
     cdef public bytes out_c
+    cdef public tuple last_uri
     cdef public bint c_eof, soon
     cdef public double to_client, to_request, to_keepalive, idle_since, s_when
     cdef public Py_ssize_t waiting_body
@@ -45,7 +46,7 @@ cdef class H2Connection(ClientConn):
     @cython.locals(st=_H2Stream)
     cdef data_received(self, DataReceived ev)
     cpdef request_ended(self, _H2Stream st)
-    @cython.locals(st=_H2Stream, stream=Stream, req=Request)
+    @cython.locals(st=_H2Stream, stream=Stream, req=Request, last=tuple)
     cpdef new_stream(self, RequestReceived ev)
     cpdef stream_reset(self, _H2Stream st, str who)
     cpdef forget(self, _H2Stream st)

@@ -126,7 +126,7 @@ class H2Connection(ClientConn):
 
     __slots__ = ("h2", "cfd", "state", "timer", "stimer", "s_when", "active",
                  "touched", "heads", "out_c", "c_eof", "to_client", "to_request", "to_keepalive",
-                 "idle_since", "waiting_body", "soon", "__weakref__")
+                 "idle_since", "waiting_body", "soon", "last_uri", "__weakref__")
 
     def __init__(self, ctx, fe, t, caddr: tuple, first: bytes = b"", accept_time=None,
                  t_accept=None):
@@ -150,6 +150,7 @@ class H2Connection(ClientConn):
         self.active: dict = {}          # stream id -> _H2Stream
         self.touched: dict = {}         # _H2Stream -> None: to look at at the end of the event
         self.heads: dict = {}           # response heads seen (messages.head_fields)
+        self.last_uri = None            # (target, host, scheme, absolute URI) last logged
         self.out_c = b""
         self.c_eof = False
         self.waiting_body = 0           # streams whose request body is still coming
@@ -273,10 +274,21 @@ class H2Connection(ClientConn):
         st.head_only = ev.method == b"HEAD"
         now = self.loop.now
         stream = Stream(self, req, now, bool(ev.end_stream))
-        # what HAProxy logs for HTTP/2: the absolute URI, version 2.0
+        # what HAProxy logs for HTTP/2: the absolute URI, version 2.0 (the
+        # last one made is kept: the requests of a known header block share
+        # their scheme, host and target objects, see messages.to_request)
         host = req.host
-        stream.request_line = (req.method, b"".join((scheme, b"://", host, req._target))
-                               if host else req._target, b"HTTP/2.0")
+        target = req._target
+        if not host:
+            uri = target
+        else:
+            last = self.last_uri
+            if last is not None and last[0] is target and last[1] is host and last[2] is scheme:
+                uri = last[3]
+            else:
+                uri = b"".join((scheme, b"://", host, target))
+                self.last_uri = (target, host, scheme, uri)
+        stream.request_line = (req.method, uri, b"HTTP/2.0")
         st.stream = stream
         st.req_end = bool(ev.end_stream)
         if not st.req_end:

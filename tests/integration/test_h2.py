@@ -10,11 +10,13 @@ says what happened)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -182,6 +184,28 @@ def test_h2load_over_tls_alpn(farm_factory, backend, pki):
     assert "400 succeeded, 0 failed, 0 errored" in p.stdout, p.stdout
     assert "Application protocol: h2" in p.stdout
     assert "status codes: 400 2xx" in p.stdout
+
+
+def test_repeated_header_blocks_reach_the_log_and_the_server_each_as_sent(farm_factory, backend):
+    """h2load repeats each request's header block (HPACK-indexed): such a
+    request is a copy of a template made the first time
+    (workers/h2/messages.py to_request), and the log's absolute URI of the
+    last one is reused (workers/h2conn.py): every log line and every
+    request the server gets still names its own path, the host and the
+    forwarding fields being those of each request."""
+    h2load = debian_tool("h2load", "nghttp2-client")
+    port = free_port()
+    farm = farm_factory(config(backend, port))
+    base = f"http://127.0.0.1:{port}/name?i="
+    uris = [base + "0", base + "0", base + "1"]       # sent in turn: 0, 0, 1, 0, 0, 1...
+    p = subprocess.run([h2load, "-n", "30", "-c", "1", "-m", "1", *uris], capture_output=True,
+                       text=True, timeout=60)
+    assert "30 succeeded, 0 failed, 0 errored" in p.stdout, p.stdout
+    lines = farm.wait_access_lines(30)
+    logged = Counter(re.search(r'"GET (\S+) HTTP/2\.0"', line).group(1) for line in lines)
+    assert logged == {base + "0": 20, base + "1": 10}
+    assert Counter(r.target for r in backend.requests) == {"/name?i=0": 20, "/name?i=1": 10}
+    assert {r.header("host") for r in backend.requests} == {f"127.0.0.1:{port}"}
 
 
 def test_curl_http2_over_tls_and_http11_still(farm_factory, backend, pki):
