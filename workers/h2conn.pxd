@@ -24,7 +24,7 @@ cdef class _H2Stream:
     cdef public Stream stream
     cdef public list out, req_in
     cdef public Py_ssize_t out_len
-    cdef public bint ended, fin, req_end, req_sent, chunked, head_only, live
+    cdef public bint ended, fin, req_end, req_sent, chunked, head_only, live, queued
     cdef public double when
 
 @cython.locals(s=Stream)
@@ -34,7 +34,8 @@ cdef class H2Connection(ClientConn):
     cdef public H2Codec h2
     cdef public int cfd, state
     cdef public Timer timer, stimer
-    cdef public dict active, touched, heads
+    cdef public dict active, heads
+    cdef public list touched
     cdef public bytes out_c
     cdef public tuple last_uri
     cdef public bint c_eof, soon
@@ -70,11 +71,12 @@ cdef class H2Connection(ClientConn):
     @cython.locals(st=_H2Stream)
     cpdef stream_io(self, stream)
     cpdef end_of_turn(self)
+    cdef touch(self, _H2Stream st)
     cpdef bint write_client(self) except -1
     @cython.locals(stream=Stream, sc=ServerConn, h2=H2Codec, chunked=bint, end=bint, last=bint,
                    n=Py_ssize_t)
     cpdef pump(self, _H2Stream st)
-    @cython.locals(st=_H2Stream, stream=Stream, sc=ServerConn, loop=Loop, touched=dict,
+    @cython.locals(st=_H2Stream, stream=Stream, sc=ServerConn, loop=Loop, touched=list,
                    when=double, smask=int, batch=list)
     cpdef finish_io(self)
     @cython.locals(loop=Loop, readable=bint, cmask=int)

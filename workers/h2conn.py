@@ -89,7 +89,7 @@ class _H2Stream:
 
     __slots__ = ("sid", "stream", "head", "head_key", "out", "out_len", "ended", "fin",
                  "dechunk", "req_in", "req_end", "req_sent", "chunked", "trailers",
-                 "resp_trailers", "when", "head_only", "live")
+                 "resp_trailers", "when", "head_only", "live", "queued")
 
     def __init__(self, sid: int, stream: Stream | None):
         self.sid = sid
@@ -110,6 +110,7 @@ class _H2Stream:
         self.when = INF           # the stream's deadline as last looked at (finish_io)
         self.head_only = False    # HEAD: no DATA whatever the server says
         self.live = True          # in the connection's active streams (forget() ends it)
+        self.queued = False       # in the connection's touched list (touch)
 
 
 def _h2_stream(stream):
@@ -148,7 +149,7 @@ class H2Connection(ClientConn):
         self.h2 = H2Codec(config=h2_config(fe))
         self.state = C_OPEN
         self.active: dict = {}          # stream id -> _H2Stream
-        self.touched: dict = {}         # _H2Stream -> None: to look at at the end of the event
+        self.touched: list = []         # _H2Stream to look at at the end of the event (touch)
         self.heads: dict = {}           # response heads seen (messages.head_fields)
         self.last_uri = None            # (target, host, scheme, absolute URI) last logged
         self.out_c = b""
@@ -218,7 +219,7 @@ class H2Connection(ClientConn):
             elif t is WindowUpdated or t is RemoteSettingsChanged:
                 for st in self.active.values():
                     if st.out or st.head is not None or (st.ended and not st.fin):
-                        self.touched[st] = None
+                        self.touch(st)
             elif t is StreamReset:
                 st = self.active.get(ev.stream_id)
                 if st is not None:
@@ -228,7 +229,7 @@ class H2Connection(ClientConn):
                 if st is not None:
                     st.trailers = ev.headers
                     self.request_ended(st)
-                    self.touched[st] = None
+                    self.touch(st)
             elif t is ConnectionTerminated:
                 if not ev.remote or ev.error_code != NO_ERROR:
                     # our verdict on the client (flood, protocol error), or
@@ -251,7 +252,7 @@ class H2Connection(ClientConn):
             st.req_in.append((ev.data, ev.flow_controlled_length))
         if ev.end_stream:
             self.request_ended(st)
-        self.touched[st] = None
+        self.touch(st)
 
     def request_ended(self, st: _H2Stream) -> None:
         if not st.req_end:
@@ -296,7 +297,7 @@ class H2Connection(ClientConn):
         self.active[sid] = st
         stream.peer = st
         self.requests += 1
-        self.touched[st] = None
+        self.touch(st)
         stream.start()
 
     def stream_reset(self, st: _H2Stream, who: str) -> None:
@@ -316,7 +317,7 @@ class H2Connection(ClientConn):
             stream.peer = None          # (and the cycle with st is broken)
             if not st.req_end:
                 self.waiting_body -= 1
-        self.touched.pop(st, None)
+        # (still in touched if it was: finish_io passes over it, not live)
         if not self.active:
             self.idle_since = self.loop.now
 
@@ -332,7 +333,7 @@ class H2Connection(ClientConn):
         """The server side takes the request body now (pump() moves it)."""
         st = _h2_stream(stream)
         if st is not None:
-            self.touched[st] = None
+            self.touch(st)
 
     def response_head(self, stream, resp) -> None:
         st = _h2_stream(stream)
@@ -349,7 +350,7 @@ class H2Connection(ClientConn):
             st.dechunk = Dechunker()
         st.head = fields
         st.head_key = key
-        self.touched[st] = None
+        self.touch(st)
 
     def response_data(self, stream, data: bytes) -> None:
         st = _h2_stream(stream)
@@ -360,7 +361,7 @@ class H2Connection(ClientConn):
         if data and not st.head_only:
             st.out.append(data)
             st.out_len += len(data)
-            self.touched[st] = None
+            self.touch(st)
 
     def local_reply(self, stream, data: bytes) -> None:
         """A whole HTTP/1.1 response made by the proxy: HEADERS and DATA."""
@@ -373,7 +374,7 @@ class H2Connection(ClientConn):
         st.dechunk = None
         st.out = [body] if body and not st.head_only else []
         st.out_len = len(body)
-        self.touched[st] = None
+        self.touch(st)
 
     def stream_ended(self, stream) -> None:
         st = _h2_stream(stream)
@@ -387,7 +388,7 @@ class H2Connection(ClientConn):
             for _, n in st.req_in:
                 self.h2.acknowledge_received_data(st.sid, n)
             st.req_in.clear()
-        self.touched[st] = None
+        self.touch(st)
 
     def start_tunnel(self, stream) -> None:
         """No tunnel over HTTP/2 (no Upgrade, CONNECT answered 501)."""
@@ -429,7 +430,7 @@ class H2Connection(ClientConn):
         one per response."""
         st = _h2_stream(stream)
         if st is not None:
-            self.touched[st] = None
+            self.touch(st)
         if not self.soon:
             self.soon = True
             self.loop.call_soon(self.end_of_turn)
@@ -452,7 +453,7 @@ class H2Connection(ClientConn):
             self.last_c = self.loop.now
             if was_full and len(self.out_c) < HIGH_WATER:
                 for st in self.active.values():     # servers paused for the client
-                    self.touched[st] = None
+                    self.touch(st)
         return True
 
     def pump(self, st: _H2Stream) -> None:
@@ -515,6 +516,14 @@ class H2Connection(ClientConn):
             # (curl 7.88) then report an error instead of the response.
             self.forget(st)
 
+    def touch(self, st: _H2Stream) -> None:
+        """Have finish_io look at st at the end of the event: once, in the
+        order the streams were first touched (a flag on the stream, not a
+        dict: a stream is touched several times a request)."""
+        if not st.queued:
+            st.queued = True
+            self.touched.append(st)
+
     def finish_io(self) -> None:
         """End of an event: move the touched streams along, send the
         frames (one send), update what each socket waits for, timers."""
@@ -526,9 +535,10 @@ class H2Connection(ClientConn):
             # in the order they were touched, a batch at a time (those
             # touched meanwhile come in the next batch; a stream forgotten
             # meanwhile is no longer live)
-            batch = list(touched)
-            touched.clear()
+            batch = touched
+            self.touched = touched = []
             for st in batch:
+                st.queued = False
                 if not st.live:
                     continue
                 self.pump(st)
@@ -649,7 +659,7 @@ class H2Connection(ClientConn):
         now = self.loop.now
         if now >= stream.deadline():
             stream.on_timeout(now)
-        self.touched[st] = None
+        self.touch(st)
         self.finish_io()
 
     # ---------------------------------------------------------------- endings
