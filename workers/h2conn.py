@@ -342,8 +342,8 @@ class H2Connection(ClientConn):
         r = resp
         fields, size, key = head_fields(r, self.heads)
         st.stream.bytes_out += size
-        if r.status < 200 and r.interim:
-            if resp.status != 100 or not st.req_end:
+        if r.status < 200 and r.interim:        # (status first: interim is a property)
+            if r.status != 100 or not st.req_end:
                 self.h2.send_headers(st.sid, fields, False, key)
             return
         if r.chunked:

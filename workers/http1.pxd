@@ -25,6 +25,7 @@ cdef class _Message:
     cpdef appended(self)
     cpdef append_field(self, bytes name, bytes value)
     cpdef lowercase_fields(self)
+    cdef _copy_raw_head(self, _Message r)
 
 cdef class Request(_Message):
     cdef public bytes method, _target, _path, _query, _prefix, version

@@ -318,6 +318,19 @@ def _only(s, table):
     return True
 
 
+def _starts_with(buf, prefix):
+    """buf.startswith(prefix), as a C comparison once compiled (the method
+    call parses its arguments the slow way)."""
+    if not cython.compiled:
+        return buf.startswith(prefix)
+    n = len(prefix)
+    if len(buf) < n:
+        return False
+    p = buf
+    q = prefix
+    return memcmp(p, q, n) == 0
+
+
 def _decimal(s):
     """The value of s when it is 1 to 18 ASCII digits (what fits a signed
     64-bit integer whatever the digits); else -1."""
@@ -501,6 +514,22 @@ class _Message:
             raw = _cut_field(self._headers, hop - 1, raw)
         self.raw = raw
         self._base = self._start_line() + (self._headers[:],)
+
+    def _copy_raw_head(self, r) -> None:
+        """Give r (a new message of the same class) the fields _Message
+        holds for a head kept raw, unsplit, nothing appended (the
+        _lazy_copy of Request and Response): raw and _base shared, the
+        framing copied. raw is cut already, so no _cut_from/_cut_to."""
+        r._headers = None
+        r._appended = None
+        r.upgrade = None
+        r.raw = self.raw
+        r._base = self._base
+        r.content_length = self.content_length
+        r.chunked = self.chunked
+        r.hop = self.hop
+        r.keep_alive = self.keep_alive
+        r.body_mode = self.body_mode
 
     def lowercase_fields(self):
         """For a lazily parsed head never split nor appended to: its fields
@@ -739,16 +768,7 @@ class Request(_Message):
         r.version = self.version
         r.host = self.host
         r.expect_continue = self.expect_continue
-        r._headers = None
-        r._appended = None
-        r.upgrade = None
-        r.raw = self.raw
-        r._base = self._base
-        r.content_length = self.content_length
-        r.chunked = self.chunked
-        r.hop = self.hop
-        r.keep_alive = self.keep_alive
-        r.body_mode = self.body_mode
+        self._copy_raw_head(r)
         return r
 
     def _same_start_line(self, base) -> bool:
@@ -790,16 +810,7 @@ class Response(_Message):
         r.status = self.status
         r.reason = self.reason
         r.version = self.version
-        r._headers = None
-        r._appended = None
-        r.upgrade = None
-        r.raw = self.raw
-        r._base = self._base
-        r.content_length = self.content_length
-        r.chunked = False
-        r.hop = self.hop            # raw is cut already: no _cut_from/_cut_to
-        r.keep_alive = self.keep_alive
-        r.body_mode = self.body_mode
+        self._copy_raw_head(r)
         return r
 
     @property
@@ -1944,14 +1955,14 @@ class ResponseParser(_Parser):
         self.body_mode = resp.body_mode = mode
         self._state = _S_HEAD if resp.keep_alive else _S_CLOSED
         self._empty = 0
-        if known:
-            return resp, (b"" if start == n else data[start:n])
         p = data
-        head = data if start == n else p[0:start]
-        resp._keep_raw(head)
-        if resp._headers is None and resp.raw is not None:
-            seen.remember(head, resp, self.max_head, self.max_headers)
-        return resp, (b"" if start == n else p[start:n])
+        body = b"" if start == n else p[start:n]
+        if not known:
+            head = data if start == n else p[0:start]
+            resp._keep_raw(head)
+            if resp._headers is None and resp.raw is not None:
+                seen.remember(head, resp, self.max_head, self.max_headers)
+        return resp, body
 
     def _head_done(self, resp):
         if not self._expected:
@@ -2009,19 +2020,6 @@ class _SeenHead:
 
 
 _SEEN = _SeenHead()
-
-
-def _starts_with(buf, prefix):
-    """buf.startswith(prefix), as a C comparison once compiled (the method
-    call parses its arguments the slow way)."""
-    if not cython.compiled:
-        return buf.startswith(prefix)
-    n = len(prefix)
-    if len(buf) < n:
-        return False
-    p = buf
-    q = prefix
-    return memcmp(p, q, n) == 0
 
 
 # --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from workers.accept import Acceptor
 from workers.loop import EPOLLIN, Loop
 from workers.runtime import FrontendRuntime, WorkerContext, layer4_router
 from workers.tcp import TcpSession
+from workers.transport import TlsSocket
 
 BOOT_ERROR = 3
 FD_EXHAUSTED_PAUSE = 0.1    # seconds to stop accepting after EMFILE/ENFILE
@@ -239,7 +240,6 @@ class Worker:
         """The loop's handler of listening socket lsock (workers/accept.py)."""
         session_class = self.tls_sessions.get(lsock.fileno(), fe.session_class)
         if lsock.fileno() in self.tls_fds:
-            from workers.transport import TlsSocket
             return Acceptor(self, self.ctx, fe, lsock, session_class, TlsSocket)
         return Acceptor(self, self.ctx, fe, lsock, session_class)
 

@@ -326,37 +326,34 @@ def to_request(ev) -> Request:
     a server is sent, fields unsplit, as the HTTP/1.1 parser's fast path
     leaves a request (workers/lazyhead.py reads such heads in place)."""
     known = ev.known
-    if known is not None and ev.end_stream:
-        tpl = known.derived
-        if tpl is None:
-            req = _to_request(ev)
-            known.derived = _template(req)
-            return req
-        if tpl is not False:
-            t = tpl                 # typed (Request) once compiled: a C call
-            return t._lazy_copy()
-    return _to_request(ev)
+    if known is None or not ev.end_stream:
+        return _to_request(ev)
+    tpl = known.derived
+    if tpl is None:
+        req = _to_request(ev)
+        tpl = known.derived = _as_template(req)
+        if tpl is False:
+            return req              # (left as made: not a template)
+    elif tpl is False:
+        return _to_request(ev)
+    t = tpl                         # typed (Request) once compiled: a C call
+    return t._lazy_copy()
 
 
-def _template(req):
-    """A Request equal to req (a request without a body, just made by
-    _to_request) whose head is kept as raw bytes (serialize_request_head:
-    the HTTP/1.1 head, Host included) and whose fields are not split; False
-    when req holds a hop-by-hop field (te: trailers) to strip first."""
-    hs = req._headers
-    for k, _ in hs:
+def _as_template(req):
+    """req (a request without a body, just made by _to_request, held by
+    nobody else) turned into a template: its head kept as raw bytes
+    (serialize_request_head: the HTTP/1.1 head, Host included) with the
+    fields unsplit, as _keep_raw leaves a head received over HTTP/1.1;
+    False, req untouched, when it holds a hop-by-hop field (te: trailers)
+    to strip first."""
+    for k, _ in req._headers:
         if k in _DROPPED:
             return False
-    tpl = Request(req.method, req._target, req.version)
-    tpl._headers = None
-    tpl.raw = http1.serialize_request_head(req)
-    tpl._base = tpl._start_line() + (None,)
-    tpl.host = req.host
-    tpl.keep_alive = True
-    tpl.content_length = req.content_length
-    tpl.body_mode = req.body_mode
-    tpl.expect_continue = req.expect_continue
-    return tpl
+    raw = http1.serialize_request_head(req)
+    req._headers = None
+    req._keep_raw(raw)
+    return req
 
 
 def _to_request(ev) -> Request:
